@@ -1,0 +1,39 @@
+//! The Trellis policy language.
+//!
+//! Pure: no I/O, no async, builds for wasm32. The control plane, the CLI and the dashboard all
+//! call the same functions, so a policy is judged the same way on a laptop, in a pull request's
+//! CI and in the control plane.
+//!
+//! The pipeline is `parse` (YAML with source positions) → `validate` (semantic rules) →
+//! `compile` (the configuration proxies run). [`load`] runs all three.
+//!
+//! # Layout
+//! - [`diagnostic`]: errors with a stable code, file, line, column and hint.
+//! - [`policy`]: the resource kinds as users write them.
+//! - [`parse`]: multi-document YAML files into resources.
+//! - [`validate`]: rules across resources and files.
+//! - [`config`]: the compiled configuration and the proxy wire types.
+//! - [`compile`]: policy into configuration.
+
+pub mod compile;
+pub mod config;
+pub mod diagnostic;
+pub mod parse;
+pub mod policy;
+pub mod validate;
+
+pub use compile::compile;
+pub use config::{Backend, Endpoint, MeshConfig, ProxyConfig, RuleConfig, ServiceConfig};
+pub use diagnostic::{Code, Diagnostic};
+pub use parse::{SourceFile, parse};
+pub use policy::Policy;
+pub use validate::validate;
+
+/// Parses, validates and compiles a set of policy files for `revision`.
+///
+/// Every problem in every file is reported at once, so a pull request sees all of them.
+pub fn load(files: &[SourceFile], revision: &str) -> Result<MeshConfig, Vec<Diagnostic>> {
+    let policy = parse(files)?;
+    validate(&policy)?;
+    Ok(compile(&policy, revision))
+}

@@ -1,0 +1,34 @@
+//! The admin listener: `/metrics`, `/ready`, `/live`, `/config`.
+
+use crate::errors::text;
+use crate::{Body, Shared};
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use std::sync::Arc;
+
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let config = shared.config.load();
+    let (status, content_type, body) = match req.uri().path() {
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            shared.metrics.render(&shared.settings.proxy_id, &config.version),
+        ),
+        "/live" => (StatusCode::OK, "text/plain", "live\n".to_string()),
+        // Ready once a config is applied: before that the proxy cannot route anything.
+        "/ready" if config.version.is_empty() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "waiting for configuration\n".into())
+        }
+        "/ready" => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+        "/config" => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string_pretty(&**config).unwrap_or_default(),
+        ),
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /ready, /live, /config\n".into()),
+    };
+    let mut resp = Response::new(text(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    resp
+}

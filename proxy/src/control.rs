@@ -1,0 +1,168 @@
+//! Following the control plane: one long-lived stream of config snapshots (newline-delimited
+//! JSON), an ACK or NACK for each, and reconnection with jittered backoff. While disconnected
+//! the proxy keeps serving its last applied config.
+
+use crate::Shared;
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use trellis_model::ProxyConfig;
+use trellis_model::config::{Ack, Registration, StreamMessage};
+
+/// The control plane pings every few seconds; silence this long means the stream is dead.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// A snapshot larger than this is refused rather than buffered without bound.
+const MAX_MESSAGE: usize = 16 << 20;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+type CpClient = Client<HttpConnector, Full<Bytes>>;
+
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("cannot reach the control plane: {0}")]
+    Connect(#[from] hyper_util::client::legacy::Error),
+    #[error("control plane answered {0}")]
+    Status(http::StatusCode),
+    #[error("stream broke: {0}")]
+    Body(#[from] hyper::Error),
+    #[error("no message for {IDLE_TIMEOUT:?}")]
+    Idle,
+    #[error("message larger than {MAX_MESSAGE} bytes")]
+    TooLarge,
+    #[error("bad request: {0}")]
+    Request(#[from] http::Error),
+}
+
+pub async fn follow(shared: Arc<Shared>, registration: Registration, mut shutdown: watch::Receiver<bool>) {
+    let client: CpClient = Client::builder(TokioExecutor::new()).build_http();
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let result = tokio::select! {
+            r = stream_once(&client, &shared, &registration, &mut backoff) => r,
+            _ = shutdown.changed() => return,
+        };
+        match result {
+            Ok(()) => tracing::info!("control plane closed the config stream"),
+            Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "config stream down; serving the last config"),
+        }
+        // Full jitter spreads a fleet's reconnects after a control-plane restart.
+        let wait = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn stream_once(
+    client: &CpClient,
+    shared: &Shared,
+    registration: &Registration,
+    backoff: &mut Duration,
+) -> Result<(), StreamError> {
+    let base = &shared.settings.control_plane_url;
+    let body = serde_json::to_vec(registration).unwrap_or_default();
+    let req = http::Request::post(format!("{base}/fleet/v1/stream"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    let resp = client.request(req).await?;
+    if !resp.status().is_success() {
+        return Err(StreamError::Status(resp.status()));
+    }
+    let mut body = resp.into_body();
+    let mut buf = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(IDLE_TIMEOUT, body.frame()).await {
+            Err(_) => return Err(StreamError::Idle),
+            Ok(None) => return Ok(()),
+            Ok(Some(frame)) => frame?,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        buf.extend_from_slice(&data);
+        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line = buf.split_to(i + 1);
+            handle_line(client, shared, &line[..i]).await;
+            *backoff = BACKOFF_MIN;
+        }
+        if buf.len() > MAX_MESSAGE {
+            return Err(StreamError::TooLarge);
+        }
+    }
+}
+
+async fn handle_line(client: &CpClient, shared: &Shared, line: &[u8]) {
+    let config = match serde_json::from_slice::<StreamMessage>(line) {
+        Ok(StreamMessage::Ping) => return,
+        Ok(StreamMessage::Config(c)) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable message on the config stream");
+            return;
+        }
+    };
+    let version = config.version.clone();
+    let error = match check(&config) {
+        Ok(()) => {
+            shared.config.store(Arc::new(config));
+            tracing::info!(%version, "applied config");
+            None
+        }
+        Err(reason) => {
+            tracing::warn!(%version, %reason, "refused config; keeping the previous one");
+            Some(reason)
+        }
+    };
+    let ack = Ack { proxy_id: shared.settings.proxy_id.clone(), version, error };
+    if let Err(e) = send_ack(client, &shared.settings.control_plane_url, &ack).await {
+        tracing::warn!(error = %e, "could not acknowledge config");
+    }
+}
+
+/// What the proxy can check before applying: every endpoint must be an address it can dial.
+fn check(config: &ProxyConfig) -> Result<(), String> {
+    if config.version.is_empty() {
+        return Err("config has no version".into());
+    }
+    for (service, endpoints) in &config.endpoints {
+        for e in endpoints {
+            if e.addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!("endpoint {:?} of {service} is not an address", e.addr));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn send_ack(client: &CpClient, base: &str, ack: &Ack) -> Result<(), StreamError> {
+    let body = serde_json::to_vec(ack).unwrap_or_default();
+    let req = http::Request::post(format!("{base}/fleet/v1/ack"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    let resp = client.request(req).await?;
+    if !resp.status().is_success() {
+        return Err(StreamError::Status(resp.status()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trellis_model::Endpoint;
+
+    #[test]
+    fn configs_with_undialable_endpoints_are_refused() {
+        let mut c = ProxyConfig { version: "r.1".into(), ..Default::default() };
+        assert!(check(&c).is_ok());
+        c.endpoints.insert(
+            "a".into(),
+            vec![Endpoint { version: "v1".into(), addr: "nowhere".into(), proxy_id: "p".into() }],
+        );
+        assert!(check(&c).unwrap_err().contains("nowhere"));
+    }
+}

@@ -1,0 +1,156 @@
+//! Proxy settings from the environment. Every variable is read and every bad value reported
+//! together, so an operator fixes a deployment in one round.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+pub const ENV_SERVICE: &str = "TRELLIS_SERVICE";
+pub const ENV_VERSION: &str = "TRELLIS_VERSION";
+pub const ENV_PROXY_ID: &str = "TRELLIS_PROXY_ID";
+pub const ENV_OUTBOUND_ADDR: &str = "TRELLIS_OUTBOUND_ADDR";
+pub const ENV_INBOUND_ADDR: &str = "TRELLIS_INBOUND_ADDR";
+pub const ENV_ADMIN_ADDR: &str = "TRELLIS_ADMIN_ADDR";
+pub const ENV_APP_ADDR: &str = "TRELLIS_APP_ADDR";
+pub const ENV_ADVERTISE_IP: &str = "TRELLIS_ADVERTISE_IP";
+pub const ENV_CONTROL_PLANE_URL: &str = "TRELLIS_CONTROL_PLANE_URL";
+pub const ENV_DRAIN_GRACE: &str = "TRELLIS_DRAIN_GRACE_SECS";
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub service: String,
+    pub version: String,
+    /// Unique per process; the control plane tracks sync status by it.
+    pub proxy_id: String,
+    pub outbound_addr: SocketAddr,
+    pub inbound_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// The local application behind the inbound listener.
+    pub app_addr: SocketAddr,
+    /// The address other proxies use to reach this one, when listeners bind a wildcard.
+    pub advertise_ip: Option<IpAddr>,
+    /// e.g. `http://127.0.0.1:8080`.
+    pub control_plane_url: String,
+    /// How long requests in flight may take to finish after a shutdown signal.
+    pub drain_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid proxy settings:\n  {}", .0.join("\n  "))]
+pub struct SettingsError(pub Vec<String>);
+
+impl Settings {
+    /// Settings with defaults for everything but identity and the control plane; ports are 0
+    /// (any free port), which suits tests that start many proxies.
+    pub fn new(service: &str, version: &str, app_addr: SocketAddr, control_plane_url: &str) -> Self {
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Settings {
+            service: service.to_string(),
+            version: version.to_string(),
+            proxy_id: format!("{service}-{version}-{:08x}", fastrand::u32(..)),
+            outbound_addr: any,
+            inbound_addr: any,
+            admin_addr: any,
+            app_addr,
+            advertise_ip: None,
+            control_plane_url: control_plane_url.trim_end_matches('/').to_string(),
+            drain_grace: Duration::from_secs(10),
+        }
+    }
+
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut errors = Vec::new();
+        let mut required = |key: &str| {
+            get(key).filter(|v| !v.is_empty()).unwrap_or_else(|| {
+                errors.push(format!("{key} is required"));
+                String::new()
+            })
+        };
+        let service = required(ENV_SERVICE);
+        let version = required(ENV_VERSION);
+        let control_plane_url = required(ENV_CONTROL_PLANE_URL);
+        let mut addr = |key: &str, default: &str| {
+            let raw = get(key).unwrap_or_else(|| default.to_string());
+            raw.parse::<SocketAddr>().unwrap_or_else(|e| {
+                errors.push(format!("{key}={raw:?} is not an address like 127.0.0.1:4140 ({e})"));
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            })
+        };
+        // The ports Linkerd users know: outbound 4140, inbound 4143, admin 4191.
+        let outbound_addr = addr(ENV_OUTBOUND_ADDR, "127.0.0.1:4140");
+        let inbound_addr = addr(ENV_INBOUND_ADDR, "0.0.0.0:4143");
+        let admin_addr = addr(ENV_ADMIN_ADDR, "127.0.0.1:4191");
+        let app_addr = addr(ENV_APP_ADDR, "127.0.0.1:8080");
+        let advertise_ip = get(ENV_ADVERTISE_IP).and_then(|raw| {
+            raw.parse::<IpAddr>()
+                .map_err(|e| errors.push(format!("{ENV_ADVERTISE_IP}={raw:?} is not an IP address ({e})")))
+                .ok()
+        });
+        let drain_grace = match get(ENV_DRAIN_GRACE) {
+            None => Duration::from_secs(10),
+            Some(raw) => raw.parse::<u64>().map(Duration::from_secs).unwrap_or_else(|_| {
+                errors.push(format!("{ENV_DRAIN_GRACE}={raw:?} is not a whole number of seconds"));
+                Duration::from_secs(10)
+            }),
+        };
+        if !control_plane_url.is_empty() && !control_plane_url.starts_with("http://") {
+            errors.push(format!("{ENV_CONTROL_PLANE_URL}={control_plane_url:?} must start with http://"));
+        }
+        let proxy_id = get(ENV_PROXY_ID)
+            .unwrap_or_else(|| format!("{service}-{version}-{:08x}", fastrand::u32(..)));
+        if !errors.is_empty() {
+            return Err(SettingsError(errors));
+        }
+        Ok(Settings {
+            service,
+            version,
+            proxy_id,
+            outbound_addr,
+            inbound_addr,
+            admin_addr,
+            app_addr,
+            advertise_ip,
+            control_plane_url: control_plane_url.trim_end_matches('/').to_string(),
+            drain_grace,
+        })
+    }
+
+    /// The address to announce for a bound listener.
+    pub fn advertise(&self, bound: SocketAddr) -> SocketAddr {
+        let ip = match (self.advertise_ip, bound.ip()) {
+            (Some(ip), _) => ip,
+            (None, ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            (None, ip) => ip,
+        };
+        SocketAddr::new(ip, bound.port())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn every_bad_value_is_reported() {
+        let env: HashMap<&str, &str> = [(ENV_OUTBOUND_ADDR, "nope"), (ENV_DRAIN_GRACE, "soon")].into();
+        let err = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap_err();
+        let text = err.to_string();
+        for needle in [ENV_SERVICE, ENV_VERSION, ENV_CONTROL_PLANE_URL, ENV_OUTBOUND_ADDR, ENV_DRAIN_GRACE] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn defaults_follow_linkerd_ports() {
+        let env: HashMap<&str, &str> =
+            [(ENV_SERVICE, "a"), (ENV_VERSION, "v1"), (ENV_CONTROL_PLANE_URL, "http://cp:8080/")].into();
+        let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(s.outbound_addr.port(), 4140);
+        assert_eq!(s.control_plane_url, "http://cp:8080");
+        assert_eq!(s.advertise(s.inbound_addr).to_string(), "127.0.0.1:4143");
+    }
+}

@@ -1,0 +1,115 @@
+//! `trellis-proxy`: the sidecar data plane.
+//!
+//! Each proxy has three listeners: **outbound** (the local application calls other services
+//! through it, naming them in `Host`), **inbound** (other proxies call it; it forwards to the
+//! local application) and **admin** (`/metrics`, `/ready`, `/live`, `/config`). Configuration
+//! streams in from the control plane and is swapped atomically: a request finishes on the
+//! config it started with. Without a control plane the proxy keeps serving its last config.
+//!
+//! # Layout
+//! - [`env`]: settings from `TRELLIS_*` variables, every bad value reported at once.
+//! - [`split`]: pure routing decisions (rule match, weighted pick, endpoint choice).
+//! - [`outbound`], [`inbound`]: the request paths.
+//! - [`errors`]: typed data-path errors and the one place they become responses.
+//! - [`metrics`]: counters in Prometheus text format.
+//! - [`control`]: the config stream from the control plane, ACK/NACK, reconnect with backoff.
+//! - [`admin`]: the admin listener.
+//! - [`server`]: the shared accept loop with graceful drain.
+
+pub mod admin;
+pub mod control;
+pub mod env;
+pub mod errors;
+pub mod inbound;
+pub mod metrics;
+pub mod outbound;
+pub mod server;
+pub mod split;
+
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+pub use env::Settings;
+use trellis_model::ProxyConfig;
+
+/// The body every listener answers with: a streamed upstream body or a small local one.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, hyper::Error>;
+
+/// The state the listeners share.
+pub struct Shared {
+    pub settings: Settings,
+    /// The applied config; empty (version "") until the first one arrives.
+    pub config: ArcSwap<ProxyConfig>,
+    pub metrics: metrics::Metrics,
+}
+
+/// A started proxy: where it listens, and how to stop it.
+pub struct Running {
+    pub outbound: SocketAddr,
+    pub inbound: SocketAddr,
+    pub admin: SocketAddr,
+    pub shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish (up to the drain grace), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Binds the listeners and starts serving and following the control plane.
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    let outbound_l = bind(settings.outbound_addr, "outbound").await?;
+    let inbound_l = bind(settings.inbound_addr, "inbound").await?;
+    let admin_l = bind(settings.admin_addr, "admin").await?;
+    let (outbound, inbound, admin) =
+        (outbound_l.local_addr()?, inbound_l.local_addr()?, admin_l.local_addr()?);
+
+    let shared = Arc::new(Shared {
+        settings: settings.clone(),
+        config: ArcSwap::from_pointee(ProxyConfig::default()),
+        metrics: metrics::Metrics::default(),
+    });
+    let (shutdown, rx) = watch::channel(false);
+    let span = tracing::info_span!("proxy", proxy_id = %settings.proxy_id, service = %settings.service);
+    let mut tasks = Vec::new();
+    let out = outbound::Outbound::new(shared.clone());
+    tasks.push(tokio::spawn(
+        server::serve(outbound_l, move |req| out.clone().handle(req), rx.clone(), settings.drain_grace).instrument(span.clone()),
+    ));
+    let inb = inbound::Inbound::new(shared.clone());
+    tasks.push(tokio::spawn(
+        server::serve(inbound_l, move |req| inb.clone().handle(req), rx.clone(), settings.drain_grace).instrument(span.clone()),
+    ));
+    let adm = shared.clone();
+    tasks.push(tokio::spawn(
+        server::serve(admin_l, move |req| admin::handle(adm.clone(), req), rx.clone(), settings.drain_grace).instrument(span.clone()),
+    ));
+    let registration = trellis_model::config::Registration {
+        proxy_id: settings.proxy_id.clone(),
+        service: settings.service.clone(),
+        version: settings.version.clone(),
+        inbound_addr: settings.advertise(inbound).to_string(),
+        admin_addr: settings.advertise(admin).to_string(),
+        proxy_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    tasks.push(tokio::spawn(control::follow(shared.clone(), registration, rx).instrument(span)));
+    tracing::info!(%outbound, %inbound, %admin, proxy_id = %settings.proxy_id, "trellis-proxy listening");
+    Ok(Running { outbound, inbound, admin, shared, shutdown, tasks })
+}
+
+async fn bind(addr: SocketAddr, name: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind the {name} listener to {addr}: {e}"))
+}

@@ -1,1 +1,32 @@
-//! placeholder
+//! The Trellis dashboard: a Leptos app rendered on the server (feature `ssr`, hosted by the
+//! control plane) and hydrated in the browser (feature `hydrate`, built to wasm).
+//!
+//! # Layout
+//! - [`app`]: the HTML shell, router and navigation.
+//! - [`api`]: the data the pages show, shared by the server functions and the REST API.
+//! - [`pages`]: one module per page.
+//! - [`components`]: widgets shared by pages.
+//! - [`live`]: browser-side subscription to the control plane's event stream.
+//! - `ssr`: the server-side hook through which the control plane supplies data.
+
+pub mod api;
+pub mod app;
+pub mod components;
+pub mod live;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+pub use app::{App, shell};
+
+/// The wasm entry point: attaches the reactive system to the server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+    // Lets browser tests (and people) tell a live page from a static one.
+    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+        let _ = body.set_attribute("data-hydrated", "true");
+    }
+}

@@ -1,0 +1,168 @@
+//! The public JSON API under `/api/v1`, used by the dashboard, the CLI and scripts.
+//! Lists answer `{"items": [...], "next": cursor}`.
+
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Duration;
+use trellis_web::api::{AuditEntry, Overview, RevisionView, ServiceView, VersionView};
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/v1/overview", get(overview))
+        .route("/api/v1/revisions", get(revisions))
+        .route("/api/v1/revisions/{sha}", get(revision))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/proxies", get(proxies))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/hooks/git", post(git_hook))
+}
+
+/// Errors as clients see them: a stable code and a clean message; causes are logged here.
+#[derive(Debug)]
+pub enum ApiError {
+    NotFound(String),
+    Invalid { message: String, detail: String },
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(message: &str, detail: impl Into<String>) -> Self {
+        ApiError::Invalid { message: message.to_string(), detail: detail.into() }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store error while serving a request");
+        ApiError::Internal("the database is unavailable; try again shortly".into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, detail) = match self {
+            ApiError::NotFound(m) => (http::StatusCode::NOT_FOUND, "not_found", m, None),
+            ApiError::Invalid { message, detail } => (http::StatusCode::BAD_REQUEST, "invalid_request", message, Some(detail)),
+            ApiError::Internal(m) => (http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
+        };
+        (status, Json(json!({ "error": { "code": code, "message": message, "detail": detail } }))).into_response()
+    }
+}
+
+#[derive(Serialize)]
+struct Page<T> {
+    items: Vec<T>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    /// The `next` cursor of the previous page.
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+impl PageQuery {
+    fn parse(&self) -> Result<(Option<i64>, i64), ApiError> {
+        let before = match &self.cursor {
+            None => None,
+            Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::invalid("invalid cursor", "use the `next` value of the previous page"))?),
+        };
+        Ok((before, self.limit.unwrap_or(50).clamp(1, 500)))
+    }
+}
+
+pub async fn build_overview(state: &AppState) -> Result<Overview, ApiError> {
+    let revisions = state.revisions();
+    Ok(Overview {
+        applied: revisions.applied,
+        latest: revisions.rejected,
+        services: service_views(state),
+        proxies: state.fleet.proxies(),
+        audit: state.store.events(None, 10).await?,
+    })
+}
+
+async fn overview(State(state): State<AppState>) -> Result<Json<Overview>, ApiError> {
+    Ok(Json(build_overview(&state).await?))
+}
+
+fn service_views(state: &AppState) -> Vec<ServiceView> {
+    let Some(mesh) = state.fleet.mesh() else { return Vec::new() };
+    let proxies = state.fleet.proxies();
+    mesh.services
+        .values()
+        .map(|svc| {
+            let weights = svc.default_weights();
+            ServiceView {
+                name: svc.name.clone(),
+                versions: svc
+                    .versions
+                    .iter()
+                    .map(|v| VersionView {
+                        name: v.clone(),
+                        weight: weights.iter().find(|b| &b.version == v).map_or(0, |b| b.weight),
+                        proxies: proxies.iter().filter(|p| p.service == svc.name && &p.version == v).count(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+async fn revisions(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Result<Json<Page<RevisionView>>, ApiError> {
+    let (before, limit) = q.parse()?;
+    let rows = state.store.revisions(before, limit).await?;
+    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|(seq, _)| seq.to_string())).flatten();
+    Ok(Json(Page { items: rows.into_iter().map(|(_, r)| r).collect(), next }))
+}
+
+async fn revision(State(state): State<AppState>, Path(sha): Path<String>) -> Result<Json<RevisionView>, ApiError> {
+    state.store.revision(&sha).await?.map(Json).ok_or_else(|| ApiError::NotFound(format!("no revision {sha}")))
+}
+
+async fn services(State(state): State<AppState>) -> Json<Page<ServiceView>> {
+    Json(Page { items: service_views(&state), next: None })
+}
+
+async fn proxies(State(state): State<AppState>) -> Json<Page<trellis_web::api::ProxyView>> {
+    Json(Page { items: state.fleet.proxies(), next: None })
+}
+
+async fn audit(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Result<Json<Page<AuditEntry>>, ApiError> {
+    let (before, limit) = q.parse()?;
+    let items = state.store.events(before, limit).await?;
+    let next = (items.len() as i64 == limit).then(|| items.last().map(|e| e.id.to_string())).flatten();
+    Ok(Json(Page { items, next }))
+}
+
+/// Server-sent events: one message per change (coalesced), for live pages.
+async fn events(State(state): State<AppState>) -> impl IntoResponse {
+    let changes = state.changes.subscribe();
+    let shutdown = state.shutdown.clone();
+    let stream = futures::stream::unfold((changes, shutdown), |(mut changes, mut shutdown)| async move {
+        tokio::select! {
+            r = changes.changed() => {
+                r.ok()?;
+                let generation = *changes.borrow_and_update();
+                let event = Event::default().data(json!({ "generation": generation }).to_string());
+                Some((Ok::<_, std::convert::Infallible>(event), (changes, shutdown)))
+            }
+            _ = shutdown.changed() => None,
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Asks the git follower to look at the branch now (for pushes it cannot watch).
+async fn git_hook(State(state): State<AppState>) -> http::StatusCode {
+    state.git_hook.notify_one();
+    http::StatusCode::ACCEPTED
+}

@@ -1,0 +1,45 @@
+//! Hosts the Leptos dashboard: server-side rendering of every page, the server functions
+//! behind them, and the browser bundle under `/pkg`.
+
+use crate::state::AppState;
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use std::path::Path;
+use std::sync::Arc;
+use trellis_web::api::Overview;
+use trellis_web::ssr::{Backend, BoxFuture, DataSource};
+use trellis_web::{App, shell};
+
+/// The name the wasm bundle is built under (see `scripts/build-web.sh`).
+pub const OUTPUT_NAME: &str = "trellis_web";
+
+impl DataSource for AppState {
+    fn overview(&self) -> BoxFuture<'_, Result<Overview, String>> {
+        Box::pin(async move {
+            crate::api::build_overview(self).await.map_err(|e| format!("{e:?}"))
+        })
+    }
+}
+
+pub fn router(state: AppState, site_root: &Path) -> axum::Router {
+    if !site_root.join("pkg").join(format!("{OUTPUT_NAME}_bg.wasm")).exists() {
+        tracing::warn!(
+            site_root = %site_root.display(),
+            "browser bundle not found: pages render but will not update live; run scripts/build-web.sh"
+        );
+    }
+    let options = LeptosOptions::builder()
+        .output_name(OUTPUT_NAME)
+        .site_root(site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .build();
+    let backend = Backend(Arc::new(state));
+    let routes = generate_route_list(App);
+    axum::Router::new()
+        .leptos_routes_with_context(&options, routes, move || provide_context(backend.clone()), {
+            let options = options.clone();
+            move || shell(options.clone())
+        })
+        .nest_service("/pkg", tower_http::services::ServeDir::new(site_root.join("pkg")))
+        .with_state(options)
+}

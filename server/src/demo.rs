@@ -1,0 +1,146 @@
+//! `trellis demo`: a whole mesh on one machine. Seeds a policy repository from `policies/`,
+//! starts the control plane with the dashboard, then each demo service and its own
+//! `trellis-proxy` as separate processes, and a load generator. Ctrl-C stops all of it.
+
+pub mod app;
+pub mod load;
+
+use crate::gitops::PolicySource;
+use crate::serve::ServeConfig;
+use crate::testing::{DEMO_POLICIES, PolicyRepo};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Where the policy repository and the embedded database are kept between runs.
+    #[arg(long, env = "TRELLIS_DATA_DIR", default_value = ".trellis/demo")]
+    pub data_dir: PathBuf,
+    /// Address of the dashboard and API.
+    #[arg(long, env = "TRELLIS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// postgres://... to use Postgres; the embedded SQLite file when unset.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Requests per second the load generator sends to the storefront.
+    #[arg(long, default_value_t = 20)]
+    pub rps: u32,
+    /// The dashboard's built browser bundle.
+    #[arg(long, env = "TRELLIS_SITE_ROOT")]
+    pub site_root: Option<PathBuf>,
+}
+
+/// The demo mesh: storefront calls catalog and inventory; inventory runs v1 and v2.
+const SERVICES: [(&str, &str); 4] = [("storefront", "v1"), ("catalog", "v1"), ("inventory", "v1"), ("inventory", "v2")];
+
+struct Sidecar {
+    inbound: SocketAddr,
+    admin: SocketAddr,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let repo = PolicyRepo::create(&data_dir.join("policy"), DEMO_POLICIES)?;
+    let database_url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| crate::store::Store::sqlite_url(&data_dir.join("trellis.db")));
+    let cp = crate::serve::start(ServeConfig {
+        listen: args.listen,
+        policy: PolicySource { repo: repo.path().to_path_buf(), branch: "main".into(), poll_interval: Duration::from_secs(1) },
+        database_url,
+        site_root: args.site_root.clone().unwrap_or_else(crate::cli::default_site_root),
+    })
+    .await?;
+
+    let exe = std::env::current_exe()?;
+    let proxy_exe = exe.with_file_name("trellis-proxy");
+    anyhow::ensure!(proxy_exe.exists(), "{} not found: build it with `cargo build --bins`", proxy_exe.display());
+    let mut children: Vec<Child> = Vec::new();
+    let mut sidecars = Vec::new();
+    for (service, version) in SERVICES {
+        let [app, outbound, inbound, admin] = free_ports::<4>()?;
+        children.push(spawn(
+            Command::new(&exe)
+                .args(["demo-app", "--service", service, "--version", version])
+                .args(["--listen", &app.to_string(), "--outbound", &outbound.to_string()]),
+        )?);
+        children.push(spawn(
+            Command::new(&proxy_exe)
+                .env("TRELLIS_SERVICE", service)
+                .env("TRELLIS_VERSION", version)
+                .env("TRELLIS_PROXY_ID", format!("{service}-{version}"))
+                .env("TRELLIS_APP_ADDR", app.to_string())
+                .env("TRELLIS_OUTBOUND_ADDR", outbound.to_string())
+                .env("TRELLIS_INBOUND_ADDR", inbound.to_string())
+                .env("TRELLIS_ADMIN_ADDR", admin.to_string())
+                .env("TRELLIS_CONTROL_PLANE_URL", cp.url())
+                .env("TRELLIS_LOG", "warn"),
+        )?);
+        sidecars.push((service, Sidecar { inbound, admin }));
+    }
+    let storefront = &sidecars[0].1;
+    wait_ready(storefront.admin).await;
+    let (stop_load, load_rx) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(load::run(storefront.inbound, "storefront".into(), args.rps, load_rx));
+
+    println!();
+    println!("  Trellis demo is running.");
+    println!("  Dashboard:          {}", cp.url());
+    println!("  Policy repository:  {}", repo.path().display());
+    println!("  Try:  cd {} && sed -i 's/weight: 100/weight: 50/; s/weight: 0/weight: 50/' routes/inventory.yaml && git commit -am '50/50'", repo.path().display());
+    for (service, s) in &sidecars {
+        println!("  {service:<11} sidecar admin http://{}/metrics", s.admin);
+    }
+    println!("  Ctrl-C stops everything.");
+    println!();
+
+    crate::cli::shutdown_signal().await;
+    tracing::info!("stopping the demo");
+    let _ = stop_load.send(true);
+    let _ = load.await;
+    for child in &mut children {
+        let _ = child.start_kill();
+    }
+    for child in &mut children {
+        let _ = child.wait().await;
+    }
+    cp.shutdown().await;
+    Ok(())
+}
+
+fn spawn(cmd: &mut Command) -> anyhow::Result<Child> {
+    // kill_on_drop: if the demo itself dies, its children do not outlive it.
+    cmd.kill_on_drop(true).stdin(Stdio::null());
+    cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", cmd.as_std().get_program()))
+}
+
+/// Ports the OS considers free now. Another process could take one before the child binds
+/// it; the child then fails loudly, which is acceptable for a demo.
+fn free_ports<const N: usize>() -> std::io::Result<[SocketAddr; N]> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    let mut addrs = [SocketAddr::from(([127, 0, 0, 1], 0)); N];
+    for (a, l) in addrs.iter_mut().zip(&listeners) {
+        *a = l.local_addr()?;
+    }
+    Ok(addrs)
+}
+
+async fn wait_ready(admin: SocketAddr) {
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    for _ in 0..100 {
+        if let Ok(uri) = format!("http://{admin}/ready").parse::<http::Uri>() {
+            if client.get(uri).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!(%admin, "storefront sidecar not ready after 10 s; starting load anyway");
+}

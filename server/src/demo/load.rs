@@ -1,0 +1,46 @@
+//! A steady load generator, so the demo always has traffic to look at.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Sends `rps` requests per second to `target` (naming `host`) until shutdown.
+pub async fn run(target: SocketAddr, host: String, rps: u32, mut shutdown: watch::Receiver<bool>) {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rps.max(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut report = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let (client, host, ok, failed) = (client.clone(), host.clone(), ok.clone(), failed.clone());
+                tokio::spawn(async move {
+                    let req = http::Request::get(format!("http://{target}/"))
+                        .header(http::header::HOST, host)
+                        .body(Empty::new());
+                    let Ok(req) = req else { return };
+                    let good = match client.request(req).await {
+                        Ok(resp) => {
+                            let status = resp.status();
+                            let _ = resp.into_body().collect().await;
+                            status.is_success()
+                        }
+                        Err(_) => false,
+                    };
+                    if good { ok.fetch_add(1, Ordering::Relaxed) } else { failed.fetch_add(1, Ordering::Relaxed) };
+                });
+            }
+            _ = report.tick() => {
+                tracing::info!(ok = ok.load(Ordering::Relaxed), failed = failed.load(Ordering::Relaxed), "demo load");
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

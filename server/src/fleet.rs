@@ -1,0 +1,273 @@
+//! The fleet: which proxies exist, what each runs, and the config each should run.
+//!
+//! Every proxy holds one stream (`POST /fleet/v1/stream`); the fleet publishes a snapshot
+//! (mesh config + endpoints) through a `watch` channel and each stream sends it on change, so
+//! a new revision reaches every proxy at once. Proxies ACK or NACK each version.
+
+pub mod stream;
+
+use crate::audit::Audit;
+use bytes::Bytes;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use trellis_model::config::{Ack, Registration, StreamMessage};
+use trellis_model::{Endpoint, MeshConfig, ProxyConfig};
+use trellis_web::api::ProxyView;
+
+/// A proxy whose stream dropped stays an endpoint this long: a control-plane hiccup must not
+/// take healthy endpoints out of rotation. After it, the proxy is forgotten.
+pub const FORGET_AFTER: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct Fleet(Arc<Shared>);
+
+struct Shared {
+    inner: Mutex<Inner>,
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    on_change: Box<dyn Fn() + Send + Sync>,
+    audit: Audit,
+}
+
+#[derive(Default)]
+struct Inner {
+    mesh: Option<Arc<MeshConfig>>,
+    proxies: BTreeMap<String, Entry>,
+    generation: u64,
+    next_stream: u64,
+}
+
+struct Entry {
+    reg: Registration,
+    /// The stream currently serving this proxy; a reconnect replaces it.
+    stream: Option<u64>,
+    disconnected_at: Option<i64>,
+    last_seen: i64,
+    acked: Option<String>,
+    nack: Option<String>,
+}
+
+/// What every stream sends: the config line, encoded once for the whole fleet.
+pub struct Snapshot {
+    pub version: String,
+    pub revision: String,
+    /// One NDJSON line; empty until the first valid revision.
+    pub line: Bytes,
+}
+
+/// Removes the proxy's stream from the fleet when the HTTP response is dropped.
+pub struct StreamGuard {
+    fleet: Fleet,
+    proxy_id: String,
+    stream: u64,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.fleet.disconnected(&self.proxy_id, self.stream);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("unknown proxy `{0}`: it must open a config stream first")]
+    UnknownProxy(String),
+}
+
+impl Fleet {
+    pub fn new(audit: Audit, on_change: impl Fn() + Send + Sync + 'static) -> Self {
+        let empty = Snapshot { version: String::new(), revision: String::new(), line: Bytes::new() };
+        let (snapshot, _) = watch::channel(Arc::new(empty));
+        Fleet(Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            snapshot,
+            on_change: Box::new(on_change),
+            audit,
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.0.snapshot.subscribe()
+    }
+
+    pub fn set_mesh(&self, mesh: MeshConfig) {
+        let mut inner = self.lock();
+        inner.mesh = Some(Arc::new(mesh));
+        self.publish(&mut inner);
+    }
+
+    pub fn mesh(&self) -> Option<Arc<MeshConfig>> {
+        self.lock().mesh.clone()
+    }
+
+    /// A proxy opened its stream. Returns the guard that ends the stream's membership.
+    pub fn connected(&self, reg: Registration) -> StreamGuard {
+        let now = crate::now_ms();
+        let mut inner = self.lock();
+        inner.next_stream += 1;
+        let stream = inner.next_stream;
+        let id = reg.proxy_id.clone();
+        let joined = !inner.proxies.contains_key(&id);
+        if joined {
+            self.0.audit.system(
+                "proxy.joined",
+                Some(&reg.service),
+                format!("proxy {id} ({}/{}) joined at {}", reg.service, reg.version, reg.inbound_addr),
+                json!({ "proxy_id": id, "version": reg.version, "address": reg.inbound_addr }),
+            );
+        }
+        let entry = inner.proxies.entry(id.clone()).or_insert_with(|| Entry {
+            reg: reg.clone(),
+            stream: None,
+            disconnected_at: None,
+            last_seen: now,
+            acked: None,
+            nack: None,
+        });
+        let endpoint_changed = entry.reg.inbound_addr != reg.inbound_addr || entry.disconnected_at.is_some();
+        entry.reg = reg;
+        entry.stream = Some(stream);
+        entry.disconnected_at = None;
+        entry.last_seen = now;
+        if joined || endpoint_changed {
+            self.publish(&mut inner);
+        } else {
+            (self.0.on_change)();
+        }
+        StreamGuard { fleet: self.clone(), proxy_id: id, stream }
+    }
+
+    fn disconnected(&self, proxy_id: &str, stream: u64) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.proxies.get_mut(proxy_id) {
+            // A newer stream of the same proxy may already have taken over.
+            if e.stream == Some(stream) {
+                e.stream = None;
+                e.disconnected_at = Some(crate::now_ms());
+                tracing::info!(proxy_id, "proxy stream closed");
+                (self.0.on_change)();
+            }
+        }
+    }
+
+    /// Forgets proxies disconnected for longer than [`FORGET_AFTER`].
+    pub fn sweep(&self) {
+        self.sweep_at(crate::now_ms());
+    }
+
+    fn sweep_at(&self, now: i64) {
+        let cutoff = now - FORGET_AFTER.as_millis() as i64;
+        let mut inner = self.lock();
+        let gone: Vec<String> = inner
+            .proxies
+            .iter()
+            .filter(|(_, e)| e.disconnected_at.is_some_and(|t| t < cutoff))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            if let Some(e) = inner.proxies.remove(id) {
+                self.0.audit.system(
+                    "proxy.left",
+                    Some(&e.reg.service),
+                    format!("proxy {id} ({}/{}) left", e.reg.service, e.reg.version),
+                    json!({ "proxy_id": id }),
+                );
+            }
+        }
+        if !gone.is_empty() {
+            self.publish(&mut inner);
+        }
+    }
+
+    pub fn ack(&self, ack: &Ack) -> Result<(), FleetError> {
+        let mut inner = self.lock();
+        let e = inner.proxies.get_mut(&ack.proxy_id).ok_or_else(|| FleetError::UnknownProxy(ack.proxy_id.clone()))?;
+        e.last_seen = crate::now_ms();
+        match &ack.error {
+            None => {
+                e.acked = Some(ack.version.clone());
+                e.nack = None;
+            }
+            Some(reason) => {
+                tracing::warn!(proxy_id = %ack.proxy_id, version = %ack.version, %reason, "proxy refused config");
+                e.nack = Some(reason.clone());
+            }
+        }
+        drop(inner);
+        (self.0.on_change)();
+        Ok(())
+    }
+
+    pub fn proxies(&self) -> Vec<ProxyView> {
+        let inner = self.lock();
+        let current = inner.mesh.as_ref().map(|m| m.revision.clone());
+        inner
+            .proxies
+            .iter()
+            .filter(|(_, e)| e.stream.is_some())
+            .map(|(id, e)| {
+                let applied_revision = e.acked.as_deref().map(revision_of).map(str::to_string);
+                ProxyView {
+                    id: id.clone(),
+                    service: e.reg.service.clone(),
+                    version: e.reg.version.clone(),
+                    address: e.reg.inbound_addr.clone(),
+                    synced: current.is_some() && applied_revision == current,
+                    applied_version: e.acked.clone(),
+                    applied_revision,
+                    nack: e.nack.clone(),
+                    last_seen: e.last_seen,
+                }
+            })
+            .collect()
+    }
+
+    /// Rebuilds the snapshot after a change of mesh or endpoints and wakes every stream.
+    fn publish(&self, inner: &mut Inner) {
+        inner.generation += 1;
+        let Some(mesh) = inner.mesh.clone() else {
+            (self.0.on_change)();
+            return;
+        };
+        let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
+        for (id, e) in &inner.proxies {
+            endpoints.entry(e.reg.service.clone()).or_default().push(Endpoint {
+                version: e.reg.version.clone(),
+                addr: e.reg.inbound_addr.clone(),
+                proxy_id: id.clone(),
+            });
+        }
+        let version = format!("{}.{}", mesh.revision, inner.generation);
+        let config = ProxyConfig {
+            version: version.clone(),
+            revision: mesh.revision.clone(),
+            services: mesh.services.clone(),
+            endpoints,
+        };
+        let mut line = serde_json::to_vec(&StreamMessage::Config(config)).unwrap_or_default();
+        line.push(b'\n');
+        self.0.snapshot.send_replace(Arc::new(Snapshot { version, revision: mesh.revision.clone(), line: line.into() }));
+        (self.0.on_change)();
+    }
+}
+
+/// Config versions are `<revision>.<generation>`.
+pub fn revision_of(version: &str) -> &str {
+    version.rsplit_once('.').map_or(version, |(r, _)| r)
+}
+
+/// The ping line every stream sends when idle.
+pub fn ping_line() -> Bytes {
+    let mut line = serde_json::to_vec(&StreamMessage::Ping).unwrap_or_default();
+    line.push(b'\n');
+    line.into()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,79 @@
+//! The proxy side of the control plane: `POST /fleet/v1/stream` (register and receive config
+//! as newline-delimited JSON) and `POST /fleet/v1/ack`.
+
+use super::{Fleet, ping_line};
+use crate::api::ApiError;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use std::time::Duration;
+use tokio::sync::watch;
+use trellis_model::config::{Ack, Registration};
+
+/// Within the proxies' idle timeout, with room for a slow network.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/fleet/v1/stream", axum::routing::post(open_stream))
+        .route("/fleet/v1/ack", axum::routing::post(ack))
+}
+
+async fn open_stream(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let reg: Registration = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid("invalid registration", e.to_string()))?;
+    check_registration(&reg)?;
+    tracing::info!(proxy_id = %reg.proxy_id, service = %reg.service, version = %reg.version, "proxy connected");
+    let guard = state.fleet.connected(reg);
+    let stream = config_stream(state.fleet.clone(), state.shutdown.clone(), guard);
+    Ok(([(http::header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
+}
+
+/// Sends the current snapshot, then every new one, with pings in between. Ends at shutdown;
+/// dropping it (the proxy went away) drops the guard, which marks the proxy disconnected.
+fn config_stream(
+    fleet: Fleet,
+    shutdown: watch::Receiver<bool>,
+    guard: super::StreamGuard,
+) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> {
+    let mut snapshots = fleet.subscribe();
+    snapshots.mark_changed();
+    futures::stream::unfold((snapshots, shutdown, guard), |(mut snapshots, mut shutdown, guard)| async move {
+        loop {
+            tokio::select! {
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    let line = snapshots.borrow_and_update().line.clone();
+                    if !line.is_empty() {
+                        return Some((Ok(line), (snapshots, shutdown, guard)));
+                    }
+                }
+                _ = tokio::time::sleep(PING_EVERY) => return Some((Ok(ping_line()), (snapshots, shutdown, guard))),
+                _ = shutdown.changed() => return None,
+            }
+        }
+    })
+}
+
+fn check_registration(reg: &Registration) -> Result<(), ApiError> {
+    let mut problems = Vec::new();
+    for (field, value) in [("proxy_id", &reg.proxy_id), ("service", &reg.service), ("version", &reg.version)] {
+        if value.is_empty() || value.len() > 253 {
+            problems.push(format!("{field} must be 1 to 253 characters"));
+        }
+    }
+    if reg.inbound_addr.parse::<std::net::SocketAddr>().is_err() {
+        problems.push(format!("inbound_addr {:?} is not an address like 10.0.0.7:4143", reg.inbound_addr));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(ApiError::invalid("invalid registration", problems.join("; "))) }
+}
+
+async fn ack(State(state): State<AppState>, body: Bytes) -> Result<http::StatusCode, ApiError> {
+    let ack: Ack = serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid ack", e.to_string()))?;
+    state.fleet.ack(&ack).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    Ok(http::StatusCode::NO_CONTENT)
+}

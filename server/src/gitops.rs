@@ -1,0 +1,209 @@
+//! Git → configuration. Follows a branch of a local repository, reads each new commit's tree
+//! (never the working directory), judges it with the policy model, and hands the result to
+//! the control plane. Local changes are noticed through `notify`, with a polling fallback and
+//! `POST /api/v1/hooks/git` for anything else.
+
+use crate::state::AppState;
+use git2::{Oid, Repository};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch;
+use trellis_model::{Diagnostic, MeshConfig, SourceFile};
+use trellis_web::api::RevisionView;
+
+/// The most commits judged in one pass; older ones in a huge push are skipped, not queued.
+const MAX_COMMITS_PER_PASS: usize = 100;
+/// How far back to look for a valid revision when the branch head is invalid at start.
+const MAX_LOOKBACK: usize = 200;
+/// Policy files larger than this are refused: they are config, not data.
+const MAX_FILE_BYTES: usize = 1 << 20;
+
+#[derive(Clone, Debug)]
+pub struct PolicySource {
+    pub repo: PathBuf,
+    pub branch: String,
+    /// How often to check the branch when no file event arrives.
+    pub poll_interval: Duration,
+}
+
+/// One commit judged.
+#[derive(Clone, Debug)]
+pub struct Judged {
+    pub revision: RevisionView,
+    pub config: Option<MeshConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error("branch `{0}` does not exist")]
+    NoBranch(String),
+}
+
+/// Reads the policy files of a commit and judges them.
+pub fn judge(repo: &Repository, oid: Oid) -> Result<Judged, GitError> {
+    let commit = repo.find_commit(oid)?;
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    commit.tree()?.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        let name = entry.name().unwrap_or_default();
+        // Dot-directories (.github, .trellis) hold tooling, not policy.
+        if name.starts_with('.') {
+            return git2::TreeWalkResult::Skip;
+        }
+        let is_policy = name.ends_with(".yaml") || name.ends_with(".yml");
+        if entry.kind() == Some(git2::ObjectType::Blob) && is_policy {
+            let path = format!("{dir}{name}");
+            match entry.to_object(repo).ok().and_then(|o| o.into_blob().ok()) {
+                Some(blob) if blob.size() > MAX_FILE_BYTES => errors.push(file_error(&path, "file is larger than 1 MiB")),
+                Some(blob) => match std::str::from_utf8(blob.content()) {
+                    Ok(text) => files.push(SourceFile { path, text: text.to_string() }),
+                    Err(_) => errors.push(file_error(&path, "file is not UTF-8")),
+                },
+                None => errors.push(file_error(&path, "cannot read blob")),
+            }
+        }
+        git2::TreeWalkResult::Ok
+    })?;
+    let sha = oid.to_string();
+    let result = if errors.is_empty() { trellis_model::load(&files, &sha) } else { Err(errors) };
+    let author = commit.author();
+    let (outcome, errors, config) = match result {
+        Ok(config) => ("applied", Vec::new(), Some(config)),
+        Err(errors) => ("rejected", errors, None),
+    };
+    Ok(Judged {
+        revision: RevisionView {
+            sha,
+            author: format!("{} <{}>", author.name().unwrap_or("?"), author.email().unwrap_or("?")),
+            message: commit.message().unwrap_or_default().trim().to_string(),
+            committed_at: commit.time().seconds() * 1000,
+            outcome: outcome.to_string(),
+            errors,
+        },
+        config,
+    })
+}
+
+fn file_error(path: &str, message: &str) -> Diagnostic {
+    let pos = trellis_model::diagnostic::Pos { line: 1, column: 1 };
+    Diagnostic::new(trellis_model::Code::YamlSyntax, path, pos, message)
+}
+
+fn branch_head(repo: &Repository, branch: &str) -> Result<Oid, GitError> {
+    let reference = repo
+        .find_branch(branch, git2::BranchType::Local)
+        .map_err(|_| GitError::NoBranch(branch.to_string()))?;
+    reference.get().target().ok_or_else(|| GitError::NoBranch(branch.to_string()))
+}
+
+/// Commits on the branch after `since`, oldest first, following first parents.
+fn new_commits(repo: &Repository, head: Oid, since: Option<Oid>) -> Result<Vec<Oid>, GitError> {
+    let mut walk = repo.revwalk()?;
+    walk.simplify_first_parent()?;
+    walk.push(head)?;
+    if let Some(since) = since {
+        // A force-push may have dropped `since`; hiding what no longer exists would fail.
+        if repo.find_commit(since).is_ok() {
+            walk.hide(since)?;
+        }
+    }
+    let mut oids: Vec<Oid> = walk.take(MAX_COMMITS_PER_PASS).collect::<Result<_, _>>()?;
+    if since.is_none() {
+        oids.truncate(1);
+    }
+    oids.reverse();
+    Ok(oids)
+}
+
+/// The newest valid commit at or before `head`, judged, for a control plane starting on an
+/// invalid head: the last good revision stays in force.
+fn last_good(repo: &Repository, head: Oid) -> Result<Option<Judged>, GitError> {
+    let mut walk = repo.revwalk()?;
+    walk.simplify_first_parent()?;
+    walk.push(head)?;
+    for oid in walk.take(MAX_LOOKBACK) {
+        let judged = judge(repo, oid?)?;
+        if judged.config.is_some() {
+            return Ok(Some(judged));
+        }
+    }
+    Ok(None)
+}
+
+/// What one pass over the branch found.
+struct Pass {
+    head: Oid,
+    judged: Vec<Judged>,
+    /// On the first pass with an invalid head: the revision to run meanwhile.
+    fallback: Option<Judged>,
+}
+
+fn scan(path: &Path, branch: &str, since: Option<Oid>) -> Result<Option<Pass>, GitError> {
+    let repo = Repository::open(path)?;
+    let head = branch_head(&repo, branch)?;
+    if Some(head) == since {
+        return Ok(None);
+    }
+    let judged: Vec<Judged> = new_commits(&repo, head, since)?
+        .into_iter()
+        .map(|oid| judge(&repo, oid))
+        .collect::<Result<_, _>>()?;
+    let fallback = match (since, judged.iter().any(|j| j.config.is_some())) {
+        (None, false) => last_good(&repo, head)?,
+        _ => None,
+    };
+    Ok(Some(Pass { head, judged, fallback }))
+}
+
+/// Follows the branch until shutdown.
+pub async fn run(state: AppState, source: PolicySource, mut shutdown: watch::Receiver<bool>) {
+    let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
+    // Held for the life of the loop: dropping the watcher stops the events.
+    let _watcher = watch_files(&source.repo, wake_tx.clone());
+    let mut since: Option<Oid> = None;
+    loop {
+        let (path, branch) = (source.repo.clone(), source.branch.clone());
+        match tokio::task::spawn_blocking(move || scan(&path, &branch, since)).await {
+            Ok(Ok(Some(pass))) => {
+                since = Some(pass.head);
+                if let Some(fallback) = pass.fallback {
+                    state.judged(fallback).await;
+                }
+                for judged in pass.judged {
+                    state.judged(judged).await;
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(repo = %source.repo.display(), error = %e, "cannot read the policy branch"),
+            Err(e) => tracing::error!(error = %e, "git scan panicked"),
+        }
+        tokio::select! {
+            _ = wake_rx.recv() => {}
+            _ = state.git_hook.notified() => {}
+            _ = tokio::time::sleep(source.poll_interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Wakes the loop on any change under the repository's git directory (refs move there).
+fn watch_files(repo: &Path, wake: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let git_dir = Repository::open(repo).ok()?.path().to_path_buf();
+    let mut watcher = notify::recommended_watcher(move |_event| {
+        // A full channel already holds a wake-up: dropping this one loses nothing.
+        let _ = wake.try_send(());
+    })
+    .map_err(|e| tracing::warn!(error = %e, "file watching unavailable; polling only"))
+    .ok()?;
+    watcher
+        .watch(&git_dir, notify::RecursiveMode::Recursive)
+        .map_err(|e| tracing::warn!(error = %e, "file watching unavailable; polling only"))
+        .ok()?;
+    Some(watcher)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,39 @@
+use super::*;
+use crate::testing::PolicyRepo;
+
+#[test]
+fn judges_the_commit_tree_not_the_working_directory() {
+    let repo = PolicyRepo::demo();
+    let first = repo.head();
+    // An uncommitted broken file must not matter.
+    std::fs::write(repo.path().join("broken.yaml"), "kind: [").unwrap();
+    let r = Repository::open(repo.path()).unwrap();
+    let judged = judge(&r, first).unwrap();
+    assert_eq!(judged.revision.outcome, "applied", "{:?}", judged.revision.errors);
+    assert_eq!(judged.config.unwrap().services.len(), 3);
+}
+
+#[test]
+fn invalid_head_falls_back_to_the_last_good_commit() {
+    let repo = PolicyRepo::demo();
+    let good = repo.head();
+    repo.commit("routes/inventory.yaml", "kind: Route\nname: [", "break it");
+    let pass = scan(repo.path(), "main", None).unwrap().unwrap();
+    assert_eq!(pass.judged.len(), 1);
+    assert_eq!(pass.judged[0].revision.outcome, "rejected");
+    let e = &pass.judged[0].revision.errors[0];
+    assert_eq!((e.code.as_str(), e.file.as_str(), e.line), ("TR0001", "routes/inventory.yaml", 2));
+    assert_eq!(pass.fallback.unwrap().revision.sha, good.to_string());
+}
+
+#[test]
+fn later_passes_judge_every_new_commit_in_order() {
+    let repo = PolicyRepo::demo();
+    let start = repo.head();
+    let a = repo.set_inventory_split(50, 50, "half");
+    let b = repo.set_inventory_split(0, 100, "all in");
+    let pass = scan(repo.path(), "main", Some(start)).unwrap().unwrap();
+    let shas: Vec<String> = pass.judged.iter().map(|j| j.revision.sha.clone()).collect();
+    assert_eq!(shas, vec![a.to_string(), b.to_string()]);
+    assert!(scan(repo.path(), "main", Some(b)).unwrap().is_none());
+}

@@ -1,0 +1,94 @@
+//! Starting and stopping the control plane: store, git follower, fleet, API and dashboard on
+//! one listener.
+
+use crate::gitops::PolicySource;
+use crate::state::AppState;
+use crate::store::Store;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub policy: PolicySource,
+    pub database_url: String,
+    /// Where the dashboard's browser bundle lives (`<site_root>/pkg`).
+    pub site_root: PathBuf,
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops following git, ends every stream, drains requests and closes the database.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.state.audit.system("control_plane.stopped", None, "control plane stopped".into(), serde_json::json!({}));
+        // Give the audit writer a moment to flush the last events.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.state.store.close().await;
+    }
+}
+
+pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
+    let store = Store::connect(&config.database_url).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let state = AppState::new(store, shutdown_rx.clone());
+    state.audit.system(
+        "control_plane.started",
+        None,
+        format!("control plane started on {addr}, following {} ({})", config.policy.repo.display(), config.policy.branch),
+        serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }),
+    );
+
+    let app = crate::api::router()
+        .merge(crate::fleet::stream::router())
+        .with_state(state.clone())
+        .merge(crate::dashboard::router(state.clone(), &config.site_root))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(
+        crate::gitops::run(state.clone(), config.policy.clone(), shutdown_rx.clone())
+            .instrument(tracing::info_span!("gitops")),
+    ));
+    let fleet = state.fleet.clone();
+    let mut sweep_stop = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => fleet.sweep(),
+                _ = sweep_stop.changed() => return,
+            }
+        }
+    }));
+    let mut serve_stop = shutdown_rx;
+    tasks.push(tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = serve_stop.changed().await;
+        });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "server failed");
+        }
+    }));
+    tracing::info!(%addr, "control plane listening");
+    Ok(Running { addr, state, shutdown, tasks })
+}

@@ -1,0 +1,107 @@
+//! The control plane's shared state: the revision in force, the fleet, the store, and a change
+//! counter that the dashboard's event stream follows.
+
+use crate::audit::Audit;
+use crate::fleet::Fleet;
+use crate::gitops::Judged;
+use crate::store::Store;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, watch};
+use tracing::Instrument;
+use trellis_web::api::RevisionView;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub fleet: Fleet,
+    pub audit: Audit,
+    pub revisions: Mutex<Revisions>,
+    /// Bumped on every change the dashboard shows; SSE clients wake on it.
+    pub changes: watch::Sender<u64>,
+    /// Wakes the git follower (webhook).
+    pub git_hook: Notify,
+    /// Flips to true at shutdown; long-lived streams end on it so the server can drain.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Revisions {
+    /// The revision in force.
+    pub applied: Option<RevisionView>,
+    /// The newest revision judged, if it was rejected after `applied`.
+    pub rejected: Option<RevisionView>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(store: Store, shutdown: watch::Receiver<bool>) -> Self {
+        let (changes, _) = watch::channel(0);
+        let changes_for_fleet = changes.clone();
+        let audit = Audit::start(store.clone());
+        let fleet = Fleet::new(audit.clone(), move || changes_for_fleet.send_modify(|n| *n += 1));
+        AppState(Arc::new(Inner {
+            store,
+            fleet,
+            audit,
+            revisions: Mutex::new(Revisions::default()),
+            changes,
+            git_hook: Notify::new(),
+            shutdown,
+        }))
+    }
+
+    pub fn revisions(&self) -> Revisions {
+        self.revisions.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Takes a judged commit: records it, and applies it when valid. Invalid commits change
+    /// nothing in the fleet.
+    pub async fn judged(&self, judged: Judged) {
+        let span = tracing::info_span!("revision", revision = %&judged.revision.sha[..judged.revision.sha.len().min(12)]);
+        self.judged_inner(judged).instrument(span).await
+    }
+
+    async fn judged_inner(&self, judged: Judged) {
+        let rev = judged.revision.clone();
+        let fresh = match self.store.record_revision(&rev, crate::now_ms()).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the revision");
+                true
+            }
+        };
+        if fresh {
+            self.audit.revision(&rev);
+        }
+        {
+            let mut revisions = self.revisions.lock().unwrap_or_else(|p| p.into_inner());
+            match judged.config {
+                Some(_) => {
+                    revisions.applied = Some(rev.clone());
+                    revisions.rejected = None;
+                }
+                None => revisions.rejected = Some(rev.clone()),
+            }
+        }
+        match judged.config {
+            Some(config) => {
+                tracing::info!(message = %rev.message, "applying revision");
+                self.fleet.set_mesh(config);
+            }
+            None => tracing::warn!(errors = rev.errors.len(), "rejected revision; the previous one stays in force"),
+        }
+        self.changed();
+    }
+}

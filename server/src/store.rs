@@ -1,0 +1,158 @@
+//! The database: Postgres in production, an embedded SQLite file by default. One set of
+//! queries through sqlx's `Any` driver; migrations per engine under `migrations/`.
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+use trellis_web::api::{AuditEntry, RevisionView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported DATABASE_URL {0:?}: use postgres://... or sqlite://...")]
+    Unsupported(String),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+/// An audit event about to be appended.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub at: i64,
+    pub kind: String,
+    pub actor: String,
+    pub revision: Option<String>,
+    pub service: Option<String>,
+    pub summary: String,
+    pub detail: serde_json::Value,
+}
+
+impl Store {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        if !sqlite && !url.starts_with("postgres:") && !url.starts_with("postgresql:") {
+            return Err(StoreError::Unsupported(url.to_string()));
+        }
+        // SQLite allows one writer at a time: one connection avoids "database is locked".
+        let pool = AnyPoolOptions::new().max_connections(if sqlite { 1 } else { 8 }).connect(url).await?;
+        if sqlite {
+            sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        } else {
+            sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        }
+        Ok(Store { pool })
+    }
+
+    /// The embedded default: a SQLite file, created if missing.
+    pub fn sqlite_url(path: &std::path::Path) -> String {
+        format!("sqlite://{}?mode=rwc", path.display())
+    }
+
+    /// Records a judged revision. Returns false when it was already recorded (e.g. the
+    /// control plane restarted and judged the branch head again).
+    pub async fn record_revision(&self, r: &RevisionView, processed_at: i64) -> Result<bool, StoreError> {
+        let errors = serde_json::to_string(&r.errors).unwrap_or_else(|_| "[]".into());
+        let done = sqlx::query(
+            "INSERT INTO revisions (sha, author, message, committed_at, processed_at, outcome, errors) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sha) DO NOTHING",
+        )
+        .bind(&r.sha)
+        .bind(&r.author)
+        .bind(&r.message)
+        .bind(r.committed_at)
+        .bind(processed_at)
+        .bind(&r.outcome)
+        .bind(errors)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn revision(&self, sha: &str) -> Result<Option<RevisionView>, StoreError> {
+        let row = sqlx::query(
+            "SELECT seq, sha, author, message, committed_at, outcome, errors FROM revisions WHERE sha = $1",
+        )
+            .bind(sha)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| revision_from_row(&r)).transpose()
+    }
+
+    /// Newest first; `before` is the `seq` cursor of the previous page.
+    pub async fn revisions(&self, before: Option<i64>, limit: i64) -> Result<Vec<(i64, RevisionView)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, sha, author, message, committed_at, outcome, errors FROM revisions \
+             WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
+        )
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get::<i64, _>("seq")?, revision_from_row(r)?))).collect()
+    }
+
+    pub async fn append(&self, e: &NewEvent) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO audit_events (at, kind, actor, revision, service, summary, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(&e.actor)
+        .bind(e.revision.clone())
+        .bind(e.service.clone())
+        .bind(&e.summary)
+        .bind(e.detail.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    /// Newest first; `before` is the `id` cursor of the previous page.
+    pub async fn events(&self, before: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, kind, actor, revision, summary FROM audit_events \
+             WHERE id < $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    actor: r.try_get("actor")?,
+                    revision: r.try_get("revision")?,
+                    summary: r.try_get("summary")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn revision_from_row(r: &sqlx::any::AnyRow) -> Result<RevisionView, StoreError> {
+    let errors: String = r.try_get("errors")?;
+    Ok(RevisionView {
+        sha: r.try_get("sha")?,
+        author: r.try_get("author")?,
+        message: r.try_get("message")?,
+        committed_at: r.try_get("committed_at")?,
+        outcome: r.try_get("outcome")?,
+        // Written by us as JSON; an unreadable value shows as no errors rather than failing reads.
+        errors: serde_json::from_str(&errors).unwrap_or_default(),
+    })
+}

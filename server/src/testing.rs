@@ -1,0 +1,100 @@
+//! Builders shared by unit tests, integration tests and the demo: real git repositories in
+//! directories of their own.
+
+use git2::{Oid, Repository, Signature};
+use std::path::{Path, PathBuf};
+
+/// The example mesh under `policies/`, compiled in so the binary can seed a demo anywhere.
+pub const DEMO_POLICIES: &[(&str, &str)] = &[
+    ("services/shop.yaml", include_str!("../../policies/services/shop.yaml")),
+    ("routes/inventory.yaml", include_str!("../../policies/routes/inventory.yaml")),
+];
+
+/// A policy repository on branch `main`.
+pub struct PolicyRepo {
+    path: PathBuf,
+    // Removes the directory on drop when the repository is a throwaway.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl PolicyRepo {
+    /// A throwaway repository holding the demo policies in one commit.
+    pub fn demo() -> Self {
+        let temp = tempfile::tempdir().expect("a temporary directory");
+        let path = temp.path().join("policy");
+        let repo = Self::create(&path, DEMO_POLICIES).expect("creating a repository");
+        PolicyRepo { _temp: Some(temp), ..repo }
+    }
+
+    /// Opens `path`, or creates it with `files` committed on `main` when it does not exist.
+    pub fn create(path: &Path, files: &[(&str, &str)]) -> Result<Self, git2::Error> {
+        let repo = PolicyRepo { path: path.to_path_buf(), _temp: None };
+        if Repository::open(path).is_ok() {
+            return Ok(repo);
+        }
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.initial_head("main");
+        Repository::init_opts(path, &opts)?;
+        for (name, text) in files {
+            let file = path.join(name);
+            std::fs::create_dir_all(file.parent().unwrap_or(path)).map_err(io)?;
+            std::fs::write(&file, text).map_err(io)?;
+        }
+        repo.commit_all("Seed the mesh policy")?;
+        Ok(repo)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn head(&self) -> Oid {
+        let repo = Repository::open(&self.path).expect("repository");
+        repo.head().and_then(|h| h.peel_to_commit()).map(|c| c.id()).expect("a head commit")
+    }
+
+    /// Writes one file and commits it, as a user's `git commit -a` would.
+    pub fn commit(&self, name: &str, text: &str, message: &str) -> Oid {
+        std::fs::write(self.path.join(name), text).expect("writing a policy file");
+        self.commit_all(message).expect("committing")
+    }
+
+    /// Commits a new split of the demo's inventory service.
+    pub fn set_inventory_split(&self, v1: u32, v2: u32, message: &str) -> Oid {
+        let text = format!(
+            "kind: Route\nname: inventory\nservice: inventory\nrules:\n  - backends:\n      - version: v1\n        weight: {v1}\n      - version: v2\n        weight: {v2}\n"
+        );
+        self.commit("routes/inventory.yaml", &text, message)
+    }
+
+    fn commit_all(&self, message: &str) -> Result<Oid, git2::Error> {
+        let repo = Repository::open(&self.path)?;
+        let mut index = repo.index()?;
+        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None)?;
+        index.write()?;
+        let tree = repo.find_tree(index.write_tree()?)?;
+        let sig = Signature::now("Trellis Demo", "demo@trellis.invalid")?;
+        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+    }
+}
+
+fn io(e: std::io::Error) -> git2::Error {
+    git2::Error::from_str(&e.to_string())
+}
+
+/// A plain HTTP/1.1 GET naming `host`, for tests that talk to proxies and the API.
+pub async fn http_get(addr: std::net::SocketAddr, host: &str, path: &str) -> Result<(http::StatusCode, String), String> {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = http::Request::get(format!("http://{addr}{path}"))
+        .header(http::header::HOST, host)
+        .body(http_body_util::Empty::new())
+        .map_err(|e| e.to_string())?;
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}

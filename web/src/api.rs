@@ -1,0 +1,105 @@
+//! What the dashboard shows, as plain serialisable data. The control plane builds these from
+//! its state; the REST API returns the same shapes.
+
+use serde::{Deserialize, Serialize};
+use trellis_model::Diagnostic;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Overview {
+    /// The revision proxies should be running.
+    pub applied: Option<RevisionView>,
+    /// The newest revision seen on the branch, when it differs from `applied` (a rejection).
+    pub latest: Option<RevisionView>,
+    pub services: Vec<ServiceView>,
+    pub proxies: Vec<ProxyView>,
+    pub audit: Vec<AuditEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevisionView {
+    pub sha: String,
+    pub author: String,
+    pub message: String,
+    /// Unix milliseconds.
+    pub committed_at: i64,
+    /// `applied` or `rejected`.
+    pub outcome: String,
+    pub errors: Vec<Diagnostic>,
+}
+
+impl RevisionView {
+    pub fn short(&self) -> &str {
+        &self.sha[..self.sha.len().min(8)]
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub name: String,
+    pub versions: Vec<VersionView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionView {
+    pub name: String,
+    /// Share of the service's default rule, in percent.
+    pub weight: u32,
+    /// Connected proxies serving this version.
+    pub proxies: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProxyView {
+    pub id: String,
+    pub service: String,
+    pub version: String,
+    pub address: String,
+    /// The config version the proxy last ACKed, and the revision it belongs to.
+    pub applied_version: Option<String>,
+    pub applied_revision: Option<String>,
+    /// The proxy runs the current revision.
+    pub synced: bool,
+    /// The reason of the last NACK, if the proxy refused a config.
+    pub nack: Option<String>,
+    /// Unix milliseconds of the last message from the proxy.
+    pub last_seen: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub kind: String,
+    pub actor: String,
+    pub revision: Option<String>,
+    pub summary: String,
+}
+
+/// Renders unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC` without a date library, on both
+/// server and browser, so that hydration sees identical text.
+pub fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil-from-days, after Howard Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02} UTC")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc() {
+        assert_eq!(super::format_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::format_time(1_795_700_000_000), "2026-11-26 13:33:20 UTC");
+    }
+}

@@ -1,0 +1,47 @@
+//! The HTML shell, router and navigation.
+
+use crate::pages::overview::OverviewPage;
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::path;
+
+/// The document around the app; rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="trellis" href="/pkg/trellis.css"/>
+        <Title text="Trellis"/>
+        <Router>
+            <header class="topbar">
+                <span class="brand">"Trellis"</span>
+                <nav>
+                    <A href="/">"Overview"</A>
+                </nav>
+            </header>
+            <main>
+                <Routes fallback=|| view! { <p data-testid="not-found">"Page not found."</p> }>
+                    <Route path=path!("/") view=OverviewPage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}

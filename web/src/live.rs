@@ -1,0 +1,18 @@
+//! Live updates: the browser subscribes to `/api/v1/events` and pages refetch on each event.
+
+/// Calls `on_event` for every message of the control plane's event stream. The browser's
+/// EventSource reconnects by itself after a control-plane restart.
+#[cfg(feature = "hydrate")]
+pub fn subscribe(on_event: impl Fn() + 'static) {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::closure::Closure;
+    let Ok(source) = web_sys::EventSource::new("/api/v1/events") else { return };
+    let handler = Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |_| on_event());
+    source.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+    // The page lives as long as the tab: keep the listener and the connection alive.
+    handler.forget();
+    std::mem::forget(source);
+}
+
+#[cfg(not(feature = "hydrate"))]
+pub fn subscribe(_on_event: impl Fn() + 'static) {}

@@ -1,0 +1,3 @@
+//! One module per dashboard page.
+
+pub mod overview;

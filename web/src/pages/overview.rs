@@ -1,0 +1,148 @@
+//! `/`: the applied revision, services and their weights, the fleet, the latest audit entries.
+
+use crate::api::{AuditEntry, Overview, ProxyView, ServiceView, format_time};
+use crate::components::{RevisionBadge, WeightBar};
+use leptos::prelude::*;
+
+#[server(prefix = "/api/v1/ui", endpoint = "overview")]
+pub async fn get_overview() -> Result<Overview, ServerFnError> {
+    let backend = expect_context::<crate::ssr::Backend>();
+    backend.0.overview().await.map_err(ServerFnError::new)
+}
+
+#[component]
+pub fn OverviewPage() -> impl IntoView {
+    let (tick, set_tick) = signal(0u64);
+    let overview = Resource::new(move || tick.get(), |_| get_overview());
+    // Effects run only in the browser: refetch whenever the control plane reports a change.
+    Effect::new(move |_| {
+        crate::live::subscribe(move || {
+            set_tick.try_update(|t| *t += 1);
+        })
+    });
+    view! {
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || {
+                overview
+                    .get()
+                    .map(|result| match result {
+                        Ok(o) => view! { <OverviewView overview=o/> }.into_any(),
+                        Err(e) => {
+                            view! { <p class="error" data-testid="overview-error">{e.to_string()}</p> }
+                                .into_any()
+                        }
+                    })
+            }}
+        </Transition>
+    }
+}
+
+#[component]
+fn OverviewView(overview: Overview) -> impl IntoView {
+    let Overview { applied, latest, services, proxies, audit } = overview;
+    view! {
+        <section class="card" data-testid="overview">
+            <h2>"Applied revision"</h2>
+            {match applied {
+                Some(r) => view! { <RevisionBadge revision=r testid="applied-revision"/> }.into_any(),
+                None => view! { <p data-testid="applied-revision">"No valid revision yet."</p> }.into_any(),
+            }}
+            {latest
+                .map(|r| {
+                    let errors = r.errors.clone();
+                    view! {
+                        <div class="rejection" data-testid="latest-rejection">
+                            <h3>"Rejected newer commit"</h3>
+                            <RevisionBadge revision=r testid="rejected-revision"/>
+                            <ul>
+                                {errors
+                                    .into_iter()
+                                    .map(|d| view! { <li data-testid="rejection-error"><code>{d.to_string()}</code></li> })
+                                    .collect_view()}
+                            </ul>
+                        </div>
+                    }
+                })}
+        </section>
+        <section class="card">
+            <h2>"Services"</h2>
+            <table data-testid="services">
+                <thead><tr><th>"Service"</th><th>"Versions and weights"</th><th>"Split"</th></tr></thead>
+                <tbody>{services.into_iter().map(|s| view! { <ServiceRow service=s/> }).collect_view()}</tbody>
+            </table>
+        </section>
+        <section class="card">
+            <h2>"Proxies"</h2>
+            <table data-testid="proxies">
+                <thead><tr><th>"Proxy"</th><th>"Service"</th><th>"Address"</th><th>"Revision"</th><th>"Status"</th></tr></thead>
+                <tbody>{proxies.into_iter().map(|p| view! { <ProxyRow proxy=p/> }).collect_view()}</tbody>
+            </table>
+        </section>
+        <section class="card">
+            <h2>"Latest audit entries"</h2>
+            <ul class="audit" data-testid="audit-list">
+                {audit.into_iter().map(|e| view! { <AuditRow entry=e/> }).collect_view()}
+            </ul>
+        </section>
+    }
+}
+
+#[component]
+fn ServiceRow(service: ServiceView) -> impl IntoView {
+    let name = service.name.clone();
+    let weights: Vec<(String, u32)> = service.versions.iter().map(|v| (v.name.clone(), v.weight)).collect();
+    view! {
+        <tr data-testid=format!("service-{name}")>
+            <td class="name">{name.clone()}</td>
+            <td>
+                {service
+                    .versions
+                    .into_iter()
+                    .map(|v| {
+                        view! {
+                            <span class="version">
+                                {v.name.clone()} " "
+                                <strong data-testid=format!("weight-{}-{}", name, v.name)>{format!("{}%", v.weight)}</strong>
+                                <small>{format!(" ({} proxies)", v.proxies)}</small>
+                            </span>
+                        }
+                    })
+                    .collect_view()}
+            </td>
+            <td><WeightBar weights/></td>
+        </tr>
+    }
+}
+
+#[component]
+fn ProxyRow(proxy: ProxyView) -> impl IntoView {
+    let status = match (&proxy.nack, proxy.synced) {
+        (Some(reason), _) => format!("NACK: {reason}"),
+        (None, true) => "synced".to_string(),
+        (None, false) => "pending".to_string(),
+    };
+    let revision = proxy.applied_revision.as_deref().map(|r| r[..r.len().min(8)].to_string()).unwrap_or("-".into());
+    view! {
+        <tr data-testid=format!("proxy-{}", proxy.id) class=if proxy.synced { "synced" } else { "lagging" }>
+            <td><code>{proxy.id.clone()}</code></td>
+            <td>{format!("{}/{}", proxy.service, proxy.version)}</td>
+            <td>{proxy.address.clone()}</td>
+            <td data-testid="proxy-revision"><code>{revision}</code></td>
+            <td data-testid="proxy-status">{status}</td>
+        </tr>
+    }
+}
+
+#[component]
+fn AuditRow(entry: AuditEntry) -> impl IntoView {
+    view! {
+        <li data-testid="audit-entry" class=format!("audit-{}", entry.kind)>
+            <time>{format_time(entry.at)}</time>
+            " "
+            <span class="kind">{entry.kind.clone()}</span>
+            " "
+            <span class="summary">{entry.summary.clone()}</span>
+            <span class="actor">{format!(" — {}", entry.actor)}</span>
+        </li>
+    }
+}

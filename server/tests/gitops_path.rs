@@ -1,0 +1,152 @@
+//! The walking skeleton end to end: a commit to a real git repository changes the split of
+//! real requests through real proxies; a broken commit changes nothing.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use trellis_server::demo::app::{self, AppArgs};
+use trellis_server::gitops::PolicySource;
+use trellis_server::serve::{Running, ServeConfig};
+use trellis_server::testing::{PolicyRepo, http_get};
+
+struct Mesh {
+    repo: PolicyRepo,
+    cp: Running,
+    caller: trellis_proxy::Running,
+    _proxies: Vec<trellis_proxy::Running>,
+    _db: tempfile::TempDir,
+}
+
+async fn start_app(service: &str, version: &str) -> SocketAddr {
+    let args = AppArgs { service: service.into(), version: version.into(), listen: "127.0.0.1:0".parse().unwrap(), outbound: None };
+    app::start(args).await.unwrap().0
+}
+
+async fn start_proxy(service: &str, version: &str, app: SocketAddr, cp: &Running) -> trellis_proxy::Running {
+    trellis_proxy::start(trellis_proxy::Settings::new(service, version, app, &cp.url())).await.unwrap()
+}
+
+async fn mesh() -> Mesh {
+    let repo = PolicyRepo::demo();
+    let db = tempfile::tempdir().unwrap();
+    let cp = trellis_server::serve::start(ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        policy: PolicySource { repo: repo.path().to_path_buf(), branch: "main".into(), poll_interval: Duration::from_millis(500) },
+        database_url: trellis_server::store::Store::sqlite_url(&db.path().join("t.db")),
+        site_root: db.path().join("no-site"),
+    })
+    .await
+    .unwrap();
+    let mut proxies = Vec::new();
+    for version in ["v1", "v2"] {
+        let app = start_app("inventory", version).await;
+        proxies.push(start_proxy("inventory", version, app, &cp).await);
+    }
+    let caller_app = start_app("storefront", "v1").await;
+    let caller = start_proxy("storefront", "v1", caller_app, &cp).await;
+    let mesh = Mesh { repo, cp, caller, _proxies: proxies, _db: db };
+    // Ready when the caller knows both inventory versions at the head revision.
+    let head = mesh.repo.head().to_string();
+    wait_for("the caller to know both inventory versions", || {
+        let c = mesh.caller.shared.config.load();
+        c.revision == head && c.endpoints.get("inventory").is_some_and(|e| e.len() == 2)
+    })
+    .await;
+    mesh
+}
+
+async fn wait_for(what: &str, cond: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(15), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
+}
+
+/// Sends `n` requests for inventory through the caller's outbound listener and counts the
+/// versions that answered.
+async fn split(mesh: &Mesh, n: usize) -> (usize, usize) {
+    let (mut v1, mut v2) = (0, 0);
+    for _ in 0..n {
+        let (status, body) = http_get(mesh.caller.outbound, "inventory", "/stock").await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        match v["version"].as_str() {
+            Some("v1") => v1 += 1,
+            Some("v2") => v2 += 1,
+            other => panic!("unexpected version {other:?}"),
+        }
+    }
+    (v1, v2)
+}
+
+/// What the caller proxy counted for inventory/v2, from its Prometheus endpoint.
+async fn counted_v2(mesh: &Mesh) -> u64 {
+    let (_, text) = http_get(mesh.caller.admin, "admin", "/metrics").await.unwrap();
+    text.lines()
+        .filter(|l| l.contains("direction=\"outbound\"") && l.contains("dst_service=\"inventory\"") && l.contains("dst_version=\"v2\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_changes_the_split_of_real_traffic_and_a_broken_one_changes_nothing() {
+    let mesh = mesh().await;
+    assert_eq!(split(&mesh, 100).await, (100, 0), "the seed policy sends everything to v1");
+    assert_eq!(counted_v2(&mesh).await, 0);
+
+    // 50/50: noticed, validated, compiled, pushed, and visible in traffic.
+    let committed = Instant::now();
+    let half = mesh.repo.set_inventory_split(50, 50, "Send half of inventory to v2");
+    let sha = half.to_string();
+    wait_for("the caller to apply the 50/50 revision", || mesh.caller.shared.config.load().revision == sha).await;
+    println!("commit to applied at the caller proxy: {:?}", committed.elapsed());
+    let (v1, v2) = split(&mesh, 400).await;
+    assert!((120..=280).contains(&v2), "expected about half on v2, got v1={v1} v2={v2}");
+    assert_eq!(counted_v2(&mesh).await, v2 as u64, "the proxy counts what the apps saw");
+
+    // Broken YAML: rejected with a located error; the proxies keep the 50/50 config.
+    let version_before = mesh.caller.shared.config.load().version.clone();
+    let broken = mesh.repo.commit("routes/inventory.yaml", "kind: Route\nname: inventory\nrules: [\n", "Oops").to_string();
+    let api = mesh.cp.addr;
+    let mut rejected = None;
+    for _ in 0..150 {
+        let (status, body) = http_get(api, "trellis", &format!("/api/v1/revisions/{broken}")).await.unwrap();
+        if status == 200 {
+            rejected = Some(serde_json::from_str::<serde_json::Value>(&body).unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rejected = rejected.expect("the broken commit is recorded");
+    assert_eq!(rejected["outcome"], "rejected");
+    let error = &rejected["errors"][0];
+    assert_eq!(error["code"], "TR0001");
+    assert_eq!(error["file"], "routes/inventory.yaml");
+    assert!(error["line"].as_u64().unwrap() >= 3, "{error}");
+    assert_eq!(mesh.caller.shared.config.load().version, version_before, "nothing reached the proxies");
+    let (_, v2) = split(&mesh, 200).await;
+    assert!((50..=150).contains(&v2), "the 50/50 split stays in force, got v2={v2}");
+
+    // The overview shows the applied revision, the rejection and the new weights.
+    let (_, body) = http_get(api, "trellis", "/api/v1/overview").await.unwrap();
+    let overview: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(overview["applied"]["sha"], sha);
+    assert_eq!(overview["latest"]["sha"], broken);
+    let inventory = overview["services"].as_array().unwrap().iter().find(|s| s["name"] == "inventory").unwrap();
+    assert_eq!(inventory["versions"][1]["weight"], 50);
+    mesh.cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_keep_serving_their_last_config_without_the_control_plane() {
+    let Mesh { cp, caller, _proxies, repo: _repo, _db } = mesh().await;
+    let before = caller.shared.config.load().version.clone();
+    // Stop the control plane; the data path must not notice.
+    let cp_addr = cp.addr;
+    cp.shutdown().await;
+    assert!(http_get(cp_addr, "trellis", "/api/v1/overview").await.is_err(), "control plane is down");
+    let (status, _) = http_get(caller.outbound, "inventory", "/stock").await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(caller.shared.config.load().version, before);
+}

@@ -28,6 +28,8 @@ pub fn router(state: AppState, site_root: &Path) -> axum::Router {
             "browser bundle not found: pages render but will not update live; run scripts/build-web.sh"
         );
     }
+    // Resources resolve on the server through Leptos's executor: back it with our tokio runtime.
+    let _ = any_spawner::Executor::init_tokio();
     let options = LeptosOptions::builder()
         .output_name(OUTPUT_NAME)
         .site_root(site_root.to_string_lossy().to_string())

@@ -81,7 +81,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .env("TRELLIS_CONTROL_PLANE_URL", cp.url())
                 .env("TRELLIS_LOG", "warn"),
         )?);
-        sidecars.push((service, Sidecar { inbound, admin }));
+        sidecars.push((format!("{service}/{version}"), Sidecar { inbound, admin }));
     }
     let storefront = &sidecars[0].1;
     wait_ready(storefront.admin).await;
@@ -94,7 +94,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  Policy repository:  {}", repo.path().display());
     println!("  Try:  cd {} && sed -i 's/weight: 100/weight: 50/; s/weight: 0/weight: 50/' routes/inventory.yaml && git commit -am '50/50'", repo.path().display());
     for (service, s) in &sidecars {
-        println!("  {service:<11} sidecar admin http://{}/metrics", s.admin);
+        println!("  {service:<14} sidecar admin http://{}/metrics", s.admin);
     }
     println!("  Ctrl-C stops everything.");
     println!();

@@ -192,9 +192,13 @@ pub async fn run(state: AppState, source: PolicySource, mut shutdown: watch::Rec
 fn watch_files(repo: &Path, wake: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let git_dir = Repository::open(repo).ok()?.path().to_path_buf();
-    let mut watcher = notify::recommended_watcher(move |_event| {
-        // A full channel already holds a wake-up: dropping this one loses nothing.
-        let _ = wake.try_send(());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Our own reads of the repository show up as access events: waking on them would
+        // make every scan trigger the next one.
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            // A full channel already holds a wake-up: dropping this one loses nothing.
+            let _ = wake.try_send(());
+        }
     })
     .map_err(|e| tracing::warn!(error = %e, "file watching unavailable; polling only"))
     .ok()?;

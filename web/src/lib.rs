@@ -9,6 +9,9 @@
 //! - [`live`]: browser-side subscription to the control plane's event stream.
 //! - `ssr`: the server-side hook through which the control plane supplies data.
 
+// Leptos views are deeply nested types; the default limit is too low for a whole page.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod app;
 pub mod components;

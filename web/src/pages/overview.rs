@@ -1,6 +1,6 @@
 //! `/`: the applied revision, services and their weights, the fleet, the latest audit entries.
 
-use crate::api::{AuditEntry, Overview, ProxyView, ServiceView, format_time};
+use crate::api::{AuditEntry, Overview, ProxyView, RevisionView, ServiceView, format_time};
 use crate::components::{RevisionBadge, WeightBar};
 use leptos::prelude::*;
 
@@ -40,51 +40,86 @@ pub fn OverviewPage() -> impl IntoView {
 #[component]
 fn OverviewView(overview: Overview) -> impl IntoView {
     let Overview { applied, latest, services, proxies, audit } = overview;
+    // Each card is type-erased so the page's view type stays shallow.
+    view! {
+        <RevisionCard applied latest/>
+        <ServicesCard services/>
+        <ProxiesCard proxies/>
+        <AuditCard audit/>
+    }
+}
+
+#[component]
+fn RevisionCard(applied: Option<RevisionView>, latest: Option<RevisionView>) -> impl IntoView {
+    let applied = match applied {
+        Some(r) => view! { <RevisionBadge revision=r testid="applied-revision"/> }.into_any(),
+        None => view! { <p data-testid="applied-revision">"No valid revision yet."</p> }.into_any(),
+    };
+    let rejection = latest.map(|r| {
+        let errors = r.errors.clone();
+        view! {
+            <div class="rejection" data-testid="latest-rejection">
+                <h3>"Rejected newer commit"</h3>
+                <RevisionBadge revision=r testid="rejected-revision"/>
+                <ul>
+                    {errors
+                        .into_iter()
+                        .map(|d| view! { <li data-testid="rejection-error"><code>{d.to_string()}</code></li> })
+                        .collect_view()}
+                </ul>
+            </div>
+        }
+        .into_any()
+    });
     view! {
         <section class="card" data-testid="overview">
             <h2>"Applied revision"</h2>
-            {match applied {
-                Some(r) => view! { <RevisionBadge revision=r testid="applied-revision"/> }.into_any(),
-                None => view! { <p data-testid="applied-revision">"No valid revision yet."</p> }.into_any(),
-            }}
-            {latest
-                .map(|r| {
-                    let errors = r.errors.clone();
-                    view! {
-                        <div class="rejection" data-testid="latest-rejection">
-                            <h3>"Rejected newer commit"</h3>
-                            <RevisionBadge revision=r testid="rejected-revision"/>
-                            <ul>
-                                {errors
-                                    .into_iter()
-                                    .map(|d| view! { <li data-testid="rejection-error"><code>{d.to_string()}</code></li> })
-                                    .collect_view()}
-                            </ul>
-                        </div>
-                    }
-                })}
+            {applied}
+            {rejection}
         </section>
+    }
+    .into_any()
+}
+
+#[component]
+fn ServicesCard(services: Vec<ServiceView>) -> impl IntoView {
+    view! {
         <section class="card">
             <h2>"Services"</h2>
             <table data-testid="services">
                 <thead><tr><th>"Service"</th><th>"Versions and weights"</th><th>"Split"</th></tr></thead>
-                <tbody>{services.into_iter().map(|s| view! { <ServiceRow service=s/> }).collect_view()}</tbody>
+                <tbody>{services.into_iter().map(|s| view! { <ServiceRow service=s/> }.into_any()).collect_view()}</tbody>
             </table>
         </section>
+    }
+    .into_any()
+}
+
+#[component]
+fn ProxiesCard(proxies: Vec<ProxyView>) -> impl IntoView {
+    view! {
         <section class="card">
             <h2>"Proxies"</h2>
             <table data-testid="proxies">
                 <thead><tr><th>"Proxy"</th><th>"Service"</th><th>"Address"</th><th>"Revision"</th><th>"Status"</th></tr></thead>
-                <tbody>{proxies.into_iter().map(|p| view! { <ProxyRow proxy=p/> }).collect_view()}</tbody>
+                <tbody>{proxies.into_iter().map(|p| view! { <ProxyRow proxy=p/> }.into_any()).collect_view()}</tbody>
             </table>
         </section>
+    }
+    .into_any()
+}
+
+#[component]
+fn AuditCard(audit: Vec<AuditEntry>) -> impl IntoView {
+    view! {
         <section class="card">
             <h2>"Latest audit entries"</h2>
             <ul class="audit" data-testid="audit-list">
-                {audit.into_iter().map(|e| view! { <AuditRow entry=e/> }).collect_view()}
+                {audit.into_iter().map(|e| view! { <AuditRow entry=e/> }.into_any()).collect_view()}
             </ul>
         </section>
     }
+    .into_any()
 }
 
 #[component]

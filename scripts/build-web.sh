@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the dashboard's browser bundle into $CARGO_TARGET_DIR/site/pkg, without cargo-leptos:
+# the web crate for wasm32 with `hydrate`, then wasm-bindgen (the CLI version equals the
+# library version pinned in Cargo.lock), then the stylesheet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+site="$target_dir/site"
+profile="${TRELLIS_WASM_PROFILE:-wasm-release}"
+
+cargo build -p trellis-web --lib --target wasm32-unknown-unknown --profile "$profile" --features hydrate
+wasm-bindgen --target web --no-typescript --out-dir "$site/pkg" --out-name trellis_web \
+  "$target_dir/wasm32-unknown-unknown/$profile/trellis_web.wasm"
+cp web/style/trellis.css "$site/pkg/trellis.css"
+echo "browser bundle: $site/pkg ($(du -h "$site/pkg/trellis_web_bg.wasm" | cut -f1) wasm)"

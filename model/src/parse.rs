@@ -126,10 +126,7 @@ fn is_syntax_error(e: &serde_saphyr::Error) -> bool {
 /// The position and a one-line message of a YAML error, without the source snippet (callers
 /// render their own excerpt from the position).
 fn describe(e: &serde_saphyr::Error) -> (Pos, String) {
-    let pos = e
-        .location()
-        .map(|l| Pos { line: l.line() as u32, column: l.column() as u32 })
-        .unwrap_or_default();
+    let pos = e.location().map(|l| Pos { line: l.line() as u32, column: l.column() as u32 }).unwrap_or_default();
     let text = e.without_snippet().to_string();
     let message = text.lines().next().unwrap_or("invalid document").trim().to_string();
     (pos, message)

@@ -89,11 +89,11 @@ fn check_rule(
         return;
     }
     for m in &rule.matches {
-        if let Some(PathMatch::Exact(p) | PathMatch::Prefix(p)) = &m.path {
-            if !p.value.starts_with('/') {
-                let msg = format!("path `{}` does not start with '/'", p.value);
-                errors.push(Diagnostic::new(Code::InvalidPath, file, route.at(p), msg));
-            }
+        if let Some(PathMatch::Exact(p) | PathMatch::Prefix(p)) = &m.path
+            && !p.value.starts_with('/')
+        {
+            let msg = format!("path `{}` does not start with '/'", p.value);
+            errors.push(Diagnostic::new(Code::InvalidPath, file, route.at(p), msg));
         }
     }
     let mut sum = 0u64;
@@ -137,10 +137,7 @@ fn check_unique<'a>(
             Code::DuplicateName,
             file,
             at,
-            format!(
-                "{} `{}` is already defined at {first_file}:{}:{}",
-                key.0, key.1, first.line, first.column
-            ),
+            format!("{} `{}` is already defined at {first_file}:{}:{}", key.0, key.1, first.line, first.column),
         ));
     }
 }

@@ -99,8 +99,7 @@ impl Settings {
         if !control_plane_url.is_empty() && !control_plane_url.starts_with("http://") {
             errors.push(format!("{ENV_CONTROL_PLANE_URL}={control_plane_url:?} must start with http://"));
         }
-        let proxy_id = get(ENV_PROXY_ID)
-            .unwrap_or_else(|| format!("{service}-{version}-{:08x}", fastrand::u32(..)));
+        let proxy_id = get(ENV_PROXY_ID).unwrap_or_else(|| format!("{service}-{version}-{:08x}", fastrand::u32(..)));
         if !errors.is_empty() {
             return Err(SettingsError(errors));
         }

@@ -72,8 +72,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let outbound_l = bind(settings.outbound_addr, "outbound").await?;
     let inbound_l = bind(settings.inbound_addr, "inbound").await?;
     let admin_l = bind(settings.admin_addr, "admin").await?;
-    let (outbound, inbound, admin) =
-        (outbound_l.local_addr()?, inbound_l.local_addr()?, admin_l.local_addr()?);
+    let (outbound, inbound, admin) = (outbound_l.local_addr()?, inbound_l.local_addr()?, admin_l.local_addr()?);
 
     let shared = Arc::new(Shared {
         settings: settings.clone(),
@@ -85,15 +84,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
     let out = outbound::Outbound::new(shared.clone());
     tasks.push(tokio::spawn(
-        server::serve(outbound_l, move |req| out.clone().handle(req), rx.clone(), settings.drain_grace).instrument(span.clone()),
+        server::serve(outbound_l, move |req| out.clone().handle(req), rx.clone(), settings.drain_grace)
+            .instrument(span.clone()),
     ));
     let inb = inbound::Inbound::new(shared.clone());
     tasks.push(tokio::spawn(
-        server::serve(inbound_l, move |req| inb.clone().handle(req), rx.clone(), settings.drain_grace).instrument(span.clone()),
+        server::serve(inbound_l, move |req| inb.clone().handle(req), rx.clone(), settings.drain_grace)
+            .instrument(span.clone()),
     ));
     let adm = shared.clone();
     tasks.push(tokio::spawn(
-        server::serve(admin_l, move |req| admin::handle(adm.clone(), req), rx.clone(), settings.drain_grace).instrument(span.clone()),
+        server::serve(admin_l, move |req| admin::handle(adm.clone(), req), rx.clone(), settings.drain_grace)
+            .instrument(span.clone()),
     ));
     let registration = trellis_model::config::Registration {
         proxy_id: settings.proxy_id.clone(),
@@ -109,7 +111,5 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 }
 
 async fn bind(addr: SocketAddr, name: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot bind the {name} listener to {addr}: {e}"))
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot bind the {name} listener to {addr}: {e}"))
 }

@@ -31,7 +31,10 @@ impl Metrics {
 
     pub fn render(&self, proxy_id: &str, config_version: &str) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP trellis_proxy_requests_total Requests handled, by direction, destination and status class.");
+        let _ = writeln!(
+            out,
+            "# HELP trellis_proxy_requests_total Requests handled, by direction, destination and status class."
+        );
         let _ = writeln!(out, "# TYPE trellis_proxy_requests_total counter");
         for (k, n) in self.snapshot() {
             let _ = writeln!(

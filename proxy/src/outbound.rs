@@ -61,10 +61,7 @@ impl Outbound {
             return Err(ProxyError::NoConfig);
         }
         let host = authority(req).ok_or(ProxyError::NoAuthority)?;
-        let service = config
-            .services
-            .get(host)
-            .ok_or_else(|| ProxyError::UnknownService(host.to_string()))?;
+        let service = config.services.get(host).ok_or_else(|| ProxyError::UnknownService(host.to_string()))?;
         let rule = split::select_rule(service, req.method().as_str(), req.uri().path())
             .ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
         let total = split::total_weight(&rule.backends);
@@ -84,29 +81,30 @@ impl Outbound {
 }
 
 /// Sends `req` to `addr`, keeping its Host, and streams the response back.
-pub async fn forward(client: &HttpClient, mut req: Request<Incoming>, addr: &str) -> Result<Response<Body>, ProxyError> {
+pub async fn forward(
+    client: &HttpClient,
+    mut req: Request<Incoming>,
+    addr: &str,
+) -> Result<Response<Body>, ProxyError> {
     let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let uri: Uri = format!("http://{addr}{path}").parse().map_err(|_| ProxyError::NoAuthority)?;
-    if !req.headers().contains_key(http::header::HOST) {
-        if let Some(a) = req.uri().authority().cloned() {
-            if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
-                req.headers_mut().insert(http::header::HOST, v);
-            }
-        }
+    if !req.headers().contains_key(http::header::HOST)
+        && let Some(a) = req.uri().authority().cloned()
+        && let Ok(v) = http::HeaderValue::from_str(a.as_str())
+    {
+        req.headers_mut().insert(http::header::HOST, v);
     }
     *req.uri_mut() = uri;
     *req.version_mut() = http::Version::HTTP_11;
     strip_hop_by_hop(req.headers_mut());
-    let resp = client
-        .request(req)
-        .await
-        .map_err(|source| ProxyError::Upstream { addr: addr.to_string(), source })?;
+    let resp = client.request(req).await.map_err(|source| ProxyError::Upstream { addr: addr.to_string(), source })?;
     Ok(resp.map(|b| b.boxed_unsync()))
 }
 
 /// Headers that describe one connection and must not cross a proxy (RFC 9110 §7.6.1).
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    for name in ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "upgrade"] {
+    for name in ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "upgrade"]
+    {
         headers.remove(name);
     }
 }
@@ -118,9 +116,8 @@ fn authority(req: &Request<Incoming>) -> Option<&str> {
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    let host = raw.rsplit_once(':').map_or(raw, |(h, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) { h } else { raw }
-    });
+    let host =
+        raw.rsplit_once(':').map_or(raw, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { raw });
     // `catalog.default.svc` style names resolve to their first label, like Kubernetes DNS.
     Some(host.split('.').next().unwrap_or(host))
 }

@@ -12,12 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Serves until `shutdown` flips, then gives requests in flight up to `grace` to finish.
-pub async fn serve<F, Fut>(
-    listener: TcpListener,
-    handle: F,
-    mut shutdown: watch::Receiver<bool>,
-    grace: Duration,
-)
+pub async fn serve<F, Fut>(listener: TcpListener, handle: F, mut shutdown: watch::Receiver<bool>, grace: Duration)
 where
     F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = http::Response<Body>> + Send + 'static,

@@ -5,10 +5,7 @@ use trellis_model::{Backend, Endpoint, RuleConfig, ServiceConfig};
 
 /// The first rule with a matching condition (or none at all), as Gateway API orders rules.
 pub fn select_rule<'a>(service: &'a ServiceConfig, method: &str, path: &str) -> Option<&'a RuleConfig> {
-    service
-        .rules
-        .iter()
-        .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| matches(m, method, path)))
+    service.rules.iter().find(|r| r.matches.is_empty() || r.matches.iter().any(|m| matches(m, method, path)))
 }
 
 fn matches(m: &MatchConfig, method: &str, path: &str) -> bool {

@@ -49,7 +49,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, detail) = match self {
             ApiError::NotFound(m) => (http::StatusCode::NOT_FOUND, "not_found", m, None),
-            ApiError::Invalid { message, detail } => (http::StatusCode::BAD_REQUEST, "invalid_request", message, Some(detail)),
+            ApiError::Invalid { message, detail } => {
+                (http::StatusCode::BAD_REQUEST, "invalid_request", message, Some(detail))
+            }
             ApiError::Internal(m) => (http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
         };
         (status, Json(json!({ "error": { "code": code, "message": message, "detail": detail } }))).into_response()
@@ -73,7 +75,10 @@ impl PageQuery {
     fn parse(&self) -> Result<(Option<i64>, i64), ApiError> {
         let before = match &self.cursor {
             None => None,
-            Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::invalid("invalid cursor", "use the `next` value of the previous page"))?),
+            Some(c) => Some(
+                c.parse::<i64>()
+                    .map_err(|_| ApiError::invalid("invalid cursor", "use the `next` value of the previous page"))?,
+            ),
         };
         Ok((before, self.limit.unwrap_or(50).clamp(1, 500)))
     }
@@ -117,7 +122,10 @@ fn service_views(state: &AppState) -> Vec<ServiceView> {
         .collect()
 }
 
-async fn revisions(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Result<Json<Page<RevisionView>>, ApiError> {
+async fn revisions(
+    State(state): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<RevisionView>>, ApiError> {
     let (before, limit) = q.parse()?;
     let rows = state.store.revisions(before, limit).await?;
     let next = (rows.len() as i64 == limit).then(|| rows.last().map(|(seq, _)| seq.to_string())).flatten();

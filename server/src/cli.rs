@@ -59,9 +59,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve(args) => {
             std::fs::create_dir_all(&args.data_dir)?;
-            let database_url = args
-                .database_url
-                .unwrap_or_else(|| crate::store::Store::sqlite_url(&args.data_dir.join("trellis.db")));
+            let database_url =
+                args.database_url.unwrap_or_else(|| crate::store::Store::sqlite_url(&args.data_dir.join("trellis.db")));
             let running = crate::serve::start(ServeConfig {
                 listen: args.listen,
                 policy: PolicySource { repo: args.repo, branch: args.branch, poll_interval: Duration::from_secs(1) },

@@ -15,9 +15,7 @@ pub const OUTPUT_NAME: &str = "trellis_web";
 
 impl DataSource for AppState {
     fn overview(&self) -> BoxFuture<'_, Result<Overview, String>> {
-        Box::pin(async move {
-            crate::api::build_overview(self).await.map_err(|e| format!("{e:?}"))
-        })
+        Box::pin(async move { crate::api::build_overview(self).await.map_err(|e| format!("{e:?}")) })
     }
 }
 

@@ -45,13 +45,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
     let repo = PolicyRepo::create(&data_dir.join("policy"), DEMO_POLICIES)?;
-    let database_url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| crate::store::Store::sqlite_url(&data_dir.join("trellis.db")));
+    let database_url =
+        args.database_url.clone().unwrap_or_else(|| crate::store::Store::sqlite_url(&data_dir.join("trellis.db")));
     let cp = crate::serve::start(ServeConfig {
         listen: args.listen,
-        policy: PolicySource { repo: repo.path().to_path_buf(), branch: "main".into(), poll_interval: Duration::from_secs(1) },
+        policy: PolicySource {
+            repo: repo.path().to_path_buf(),
+            branch: "main".into(),
+            poll_interval: Duration::from_secs(1),
+        },
         database_url,
         site_root: args.site_root.clone().unwrap_or_else(crate::cli::default_site_root),
     })
@@ -65,9 +67,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (service, version) in SERVICES {
         let [app, outbound, inbound, admin] = free_ports::<4>()?;
         children.push(spawn(
-            Command::new(&exe)
-                .args(["demo-app", "--service", service, "--version", version])
-                .args(["--listen", &app.to_string(), "--outbound", &outbound.to_string()]),
+            Command::new(&exe).args(["demo-app", "--service", service, "--version", version]).args([
+                "--listen",
+                &app.to_string(),
+                "--outbound",
+                &outbound.to_string(),
+            ]),
         )?);
         children.push(spawn(
             Command::new(&proxy_exe)
@@ -92,7 +97,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  Trellis demo is running.");
     println!("  Dashboard:          {}", cp.url());
     println!("  Policy repository:  {}", repo.path().display());
-    println!("  Try:  cd {} && sed -i 's/weight: 100/weight: 50/; s/weight: 0/weight: 50/' routes/inventory.yaml && git commit -am '50/50'", repo.path().display());
+    println!(
+        "  Try:  cd {} && sed -i 's/weight: 100/weight: 50/; s/weight: 0/weight: 50/' routes/inventory.yaml && git commit -am '50/50'",
+        repo.path().display()
+    );
     for (service, s) in &sidecars {
         println!("  {service:<14} sidecar admin http://{}/metrics", s.admin);
     }
@@ -135,10 +143,10 @@ async fn wait_ready(admin: SocketAddr) {
     let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     for _ in 0..100 {
-        if let Ok(uri) = format!("http://{admin}/ready").parse::<http::Uri>() {
-            if client.get(uri).await.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
+        if let Ok(uri) = format!("http://{admin}/ready").parse::<http::Uri>()
+            && client.get(uri).await.is_ok_and(|r| r.status().is_success())
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

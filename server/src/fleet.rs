@@ -80,12 +80,7 @@ impl Fleet {
     pub fn new(audit: Audit, on_change: impl Fn() + Send + Sync + 'static) -> Self {
         let empty = Snapshot { version: String::new(), revision: String::new(), line: Bytes::new() };
         let (snapshot, _) = watch::channel(Arc::new(empty));
-        Fleet(Arc::new(Shared {
-            inner: Mutex::new(Inner::default()),
-            snapshot,
-            on_change: Box::new(on_change),
-            audit,
-        }))
+        Fleet(Arc::new(Shared { inner: Mutex::new(Inner::default()), snapshot, on_change: Box::new(on_change), audit }))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -252,7 +247,11 @@ impl Fleet {
         };
         let mut line = serde_json::to_vec(&StreamMessage::Config(config)).unwrap_or_default();
         line.push(b'\n');
-        self.0.snapshot.send_replace(Arc::new(Snapshot { version, revision: mesh.revision.clone(), line: line.into() }));
+        self.0.snapshot.send_replace(Arc::new(Snapshot {
+            version,
+            revision: mesh.revision.clone(),
+            line: line.into(),
+        }));
         (self.0.on_change)();
     }
 }

@@ -56,7 +56,9 @@ pub fn judge(repo: &Repository, oid: Oid) -> Result<Judged, GitError> {
         if entry.kind() == Some(git2::ObjectType::Blob) && is_policy {
             let path = format!("{dir}{name}");
             match entry.to_object(repo).ok().and_then(|o| o.into_blob().ok()) {
-                Some(blob) if blob.size() > MAX_FILE_BYTES => errors.push(file_error(&path, "file is larger than 1 MiB")),
+                Some(blob) if blob.size() > MAX_FILE_BYTES => {
+                    errors.push(file_error(&path, "file is larger than 1 MiB"))
+                }
                 Some(blob) => match std::str::from_utf8(blob.content()) {
                     Ok(text) => files.push(SourceFile { path, text: text.to_string() }),
                     Err(_) => errors.push(file_error(&path, "file is not UTF-8")),
@@ -92,9 +94,8 @@ fn file_error(path: &str, message: &str) -> Diagnostic {
 }
 
 fn branch_head(repo: &Repository, branch: &str) -> Result<Oid, GitError> {
-    let reference = repo
-        .find_branch(branch, git2::BranchType::Local)
-        .map_err(|_| GitError::NoBranch(branch.to_string()))?;
+    let reference =
+        repo.find_branch(branch, git2::BranchType::Local).map_err(|_| GitError::NoBranch(branch.to_string()))?;
     reference.get().target().ok_or_else(|| GitError::NoBranch(branch.to_string()))
 }
 
@@ -146,10 +147,8 @@ fn scan(path: &Path, branch: &str, since: Option<Oid>) -> Result<Option<Pass>, G
     if Some(head) == since {
         return Ok(None);
     }
-    let judged: Vec<Judged> = new_commits(&repo, head, since)?
-        .into_iter()
-        .map(|oid| judge(&repo, oid))
-        .collect::<Result<_, _>>()?;
+    let judged: Vec<Judged> =
+        new_commits(&repo, head, since)?.into_iter().map(|oid| judge(&repo, oid)).collect::<Result<_, _>>()?;
     let fallback = match (since, judged.iter().any(|j| j.config.is_some())) {
         (None, false) => last_good(&repo, head)?,
         _ => None,

@@ -55,7 +55,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     state.audit.system(
         "control_plane.started",
         None,
-        format!("control plane started on {addr}, following {} ({})", config.policy.repo.display(), config.policy.branch),
+        format!(
+            "control plane started on {addr}, following {} ({})",
+            config.policy.repo.display(),
+            config.policy.branch
+        ),
         serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }),
     );
 

@@ -79,9 +79,9 @@ impl Store {
         let row = sqlx::query(
             "SELECT seq, sha, author, message, committed_at, outcome, errors FROM revisions WHERE sha = $1",
         )
-            .bind(sha)
-            .fetch_optional(&self.pool)
-            .await?;
+        .bind(sha)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| revision_from_row(&r)).transpose()
     }
 
@@ -91,10 +91,10 @@ impl Store {
             "SELECT seq, sha, author, message, committed_at, outcome, errors FROM revisions \
              WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
         )
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|r| Ok((r.try_get::<i64, _>("seq")?, revision_from_row(r)?))).collect()
     }
 

@@ -85,7 +85,11 @@ fn io(e: std::io::Error) -> git2::Error {
 }
 
 /// A plain HTTP/1.1 GET naming `host`, for tests that talk to proxies and the API.
-pub async fn http_get(addr: std::net::SocketAddr, host: &str, path: &str) -> Result<(http::StatusCode, String), String> {
+pub async fn http_get(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<(http::StatusCode, String), String> {
     use http_body_util::BodyExt;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();

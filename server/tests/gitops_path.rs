@@ -17,7 +17,12 @@ struct Mesh {
 }
 
 async fn start_app(service: &str, version: &str) -> SocketAddr {
-    let args = AppArgs { service: service.into(), version: version.into(), listen: "127.0.0.1:0".parse().unwrap(), outbound: None };
+    let args = AppArgs {
+        service: service.into(),
+        version: version.into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        outbound: None,
+    };
     app::start(args).await.unwrap().0
 }
 
@@ -30,7 +35,11 @@ async fn mesh() -> Mesh {
     let db = tempfile::tempdir().unwrap();
     let cp = trellis_server::serve::start(ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        policy: PolicySource { repo: repo.path().to_path_buf(), branch: "main".into(), poll_interval: Duration::from_millis(500) },
+        policy: PolicySource {
+            repo: repo.path().to_path_buf(),
+            branch: "main".into(),
+            poll_interval: Duration::from_millis(500),
+        },
         database_url: trellis_server::store::Store::sqlite_url(&db.path().join("t.db")),
         site_root: db.path().join("no-site"),
     })
@@ -84,7 +93,11 @@ async fn split(mesh: &Mesh, n: usize) -> (usize, usize) {
 async fn counted_v2(mesh: &Mesh) -> u64 {
     let (_, text) = http_get(mesh.caller.admin, "admin", "/metrics").await.unwrap();
     text.lines()
-        .filter(|l| l.contains("direction=\"outbound\"") && l.contains("dst_service=\"inventory\"") && l.contains("dst_version=\"v2\""))
+        .filter(|l| {
+            l.contains("direction=\"outbound\"")
+                && l.contains("dst_service=\"inventory\"")
+                && l.contains("dst_version=\"v2\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
@@ -107,7 +120,8 @@ async fn a_commit_changes_the_split_of_real_traffic_and_a_broken_one_changes_not
 
     // Broken YAML: rejected with a located error; the proxies keep the 50/50 config.
     let version_before = mesh.caller.shared.config.load().version.clone();
-    let broken = mesh.repo.commit("routes/inventory.yaml", "kind: Route\nname: inventory\nrules: [\n", "Oops").to_string();
+    let broken =
+        mesh.repo.commit("routes/inventory.yaml", "kind: Route\nname: inventory\nrules: [\n", "Oops").to_string();
     let api = mesh.cp.addr;
     let mut rejected = None;
     for _ in 0..150 {

@@ -14,6 +14,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                // No favicon file to serve: an empty data URL spares the browser a 404.
+                <link rel="icon" href="data:,"/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>

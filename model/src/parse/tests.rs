@@ -12,7 +12,8 @@ fn errors(files: &[SourceFile]) -> Vec<Diagnostic> {
     }
 }
 
-const SERVICES: &str = "kind: Service\nname: inventory\nversions: [v1, v2]\n---\nkind: Service\nname: catalog\nversions: [v1]\n";
+const SERVICES: &str =
+    "kind: Service\nname: inventory\nversions: [v1, v2]\n---\nkind: Service\nname: catalog\nversions: [v1]\n";
 
 #[test]
 fn multi_document_files_compile() {
@@ -37,7 +38,8 @@ fn broken_yaml_is_located() {
 
 #[test]
 fn positions_count_from_the_file_not_the_document() {
-    let route = "kind: Route\nname: inv\nservice: inventory\nrules:\n  - backends:\n      - version: v3\n        weight: 100\n";
+    let route =
+        "kind: Route\nname: inv\nservice: inventory\nrules:\n  - backends:\n      - version: v3\n        weight: 100\n";
     let text = format!("{SERVICES}---\n{route}");
     let e = errors(&[file("all.yaml", &text)]);
     assert_eq!(e.len(), 1, "{e:?}");
@@ -58,9 +60,16 @@ fn unknown_fields_are_refused_with_a_suggestion() {
 
 #[test]
 fn every_error_of_every_file_is_reported() {
-    let route = "kind: Route\nname: inv\nservice: inventori\nrules:\n  - backends:\n      - version: v1\n        weight: 10\n";
-    let bad_route = "kind: Route\nname: cat\nservice: catalog\nrules:\n  - backends:\n      - version: v1\n        weight: 50\n";
-    let e = errors(&[file("s.yaml", SERVICES), file("r1.yaml", route), file("r2.yaml", bad_route), file("x.yaml", "kind: [")]);
+    let route =
+        "kind: Route\nname: inv\nservice: inventori\nrules:\n  - backends:\n      - version: v1\n        weight: 10\n";
+    let bad_route =
+        "kind: Route\nname: cat\nservice: catalog\nrules:\n  - backends:\n      - version: v1\n        weight: 50\n";
+    let e = errors(&[
+        file("s.yaml", SERVICES),
+        file("r1.yaml", route),
+        file("r2.yaml", bad_route),
+        file("x.yaml", "kind: ["),
+    ]);
     let codes: Vec<&str> = e.iter().map(|d| d.code.as_str()).collect();
     // Syntax errors stop before validation; fix them first, then the semantic ones appear.
     assert_eq!(codes, vec!["TR0001"]);
@@ -80,7 +89,17 @@ fn duplicate_names_across_files_point_at_the_first() {
 
 #[test]
 fn garbage_never_panics() {
-    for text in ["", "---", "- 1\n- 2", "kind: 7", ":", "kind: Route\nrules: {}", "\u{0}", "&a [*a]", "kind: Service\nname: a\nversions: [A_B]"] {
+    for text in [
+        "",
+        "---",
+        "- 1\n- 2",
+        "kind: 7",
+        ":",
+        "kind: Route\nrules: {}",
+        "\u{0}",
+        "&a [*a]",
+        "kind: Service\nname: a\nversions: [A_B]",
+    ] {
         let _ = crate::load(&[file("g.yaml", text)], "r");
     }
 }

@@ -53,9 +53,7 @@ pub async fn start(args: AppArgs) -> anyhow::Result<(SocketAddr, tokio::task::Jo
                     let app = app.clone();
                     async move { Ok::<_, Infallible>(app.handle(req).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     });

@@ -22,8 +22,8 @@ pub fn router() -> axum::Router<AppState> {
 }
 
 async fn open_stream(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let reg: Registration = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid("invalid registration", e.to_string()))?;
+    let reg: Registration =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid registration", e.to_string()))?;
     check_registration(&reg)?;
     tracing::info!(proxy_id = %reg.proxy_id, service = %reg.service, version = %reg.version, "proxy connected");
     let guard = state.fleet.connected(reg);

@@ -56,7 +56,10 @@ async fn sync_status_follows_acks_and_nacks() {
     fleet.ack(&Ack { proxy_id: "a".into(), version: v2, error: Some("bad".into()) }).unwrap();
     let p = &fleet.proxies()[0];
     assert_eq!((p.synced, p.nack.as_deref(), p.applied_revision.as_deref()), (false, Some("bad"), Some("r1")));
-    assert!(matches!(fleet.ack(&Ack { proxy_id: "ghost".into(), version, error: None }), Err(FleetError::UnknownProxy(_))));
+    assert!(matches!(
+        fleet.ack(&Ack { proxy_id: "ghost".into(), version, error: None }),
+        Err(FleetError::UnknownProxy(_))
+    ));
 }
 
 #[tokio::test]

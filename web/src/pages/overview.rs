@@ -138,7 +138,7 @@ fn ServiceRow(service: ServiceView) -> impl IntoView {
                             <span class="version">
                                 {v.name.clone()} " "
                                 <strong data-testid=format!("weight-{}-{}", name, v.name)>{format!("{}%", v.weight)}</strong>
-                                <small>{format!(" ({} proxies)", v.proxies)}</small>
+                                <small>{format!(" ({} {})", v.proxies, if v.proxies == 1 { "proxy" } else { "proxies" })}</small>
                             </span>
                         }
                     })

@@ -4,7 +4,7 @@
 use crate::store::{NewEvent, Store};
 use serde_json::json;
 use tokio::sync::mpsc;
-use trellis_web::api::RevisionView;
+use trellis_web::api::{RevisionView, short_sha as short};
 
 /// Events waiting for the database; beyond this, producers log and drop rather than grow
 /// without bound (a durable spool replaces this with the audit work).
@@ -86,8 +86,4 @@ impl Audit {
             detail,
         });
     }
-}
-
-pub fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(8)]
 }

@@ -64,8 +64,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(proxy_exe.exists(), "{} not found: build it with `cargo build --bins`", proxy_exe.display());
     let mut children: Vec<Child> = Vec::new();
     let mut sidecars = Vec::new();
-    for (service, version) in SERVICES {
-        let [app, outbound, inbound, admin] = free_ports::<4>()?;
+    // All at once: ports handed out earlier are not bound yet and would look free again.
+    let ports = free_ports::<{ 4 * SERVICES.len() }>()?;
+    for ((service, version), ports) in SERVICES.into_iter().zip(ports.chunks(4)) {
+        let [app, outbound, inbound, admin] = [ports[0], ports[1], ports[2], ports[3]];
         children.push(spawn(
             Command::new(&exe).args(["demo-app", "--service", service, "--version", version]).args([
                 "--listen",
@@ -127,14 +129,25 @@ fn spawn(cmd: &mut Command) -> anyhow::Result<Child> {
     cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", cmd.as_std().get_program()))
 }
 
-/// Ports the OS considers free now. Another process could take one before the child binds
-/// it; the child then fails loudly, which is acceptable for a demo.
+/// Ports free now, from below the kernel's ephemeral range (32768 and up on Linux): there
+/// the OS never hands them to outgoing connections, so only another listener could take one
+/// before the child binds it.
 fn free_ports<const N: usize>() -> std::io::Result<[SocketAddr; N]> {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
     let mut addrs = [SocketAddr::from(([127, 0, 0, 1], 0)); N];
-    for (a, l) in addrs.iter_mut().zip(&listeners) {
-        *a = l.local_addr()?;
+    let mut found = 0;
+    let start = 20_000 + fastrand::u16(0..10_000);
+    for port in (start..32_000).chain(20_000..start) {
+        if found == N {
+            break;
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            addrs[found] = addr;
+            found += 1;
+        }
+    }
+    if found < N {
+        return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free ports between 20000 and 32000"));
     }
     Ok(addrs)
 }

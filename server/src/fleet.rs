@@ -74,6 +74,8 @@ impl Drop for StreamGuard {
 pub enum FleetError {
     #[error("unknown proxy `{0}`: it must open a config stream first")]
     UnknownProxy(String),
+    #[error("ack from `{0}` has an empty or oversized version or reason")]
+    InvalidAck(String),
 }
 
 impl Fleet {
@@ -181,6 +183,10 @@ impl Fleet {
     }
 
     pub fn ack(&self, ack: &Ack) -> Result<(), FleetError> {
+        // Versions are ours (`<sha>.<generation>`); anything else is a confused proxy.
+        if ack.version.is_empty() || ack.version.len() > 128 || ack.error.as_ref().is_some_and(|e| e.len() > 4096) {
+            return Err(FleetError::InvalidAck(ack.proxy_id.clone()));
+        }
         let mut inner = self.lock();
         let e = inner.proxies.get_mut(&ack.proxy_id).ok_or_else(|| FleetError::UnknownProxy(ack.proxy_id.clone()))?;
         e.last_seen = crate::now_ms();

@@ -69,8 +69,7 @@ impl AppState {
     /// Takes a judged commit: records it, and applies it when valid. Invalid commits change
     /// nothing in the fleet.
     pub async fn judged(&self, judged: Judged) {
-        let span =
-            tracing::info_span!("revision", revision = %&judged.revision.sha[..judged.revision.sha.len().min(12)]);
+        let span = tracing::info_span!("revision", revision = %judged.revision.short());
         self.judged_inner(judged).instrument(span).await
     }
 

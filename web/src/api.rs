@@ -28,9 +28,15 @@ pub struct RevisionView {
 }
 
 impl RevisionView {
-    pub fn short(&self) -> &str {
-        &self.sha[..self.sha.len().min(8)]
+    pub fn short(&self) -> String {
+        short_sha(&self.sha)
     }
+}
+
+/// The first 8 characters of a commit id, as people quote them. Counts characters, not bytes:
+/// versions reported by proxies are not trusted to be hex.
+pub fn short_sha(sha: &str) -> String {
+    sha.chars().take(8).collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ pub fn RevisionBadge(revision: RevisionView, testid: &'static str) -> impl IntoV
     let class = format!("revision {}", revision.outcome);
     view! {
         <div class=class data-testid=testid>
-            <code data-testid=format!("{testid}-sha")>{revision.short().to_string()}</code>
+            <code data-testid=format!("{testid}-sha")>{revision.short()}</code>
             " "
             <span class="message">{revision.message.lines().next().unwrap_or_default().to_string()}</span>
             <span class="meta">

@@ -74,6 +74,9 @@ fn check_registration(reg: &Registration) -> Result<(), ApiError> {
 
 async fn ack(State(state): State<AppState>, body: Bytes) -> Result<http::StatusCode, ApiError> {
     let ack: Ack = serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid ack", e.to_string()))?;
-    state.fleet.ack(&ack).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    state.fleet.ack(&ack).map_err(|e| match e {
+        super::FleetError::UnknownProxy(_) => ApiError::NotFound(e.to_string()),
+        super::FleetError::InvalidAck(_) => ApiError::invalid("invalid ack", e.to_string()),
+    })?;
     Ok(http::StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,6 @@
 //! `/`: the applied revision, services and their weights, the fleet, the latest audit entries.
 
-use crate::api::{AuditEntry, Overview, ProxyView, RevisionView, ServiceView, format_time};
+use crate::api::{AuditEntry, Overview, ProxyView, RevisionView, ServiceView, format_time, short_sha};
 use crate::components::{RevisionBadge, WeightBar};
 use leptos::prelude::*;
 
@@ -156,7 +156,7 @@ fn ProxyRow(proxy: ProxyView) -> impl IntoView {
         (None, true) => "synced".to_string(),
         (None, false) => "pending".to_string(),
     };
-    let revision = proxy.applied_revision.as_deref().map(|r| r[..r.len().min(8)].to_string()).unwrap_or("-".into());
+    let revision = proxy.applied_revision.as_deref().map(short_sha).unwrap_or_else(|| "-".into());
     view! {
         <tr data-testid=format!("proxy-{}", proxy.id) class=if proxy.synced { "synced" } else { "lagging" }>
             <td><code>{proxy.id.clone()}</code></td>

@@ -1,35 +1,89 @@
-//! The compiled configuration: what proxies run, and the wire types that carry it.
+//! The compiled configuration: what proxies and the control plane run, and the wire types that
+//! carry it. Every default is resolved here, so a proxy never guesses.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The whole mesh's routing at one policy revision.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg(feature = "schema")]
+use schemars::JsonSchema;
+
+/// The whole mesh at one policy revision.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MeshConfig {
     /// The git commit this configuration was compiled from.
     pub revision: String,
+    #[serde(default)]
+    pub mesh: MeshSettings,
     pub services: BTreeMap<String, ServiceConfig>,
+    #[serde(default)]
+    pub rollouts: BTreeMap<String, RolloutConfig>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeshSettings {
+    pub mtls: MtlsMode,
+    /// Applies to services without an AccessPolicy.
+    pub default_access: AccessMode,
+}
+
+impl Default for MeshSettings {
+    fn default() -> Self {
+        MeshSettings { mtls: crate::defaults::MTLS, default_access: crate::defaults::ACCESS }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConfig {
     pub name: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub protocol: Protocol,
     pub versions: Vec<String>,
-    /// Tried in order; the first rule whose matches apply decides the split.
+    /// Tried in order; the first rule whose matches apply decides.
     pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub traffic: TrafficConfig,
+    #[serde(default)]
+    pub access: AccessConfig,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuleConfig {
     /// Any one of these must apply; empty applies to every request.
     pub matches: Vec<MatchConfig>,
     pub backends: Vec<Backend>,
+    #[serde(default = "crate::defaults::timeouts")]
+    pub timeouts: Timeouts,
+    #[serde(default = "crate::defaults::retry")]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub fault: Option<FaultConfig>,
+    #[serde(default)]
+    pub mirror: Option<MirrorConfig>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+impl RuleConfig {
+    /// A rule for every request with the mesh defaults.
+    pub fn catch_all(backends: Vec<Backend>) -> Self {
+        RuleConfig {
+            matches: Vec::new(),
+            backends,
+            timeouts: crate::defaults::timeouts(),
+            retry: crate::defaults::retry(),
+            fault: None,
+            mirror: None,
+        }
+    }
+}
+
+/// All conditions present must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MatchConfig {
     pub path: Option<PathConfig>,
     pub method: Option<String>,
+    #[serde(default)]
+    pub headers: Vec<HeaderConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +91,22 @@ pub struct MatchConfig {
 pub enum PathConfig {
     Exact(String),
     Prefix(String),
+    Regex(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderConfig {
+    /// Lowercase, as HTTP/2 carries it.
+    pub name: String,
+    pub value: HeaderValueMatch,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HeaderValueMatch {
+    Exact(String),
+    Regex(String),
+    Present,
 }
 
 /// A version of a service and its share of a rule's traffic, in percent.
@@ -46,7 +116,221 @@ pub struct Backend {
     pub weight: u32,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    pub request_ms: u64,
+    pub per_try_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetryConfig {
+    /// Retries after the first attempt.
+    pub attempts: u32,
+    pub on: Vec<RetryOn>,
+    pub budget: RetryBudget,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetryBudget {
+    /// Retries may add at most this fraction of requests...
+    pub ratio: f64,
+    /// ...but always this many per second...
+    pub min_per_second: u32,
+    /// ...counted over this window.
+    pub window_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryOn {
+    /// Any 5xx response.
+    #[serde(rename = "5xx")]
+    ServerError,
+    /// 502, 503, 504.
+    GatewayError,
+    /// The connection could not be made (nothing was sent: always safe to retry).
+    ConnectFailure,
+    /// The connection was reset before a response.
+    Reset,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultConfig {
+    pub delay: Option<DelayConfig>,
+    pub abort: Option<AbortConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DelayConfig {
+    pub percent: f64,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AbortConfig {
+    pub percent: f64,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MirrorConfig {
+    pub version: String,
+    pub percent: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrafficConfig {
+    pub load_balancer: LoadBalancer,
+    pub outlier: OutlierConfig,
+    pub limits: ConnectionLimits,
+}
+
+impl Default for TrafficConfig {
+    fn default() -> Self {
+        TrafficConfig {
+            load_balancer: crate::defaults::LOAD_BALANCER,
+            outlier: crate::defaults::outlier(),
+            limits: crate::defaults::connection_limits(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadBalancer {
+    /// Power of two choices over peak-EWMA latency.
+    #[default]
+    P2cEwma,
+    RoundRobin,
+    LeastRequest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutlierConfig {
+    pub enabled: bool,
+    pub consecutive_5xx: u32,
+    pub consecutive_gateway_errors: u32,
+    pub interval_ms: u64,
+    pub base_ejection_ms: u64,
+    pub max_ejected_percent: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionLimits {
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests_per_connection: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccessConfig {
+    pub mode: AccessMode,
+    /// When non-empty, only callers matching a rule are allowed (`mode` no longer applies).
+    pub rules: Vec<AccessRuleConfig>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig { mode: crate::defaults::ACCESS, rules: Vec::new() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRuleConfig {
+    pub from: Vec<String>,
+    pub paths: Vec<String>,
+    pub methods: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum MtlsMode {
+    #[default]
+    Strict,
+    /// Accept plaintext too, during migration.
+    Permissive,
+    Disabled,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessMode {
+    AllowAll,
+    #[default]
+    Authenticated,
+    Deny,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Http,
+    Http2,
+    Grpc,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutStrategy {
+    /// Traffic moves by weight.
+    #[default]
+    Canary,
+    /// Requests with the rollout's header go to the canary whatever the weight.
+    Header,
+    /// The canary gets only header-routed test traffic, then everything at once.
+    BlueGreen,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutConfig {
+    pub name: String,
+    pub service: String,
+    pub stable: String,
+    pub canary: String,
+    pub strategy: RolloutStrategy,
+    pub header: Option<HeaderConfig>,
+    pub steps: Vec<StepConfig>,
+    pub analysis: AnalysisConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepConfig {
+    pub weight: u32,
+    pub pause_ms: Option<u64>,
+    pub manual: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisConfig {
+    pub interval_ms: u64,
+    pub min_success_rate: f64,
+    pub max_p99_ms: u64,
+    pub min_requests: u32,
+    pub max_failures: u32,
+    pub max_inconclusive: u32,
+}
+
 impl ServiceConfig {
+    /// A service with the mesh defaults for everything but its versions and rules.
+    pub fn new(name: &str, versions: &[&str], rules: Vec<RuleConfig>) -> Self {
+        ServiceConfig {
+            name: name.to_string(),
+            port: None,
+            protocol: Protocol::default(),
+            versions: versions.iter().map(|v| v.to_string()).collect(),
+            rules,
+            traffic: TrafficConfig::default(),
+            access: AccessConfig::default(),
+        }
+    }
+
     /// The weight of each version in the rule that catches every request, for display.
     pub fn default_weights(&self) -> Vec<Backend> {
         self.rules
@@ -68,7 +352,7 @@ pub struct Endpoint {
 }
 
 /// What one proxy needs: the routes it may call, the endpoints behind them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProxyConfig {
     /// Changes whenever anything in this config changes; proxies ACK it.
     pub version: String,
@@ -90,7 +374,7 @@ pub struct Registration {
 }
 
 /// One line of the config stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamMessage {
     Config(ProxyConfig),

@@ -3,99 +3,97 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Stable error codes. The number never changes meaning once released; new problems get new
-/// codes. `TR00xx` are syntax and schema problems, `TR01xx` semantic ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Code {
-    /// The file is not valid YAML.
-    YamlSyntax,
-    /// A document has no `kind`, or it is not a string.
-    MissingKind,
-    /// `kind` names no resource Trellis knows.
-    UnknownKind,
-    /// A document does not match its kind's schema (unknown field, wrong type, missing field).
-    Schema,
-    /// Two resources of one kind share a name.
-    DuplicateName,
-    /// A route names a service that no file defines.
-    UnknownService,
-    /// A backend names a version its service does not declare.
-    UnknownVersion,
-    /// A rule's backend weights do not add up to 100.
-    WeightSum,
-    /// A service declares no versions.
-    NoVersions,
-    /// A service declares the same version twice.
-    DuplicateVersion,
-    /// Two routes target the same service.
-    DuplicateRoute,
-    /// A name is not a DNS label.
-    InvalidName,
-    /// A rule has no backends.
-    NoBackends,
-    /// A path match is not an absolute path.
-    InvalidPath,
+macro_rules! codes {
+    ($($(#[$doc:meta])* $variant:ident = $code:literal, $summary:literal, $hint:literal;)*) => {
+        /// Stable error codes. A number never changes meaning once released; new problems get
+        /// new codes. `TR00xx`: the file and its schema. `TR01xx`: meaning across resources.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Code { $($(#[$doc])* $variant),* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $code),* }
+            }
+
+            /// What the code means, for the catalogue.
+            pub fn summary(self) -> &'static str {
+                match self { $(Code::$variant => $summary),* }
+            }
+
+            /// What to do about it, in one sentence.
+            pub fn hint(self) -> &'static str {
+                match self { $(Code::$variant => $hint),* }
+            }
+        }
+    };
+}
+
+codes! {
+    YamlSyntax = "TR0001", "the file is not valid YAML",
+        "check indentation and quoting near the position shown";
+    MissingKind = "TR0002", "a document has no `kind`, or it is not a string",
+        "start every document with `kind:` (Mesh, Service, Route, TrafficPolicy, AccessPolicy, Rollout)";
+    UnknownKind = "TR0003", "`kind` names no resource Trellis knows",
+        "the kinds are Mesh, Service, Route, TrafficPolicy, AccessPolicy and Rollout";
+    UnknownField = "TR0004", "a field the kind does not have",
+        "remove the field or fix its spelling; unknown fields are refused so a typo never means a default";
+    InvalidValue = "TR0005", "a value of the wrong type or not among the allowed ones",
+        "compare the value with the examples in policies/ or the schema from `trellis schema`";
+    DuplicateKey = "TR0006", "a key appears twice in one mapping",
+        "keep one of them; YAML would silently keep only the last";
+    MissingField = "TR0007", "a required field is missing",
+        "add the field; `trellis schema` lists what each kind requires";
+    InvalidDuration = "TR0008", "not a duration",
+        "write durations with a unit: 250ms, 10s, 1m30s, 2h";
+    Unreadable = "TR0009", "a policy file that cannot be read as text",
+        "policy files are UTF-8 text under 1 MiB";
+    DuplicateName = "TR0101", "two resources of one kind share a name",
+        "rename one of them; names are unique per kind across all files";
+    UnknownService = "TR0102", "a reference to a service no file defines",
+        "define the service in a `kind: Service` document or fix the name";
+    UnknownVersion = "TR0103", "a reference to a version its service does not declare",
+        "add the version to the service's `versions` or fix the name";
+    WeightSum = "TR0104", "a rule's backend weights do not add up to 100",
+        "weights are percentages: make them add up to exactly 100";
+    NoVersions = "TR0105", "a service declares no versions",
+        "list at least one version, e.g. `versions: [v1]`";
+    DuplicateVersion = "TR0106", "a version listed twice",
+        "list each version once";
+    DuplicateTarget = "TR0107", "two Routes, or two TrafficPolicies, for one service",
+        "merge them into one resource per service";
+    InvalidName = "TR0108", "a name that is not a DNS label",
+        "use lowercase letters, digits and '-', starting with a letter, at most 63 characters";
+    NoBackends = "TR0109", "a rule without backends",
+        "give the rule at least one backend";
+    InvalidPath = "TR0110", "a path that does not start with '/'",
+        "paths are absolute: start them with '/'";
+    ShadowedRule = "TR0111", "a rule that can never match because an earlier rule catches all its requests",
+        "move the narrower rule above the broader one, or remove it";
+    OutOfRange = "TR0112", "a number outside its allowed range",
+        "use a value within the range given in the message";
+    DuplicateRollout = "TR0113", "two Rollouts for one service",
+        "finish or remove one rollout before starting another";
+    UnknownIdentity = "TR0114", "an access rule names a caller that is not a mesh service",
+        "callers are named by service; define the service or fix the name";
+    InvalidRegex = "TR0115", "a regular expression that does not compile",
+        "check the pattern's syntax (RE2-like, no look-around)";
+    InvalidRollout = "TR0116", "a Rollout whose steps or strategy cannot work",
+        "use distinct stable and canary versions, increasing step weights, and a header for header strategies";
+    TimeoutOrder = "TR0117", "a per-try timeout longer than the request timeout",
+        "make `perTry` shorter than `request`, or the retries could never happen";
+    MultipleMeshes = "TR0118", "more than one Mesh resource",
+        "keep one `kind: Mesh` document for the whole repository";
+    InvalidHeader = "TR0119", "a header condition that cannot match",
+        "header names are tokens; give `value` or `regex`, not both";
+    InvalidMethod = "TR0120", "not an HTTP method",
+        "use an uppercase method such as GET, POST, PUT, DELETE";
 }
 
 impl Code {
-    pub const ALL: [Code; 14] = [
-        Code::YamlSyntax,
-        Code::MissingKind,
-        Code::UnknownKind,
-        Code::Schema,
-        Code::DuplicateName,
-        Code::UnknownService,
-        Code::UnknownVersion,
-        Code::WeightSum,
-        Code::NoVersions,
-        Code::DuplicateVersion,
-        Code::DuplicateRoute,
-        Code::InvalidName,
-        Code::NoBackends,
-        Code::InvalidPath,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::YamlSyntax => "TR0001",
-            Code::MissingKind => "TR0002",
-            Code::UnknownKind => "TR0003",
-            Code::Schema => "TR0004",
-            Code::DuplicateName => "TR0101",
-            Code::UnknownService => "TR0102",
-            Code::UnknownVersion => "TR0103",
-            Code::WeightSum => "TR0104",
-            Code::NoVersions => "TR0105",
-            Code::DuplicateVersion => "TR0106",
-            Code::DuplicateRoute => "TR0107",
-            Code::InvalidName => "TR0108",
-            Code::NoBackends => "TR0109",
-            Code::InvalidPath => "TR0110",
-        }
-    }
-
-    /// What to do about it, in one sentence.
-    pub fn hint(self) -> &'static str {
-        match self {
-            Code::YamlSyntax => "check indentation and quoting near the position shown",
-            Code::MissingKind => "start every document with `kind:` (Service, Route)",
-            Code::UnknownKind => "the known kinds are Service and Route",
-            Code::Schema => "compare the document with the examples in policies/",
-            Code::DuplicateName => "rename one of them; names are unique per kind across all files",
-            Code::UnknownService => "define the service in a `kind: Service` document or fix the name",
-            Code::UnknownVersion => "add the version to the service's `versions` or fix the name",
-            Code::WeightSum => "weights are percentages: make them add up to exactly 100",
-            Code::NoVersions => "list at least one version, e.g. `versions: [v1]`",
-            Code::DuplicateVersion => "list each version once",
-            Code::DuplicateRoute => "merge the rules into one Route per service",
-            Code::InvalidName => "use lowercase letters, digits and '-', starting with a letter, at most 63 characters",
-            Code::NoBackends => "give the rule at least one backend",
-            Code::InvalidPath => "paths start with '/'",
-        }
-    }
-
     pub fn parse(code: &str) -> Option<Code> {
-        Code::ALL.into_iter().find(|c| c.as_str() == code)
+        Code::ALL.iter().copied().find(|c| c.as_str() == code)
     }
 }
 
@@ -134,6 +132,9 @@ pub struct Diagnostic {
     pub column: u32,
     pub message: String,
     pub hint: String,
+    /// The line the error points into, so it can be shown without the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl Diagnostic {
@@ -145,7 +146,53 @@ impl Diagnostic {
             column: pos.column,
             message: message.into(),
             hint: code.hint().to_string(),
+            source: None,
         }
+    }
+
+    /// The rustc-like block: message, location, source line with a caret, hint.
+    pub fn render(&self) -> String {
+        let mut out = format!("error[{}]: {}\n", self.code, self.message);
+        let gutter = " ".repeat(self.line.to_string().len());
+        out.push_str(&format!("{gutter}--> {}:{}:{}\n", self.file, self.line, self.column));
+        if let Some(src) = &self.source {
+            let col = (self.column as usize).max(1);
+            let width = caret_width(src, col);
+            out.push_str(&format!("{gutter} |\n{} | {src}\n", self.line));
+            out.push_str(&format!("{gutter} | {}{}\n", " ".repeat(col - 1), "^".repeat(width)));
+        }
+        out.push_str(&format!("{gutter} = hint: {}\n", self.hint));
+        out
+    }
+
+    /// A GitHub Actions workflow command: shows the error on the pull request's diff.
+    pub fn github_annotation(&self) -> String {
+        let escape = |s: &str| s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
+        let prop = |s: &str| escape(s).replace(':', "%3A").replace(',', "%2C");
+        format!(
+            "::error file={},line={},col={},title={}::{}%0Ahint: {}",
+            prop(&self.file),
+            self.line,
+            self.column,
+            self.code,
+            escape(&self.message),
+            escape(&self.hint)
+        )
+    }
+}
+
+/// The length of the word the caret points at (at least 1).
+fn caret_width(line: &str, col: usize) -> usize {
+    let rest: String = line.chars().skip(col - 1).collect();
+    let word = rest.chars().take_while(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')).count();
+    word.max(1)
+}
+
+/// Attaches each diagnostic's source line from the files it points into.
+pub fn attach_sources(diagnostics: &mut [Diagnostic], files: &[crate::SourceFile]) {
+    for d in diagnostics {
+        let file = files.iter().find(|f| f.path == d.file);
+        d.source = file.and_then(|f| f.text.lines().nth((d.line as usize).checked_sub(1)?)).map(str::to_string);
     }
 }
 

@@ -13,13 +13,20 @@
 //! - [`parse`]: multi-document YAML files into resources.
 //! - [`validate`]: rules across resources and files.
 //! - [`config`]: the compiled configuration and the proxy wire types.
+//! - [`defaults`]: every default, in one place.
+//! - [`duration`], [`spanned`]: value types of the language.
 //! - [`compile`]: policy into configuration.
+//! - [`diff`]: what a change does to traffic, in plain words.
 
 pub mod compile;
 pub mod config;
+pub mod defaults;
 pub mod diagnostic;
+pub mod diff;
+pub mod duration;
 pub mod parse;
 pub mod policy;
+pub mod spanned;
 pub mod validate;
 
 pub use compile::compile;
@@ -33,7 +40,12 @@ pub use validate::validate;
 ///
 /// Every problem in every file is reported at once, so a pull request sees all of them.
 pub fn load(files: &[SourceFile], revision: &str) -> Result<MeshConfig, Vec<Diagnostic>> {
-    let policy = parse(files)?;
-    validate(&policy)?;
-    Ok(compile(&policy, revision))
+    let judged = parse(files).and_then(|policy| validate(&policy).map(|()| policy));
+    match judged {
+        Ok(policy) => Ok(compile(&policy, revision)),
+        Err(mut errors) => {
+            diagnostic::attach_sources(&mut errors, files);
+            Err(errors)
+        }
+    }
 }

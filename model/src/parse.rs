@@ -1,7 +1,7 @@
 //! Multi-document YAML files into resources, with every error located.
 
 use crate::diagnostic::{Code, Diagnostic, Pos};
-use crate::policy::{Located, Policy, Route, Service};
+use crate::policy::{Located, Policy};
 use serde::Deserialize;
 
 /// One file of the policy tree, as read from a commit.
@@ -12,8 +12,28 @@ pub struct SourceFile {
     pub text: String,
 }
 
+/// Policy files larger than this are refused: they are configuration, not data.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+impl SourceFile {
+    /// A file's bytes as read from a commit or a directory, refusing what cannot be policy.
+    pub fn from_bytes(path: &str, bytes: &[u8]) -> Result<SourceFile, Diagnostic> {
+        let unreadable = |why: &str| Diagnostic::new(Code::Unreadable, path, Pos { line: 1, column: 1 }, why);
+        if bytes.len() > MAX_FILE_BYTES {
+            return Err(unreadable("file is larger than 1 MiB"));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| unreadable("file is not UTF-8 text"))?;
+        Ok(SourceFile { path: path.to_string(), text: text.to_string() })
+    }
+
+    /// Whether a path names a policy file: YAML outside dot-directories.
+    pub fn is_policy_path(path: &str) -> bool {
+        (path.ends_with(".yaml") || path.ends_with(".yml")) && !path.split('/').any(|part| part.starts_with('.'))
+    }
+}
+
 /// The kinds this version of Trellis understands.
-const KINDS: [&str; 2] = ["Service", "Route"];
+pub const KINDS: [&str; 6] = ["Mesh", "Service", "Route", "TrafficPolicy", "AccessPolicy", "Rollout"];
 
 /// Parses every document of every file. All problems are collected, never just the first.
 pub fn parse(files: &[SourceFile]) -> Result<Policy, Vec<Diagnostic>> {
@@ -65,7 +85,7 @@ fn is_blank(text: &str) -> bool {
 
 #[derive(Deserialize)]
 struct Header {
-    kind: Option<serde_saphyr::Spanned<serde_json::Value>>,
+    kind: Option<crate::spanned::Sp<serde_json::Value>>,
 }
 
 fn parse_document(file: &str, doc: &Document, policy: &mut Policy, errors: &mut Vec<Diagnostic>) {
@@ -74,7 +94,15 @@ fn parse_document(file: &str, doc: &Document, policy: &mut Policy, errors: &mut 
         Ok(h) => h,
         Err(e) => {
             let (pos, message) = describe(&e);
-            let code = if is_syntax_error(&e) { Code::YamlSyntax } else { Code::MissingKind };
+            let code = match classify(&e) {
+                Code::YamlSyntax | Code::DuplicateKey => classify(&e),
+                _ => Code::MissingKind,
+            };
+            let message = if code == Code::MissingKind {
+                format!("a document must be a mapping with a `kind`: {message}")
+            } else {
+                message
+            };
             errors.push(Diagnostic::new(code, file, shift(pos), message));
             return;
         }
@@ -84,18 +112,26 @@ fn parse_document(file: &str, doc: &Document, policy: &mut Policy, errors: &mut 
         errors.push(Diagnostic::new(Code::MissingKind, file, pos, "document has no `kind`"));
         return;
     };
-    let kind_pos = shift(crate::policy::pos(&kind));
+    let kind_pos = shift(kind.pos);
     let Some(kind_name) = kind.value.as_str() else {
         errors.push(Diagnostic::new(Code::MissingKind, file, kind_pos, "`kind` must be a string"));
         return;
     };
+    fn at<T>(file: &str, pos: Pos, line_offset: u32, value: T) -> Located<T> {
+        Located { file: file.to_string(), pos, line_offset, value }
+    }
+    let (text, offset) = (doc.text.as_str(), doc.first_line);
     let result = match kind_name {
-        "Service" => serde_saphyr::from_str::<Service>(&doc.text).map(|value| {
-            policy.services.push(Located { file: file.to_string(), pos: kind_pos, line_offset: doc.first_line, value })
-        }),
-        "Route" => serde_saphyr::from_str::<Route>(&doc.text).map(|value| {
-            policy.routes.push(Located { file: file.to_string(), pos: kind_pos, line_offset: doc.first_line, value })
-        }),
+        "Mesh" => serde_saphyr::from_str(text).map(|v| policy.meshes.push(at(file, kind_pos, offset, v))),
+        "Service" => serde_saphyr::from_str(text).map(|v| policy.services.push(at(file, kind_pos, offset, v))),
+        "Route" => serde_saphyr::from_str(text).map(|v| policy.routes.push(at(file, kind_pos, offset, v))),
+        "TrafficPolicy" => {
+            serde_saphyr::from_str(text).map(|v| policy.traffic_policies.push(at(file, kind_pos, offset, v)))
+        }
+        "AccessPolicy" => {
+            serde_saphyr::from_str(text).map(|v| policy.access_policies.push(at(file, kind_pos, offset, v)))
+        }
+        "Rollout" => serde_saphyr::from_str(text).map(|v| policy.rollouts.push(at(file, kind_pos, offset, v))),
         other => {
             let message = format!("unknown kind `{other}`{}", suggest(other, &KINDS));
             errors.push(Diagnostic::new(Code::UnknownKind, file, kind_pos, message));
@@ -104,31 +140,51 @@ fn parse_document(file: &str, doc: &Document, policy: &mut Policy, errors: &mut 
     };
     if let Err(e) = result {
         let (pos, message) = describe(&e);
-        errors.push(Diagnostic::new(Code::Schema, file, shift(pos), format!("{kind_name}: {message}")));
+        errors.push(Diagnostic::new(classify(&e), file, shift(pos), format!("{kind_name}: {message}")));
     }
 }
 
-/// Syntax errors come from the YAML parser; the rest are the document's shape not fitting.
-fn is_syntax_error(e: &serde_saphyr::Error) -> bool {
+/// Which code a YAML error deserves: the parser's own errors are syntax, serde's are schema.
+fn classify(e: &serde_saphyr::Error) -> Code {
     use serde_saphyr::Error as E;
-    !matches!(
-        e,
+    match e.without_snippet() {
+        E::SerdeUnknownField { .. } => Code::UnknownField,
+        E::SerdeMissingField { .. } => Code::MissingField,
+        E::DuplicateMappingKey { .. } => Code::DuplicateKey,
         E::Message { .. }
-            | E::SerdeInvalidType { .. }
-            | E::SerdeInvalidValue { .. }
-            | E::SerdeInvalidLength { .. }
-            | E::SerdeUnknownVariant { .. }
-            | E::SerdeUnknownField { .. }
-            | E::SerdeMissingField { .. }
-    )
+        | E::SerdeInvalidType { .. }
+        | E::SerdeInvalidValue { .. }
+        | E::SerdeInvalidLength { .. }
+        | E::SerdeUnknownVariant { .. }
+        | E::InvalidScalar { .. }
+        | E::InvalidBooleanStrict { .. }
+        | E::NullIntoString { .. }
+        | E::UnexpectedValueForUnit { .. }
+        | E::ExpectedStringKeyForExternallyTaggedEnum { .. }
+        | E::ExternallyTaggedEnumExpectedScalarOrMapping { .. }
+        | E::UnexpectedValueForUnitEnumVariant { .. } => Code::InvalidValue,
+        _ => Code::YamlSyntax,
+    }
 }
 
 /// The position and a one-line message of a YAML error, without the source snippet (callers
 /// render their own excerpt from the position).
 fn describe(e: &serde_saphyr::Error) -> (Pos, String) {
     let pos = e.location().map(|l| Pos { line: l.line() as u32, column: l.column() as u32 }).unwrap_or_default();
-    let text = e.without_snippet().to_string();
-    let message = text.lines().next().unwrap_or("invalid document").trim().to_string();
+    let message = match e.without_snippet() {
+        serde_saphyr::Error::SerdeUnknownField { field, expected, .. } => {
+            format!("unknown field `{field}`{} (fields: {})", suggest(field, expected), expected.join(", "))
+        }
+        serde_saphyr::Error::SerdeUnknownVariant { variant, expected, .. } => {
+            format!("unknown value `{variant}`{} (one of: {})", suggest(variant, expected), expected.join(", "))
+        }
+        inner => {
+            let text = inner.to_string();
+            let line = text.lines().next().unwrap_or("invalid document").trim();
+            // The position is reported separately, in file coordinates.
+            line.rsplit_once(" at line ").map_or(line, |(msg, _)| msg).to_string()
+        }
+    };
     (pos, message)
 }
 

@@ -1,155 +1,217 @@
 //! Rules that span resources and files. Every violation is reported, not just the first.
+//!
+//! # Layout
+//! - this file: the walk over resources, names and references.
+//! - [`rules`]: a Route's rules (matches, weights, shadowing, timeouts, retries, faults).
+//! - [`resources`]: Mesh, TrafficPolicy, AccessPolicy and Rollout.
+
+mod resources;
+mod rules;
 
 use crate::diagnostic::{Code, Diagnostic, Pos};
-use crate::policy::{Located, PathMatch, Policy, Route};
+use crate::policy::{Located, Policy, Sp};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
 
 pub fn validate(policy: &Policy) -> Result<(), Vec<Diagnostic>> {
-    let mut errors = Vec::new();
-    let mut services: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut seen: BTreeMap<(&str, &str), (&str, Pos)> = BTreeMap::new();
-
+    let mut cx = Cx::default();
     for svc in &policy.services {
-        let s = &svc.value;
-        let file = svc.file.as_str();
-        check_name(&s.name.value, file, svc.at(&s.name), &mut errors);
-        check_unique(("Service", &s.name.value), file, svc.at(&s.name), &mut seen, &mut errors);
+        let (here, s) = (svc.here(), &svc.value);
+        cx.name(&here, &s.name);
+        cx.unique("Service", &here, &s.name);
         if s.versions.is_empty() {
-            errors.push(Diagnostic::new(
-                Code::NoVersions,
-                file,
-                svc.at(&s.name),
-                format!("service `{}` declares no versions", s.name.value),
-            ));
+            let msg = format!("service `{}` declares no versions", s.name.value);
+            cx.push(Code::NoVersions, &here, &s.name, msg);
         }
         let mut versions = BTreeSet::new();
         for v in &s.versions {
-            check_name(&v.value, file, svc.at(v), &mut errors);
-            if !versions.insert(v.value.as_str()) {
-                errors.push(Diagnostic::new(
-                    Code::DuplicateVersion,
-                    file,
-                    svc.at(v),
-                    format!("service `{}` lists version `{}` twice", s.name.value, v.value),
-                ));
+            cx.name(&here, v);
+            if !versions.insert(v.value.clone()) {
+                let msg = format!("service `{}` lists version `{}` twice", s.name.value, v.value);
+                cx.push(Code::DuplicateVersion, &here, v, msg);
             }
         }
-        services.insert(s.name.value.as_str(), versions);
+        if let Some(port) = &s.port {
+            cx.range(&here, port, 1, u16::MAX, "port");
+        }
+        cx.services.insert(s.name.value.clone(), versions);
     }
-
-    let mut routed: BTreeMap<&str, &str> = BTreeMap::new();
+    resources::meshes(&mut cx, &policy.meshes);
+    let mut routed = BTreeMap::new();
     for route in &policy.routes {
-        let r = &route.value;
-        let file = route.file.as_str();
-        check_name(&r.name.value, file, route.at(&r.name), &mut errors);
-        check_unique(("Route", &r.name.value), file, route.at(&r.name), &mut seen, &mut errors);
-        let Some(versions) = services.get(r.service.value.as_str()) else {
-            let known: Vec<&str> = services.keys().copied().collect();
-            errors.push(Diagnostic::new(
-                Code::UnknownService,
-                file,
-                route.at(&r.service),
-                format!(
-                    "route `{}` targets unknown service `{}`{}",
-                    r.name.value,
-                    r.service.value,
-                    crate::parse::suggest(&r.service.value, &known)
-                ),
-            ));
-            continue;
-        };
-        if let Some(other) = routed.insert(r.service.value.as_str(), r.name.value.as_str()) {
-            errors.push(Diagnostic::new(
-                Code::DuplicateRoute,
-                file,
-                route.at(&r.service),
-                format!("service `{}` is already routed by `{other}`", r.service.value),
-            ));
-        }
-        for rule in &r.rules {
-            check_rule(route, versions, &rule.value, route.at(rule), &mut errors);
+        let (here, r) = (route.here(), &route.value);
+        cx.name(&here, &r.name);
+        cx.unique("Route", &here, &r.name);
+        cx.one_per_service("Route", &here, &r.service, &r.name, &mut routed);
+        if let Some(versions) = cx.service(&here, &r.service) {
+            rules::check(&mut cx, &here, &r.service.value, &versions, &r.rules);
         }
     }
+    resources::traffic_policies(&mut cx, &policy.traffic_policies);
+    resources::access_policies(&mut cx, &policy.access_policies);
+    resources::rollouts(&mut cx, &policy.rollouts);
 
+    let mut errors = cx.errors;
     errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    errors.dedup();
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
-fn check_rule(
-    route: &Located<Route>,
-    versions: &BTreeSet<&str>,
-    rule: &crate::policy::Rule,
-    rule_pos: Pos,
-    errors: &mut Vec<Diagnostic>,
-) {
-    let service = route.value.service.value.as_str();
-    let file = route.file.as_str();
-    if rule.backends.is_empty() {
-        errors.push(Diagnostic::new(Code::NoBackends, file, rule_pos, "rule has no backends"));
-        return;
-    }
-    for m in &rule.matches {
-        if let Some(PathMatch::Exact(p) | PathMatch::Prefix(p)) = &m.path
-            && !p.value.starts_with('/')
-        {
-            let msg = format!("path `{}` does not start with '/'", p.value);
-            errors.push(Diagnostic::new(Code::InvalidPath, file, route.at(p), msg));
-        }
-    }
-    let mut sum = 0u64;
-    for b in &rule.backends {
-        sum += u64::from(b.value.weight);
-        let v = &b.value.version;
-        if !versions.contains(v.value.as_str()) {
-            let known: Vec<&str> = versions.iter().copied().collect();
-            errors.push(Diagnostic::new(
-                Code::UnknownVersion,
-                file,
-                route.at(v),
-                format!(
-                    "service `{service}` has no version `{}` (it has {}){}",
-                    v.value,
-                    known.join(", "),
-                    crate::parse::suggest(&v.value, &known)
-                ),
-            ));
-        }
-    }
-    if sum != 100 {
-        errors.push(Diagnostic::new(
-            Code::WeightSum,
-            file,
-            route.at(&rule.backends[0]),
-            format!("backend weights add up to {sum}, not 100"),
-        ));
+/// Where a resource was written: turns document positions into file positions.
+pub(crate) struct Here<'a> {
+    pub file: &'a str,
+    offset: u32,
+    /// The resource's own position, for problems with no better place.
+    pub pos: Pos,
+}
+
+impl<T> Located<T> {
+    pub(crate) fn here(&self) -> Here<'_> {
+        Here { file: &self.file, offset: self.line_offset, pos: self.pos }
     }
 }
 
-fn check_unique<'a>(
-    key: (&'a str, &'a str),
-    file: &'a str,
-    at: Pos,
-    seen: &mut BTreeMap<(&'a str, &'a str), (&'a str, Pos)>,
-    errors: &mut Vec<Diagnostic>,
-) {
-    if let Some((first_file, first)) = seen.insert(key, (file, at)) {
-        errors.push(Diagnostic::new(
-            Code::DuplicateName,
-            file,
-            at,
-            format!("{} `{}` is already defined at {first_file}:{}:{}", key.0, key.1, first.line, first.column),
-        ));
+impl Here<'_> {
+    pub fn at<T>(&self, s: &Sp<T>) -> Pos {
+        let p = s.pos;
+        Pos { line: if p.line == 0 { self.pos.line } else { p.line + self.offset }, ..p }
     }
 }
 
-/// Names end up in hostnames, metric labels and identities, so they are DNS labels.
-fn check_name(name: &str, file: &str, at: Pos, errors: &mut Vec<Diagnostic>) {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && !name.ends_with('-')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !ok {
-        errors.push(Diagnostic::new(Code::InvalidName, file, at, format!("`{name}` is not a valid name")));
+/// The validation context: what is known so far and what was found wrong.
+#[derive(Default)]
+pub(crate) struct Cx {
+    pub errors: Vec<Diagnostic>,
+    /// Service name → versions.
+    pub services: BTreeMap<String, BTreeSet<String>>,
+    seen: BTreeMap<(&'static str, String), (String, Pos)>,
+}
+
+impl Cx {
+    pub fn push<T>(&mut self, code: Code, here: &Here, at: &Sp<T>, message: String) {
+        self.errors.push(Diagnostic::new(code, here.file, here.at(at), message));
+    }
+
+    pub fn push_at(&mut self, code: Code, here: &Here, pos: Pos, message: String) {
+        self.errors.push(Diagnostic::new(code, here.file, pos, message));
+    }
+
+    /// Names end up in hostnames, metric labels and identities, so they are DNS labels.
+    pub fn name(&mut self, here: &Here, name: &Sp<String>) {
+        let n = name.value.as_str();
+        let ok = !n.is_empty()
+            && n.len() <= 63
+            && n.starts_with(|c: char| c.is_ascii_lowercase())
+            && !n.ends_with('-')
+            && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            self.push(Code::InvalidName, here, name, format!("`{n}` is not a valid name"));
+        }
+    }
+
+    pub fn unique(&mut self, kind: &'static str, here: &Here, name: &Sp<String>) {
+        let at = here.at(name);
+        if let Some((file, first)) = self.seen.get(&(kind, name.value.clone())) {
+            let msg = format!("{kind} `{}` is already defined at {file}:{}:{}", name.value, first.line, first.column);
+            self.push_at(Code::DuplicateName, here, at, msg);
+        } else {
+            self.seen.insert((kind, name.value.clone()), (here.file.to_string(), at));
+        }
+    }
+
+    /// Records `owner` as the one `kind` of `service`, reporting a second one.
+    pub fn one_per_service(
+        &mut self,
+        kind: &str,
+        here: &Here,
+        service: &Sp<String>,
+        owner: &Sp<String>,
+        taken: &mut BTreeMap<String, String>,
+    ) {
+        if let Some(first) = taken.insert(service.value.clone(), owner.value.clone()) {
+            let msg = format!("service `{}` already has {kind} `{first}`", service.value);
+            let code = if kind == "Rollout" { Code::DuplicateRollout } else { Code::DuplicateTarget };
+            self.push(code, here, service, msg);
+        }
+    }
+
+    /// The versions of a referenced service, or an error with a suggestion.
+    pub fn service(&mut self, here: &Here, name: &Sp<String>) -> Option<BTreeSet<String>> {
+        if let Some(v) = self.services.get(&name.value) {
+            return Some(v.clone());
+        }
+        let known: Vec<&str> = self.services.keys().map(String::as_str).collect();
+        let msg = format!("unknown service `{}`{}", name.value, crate::parse::suggest(&name.value, &known));
+        self.push(Code::UnknownService, here, name, msg);
+        None
+    }
+
+    pub fn version(&mut self, here: &Here, service: &str, versions: &BTreeSet<String>, v: &Sp<String>) -> bool {
+        if versions.contains(&v.value) {
+            return true;
+        }
+        let known: Vec<&str> = versions.iter().map(String::as_str).collect();
+        let msg = format!(
+            "service `{service}` has no version `{}` (it has {}){}",
+            v.value,
+            known.join(", "),
+            crate::parse::suggest(&v.value, &known)
+        );
+        self.push(Code::UnknownVersion, here, v, msg);
+        false
+    }
+
+    /// Milliseconds of a duration within `min..=max`.
+    pub fn duration(&mut self, here: &Here, d: &Sp<String>, min_ms: u64, max_ms: u64, what: &str) -> Option<u64> {
+        match crate::duration::parse_ms(&d.value) {
+            Err(e) => {
+                self.push(Code::InvalidDuration, here, d, format!("{what}: {e}"));
+                None
+            }
+            Ok(ms) if ms < min_ms || ms > max_ms => {
+                let (lo, hi) = (crate::duration::format_ms(min_ms), crate::duration::format_ms(max_ms));
+                self.push(Code::OutOfRange, here, d, format!("{what} `{}` is outside {lo} to {hi}", d.value));
+                None
+            }
+            Ok(ms) => Some(ms),
+        }
+    }
+
+    pub fn range<N: PartialOrd + Display + Copy>(&mut self, here: &Here, v: &Sp<N>, lo: N, hi: N, what: &str) -> bool {
+        let ok = v.value >= lo && v.value <= hi;
+        if !ok {
+            self.push(Code::OutOfRange, here, v, format!("{what} is {}, outside {lo} to {hi}", v.value));
+        }
+        ok
+    }
+
+    pub fn regex(&mut self, here: &Here, pattern: &Sp<String>) {
+        if let Err(e) = regex_lite::Regex::new(&pattern.value) {
+            let first = e.to_string().lines().next().unwrap_or_default().to_string();
+            self.push(
+                Code::InvalidRegex,
+                here,
+                pattern,
+                format!("regex `{}` does not compile: {first}", pattern.value),
+            );
+        }
+    }
+
+    pub fn path(&mut self, here: &Here, path: &Sp<String>) {
+        if !path.value.starts_with('/') {
+            self.push(Code::InvalidPath, here, path, format!("path `{}` does not start with '/'", path.value));
+        }
+    }
+
+    pub fn method(&mut self, here: &Here, method: &Sp<String>) {
+        const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+        if !KNOWN.contains(&method.value.as_str()) {
+            let msg =
+                format!("`{}` is not an HTTP method{}", method.value, crate::parse::suggest(&method.value, &KNOWN));
+            self.push(Code::InvalidMethod, here, method, msg);
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,7 +20,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
             (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "waiting for configuration\n".into())
         }
         "/ready" => (StatusCode::OK, "text/plain", "ready\n".to_string()),
-        "/config" => (StatusCode::OK, "application/json", serde_json::to_string_pretty(&**config).unwrap_or_default()),
+        "/config" => {
+            (StatusCode::OK, "application/json", serde_json::to_string_pretty(&config.config).unwrap_or_default())
+        }
         _ => (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /ready, /live, /config\n".into()),
     };
     let mut resp = Response::new(text(body));

@@ -106,9 +106,9 @@ async fn handle_line(client: &CpClient, shared: &Shared, line: &[u8]) {
         }
     };
     let version = config.version.clone();
-    let error = match check(&config) {
-        Ok(()) => {
-            shared.config.store(Arc::new(config));
+    let error = match check(&config).and_then(|()| crate::applied::Applied::new(config)) {
+        Ok(applied) => {
+            shared.config.store(Arc::new(applied));
             tracing::info!(%version, "applied config");
             None
         }

@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - [`env`]: settings from `TRELLIS_*` variables, every bad value reported at once.
+//! - [`applied`]: an applied config and what is precomputed from it.
 //! - [`split`]: pure routing decisions (rule match, weighted pick, endpoint choice).
 //! - [`outbound`], [`inbound`]: the request paths.
 //! - [`errors`]: typed data-path errors and the one place they become responses.
@@ -17,6 +18,7 @@
 //! - [`server`]: the shared accept loop with graceful drain.
 
 pub mod admin;
+pub mod applied;
 pub mod control;
 pub mod env;
 pub mod errors;
@@ -34,7 +36,6 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 pub use env::Settings;
-use trellis_model::ProxyConfig;
 
 /// The body every listener answers with: a streamed upstream body or a small local one.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, hyper::Error>;
@@ -43,7 +44,7 @@ pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, hyper::
 pub struct Shared {
     pub settings: Settings,
     /// The applied config; empty (version "") until the first one arrives.
-    pub config: ArcSwap<ProxyConfig>,
+    pub config: ArcSwap<applied::Applied>,
     pub metrics: metrics::Metrics,
 }
 
@@ -76,7 +77,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 
     let shared = Arc::new(Shared {
         settings: settings.clone(),
-        config: ArcSwap::from_pointee(ProxyConfig::default()),
+        config: ArcSwap::from_pointee(applied::Applied::default()),
         metrics: metrics::Metrics::default(),
     });
     let (shutdown, rx) = watch::channel(false);

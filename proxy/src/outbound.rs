@@ -54,7 +54,7 @@ impl Outbound {
     /// Decides service, version and endpoint address; pure apart from the random roll.
     fn route(
         &self,
-        config: &trellis_model::ProxyConfig,
+        config: &crate::applied::Applied,
         req: &Request<Incoming>,
     ) -> Result<(String, String, String), ProxyError> {
         if config.version.is_empty() {
@@ -62,8 +62,10 @@ impl Outbound {
         }
         let host = authority(req).ok_or(ProxyError::NoAuthority)?;
         let service = config.services.get(host).ok_or_else(|| ProxyError::UnknownService(host.to_string()))?;
-        let rule = split::select_rule(service, req.method().as_str(), req.uri().path())
-            .ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
+        let facts =
+            split::RequestFacts { method: req.method().as_str(), path: req.uri().path(), headers: req.headers() };
+        let rule =
+            split::select_rule(config, service, &facts).ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
         let total = split::total_weight(&rule.backends);
         let backend = split::pick_backend(&rule.backends, fastrand::u32(0..total.max(1)))
             .ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;

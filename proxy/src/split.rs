@@ -1,14 +1,24 @@
 //! Pure routing decisions: which rule applies, which version gets the request, which endpoint.
 
-use trellis_model::config::{MatchConfig, PathConfig};
+use crate::applied::Applied;
+use trellis_model::config::{HeaderValueMatch, MatchConfig, PathConfig};
 use trellis_model::{Backend, Endpoint, RuleConfig, ServiceConfig};
 
-/// The first rule with a matching condition (or none at all), as Gateway API orders rules.
-pub fn select_rule<'a>(service: &'a ServiceConfig, method: &str, path: &str) -> Option<&'a RuleConfig> {
-    service.rules.iter().find(|r| r.matches.is_empty() || r.matches.iter().any(|m| matches(m, method, path)))
+/// What routing looks at in a request.
+pub struct RequestFacts<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: &'a http::HeaderMap,
 }
 
-fn matches(m: &MatchConfig, method: &str, path: &str) -> bool {
+/// The first rule with a matching condition (or none at all), as Gateway API orders rules.
+pub fn select_rule<'a>(applied: &Applied, service: &'a ServiceConfig, req: &RequestFacts) -> Option<&'a RuleConfig> {
+    service.rules.iter().find(|r| r.matches.is_empty() || r.matches.iter().any(|m| matches(applied, m, req)))
+}
+
+/// Every condition of a match must hold.
+fn matches(applied: &Applied, m: &MatchConfig, req: &RequestFacts) -> bool {
+    let path = req.path;
     let path_ok = match &m.path {
         None => true,
         Some(PathConfig::Exact(p)) => path == p,
@@ -17,8 +27,17 @@ fn matches(m: &MatchConfig, method: &str, path: &str) -> bool {
             let p = p.trim_end_matches('/');
             path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         }
+        Some(PathConfig::Regex(p)) => applied.is_match(p, path),
     };
-    path_ok && m.method.as_deref().is_none_or(|want| want.eq_ignore_ascii_case(method))
+    let headers_ok = m.headers.iter().all(|h| {
+        let mut values = req.headers.get_all(h.name.as_str()).iter().filter_map(|v| v.to_str().ok());
+        match &h.value {
+            HeaderValueMatch::Present => values.next().is_some(),
+            HeaderValueMatch::Exact(want) => values.any(|v| v == want),
+            HeaderValueMatch::Regex(p) => values.any(|v| applied.is_match(p, v)),
+        }
+    });
+    path_ok && headers_ok && m.method.as_deref().is_none_or(|want| want.eq_ignore_ascii_case(req.method))
 }
 
 /// Picks a backend by weight. `roll` is uniform in `0..total weight`, drawn by the caller so
@@ -47,6 +66,8 @@ pub fn pick_endpoint<'a>(endpoints: &'a [Endpoint], version: &str, turn: usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trellis_model::ProxyConfig;
+    use trellis_model::config::HeaderConfig;
 
     fn backends(w: &[(&str, u32)]) -> Vec<Backend> {
         w.iter().map(|(v, w)| Backend { version: v.to_string(), weight: *w }).collect()
@@ -63,15 +84,57 @@ mod tests {
         assert_eq!(pick_backend(&b, 0).unwrap().version, "v2");
     }
 
+    fn check(m: &MatchConfig, method: &str, path: &str, headers: &[(&str, &str)]) -> bool {
+        let applied = Applied::new(config_with(m.clone())).unwrap();
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        matches(&applied, m, &RequestFacts { method, path, headers: &map })
+    }
+
+    fn config_with(m: MatchConfig) -> ProxyConfig {
+        let svc = ServiceConfig::new("s", &[], vec![RuleConfig { matches: vec![m], ..RuleConfig::catch_all(vec![]) }]);
+        ProxyConfig { services: [("s".to_string(), svc)].into(), ..Default::default() }
+    }
+
+    fn path(p: PathConfig) -> MatchConfig {
+        MatchConfig { path: Some(p), ..Default::default() }
+    }
+
     #[test]
     fn prefix_matches_whole_segments() {
-        let m = MatchConfig { path: Some(PathConfig::Prefix("/api/".into())), method: None };
-        assert!(matches(&m, "GET", "/api"));
-        assert!(matches(&m, "GET", "/api/items"));
-        assert!(!matches(&m, "GET", "/apis"));
-        let m = MatchConfig { path: Some(PathConfig::Exact("/x".into())), method: Some("POST".into()) };
-        assert!(matches(&m, "post", "/x"));
-        assert!(!matches(&m, "GET", "/x"));
+        let m = path(PathConfig::Prefix("/api/".into()));
+        assert!(check(&m, "GET", "/api", &[]));
+        assert!(check(&m, "GET", "/api/items", &[]));
+        assert!(!check(&m, "GET", "/apis", &[]));
+        let m = MatchConfig { method: Some("POST".into()), ..path(PathConfig::Exact("/x".into())) };
+        assert!(check(&m, "post", "/x", &[]));
+        assert!(!check(&m, "GET", "/x", &[]));
+    }
+
+    #[test]
+    fn regexes_match_the_whole_path_and_every_header_condition_must_hold() {
+        let m = path(PathConfig::Regex("/items/[0-9]+".into()));
+        assert!(check(&m, "GET", "/items/42", &[]));
+        assert!(!check(&m, "GET", "/items/42/x", &[]), "anchored");
+        let h = |name: &str, value| HeaderConfig { name: name.into(), value };
+        let m = MatchConfig {
+            headers: vec![
+                h("x-canary", HeaderValueMatch::Exact("true".into())),
+                h("x-user", HeaderValueMatch::Regex("qa-.*".into())),
+                h("x-trace", HeaderValueMatch::Present),
+            ],
+            ..Default::default()
+        };
+        assert!(check(&m, "GET", "/", &[("x-canary", "true"), ("x-user", "qa-7"), ("x-trace", "")]));
+        assert!(!check(&m, "GET", "/", &[("x-canary", "true"), ("x-user", "qa-7")]));
+        assert!(!check(&m, "GET", "/", &[("x-canary", "yes"), ("x-user", "qa-7"), ("x-trace", "1")]));
+    }
+
+    #[test]
+    fn a_config_with_a_broken_regex_is_refused() {
+        assert!(Applied::new(config_with(path(PathConfig::Regex("(".into())))).is_err());
     }
 
     #[test]

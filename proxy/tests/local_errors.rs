@@ -38,11 +38,7 @@ async fn unknown_services_missing_endpoints_and_dead_upstreams_are_told_apart() 
     let p = proxy().await;
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let backends = vec![Backend { version: "v1".into(), weight: 100 }];
-    let svc = |name: &str| ServiceConfig {
-        name: name.into(),
-        versions: vec!["v1".into()],
-        rules: vec![RuleConfig { matches: vec![], backends: backends.clone() }],
-    };
+    let svc = |name: &str| ServiceConfig::new(name, &["v1"], vec![RuleConfig::catch_all(backends.clone())]);
     let config = ProxyConfig {
         version: "r.1".into(),
         revision: "r".into(),
@@ -53,7 +49,7 @@ async fn unknown_services_missing_endpoints_and_dead_upstreams_are_told_apart() 
         )]
         .into(),
     };
-    p.shared.config.store(Arc::new(config));
+    p.shared.config.store(Arc::new(trellis_proxy::applied::Applied::new(config).unwrap()));
     assert_eq!(get(p.outbound, "nope", "/").await, (404, Some("unknown-service".into())));
     assert_eq!(get(p.outbound, "empty", "/").await, (503, Some("no-endpoints".into())));
     assert_eq!(get(p.outbound, "gone:80", "/").await, (502, Some("upstream-failed".into())));

@@ -8,15 +8,13 @@ use git2::{Oid, Repository};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::watch;
-use trellis_model::{Diagnostic, MeshConfig, SourceFile};
+use trellis_model::MeshConfig;
 use trellis_web::api::RevisionView;
 
 /// The most commits judged in one pass; older ones in a huge push are skipped, not queued.
 const MAX_COMMITS_PER_PASS: usize = 100;
 /// How far back to look for a valid revision when the branch head is invalid at start.
 const MAX_LOOKBACK: usize = 200;
-/// Policy files larger than this are refused: they are config, not data.
-const MAX_FILE_BYTES: usize = 1 << 20;
 
 #[derive(Clone, Debug)]
 pub struct PolicySource {
@@ -44,32 +42,8 @@ pub enum GitError {
 /// Reads the policy files of a commit and judges them.
 pub fn judge(repo: &Repository, oid: Oid) -> Result<Judged, GitError> {
     let commit = repo.find_commit(oid)?;
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    commit.tree()?.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-        let name = entry.name().unwrap_or_default();
-        // Dot-directories (.github, .trellis) hold tooling, not policy.
-        if name.starts_with('.') {
-            return git2::TreeWalkResult::Skip;
-        }
-        let is_policy = name.ends_with(".yaml") || name.ends_with(".yml");
-        if entry.kind() == Some(git2::ObjectType::Blob) && is_policy {
-            let path = format!("{dir}{name}");
-            match entry.to_object(repo).ok().and_then(|o| o.into_blob().ok()) {
-                Some(blob) if blob.size() > MAX_FILE_BYTES => {
-                    errors.push(file_error(&path, "file is larger than 1 MiB"))
-                }
-                Some(blob) => match std::str::from_utf8(blob.content()) {
-                    Ok(text) => files.push(SourceFile { path, text: text.to_string() }),
-                    Err(_) => errors.push(file_error(&path, "file is not UTF-8")),
-                },
-                None => errors.push(file_error(&path, "cannot read blob")),
-            }
-        }
-        git2::TreeWalkResult::Ok
-    })?;
     let sha = oid.to_string();
-    let result = if errors.is_empty() { trellis_model::load(&files, &sha) } else { Err(errors) };
+    let result = crate::source::load(crate::source::read_commit(repo, oid)?, &sha);
     let author = commit.author();
     let (outcome, errors, config) = match result {
         Ok(config) => ("applied", Vec::new(), Some(config)),
@@ -86,11 +60,6 @@ pub fn judge(repo: &Repository, oid: Oid) -> Result<Judged, GitError> {
         },
         config,
     })
-}
-
-fn file_error(path: &str, message: &str) -> Diagnostic {
-    let pos = trellis_model::diagnostic::Pos { line: 1, column: 1 };
-    Diagnostic::new(trellis_model::Code::YamlSyntax, path, pos, message)
 }
 
 fn branch_head(repo: &Repository, branch: &str) -> Result<Oid, GitError> {

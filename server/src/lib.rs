@@ -4,6 +4,7 @@
 //! - [`cli`]: the `trellis` command line.
 //! - [`serve`]: starting and stopping the control plane.
 //! - [`gitops`]: git branch → judged revisions.
+//! - [`source`]: policy files from a commit or a directory.
 //! - [`state`]: the revision in force and change notifications.
 //! - [`fleet`]: proxy registry, config snapshots and the proxy stream protocol.
 //! - [`store`]: Postgres / SQLite through sqlx, with migrations.
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod fleet;
 pub mod gitops;
 pub mod serve;
+pub mod source;
 pub mod state;
 pub mod store;
 pub mod testing;

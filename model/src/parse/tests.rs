@@ -51,8 +51,9 @@ fn positions_count_from_the_file_not_the_document() {
 #[test]
 fn unknown_fields_are_refused_with_a_suggestion() {
     let e = errors(&[file("s.yaml", "kind: Service\nname: a\nversion: [v1]\n")]);
-    assert_eq!(e[0].code, Code::Schema);
-    assert!(e[0].message.contains("version"), "{}", e[0].message);
+    assert_eq!(e[0].code, Code::UnknownField);
+    assert!(e[0].message.contains("did you mean `versions`"), "{}", e[0].message);
+    assert_eq!((e[0].line, e[0].column), (3, 1));
     let e = errors(&[file("s.yaml", "kind: Servise\nname: a\n")]);
     assert_eq!(e[0].code, Code::UnknownKind);
     assert!(e[0].message.contains("did you mean `Service`"), "{}", e[0].message);

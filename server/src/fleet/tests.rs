@@ -19,8 +19,8 @@ fn reg(id: &str, service: &str, version: &str, addr: &str) -> Registration {
 }
 
 fn mesh(revision: &str) -> MeshConfig {
-    let svc = ServiceConfig { name: "inventory".into(), versions: vec!["v1".into()], rules: vec![] };
-    MeshConfig { revision: revision.into(), services: [("inventory".to_string(), svc)].into() }
+    let svc = ServiceConfig::new("inventory", &["v1"], vec![]);
+    MeshConfig { revision: revision.into(), services: [("inventory".to_string(), svc)].into(), ..Default::default() }
 }
 
 fn config(fleet: &Fleet) -> ProxyConfig {

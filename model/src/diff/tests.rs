@@ -1,0 +1,54 @@
+use super::*;
+use crate::{SourceFile, load};
+
+const BASE: &str = "kind: Service\nname: inventory\nversions: [v1, v2]\n---\nkind: Service\nname: payments\nversions: [v1]\n---\nkind: Service\nname: checkout\nversions: [v1]\n";
+
+fn mesh(extra: &str) -> MeshConfig {
+    let files = [SourceFile { path: "a.yaml".into(), text: format!("{BASE}---\n{extra}") }];
+    load(&files, "r").unwrap_or_else(|e| panic!("{e:#?}"))
+}
+
+fn texts(a: &str, b: &str) -> Vec<String> {
+    diff(&mesh(a), &mesh(b)).into_iter().map(|c| c.text).collect()
+}
+
+const ACCESS: &str = "kind: AccessPolicy\nname: pay\nservice: payments\nrules:\n  - from: [inventory]\n";
+
+#[test]
+fn weight_shifts_read_as_moves() {
+    let route = |v1: u32, v2: u32| {
+        format!("kind: Route\nname: inv\nservice: inventory\nrules:\n  - matches: [{{ path: {{ prefix: /stock }} }}]\n    backends: [{{ version: v1, weight: {v1} }}, {{ version: v2, weight: {v2} }}]\n")
+    };
+    assert_eq!(texts(&route(90, 10), &route(80, 20)), vec!["inventory /stock/*: 10% moves from v1 to v2"]);
+    assert_eq!(texts(&route(80, 20), &route(90, 10)), vec!["inventory /stock/*: 10% moves from v2 to v1"]);
+    assert!(texts(&route(80, 20), &route(80, 20)).is_empty());
+}
+
+#[test]
+fn budgets_timeouts_and_faults_are_spelled_out() {
+    let before = "kind: Route\nname: pay\nservice: payments\nrules:\n  - backends: [{ version: v1, weight: 100 }]\n";
+    let after = "kind: Route\nname: pay\nservice: payments\nrules:\n  - backends: [{ version: v1, weight: 100 }]\n    timeouts: { request: 2s }\n    retries: { budget: { ratio: 0.1 } }\n    fault: { abort: { percent: 1, status: 503 } }\n";
+    assert_eq!(
+        texts(before, after),
+        vec![
+            "payments (all requests): request timeout 15s → 2s",
+            "retry budget for payments (all requests): 20% → 10%",
+            "payments (all requests): now aborts 1% of requests with 503",
+        ]
+    );
+}
+
+#[test]
+fn access_changes_read_by_caller() {
+    let with_checkout = ACCESS.replace("[inventory]", "[inventory, checkout]");
+    assert_eq!(texts(ACCESS, &with_checkout), vec!["checkout may now call payments"]);
+    assert_eq!(texts(&with_checkout, ACCESS), vec!["checkout may no longer call payments"]);
+}
+
+#[test]
+fn services_mesh_settings_and_rollouts() {
+    let t = texts("kind: Mesh\nname: m\n", "kind: Mesh\nname: m\nmtls: permissive\n---\nkind: Service\nname: search\nversions: [v1]\n");
+    assert_eq!(t, vec!["mTLS between proxies: strict → permissive", "service search added with versions v1"]);
+    let rollout = "kind: Rollout\nname: inv-v2\nservice: inventory\nstable: v1\ncanary: v2\nsteps: [{ weight: 10 }, { weight: 50, manual: true }]\nanalysis: { interval: 30s, successRate: 99, p99: 500ms, minRequests: 20 }\n";
+    assert_eq!(texts("kind: Mesh\nname: m\n", &format!("kind: Mesh\nname: m\n---\n{rollout}")), vec!["rollout inv-v2 starts: inventory v1 → v2 (canary, steps 10%, 50%)"]);
+}

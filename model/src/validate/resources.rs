@@ -1,0 +1,161 @@
+//! Mesh, TrafficPolicy, AccessPolicy and Rollout.
+
+use super::{Cx, rules};
+use crate::config::RolloutStrategy;
+use crate::diagnostic::Code;
+use crate::policy::{AccessPolicy, Located, Mesh, OutlierSpec, Rollout, TrafficPolicy};
+use std::collections::BTreeMap;
+
+pub(super) fn meshes(cx: &mut Cx, meshes: &[Located<Mesh>]) {
+    for (i, mesh) in meshes.iter().enumerate() {
+        let (here, m) = (mesh.here(), &mesh.value);
+        cx.name(&here, &m.name);
+        if i > 0 {
+            let first = &meshes[0];
+            let msg = format!(
+                "a second Mesh; the first is `{}` at {}:{}",
+                first.value.name.value, first.file, first.pos.line
+            );
+            cx.push(Code::MultipleMeshes, &here, &m.name, msg);
+        }
+        if let Some(d) = &m.defaults {
+            if let Some(t) = &d.timeouts {
+                rules::timeouts(cx, &here, t);
+            }
+            if let Some(r) = &d.retries {
+                rules::retry(cx, &here, r);
+            }
+            if let Some(o) = &d.outlier_detection {
+                outlier(cx, &here, o);
+            }
+        }
+    }
+}
+
+pub(super) fn traffic_policies(cx: &mut Cx, policies: &[Located<TrafficPolicy>]) {
+    let mut taken = BTreeMap::new();
+    for policy in policies {
+        let (here, p) = (policy.here(), &policy.value);
+        cx.name(&here, &p.name);
+        cx.unique("TrafficPolicy", &here, &p.name);
+        cx.service(&here, &p.service);
+        cx.one_per_service("TrafficPolicy", &here, &p.service, &p.name, &mut taken);
+        if let Some(o) = &p.outlier_detection {
+            outlier(cx, &here, o);
+        }
+        if let Some(l) = &p.connection_limits {
+            for (v, what) in [(&l.max_connections, "maxConnections"), (&l.max_pending_requests, "maxPendingRequests")] {
+                if let Some(v) = v {
+                    cx.range(&here, v, 1, 1_000_000, what);
+                }
+            }
+        }
+    }
+}
+
+fn outlier(cx: &mut Cx, here: &super::Here, o: &OutlierSpec) {
+    for (v, what) in
+        [(&o.consecutive_5xx, "consecutive5xx"), (&o.consecutive_gateway_errors, "consecutiveGatewayErrors")]
+    {
+        if let Some(v) = v {
+            cx.range(here, v, 1, 1_000, what);
+        }
+    }
+    if let Some(d) = &o.interval {
+        cx.duration(here, d, 100, 3_600_000, "outlier interval");
+    }
+    if let Some(d) = &o.base_ejection_time {
+        cx.duration(here, d, 100, 3_600_000, "base ejection time");
+    }
+    if let Some(p) = &o.max_ejected_percent {
+        cx.range(here, p, 0, 100, "maxEjectedPercent");
+    }
+}
+
+pub(super) fn access_policies(cx: &mut Cx, policies: &[Located<AccessPolicy>]) {
+    for policy in policies {
+        let (here, p) = (policy.here(), &policy.value);
+        cx.name(&here, &p.name);
+        cx.unique("AccessPolicy", &here, &p.name);
+        cx.service(&here, &p.service);
+        for rule in &p.rules {
+            for caller in &rule.value.from {
+                if !cx.services.contains_key(&caller.value) {
+                    let known: Vec<&str> = cx.services.keys().map(String::as_str).collect();
+                    let msg = format!(
+                        "`{}` is not a mesh identity{}",
+                        caller.value,
+                        crate::parse::suggest(&caller.value, &known)
+                    );
+                    cx.push(Code::UnknownIdentity, &here, caller, msg);
+                }
+            }
+            for path in &rule.value.paths {
+                cx.path(&here, path);
+            }
+            for method in &rule.value.methods {
+                cx.method(&here, method);
+            }
+        }
+    }
+}
+
+pub(super) fn rollouts(cx: &mut Cx, rollouts: &[Located<Rollout>]) {
+    let mut taken = BTreeMap::new();
+    for rollout in rollouts {
+        let (here, r) = (rollout.here(), &rollout.value);
+        cx.name(&here, &r.name);
+        cx.unique("Rollout", &here, &r.name);
+        cx.one_per_service("Rollout", &here, &r.service, &r.name, &mut taken);
+        if let Some(versions) = cx.service(&here, &r.service) {
+            cx.version(&here, &r.service.value, &versions, &r.stable);
+            cx.version(&here, &r.service.value, &versions, &r.canary);
+        }
+        if r.stable.value == r.canary.value {
+            let msg = format!("stable and canary are both `{}`", r.canary.value);
+            cx.push(Code::InvalidRollout, &here, &r.canary, msg);
+        }
+        let needs_header = matches!(r.strategy, RolloutStrategy::Header | RolloutStrategy::BlueGreen);
+        match &r.header {
+            Some(h) => rules::header(cx, &here, h),
+            None if needs_header => {
+                let msg = "header and blue-green rollouts need a `header` naming the test traffic".to_string();
+                cx.push(Code::InvalidRollout, &here, &r.name, msg);
+            }
+            None => {}
+        }
+        if r.steps.is_empty() {
+            cx.push(Code::InvalidRollout, &here, &r.name, "a rollout needs at least one step".into());
+        }
+        let mut last = 0;
+        for step in &r.steps {
+            let s = &step.value;
+            if cx.range(&here, &s.weight, 1, 100, "step weight") && s.weight.value <= last {
+                let msg = format!("step weight {} does not increase on the previous {last}", s.weight.value);
+                cx.push(Code::InvalidRollout, &here, &s.weight, msg);
+            }
+            last = last.max(s.weight.value);
+            if let Some(p) = &s.pause {
+                cx.duration(&here, p, 1_000, 7 * 24 * 3_600_000, "pause");
+                if s.manual {
+                    cx.push(
+                        Code::InvalidRollout,
+                        &here,
+                        step,
+                        "a step pauses or waits for a manual gate, not both".into(),
+                    );
+                }
+            }
+        }
+        let a = &r.analysis;
+        cx.duration(&here, &a.interval, 1_000, 3_600_000, "analysis interval");
+        cx.duration(&here, &a.p99, 1, 600_000, "p99 threshold");
+        cx.range(&here, &a.success_rate, 0.0, 100.0, "success rate");
+        cx.range(&here, &a.min_requests, 1, 1_000_000, "minRequests");
+        for (v, what) in [(&a.max_failures, "maxFailures"), (&a.max_inconclusive, "maxInconclusive")] {
+            if let Some(v) = v {
+                cx.range(&here, v, 1, 100, what);
+            }
+        }
+    }
+}

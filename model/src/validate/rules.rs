@@ -1,0 +1,156 @@
+//! A Route's rules: matches, weights, shadowing, timeouts, retries, faults and mirroring.
+
+use super::{Cx, Here};
+use crate::diagnostic::Code;
+use crate::policy::{HeaderMatch, Match, PathMatch, RetrySpec, Rule, Sp, TimeoutsSpec};
+use std::collections::BTreeSet;
+
+const HOUR_MS: u64 = 3_600_000;
+
+pub(super) fn check(cx: &mut Cx, here: &Here, service: &str, versions: &BTreeSet<String>, rules: &[Sp<Rule>]) {
+    for (i, rule) in rules.iter().enumerate() {
+        let r = &rule.value;
+        for m in &r.matches {
+            check_match(cx, here, &m.value);
+        }
+        if let Some(earlier) = rules[..i].iter().position(|e| covers_rule(&e.value, r)) {
+            let msg = format!(
+                "rule {} never matches: rule {} (line {}) catches every request it would",
+                i + 1,
+                earlier + 1,
+                here.at(&rules[earlier]).line
+            );
+            cx.push(Code::ShadowedRule, here, rule, msg);
+        }
+        if r.backends.is_empty() {
+            cx.push(Code::NoBackends, here, rule, "rule has no backends".into());
+            continue;
+        }
+        let mut sum = 0u64;
+        for b in &r.backends {
+            sum += u64::from(b.value.weight);
+            cx.version(here, service, versions, &b.value.version);
+        }
+        if sum != 100 {
+            cx.push(Code::WeightSum, here, &r.backends[0], format!("backend weights add up to {sum}, not 100"));
+        }
+        if let Some(t) = &r.timeouts {
+            timeouts(cx, here, t);
+        }
+        if let Some(retries) = &r.retries {
+            retry(cx, here, retries);
+        }
+        if let Some(fault) = &r.fault {
+            if let Some(d) = &fault.delay {
+                cx.range(here, &d.value.percent, 0.0, 100.0, "delay percent");
+                cx.duration(here, &d.value.duration, 1, HOUR_MS, "delay");
+            }
+            if let Some(a) = &fault.abort {
+                cx.range(here, &a.value.percent, 0.0, 100.0, "abort percent");
+                cx.range(here, &a.value.status, 400, 599, "abort status");
+            }
+        }
+        if let Some(mirror) = &r.mirror {
+            cx.version(here, service, versions, &mirror.value.version);
+            cx.range(here, &mirror.value.percent, 0.0, 100.0, "mirror percent");
+        }
+    }
+}
+
+fn check_match(cx: &mut Cx, here: &Here, m: &Match) {
+    match &m.path {
+        Some(PathMatch::Exact(p) | PathMatch::Prefix(p)) => cx.path(here, p),
+        Some(PathMatch::Regex(p)) => cx.regex(here, p),
+        None => {}
+    }
+    if let Some(method) = &m.method {
+        cx.method(here, method);
+    }
+    for h in &m.headers {
+        header(cx, here, h);
+    }
+}
+
+pub(super) fn header(cx: &mut Cx, here: &Here, h: &Sp<HeaderMatch>) {
+    let name = &h.value.name;
+    let token = !name.value.is_empty()
+        && name.value.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        cx.push(Code::InvalidHeader, here, name, format!("`{}` is not a header name", name.value));
+    }
+    if h.value.value.is_some() && h.value.regex.is_some() {
+        cx.push(Code::InvalidHeader, here, h, format!("header `{}` has both `value` and `regex`", name.value));
+    }
+    if let Some(re) = &h.value.regex {
+        cx.regex(here, re);
+    }
+}
+
+pub(super) fn timeouts(cx: &mut Cx, here: &Here, t: &TimeoutsSpec) {
+    let request = t.request.as_ref().and_then(|d| cx.duration(here, d, 1, HOUR_MS, "request timeout"));
+    let per_try = t.per_try.as_ref().and_then(|d| cx.duration(here, d, 1, HOUR_MS, "per-try timeout"));
+    if let (Some(request), Some(per_try), Some(at)) = (request, per_try, &t.per_try) {
+        if per_try > request {
+            let msg = format!("per-try timeout {} is longer than the request timeout", at.value);
+            cx.push(Code::TimeoutOrder, here, at, msg);
+        }
+    }
+}
+
+pub(super) fn retry(cx: &mut Cx, here: &Here, r: &RetrySpec) {
+    if let Some(a) = &r.attempts {
+        cx.range(here, a, 0, 10, "retry attempts");
+    }
+    if let Some(b) = &r.budget {
+        if let Some(ratio) = &b.ratio {
+            cx.range(here, ratio, 0.0, 1.0, "retry budget ratio");
+        }
+        if let Some(min) = &b.min_per_second {
+            cx.range(here, min, 0, 100_000, "retry budget minPerSecond");
+        }
+        if let Some(w) = &b.window {
+            cx.duration(here, w, 1_000, 60_000, "retry budget window");
+        }
+    }
+}
+
+/// An earlier rule shadows a later one when every request the later one could match is
+/// already matched by the earlier one.
+fn covers_rule(earlier: &Rule, later: &Rule) -> bool {
+    if earlier.matches.is_empty() {
+        return true;
+    }
+    if later.matches.is_empty() {
+        return false;
+    }
+    later.matches.iter().all(|l| earlier.matches.iter().any(|e| covers(&e.value, &l.value)))
+}
+
+/// `a` matches every request `b` matches. Regexes are compared only by text: deciding
+/// inclusion between patterns is out of reach, and a false alarm would block a valid commit.
+fn covers(a: &Match, b: &Match) -> bool {
+    let path = match (&a.path, &b.path) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(PathMatch::Prefix(p)), Some(PathMatch::Prefix(q) | PathMatch::Exact(q))) => {
+            let p = p.value.trim_end_matches('/');
+            q.value.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        }
+        (Some(PathMatch::Exact(p)), Some(PathMatch::Exact(q))) => p.value == q.value,
+        (Some(PathMatch::Regex(p)), Some(PathMatch::Regex(q))) => p.value == q.value,
+        _ => false,
+    };
+    let method = match (&a.method, &b.method) {
+        (None, _) => true,
+        (Some(x), Some(y)) => x.value == y.value,
+        (Some(_), None) => false,
+    };
+    let headers = a.headers.iter().all(|h| b.headers.iter().any(|k| same_header(&h.value, &k.value)));
+    path && method && headers
+}
+
+fn same_header(a: &HeaderMatch, b: &HeaderMatch) -> bool {
+    a.name.value.eq_ignore_ascii_case(&b.name.value)
+        && a.value == b.value
+        && a.regex.as_ref().map(|r| &r.value) == b.regex.as_ref().map(|r| &r.value)
+}

@@ -1,0 +1,124 @@
+//! One failing example per error code, and the proof that every code has one.
+
+use crate::diagnostic::Code;
+use crate::{SourceFile, load};
+use std::collections::BTreeSet;
+
+const SERVICES: &str = "kind: Service\nname: shop\nversions: [v1, v2]\n---\nkind: Service\nname: pay\nversions: [v1]\n";
+
+fn route(rules: &str) -> String {
+    format!("kind: Route\nname: shop\nservice: shop\nrules:\n{rules}")
+}
+
+const ONE_BACKEND: &str = "    backends: [{ version: v1, weight: 100 }]\n";
+
+fn rollout(body: &str) -> String {
+    format!(
+        "kind: Rollout\nname: shop-v2\nservice: shop\nstable: v1\ncanary: v2\n{body}analysis: {{ interval: 30s, successRate: 99, p99: 500ms, minRequests: 20 }}\n"
+    )
+}
+
+/// (code, extra file) pairs: each policy is SERVICES plus the file, and must fail with the code.
+fn examples() -> Vec<(Code, String)> {
+    vec![
+        (Code::YamlSyntax, "kind: Service\nname: [x\n".into()),
+        (Code::MissingKind, "name: x\n".into()),
+        (Code::UnknownKind, "kind: Servise\nname: x\n".into()),
+        (Code::UnknownField, "kind: Service\nname: x\nversions: [v1]\nreplicas: 3\n".into()),
+        (Code::InvalidValue, "kind: Service\nname: x\nversions: [v1]\nprotocol: ftp\n".into()),
+        (Code::DuplicateKey, "kind: Service\nname: x\nname: y\nversions: [v1]\n".into()),
+        (Code::MissingField, "kind: Service\nname: x\n".into()),
+        (Code::InvalidDuration, route(&format!("  - timeouts: {{ request: 10 }}\n{ONE_BACKEND}"))),
+        (Code::DuplicateName, "kind: Service\nname: shop\nversions: [v1]\n".into()),
+        (Code::UnknownService, "kind: Route\nname: r\nservice: shops\nrules: []\n".into()),
+        (Code::UnknownVersion, route("  - backends: [{ version: v3, weight: 100 }]\n")),
+        (Code::WeightSum, route("  - backends: [{ version: v1, weight: 60 }, { version: v2, weight: 30 }]\n")),
+        (Code::NoVersions, "kind: Service\nname: x\nversions: []\n".into()),
+        (Code::DuplicateVersion, "kind: Service\nname: x\nversions: [v1, v1]\n".into()),
+        (
+            Code::DuplicateTarget,
+            format!(
+                "{}---\n{}",
+                route(&format!("  -{}", &ONE_BACKEND[3..])),
+                route(&format!("  -{}", &ONE_BACKEND[3..])).replace("name: shop", "name: shop2")
+            ),
+        ),
+        (Code::InvalidName, "kind: Service\nname: Shop_1\nversions: [v1]\n".into()),
+        (Code::NoBackends, route("  - backends: []\n")),
+        (Code::InvalidPath, route(&format!("  - matches: [{{ path: {{ prefix: api }} }}]\n{ONE_BACKEND}"))),
+        (
+            Code::ShadowedRule,
+            route(&format!(
+                "  - matches: [{{ path: {{ prefix: /api }} }}]\n{ONE_BACKEND}  - matches: [{{ path: {{ prefix: /api/v2 }}, method: GET }}]\n{ONE_BACKEND}"
+            )),
+        ),
+        (Code::OutOfRange, route(&format!("  - retries: {{ attempts: 50 }}\n{ONE_BACKEND}"))),
+        (
+            Code::DuplicateRollout,
+            format!(
+                "{}---\n{}",
+                rollout("steps: [{ weight: 10 }]\n"),
+                rollout("steps: [{ weight: 10 }]\n").replace("name: shop-v2", "name: other")
+            ),
+        ),
+        (Code::UnknownIdentity, "kind: AccessPolicy\nname: a\nservice: pay\nrules:\n  - from: [shopp]\n".into()),
+        (Code::InvalidRegex, route(&format!("  - matches: [{{ path: {{ regex: \"/a(\" }} }}]\n{ONE_BACKEND}"))),
+        (Code::InvalidRollout, rollout("steps: [{ weight: 50 }, { weight: 20 }]\n")),
+        (Code::TimeoutOrder, route(&format!("  - timeouts: {{ request: 1s, perTry: 2s }}\n{ONE_BACKEND}"))),
+        (Code::MultipleMeshes, "kind: Mesh\nname: a\n---\nkind: Mesh\nname: b\n".into()),
+        (
+            Code::InvalidHeader,
+            route(&format!("  - matches: [{{ headers: [{{ name: \"x y\", value: a }}] }}]\n{ONE_BACKEND}")),
+        ),
+        (Code::InvalidMethod, route(&format!("  - matches: [{{ method: get }}]\n{ONE_BACKEND}"))),
+    ]
+}
+
+fn codes_of(extra: &str) -> Vec<Code> {
+    let files = [
+        SourceFile { path: "services.yaml".into(), text: SERVICES.into() },
+        SourceFile { path: "extra.yaml".into(), text: extra.into() },
+    ];
+    match load(&files, "rev") {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.into_iter().map(|e| e.code).collect(),
+    }
+}
+
+#[test]
+fn every_code_has_a_failing_example() {
+    let mut covered = BTreeSet::new();
+    for (code, text) in examples() {
+        let codes = codes_of(&text);
+        assert!(codes.contains(&code), "{code} expected from:\n{text}\ngot {codes:?}");
+        covered.insert(code.as_str());
+    }
+    let unreadable = SourceFile::from_bytes("bin.yaml", &[0xff, 0xfe]).unwrap_err();
+    assert_eq!(unreadable.code, Code::Unreadable);
+    covered.insert(unreadable.code.as_str());
+    let all: BTreeSet<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(covered, all, "codes without an example");
+}
+
+#[test]
+fn the_readme_catalogues_every_code() {
+    let readme = include_str!("../../../README.md");
+    for code in Code::ALL {
+        assert!(readme.contains(code.as_str()), "README lacks {code}");
+    }
+}
+
+#[test]
+fn narrower_rules_after_broader_ones_are_reported_and_the_reverse_is_fine() {
+    let broad_first =
+        route(&format!("  - {}  - matches: [{{ path: {{ exact: /x }} }}]\n{ONE_BACKEND}", &ONE_BACKEND[4..]));
+    assert_eq!(codes_of(&broad_first), vec![Code::ShadowedRule]);
+    let narrow_first =
+        route(&format!("  - matches: [{{ path: {{ exact: /x }} }}]\n{ONE_BACKEND}  - {}", &ONE_BACKEND[4..]));
+    assert!(codes_of(&narrow_first).is_empty());
+    // A header condition makes the earlier rule narrower: no shadowing.
+    let header_first = route(&format!(
+        "  - matches: [{{ path: {{ prefix: / }}, headers: [{{ name: x-canary }}] }}]\n{ONE_BACKEND}  - matches: [{{ path: {{ prefix: /a }} }}]\n{ONE_BACKEND}"
+    ));
+    assert!(codes_of(&header_first).is_empty(), "{:?}", codes_of(&header_first));
+}

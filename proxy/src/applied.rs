@@ -1,0 +1,47 @@
+//! An applied config with what the data path precomputes from it: regular expressions are
+//! compiled once per config, never per request.
+
+use std::collections::HashMap;
+use trellis_model::ProxyConfig;
+use trellis_model::config::{HeaderValueMatch, PathConfig};
+
+#[derive(Default)]
+pub struct Applied {
+    pub config: ProxyConfig,
+    regexes: HashMap<String, regex::Regex>,
+}
+
+impl Applied {
+    /// Compiles every pattern; one that does not compile refuses the whole config (a NACK).
+    pub fn new(config: ProxyConfig) -> Result<Self, String> {
+        let mut regexes = HashMap::new();
+        let matches = config.services.values().flat_map(|s| &s.rules).flat_map(|r| &r.matches);
+        for m in matches {
+            let path = match &m.path {
+                Some(PathConfig::Regex(p)) => Some(p),
+                _ => None,
+            };
+            let headers = m.headers.iter().filter_map(|h| match &h.value {
+                HeaderValueMatch::Regex(p) => Some(p),
+                _ => None,
+            });
+            for p in path.into_iter().chain(headers) {
+                // Anchored: a route's regex describes the whole path or value, as in Gateway API.
+                let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| format!("regex {p:?}: {e}"))?;
+                regexes.insert(p.clone(), re);
+            }
+        }
+        Ok(Applied { config, regexes })
+    }
+
+    pub fn is_match(&self, pattern: &str, text: &str) -> bool {
+        self.regexes.get(pattern).is_some_and(|re| re.is_match(text))
+    }
+}
+
+impl std::ops::Deref for Applied {
+    type Target = ProxyConfig;
+    fn deref(&self) -> &ProxyConfig {
+        &self.config
+    }
+}

@@ -31,7 +31,11 @@ pub fn diff(old: &MeshConfig, new: &MeshConfig) -> Vec<Change> {
     let names: BTreeSet<&String> = old.services.keys().chain(new.services.keys()).collect();
     for name in names {
         match (old.services.get(name), new.services.get(name)) {
-            (None, Some(s)) => out.push(Some(name), ChangeKind::Service, format!("service {name} added with versions {}", s.versions.join(", "))),
+            (None, Some(s)) => out.push(
+                Some(name),
+                ChangeKind::Service,
+                format!("service {name} added with versions {}", s.versions.join(", ")),
+            ),
             (Some(_), None) => out.push(Some(name), ChangeKind::Service, format!("service {name} removed")),
             (Some(a), Some(b)) => service(&mut out, a, b),
             (None, None) => {}
@@ -77,7 +81,9 @@ fn service(out: &mut Changes, a: &ServiceConfig, b: &ServiceConfig) {
     let new_rules: BTreeMap<String, &RuleConfig> = b.rules.iter().map(|r| (describe(r), r)).collect();
     for (label, r) in &new_rules {
         match old_rules.get(label) {
-            None => out.push(svc, ChangeKind::Traffic, format!("{name} {label}: new rule sends {}", shares(&r.backends))),
+            None => {
+                out.push(svc, ChangeKind::Traffic, format!("{name} {label}: new rule sends {}", shares(&r.backends)))
+            }
             Some(old) => rule(out, name, label, old, r),
         }
     }
@@ -85,7 +91,8 @@ fn service(out: &mut Changes, a: &ServiceConfig, b: &ServiceConfig) {
         out.push(svc, ChangeKind::Traffic, format!("{name} {label}: rule removed"));
     }
     if a.rules.len() == b.rules.len() && old_rules.len() == new_rules.len() {
-        let (x, y): (Vec<String>, Vec<String>) = (a.rules.iter().map(describe).collect(), b.rules.iter().map(describe).collect());
+        let (x, y): (Vec<String>, Vec<String>) =
+            (a.rules.iter().map(describe).collect(), b.rules.iter().map(describe).collect());
         if x != y && x.iter().collect::<BTreeSet<_>>() == y.iter().collect::<BTreeSet<_>>() {
             out.push(svc, ChangeKind::Traffic, format!("{name}: rules reordered ({})", y.join(", ")));
         }
@@ -104,7 +111,11 @@ fn rule(out: &mut Changes, name: &String, label: &str, a: &RuleConfig, b: &RuleC
     }
     if a.timeouts.per_try_ms != b.timeouts.per_try_ms {
         let show = |v: Option<u64>| v.map_or("none".to_string(), format_ms);
-        let text = format!("{name} {label}: per-try timeout {} → {}", show(a.timeouts.per_try_ms), show(b.timeouts.per_try_ms));
+        let text = format!(
+            "{name} {label}: per-try timeout {} → {}",
+            show(a.timeouts.per_try_ms),
+            show(b.timeouts.per_try_ms)
+        );
         out.push(svc, ChangeKind::Resilience, text);
     }
     let (ra, rb) = (&a.retry, &b.retry);
@@ -113,7 +124,11 @@ fn rule(out: &mut Changes, name: &String, label: &str, a: &RuleConfig, b: &RuleC
     }
     if ra.on != rb.on {
         let list = |on: &[RetryOn]| on.iter().map(word).collect::<Vec<_>>().join(", ");
-        out.push(svc, ChangeKind::Resilience, format!("{name} {label}: retries on {} → {}", list(&ra.on), list(&rb.on)));
+        out.push(
+            svc,
+            ChangeKind::Resilience,
+            format!("{name} {label}: retries on {} → {}", list(&ra.on), list(&rb.on)),
+        );
     }
     if ra.budget.ratio != rb.budget.ratio {
         let (x, y) = (percent(ra.budget.ratio * 100.0), percent(rb.budget.ratio * 100.0));
@@ -231,7 +246,10 @@ fn traffic(out: &mut Changes, name: &String, a: &TrafficConfig, b: &TrafficConfi
     if a.limits != b.limits {
         let text = format!(
             "connection limits for {name}: {} → {} connections, {} → {} pending requests",
-            a.limits.max_connections, b.limits.max_connections, a.limits.max_pending_requests, b.limits.max_pending_requests
+            a.limits.max_connections,
+            b.limits.max_connections,
+            a.limits.max_pending_requests,
+            b.limits.max_pending_requests
         );
         out.push(svc, ChangeKind::Resilience, text);
     }
@@ -272,7 +290,13 @@ fn rollouts(out: &mut Changes, a: &BTreeMap<String, RolloutConfig>, b: &BTreeMap
             None => out.push(
                 Some(&r.service),
                 ChangeKind::Rollout,
-                format!("rollout {name} starts: {} {} → {} ({}, steps {steps})", r.service, r.stable, r.canary, word(&r.strategy)),
+                format!(
+                    "rollout {name} starts: {} {} → {} ({}, steps {steps})",
+                    r.service,
+                    r.stable,
+                    r.canary,
+                    word(&r.strategy)
+                ),
             ),
             Some(old) if old != r => {
                 out.push(Some(&r.service), ChangeKind::Rollout, format!("rollout {name} changed: steps {steps}"))

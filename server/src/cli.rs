@@ -1,5 +1,7 @@
 //! The `trellis` command line.
 
+pub mod policy;
+
 use crate::gitops::PolicySource;
 use crate::serve::ServeConfig;
 use clap::{Parser, Subcommand};
@@ -19,12 +21,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the control plane: follow a policy repository and configure the proxies.
     Serve(ServeArgs),
-    /// Check a directory of policy files as the control plane would; exit 1 when invalid.
-    Validate {
-        /// The policy directory (a checkout of the policy repository).
-        #[arg(default_value = ".")]
-        dir: PathBuf,
-    },
+    /// Check policy files as the control plane would: exit 0 valid, 1 invalid, 2 could not run.
+    Validate(policy::ValidateArgs),
+    /// What a change does to traffic, in plain words: `trellis diff main HEAD`, or two directories.
+    Diff(policy::DiffArgs),
+    /// Print the JSON Schema of policy documents, for editors.
+    Schema,
     /// Run a whole demo mesh on this machine: control plane, dashboard, services, sidecars, load.
     Demo(crate::demo::DemoArgs),
     /// One demo service (started by `trellis demo`).
@@ -72,51 +74,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             running.shutdown().await;
             Ok(0)
         }
-        Command::Validate { dir } => validate(&dir),
+        Command::Validate(args) => Ok(policy::validate(&args)),
+        Command::Diff(args) => Ok(policy::diff(&args)),
+        Command::Schema => {
+            println!("{}", policy::schema());
+            Ok(0)
+        }
         Command::Demo(args) => crate::demo::run(args).await.map(|()| 0),
         Command::DemoApp(args) => crate::demo::app::run(args).await.map(|()| 0),
     }
-}
-
-fn validate(dir: &std::path::Path) -> anyhow::Result<i32> {
-    let files = read_policy_dir(dir)?;
-    match trellis_model::load(&files, "working-tree") {
-        Ok(mesh) => {
-            println!("valid: {} file(s), {} service(s)", files.len(), mesh.services.len());
-            Ok(0)
-        }
-        Err(errors) => {
-            for e in &errors {
-                println!("{e}");
-            }
-            println!("invalid: {} error(s)", errors.len());
-            Ok(1)
-        }
-    }
-}
-
-/// Every `*.yaml`/`*.yml` under `dir`, skipping dot-directories, as the control plane reads a
-/// commit's tree.
-fn read_policy_dir(dir: &std::path::Path) -> anyhow::Result<Vec<trellis_model::SourceFile>> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", d.display()))? {
-            let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if name.starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-                let rel = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-                files.push(trellis_model::SourceFile { path: rel, text: std::fs::read_to_string(&path)? });
-            }
-        }
-    }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(files)
 }
 
 /// `target/site`: the build script puts the bundle beside the binaries' profile directories.

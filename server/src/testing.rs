@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 
 /// The example mesh under `policies/`, compiled in so the binary can seed a demo anywhere.
 pub const DEMO_POLICIES: &[(&str, &str)] = &[
+    ("mesh.yaml", include_str!("../../policies/mesh.yaml")),
     ("services/shop.yaml", include_str!("../../policies/services/shop.yaml")),
     ("routes/inventory.yaml", include_str!("../../policies/routes/inventory.yaml")),
+    ("routes/catalog.yaml", include_str!("../../policies/routes/catalog.yaml")),
+    ("policies/inventory.yaml", include_str!("../../policies/policies/inventory.yaml")),
+    ("rollouts/inventory-v2.yaml", include_str!("../../policies/rollouts/inventory-v2.yaml")),
 ];
 
 /// A policy repository on branch `main`.

@@ -1,32 +1,79 @@
-//! `trellis validate` as a pull-request check runs it: on a checkout, with an exit code.
+//! The pull-request check as CI runs it: `trellis validate` and `trellis diff` on a checkout or
+//! a repository, with exit codes 0 (valid), 1 (invalid) and 2 (could not run).
 
+use std::path::Path;
 use std::process::Command;
+use trellis_server::testing::PolicyRepo;
 
-fn validate(dir: &std::path::Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_trellis")).arg("validate").arg(dir).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+fn trellis(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trellis")).args(args).current_dir(cwd).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
+
+const BAD_ROUTE: &str = "kind: Route\nname: inventory\nservice: inventory\nrules:\n  - backends:\n      - version: v3\n        weight: 100\n";
 
 #[test]
 fn the_example_policies_are_valid() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    let (code, out) = validate(&dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (code, out, _) = trellis(&["validate", "policies"], &root);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("3 service(s)"), "{out}");
+    assert!(out.contains("valid: policies: 3 service(s), 1 rollout(s)"), "{out}");
 }
 
 #[test]
-fn an_invalid_policy_exits_1_with_located_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("routes")).unwrap();
-    std::fs::write(dir.path().join("svc.yaml"), "kind: Service\nname: shop\nversions: [v1]\n").unwrap();
-    std::fs::write(
-        dir.path().join("routes/shop.yaml"),
-        "kind: Route\nname: shop\nservice: shop\nrules:\n  - backends:\n      - version: v2\n        weight: 100\n",
-    )
-    .unwrap();
-    let (code, out) = validate(dir.path());
+fn human_output_shows_the_line_a_caret_the_code_and_a_hint() {
+    let repo = PolicyRepo::demo();
+    std::fs::write(repo.path().join("routes/inventory.yaml"), BAD_ROUTE).unwrap();
+    let (code, out, _) = trellis(&["validate", "."], repo.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("routes/shop.yaml:6:18: error[TR0103]"), "{out}");
-    assert!(out.contains("hint:"), "{out}");
+    let expected = "error[TR0103]: service `inventory` has no version `v3` (it has v1, v2), did you mean `v1`?\n --> routes/inventory.yaml:6:18\n  |\n6 |       - version: v3\n  |                  ^^\n  = hint: ";
+    assert!(out.contains(expected), "{out}");
+    assert!(out.ends_with("invalid: .: 1 error(s)\n"), "{out}");
+}
+
+#[test]
+fn github_and_json_formats() {
+    let repo = PolicyRepo::demo();
+    std::fs::write(repo.path().join("routes/inventory.yaml"), BAD_ROUTE).unwrap();
+    let (code, out, _) = trellis(&["validate", ".", "--format", "github"], repo.path());
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with("::error file=routes/inventory.yaml,line=6,col=18,title=TR0103::service `inventory`"),
+        "{out}"
+    );
+    let (code, out, _) = trellis(&["validate", ".", "--format", "json"], repo.path());
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["valid"].as_bool(), v["errors"][0]["code"].as_str()), (Some(false), Some("TR0103")));
+    assert_eq!(v["errors"][0]["source"], "      - version: v3");
+}
+
+#[test]
+fn revisions_are_read_from_the_commit_and_compared_with_a_base() {
+    let repo = PolicyRepo::demo();
+    let seed = repo.head().to_string();
+    repo.set_inventory_split(90, 10, "canary 10%");
+    // The working tree is broken, but --rev reads the commit.
+    std::fs::write(repo.path().join("routes/inventory.yaml"), "kind: [").unwrap();
+    let (code, out, _) = trellis(&["validate", "--rev", "HEAD", "--base", &seed], repo.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("what this changes:\n  - inventory (all requests): 10% moves from v1 to v2\n"), "{out}");
+    let (code, out, _) = trellis(&["diff", &seed, "HEAD", "--format", "json"], repo.path());
+    assert_eq!(code, 0, "{out}");
+    let changes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(changes[0]["text"], "inventory (all requests): 10% moves from v1 to v2");
+    assert_eq!(changes[0]["kind"], "traffic");
+}
+
+#[test]
+fn what_cannot_run_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = trellis(&["validate", "--rev", "HEAD"], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("error: git:"), "{err}");
+    let repo = PolicyRepo::demo();
+    let (code, _, err) = trellis(&["diff", "nope", "HEAD"], repo.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("`nope` is neither a directory nor a revision"), "{err}");
 }

@@ -17,7 +17,9 @@ const ACCESS: &str = "kind: AccessPolicy\nname: pay\nservice: payments\nrules:\n
 #[test]
 fn weight_shifts_read_as_moves() {
     let route = |v1: u32, v2: u32| {
-        format!("kind: Route\nname: inv\nservice: inventory\nrules:\n  - matches: [{{ path: {{ prefix: /stock }} }}]\n    backends: [{{ version: v1, weight: {v1} }}, {{ version: v2, weight: {v2} }}]\n")
+        format!(
+            "kind: Route\nname: inv\nservice: inventory\nrules:\n  - matches: [{{ path: {{ prefix: /stock }} }}]\n    backends: [{{ version: v1, weight: {v1} }}, {{ version: v2, weight: {v2} }}]\n"
+        )
     };
     assert_eq!(texts(&route(90, 10), &route(80, 20)), vec!["inventory /stock/*: 10% moves from v1 to v2"]);
     assert_eq!(texts(&route(80, 20), &route(90, 10)), vec!["inventory /stock/*: 10% moves from v2 to v1"]);
@@ -47,8 +49,14 @@ fn access_changes_read_by_caller() {
 
 #[test]
 fn services_mesh_settings_and_rollouts() {
-    let t = texts("kind: Mesh\nname: m\n", "kind: Mesh\nname: m\nmtls: permissive\n---\nkind: Service\nname: search\nversions: [v1]\n");
+    let t = texts(
+        "kind: Mesh\nname: m\n",
+        "kind: Mesh\nname: m\nmtls: permissive\n---\nkind: Service\nname: search\nversions: [v1]\n",
+    );
     assert_eq!(t, vec!["mTLS between proxies: strict → permissive", "service search added with versions v1"]);
     let rollout = "kind: Rollout\nname: inv-v2\nservice: inventory\nstable: v1\ncanary: v2\nsteps: [{ weight: 10 }, { weight: 50, manual: true }]\nanalysis: { interval: 30s, successRate: 99, p99: 500ms, minRequests: 20 }\n";
-    assert_eq!(texts("kind: Mesh\nname: m\n", &format!("kind: Mesh\nname: m\n---\n{rollout}")), vec!["rollout inv-v2 starts: inventory v1 → v2 (canary, steps 10%, 50%)"]);
+    assert_eq!(
+        texts("kind: Mesh\nname: m\n", &format!("kind: Mesh\nname: m\n---\n{rollout}")),
+        vec!["rollout inv-v2 starts: inventory v1 → v2 (canary, steps 10%, 50%)"]
+    );
 }

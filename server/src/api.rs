@@ -28,6 +28,7 @@ pub fn router() -> axum::Router<AppState> {
 #[derive(Debug)]
 pub enum ApiError {
     NotFound(String),
+    Unauthorized(String),
     Invalid { message: String, detail: String },
     Internal(String),
 }
@@ -49,6 +50,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, detail) = match self {
             ApiError::NotFound(m) => (http::StatusCode::NOT_FOUND, "not_found", m, None),
+            ApiError::Unauthorized(m) => (http::StatusCode::UNAUTHORIZED, "unauthorized", m, None),
             ApiError::Invalid { message, detail } => {
                 (http::StatusCode::BAD_REQUEST, "invalid_request", message, Some(detail))
             }
@@ -169,8 +171,21 @@ async fn events(State(state): State<AppState>) -> impl IntoResponse {
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// Asks the git follower to look at the branch now (for pushes it cannot watch).
-async fn git_hook(State(state): State<AppState>) -> http::StatusCode {
+/// Asks the git follower to fetch and look at the branch now (a push notification). With a
+/// secret configured, the body must be signed as GitHub signs it: `X-Hub-Signature-256`.
+async fn git_hook(
+    State(state): State<AppState>,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
+) -> Result<http::StatusCode, ApiError> {
+    if let Some(secret) = &state.webhook_secret {
+        let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
+        if let Err(why) = crate::webhook::verify(secret.as_bytes(), &body, signature) {
+            tracing::warn!(%why, "git webhook refused");
+            state.audit.system("hook.denied", None, format!("git webhook refused: {why}"), json!({}));
+            return Err(ApiError::Unauthorized(format!("webhook signature: {why}")));
+        }
+    }
     state.git_hook.notify_one();
-    http::StatusCode::ACCEPTED
+    Ok(http::StatusCode::ACCEPTED)
 }

@@ -4,7 +4,8 @@
 use crate::store::{NewEvent, Store};
 use serde_json::json;
 use tokio::sync::mpsc;
-use trellis_web::api::{RevisionView, short_sha as short};
+use trellis_web::api::RevisionView;
+pub use trellis_web::api::short_sha as short;
 
 /// Events waiting for the database; beyond this, producers log and drop rather than grow
 /// without bound (a durable spool replaces this with the audit work).

@@ -7,7 +7,6 @@ use crate::serve::ServeConfig;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -39,9 +38,10 @@ pub struct ServeArgs {
     /// Address of the API, the dashboard and the proxy streams.
     #[arg(long, env = "TRELLIS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// The policy git repository (a local path).
+    /// The policy git repository: a local path, or a URL (https://, ssh://, file://) that is
+    /// mirrored and fetched every 30 s and on `POST /api/v1/hooks/git`.
     #[arg(long, env = "TRELLIS_REPO")]
-    pub repo: PathBuf,
+    pub repo: String,
     /// The branch whose head is the mesh's desired state.
     #[arg(long, env = "TRELLIS_BRANCH", default_value = "main")]
     pub branch: String,
@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// The dashboard's built browser bundle (defaults to `site` beside the target directory).
     #[arg(long, env = "TRELLIS_SITE_ROOT")]
     pub site_root: Option<PathBuf>,
+    /// Secret shared with the git host's webhook; hooks without a valid
+    /// `X-Hub-Signature-256` are refused when set.
+    #[arg(long, env = "TRELLIS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -65,9 +69,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 args.database_url.unwrap_or_else(|| crate::store::Store::sqlite_url(&args.data_dir.join("trellis.db")));
             let running = crate::serve::start(ServeConfig {
                 listen: args.listen,
-                policy: PolicySource { repo: args.repo, branch: args.branch, poll_interval: Duration::from_secs(1) },
+                policy: PolicySource::new(&args.repo, &args.branch, &args.data_dir.join("repos")),
                 database_url,
                 site_root: args.site_root.unwrap_or_else(default_site_root),
+                webhook_secret: args.webhook_secret,
             })
             .await?;
             shutdown_signal().await;

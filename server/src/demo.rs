@@ -49,13 +49,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.database_url.clone().unwrap_or_else(|| crate::store::Store::sqlite_url(&data_dir.join("trellis.db")));
     let cp = crate::serve::start(ServeConfig {
         listen: args.listen,
-        policy: PolicySource {
-            repo: repo.path().to_path_buf(),
-            branch: "main".into(),
-            poll_interval: Duration::from_secs(1),
-        },
+        policy: PolicySource::local(repo.path(), "main"),
         database_url,
         site_root: args.site_root.clone().unwrap_or_else(crate::cli::default_site_root),
+        webhook_secret: None,
     })
     .await?;
 

@@ -18,10 +18,44 @@ const MAX_LOOKBACK: usize = 200;
 
 #[derive(Clone, Debug)]
 pub struct PolicySource {
+    /// The repository read: the local repository itself, or the mirror of a remote one.
     pub repo: PathBuf,
+    /// For a remote repository (https://, ssh://, file://): its URL, mirrored into `repo`.
+    pub remote: Option<String>,
     pub branch: String,
-    /// How often to check the branch when no file event arrives.
+    /// How often to look at the branch (and fetch a remote) when nothing else wakes us.
     pub poll_interval: Duration,
+}
+
+impl PolicySource {
+    /// `location` is a local path or a URL; remote repositories are mirrored under `cache_dir`.
+    pub fn new(location: &str, branch: &str, cache_dir: &Path) -> Self {
+        let remote = location.contains("://") || location.starts_with("git@");
+        if remote {
+            PolicySource {
+                repo: cache_dir.join(remote::mirror_name(location)),
+                remote: Some(location.to_string()),
+                branch: branch.to_string(),
+                poll_interval: Duration::from_secs(30),
+            }
+        } else {
+            PolicySource::local(Path::new(location), branch)
+        }
+    }
+
+    pub fn local(path: &Path, branch: &str) -> Self {
+        PolicySource {
+            repo: path.to_path_buf(),
+            remote: None,
+            branch: branch.to_string(),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// What people recognise: the URL or the path.
+    pub fn describe(&self) -> String {
+        self.remote.clone().unwrap_or_else(|| self.repo.display().to_string())
+    }
 }
 
 /// One commit judged.
@@ -108,6 +142,8 @@ struct Pass {
     judged: Vec<Judged>,
     /// On the first pass with an invalid head: the revision to run meanwhile.
     fallback: Option<Judged>,
+    /// The previous head, when the new one does not descend from it (a force push).
+    rewritten_from: Option<Oid>,
 }
 
 fn scan(path: &Path, branch: &str, since: Option<Oid>) -> Result<Option<Pass>, GitError> {
@@ -122,20 +158,30 @@ fn scan(path: &Path, branch: &str, since: Option<Oid>) -> Result<Option<Pass>, G
         (None, false) => last_good(&repo, head)?,
         _ => None,
     };
-    Ok(Some(Pass { head, judged, fallback }))
+    let rewritten_from = since.filter(|&old| !repo.graph_descendant_of(head, old).unwrap_or(false));
+    Ok(Some(Pass { head, judged, fallback, rewritten_from }))
 }
 
 /// Follows the branch until shutdown.
 pub async fn run(state: AppState, source: PolicySource, mut shutdown: watch::Receiver<bool>) {
     let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
-    // Held for the life of the loop: dropping the watcher stops the events.
-    let _watcher = watch_files(&source.repo, wake_tx.clone());
+    // Held for the life of the loop: dropping the watcher stops the events. A mirror changes
+    // only when we fetch, so only local repositories are watched.
+    let _watcher = if source.remote.is_none() { watch_files(&source.repo, wake_tx.clone()) } else { None };
     let mut since: Option<Oid> = None;
     loop {
+        if let Some(url) = &source.remote
+            && let Err(e) = remote::sync(url, &source.repo).await
+        {
+            tracing::warn!(remote = %url, error = %e, "cannot fetch the policy repository; the applied revision stays");
+        }
         let (path, branch) = (source.repo.clone(), source.branch.clone());
         match tokio::task::spawn_blocking(move || scan(&path, &branch, since)).await {
             Ok(Ok(Some(pass))) => {
                 since = Some(pass.head);
+                if let Some(old) = pass.rewritten_from {
+                    state.history_rewritten(&source.branch, &old.to_string(), &pass.head.to_string());
+                }
                 if let Some(fallback) = pass.fallback {
                     state.judged(fallback).await;
                 }
@@ -144,7 +190,7 @@ pub async fn run(state: AppState, source: PolicySource, mut shutdown: watch::Rec
                 }
             }
             Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::warn!(repo = %source.repo.display(), error = %e, "cannot read the policy branch"),
+            Ok(Err(e)) => tracing::warn!(repo = %source.describe(), error = %e, "cannot read the policy branch"),
             Err(e) => tracing::error!(error = %e, "git scan panicked"),
         }
         tokio::select! {
@@ -177,5 +223,6 @@ fn watch_files(repo: &Path, wake: tokio::sync::mpsc::Sender<()>) -> Option<notif
     Some(watcher)
 }
 
+pub mod remote;
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@
 //! - [`api`]: the public JSON API under `/api/v1`.
 //! - [`dashboard`]: the Leptos dashboard host.
 //! - [`demo`]: `trellis demo`, a whole mesh on one machine.
+//! - [`webhook`]: verifying signed git webhooks.
 //! - [`testing`]: policy repositories for tests and the demo.
 
 pub mod api;
@@ -26,6 +27,7 @@ pub mod source;
 pub mod state;
 pub mod store;
 pub mod testing;
+pub mod webhook;
 
 /// Wall-clock unix milliseconds, the time unit of the store and the API.
 pub fn now_ms() -> i64 {

@@ -17,6 +17,8 @@ pub struct ServeConfig {
     pub database_url: String,
     /// Where the dashboard's browser bundle lives (`<site_root>/pkg`).
     pub site_root: PathBuf,
+    /// The shared secret of the git webhook; unsigned hooks are refused when set.
+    pub webhook_secret: Option<String>,
 }
 
 pub struct Running {
@@ -51,15 +53,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let state = AppState::new(store, shutdown_rx.clone());
+    let state = AppState::new(store, shutdown_rx.clone(), config.webhook_secret.clone());
     state.audit.system(
         "control_plane.started",
         None,
-        format!(
-            "control plane started on {addr}, following {} ({})",
-            config.policy.repo.display(),
-            config.policy.branch
-        ),
+        format!("control plane started on {addr}, following {} ({})", config.policy.describe(), config.policy.branch),
         serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }),
     );
 

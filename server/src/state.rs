@@ -24,6 +24,8 @@ pub struct Inner {
     pub git_hook: Notify,
     /// Flips to true at shutdown; long-lived streams end on it so the server can drain.
     pub shutdown: watch::Receiver<bool>,
+    /// When set, `POST /api/v1/hooks/git` must carry a GitHub-style HMAC signature.
+    pub webhook_secret: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -42,7 +44,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(store: Store, shutdown: watch::Receiver<bool>, webhook_secret: Option<String>) -> Self {
         let (changes, _) = watch::channel(0);
         let changes_for_fleet = changes.clone();
         let audit = Audit::start(store.clone());
@@ -55,6 +57,7 @@ impl AppState {
             changes,
             git_hook: Notify::new(),
             shutdown,
+            webhook_secret,
         }))
     }
 
@@ -64,6 +67,21 @@ impl AppState {
 
     pub fn changed(&self) {
         self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// The branch moved to a commit that does not descend from the one in force.
+    pub fn history_rewritten(&self, branch: &str, old: &str, new: &str) {
+        tracing::warn!(%branch, %old, %new, "policy branch history was rewritten (force push)");
+        self.audit.system(
+            "revision.history_rewritten",
+            None,
+            format!(
+                "branch {branch} was rewritten: {} is no longer an ancestor of {}",
+                crate::audit::short(old),
+                crate::audit::short(new)
+            ),
+            serde_json::json!({ "branch": branch, "old": old, "new": new }),
+        );
     }
 
     /// Takes a judged commit: records it, and applies it when valid. Invalid commits change

@@ -71,6 +71,13 @@ impl PolicyRepo {
         self.commit("routes/inventory.yaml", &text, message)
     }
 
+    /// Moves the branch back to `oid` and rewrites the working tree, as `git reset --hard`.
+    pub fn reset_hard(&self, oid: Oid) {
+        let repo = Repository::open(&self.path).expect("repository");
+        let commit = repo.find_commit(oid).expect("commit");
+        repo.reset(commit.as_object(), git2::ResetType::Hard, None).expect("reset");
+    }
+
     fn commit_all(&self, message: &str) -> Result<Oid, git2::Error> {
         let repo = Repository::open(&self.path)?;
         let mut index = repo.index()?;
@@ -94,13 +101,25 @@ pub async fn http_get(
     host: &str,
     path: &str,
 ) -> Result<(http::StatusCode, String), String> {
+    http_request(http::Method::GET, addr, path, &[("host", host)], bytes::Bytes::new()).await
+}
+
+/// Any HTTP/1.1 request; returns the status and the body as text.
+pub async fn http_request(
+    method: http::Method,
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: bytes::Bytes,
+) -> Result<(http::StatusCode, String), String> {
     use http_body_util::BodyExt;
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let req = http::Request::get(format!("http://{addr}{path}"))
-        .header(http::header::HOST, host)
-        .body(http_body_util::Empty::new())
-        .map_err(|e| e.to_string())?;
+    let mut req = http::Request::builder().method(method).uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(http_body_util::Full::new(body)).map_err(|e| e.to_string())?;
     let resp = client.request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
     let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();

@@ -35,13 +35,10 @@ async fn mesh() -> Mesh {
     let db = tempfile::tempdir().unwrap();
     let cp = trellis_server::serve::start(ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        policy: PolicySource {
-            repo: repo.path().to_path_buf(),
-            branch: "main".into(),
-            poll_interval: Duration::from_millis(500),
-        },
+        policy: PolicySource { poll_interval: Duration::from_millis(500), ..PolicySource::local(repo.path(), "main") },
         database_url: trellis_server::store::Store::sqlite_url(&db.path().join("t.db")),
         site_root: db.path().join("no-site"),
+        webhook_secret: None,
     })
     .await
     .unwrap();

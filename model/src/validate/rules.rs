@@ -89,11 +89,11 @@ pub(super) fn header(cx: &mut Cx, here: &Here, h: &Sp<HeaderMatch>) {
 pub(super) fn timeouts(cx: &mut Cx, here: &Here, t: &TimeoutsSpec) {
     let request = t.request.as_ref().and_then(|d| cx.duration(here, d, 1, HOUR_MS, "request timeout"));
     let per_try = t.per_try.as_ref().and_then(|d| cx.duration(here, d, 1, HOUR_MS, "per-try timeout"));
-    if let (Some(request), Some(per_try), Some(at)) = (request, per_try, &t.per_try) {
-        if per_try > request {
-            let msg = format!("per-try timeout {} is longer than the request timeout", at.value);
-            cx.push(Code::TimeoutOrder, here, at, msg);
-        }
+    if let (Some(request), Some(per_try), Some(at)) = (request, per_try, &t.per_try)
+        && per_try > request
+    {
+        let msg = format!("per-try timeout {} is longer than the request timeout", at.value);
+        cx.push(Code::TimeoutOrder, here, at, msg);
     }
 }
 

@@ -10,13 +10,14 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
-use trellis_web::api::{AuditEntry, Overview, RevisionView, ServiceView, VersionView};
+use trellis_web::api::{AuditEntry, Overview, PolicyFile, PolicyView, RevisionView, ServiceView, VersionView};
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/api/v1/overview", get(overview))
         .route("/api/v1/revisions", get(revisions))
         .route("/api/v1/revisions/{sha}", get(revision))
+        .route("/api/v1/revisions/{sha}/files", get(revision_files))
         .route("/api/v1/services", get(services))
         .route("/api/v1/proxies", get(proxies))
         .route("/api/v1/audit", get(audit))
@@ -136,6 +137,29 @@ async fn revisions(
 
 async fn revision(State(state): State<AppState>, Path(sha): Path<String>) -> Result<Json<RevisionView>, ApiError> {
     state.store.revision(&sha).await?.map(Json).ok_or_else(|| ApiError::NotFound(format!("no revision {sha}")))
+}
+
+async fn revision_files(State(state): State<AppState>, Path(sha): Path<String>) -> Result<Json<Page<PolicyFile>>, ApiError> {
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::invalid("invalid revision", "give the full 40-character commit SHA"));
+    }
+    let items = state.revision_files(&sha).await.map_err(|e| ApiError::NotFound(format!("revision {sha}: {e}")))?;
+    Ok(Json(Page { items, next: None }))
+}
+
+pub async fn build_policy(state: &AppState) -> Result<PolicyView, ApiError> {
+    let applied = state.revisions().applied;
+    let files = match &applied {
+        Some(r) => state.revision_files(&r.sha).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let revisions = state.store.revisions(None, 20).await?.into_iter().map(|(_, r)| r).collect();
+    // The stored row carries the plain-language changes; prefer it over the in-memory copy.
+    let applied = match applied {
+        Some(r) => Some(state.store.revision(&r.sha).await?.unwrap_or(r)),
+        None => None,
+    };
+    Ok(PolicyView { applied, files, revisions })
 }
 
 async fn services(State(state): State<AppState>) -> Json<Page<ServiceView>> {

@@ -57,7 +57,13 @@ impl Audit {
     pub fn revision(&self, rev: &RevisionView) {
         let first_line = rev.message.lines().next().unwrap_or_default();
         let summary = match rev.outcome.as_str() {
-            "applied" => format!("applied {} \"{first_line}\"", short(&rev.sha)),
+            "applied" => match rev.changes.as_slice() {
+                [] => format!("applied {} \"{first_line}\": no change to traffic", short(&rev.sha)),
+                [one] => format!("applied {} \"{first_line}\": {}", short(&rev.sha), one.text),
+                [first, rest @ ..] => {
+                    format!("applied {} \"{first_line}\": {} (+{} more)", short(&rev.sha), first.text, rest.len())
+                }
+            },
             _ => format!(
                 "rejected {} \"{first_line}\": {} error(s), first: {}",
                 short(&rev.sha),
@@ -72,7 +78,12 @@ impl Audit {
             revision: Some(rev.sha.clone()),
             service: None,
             summary,
-            detail: json!({ "message": rev.message, "committed_at": rev.committed_at, "errors": rev.errors }),
+            detail: json!({
+                "message": rev.message,
+                "committed_at": rev.committed_at,
+                "errors": rev.errors,
+                "changes": rev.changes,
+            }),
         });
     }
 

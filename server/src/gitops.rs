@@ -91,6 +91,7 @@ pub fn judge(repo: &Repository, oid: Oid) -> Result<Judged, GitError> {
             committed_at: commit.time().seconds() * 1000,
             outcome: outcome.to_string(),
             errors,
+            changes: Vec::new(),
         },
         config,
     })

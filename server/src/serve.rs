@@ -53,7 +53,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let state = AppState::new(store, shutdown_rx.clone(), config.webhook_secret.clone());
+    let state = AppState::new(store, shutdown_rx.clone(), &config);
     state.audit.system(
         "control_plane.started",
         None,

@@ -26,6 +26,8 @@ pub struct Inner {
     pub shutdown: watch::Receiver<bool>,
     /// When set, `POST /api/v1/hooks/git` must carry a GitHub-style HMAC signature.
     pub webhook_secret: Option<String>,
+    /// Where revisions' files are read from, for the API and the Policy page.
+    pub policy: crate::gitops::PolicySource,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -44,7 +46,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, shutdown: watch::Receiver<bool>, webhook_secret: Option<String>) -> Self {
+    pub fn new(store: Store, shutdown: watch::Receiver<bool>, config: &crate::serve::ServeConfig) -> Self {
         let (changes, _) = watch::channel(0);
         let changes_for_fleet = changes.clone();
         let audit = Audit::start(store.clone());
@@ -57,12 +59,25 @@ impl AppState {
             changes,
             git_hook: Notify::new(),
             shutdown,
-            webhook_secret,
+            webhook_secret: config.webhook_secret.clone(),
+            policy: config.policy.clone(),
         }))
     }
 
     pub fn revisions(&self) -> Revisions {
         self.revisions.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The policy files of a revision, read from its commit.
+    pub async fn revision_files(&self, sha: &str) -> Result<Vec<trellis_web::api::PolicyFile>, String> {
+        let (repo, sha) = (self.policy.repo.clone(), sha.to_string());
+        let read = tokio::task::spawn_blocking(move || {
+            let repo = git2::Repository::open(&repo)?;
+            let oid = git2::Oid::from_str(&sha)?;
+            crate::source::read_commit(&repo, oid)
+        });
+        let (files, _) = read.await.map_err(|e| e.to_string())?.map_err(|e| e.message().to_string())?;
+        Ok(files.into_iter().map(|f| trellis_web::api::PolicyFile { path: f.path, text: f.text }).collect())
     }
 
     pub fn changed(&self) {
@@ -92,7 +107,11 @@ impl AppState {
     }
 
     async fn judged_inner(&self, judged: Judged) {
-        let rev = judged.revision.clone();
+        let mut rev = judged.revision.clone();
+        if let Some(config) = &judged.config {
+            let before = self.fleet.mesh().map(|m| (*m).clone()).unwrap_or_default();
+            rev.changes = trellis_model::diff::diff(&before, config);
+        }
         let fresh = match self.store.record_revision(&rev, crate::now_ms()).await {
             Ok(fresh) => fresh,
             Err(e) => {

@@ -59,9 +59,10 @@ impl Store {
     /// control plane restarted and judged the branch head again).
     pub async fn record_revision(&self, r: &RevisionView, processed_at: i64) -> Result<bool, StoreError> {
         let errors = serde_json::to_string(&r.errors).unwrap_or_else(|_| "[]".into());
+        let changes = serde_json::to_string(&r.changes).unwrap_or_else(|_| "[]".into());
         let done = sqlx::query(
-            "INSERT INTO revisions (sha, author, message, committed_at, processed_at, outcome, errors) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sha) DO NOTHING",
+            "INSERT INTO revisions (sha, author, message, committed_at, processed_at, outcome, errors, changes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sha) DO NOTHING",
         )
         .bind(&r.sha)
         .bind(&r.author)
@@ -70,6 +71,7 @@ impl Store {
         .bind(processed_at)
         .bind(&r.outcome)
         .bind(errors)
+        .bind(changes)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
@@ -77,7 +79,7 @@ impl Store {
 
     pub async fn revision(&self, sha: &str) -> Result<Option<RevisionView>, StoreError> {
         let row = sqlx::query(
-            "SELECT seq, sha, author, message, committed_at, outcome, errors FROM revisions WHERE sha = $1",
+            "SELECT seq, sha, author, message, committed_at, outcome, errors, changes FROM revisions WHERE sha = $1",
         )
         .bind(sha)
         .fetch_optional(&self.pool)
@@ -88,7 +90,7 @@ impl Store {
     /// Newest first; `before` is the `seq` cursor of the previous page.
     pub async fn revisions(&self, before: Option<i64>, limit: i64) -> Result<Vec<(i64, RevisionView)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, sha, author, message, committed_at, outcome, errors FROM revisions \
+            "SELECT seq, sha, author, message, committed_at, outcome, errors, changes FROM revisions \
              WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
         )
         .bind(before.unwrap_or(i64::MAX))
@@ -154,5 +156,6 @@ fn revision_from_row(r: &sqlx::any::AnyRow) -> Result<RevisionView, StoreError> 
         outcome: r.try_get("outcome")?,
         // Written by us as JSON; an unreadable value shows as no errors rather than failing reads.
         errors: serde_json::from_str(&errors).unwrap_or_default(),
+        changes: serde_json::from_str(&r.try_get::<String, _>("changes")?).unwrap_or_default(),
     })
 }

@@ -2,6 +2,7 @@
 //! an embedded SQLite file. Postgres must be reachable: these tests fail, never skip, without it.
 
 use sqlx::Connection;
+use trellis_model::diff::{Change, ChangeKind};
 use trellis_model::{Code, Diagnostic, diagnostic::Pos};
 use trellis_server::store::{NewEvent, Store};
 use trellis_web::api::RevisionView;
@@ -43,6 +44,7 @@ fn revision(sha: &str, outcome: &str, errors: Vec<Diagnostic>) -> RevisionView {
         committed_at: 1_700_000_000_000,
         outcome: outcome.into(),
         errors,
+        changes: vec![Change { service: Some("shop".into()), kind: ChangeKind::Traffic, text: "10% moves".into() }],
     }
 }
 
@@ -59,6 +61,7 @@ async fn exercise(url: &str) {
 
     let bbb = store.revision("bbb").await.unwrap().unwrap();
     assert_eq!((bbb.outcome.as_str(), bbb.errors.clone()), ("rejected", vec![error]));
+    assert_eq!(bbb.changes[0].text, "10% moves");
     assert!(store.revision("zzz").await.unwrap().is_none());
 
     let page = store.revisions(None, 1).await.unwrap();

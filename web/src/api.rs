@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use trellis_model::Diagnostic;
+use trellis_model::diff::Change;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Overview {
@@ -25,6 +26,9 @@ pub struct RevisionView {
     /// `applied` or `rejected`.
     pub outcome: String,
     pub errors: Vec<Diagnostic>,
+    /// For an applied revision: what it changed compared with the one before, in plain words.
+    #[serde(default)]
+    pub changes: Vec<Change>,
 }
 
 impl RevisionView {
@@ -37,6 +41,21 @@ impl RevisionView {
 /// versions reported by proxies are not trusted to be hex.
 pub fn short_sha(sha: &str) -> String {
     sha.chars().take(8).collect()
+}
+
+/// The `/policy` page: the revision in force, its files, and the recent history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicyView {
+    pub applied: Option<RevisionView>,
+    pub files: Vec<PolicyFile>,
+    /// Newest first.
+    pub revisions: Vec<RevisionView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyFile {
+    pub path: String,
+    pub text: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

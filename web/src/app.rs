@@ -1,6 +1,7 @@
 //! The HTML shell, router and navigation.
 
 use crate::pages::overview::OverviewPage;
+use crate::pages::policy::PolicyPage;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
@@ -37,11 +38,13 @@ pub fn App() -> impl IntoView {
                 <span class="brand">"Trellis"</span>
                 <nav>
                     <A href="/">"Overview"</A>
+                    <A href="/policy">"Policy"</A>
                 </nav>
             </header>
             <main>
                 <Routes fallback=|| view! { <p data-testid="not-found">"Page not found."</p> }>
                     <Route path=path!("/") view=OverviewPage/>
+                    <Route path=path!("/policy") view=PolicyPage/>
                 </Routes>
             </main>
         </Router>

@@ -16,3 +16,21 @@ pub fn subscribe(on_event: impl Fn() + 'static) {
 
 #[cfg(not(feature = "hydrate"))]
 pub fn subscribe(_on_event: impl Fn() + 'static) {}
+
+/// A resource that loads on the server, hydrates, then refetches whenever the control plane
+/// reports a change.
+pub fn live_resource<T, Fut>(fetch: fn() -> Fut) -> leptos::prelude::Resource<T>
+where
+    T: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    use leptos::prelude::*;
+    let (tick, set_tick) = signal(0u64);
+    // Effects run only in the browser.
+    Effect::new(move |_| {
+        subscribe(move || {
+            set_tick.try_update(|t| *t += 1);
+        })
+    });
+    Resource::new(move || tick.get(), move |_| fetch())
+}

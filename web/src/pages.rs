@@ -1,3 +1,4 @@
 //! One module per dashboard page.
 
 pub mod overview;
+pub mod policy;

@@ -1,7 +1,7 @@
 //! The hook through which the control plane feeds the dashboard, so this crate does not depend
 //! on the server (which depends on it).
 
-use crate::api::Overview;
+use crate::api::{Overview, PolicyView};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub trait DataSource: Send + Sync + 'static {
     fn overview(&self) -> BoxFuture<'_, Result<Overview, String>>;
+    fn policy(&self) -> BoxFuture<'_, Result<PolicyView, String>>;
 }
 
 /// Provided as Leptos context for rendering and for server functions.

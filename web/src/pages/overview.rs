@@ -12,14 +12,7 @@ pub async fn get_overview() -> Result<Overview, ServerFnError> {
 
 #[component]
 pub fn OverviewPage() -> impl IntoView {
-    let (tick, set_tick) = signal(0u64);
-    let overview = Resource::new(move || tick.get(), |_| get_overview());
-    // Effects run only in the browser: refetch whenever the control plane reports a change.
-    Effect::new(move |_| {
-        crate::live::subscribe(move || {
-            set_tick.try_update(|t| *t += 1);
-        })
-    });
+    let overview = crate::live::live_resource(get_overview);
     view! {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || {

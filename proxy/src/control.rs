@@ -108,6 +108,9 @@ async fn handle_line(client: &CpClient, shared: &Shared, line: &[u8]) {
     let version = config.version.clone();
     let error = match check(&config).and_then(|()| crate::applied::Applied::new(config)) {
         Ok(applied) => {
+            let live: std::collections::HashSet<&str> =
+                applied.endpoints.values().flatten().map(|e| e.addr.as_str()).collect();
+            shared.endpoints.retain(&live);
             shared.config.store(Arc::new(applied));
             tracing::info!(%version, "applied config");
             None

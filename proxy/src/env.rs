@@ -14,6 +14,7 @@ pub const ENV_APP_ADDR: &str = "TRELLIS_APP_ADDR";
 pub const ENV_ADVERTISE_IP: &str = "TRELLIS_ADVERTISE_IP";
 pub const ENV_CONTROL_PLANE_URL: &str = "TRELLIS_CONTROL_PLANE_URL";
 pub const ENV_DRAIN_GRACE: &str = "TRELLIS_DRAIN_GRACE_SECS";
+pub const ENV_MAX_CONCURRENT: &str = "TRELLIS_MAX_CONCURRENT_REQUESTS";
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -32,6 +33,8 @@ pub struct Settings {
     pub control_plane_url: String,
     /// How long requests in flight may take to finish after a shutdown signal.
     pub drain_grace: Duration,
+    /// Requests in flight per listener beyond this are answered 503 at once (load shedding).
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,7 @@ impl Settings {
             advertise_ip: None,
             control_plane_url: control_plane_url.trim_end_matches('/').to_string(),
             drain_grace: Duration::from_secs(10),
+            max_concurrent_requests: 10_000,
         }
     }
 
@@ -96,6 +100,13 @@ impl Settings {
                 Duration::from_secs(10)
             }),
         };
+        let max_concurrent_requests = match get(ENV_MAX_CONCURRENT) {
+            None => 10_000,
+            Some(raw) => raw.parse::<usize>().ok().filter(|n| *n > 0).unwrap_or_else(|| {
+                errors.push(format!("{ENV_MAX_CONCURRENT}={raw:?} is not a positive whole number"));
+                10_000
+            }),
+        };
         if !control_plane_url.is_empty() && !control_plane_url.starts_with("http://") {
             errors.push(format!("{ENV_CONTROL_PLANE_URL}={control_plane_url:?} must start with http://"));
         }
@@ -114,6 +125,7 @@ impl Settings {
             advertise_ip,
             control_plane_url: control_plane_url.trim_end_matches('/').to_string(),
             drain_grace,
+            max_concurrent_requests,
         })
     }
 

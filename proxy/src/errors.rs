@@ -27,15 +27,28 @@ pub enum ProxyError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    #[error("no response within {0} ms")]
+    Timeout(u64),
+    #[error("the proxy is at its limit of concurrent requests")]
+    Overloaded,
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("fault injected by policy")]
+    FaultAbort(u16),
 }
 
 impl ProxyError {
     fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoConfig | ProxyError::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoConfig | ProxyError::NoEndpoints { .. } | ProxyError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::NoAuthority => StatusCode::BAD_REQUEST,
             ProxyError::UnknownService(_) | ProxyError::NoRoute(_) => StatusCode::NOT_FOUND,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::FaultAbort(status) => StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
         }
     }
 
@@ -48,6 +61,10 @@ impl ProxyError {
             ProxyError::NoRoute(_) => "no-route",
             ProxyError::NoEndpoints { .. } => "no-endpoints",
             ProxyError::Upstream { .. } => "upstream-failed",
+            ProxyError::Timeout(_) => "timeout",
+            ProxyError::Overloaded => "overloaded",
+            ProxyError::BodyTooLarge(_) => "body-too-large",
+            ProxyError::FaultAbort(_) => "fault-injected",
         }
     }
 
@@ -56,6 +73,9 @@ impl ProxyError {
         let mut resp = Response::new(text(format!("{self}\n")));
         *resp.status_mut() = self.status();
         resp.headers_mut().insert(ERROR_HEADER, http::HeaderValue::from_static(self.kind()));
+        if matches!(self, ProxyError::Overloaded) {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        }
         resp
     }
 }

@@ -1,38 +1,57 @@
-//! The inbound path: requests from other proxies, forwarded to the local application.
+//! The inbound path: requests from other proxies, forwarded to the local application over the
+//! protocol its Service declares.
 
-use crate::metrics::{Key, status_class};
-use crate::outbound::{HttpClient, client, forward};
+use crate::client::{Clients, wire_version};
+use crate::errors::ProxyError;
+use crate::metrics::status_class;
+use crate::outbound::set_target;
 use crate::{Body, Shared};
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Clone)]
 pub struct Inbound {
     shared: Arc<Shared>,
-    client: HttpClient,
+    clients: Clients,
     app: String,
 }
 
 impl Inbound {
     pub fn new(shared: Arc<Shared>) -> Self {
         let app = shared.settings.app_addr.to_string();
-        Inbound { shared, client: client(), app }
+        Inbound { shared, clients: Clients::default(), app }
     }
 
     pub async fn handle(self, req: Request<Incoming>) -> Response<Body> {
-        let result = forward(&self.client, req, &self.app).await;
+        let started = Instant::now();
+        let s = &self.shared.settings;
+        let Ok(_permit) = self.shared.limit.clone().try_acquire_owned() else {
+            self.shared.metrics.inc("trellis_proxy_shed_total", &[("direction", "inbound")]);
+            return ProxyError::Overloaded.into_response();
+        };
+        let protocol = self.shared.config.load().services.get(&s.service).map(|svc| svc.protocol).unwrap_or_default();
+        let result = async {
+            let mut req = req.map(|b| b.boxed_unsync());
+            set_target(&mut req, &self.app)?;
+            *req.version_mut() = wire_version(protocol);
+            let resp = self
+                .clients
+                .for_protocol(protocol)
+                .request(req)
+                .await
+                .map_err(|source| ProxyError::Upstream { addr: self.app.clone(), source })?;
+            Ok::<_, ProxyError>(resp.map(|b| b.boxed_unsync()))
+        }
+        .await;
         let status = match &result {
             Ok(resp) => status_class(resp.status()),
             Err(e) => e.kind().to_string(),
         };
-        let s = &self.shared.settings;
-        self.shared.metrics.record(Key {
-            direction: "inbound",
-            service: s.service.clone(),
-            version: s.version.clone(),
-            status,
-        });
-        result.unwrap_or_else(|e| e.into_response())
+        let elapsed = started.elapsed().as_secs_f64();
+        self.shared.metrics.request("inbound", &s.service, &s.version, &status, elapsed);
+        result.unwrap_or_else(ProxyError::into_response)
     }
 }

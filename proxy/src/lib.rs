@@ -9,6 +9,9 @@
 //! # Layout
 //! - [`env`]: settings from `TRELLIS_*` variables, every bad value reported at once.
 //! - [`applied`]: an applied config and what is precomputed from it.
+//! - [`balance`], [`outlier`], [`budget`]: pure decisions of load balancing, ejection and
+//!   retry budgets; [`endpoints`] keeps their state per endpoint.
+//! - [`client`]: pooled HTTP/1.1 and HTTP/2 upstream clients.
 //! - [`split`]: pure routing decisions (rule match, weighted pick, endpoint choice).
 //! - [`outbound`], [`inbound`]: the request paths.
 //! - [`errors`]: typed data-path errors and the one place they become responses.
@@ -19,12 +22,17 @@
 
 pub mod admin;
 pub mod applied;
+pub mod balance;
+pub mod budget;
+pub mod client;
 pub mod control;
+pub mod endpoints;
 pub mod env;
 pub mod errors;
 pub mod inbound;
 pub mod metrics;
 pub mod outbound;
+pub mod outlier;
 pub mod server;
 pub mod split;
 
@@ -46,6 +54,42 @@ pub struct Shared {
     /// The applied config; empty (version "") until the first one arrives.
     pub config: ArcSwap<applied::Applied>,
     pub metrics: metrics::Metrics,
+    pub endpoints: endpoints::Endpoints,
+    /// Requests in flight per listener beyond this are shed with 503.
+    pub limit: Arc<tokio::sync::Semaphore>,
+    /// Mirrored copies in flight beyond this are skipped, so mirroring never queues.
+    pub mirror_limit: Arc<tokio::sync::Semaphore>,
+    /// Retry budgets per destination service.
+    budgets: std::sync::Mutex<std::collections::HashMap<String, budget::Budget>>,
+}
+
+impl Shared {
+    pub fn new(settings: Settings) -> Self {
+        Shared {
+            limit: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_requests)),
+            mirror_limit: Arc::new(tokio::sync::Semaphore::new(256)),
+            settings,
+            config: ArcSwap::from_pointee(applied::Applied::default()),
+            metrics: metrics::Metrics::default(),
+            endpoints: endpoints::Endpoints::default(),
+            budgets: Default::default(),
+        }
+    }
+
+    /// Runs `f` on the service's budget, recreating it when the policy changed it.
+    pub fn with_budget<T>(
+        &self,
+        service: &str,
+        config: &trellis_model::config::RetryBudget,
+        f: impl FnOnce(&mut budget::Budget) -> T,
+    ) -> T {
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = budgets.entry(service.to_string()).or_insert_with(|| budget::Budget::new(config.clone()));
+        if b.config() != config {
+            *b = budget::Budget::new(config.clone());
+        }
+        f(b)
+    }
 }
 
 /// A started proxy: where it listens, and how to stop it.
@@ -75,11 +119,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let admin_l = bind(settings.admin_addr, "admin").await?;
     let (outbound, inbound, admin) = (outbound_l.local_addr()?, inbound_l.local_addr()?, admin_l.local_addr()?);
 
-    let shared = Arc::new(Shared {
-        settings: settings.clone(),
-        config: ArcSwap::from_pointee(applied::Applied::default()),
-        metrics: metrics::Metrics::default(),
-    });
+    let shared = Arc::new(Shared::new(settings.clone()));
     let (shutdown, rx) = watch::channel(false);
     let span = tracing::info_span!("proxy", proxy_id = %settings.proxy_id, service = %settings.service);
     let mut tasks = Vec::new();

@@ -1,93 +1,315 @@
 //! The outbound path: the local application names a service in `Host`; the proxy picks the
-//! rule, the version by weight and an endpoint, and forwards to that endpoint's inbound listener.
+//! rule, applies faults, mirrors, picks the version by weight and an endpoint by load, and
+//! sends with timeouts and budgeted retries to that endpoint's inbound listener.
+//!
+//! The order, and why:
+//! 1. shed — refuse before doing any work when at the concurrency limit;
+//! 2. route — everything after depends on the rule;
+//! 3. fault — injected before any endpoint is touched, like a real upstream failure;
+//! 4. buffer — a small body is kept so the request can be retried and mirrored;
+//! 5. mirror — a copy is sent off the request path and never waited for;
+//! 6. request timeout around 7;
+//! 7. attempts — pick an endpoint (P2C/EWMA, ejection), per-try timeout, classify, retry
+//!    within the budget.
 
+use crate::client::{Clients, ReqBody};
 use crate::errors::ProxyError;
-use crate::metrics::{Key, status_class};
+use crate::metrics::status_class;
+use crate::outlier::Outcome;
 use crate::{Body, Shared, split};
+use bytes::Bytes;
 use http::{Request, Response, Uri};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use trellis_model::config::RetryOn;
+use trellis_model::{RuleConfig, ServiceConfig};
 
-pub type HttpClient = Client<HttpConnector, Incoming>;
-
-/// A pooled HTTP/1.1 client with Nagle off, as every hop on the data path wants.
-pub fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new()).build(connector)
-}
+/// Bodies up to this size are buffered so the request can be retried or mirrored.
+pub const MAX_REPLAY_BODY: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct Outbound {
     shared: Arc<Shared>,
-    client: HttpClient,
+    clients: Clients,
     turn: Arc<AtomicUsize>,
+}
+
+/// Where a request went, for metrics.
+#[derive(Default)]
+struct Dest {
+    service: String,
+    version: String,
 }
 
 impl Outbound {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Outbound { shared, client: client(), turn: Arc::new(AtomicUsize::new(0)) }
+        Outbound { shared, clients: Clients::default(), turn: Arc::new(AtomicUsize::new(0)) }
     }
 
     pub async fn handle(self, req: Request<Incoming>) -> Response<Body> {
-        // Loaded once: the whole request runs on the config it started with.
-        let config = self.shared.config.load_full();
-        let (service, version, result) = match self.route(&config, &req) {
-            Ok((service, version, addr)) => {
-                let result = self.forward(req, addr).await;
-                (service, version, result)
-            }
-            Err(e) => (String::new(), String::new(), Err(e)),
+        let started = Instant::now();
+        let Ok(_permit) = self.shared.limit.clone().try_acquire_owned() else {
+            self.shared.metrics.inc("trellis_proxy_shed_total", &[("direction", "outbound")]);
+            return ProxyError::Overloaded.into_response();
         };
+        let mut dest = Dest::default();
+        let result = self.serve(req, &mut dest).await;
         let status = match &result {
             Ok(resp) => status_class(resp.status()),
             Err(e) => e.kind().to_string(),
         };
-        self.shared.metrics.record(Key { direction: "outbound", service, version, status });
+        let elapsed = started.elapsed().as_secs_f64();
+        self.shared.metrics.request("outbound", &dest.service, &dest.version, &status, elapsed);
         result.unwrap_or_else(ProxyError::into_response)
     }
 
-    /// Decides service, version and endpoint address; pure apart from the random roll.
-    fn route(
-        &self,
-        config: &crate::applied::Applied,
-        req: &Request<Incoming>,
-    ) -> Result<(String, String, String), ProxyError> {
-        if config.version.is_empty() {
+    async fn serve(&self, req: Request<Incoming>, dest: &mut Dest) -> Result<Response<Body>, ProxyError> {
+        // Loaded once: the whole request runs on the config it started with.
+        let applied = self.shared.config.load_full();
+        if applied.version.is_empty() {
             return Err(ProxyError::NoConfig);
         }
-        let host = authority(req).ok_or(ProxyError::NoAuthority)?;
-        let service = config.services.get(host).ok_or_else(|| ProxyError::UnknownService(host.to_string()))?;
+        let host = authority(&req).ok_or(ProxyError::NoAuthority)?.to_string();
+        let service = applied.services.get(&host).ok_or(ProxyError::UnknownService(host))?;
+        dest.service = service.name.clone();
         let facts =
             split::RequestFacts { method: req.method().as_str(), path: req.uri().path(), headers: req.headers() };
         let rule =
-            split::select_rule(config, service, &facts).ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
+            split::select_rule(&applied, service, &facts).ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
         let total = split::total_weight(&rule.backends);
         let backend = split::pick_backend(&rule.backends, fastrand::u32(0..total.max(1)))
             .ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
-        let no_endpoints =
-            || ProxyError::NoEndpoints { service: service.name.clone(), version: backend.version.clone() };
-        let endpoints = config.endpoints.get(&service.name).ok_or_else(no_endpoints)?;
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        let endpoint = split::pick_endpoint(endpoints, &backend.version, turn).ok_or_else(no_endpoints)?;
-        Ok((service.name.clone(), backend.version.clone(), endpoint.addr.clone()))
+        dest.version = backend.version.clone();
+
+        self.inject_fault(service, rule).await?;
+        let (parts, body) = req.into_parts();
+        let body = Replay::read(body, &parts.headers).await?;
+        self.mirror(&applied, service, rule, &parts, &body);
+
+        let endpoints = applied.endpoints.get(&service.name).map(Vec::as_slice).unwrap_or_default();
+        let send = self.attempts(service, rule, &backend.version, endpoints, parts, body);
+        match tokio::time::timeout(Duration::from_millis(rule.timeouts.request_ms), send).await {
+            Ok(result) => result,
+            Err(_) => Err(ProxyError::Timeout(rule.timeouts.request_ms)),
+        }
     }
 
-    async fn forward(&self, req: Request<Incoming>, addr: String) -> Result<Response<Body>, ProxyError> {
-        forward(&self.client, req, &addr).await
+    async fn inject_fault(&self, service: &ServiceConfig, rule: &RuleConfig) -> Result<(), ProxyError> {
+        let Some(fault) = &rule.fault else { return Ok(()) };
+        let metric = |kind| {
+            self.shared.metrics.inc("trellis_proxy_faults_total", &[("dst_service", &service.name), ("kind", kind)])
+        };
+        if let Some(delay) = &fault.delay
+            && fastrand::f64() * 100.0 < delay.percent
+        {
+            metric("delay");
+            tokio::time::sleep(Duration::from_millis(delay.duration_ms)).await;
+        }
+        if let Some(abort) = &fault.abort
+            && fastrand::f64() * 100.0 < abort.percent
+        {
+            metric("abort");
+            return Err(ProxyError::FaultAbort(abort.status));
+        }
+        Ok(())
+    }
+
+    /// Sends a copy to the mirror version in the background. Only buffered requests can be
+    /// copied; a bounded number of copies may be in flight, beyond which copies are skipped.
+    fn mirror(
+        &self,
+        applied: &crate::applied::Applied,
+        service: &ServiceConfig,
+        rule: &RuleConfig,
+        parts: &http::request::Parts,
+        body: &Replay,
+    ) {
+        let Some(m) = &rule.mirror else { return };
+        let (Replay::Buffered(bytes), true) = (body, fastrand::f64() * 100.0 < m.percent) else { return };
+        let Ok(permit) = self.shared.mirror_limit.clone().try_acquire_owned() else { return };
+        let endpoints = applied.endpoints.get(&service.name).map(Vec::as_slice).unwrap_or_default();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let lb = service.traffic.load_balancer;
+        let Some((endpoint, in_flight)) = self.shared.endpoints.pick(lb, endpoints, &m.version, turn) else { return };
+        let mut req = Request::from_parts(parts.clone(), Replay::Buffered(bytes.clone()).body());
+        if set_target(&mut req, &endpoint.addr).is_err() {
+            return;
+        }
+        *req.version_mut() = crate::client::wire_version(service.protocol);
+        let client = self.clients.for_protocol(service.protocol).clone();
+        let labels = [("dst_service", service.name.clone()), ("dst_version", m.version.clone())];
+        self.shared
+            .metrics
+            .inc("trellis_proxy_mirrored_total", &[("dst_service", &labels[0].1), ("dst_version", &labels[1].1)]);
+        tokio::spawn(async move {
+            let _hold = (permit, in_flight);
+            // The response is read and dropped: nobody waits for a mirror.
+            if let Ok(resp) = client.request(req).await {
+                let _ = resp.into_body().collect().await;
+            }
+        });
+    }
+
+    async fn attempts(
+        &self,
+        service: &ServiceConfig,
+        rule: &RuleConfig,
+        version: &str,
+        endpoints: &[trellis_model::Endpoint],
+        parts: http::request::Parts,
+        body: Replay,
+    ) -> Result<Response<Body>, ProxyError> {
+        let metrics = &self.shared.metrics;
+        let now = self.shared.endpoints.now_ms();
+        self.shared.with_budget(&service.name, &rule.retry.budget, |b| b.deposit(now));
+        let client = self.clients.for_protocol(service.protocol);
+        let lb = service.traffic.load_balancer;
+        let mut body = Some(body);
+        let mut attempt = 0;
+        loop {
+            let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+            let (endpoint, in_flight) = self.shared.endpoints.pick(lb, endpoints, version, turn).ok_or_else(|| {
+                ProxyError::NoEndpoints { service: service.name.clone(), version: version.to_string() }
+            })?;
+            // A buffered body can be sent again; a streamed one only once.
+            let this_body = match body.take() {
+                Some(Replay::Buffered(b)) => {
+                    body = Some(Replay::Buffered(b.clone()));
+                    Replay::Buffered(b).body()
+                }
+                Some(streaming) => streaming.body(),
+                None => unreachable!("a streamed body is never retried"),
+            };
+            let mut req = Request::from_parts(parts.clone(), this_body);
+            set_target(&mut req, &endpoint.addr)?;
+            *req.version_mut() = crate::client::wire_version(service.protocol);
+            let sent = Instant::now();
+            let per_try = rule.timeouts.per_try_ms.map(Duration::from_millis);
+            let result = match per_try {
+                Some(limit) => match tokio::time::timeout(limit, client.request(req)).await {
+                    Ok(r) => r.map_err(Failure::Upstream),
+                    Err(_) => Err(Failure::TimedOut(limit.as_millis() as u64)),
+                },
+                None => client.request(req).await.map_err(Failure::Upstream),
+            };
+            drop(in_flight);
+            let outcome = match &result {
+                Ok(resp) => Outcome::of_status(resp.status().as_u16()),
+                Err(_) => Outcome::GatewayError,
+            };
+            let status = match &result {
+                Ok(resp) => status_class(resp.status()),
+                Err(f) => f.kind().to_string(),
+            };
+            metrics.inc(
+                "trellis_proxy_attempts_total",
+                &[("dst_service", &service.name), ("dst_version", version), ("status", &status)],
+            );
+            let rtt = sent.elapsed().as_secs_f64() * 1000.0;
+            if self.shared.endpoints.record(&endpoint.addr, rtt, outcome, endpoints, &service.traffic.outlier) {
+                metrics.inc(
+                    "trellis_proxy_ejections_total",
+                    &[("dst_service", &service.name), ("endpoint", &endpoint.addr)],
+                );
+            }
+            attempt += 1;
+            let retryable = body.is_some() && attempt <= rule.retry.attempts && should_retry(&result, &rule.retry.on);
+            if !retryable {
+                return finish(result, &endpoint.addr);
+            }
+            let now = self.shared.endpoints.now_ms();
+            if !self.shared.with_budget(&service.name, &rule.retry.budget, |b| b.try_withdraw(now)) {
+                metrics.inc(
+                    "trellis_proxy_retries_total",
+                    &[("dst_service", &service.name), ("result", "budget_exhausted")],
+                );
+                return finish(result, &endpoint.addr);
+            }
+            metrics.inc("trellis_proxy_retries_total", &[("dst_service", &service.name), ("result", "sent")]);
+        }
     }
 }
 
-/// Sends `req` to `addr`, keeping its Host, and streams the response back.
-pub async fn forward(
-    client: &HttpClient,
-    mut req: Request<Incoming>,
-    addr: &str,
-) -> Result<Response<Body>, ProxyError> {
+/// Why an attempt produced no response.
+enum Failure {
+    Upstream(hyper_util::client::legacy::Error),
+    TimedOut(u64),
+}
+
+impl Failure {
+    fn kind(&self) -> &'static str {
+        match self {
+            Failure::Upstream(e) if e.is_connect() => "connect-failure",
+            Failure::Upstream(_) => "reset",
+            Failure::TimedOut(_) => "timeout",
+        }
+    }
+}
+
+fn finish(result: Result<Response<Incoming>, Failure>, addr: &str) -> Result<Response<Body>, ProxyError> {
+    match result {
+        Ok(resp) => Ok(resp.map(|b| b.boxed_unsync())),
+        Err(Failure::Upstream(source)) => Err(ProxyError::Upstream { addr: addr.to_string(), source }),
+        Err(Failure::TimedOut(ms)) => Err(ProxyError::Timeout(ms)),
+    }
+}
+
+/// The retry conditions, as Envoy names them: `5xx` includes gateway errors, connect failures
+/// and resets; `gateway-error` includes connect failures and per-try timeouts.
+fn should_retry(result: &Result<Response<Incoming>, Failure>, on: &[RetryOn]) -> bool {
+    let has = |c| on.contains(&c);
+    match result {
+        Ok(resp) => {
+            let s = resp.status().as_u16();
+            (has(RetryOn::ServerError) && (500..600).contains(&s))
+                || (has(RetryOn::GatewayError) && (502..=504).contains(&s))
+        }
+        Err(Failure::TimedOut(_)) => has(RetryOn::GatewayError) || has(RetryOn::ServerError),
+        Err(Failure::Upstream(e)) if e.is_connect() => {
+            has(RetryOn::ConnectFailure) || has(RetryOn::GatewayError) || has(RetryOn::ServerError)
+        }
+        Err(Failure::Upstream(_)) => has(RetryOn::Reset) || has(RetryOn::ServerError),
+    }
+}
+
+/// A request body: buffered (and so replayable) when small, otherwise streamed once.
+enum Replay {
+    Buffered(Bytes),
+    Streaming(Incoming),
+}
+
+impl Replay {
+    /// Buffers bodies with a known length up to [`MAX_REPLAY_BODY`] (and empty ones); streams
+    /// the rest, which are then never retried.
+    async fn read(body: Incoming, headers: &http::HeaderMap) -> Result<Self, ProxyError> {
+        use hyper::body::Body as _;
+        if body.is_end_stream() {
+            return Ok(Replay::Buffered(Bytes::new()));
+        }
+        let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        match length {
+            Some(n) if n <= MAX_REPLAY_BODY => {
+                let collected = Limited::new(body, MAX_REPLAY_BODY).collect().await;
+                let bytes = collected.map_err(|_| ProxyError::BodyTooLarge(MAX_REPLAY_BODY))?.to_bytes();
+                Ok(Replay::Buffered(bytes))
+            }
+            _ => Ok(Replay::Streaming(body)),
+        }
+    }
+
+    fn body(self) -> ReqBody {
+        match self {
+            Replay::Buffered(b) => Full::new(b).map_err(|never| match never {}).boxed_unsync(),
+            Replay::Streaming(b) => b.boxed_unsync(),
+        }
+    }
+}
+
+/// Points a request at an endpoint, keeping its Host, without connection-level headers.
+pub fn set_target<B>(req: &mut Request<B>, addr: &str) -> Result<(), ProxyError> {
     let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let uri: Uri = format!("http://{addr}{path}").parse().map_err(|_| ProxyError::NoAuthority)?;
     if !req.headers().contains_key(http::header::HOST)
@@ -97,10 +319,8 @@ pub async fn forward(
         req.headers_mut().insert(http::header::HOST, v);
     }
     *req.uri_mut() = uri;
-    *req.version_mut() = http::Version::HTTP_11;
     strip_hop_by_hop(req.headers_mut());
-    let resp = client.request(req).await.map_err(|source| ProxyError::Upstream { addr: addr.to_string(), source })?;
-    Ok(resp.map(|b| b.boxed_unsync()))
+    Ok(())
 }
 
 /// Headers that describe one connection and must not cross a proxy (RFC 9110 §7.6.1).

@@ -139,7 +139,10 @@ async fn revision(State(state): State<AppState>, Path(sha): Path<String>) -> Res
     state.store.revision(&sha).await?.map(Json).ok_or_else(|| ApiError::NotFound(format!("no revision {sha}")))
 }
 
-async fn revision_files(State(state): State<AppState>, Path(sha): Path<String>) -> Result<Json<Page<PolicyFile>>, ApiError> {
+async fn revision_files(
+    State(state): State<AppState>,
+    Path(sha): Path<String>,
+) -> Result<Json<Page<PolicyFile>>, ApiError> {
     if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::invalid("invalid revision", "give the full 40-character commit SHA"));
     }

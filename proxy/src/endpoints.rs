@@ -1,0 +1,105 @@
+//! What the proxy remembers about each endpoint across requests and config versions: latency
+//! estimate, requests in flight, ejection state. Keyed by address.
+
+use crate::balance::{Candidate, PeakEwma, choose};
+use crate::outlier::{Outcome, Outlier, may_eject};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use trellis_model::Endpoint;
+use trellis_model::config::{LoadBalancer, OutlierConfig};
+
+#[derive(Default)]
+pub struct EndpointState {
+    ewma: Mutex<PeakEwma>,
+    in_flight: AtomicUsize,
+    outlier: Mutex<Outlier>,
+}
+
+/// Counts a request in flight until dropped.
+pub struct InFlight(Arc<EndpointState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub struct Endpoints {
+    states: Mutex<HashMap<String, Arc<EndpointState>>>,
+    epoch: Instant,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints { states: Mutex::new(HashMap::new()), epoch: Instant::now() }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Endpoints {
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn state(&self, addr: &str) -> Arc<EndpointState> {
+        lock(&self.states).entry(addr.to_string()).or_default().clone()
+    }
+
+    /// Forgets endpoints no longer in any config, so the map never grows without bound.
+    pub fn retain(&self, live: &std::collections::HashSet<&str>) {
+        lock(&self.states).retain(|addr, _| live.contains(addr.as_str()));
+    }
+
+    /// Picks an endpoint of `version`, skipping ejected ones unless every one is ejected (then
+    /// a possibly-sick endpoint beats none: Envoy's panic mode).
+    pub fn pick(&self, lb: LoadBalancer, all: &[Endpoint], version: &str, turn: usize) -> Option<(Endpoint, InFlight)> {
+        let now = self.now_ms();
+        let of_version: Vec<(&Endpoint, Arc<EndpointState>)> =
+            all.iter().filter(|e| e.version == version).map(|e| (e, self.state(&e.addr))).collect();
+        let healthy: Vec<&(&Endpoint, Arc<EndpointState>)> =
+            of_version.iter().filter(|(_, s)| !lock(&s.outlier).is_ejected(now)).collect();
+        let pool: Vec<&(&Endpoint, Arc<EndpointState>)> =
+            if healthy.is_empty() { of_version.iter().collect() } else { healthy };
+        let candidates: Vec<Candidate> = pool
+            .iter()
+            .map(|(_, s)| {
+                let in_flight = s.in_flight.load(Ordering::Relaxed);
+                Candidate { cost: lock(&s.ewma).cost(in_flight), in_flight }
+            })
+            .collect();
+        let i = choose(lb, &candidates, fastrand::usize(..), fastrand::usize(..), turn)?;
+        let (endpoint, state) = pool[i];
+        state.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(((*endpoint).clone(), InFlight(state.clone())))
+    }
+
+    /// Records an attempt's latency and outcome. Returns true when it ejected the endpoint.
+    pub fn record(
+        &self,
+        addr: &str,
+        rtt_ms: f64,
+        outcome: Outcome,
+        peers: &[Endpoint],
+        config: &OutlierConfig,
+    ) -> bool {
+        let now = self.now_ms();
+        let state = self.state(addr);
+        lock(&state.ewma).observe(rtt_ms, now);
+        if !lock(&state.outlier).observe(outcome, config) {
+            return false;
+        }
+        let ejected =
+            peers.iter().filter(|p| p.addr != addr && lock(&self.state(&p.addr).outlier).is_ejected(now)).count();
+        if !may_eject(ejected, peers.len(), config.max_ejected_percent) {
+            return false;
+        }
+        let until = lock(&state.outlier).eject(now, config);
+        tracing::warn!(endpoint = addr, for_ms = until - now, "ejected endpoint after consecutive errors");
+        true
+    }
+}

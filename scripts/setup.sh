@@ -37,7 +37,8 @@ if [[ "$have" != "$want" ]]; then
 fi
 
 if $for_tests; then
-  apt_install chromium
+  # Real peers for conformance tests: curl and h2load as clients.
+  apt_install chromium curl nghttp2-client
   if ! (command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1); then
     apt_install postgresql
   fi

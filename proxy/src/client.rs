@@ -41,6 +41,10 @@ pub fn wire_version(protocol: Protocol) -> http::Version {
 }
 
 impl Clients {
+    pub fn http1(&self) -> &HttpClient {
+        &self.http1
+    }
+
     pub fn for_protocol(&self, protocol: Protocol) -> &HttpClient {
         match protocol {
             Protocol::Http => &self.http1,

@@ -127,7 +127,7 @@ async fn handle_line(client: &CpClient, shared: &Shared, line: &[u8]) {
 }
 
 /// What the proxy can check before applying: every endpoint must be an address it can dial.
-fn check(config: &ProxyConfig) -> Result<(), String> {
+pub fn check(config: &ProxyConfig) -> Result<(), String> {
     if config.version.is_empty() {
         return Err("config has no version".into());
     }

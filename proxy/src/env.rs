@@ -15,6 +15,8 @@ pub const ENV_ADVERTISE_IP: &str = "TRELLIS_ADVERTISE_IP";
 pub const ENV_CONTROL_PLANE_URL: &str = "TRELLIS_CONTROL_PLANE_URL";
 pub const ENV_DRAIN_GRACE: &str = "TRELLIS_DRAIN_GRACE_SECS";
 pub const ENV_MAX_CONCURRENT: &str = "TRELLIS_MAX_CONCURRENT_REQUESTS";
+pub const ENV_ACCESS_LOG: &str = "TRELLIS_ACCESS_LOG";
+pub const ENV_CONFIG_FILE: &str = "TRELLIS_CONFIG_FILE";
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -35,6 +37,10 @@ pub struct Settings {
     pub drain_grace: Duration,
     /// Requests in flight per listener beyond this are answered 503 at once (load shedding).
     pub max_concurrent_requests: usize,
+    /// One structured event per request on the `access` target; off by default (it costs).
+    pub access_log: bool,
+    /// Standalone mode: a static config (JSON, as `/config` prints it) instead of a control plane.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +64,8 @@ impl Settings {
             control_plane_url: control_plane_url.trim_end_matches('/').to_string(),
             drain_grace: Duration::from_secs(10),
             max_concurrent_requests: 10_000,
+            access_log: false,
+            config_file: None,
         }
     }
 
@@ -75,7 +83,12 @@ impl Settings {
         };
         let service = required(ENV_SERVICE);
         let version = required(ENV_VERSION);
-        let control_plane_url = required(ENV_CONTROL_PLANE_URL);
+        let config_file = get(ENV_CONFIG_FILE).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+        // Standalone proxies need no control plane.
+        let control_plane_url = match &config_file {
+            Some(_) => get(ENV_CONTROL_PLANE_URL).unwrap_or_default(),
+            None => required(ENV_CONTROL_PLANE_URL),
+        };
         let mut addr = |key: &str, default: &str| {
             let raw = get(key).unwrap_or_else(|| default.to_string());
             raw.parse::<SocketAddr>().unwrap_or_else(|e| {
@@ -107,6 +120,14 @@ impl Settings {
                 10_000
             }),
         };
+        let access_log = match get(ENV_ACCESS_LOG).as_deref() {
+            None | Some("" | "0" | "false" | "off") => false,
+            Some("1" | "true" | "on") => true,
+            Some(other) => {
+                errors.push(format!("{ENV_ACCESS_LOG}={other:?} must be true or false"));
+                false
+            }
+        };
         if !control_plane_url.is_empty() && !control_plane_url.starts_with("http://") {
             errors.push(format!("{ENV_CONTROL_PLANE_URL}={control_plane_url:?} must start with http://"));
         }
@@ -126,6 +147,8 @@ impl Settings {
             control_plane_url: control_plane_url.trim_end_matches('/').to_string(),
             drain_grace,
             max_concurrent_requests,
+            access_log,
+            config_file,
         })
     }
 

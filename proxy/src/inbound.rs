@@ -25,8 +25,10 @@ impl Inbound {
         Inbound { shared, clients: Clients::default(), app }
     }
 
-    pub async fn handle(self, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(self, mut req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
+        let trace_id = crate::trace::ensure(req.headers_mut());
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
         let s = &self.shared.settings;
         let Ok(_permit) = self.shared.limit.clone().try_acquire_owned() else {
             self.shared.metrics.inc("trellis_proxy_shed_total", &[("direction", "inbound")]);
@@ -34,6 +36,9 @@ impl Inbound {
         };
         let protocol = self.shared.config.load().services.get(&s.service).map(|svc| svc.protocol).unwrap_or_default();
         let result = async {
+            if crate::upgrade::is_upgrade(&req) {
+                return crate::upgrade::forward(self.clients.http1(), req, &self.app).await;
+            }
             let mut req = req.map(|b| b.boxed_unsync());
             set_target(&mut req, &self.app)?;
             *req.version_mut() = wire_version(protocol);
@@ -43,7 +48,7 @@ impl Inbound {
                 .request(req)
                 .await
                 .map_err(|source| ProxyError::Upstream { addr: self.app.clone(), source })?;
-            Ok::<_, ProxyError>(resp.map(|b| b.boxed_unsync()))
+            Ok::<_, ProxyError>(crate::outbound::downstream(resp))
         }
         .await;
         let status = match &result {
@@ -52,6 +57,10 @@ impl Inbound {
         };
         let elapsed = started.elapsed().as_secs_f64();
         self.shared.metrics.request("inbound", &s.service, &s.version, &status, elapsed);
-        result.unwrap_or_else(ProxyError::into_response)
+        let resp = result.unwrap_or_else(ProxyError::into_response);
+        if s.access_log {
+            crate::access_log("inbound", &method, &path, &s.service, &s.version, resp.status(), elapsed, &trace_id);
+        }
+        resp
     }
 }

@@ -18,6 +18,8 @@
 //! - [`metrics`]: counters in Prometheus text format.
 //! - [`control`]: the config stream from the control plane, ACK/NACK, reconnect with backoff.
 //! - [`admin`]: the admin listener.
+//! - [`trace`]: W3C traceparent propagation.
+//! - [`upgrade`]: WebSocket and other connection upgrades, spliced through.
 //! - [`server`]: the shared accept loop with graceful drain.
 
 pub mod admin;
@@ -35,6 +37,8 @@ pub mod outbound;
 pub mod outlier;
 pub mod server;
 pub mod split;
+pub mod trace;
+pub mod upgrade;
 
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -146,11 +150,53 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         admin_addr: settings.advertise(admin).to_string(),
         proxy_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    tasks.push(tokio::spawn(control::follow(shared.clone(), registration, rx).instrument(span)));
+    match &settings.config_file {
+        Some(path) => {
+            let applied = load_static(path)?;
+            tracing::info!(path = %path.display(), version = %applied.version, "standalone: serving a static config");
+            shared.config.store(Arc::new(applied));
+        }
+        None => tasks.push(tokio::spawn(control::follow(shared.clone(), registration, rx).instrument(span))),
+    }
     tracing::info!(%outbound, %inbound, %admin, proxy_id = %settings.proxy_id, "trellis-proxy listening");
     Ok(Running { outbound, inbound, admin, shared, shutdown, tasks })
 }
 
+/// Reads a standalone config file: the JSON `ProxyConfig` that `/config` prints.
+fn load_static(path: &std::path::Path) -> anyhow::Result<applied::Applied> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let config: trellis_model::ProxyConfig =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not a proxy config: {e}", path.display()))?;
+    control::check(&config)
+        .and_then(|()| applied::Applied::new(config))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 async fn bind(addr: SocketAddr, name: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot bind the {name} listener to {addr}: {e}"))
+}
+
+/// One structured event per request, on the `access` target.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn access_log(
+    direction: &str,
+    method: &http::Method,
+    path: &str,
+    service: &str,
+    version: &str,
+    status: http::StatusCode,
+    seconds: f64,
+    trace_id: &str,
+) {
+    tracing::info!(
+        target: "access",
+        direction,
+        method = %method,
+        path,
+        dst_service = service,
+        dst_version = version,
+        status = status.as_u16(),
+        duration_ms = (seconds * 1000.0),
+        trace_id,
+    );
 }

@@ -49,8 +49,10 @@ impl Outbound {
         Outbound { shared, clients: Clients::default(), turn: Arc::new(AtomicUsize::new(0)) }
     }
 
-    pub async fn handle(self, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(self, mut req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
+        let trace_id = crate::trace::ensure(req.headers_mut());
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
         let Ok(_permit) = self.shared.limit.clone().try_acquire_owned() else {
             self.shared.metrics.inc("trellis_proxy_shed_total", &[("direction", "outbound")]);
             return ProxyError::Overloaded.into_response();
@@ -63,7 +65,20 @@ impl Outbound {
         };
         let elapsed = started.elapsed().as_secs_f64();
         self.shared.metrics.request("outbound", &dest.service, &dest.version, &status, elapsed);
-        result.unwrap_or_else(ProxyError::into_response)
+        let resp = result.unwrap_or_else(ProxyError::into_response);
+        if self.shared.settings.access_log {
+            crate::access_log(
+                "outbound",
+                &method,
+                &path,
+                &dest.service,
+                &dest.version,
+                resp.status(),
+                elapsed,
+                &trace_id,
+            );
+        }
+        resp
     }
 
     async fn serve(&self, req: Request<Incoming>, dest: &mut Dest) -> Result<Response<Body>, ProxyError> {
@@ -85,11 +100,21 @@ impl Outbound {
         dest.version = backend.version.clone();
 
         self.inject_fault(service, rule).await?;
+        let endpoints = applied.endpoints.get(&service.name).map(Vec::as_slice).unwrap_or_default();
+        if crate::upgrade::is_upgrade(&req) {
+            // A tunnel is neither retried nor mirrored: one endpoint, for as long as it lasts.
+            let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+            let lb = service.traffic.load_balancer;
+            let (endpoint, _in_flight) =
+                self.shared.endpoints.pick(lb, endpoints, &backend.version, turn).ok_or_else(|| {
+                    ProxyError::NoEndpoints { service: service.name.clone(), version: backend.version.clone() }
+                })?;
+            return crate::upgrade::forward(self.clients.http1(), req, &endpoint.addr).await;
+        }
         let (parts, body) = req.into_parts();
         let body = Replay::read(body, &parts.headers).await?;
         self.mirror(&applied, service, rule, &parts, &body);
 
-        let endpoints = applied.endpoints.get(&service.name).map(Vec::as_slice).unwrap_or_default();
         let send = self.attempts(service, rule, &backend.version, endpoints, parts, body);
         match tokio::time::timeout(Duration::from_millis(rule.timeouts.request_ms), send).await {
             Ok(result) => result,
@@ -251,10 +276,17 @@ impl Failure {
 
 fn finish(result: Result<Response<Incoming>, Failure>, addr: &str) -> Result<Response<Body>, ProxyError> {
     match result {
-        Ok(resp) => Ok(resp.map(|b| b.boxed_unsync())),
+        Ok(resp) => Ok(downstream(resp)),
         Err(Failure::Upstream(source)) => Err(ProxyError::Upstream { addr: addr.to_string(), source }),
         Err(Failure::TimedOut(ms)) => Err(ProxyError::Timeout(ms)),
     }
+}
+
+/// An upstream response, ready for our listener: the upstream's HTTP version (1.0, or 2 between
+/// proxies) says nothing about the connection our client opened, so the server picks its own.
+pub fn downstream(mut resp: Response<Incoming>) -> Response<Body> {
+    *resp.version_mut() = http::Version::default();
+    resp.map(|b| b.boxed_unsync())
 }
 
 /// The retry conditions, as Envoy names them: `5xx` includes gateway errors, connect failures

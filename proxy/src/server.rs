@@ -2,7 +2,7 @@
 
 use crate::Body;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
@@ -11,6 +11,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// Requests whose headers exceed this are refused (431 / stream reset).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// A connection must deliver a request's headers within this time, idle keep-alive included.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves until `shutdown` flips, then gives requests in flight up to `grace` to finish.
 pub async fn serve<F, Fut>(listener: TcpListener, handle: F, mut shutdown: watch::Receiver<bool>, grace: Duration)
 where
@@ -18,7 +23,19 @@ where
     Fut: Future<Output = http::Response<Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Bounded headers, and no connection may hold the proxy by sending them slowly.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .max_buf_size(MAX_HEADER_BYTES.max(8192) * 2)
+        .max_headers(100)
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .keep_alive_interval(Some(Duration::from_secs(20)));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -1,0 +1,327 @@
+//! HTTP as implementations no one here wrote speak it: curl, h2load and Python's http.server
+//! through the proxy; HTTP/2 with trailers and full-duplex streaming (what gRPC needs) across
+//! two proxies; a WebSocket-style upgrade spliced through.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use trellis_model::config::Protocol;
+use trellis_model::{Backend, Endpoint, ProxyConfig, RuleConfig, ServiceConfig};
+use trellis_proxy::applied::Applied;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_and_h2load_through_the_proxy_to_python_http_server() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hello from python\n").unwrap();
+    let port = free_port();
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 is required for this test");
+    let upstream: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(upstream).await;
+    let proxy = proxy_to(upstream, Protocol::Http).await;
+    let out = proxy.outbound.to_string();
+
+    let curl = |extra: &[&str]| {
+        let mut args = vec!["-sS", "--max-time", "10", "-H", "Host: svc"];
+        args.extend_from_slice(extra);
+        let url = format!("http://{out}/hello.txt");
+        args.push(&url);
+        let o = Command::new("curl").args(&args).output().expect("curl is required for this test");
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    assert_eq!(curl(&[]).0, "hello from python\n");
+    assert_eq!(curl(&["--http2-prior-knowledge"]).0, "hello from python\n", "h2c in, HTTP/1.0 upstream");
+    let head = curl(&["-I"]).0;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_lowercase().contains("content-length: 18"), "{head}");
+
+    let o = Command::new("h2load")
+        .args(["-n", "200", "-c", "4", "-m", "4", "-H", ":authority: svc", &format!("http://{out}/hello.txt")])
+        .output()
+        .expect("h2load (Debian nghttp2-client) is required for this test");
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(report.contains("200 succeeded, 0 failed"), "{report}");
+    assert!(report.contains("200 2xx"), "{report}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_both_ways_and_trailers_arrive_across_two_proxies() {
+    let app = echo_h2_app().await;
+    let callee = proxy_to(app, Protocol::Grpc).await;
+    let caller = proxy_to(callee.inbound, Protocol::Grpc).await;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(4);
+    let body = StreamBody::new(tokio_stream_from(rx));
+    let io = TokioIo::new(tokio::net::TcpStream::connect(caller.outbound).await.unwrap());
+    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post("http://svc/echo.Echo/Stream")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut resp_body = resp.into_body();
+    // Full duplex: each message comes back before the next is sent.
+    for msg in ["one", "two", "three"] {
+        tx.send(Ok(Frame::data(Bytes::from(msg)))).await.unwrap();
+        let frame = resp_body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), Bytes::from(msg));
+    }
+    drop(tx);
+    let mut trailers = None;
+    while let Some(frame) = resp_body.frame().await {
+        if let Ok(t) = frame.unwrap().into_trailers() {
+            trailers = Some(t);
+        }
+    }
+    let trailers = trailers.expect("trailers reach the client");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["grpc-message"], "echoed 3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_is_spliced_through_both_proxies() {
+    let app = upgrade_echo_app().await;
+    let callee = proxy_to(app, Protocol::Http).await;
+    let caller = proxy_to(callee.inbound, Protocol::Http).await;
+    let mut s = tokio::net::TcpStream::connect(caller.outbound).await.unwrap();
+    s.write_all(b"GET /chat HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for msg in [&b"hello"[..], b"over the tunnel"] {
+        s.write_all(msg).await.unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(buf, msg);
+    }
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let proxy = proxy_to("127.0.0.1:9".parse().unwrap(), Protocol::Http).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.outbound).await.unwrap();
+    let big = "a".repeat(200 * 1024);
+    let req = format!("GET / HTTP/1.1\r\nHost: svc\r\nX-Big: {big}\r\n\r\n");
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut buf = vec![0u8; 64];
+    let n = s.read(&mut buf).await.unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+}
+
+#[tokio::test]
+async fn standalone_mode_serves_a_static_config_and_starts_traces() {
+    let app = header_echo_app().await;
+    let mut svc = ServiceConfig::new(
+        "svc",
+        &["v1"],
+        vec![RuleConfig::catch_all(vec![Backend { version: "v1".into(), weight: 100 }])],
+    );
+    svc.protocol = Protocol::Http;
+    let endpoint = Endpoint { version: "v1".into(), addr: app.to_string(), proxy_id: "up".into() };
+    let config = ProxyConfig {
+        version: "static.1".into(),
+        revision: "static".into(),
+        services: [("svc".to_string(), svc)].into(),
+        endpoints: [("svc".to_string(), vec![endpoint])].into(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.json");
+    std::fs::write(&file, serde_json::to_string(&config).unwrap()).unwrap();
+    let env: std::collections::HashMap<&str, String> = [
+        ("TRELLIS_SERVICE", "caller".to_string()),
+        ("TRELLIS_VERSION", "v1".to_string()),
+        ("TRELLIS_CONFIG_FILE", file.display().to_string()),
+        ("TRELLIS_OUTBOUND_ADDR", "127.0.0.1:0".to_string()),
+        ("TRELLIS_INBOUND_ADDR", "127.0.0.1:0".to_string()),
+        ("TRELLIS_ADMIN_ADDR", "127.0.0.1:0".to_string()),
+    ]
+    .into();
+    let settings = trellis_proxy::Settings::from_lookup(|k| env.get(k).cloned()).expect("no control plane needed");
+    let proxy = trellis_proxy::start(settings).await.unwrap();
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let send = |traceparent: Option<&'static str>| {
+        let mut req = http::Request::get(format!("http://{}/", proxy.outbound)).header("host", "svc");
+        if let Some(t) = traceparent {
+            req = req.header("traceparent", t);
+        }
+        client.request(req.body(Full::default()).unwrap())
+    };
+    let seen = |resp: http::Response<hyper::body::Incoming>| async move {
+        String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned()
+    };
+    let started = seen(send(None).await.unwrap()).await;
+    assert!(started.starts_with("00-") && started.len() == 55, "a trace is started: {started:?}");
+    let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    assert_eq!(seen(send(Some(given)).await.unwrap()).await, given, "an existing trace is propagated");
+    let broken = std::fs::write(&file, "{ not json");
+    assert!(broken.is_ok());
+    let mut bad = trellis_proxy::Settings::new("c", "v1", app, "");
+    bad.config_file = Some(file);
+    let err = trellis_proxy::start(bad).await.err().expect("a broken config file stops the start");
+    assert!(err.to_string().contains("is not a proxy config"), "{err}");
+}
+
+// ---- harness -----------------------------------------------------------------------------
+
+/// An HTTP/1.1 app answering with the `traceparent` it received.
+async fn header_echo_app() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let tp = req.headers().get("traceparent").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(tp))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{addr} never started listening");
+}
+
+/// A proxy routing service `svc` (of `protocol`) to `upstream`; for inbound use, its own
+/// service is `svc` too, so the inbound listener forwards to `upstream` as the app.
+async fn proxy_to(upstream: SocketAddr, protocol: Protocol) -> trellis_proxy::Running {
+    let settings = trellis_proxy::Settings::new("svc", "v1", upstream, "http://127.0.0.1:9");
+    let running = trellis_proxy::start(settings).await.unwrap();
+    let mut svc = ServiceConfig::new(
+        "svc",
+        &["v1"],
+        vec![RuleConfig::catch_all(vec![Backend { version: "v1".into(), weight: 100 }])],
+    );
+    svc.protocol = protocol;
+    let endpoint = Endpoint { version: "v1".into(), addr: upstream.to_string(), proxy_id: "up".into() };
+    let config = ProxyConfig {
+        version: "t.1".into(),
+        revision: "t".into(),
+        services: [("svc".to_string(), svc)].into(),
+        endpoints: [("svc".to_string(), vec![endpoint])].into(),
+    };
+    running.shared.config.store(Arc::new(Applied::new(config).unwrap()));
+    running
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// An HTTP/2-only app that echoes each data frame as it arrives and ends with gRPC trailers.
+async fn echo_h2_app() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(4);
+                    tokio::spawn(async move {
+                        let mut body = req.into_body();
+                        let mut n = 0;
+                        while let Some(Ok(frame)) = body.frame().await {
+                            if let Ok(data) = frame.into_data() {
+                                if data.is_empty() {
+                                    continue;
+                                }
+                                n += 1;
+                                let _ = tx.send(Ok(Frame::data(data))).await;
+                            }
+                        }
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        trailers.insert("grpc-message", format!("echoed {n}").parse().unwrap());
+                        let _ = tx.send(Ok(Frame::trailers(trailers))).await;
+                    });
+                    let resp = http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(StreamBody::new(tokio_stream_from(rx)))
+                        .unwrap();
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// An HTTP/1.1 app that accepts any upgrade and echoes bytes on the upgraded connection.
+async fn upgrade_echo_app() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|mut req: http::Request<hyper::body::Incoming>| async move {
+                    let on_upgrade = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        if let Ok(upgraded) = on_upgrade.await {
+                            let mut io = TokioIo::new(upgraded);
+                            let mut buf = [0u8; 1024];
+                            while let Ok(n) = io.read(&mut buf).await {
+                                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    });
+                    let resp = http::Response::builder()
+                        .status(101)
+                        .header("connection", "upgrade")
+                        .header("upgrade", "websocket")
+                        .body(Full::<Bytes>::default())
+                        .unwrap();
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}

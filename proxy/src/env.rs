@@ -17,6 +17,7 @@ pub const ENV_DRAIN_GRACE: &str = "TRELLIS_DRAIN_GRACE_SECS";
 pub const ENV_MAX_CONCURRENT: &str = "TRELLIS_MAX_CONCURRENT_REQUESTS";
 pub const ENV_ACCESS_LOG: &str = "TRELLIS_ACCESS_LOG";
 pub const ENV_CONFIG_FILE: &str = "TRELLIS_CONFIG_FILE";
+pub const ENV_WORKER_THREADS: &str = "TRELLIS_WORKER_THREADS";
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -41,6 +42,8 @@ pub struct Settings {
     pub access_log: bool,
     /// Standalone mode: a static config (JSON, as `/config` prints it) instead of a control plane.
     pub config_file: Option<std::path::PathBuf>,
+    /// Runtime threads of the binary.
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,7 @@ impl Settings {
             max_concurrent_requests: 10_000,
             access_log: false,
             config_file: None,
+            worker_threads: 1,
         }
     }
 
@@ -120,6 +124,13 @@ impl Settings {
                 10_000
             }),
         };
+        let worker_threads = match get(ENV_WORKER_THREADS) {
+            None => 1,
+            Some(raw) => raw.parse::<usize>().ok().filter(|n| (1..=64).contains(n)).unwrap_or_else(|| {
+                errors.push(format!("{ENV_WORKER_THREADS}={raw:?} must be a whole number from 1 to 64"));
+                1
+            }),
+        };
         let access_log = match get(ENV_ACCESS_LOG).as_deref() {
             None | Some("" | "0" | "false" | "off") => false,
             Some("1" | "true" | "on") => true,
@@ -149,6 +160,7 @@ impl Settings {
             max_concurrent_requests,
             access_log,
             config_file,
+            worker_threads,
         })
     }
 

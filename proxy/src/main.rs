@@ -2,17 +2,21 @@
 
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("TRELLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let settings = trellis_proxy::Settings::from_env()?;
-    let running = trellis_proxy::start(settings).await?;
-    shutdown_signal().await;
-    tracing::info!("draining");
-    running.shutdown().await;
-    Ok(())
+    // A sidecar shares its pod's CPU: one runtime thread unless told otherwise.
+    let threads = settings.worker_threads;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    runtime.block_on(async {
+        let running = trellis_proxy::start(settings).await?;
+        shutdown_signal().await;
+        tracing::info!("draining");
+        running.shutdown().await;
+        Ok(())
+    })
 }
 
 async fn shutdown_signal() {

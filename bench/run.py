@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Runs direct / trellis-proxy / nginx / HAProxy against one upstream and compares them.
+
+Pinning: the load generator runs alone on CPU 1; the upstream and the proxy share CPU 0, as a
+sidecar shares its pod's CPU. Each proxy gets one worker (nginx worker_processes 1, HAProxy
+nbthread 1, trellis-proxy one runtime thread), HTTP/1.1 keep-alive to the upstream, no
+access logs. Closed loop: wrk at 16 and 64 connections, interleaved repetitions, median
+[min-max]. Open loop: bench's `openloop` at 20/50/80 % of nginx's saturation, latency measured
+from the intended send time. CPU µs per request from /proc; resident memory idle, after load
+and holding 1,000 idle client connections.
+"""
+import argparse, json, os, re, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
+
+PORTS = {"upstream": 18901, "nginx": 18902, "haproxy": 18903, "trellis": 18904}
+H2_PORTS = {"nginx": 18912, "haproxy": 18913, "trellis": 18904}
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"bench: nothing listening on {port}")
+
+
+def start(work, name, cmd, env=None):
+    log = open(os.path.join(work, f"{name}.log"), "w")
+    return subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def configs(work, bin_dir):
+    up = f"""daemon off; master_process off; worker_processes 1; pid {work}/up.pid; error_log {work}/up.err;
+events {{ worker_connections 20000; }}
+http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
+  server {{ listen 127.0.0.1:{PORTS['upstream']} reuseport; location / {{ return 200 "ok\\n"; }} }} }}"""
+    ngx = f"""daemon off; master_process off; worker_processes 1; pid {work}/ngx.pid; error_log {work}/ngx.err;
+events {{ worker_connections 20000; }}
+http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
+  upstream u {{ server 127.0.0.1:{PORTS['upstream']}; keepalive 128; keepalive_requests 10000000; }}
+  server {{ listen 127.0.0.1:{PORTS['nginx']}; listen 127.0.0.1:{H2_PORTS['nginx']} http2;
+    location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}"""
+    hap = f"""global
+  nbthread 1
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  option http-keep-alive
+  http-reuse always
+frontend f
+  bind 127.0.0.1:{PORTS['haproxy']}
+  bind 127.0.0.1:{H2_PORTS['haproxy']} proto h2
+  default_backend b
+backend b
+  server s1 127.0.0.1:{PORTS['upstream']}
+"""
+    trellis = {
+        "version": "bench.1", "revision": "bench",
+        "services": {"bench": {"name": "bench", "versions": ["v1"], "rules": [
+            {"matches": [], "backends": [{"version": "v1", "weight": 100}]}]}},
+        "endpoints": {"bench": [{"version": "v1", "addr": f"127.0.0.1:{PORTS['upstream']}", "proxy_id": "up"}]},
+    }
+    files = {"up.conf": up, "ngx.conf": ngx, "haproxy.cfg": hap, "trellis.json": json.dumps(trellis)}
+    for name, text in files.items():
+        open(os.path.join(work, name), "w").write(text)
+    env = dict(os.environ, TRELLIS_SERVICE="client", TRELLIS_VERSION="v1",
+               TRELLIS_CONFIG_FILE=os.path.join(work, "trellis.json"), TRELLIS_LOG="warn",
+               TRELLIS_OUTBOUND_ADDR=f"127.0.0.1:{PORTS['trellis']}", TRELLIS_INBOUND_ADDR="127.0.0.1:18906",
+               TRELLIS_ADMIN_ADDR="127.0.0.1:18905", TRELLIS_WORKER_THREADS="1")
+    return {
+        "upstream": (["nginx", "-p", work, "-c", os.path.join(work, "up.conf")], None),
+        "nginx": (["nginx", "-p", work, "-c", os.path.join(work, "ngx.conf")], None),
+        "haproxy": (["haproxy", "-db", "-f", os.path.join(work, "haproxy.cfg")], None),
+        "trellis": ([os.path.join(bin_dir, "trellis-proxy")], env),
+    }
+
+
+def wrk(port, conns, seconds):
+    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "-H", "Host: bench",
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, total, int(errors.group(1)) if errors else 0
+
+
+def fmt(values, unit=""):
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    return f"{med:,.0f}{unit} [{min(values):,.0f}-{max(values):,.0f}]"
+
+
+def hold_connections(port, n):
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        socks.append(s)
+    for s in socks:
+        s.recv(4096)
+    return socks
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    if os.cpu_count() < 2:
+        sys.exit("bench: needs two CPUs to pin the load generator apart")
+    load_before = os.getloadavg()[0]
+    work = tempfile.mkdtemp(prefix="trellis-bench-")
+    procs = {}
+    try:
+        for name, (cmd, env) in configs(work, args.bin_dir).items():
+            procs[name] = start(work, name, cmd, env)
+        for port in PORTS.values():
+            wait_port(port)
+        time.sleep(0.5)
+        proxies = ["trellis", "nginx", "haproxy"]
+        idle = {p: rss_mb(procs[p].pid) for p in proxies}
+        targets = ["direct"] + proxies
+        port_of = {"direct": PORTS["upstream"], **{p: PORTS[p] for p in proxies}}
+        rps = {(t, c): [] for t in targets for c in (16, 64)}
+        cpu = {p: [] for p in proxies}
+        for t in targets:  # warm-up
+            wrk(port_of[t], 64, 1)
+        for _ in range(args.reps):
+            for c in (16, 64):
+                for t in targets:
+                    before = cpu_seconds(procs[t].pid) if t in procs else 0
+                    r, total, errors = wrk(port_of[t], c, args.seconds)
+                    if errors:
+                        print(f"warning: {t} answered {errors} non-2xx at c={c}")
+                    rps[(t, c)].append(r)
+                    if t in proxies and c == 64:
+                        cpu[t].append((cpu_seconds(procs[t].pid) - before) / total * 1e6)
+        after = {p: rss_mb(procs[p].pid) for p in proxies}
+        saturation = statistics.median(rps[("nginx", 64)])
+        openloop = {}
+        for pct in (20, 50, 80):
+            rate = int(saturation * pct / 100)
+            for t in targets:
+                out = subprocess.run(["taskset", "-c", "1", os.path.join(args.bin_dir, "openloop"), "--target",
+                                      f"127.0.0.1:{port_of[t]}", "--rate", str(rate), "--duration", str(args.seconds)],
+                                     capture_output=True, text=True).stdout
+                openloop[(t, pct)] = json.loads(out)
+        h2 = {}
+        for p in proxies:
+            out = subprocess.run(["taskset", "-c", "1", "h2load", "-n", "50000", "-c", "16", "-m", "10", "-H",
+                                  ":authority: bench", f"http://127.0.0.1:{H2_PORTS[p]}/"], capture_output=True, text=True).stdout
+            m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+            ok = re.search(r"(\d+) succeeded", out)
+            h2[p] = (float(m.group(1)) if m else float("nan"), int(ok.group(1)) if ok else 0)
+        held = {}
+        for p in proxies:
+            socks = hold_connections(PORTS[p], 1000)
+            time.sleep(0.5)
+            held[p] = rss_mb(procs[p].pid)
+            for s in socks:
+                s.close()
+        load_after = os.getloadavg()[0]
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print("\nPinning: load generator on CPU 1; upstream and proxy on CPU 0. One worker per proxy.")
+    print(f"Closed loop: wrk, {args.seconds}s x {args.reps} interleaved repetitions, median [min-max].\n")
+    print(f"{'':10} {'req/s c=16':>28} {'req/s c=64':>28} {'CPU us/req':>22} {'h2 req/s':>10}")
+    for t in targets:
+        c = fmt(cpu.get(t, [])) if t in cpu else "-"
+        h = f"{h2[t][0]:,.0f}" if t in h2 else "-"
+        print(f"{t:10} {fmt(rps[(t, 16)]):>28} {fmt(rps[(t, 64)]):>28} {c:>22} {h:>10}")
+    print("\nOpen loop (latency from intended send time, µs): p50 / p99 / p99.9 / max")
+    for pct in (20, 50, 80):
+        print(f"  at {pct}% of nginx saturation ({int(saturation * pct / 100):,} req/s):")
+        for t in targets:
+            o = openloop[(t, pct)]
+            print(f"    {t:10} {o['p50_us']:>8,} {o['p99_us']:>8,} {o['p999_us']:>8,} {o['max_us']:>9,}  errors {o['errors']}")
+    print("\nResident memory (MB): idle / after load / holding 1,000 idle connections")
+    for p in proxies:
+        print(f"  {p:10} {idle[p]:6.1f} {after[p]:6.1f} {held[p]:6.1f}")
+    tr = lambda d, k: statistics.median(d[k])
+    print("\nRatios (trellis / peer):")
+    for peer in ("nginx", "haproxy"):
+        print(f"  vs {peer:8} CPU/req {statistics.median(cpu['trellis']) / statistics.median(cpu[peer]):.2f}"
+              f"  req/s c=64 {tr(rps, ('trellis', 64)) / tr(rps, (peer, 64)):.2f}"
+              f"  p99@80% {openloop[('trellis', 80)]['p99_us'] / max(1, openloop[(peer, 80)]['p99_us']):.2f}"
+              f"  h2 req/s {h2['trellis'][0] / h2[peer][0]:.2f}")
+    print(f"  vs direct  req/s c=64 {tr(rps, ('trellis', 64)) / tr(rps, ('direct', 64)):.2f}")
+    if max(load_before, load_after) > 1.5:
+        print(f"\nwarning: load average {load_before:.1f} before / {load_after:.1f} after: other work on the "
+              "machine may have spoiled this run")
+
+
+if __name__ == "__main__":
+    main()

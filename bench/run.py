@@ -46,18 +46,18 @@ def start(work, name, cmd, env=None):
 
 def configs(work, bin_dir):
     up = f"""daemon off; master_process off; worker_processes 1; pid {work}/up.pid; error_log {work}/up.err;
-events {{ worker_connections 20000; }}
+events {{ worker_connections 8000; }}
 http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
   server {{ listen 127.0.0.1:{PORTS['upstream']} reuseport; location / {{ return 200 "ok\\n"; }} }} }}"""
     ngx = f"""daemon off; master_process off; worker_processes 1; pid {work}/ngx.pid; error_log {work}/ngx.err;
-events {{ worker_connections 20000; }}
+events {{ worker_connections 8000; }}
 http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
   upstream u {{ server 127.0.0.1:{PORTS['upstream']}; keepalive 128; keepalive_requests 10000000; }}
   server {{ listen 127.0.0.1:{PORTS['nginx']}; listen 127.0.0.1:{H2_PORTS['nginx']} http2;
     location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}"""
     hap = f"""global
   nbthread 1
-  maxconn 20000
+  maxconn 8000
 defaults
   mode http
   timeout connect 5s
@@ -126,7 +126,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if os.cpu_count() < 2:
         sys.exit("bench: needs two CPUs to pin the load generator apart")
     load_before = os.getloadavg()[0]

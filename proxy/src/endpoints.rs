@@ -47,7 +47,11 @@ impl Endpoints {
     }
 
     fn state(&self, addr: &str) -> Arc<EndpointState> {
-        lock(&self.states).entry(addr.to_string()).or_default().clone()
+        let mut states = lock(&self.states);
+        if let Some(s) = states.get(addr) {
+            return s.clone();
+        }
+        states.entry(addr.to_string()).or_default().clone()
     }
 
     /// Forgets endpoints no longer in any config, so the map never grows without bound.

@@ -9,7 +9,11 @@ fn main() -> anyhow::Result<()> {
     let settings = trellis_proxy::Settings::from_env()?;
     // A sidecar shares its pod's CPU: one runtime thread unless told otherwise.
     let threads = settings.worker_threads;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    let runtime = match threads {
+        // One thread: no work-stealing machinery to pay for.
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+    };
     runtime.block_on(async {
         let running = trellis_proxy::start(settings).await?;
         shutdown_signal().await;

@@ -4,7 +4,7 @@
 //! what the application saw, once per request) and *actual* (`trellis_proxy_attempts_total`,
 //! every attempt sent to an endpoint, retries included).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
@@ -34,42 +34,85 @@ struct Histogram {
 
 #[derive(Default)]
 pub struct Metrics {
-    // Short critical sections per request; sharded atomics can come when a profile asks.
-    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    // Short critical sections per request. Keys are looked up by `&str` built in a reused
+    // buffer, so counting allocates only the first time a label set is seen.
+    counters: Mutex<HashMap<&'static str, HashMap<String, u64>>>,
+    latency: Mutex<HashMap<String, Histogram>>,
+}
+
+thread_local! {
+    static LABELS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Runs `f` with the rendered label set, without allocating.
+fn with_labels<T>(pairs: &[(&str, &str)], f: impl FnOnce(&str) -> T) -> T {
+    LABELS.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            if i > 0 {
+                buf.push(',');
+            }
+            let _ = write!(buf, "{k}=\"");
+            push_escaped(&mut buf, v);
+            buf.push('"');
+        }
+        f(&buf)
+    })
+}
+
+fn push_escaped(buf: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => buf.push_str("\\\\"),
+            '"' => buf.push_str("\\\""),
+            '\n' => buf.push_str("\\n"),
+            c => buf.push(c),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn labels(pairs: &[(&str, &str)]) -> String {
-    pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect::<Vec<_>>().join(",")
-}
-
 impl Metrics {
     pub fn inc(&self, name: &'static str, pairs: &[(&str, &str)]) {
-        *lock(&self.counters).entry((name, labels(pairs))).or_default() += 1;
+        with_labels(pairs, |key| {
+            let mut counters = lock(&self.counters);
+            let metric = counters.entry(name).or_default();
+            match metric.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    metric.insert(key.to_string(), 1);
+                }
+            }
+        });
     }
 
     /// The effective request: counted and timed once.
     pub fn request(&self, direction: &str, service: &str, version: &str, status: &str, seconds: f64) {
         let pairs = [("direction", direction), ("dst_service", service), ("dst_version", version), ("status", status)];
         self.inc("trellis_proxy_requests_total", &pairs);
-        let key = labels(&[("direction", direction), ("dst_service", service)]);
-        let mut latency = lock(&self.latency);
-        let h = latency.entry(key).or_default();
-        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-            h.counts[i] += 1;
-        }
-        h.count += 1;
-        h.sum += seconds;
+        with_labels(&[("direction", direction), ("dst_service", service)], |key| {
+            let mut latency = lock(&self.latency);
+            if !latency.contains_key(key) {
+                latency.insert(key.to_string(), Histogram::default());
+            }
+            let Some(h) = latency.get_mut(key) else { return };
+            if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+                h.counts[i] += 1;
+            }
+            h.count += 1;
+            h.sum += seconds;
+        });
     }
 
     /// The value of one counter, for tests and the control plane's telemetry.
     pub fn get(&self, name: &str, pairs: &[(&str, &str)]) -> u64 {
-        let key = labels(pairs);
-        lock(&self.counters).iter().filter(|((n, l), _)| *n == name && l.contains(&key)).map(|(_, v)| v).sum()
+        let key = with_labels(pairs, str::to_string);
+        let counters = lock(&self.counters);
+        counters.get(name).map_or(0, |m| m.iter().filter(|(l, _)| l.contains(&key)).map(|(_, v)| v).sum())
     }
 
     pub fn render(&self, proxy_id: &str, config_version: &str) -> String {
@@ -77,13 +120,16 @@ impl Metrics {
         let mut out = String::new();
         for (name, help) in COUNTERS {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((_, l), v) in counters.iter().filter(|((n, _), _)| n == name) {
+            // Sorted, so scrapes and diffs are stable.
+            let series: BTreeMap<&String, &u64> = counters.get(name).map(|m| m.iter().collect()).unwrap_or_default();
+            for (l, v) in series {
                 let _ = writeln!(out, "{name}{{{l}}} {v}");
             }
         }
         let name = "trellis_proxy_response_latency_seconds";
         let _ = writeln!(out, "# HELP {name} Time to response headers, per request.\n# TYPE {name} histogram");
-        for (l, h) in lock(&self.latency).iter() {
+        let latency: BTreeMap<String, Histogram> = lock(&self.latency).clone().into_iter().collect();
+        for (l, h) in &latency {
             let mut cumulative = 0;
             for (bound, n) in BUCKETS.iter().zip(h.counts) {
                 cumulative += n;
@@ -94,21 +140,20 @@ impl Metrics {
         }
         let _ = writeln!(out, "# HELP trellis_proxy_config_info The applied configuration version.");
         let _ = writeln!(out, "# TYPE trellis_proxy_config_info gauge");
-        let _ = writeln!(
-            out,
-            "trellis_proxy_config_info{{{}}} 1",
-            labels(&[("proxy_id", proxy_id), ("version", config_version)])
-        );
+        let info = with_labels(&[("proxy_id", proxy_id), ("version", config_version)], str::to_string);
+        let _ = writeln!(out, "trellis_proxy_config_info{{{info}}} 1");
         out
     }
 }
 
-pub fn status_class(status: http::StatusCode) -> String {
-    format!("{}xx", status.as_u16() / 100)
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+pub fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
 }
 
 #[cfg(test)]

@@ -61,10 +61,10 @@ impl Outbound {
         let result = self.serve(req, &mut dest).await;
         let status = match &result {
             Ok(resp) => status_class(resp.status()),
-            Err(e) => e.kind().to_string(),
+            Err(e) => e.kind(),
         };
         let elapsed = started.elapsed().as_secs_f64();
-        self.shared.metrics.request("outbound", &dest.service, &dest.version, &status, elapsed);
+        self.shared.metrics.request("outbound", &dest.service, &dest.version, status, elapsed);
         let resp = result.unwrap_or_else(ProxyError::into_response);
         if self.shared.settings.access_log {
             crate::access_log(
@@ -227,11 +227,11 @@ impl Outbound {
             };
             let status = match &result {
                 Ok(resp) => status_class(resp.status()),
-                Err(f) => f.kind().to_string(),
+                Err(f) => f.kind(),
             };
             metrics.inc(
                 "trellis_proxy_attempts_total",
-                &[("dst_service", &service.name), ("dst_version", version), ("status", &status)],
+                &[("dst_service", &service.name), ("dst_version", version), ("status", status)],
             );
             let rtt = sent.elapsed().as_secs_f64() * 1000.0;
             if self.shared.endpoints.record(&endpoint.addr, rtt, outcome, endpoints, &service.traffic.outlier) {

@@ -25,7 +25,9 @@ impl Default for Clients {
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
         let builder = || {
             let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(Duration::from_secs(30));
+            // A burst must not leave a thousand idle upstream connections behind: keep as many
+            // as nginx's `keepalive 128` would.
+            b.pool_idle_timeout(Duration::from_secs(30)).pool_max_idle_per_host(128);
             b
         };
         Clients { http1: builder().build(connector.clone()), http2: builder().http2_only(true).build(connector) }

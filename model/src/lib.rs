@@ -15,6 +15,7 @@
 //! - [`config`]: the compiled configuration and the proxy wire types.
 //! - [`defaults`]: every default, in one place.
 //! - [`duration`], [`spanned`]: value types of the language.
+//! - [`telemetry`]: the reports proxies push, and their checks.
 //! - [`compile`]: policy into configuration.
 //! - [`diff`]: what a change does to traffic, in plain words.
 
@@ -27,6 +28,7 @@ pub mod duration;
 pub mod parse;
 pub mod policy;
 pub mod spanned;
+pub mod telemetry;
 pub mod validate;
 
 pub use compile::compile;

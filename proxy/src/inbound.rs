@@ -56,7 +56,13 @@ impl Inbound {
             Err(e) => e.kind(),
         };
         let elapsed = started.elapsed().as_secs_f64();
-        self.shared.metrics.request("inbound", &s.service, &s.version, status, elapsed);
+        self.shared.metrics.request(
+            trellis_model::telemetry::Direction::Inbound,
+            &s.service,
+            &s.version,
+            status,
+            elapsed,
+        );
         let resp = result.unwrap_or_else(ProxyError::into_response);
         if s.access_log {
             crate::access_log("inbound", &method, &path, &s.service, &s.version, resp.status(), elapsed, &trace_id);

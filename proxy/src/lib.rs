@@ -18,6 +18,7 @@
 //! - [`metrics`]: counters in Prometheus text format.
 //! - [`control`]: the config stream from the control plane, ACK/NACK, reconnect with backoff.
 //! - [`admin`]: the admin listener.
+//! - [`telemetry`]: counts pushed to the control plane every two seconds.
 //! - [`trace`]: W3C traceparent propagation.
 //! - [`upgrade`]: WebSocket and other connection upgrades, spliced through.
 //! - [`server`]: the shared accept loop with graceful drain.
@@ -37,6 +38,7 @@ pub mod outbound;
 pub mod outlier;
 pub mod server;
 pub mod split;
+pub mod telemetry;
 pub mod trace;
 pub mod upgrade;
 
@@ -159,7 +161,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             tracing::info!(path = %path.display(), version = %applied.version, "standalone: serving a static config");
             shared.config.store(Arc::new(applied));
         }
-        None => tasks.push(tokio::spawn(control::follow(shared.clone(), registration, rx).instrument(span))),
+        None => {
+            tasks.push(tokio::spawn(telemetry::push(shared.clone(), rx.clone()).instrument(span.clone())));
+            tasks.push(tokio::spawn(control::follow(shared.clone(), registration, rx).instrument(span)));
+        }
     }
     tracing::info!(%outbound, %inbound, %admin, proxy_id = %settings.proxy_id, "trellis-proxy listening");
     Ok(Running { outbound, inbound, admin, shared, shutdown, tasks })

@@ -22,14 +22,18 @@ const COUNTERS: &[(&str, &str)] = &[
     ("trellis_proxy_faults_total", "Faults injected, by kind."),
 ];
 
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+use trellis_model::telemetry::{BUCKETS, BUCKETS_MS, Direction};
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// Requests of one direction, destination service and version: what telemetry reports.
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub direction: Direction,
+    pub service: String,
+    pub version: String,
+    pub requests: u64,
+    pub failures: u64,
+    pub buckets: [u64; BUCKETS],
+    pub sum_seconds: f64,
 }
 
 #[derive(Default)]
@@ -37,7 +41,7 @@ pub struct Metrics {
     // Short critical sections per request. Keys are looked up by `&str` built in a reused
     // buffer, so counting allocates only the first time a label set is seen.
     counters: Mutex<HashMap<&'static str, HashMap<String, u64>>>,
-    latency: Mutex<HashMap<String, Histogram>>,
+    series: Mutex<HashMap<String, Series>>,
 }
 
 thread_local! {
@@ -90,22 +94,42 @@ impl Metrics {
         });
     }
 
-    /// The effective request: counted and timed once.
-    pub fn request(&self, direction: &str, service: &str, version: &str, status: &str, seconds: f64) {
-        let pairs = [("direction", direction), ("dst_service", service), ("dst_version", version), ("status", status)];
+    /// The effective request: counted and timed once. `status` is a class (`2xx`) or the
+    /// kind of error the proxy answered with.
+    pub fn request(&self, direction: Direction, service: &str, version: &str, status: &str, seconds: f64) {
+        let dir = match direction {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        };
+        let pairs = [("direction", dir), ("dst_service", service), ("dst_version", version), ("status", status)];
         self.inc("trellis_proxy_requests_total", &pairs);
-        with_labels(&[("direction", direction), ("dst_service", service)], |key| {
-            let mut latency = lock(&self.latency);
-            if !latency.contains_key(key) {
-                latency.insert(key.to_string(), Histogram::default());
+        // Client errors are the caller's; server errors and the proxy's own are failures.
+        let failed = status == "5xx" || !status.ends_with("xx");
+        with_labels(&pairs[..3], |key| {
+            let mut all = lock(&self.series);
+            if !all.contains_key(key) {
+                let s = Series {
+                    direction,
+                    service: service.to_string(),
+                    version: version.to_string(),
+                    requests: 0,
+                    failures: 0,
+                    buckets: [0; BUCKETS],
+                    sum_seconds: 0.0,
+                };
+                all.insert(key.to_string(), s);
             }
-            let Some(h) = latency.get_mut(key) else { return };
-            if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-                h.counts[i] += 1;
-            }
-            h.count += 1;
-            h.sum += seconds;
+            let Some(s) = all.get_mut(key) else { return };
+            s.requests += 1;
+            s.failures += u64::from(failed);
+            s.buckets[trellis_model::telemetry::bucket_of(seconds * 1000.0)] += 1;
+            s.sum_seconds += seconds;
         });
+    }
+
+    /// Cumulative counts per series, for telemetry.
+    pub fn series(&self) -> Vec<Series> {
+        lock(&self.series).values().cloned().collect()
     }
 
     /// The value of one counter, for tests and the control plane's telemetry.
@@ -128,15 +152,15 @@ impl Metrics {
         }
         let name = "trellis_proxy_response_latency_seconds";
         let _ = writeln!(out, "# HELP {name} Time to response headers, per request.\n# TYPE {name} histogram");
-        let latency: BTreeMap<String, Histogram> = lock(&self.latency).clone().into_iter().collect();
-        for (l, h) in &latency {
+        let series: BTreeMap<String, Series> = lock(&self.series).clone().into_iter().collect();
+        for (l, s) in &series {
             let mut cumulative = 0;
-            for (bound, n) in BUCKETS.iter().zip(h.counts) {
+            for (bound, n) in BUCKETS_MS.iter().zip(s.buckets) {
                 cumulative += n;
-                let _ = writeln!(out, "{name}_bucket{{{l},le=\"{bound}\"}} {cumulative}");
+                let _ = writeln!(out, "{name}_bucket{{{l},le=\"{}\"}} {cumulative}", bound / 1000.0);
             }
-            let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "{name}_sum{{{l}}} {}\n{name}_count{{{l}}} {}", h.sum, h.count);
+            let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {}", s.requests);
+            let _ = writeln!(out, "{name}_sum{{{l}}} {}\n{name}_count{{{l}}} {}", s.sum_seconds, s.requests);
         }
         let _ = writeln!(out, "# HELP trellis_proxy_config_info The applied configuration version.");
         let _ = writeln!(out, "# TYPE trellis_proxy_config_info gauge");
@@ -161,13 +185,14 @@ mod tests {
     #[test]
     fn renders_counters_and_cumulative_buckets() {
         let m = super::Metrics::default();
-        m.request("outbound", "inv", "v1", "2xx", 0.003);
-        m.request("outbound", "inv", "v1", "2xx", 0.2);
+        let out = trellis_model::telemetry::Direction::Outbound;
+        m.request(out, "inv", "v1", "2xx", 0.003);
+        m.request(out, "inv", "v1", "2xx", 0.2);
         m.inc("trellis_proxy_retries_total", &[("dst_service", "inv"), ("result", "sent")]);
         let text = m.render("p", "r.1");
         assert!(text.contains("trellis_proxy_requests_total{direction=\"outbound\",dst_service=\"inv\",dst_version=\"v1\",status=\"2xx\"} 2"));
         assert!(text.contains(
-            "trellis_proxy_response_latency_seconds_bucket{direction=\"outbound\",dst_service=\"inv\",le=\"0.005\"} 1"
+            "trellis_proxy_response_latency_seconds_bucket{direction=\"outbound\",dst_service=\"inv\",dst_version=\"v1\",le=\"0.005\"} 1"
         ));
         assert!(text.contains("le=\"0.25\"} 2"));
         assert!(text.contains("trellis_proxy_retries_total{dst_service=\"inv\",result=\"sent\"} 1"));

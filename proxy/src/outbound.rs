@@ -64,7 +64,13 @@ impl Outbound {
             Err(e) => e.kind(),
         };
         let elapsed = started.elapsed().as_secs_f64();
-        self.shared.metrics.request("outbound", &dest.service, &dest.version, status, elapsed);
+        self.shared.metrics.request(
+            trellis_model::telemetry::Direction::Outbound,
+            &dest.service,
+            &dest.version,
+            status,
+            elapsed,
+        );
         let resp = result.unwrap_or_else(ProxyError::into_response);
         if self.shared.settings.access_log {
             crate::access_log(

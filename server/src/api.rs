@@ -2,6 +2,7 @@
 //! Lists answer `{"items": [...], "next": cursor}`.
 
 use crate::state::AppState;
+use crate::telemetry::Counts;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -9,8 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::time::Duration;
-use trellis_web::api::{AuditEntry, Overview, PolicyFile, PolicyView, RevisionView, ServiceView, VersionView};
+use trellis_web::api::{
+    AuditEntry, EdgeView, FleetView, NodeView, Overview, PolicyFile, PolicyView, RevisionView, ServiceView,
+    TopologyView, VersionView,
+};
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
@@ -20,6 +25,9 @@ pub fn router() -> axum::Router<AppState> {
         .route("/api/v1/revisions/{sha}/files", get(revision_files))
         .route("/api/v1/services", get(services))
         .route("/api/v1/proxies", get(proxies))
+        .route("/api/v1/fleet", get(fleet))
+        .route("/api/v1/topology", get(topology))
+        .route("/metrics", get(prometheus))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/events", get(events))
         .route("/api/v1/hooks/git", post(git_hook))
@@ -163,6 +171,89 @@ pub async fn build_policy(state: &AppState) -> Result<PolicyView, ApiError> {
         None => None,
     };
     Ok(PolicyView { applied, files, revisions })
+}
+
+#[derive(Deserialize)]
+struct WindowQuery {
+    /// `10s`, `1m` or `10m`.
+    window: Option<String>,
+}
+
+fn window_secs(q: &WindowQuery) -> Result<u64, ApiError> {
+    match q.window.as_deref().unwrap_or("10s") {
+        "10s" => Ok(10),
+        "1m" => Ok(60),
+        "10m" => Ok(600),
+        other => Err(ApiError::invalid("invalid window", format!("`{other}`: use 10s, 1m or 10m"))),
+    }
+}
+
+pub fn build_topology(state: &AppState, window_s: u64) -> TopologyView {
+    let totals = state.telemetry.window(crate::now_ms() as u64 / 1000, window_s);
+    let mut services: Vec<String> =
+        state.fleet.mesh().map(|m| m.services.keys().cloned().collect()).unwrap_or_default();
+    let mut nodes = Vec::new();
+    let mut edges: BTreeMap<(String, String), Counts> = BTreeMap::new();
+    for (key, counts) in &totals {
+        if let Some(caller) = &key.caller {
+            edges.entry((caller.clone(), key.service.clone())).or_default().merge(counts);
+        }
+        if !services.contains(&key.service) {
+            services.push(key.service.clone());
+        }
+    }
+    services.sort();
+    for service in services {
+        let mut all = Counts::default();
+        let mut versions: BTreeMap<String, Counts> = BTreeMap::new();
+        for (key, counts) in totals.iter().filter(|(k, _)| k.caller.is_none() && k.service == service) {
+            all.merge(counts);
+            versions.entry(key.version.clone()).or_default().merge(counts);
+        }
+        nodes.push(NodeView {
+            service,
+            golden: all.golden(window_s),
+            versions: versions.into_iter().map(|(v, c)| (v, c.golden(window_s))).collect(),
+        });
+    }
+    let edges = edges.into_iter().map(|((from, to), c)| EdgeView { from, to, golden: c.golden(window_s) }).collect();
+    TopologyView { window_s, nodes, edges }
+}
+
+async fn topology(State(state): State<AppState>, Query(q): Query<WindowQuery>) -> Result<Json<TopologyView>, ApiError> {
+    Ok(Json(build_topology(&state, window_secs(&q)?)))
+}
+
+pub fn build_fleet(state: &AppState) -> FleetView {
+    let proxies = state.fleet.proxies();
+    FleetView {
+        revision: state.fleet.mesh().map(|m| m.revision.clone()),
+        synced: proxies.iter().filter(|p| p.synced).count(),
+        total: proxies.len(),
+        proxies,
+    }
+}
+
+async fn fleet(State(state): State<AppState>) -> Json<FleetView> {
+    Json(build_fleet(&state))
+}
+
+/// The control plane's own metrics, for Prometheus: fleet sync and telemetry intake.
+async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    let fleet = build_fleet(&state);
+    let (accepted, rejected) = state.telemetry.counters();
+    let mut out = String::new();
+    out.push_str("# HELP trellis_fleet_proxies Live proxies.\n# TYPE trellis_fleet_proxies gauge\n");
+    out.push_str(&format!("trellis_fleet_proxies {}\n", fleet.total));
+    out.push_str("# HELP trellis_fleet_proxies_synced Live proxies running the current revision.\n# TYPE trellis_fleet_proxies_synced gauge\n");
+    out.push_str(&format!("trellis_fleet_proxies_synced {}\n", fleet.synced));
+    out.push_str("# HELP trellis_telemetry_reports_total Telemetry reports accepted.\n# TYPE trellis_telemetry_reports_total counter\n");
+    out.push_str(&format!("trellis_telemetry_reports_total {accepted}\n"));
+    out.push_str("# HELP trellis_telemetry_rejected_total Telemetry reports refused, by reason.\n# TYPE trellis_telemetry_rejected_total counter\n");
+    for (reason, n) in rejected {
+        out.push_str(&format!("trellis_telemetry_rejected_total{{reason=\"{reason}\"}} {n}\n"));
+    }
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
 async fn services(State(state): State<AppState>) -> Json<Page<ServiceView>> {

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::path::Path;
 use std::sync::Arc;
-use trellis_web::api::{Overview, PolicyView};
+use trellis_web::api::{FleetView, Overview, PolicyView, TopologyView};
 use trellis_web::ssr::{Backend, BoxFuture, DataSource};
 use trellis_web::{App, shell};
 
@@ -16,6 +16,14 @@ pub const OUTPUT_NAME: &str = "trellis_web";
 impl DataSource for AppState {
     fn overview(&self) -> BoxFuture<'_, Result<Overview, String>> {
         Box::pin(async move { crate::api::build_overview(self).await.map_err(|e| format!("{e:?}")) })
+    }
+
+    fn topology(&self, window_s: u64) -> TopologyView {
+        crate::api::build_topology(self, window_s)
+    }
+
+    fn fleet(&self) -> FleetView {
+        crate::api::build_fleet(self)
     }
 
     fn policy(&self) -> BoxFuture<'_, Result<PolicyView, String>> {

@@ -205,6 +205,11 @@ impl Fleet {
         Ok(())
     }
 
+    /// The service a registered proxy serves.
+    pub fn service_of(&self, proxy_id: &str) -> Option<String> {
+        self.lock().proxies.get(proxy_id).map(|e| e.reg.service.clone())
+    }
+
     pub fn proxies(&self) -> Vec<ProxyView> {
         let inner = self.lock();
         let current = inner.mesh.as_ref().map(|m| m.revision.clone());

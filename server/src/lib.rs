@@ -9,6 +9,7 @@
 //! - [`fleet`]: proxy registry, config snapshots and the proxy stream protocol.
 //! - [`store`]: Postgres / SQLite through sqlx, with migrations.
 //! - [`audit`]: the audit trail writer.
+//! - [`telemetry`]: golden metrics aggregated from proxy reports.
 //! - [`api`]: the public JSON API under `/api/v1`.
 //! - [`dashboard`]: the Leptos dashboard host.
 //! - [`demo`]: `trellis demo`, a whole mesh on one machine.
@@ -26,6 +27,7 @@ pub mod serve;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod testing;
 pub mod webhook;
 

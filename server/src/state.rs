@@ -28,6 +28,7 @@ pub struct Inner {
     pub webhook_secret: Option<String>,
     /// Where revisions' files are read from, for the API and the Policy page.
     pub policy: crate::gitops::PolicySource,
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -61,6 +62,7 @@ impl AppState {
             shutdown,
             webhook_secret: config.webhook_secret.clone(),
             policy: config.policy.clone(),
+            telemetry: Default::default(),
         }))
     }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use trellis_server::demo::app::{self, AppArgs};
 use trellis_server::gitops::PolicySource;
 use trellis_server::serve::{Running, ServeConfig};
-use trellis_server::testing::{PolicyRepo, http_get};
+use trellis_server::testing::{PolicyRepo, http_get, http_request};
 
 struct Mesh {
     repo: PolicyRepo,
@@ -90,6 +90,7 @@ async fn split(mesh: &Mesh, n: usize) -> (usize, usize) {
 async fn counted_v2(mesh: &Mesh) -> u64 {
     let (_, text) = http_get(mesh.caller.admin, "admin", "/metrics").await.unwrap();
     text.lines()
+        .filter(|l| l.starts_with("trellis_proxy_requests_total{"))
         .filter(|l| {
             l.contains("direction=\"outbound\"")
                 && l.contains("dst_service=\"inventory\"")
@@ -160,4 +161,62 @@ async fn proxies_keep_serving_their_last_config_without_the_control_plane() {
     let (status, _) = http_get(caller.outbound, "inventory", "/stock").await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(caller.shared.config.load().version, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregated_telemetry_matches_what_the_client_sent() {
+    let mesh = mesh().await;
+    for _ in 0..40 {
+        assert_eq!(http_get(mesh.caller.outbound, "inventory", "/stock").await.unwrap().0, 200);
+    }
+    for _ in 0..10 {
+        assert_eq!(http_get(mesh.caller.outbound, "inventory", "/fail").await.unwrap().0, 500);
+    }
+    // Proxies push every two seconds; wait for both sides of the edge to arrive.
+    let start = Instant::now();
+    let topology = loop {
+        let (_, body) = http_get(mesh.cp.addr, "trellis", "/api/v1/topology?window=10m").await.unwrap();
+        let t: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let edge_requests = t["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["from"] == "storefront" && e["to"] == "inventory")
+            .map(|e| e["golden"]["requests"].as_u64().unwrap());
+        let node_requests = t["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["service"] == "inventory")
+            .map(|n| n["golden"]["requests"].as_u64().unwrap());
+        if edge_requests == Some(50) && node_requests == Some(50) {
+            break t;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "telemetry never added up: {t}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let edge = topology["edges"].as_array().unwrap().iter().find(|e| e["to"] == "inventory").unwrap();
+    assert_eq!(edge["golden"]["success_rate"].as_f64(), Some(0.8), "40 of 50 succeeded");
+    assert!((edge["golden"]["rps"].as_f64().unwrap() - 50.0 / 600.0).abs() < 1e-9);
+    assert!(edge["golden"]["p99_ms"].as_f64().is_some());
+    // Garbage is refused with a reason and counted, never aggregated.
+    let bad = r#"{"proxy_id":"nobody","seq":1,"series":[]}"#;
+    let (status, body) = http_request(
+        http::Method::POST,
+        mesh.cp.addr,
+        "/fleet/v1/telemetry",
+        &[("content-type", "application/json")],
+        bad.into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 404, "{body}");
+    let (status, _) =
+        http_request(http::Method::POST, mesh.cp.addr, "/fleet/v1/telemetry", &[], "{".into()).await.unwrap();
+    assert_eq!(status, 400);
+    let (_, metrics) = http_get(mesh.cp.addr, "trellis", "/metrics").await.unwrap();
+    assert!(metrics.contains("trellis_telemetry_rejected_total{reason=\"unknown_proxy\"} 1"), "{metrics}");
+    assert!(metrics.contains("trellis_telemetry_rejected_total{reason=\"unreadable\"} 1"), "{metrics}");
+    assert!(metrics.contains("trellis_fleet_proxies 3"), "{metrics}");
+    mesh.cp.shutdown().await;
 }

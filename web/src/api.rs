@@ -101,6 +101,50 @@ pub struct AuditEntry {
     pub summary: String,
 }
 
+/// The golden metrics of a service, version or edge over a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Golden {
+    pub rps: f64,
+    /// `None` without requests: no traffic is not 100 % success.
+    pub success_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub requests: u64,
+}
+
+/// The `/topology` page: services and who calls whom, with their golden metrics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopologyView {
+    pub window_s: u64,
+    pub nodes: Vec<NodeView>,
+    pub edges: Vec<EdgeView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub service: String,
+    /// What the service received, all versions together.
+    pub golden: Golden,
+    pub versions: Vec<(String, Golden)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EdgeView {
+    pub from: String,
+    pub to: String,
+    pub golden: Golden,
+}
+
+/// The `/fleet` page: every live proxy and the sync status of the current revision.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetView {
+    pub revision: Option<String>,
+    pub synced: usize,
+    pub total: usize,
+    pub proxies: Vec<ProxyView>,
+}
+
 /// Renders unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC` without a date library, on both
 /// server and browser, so that hydration sees identical text.
 pub fn format_time(ms: i64) -> String {

@@ -1,7 +1,9 @@
 //! The HTML shell, router and navigation.
 
+use crate::pages::fleet::FleetPage;
 use crate::pages::overview::OverviewPage;
 use crate::pages::policy::PolicyPage;
+use crate::pages::topology::TopologyPage;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
@@ -38,6 +40,8 @@ pub fn App() -> impl IntoView {
                 <span class="brand">"Trellis"</span>
                 <nav>
                     <A href="/">"Overview"</A>
+                    <A href="/topology">"Topology"</A>
+                    <A href="/fleet">"Fleet"</A>
                     <A href="/policy">"Policy"</A>
                 </nav>
             </header>
@@ -45,6 +49,8 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <p data-testid="not-found">"Page not found."</p> }>
                     <Route path=path!("/") view=OverviewPage/>
                     <Route path=path!("/policy") view=PolicyPage/>
+                    <Route path=path!("/topology") view=TopologyPage/>
+                    <Route path=path!("/fleet") view=FleetPage/>
                 </Routes>
             </main>
         </Router>

@@ -1,6 +1,6 @@
 //! Widgets shared by pages.
 
-use crate::api::RevisionView;
+use crate::api::{ProxyView, RevisionView, short_sha};
 use leptos::prelude::*;
 
 /// A revision's short SHA, message and author, coloured by outcome.
@@ -34,5 +34,26 @@ pub fn WeightBar(weights: Vec<(String, u32)>) -> impl IntoView {
                 })
                 .collect_view()}
         </div>
+    }
+}
+
+/// One proxy as a table row; `with_time` adds when it was last heard from.
+#[component]
+pub fn ProxyRow(proxy: ProxyView, with_time: bool) -> impl IntoView {
+    let status = match (&proxy.nack, proxy.synced) {
+        (Some(reason), _) => format!("NACK: {reason}"),
+        (None, true) => "synced".to_string(),
+        (None, false) => "pending".to_string(),
+    };
+    let revision = proxy.applied_revision.as_deref().map(short_sha).unwrap_or_else(|| "-".into());
+    view! {
+        <tr data-testid=format!("proxy-{}", proxy.id) class=if proxy.synced { "synced" } else { "lagging" }>
+            <td><code>{proxy.id.clone()}</code></td>
+            <td>{format!("{}/{}", proxy.service, proxy.version)}</td>
+            <td>{proxy.address.clone()}</td>
+            <td data-testid="proxy-revision"><code>{revision}</code></td>
+            <td data-testid="proxy-status">{status}</td>
+            {with_time.then(|| view! { <td data-testid="proxy-last-seen">{crate::api::format_time(proxy.last_seen)}</td> })}
+        </tr>
     }
 }

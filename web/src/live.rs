@@ -25,6 +25,13 @@ where
     Fut: std::future::Future<Output = T> + Send + 'static,
 {
     use leptos::prelude::*;
+    let tick = live_tick();
+    Resource::new(move || tick.get(), move |_| fetch())
+}
+
+/// A counter that moves on every event of the control plane's stream (in the browser only).
+pub fn live_tick() -> leptos::prelude::ReadSignal<u64> {
+    use leptos::prelude::*;
     let (tick, set_tick) = signal(0u64);
     // Effects run only in the browser.
     Effect::new(move |_| {
@@ -32,5 +39,5 @@ where
             set_tick.try_update(|t| *t += 1);
         })
     });
-    Resource::new(move || tick.get(), move |_| fetch())
+    tick
 }

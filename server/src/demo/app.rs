@@ -1,6 +1,6 @@
 //! A demo service. `storefront` calls `catalog` and `inventory` through its sidecar's outbound
 //! listener, naming them in `Host` as any meshed application would; the others answer with
-//! who they are, so a response shows which version served it.
+//! who they are, so a response shows which version served it. `/fail` answers 500.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -63,6 +63,10 @@ pub async fn start(args: AppArgs) -> anyhow::Result<(SocketAddr, tokio::task::Jo
 impl App {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let me = json!({ "service": self.args.service, "version": self.args.version, "path": req.uri().path() });
+        // A way to make errors on purpose, to watch success rates and ejection react.
+        if req.uri().path() == "/fail" {
+            return respond(StatusCode::INTERNAL_SERVER_ERROR, me);
+        }
         if self.args.service != "storefront" {
             return respond(StatusCode::OK, me);
         }

@@ -19,6 +19,7 @@ pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/fleet/v1/stream", axum::routing::post(open_stream))
         .route("/fleet/v1/ack", axum::routing::post(ack))
+        .route("/fleet/v1/telemetry", axum::routing::post(telemetry))
 }
 
 async fn open_stream(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
@@ -79,4 +80,34 @@ async fn ack(State(state): State<AppState>, body: Bytes) -> Result<http::StatusC
         super::FleetError::InvalidAck(_) => ApiError::invalid("invalid ack", e.to_string()),
     })?;
     Ok(http::StatusCode::NO_CONTENT)
+}
+
+/// A proxy's counts since its last accepted report. Refusals are counted by reason and never
+/// touch the aggregates.
+async fn telemetry(State(state): State<AppState>, body: Bytes) -> Result<http::StatusCode, ApiError> {
+    use crate::telemetry::Rejection;
+    let report: trellis_model::telemetry::Report = serde_json::from_slice(&body).map_err(|e| {
+        state.telemetry.reject(Rejection::Unreadable);
+        ApiError::invalid("unreadable telemetry report", e.to_string())
+    })?;
+    if let Err(why) = report.check() {
+        state.telemetry.reject(Rejection::Invalid);
+        return Err(ApiError::invalid("invalid telemetry report", why));
+    }
+    let Some(service) = state.fleet.service_of(&report.proxy_id) else {
+        state.telemetry.reject(Rejection::UnknownProxy);
+        return Err(ApiError::NotFound(format!(
+            "unknown proxy `{}`: it must open a config stream first",
+            report.proxy_id
+        )));
+    };
+    match state.telemetry.ingest(&service, &report, crate::now_ms() as u64 / 1000) {
+        Ok(()) => {
+            state.changed();
+            Ok(http::StatusCode::NO_CONTENT)
+        }
+        // A repeated report was already counted: acknowledge it so the proxy moves on.
+        Err(Rejection::Stale) => Ok(http::StatusCode::NO_CONTENT),
+        Err(why) => Err(ApiError::invalid("telemetry report refused", why.as_str())),
+    }
 }

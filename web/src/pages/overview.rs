@@ -1,7 +1,7 @@
 //! `/`: the applied revision, services and their weights, the fleet, the latest audit entries.
 
-use crate::api::{AuditEntry, Overview, ProxyView, RevisionView, ServiceView, format_time, short_sha};
-use crate::components::{RevisionBadge, WeightBar};
+use crate::api::{AuditEntry, Overview, ProxyView, RevisionView, ServiceView, format_time};
+use crate::components::{ProxyRow, RevisionBadge, WeightBar};
 use leptos::prelude::*;
 
 #[server(prefix = "/api/v1/ui", endpoint = "overview")]
@@ -95,7 +95,7 @@ fn ProxiesCard(proxies: Vec<ProxyView>) -> impl IntoView {
             <h2>"Proxies"</h2>
             <table data-testid="proxies">
                 <thead><tr><th>"Proxy"</th><th>"Service"</th><th>"Address"</th><th>"Revision"</th><th>"Status"</th></tr></thead>
-                <tbody>{proxies.into_iter().map(|p| view! { <ProxyRow proxy=p/> }.into_any()).collect_view()}</tbody>
+                <tbody>{proxies.into_iter().map(|p| view! { <ProxyRow proxy=p with_time=false/> }.into_any()).collect_view()}</tbody>
             </table>
         </section>
     }
@@ -138,25 +138,6 @@ fn ServiceRow(service: ServiceView) -> impl IntoView {
                     .collect_view()}
             </td>
             <td><WeightBar weights/></td>
-        </tr>
-    }
-}
-
-#[component]
-fn ProxyRow(proxy: ProxyView) -> impl IntoView {
-    let status = match (&proxy.nack, proxy.synced) {
-        (Some(reason), _) => format!("NACK: {reason}"),
-        (None, true) => "synced".to_string(),
-        (None, false) => "pending".to_string(),
-    };
-    let revision = proxy.applied_revision.as_deref().map(short_sha).unwrap_or_else(|| "-".into());
-    view! {
-        <tr data-testid=format!("proxy-{}", proxy.id) class=if proxy.synced { "synced" } else { "lagging" }>
-            <td><code>{proxy.id.clone()}</code></td>
-            <td>{format!("{}/{}", proxy.service, proxy.version)}</td>
-            <td>{proxy.address.clone()}</td>
-            <td data-testid="proxy-revision"><code>{revision}</code></td>
-            <td data-testid="proxy-status">{status}</td>
         </tr>
     }
 }

@@ -1,0 +1,142 @@
+//! Telemetry reports: what each proxy pushes to the control plane every couple of seconds,
+//! and the checks a report must pass before it may touch the aggregates.
+
+use serde::{Deserialize, Serialize};
+
+/// Upper bounds of the latency buckets in milliseconds; a last bucket counts the rest.
+pub const BUCKETS_MS: [f64; 14] =
+    [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0];
+/// Buckets in a report: the bounded ones and the overflow.
+pub const BUCKETS: usize = BUCKETS_MS.len() + 1;
+
+/// A report may describe at most this many series...
+pub const MAX_SERIES: usize = 10_000;
+/// ...and at most this many requests per series: more in one window is not a real proxy.
+pub const MAX_REQUESTS: u64 = 100_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Requests the proxy received for its own service.
+    Inbound,
+    /// Requests its application sent to other services.
+    Outbound,
+}
+
+/// Counts since the previous accepted report of the same proxy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub proxy_id: String,
+    /// Increases with every report; a repeated or older one is ignored, not double-counted.
+    pub seq: u64,
+    pub series: Vec<Series>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    pub direction: Direction,
+    /// Outbound: the destination service; inbound: the proxy's own.
+    pub service: String,
+    pub version: String,
+    pub requests: u64,
+    /// 5xx responses and requests the proxy could not complete.
+    pub failures: u64,
+    /// Requests per latency bucket ([`BUCKETS_MS`], then overflow); they add up to `requests`.
+    pub buckets: Vec<u64>,
+}
+
+impl Report {
+    /// Refuses what no proxy could have measured, saying what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if self.series.len() > MAX_SERIES {
+            return Err(format!("{} series; at most {MAX_SERIES}", self.series.len()));
+        }
+        for s in &self.series {
+            let name = format!("{:?} {}/{}", s.direction, s.service, s.version);
+            let label_ok = |v: &str| !v.is_empty() && v.len() <= 253;
+            if !label_ok(&s.service) || !label_ok(&s.version) {
+                return Err(format!("{name}: service and version must be 1 to 253 characters"));
+            }
+            if s.buckets.len() != BUCKETS {
+                return Err(format!("{name}: {} latency buckets; expected {BUCKETS}", s.buckets.len()));
+            }
+            if s.requests > MAX_REQUESTS {
+                return Err(format!("{name}: {} requests in one report is impossible", s.requests));
+            }
+            if s.failures > s.requests {
+                return Err(format!("{name}: {} failures out of {} requests", s.failures, s.requests));
+            }
+            let bucketed = s.buckets.iter().try_fold(0u64, |a, b| a.checked_add(*b));
+            if bucketed != Some(s.requests) {
+                return Err(format!("{name}: latency buckets add up to {bucketed:?}, not {} requests", s.requests));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The bucket a latency falls in.
+pub fn bucket_of(ms: f64) -> usize {
+    BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(BUCKETS_MS.len())
+}
+
+/// The latency below which `q` of the requests fall, by linear interpolation inside the
+/// bucket (the overflow bucket reports its lower bound).
+pub fn quantile_ms(buckets: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut seen = 0.0;
+    for (i, n) in buckets.iter().enumerate() {
+        let next = seen + *n as f64;
+        if next >= rank && *n > 0 {
+            let lower = if i == 0 { 0.0 } else { BUCKETS_MS[i - 1] };
+            let Some(upper) = BUCKETS_MS.get(i) else { return Some(lower) };
+            return Some(lower + (upper - lower) * ((rank - seen) / *n as f64));
+        }
+        seen = next;
+    }
+    BUCKETS_MS.last().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(requests: u64, failures: u64, buckets: Vec<u64>) -> Report {
+        let s = Series {
+            direction: Direction::Outbound,
+            service: "a".into(),
+            version: "v1".into(),
+            requests,
+            failures,
+            buckets,
+        };
+        Report { proxy_id: "p".into(), seq: 1, series: vec![s] }
+    }
+
+    #[test]
+    fn impossible_reports_are_refused_with_the_reason() {
+        let mut b = vec![0; BUCKETS];
+        b[3] = 10;
+        assert!(series(10, 1, b.clone()).check().is_ok());
+        assert!(series(10, 11, b.clone()).check().unwrap_err().contains("11 failures out of 10"));
+        assert!(series(9, 0, b.clone()).check().unwrap_err().contains("add up to Some(10), not 9"));
+        assert!(series(10, 0, vec![10]).check().unwrap_err().contains("1 latency buckets"));
+        let mut huge = vec![0; BUCKETS];
+        huge[0] = u64::MAX;
+        huge[1] = 1;
+        assert!(series(u64::MAX, 0, huge).check().is_err());
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_buckets() {
+        let mut b = vec![0; BUCKETS];
+        b[bucket_of(7.0)] = 100; // all between 5 and 10 ms
+        assert_eq!(quantile_ms(&b, 0.5), Some(7.5));
+        assert_eq!(quantile_ms(&b, 1.0), Some(10.0));
+        assert_eq!(quantile_ms(&[0; BUCKETS], 0.5), None);
+    }
+}

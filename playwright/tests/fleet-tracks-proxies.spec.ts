@@ -1,0 +1,39 @@
+import { expect, test } from '@playwright/test';
+import { spawn } from 'child_process';
+import * as path from 'path';
+import { PolicyRepo } from './fixtures/policy-repo';
+
+const bin = process.env.TRELLIS_BIN ?? path.resolve(__dirname, '../../target/debug/trellis');
+
+test('the fleet page shows a proxy arrive and go, and a commit as synced once every proxy ACKs', async ({ page, baseURL }) => {
+  await page.goto('/fleet');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await expect(page.getByTestId('proxy-inventory-v1')).toBeVisible();
+
+  // An extra sidecar for a version that gets no traffic, so the demo is undisturbed.
+  const proxy = spawn(path.join(path.dirname(bin), 'trellis-proxy'), [], {
+    env: {
+      ...process.env,
+      TRELLIS_SERVICE: 'catalog',
+      TRELLIS_VERSION: 'v2',
+      TRELLIS_PROXY_ID: 'e2e-extra',
+      TRELLIS_APP_ADDR: '127.0.0.1:9',
+      TRELLIS_OUTBOUND_ADDR: '127.0.0.1:0',
+      TRELLIS_INBOUND_ADDR: '127.0.0.1:0',
+      TRELLIS_ADMIN_ADDR: '127.0.0.1:0',
+      TRELLIS_CONTROL_PLANE_URL: baseURL!,
+      TRELLIS_LOG: 'warn',
+    },
+    stdio: 'ignore',
+  });
+  try {
+    await expect(page.getByTestId('proxy-e2e-extra')).toBeVisible({ timeout: 15_000 });
+    await expect(page.getByTestId('proxy-e2e-extra').getByTestId('proxy-status')).toHaveText('synced');
+  } finally {
+    proxy.kill('SIGTERM');
+  }
+  await expect(page.getByTestId('proxy-e2e-extra')).toHaveCount(0, { timeout: 15_000 });
+
+  const sha = new PolicyRepo().setInventorySplit(95, 5);
+  await expect(page.getByTestId('fleet-sync-summary')).toHaveText(`4 of 4 proxies run revision ${sha.slice(0, 8)}`);
+});

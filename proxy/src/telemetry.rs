@@ -1,0 +1,70 @@
+//! Pushes what the proxy counted to the control plane every two seconds: the change since the
+//! last report the control plane accepted, so a failed push is carried into the next one.
+
+use crate::Shared;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use trellis_model::telemetry::{BUCKETS, Direction, Report, Series};
+
+const EVERY: Duration = Duration::from_secs(2);
+
+type Key = (Direction, String, String);
+
+pub async fn push(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let url = format!("{}/fleet/v1/telemetry", shared.settings.control_plane_url);
+    let mut accepted: HashMap<Key, (u64, u64, [u64; BUCKETS])> = HashMap::new();
+    let mut seq = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = shared.metrics.series();
+        let series = deltas(&now, &accepted);
+        if series.is_empty() {
+            continue;
+        }
+        seq += 1;
+        let report = Report { proxy_id: shared.settings.proxy_id.clone(), seq, series };
+        let body = serde_json::to_vec(&report).unwrap_or_default();
+        let req = http::Request::post(&url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body.into()));
+        let Ok(req) = req else { continue };
+        match client.request(req).await {
+            Ok(resp) if resp.status().is_success() => {
+                for s in now {
+                    accepted.insert((s.direction, s.service, s.version), (s.requests, s.failures, s.buckets));
+                }
+            }
+            Ok(resp) => tracing::warn!(status = %resp.status(), "telemetry report refused"),
+            Err(e) => tracing::debug!(error = %e, "telemetry not delivered; it goes with the next report"),
+        }
+    }
+}
+
+/// What changed since the accepted totals; series without new requests are left out.
+fn deltas(now: &[crate::metrics::Series], accepted: &HashMap<Key, (u64, u64, [u64; BUCKETS])>) -> Vec<Series> {
+    now.iter()
+        .filter_map(|s| {
+            let key = (s.direction, s.service.clone(), s.version.clone());
+            let (requests, failures, buckets) = accepted.get(&key).copied().unwrap_or((0, 0, [0; BUCKETS]));
+            let requests = s.requests.checked_sub(requests)?;
+            (requests > 0).then(|| Series {
+                direction: s.direction,
+                service: s.service.clone(),
+                version: s.version.clone(),
+                requests,
+                failures: s.failures.saturating_sub(failures),
+                buckets: s.buckets.iter().zip(buckets).map(|(n, a)| n.saturating_sub(a)).collect(),
+            })
+        })
+        .collect()
+}

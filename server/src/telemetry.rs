@@ -1,0 +1,227 @@
+//! Golden metrics from the proxies' reports: requests per second, success rate and latency
+//! quantiles per service, version and edge (caller → callee), over sliding windows.
+//!
+//! Reports are kept in one-second buckets for fifteen minutes; a window sums the buckets it
+//! covers. Inbound series (what a service received) make the node metrics; outbound series
+//! (what a caller sent) make the edges.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use trellis_model::telemetry::{BUCKETS, Direction, Report, quantile_ms};
+use trellis_web::api::Golden;
+
+/// Fifteen minutes of one-second buckets: the Traffic page's span.
+const RETENTION_S: u64 = 900;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    /// The calling service for edges; `None` for what a service received.
+    pub caller: Option<String>,
+    pub service: String,
+    pub version: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Counts {
+    pub requests: u64,
+    pub failures: u64,
+    pub buckets: [u64; BUCKETS],
+}
+
+impl Counts {
+    pub fn merge(&mut self, other: &Counts) {
+        self.add(other.requests, other.failures, &other.buckets);
+    }
+
+    fn add(&mut self, requests: u64, failures: u64, buckets: &[u64]) {
+        self.requests += requests;
+        self.failures += failures;
+        for (a, b) in self.buckets.iter_mut().zip(buckets) {
+            *a += b;
+        }
+    }
+
+    pub fn golden(&self, window_s: u64) -> Golden {
+        let rate = |n: u64| n as f64 / window_s.max(1) as f64;
+        Golden {
+            rps: rate(self.requests),
+            success_rate: (self.requests > 0).then(|| 1.0 - self.failures as f64 / self.requests as f64),
+            p50_ms: quantile_ms(&self.buckets, 0.5),
+            p95_ms: quantile_ms(&self.buckets, 0.95),
+            p99_ms: quantile_ms(&self.buckets, 0.99),
+            requests: self.requests,
+        }
+    }
+}
+
+/// Why a report was refused; each reason is counted and exported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rejection {
+    Unreadable,
+    Invalid,
+    UnknownProxy,
+    Stale,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Unreadable => "unreadable",
+            Rejection::Invalid => "invalid",
+            Rejection::UnknownProxy => "unknown_proxy",
+            Rejection::Stale => "stale",
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Telemetry(Mutex<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    seconds: VecDeque<(u64, HashMap<Key, Counts>)>,
+    last_seq: HashMap<String, u64>,
+    rejected: BTreeMap<Rejection, u64>,
+    accepted: u64,
+}
+
+impl Telemetry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a checked report from a proxy of `reporter` (its service) at `now_s`.
+    pub fn ingest(&self, reporter: &str, report: &Report, now_s: u64) -> Result<(), Rejection> {
+        if report.check().is_err() {
+            return Err(self.reject(Rejection::Invalid));
+        }
+        let mut inner = self.lock();
+        let last = inner.last_seq.get(&report.proxy_id).copied();
+        if last.is_some_and(|l| report.seq <= l) {
+            drop(inner);
+            return Err(self.reject(Rejection::Stale));
+        }
+        inner.last_seq.insert(report.proxy_id.clone(), report.seq);
+        inner.accepted += 1;
+        while inner.seconds.front().is_some_and(|(s, _)| s + RETENTION_S <= now_s) {
+            inner.seconds.pop_front();
+        }
+        if inner.seconds.back().is_none_or(|(s, _)| *s != now_s) {
+            inner.seconds.push_back((now_s, HashMap::new()));
+        }
+        let Some((_, bucket)) = inner.seconds.back_mut() else { unreachable!("pushed above") };
+        for s in &report.series {
+            let caller = match s.direction {
+                Direction::Outbound => Some(reporter.to_string()),
+                Direction::Inbound => None,
+            };
+            let key = Key { caller, service: s.service.clone(), version: s.version.clone() };
+            bucket.entry(key).or_default().add(s.requests, s.failures, &s.buckets);
+        }
+        Ok(())
+    }
+
+    pub fn reject(&self, why: Rejection) -> Rejection {
+        *self.lock().rejected.entry(why).or_default() += 1;
+        why
+    }
+
+    /// Totals per key over the last `window_s` seconds up to `now_s`.
+    pub fn window(&self, now_s: u64, window_s: u64) -> HashMap<Key, Counts> {
+        let mut out: HashMap<Key, Counts> = HashMap::new();
+        for (s, bucket) in &self.lock().seconds {
+            if s + window_s > now_s && *s <= now_s {
+                for (k, c) in bucket {
+                    out.entry(k.clone()).or_default().add(c.requests, c.failures, &c.buckets);
+                }
+            }
+        }
+        out
+    }
+
+    /// Per-interval totals for one key filter, oldest first: the points of a chart.
+    pub fn series(&self, now_s: u64, span_s: u64, step_s: u64, keep: impl Fn(&Key) -> bool) -> Vec<(u64, Counts)> {
+        let step = step_s.max(1);
+        let start = now_s.saturating_sub(span_s) / step * step;
+        let mut points: BTreeMap<u64, Counts> =
+            (start..=now_s).step_by(step as usize).map(|t| (t, Counts::default())).collect();
+        for (s, bucket) in &self.lock().seconds {
+            if *s < start || *s > now_s {
+                continue;
+            }
+            let slot = points.entry(s / step * step).or_default();
+            for (_, c) in bucket.iter().filter(|(k, _)| keep(k)) {
+                slot.add(c.requests, c.failures, &c.buckets);
+            }
+        }
+        points.into_iter().collect()
+    }
+
+    /// (accepted reports, rejections by reason), for the control plane's own metrics.
+    pub fn counters(&self) -> (u64, Vec<(&'static str, u64)>) {
+        let inner = self.lock();
+        (inner.accepted, inner.rejected.iter().map(|(r, n)| (r.as_str(), *n)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trellis_model::telemetry::{Series, bucket_of};
+
+    fn report(seq: u64, series: Vec<(Direction, &str, &str, u64, u64, f64)>) -> Report {
+        Report {
+            proxy_id: "p1".into(),
+            seq,
+            series: series
+                .into_iter()
+                .map(|(direction, service, version, requests, failures, ms)| {
+                    let mut buckets = vec![0; BUCKETS];
+                    buckets[bucket_of(ms)] = requests;
+                    Series { direction, service: service.into(), version: version.into(), requests, failures, buckets }
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn windows_sum_what_was_reported_and_drop_what_is_older() {
+        let t = Telemetry::default();
+        t.ingest("shop", &report(1, vec![(Direction::Outbound, "inv", "v1", 20, 2, 7.0)]), 100).unwrap();
+        t.ingest("shop", &report(2, vec![(Direction::Outbound, "inv", "v1", 30, 0, 7.0)]), 105).unwrap();
+        let edge = Key { caller: Some("shop".into()), service: "inv".into(), version: "v1".into() };
+        let w = t.window(109, 10);
+        assert_eq!((w[&edge].requests, w[&edge].failures), (50, 2));
+        let g = w[&edge].golden(10);
+        assert_eq!(g.rps, 5.0);
+        assert_eq!(g.success_rate, Some(0.96));
+        assert!(g.p99_ms.unwrap() > 5.0 && g.p99_ms.unwrap() <= 10.0);
+        assert_eq!(t.window(112, 10)[&edge].requests, 30, "the first report left the 10 s window");
+    }
+
+    #[test]
+    fn stale_and_impossible_reports_change_nothing_and_are_counted() {
+        let t = Telemetry::default();
+        t.ingest("shop", &report(5, vec![(Direction::Inbound, "shop", "v1", 10, 0, 1.0)]), 10).unwrap();
+        assert_eq!(
+            t.ingest("shop", &report(5, vec![(Direction::Inbound, "shop", "v1", 10, 0, 1.0)]), 10),
+            Err(Rejection::Stale)
+        );
+        let mut bad = report(6, vec![(Direction::Inbound, "shop", "v1", 10, 0, 1.0)]);
+        bad.series[0].failures = 11;
+        assert_eq!(t.ingest("shop", &bad, 10), Err(Rejection::Invalid));
+        let key = Key { caller: None, service: "shop".into(), version: "v1".into() };
+        assert_eq!(t.window(10, 10)[&key].requests, 10);
+        assert_eq!(t.counters(), (1, vec![("invalid", 1), ("stale", 1)]));
+    }
+
+    #[test]
+    fn chart_points_fall_into_their_steps() {
+        let t = Telemetry::default();
+        t.ingest("shop", &report(1, vec![(Direction::Inbound, "shop", "v1", 10, 0, 1.0)]), 95).unwrap();
+        t.ingest("shop", &report(2, vec![(Direction::Inbound, "shop", "v1", 5, 1, 1.0)]), 101).unwrap();
+        let points = t.series(105, 20, 10, |k| k.service == "shop");
+        let counts: Vec<(u64, u64)> = points.iter().map(|(t, c)| (*t, c.requests)).collect();
+        assert_eq!(counts, vec![(80, 0), (90, 10), (100, 5)]);
+    }
+}

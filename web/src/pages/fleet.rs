@@ -1,0 +1,48 @@
+//! `/fleet`: every live proxy, what it runs, and whether the fleet has caught up.
+
+use crate::api::{FleetView, format_time, short_sha};
+use crate::components::ProxyRow;
+use leptos::prelude::*;
+
+#[server(prefix = "/api/v1/ui", endpoint = "fleet")]
+pub async fn get_fleet() -> Result<FleetView, ServerFnError> {
+    Ok(expect_context::<crate::ssr::Backend>().0.fleet())
+}
+
+#[component]
+pub fn FleetPage() -> impl IntoView {
+    let fleet = crate::live::live_resource(get_fleet);
+    view! {
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || fleet.get().map(|r| match r {
+                Ok(f) => view! { <FleetContent fleet=f/> }.into_any(),
+                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn FleetContent(fleet: FleetView) -> impl IntoView {
+    let state = if fleet.total > 0 && fleet.synced == fleet.total { "synced" } else { "lagging" };
+    let summary = match &fleet.revision {
+        Some(r) => format!("{} of {} proxies run revision {}", fleet.synced, fleet.total, short_sha(r)),
+        None => "No revision applied yet".to_string(),
+    };
+    let newest = fleet.proxies.iter().map(|p| p.last_seen).max().unwrap_or_default();
+    view! {
+        <section class=format!("card sync {state}") data-testid="fleet-sync">
+            <h2>"Sync status"</h2>
+            <p data-testid="fleet-sync-summary">{summary}</p>
+            <p class="muted">{format!("last heard from a proxy at {}", format_time(newest))}</p>
+        </section>
+        <section class="card">
+            <h2>"Proxies"</h2>
+            <table data-testid="fleet-proxies">
+                <thead><tr><th>"Proxy"</th><th>"Service"</th><th>"Address"</th><th>"Revision"</th><th>"Status"</th><th>"Last heard"</th></tr></thead>
+                <tbody>{fleet.proxies.into_iter().map(|p| view! { <ProxyRow proxy=p with_time=true/> }.into_any()).collect_view()}</tbody>
+            </table>
+        </section>
+    }
+    .into_any()
+}

@@ -4,6 +4,7 @@
 //! (mesh config + endpoints) through a `watch` channel and each stream sends it on change, so
 //! a new revision reaches every proxy at once. Proxies ACK or NACK each version.
 
+pub mod slice;
 pub mod stream;
 
 use crate::audit::Audit;
@@ -14,12 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use trellis_model::config::{Ack, Registration, StreamMessage};
-use trellis_model::{Endpoint, MeshConfig, ProxyConfig};
+use trellis_model::{Endpoint, MeshConfig};
 use trellis_web::api::ProxyView;
 
 /// A proxy whose stream dropped stays an endpoint this long: a control-plane hiccup must not
 /// take healthy endpoints out of rotation. After it, the proxy is forgotten.
 pub const FORGET_AFTER: Duration = Duration::from_secs(30);
+/// A proxy whose stream is open but which has not reported for this long is hung: it is
+/// dropped from endpoints at once (proxies report every two seconds).
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct Fleet(Arc<Shared>);
@@ -29,6 +33,11 @@ struct Shared {
     snapshot: watch::Sender<Arc<Snapshot>>,
     on_change: Box<dyn Fn() + Send + Sync>,
     audit: Audit,
+    /// Where fleet membership is remembered across restarts; `None` in unit tests.
+    store: Option<crate::store::Store>,
+    /// False while waiting for the previous fleet to reconnect after a restart: streams send
+    /// nothing, so proxies keep their last config instead of a half-empty one.
+    released: watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -37,6 +46,9 @@ struct Inner {
     proxies: BTreeMap<String, Entry>,
     generation: u64,
     next_stream: u64,
+    /// Proxies known before a restart that have not reconnected yet.
+    awaited: std::collections::HashSet<String>,
+    boot_ms: i64,
 }
 
 struct Entry {
@@ -49,12 +61,18 @@ struct Entry {
     nack: Option<String>,
 }
 
-/// What every stream sends: the config line, encoded once for the whole fleet.
+/// What the streams send: one encoded config line per service, shared by all of its proxies.
 pub struct Snapshot {
     pub version: String,
     pub revision: String,
-    /// One NDJSON line; empty until the first valid revision.
-    pub line: Bytes,
+    /// Service → one NDJSON line; empty until the first valid revision.
+    pub lines: std::collections::HashMap<String, Bytes>,
+}
+
+impl Snapshot {
+    pub fn line_for(&self, service: &str) -> Option<Bytes> {
+        self.lines.get(service).cloned()
+    }
 }
 
 /// Removes the proxy's stream from the fleet when the HTTP response is dropped.
@@ -79,10 +97,62 @@ pub enum FleetError {
 }
 
 impl Fleet {
-    pub fn new(audit: Audit, on_change: impl Fn() + Send + Sync + 'static) -> Self {
-        let empty = Snapshot { version: String::new(), revision: String::new(), line: Bytes::new() };
+    pub fn new(audit: Audit, store: Option<crate::store::Store>, on_change: impl Fn() + Send + Sync + 'static) -> Self {
+        let empty = Snapshot { version: String::new(), revision: String::new(), lines: Default::default() };
         let (snapshot, _) = watch::channel(Arc::new(empty));
-        Fleet(Arc::new(Shared { inner: Mutex::new(Inner::default()), snapshot, on_change: Box::new(on_change), audit }))
+        let (released, _) = watch::channel(true);
+        Fleet(Arc::new(Shared {
+            inner: Mutex::new(Inner { boot_ms: crate::now_ms(), ..Inner::default() }),
+            snapshot,
+            on_change: Box::new(on_change),
+            audit,
+            store,
+            released,
+        }))
+    }
+
+    /// After a restart: holds every config until the proxies of the previous fleet have all
+    /// reconnected, or `max` has passed.
+    pub fn hold_until_rejoined(&self, expected: Vec<String>, max: Duration) {
+        if expected.is_empty() {
+            return;
+        }
+        tracing::info!(
+            proxies = expected.len(),
+            ?max,
+            "waiting for the previous fleet to reconnect before pushing configs"
+        );
+        self.lock().awaited = expected.into_iter().collect();
+        self.0.released.send_replace(false);
+        let fleet = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(max).await;
+            let missing = std::mem::take(&mut fleet.lock().awaited);
+            if !missing.is_empty() {
+                tracing::warn!(missing = ?missing, "pushing configs without proxies that did not reconnect");
+            }
+            fleet.0.released.send_replace(true);
+        });
+    }
+
+    pub fn is_released(&self) -> bool {
+        *self.0.released.borrow()
+    }
+
+    /// Resolves once configs may be sent.
+    pub async fn released(&self) {
+        let mut rx = self.0.released.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    fn remember(&self, f: impl FnOnce(crate::store::Store) -> BoxFuture + Send + 'static) {
+        if let Some(store) = self.0.store.clone() {
+            tokio::spawn(async move {
+                if let Err(e) = f(store).await {
+                    tracing::warn!(error = %e, "cannot record fleet membership");
+                }
+            });
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -128,10 +198,18 @@ impl Fleet {
             nack: None,
         });
         let endpoint_changed = entry.reg.inbound_addr != reg.inbound_addr || entry.disconnected_at.is_some();
+        let (member, service) = (id.clone(), reg.service.clone());
         entry.reg = reg;
         entry.stream = Some(stream);
         entry.disconnected_at = None;
         entry.last_seen = now;
+        if inner.awaited.remove(&id) && inner.awaited.is_empty() {
+            tracing::info!("the previous fleet has reconnected");
+            self.0.released.send_replace(true);
+        }
+        self.remember(move |store| {
+            Box::pin(async move { store.remember_member(&member, &service, crate::now_ms()).await })
+        });
         if joined || endpoint_changed {
             self.publish(&mut inner);
         } else {
@@ -160,14 +238,19 @@ impl Fleet {
 
     fn sweep_at(&self, now: i64) {
         let cutoff = now - FORGET_AFTER.as_millis() as i64;
+        let silent = now - HEARTBEAT_TIMEOUT.as_millis() as i64;
         let mut inner = self.lock();
         let gone: Vec<String> = inner
             .proxies
             .iter()
-            .filter(|(_, e)| e.disconnected_at.is_some_and(|t| t < cutoff))
+            .filter(|(_, e)| {
+                e.disconnected_at.is_some_and(|t| t < cutoff) || (e.stream.is_some() && e.last_seen < silent)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in &gone {
+            let member = id.clone();
+            self.remember(move |store| Box::pin(async move { store.forget_member(&member).await }));
             if let Some(e) = inner.proxies.remove(id) {
                 self.0.audit.system(
                     "proxy.left",
@@ -205,9 +288,16 @@ impl Fleet {
         Ok(())
     }
 
-    /// The service a registered proxy serves.
-    pub fn service_of(&self, proxy_id: &str) -> Option<String> {
-        self.lock().proxies.get(proxy_id).map(|e| e.reg.service.clone())
+    /// The service a registered proxy serves, recording that it was heard from.
+    pub fn heartbeat(&self, proxy_id: &str) -> Option<String> {
+        self.heartbeat_at(proxy_id, crate::now_ms())
+    }
+
+    fn heartbeat_at(&self, proxy_id: &str, now: i64) -> Option<String> {
+        let mut inner = self.lock();
+        let e = inner.proxies.get_mut(proxy_id)?;
+        e.last_seen = now;
+        Some(e.reg.service.clone())
     }
 
     pub fn proxies(&self) -> Vec<ProxyView> {
@@ -249,25 +339,26 @@ impl Fleet {
                 proxy_id: id.clone(),
             });
         }
-        let version = format!("{}.{}", mesh.revision, inner.generation);
-        let config = ProxyConfig {
-            version: version.clone(),
-            revision: mesh.revision.clone(),
-            services: mesh.services.clone(),
-            endpoints,
-        };
-        let mut line = serde_json::to_vec(&StreamMessage::Config(config)).unwrap_or_default();
-        line.push(b'\n');
-        self.0.snapshot.send_replace(Arc::new(Snapshot {
-            version,
-            revision: mesh.revision.clone(),
-            line: line.into(),
-        }));
+        // The boot time keeps versions unique across control-plane restarts.
+        let version = format!("{}.{:x}-{}", mesh.revision, inner.boot_ms, inner.generation);
+        let served: std::collections::BTreeSet<&String> = inner.proxies.values().map(|e| &e.reg.service).collect();
+        let lines = served
+            .into_iter()
+            .map(|service| {
+                let config = slice::slice(&mesh, &endpoints, service, &version);
+                let mut line = serde_json::to_vec(&StreamMessage::Config(config)).unwrap_or_default();
+                line.push(b'\n');
+                (service.clone(), Bytes::from(line))
+            })
+            .collect();
+        self.0.snapshot.send_replace(Arc::new(Snapshot { version, revision: mesh.revision.clone(), lines }));
         (self.0.on_change)();
     }
 }
 
-/// Config versions are `<revision>.<generation>`.
+type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::store::StoreError>> + Send>>;
+
+/// Config versions are `<revision>.<boot>-<generation>`.
 pub fn revision_of(version: &str) -> &str {
     version.rsplit_once('.').map_or(version, |(r, _)| r)
 }

@@ -46,6 +46,10 @@ impl Running {
     }
 }
 
+/// How long a restarted control plane waits for its previous fleet before pushing configs.
+/// Proxies retry with backoff capped at 5 s, so all of them are back well within this.
+const REJOIN_GRACE: Duration = Duration::from_secs(8);
+
 pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let store = Store::connect(&config.database_url).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -53,7 +57,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let state = AppState::new(store, shutdown_rx.clone(), &config);
+    let state = AppState::new(store.clone(), shutdown_rx.clone(), &config);
+    // Proxies heard from in the last ten minutes are the fleet a restart must wait for.
+    let known = store.recent_members(crate::now_ms() - 600_000).await.unwrap_or_default();
+    state.fleet.hold_until_rejoined(known, REJOIN_GRACE);
     state.audit.system(
         "control_plane.started",
         None,

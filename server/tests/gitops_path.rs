@@ -2,6 +2,8 @@
 //! real requests through real proxies; a broken commit changes nothing.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use trellis_server::demo::app::{self, AppArgs};
 use trellis_server::gitops::PolicySource;
@@ -219,4 +221,59 @@ async fn aggregated_telemetry_matches_what_the_client_sent() {
     assert!(metrics.contains("trellis_telemetry_rejected_total{reason=\"unreadable\"} 1"), "{metrics}");
     assert!(metrics.contains("trellis_fleet_proxies 3"), "{metrics}");
     mesh.cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_restart_under_load_fails_no_request() {
+    let Mesh { repo, cp, caller, _proxies, _db } = mesh().await;
+    let (addr, db_url) = (cp.addr, trellis_server::store::Store::sqlite_url(&_db.path().join("t.db")));
+    let outbound = caller.outbound;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let (mut sent, mut failed) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                match http_get(outbound, "inventory", "/stock").await {
+                    Ok((status, _)) if status == 200 => {}
+                    _ => failed += 1,
+                }
+                sent += 1;
+            }
+            (sent, failed)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = caller.shared.config.load().version.clone();
+    cp.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let cp = trellis_server::serve::start(ServeConfig {
+        listen: addr,
+        policy: PolicySource { poll_interval: Duration::from_millis(500), ..PolicySource::local(repo.path(), "main") },
+        database_url: db_url,
+        site_root: _db.path().join("no-site"),
+        webhook_secret: None,
+    })
+    .await
+    .unwrap();
+    // Resynchronised: the caller runs a config from the new control plane, every proxy ACKed.
+    wait_for("the caller to resync", || caller.shared.config.load().version != before).await;
+    let start = Instant::now();
+    loop {
+        let (_, body) = http_get(cp.addr, "trellis", "/api/v1/fleet").await.unwrap();
+        let fleet: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if fleet["total"] == 3 && fleet["synced"] == 3 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "fleet never resynced: {fleet}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let inventory = caller.shared.config.load().endpoints.get("inventory").map_or(0, Vec::len);
+    assert_eq!(inventory, 2, "the resynced config lists every inventory endpoint");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (sent, failed) = load.await.unwrap();
+    assert!(sent > 100, "only {sent} requests sent");
+    assert_eq!(failed, 0, "{failed} of {sent} requests failed across the restart");
+    cp.shutdown().await;
 }

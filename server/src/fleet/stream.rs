@@ -27,8 +27,9 @@ async fn open_stream(State(state): State<AppState>, body: Bytes) -> Result<Respo
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid registration", e.to_string()))?;
     check_registration(&reg)?;
     tracing::info!(proxy_id = %reg.proxy_id, service = %reg.service, version = %reg.version, "proxy connected");
+    let service = reg.service.clone();
     let guard = state.fleet.connected(reg);
-    let stream = config_stream(state.fleet.clone(), state.shutdown.clone(), guard);
+    let stream = config_stream(state.fleet.clone(), service, state.shutdown.clone(), guard);
     Ok(([(http::header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
 }
 
@@ -36,28 +37,40 @@ async fn open_stream(State(state): State<AppState>, body: Bytes) -> Result<Respo
 /// dropping it (the proxy went away) drops the guard, which marks the proxy disconnected.
 fn config_stream(
     fleet: Fleet,
+    service: String,
     shutdown: watch::Receiver<bool>,
     guard: super::StreamGuard,
 ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> {
     let mut snapshots = fleet.subscribe();
     snapshots.mark_changed();
-    futures::stream::unfold((snapshots, shutdown, guard), |(mut snapshots, mut shutdown, guard)| async move {
-        loop {
-            tokio::select! {
-                changed = snapshots.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
-                    let line = snapshots.borrow_and_update().line.clone();
-                    if !line.is_empty() {
-                        return Some((Ok(line), (snapshots, shutdown, guard)));
+    futures::stream::unfold(
+        (snapshots, shutdown, guard, service, fleet),
+        |(mut snapshots, mut shutdown, guard, service, fleet)| async move {
+            loop {
+                // After a restart nothing is sent until the previous fleet is back, so no proxy
+                // gets a config listing only the endpoints that reconnected first.
+                if !fleet.is_released() {
+                    tokio::select! {
+                        _ = fleet.released() => {}
+                        _ = shutdown.changed() => return None,
                     }
                 }
-                _ = tokio::time::sleep(PING_EVERY) => return Some((Ok(ping_line()), (snapshots, shutdown, guard))),
-                _ = shutdown.changed() => return None,
+                tokio::select! {
+                    changed = snapshots.changed() => {
+                        if changed.is_err() {
+                            return None;
+                        }
+                        let line = snapshots.borrow_and_update().line_for(&service);
+                        if let Some(line) = line {
+                            return Some((Ok(line), (snapshots, shutdown, guard, service, fleet)));
+                        }
+                    }
+                    _ = tokio::time::sleep(PING_EVERY) => return Some((Ok(ping_line()), (snapshots, shutdown, guard, service, fleet))),
+                    _ = shutdown.changed() => return None,
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 fn check_registration(reg: &Registration) -> Result<(), ApiError> {
@@ -94,7 +107,7 @@ async fn telemetry(State(state): State<AppState>, body: Bytes) -> Result<http::S
         state.telemetry.reject(Rejection::Invalid);
         return Err(ApiError::invalid("invalid telemetry report", why));
     }
-    let Some(service) = state.fleet.service_of(&report.proxy_id) else {
+    let Some(service) = state.fleet.heartbeat(&report.proxy_id) else {
         state.telemetry.reject(Rejection::UnknownProxy);
         return Err(ApiError::NotFound(format!(
             "unknown proxy `{}`: it must open a config stream first",

@@ -4,7 +4,7 @@ use trellis_model::ServiceConfig;
 
 async fn fleet() -> Fleet {
     let store = Store::connect("sqlite::memory:").await.unwrap();
-    Fleet::new(Audit::start(store), || {})
+    Fleet::new(Audit::start(store), None, || {})
 }
 
 fn reg(id: &str, service: &str, version: &str, addr: &str) -> Registration {
@@ -19,13 +19,19 @@ fn reg(id: &str, service: &str, version: &str, addr: &str) -> Registration {
 }
 
 fn mesh(revision: &str) -> MeshConfig {
-    let svc = ServiceConfig::new("inventory", &["v1"], vec![]);
-    MeshConfig { revision: revision.into(), services: [("inventory".to_string(), svc)].into(), ..Default::default() }
+    let services = ["inventory", "storefront"].map(|n| (n.to_string(), ServiceConfig::new(n, &["v1"], vec![])));
+    MeshConfig { revision: revision.into(), services: services.into(), ..Default::default() }
 }
 
-fn config(fleet: &Fleet) -> ProxyConfig {
+/// The config a proxy of `inventory` would be sent.
+fn config(fleet: &Fleet) -> trellis_model::ProxyConfig {
+    config_for(fleet, "inventory")
+}
+
+fn config_for(fleet: &Fleet, service: &str) -> trellis_model::ProxyConfig {
     let snap = fleet.subscribe().borrow().clone();
-    match serde_json::from_slice::<StreamMessage>(&snap.line).unwrap() {
+    let line = snap.line_for(service).expect("a line for every served service");
+    match serde_json::from_slice::<StreamMessage>(&line).unwrap() {
         StreamMessage::Config(c) => c,
         StreamMessage::Ping => panic!("expected a config"),
     }
@@ -35,7 +41,7 @@ fn config(fleet: &Fleet) -> ProxyConfig {
 async fn nothing_is_published_before_the_first_valid_revision() {
     let fleet = fleet().await;
     let _g = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
-    assert!(fleet.subscribe().borrow().line.is_empty());
+    assert!(fleet.subscribe().borrow().lines.is_empty());
     fleet.set_mesh(mesh("r1"));
     let c = config(&fleet);
     assert_eq!(c.revision, "r1");
@@ -66,13 +72,16 @@ async fn sync_status_follows_acks_and_nacks() {
 async fn a_dropped_stream_keeps_the_endpoint_until_the_grace_period_ends() {
     let fleet = fleet().await;
     fleet.set_mesh(mesh("r1"));
+    let _caller = fleet.connected(reg("c", "storefront", "v1", "127.0.0.1:2000"));
     let guard = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
     drop(guard);
-    assert!(fleet.proxies().is_empty(), "disconnected proxies are not listed as live");
+    assert_eq!(fleet.proxies().len(), 1, "disconnected proxies are not listed as live");
     fleet.sweep_at(crate::now_ms());
-    assert_eq!(config(&fleet).endpoints["inventory"].len(), 1);
-    fleet.sweep_at(crate::now_ms() + FORGET_AFTER.as_millis() as i64 + 1);
-    assert!(!config(&fleet).endpoints.contains_key("inventory"));
+    assert_eq!(config_for(&fleet, "storefront").endpoints["inventory"].len(), 1);
+    let later = crate::now_ms() + FORGET_AFTER.as_millis() as i64 + 1;
+    fleet.heartbeat_at("c", later);
+    fleet.sweep_at(later);
+    assert!(!config_for(&fleet, "storefront").endpoints.contains_key("inventory"));
 }
 
 #[tokio::test]
@@ -83,4 +92,20 @@ async fn a_reconnect_supersedes_the_old_stream() {
     let _new = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
     drop(old);
     assert_eq!(fleet.proxies().len(), 1, "the old stream closing must not mark the proxy gone");
+}
+
+#[tokio::test]
+async fn a_proxy_that_stops_heartbeating_is_dropped_from_endpoints() {
+    let fleet = fleet().await;
+    fleet.set_mesh(mesh("r1"));
+    let _caller = fleet.connected(reg("c", "storefront", "v1", "127.0.0.1:2000"));
+    // Its stream stays open, but it goes silent.
+    let _hung = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
+    let later = crate::now_ms() + HEARTBEAT_TIMEOUT.as_millis() as i64 + 1;
+    fleet.heartbeat_at("c", later);
+    fleet.sweep_at(later - 5_000);
+    assert_eq!(config_for(&fleet, "storefront").endpoints["inventory"].len(), 1, "still within the timeout");
+    fleet.sweep_at(later);
+    assert!(!config_for(&fleet, "storefront").endpoints.contains_key("inventory"));
+    assert!(fleet.heartbeat("a").is_none(), "forgotten");
 }

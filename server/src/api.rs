@@ -13,8 +13,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use trellis_web::api::{
-    AuditEntry, EdgeView, FleetView, NodeView, Overview, PolicyFile, PolicyView, RevisionView, ServiceView,
-    TopologyView, VersionView,
+    AuditEntry, EdgeView, FleetView, NodeView, Overview, Point, PolicyFile, PolicyView, RevisionView, ServiceTraffic,
+    ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
 };
 
 pub fn router() -> axum::Router<AppState> {
@@ -27,6 +27,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/api/v1/proxies", get(proxies))
         .route("/api/v1/fleet", get(fleet))
         .route("/api/v1/topology", get(topology))
+        .route("/api/v1/traffic", get(traffic))
         .route("/metrics", get(prometheus))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/events", get(events))
@@ -222,6 +223,41 @@ pub fn build_topology(state: &AppState, window_s: u64) -> TopologyView {
 
 async fn topology(State(state): State<AppState>, Query(q): Query<WindowQuery>) -> Result<Json<TopologyView>, ApiError> {
     Ok(Json(build_topology(&state, window_secs(&q)?)))
+}
+
+/// Fifteen minutes in thirty-second steps, per service and version, from what each service
+/// received.
+pub fn build_traffic(state: &AppState) -> TrafficView {
+    const SPAN_S: u64 = 900;
+    const STEP_S: u64 = 30;
+    let now = crate::now_ms() as u64 / 1000;
+    let recent = state.telemetry.window(now, SPAN_S);
+    let mut pairs: Vec<(String, String)> =
+        recent.keys().filter(|k| k.caller.is_none()).map(|k| (k.service.clone(), k.version.clone())).collect();
+    pairs.sort();
+    pairs.dedup();
+    let mut services: Vec<ServiceTraffic> = Vec::new();
+    for (service, version) in pairs {
+        let points = state
+            .telemetry
+            .series(now, SPAN_S, STEP_S, |k| k.caller.is_none() && k.service == service && k.version == version)
+            .into_iter()
+            .map(|(t, c)| Point { t, golden: c.golden(STEP_S) })
+            .collect();
+        let entry = match services.iter_mut().find(|s| s.service == service) {
+            Some(s) => s,
+            None => {
+                services.push(ServiceTraffic { service: service.clone(), versions: Vec::new() });
+                services.last_mut().expect("just pushed")
+            }
+        };
+        entry.versions.push(VersionTraffic { version, points });
+    }
+    TrafficView { step_s: STEP_S, services }
+}
+
+async fn traffic(State(state): State<AppState>) -> Json<TrafficView> {
+    Json(build_traffic(&state))
 }
 
 pub fn build_fleet(state: &AppState) -> FleetView {

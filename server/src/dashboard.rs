@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::path::Path;
 use std::sync::Arc;
-use trellis_web::api::{FleetView, Overview, PolicyView, TopologyView};
+use trellis_web::api::{FleetView, Overview, PolicyView, TopologyView, TrafficView};
 use trellis_web::ssr::{Backend, BoxFuture, DataSource};
 use trellis_web::{App, shell};
 
@@ -24,6 +24,10 @@ impl DataSource for AppState {
 
     fn fleet(&self) -> FleetView {
         crate::api::build_fleet(self)
+    }
+
+    fn traffic(&self) -> TrafficView {
+        crate::api::build_traffic(self)
     }
 
     fn policy(&self) -> BoxFuture<'_, Result<PolicyView, String>> {

@@ -201,6 +201,17 @@ async fn aggregated_telemetry_matches_what_the_client_sent() {
     assert_eq!(edge["golden"]["success_rate"].as_f64(), Some(0.8), "40 of 50 succeeded");
     assert!((edge["golden"]["rps"].as_f64().unwrap() - 50.0 / 600.0).abs() < 1e-9);
     assert!(edge["golden"]["p99_ms"].as_f64().is_some());
+    // The traffic page's series add up to the same requests.
+    let (_, body) = http_get(mesh.cp.addr, "trellis", "/api/v1/traffic").await.unwrap();
+    let traffic: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let inventory = traffic["services"].as_array().unwrap().iter().find(|s| s["service"] == "inventory").unwrap();
+    let total: u64 = inventory["versions"][0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["golden"]["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 50, "{inventory}");
     // Garbage is refused with a reason and counted, never aggregated.
     let bad = r#"{"proxy_id":"nobody","seq":1,"series":[]}"#;
     let (status, body) = http_request(

@@ -136,6 +136,33 @@ pub struct EdgeView {
     pub golden: Golden,
 }
 
+/// The `/traffic` page: golden metrics per service and version over the last 15 minutes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrafficView {
+    pub step_s: u64,
+    pub services: Vec<ServiceTraffic>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceTraffic {
+    pub service: String,
+    pub versions: Vec<VersionTraffic>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionTraffic {
+    pub version: String,
+    /// Oldest first; one point per step.
+    pub points: Vec<Point>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// Unix seconds at the start of the step.
+    pub t: u64,
+    pub golden: Golden,
+}
+
 /// The `/fleet` page: every live proxy and the sync status of the current revision.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FleetView {

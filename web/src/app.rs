@@ -4,6 +4,7 @@ use crate::pages::fleet::FleetPage;
 use crate::pages::overview::OverviewPage;
 use crate::pages::policy::PolicyPage;
 use crate::pages::topology::TopologyPage;
+use crate::pages::traffic::TrafficPage;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
@@ -41,6 +42,7 @@ pub fn App() -> impl IntoView {
                 <nav>
                     <A href="/">"Overview"</A>
                     <A href="/topology">"Topology"</A>
+                    <A href="/traffic">"Traffic"</A>
                     <A href="/fleet">"Fleet"</A>
                     <A href="/policy">"Policy"</A>
                 </nav>
@@ -50,6 +52,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=OverviewPage/>
                     <Route path=path!("/policy") view=PolicyPage/>
                     <Route path=path!("/topology") view=TopologyPage/>
+                    <Route path=path!("/traffic") view=TrafficPage/>
                     <Route path=path!("/fleet") view=FleetPage/>
                 </Routes>
             </main>

@@ -4,3 +4,4 @@ pub mod fleet;
 pub mod overview;
 pub mod policy;
 pub mod topology;
+pub mod traffic;

@@ -1,7 +1,7 @@
 //! The hook through which the control plane feeds the dashboard, so this crate does not depend
 //! on the server (which depends on it).
 
-use crate::api::{FleetView, Overview, PolicyView, TopologyView};
+use crate::api::{FleetView, Overview, PolicyView, TopologyView, TrafficView};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ pub trait DataSource: Send + Sync + 'static {
     fn policy(&self) -> BoxFuture<'_, Result<PolicyView, String>>;
     fn topology(&self, window_s: u64) -> TopologyView;
     fn fleet(&self) -> FleetView;
+    fn traffic(&self) -> TrafficView;
 }
 
 /// Provided as Leptos context for rendering and for server functions.

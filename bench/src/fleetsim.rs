@@ -1,0 +1,170 @@
+//! `fleetsim`: N lightweight simulated proxies against one control plane. Each opens a config
+//! stream and ACKs every config it receives, as `trellis-proxy` does. The harness commits to
+//! the policy repository and measures how long each proxy takes to ACK the new revision.
+//!
+//! Prints one JSON object: proxies, commit-to-ACK p50/p99/max in ms, and the control plane's
+//! resident memory and CPU seconds (read from /proc of `--cp-pid`).
+
+use bytes::{Bytes, BytesMut};
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// The control plane, e.g. http://127.0.0.1:18080.
+    #[arg(long)]
+    control_plane: String,
+    /// Its process id, to read memory and CPU.
+    #[arg(long)]
+    cp_pid: u32,
+    /// The policy repository to commit to.
+    #[arg(long)]
+    repo: String,
+    #[arg(long, default_value_t = 1000)]
+    proxies: usize,
+}
+
+/// What each simulated proxy has seen: the revision it last ACKed, and when.
+type Seen = Arc<Mutex<Vec<Option<(String, Instant)>>>>;
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let seen: Seen = Arc::new(Mutex::new(vec![None; args.proxies]));
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
+    for i in 0..args.proxies {
+        let (seen, client, cp) = (seen.clone(), client.clone(), args.control_plane.clone());
+        tokio::spawn(async move {
+            loop {
+                let _ = proxy(i, &cp, &client, &seen).await;
+                tokio::time::sleep(Duration::from_millis(200 + fastrand::u64(0..300))).await;
+            }
+        });
+        // Stagger the joins a little, as a fleet rolling out would.
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Every proxy has a config before the measured commit.
+    let joined = Instant::now();
+    while seen.lock().await.iter().any(Option::is_none) {
+        anyhow::ensure!(joined.elapsed() < Duration::from_secs(120), "not every simulated proxy got a config");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let join_s = joined.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss_before, cpu_before) = proc_stats(args.cp_pid);
+
+    let committed = commit(&args.repo)?;
+    let start = Instant::now();
+    let times = loop {
+        let s = seen.lock().await;
+        let done: Vec<f64> = s
+            .iter()
+            .filter_map(|e| e.as_ref().filter(|(rev, _)| *rev == committed))
+            .map(|(_, at)| at.duration_since(start).as_secs_f64() * 1000.0)
+            .collect();
+        if done.len() == args.proxies {
+            break done;
+        }
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "only {} of {} ACKed", done.len(), args.proxies);
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let (rss_after, cpu_after) = proc_stats(args.cp_pid);
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "{}",
+        serde_json::json!({
+            "proxies": args.proxies,
+            "join_s": join_s,
+            "commit_to_ack_ms": { "p50": q(0.5), "p99": q(0.99), "max": q(1.0) },
+            "cp_rss_mb": { "fleet_joined": rss_before, "after_commit": rss_after },
+            "cp_cpu_s_for_commit": cpu_after - cpu_before,
+        })
+    );
+    Ok(())
+}
+
+/// One simulated proxy: register on the stream, ACK every config line.
+async fn proxy(
+    i: usize,
+    cp: &str,
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    seen: &Seen,
+) -> anyhow::Result<()> {
+    let id = format!("sim-{i}");
+    let reg = serde_json::json!({
+        "proxy_id": id, "service": "inventory", "version": if i % 2 == 0 { "v1" } else { "v2" },
+        "inbound_addr": format!("127.1.{}.{}:4143", i / 250, i % 250 + 1), "admin_addr": "127.0.0.1:1", "proxy_version": "sim",
+    });
+    let req = http::Request::post(format!("{cp}/fleet/v1/stream")).body(Full::new(Bytes::from(reg.to_string())))?;
+    let resp = client.request(req).await?;
+    let mut body = resp.into_body();
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        buf.extend_from_slice(&data);
+        while let Some(n) = buf.iter().position(|b| *b == b'\n') {
+            let line = buf.split_to(n + 1);
+            let msg: serde_json::Value = serde_json::from_slice(&line[..n])?;
+            if msg["type"] != "config" {
+                continue;
+            }
+            let (version, revision) =
+                (msg["version"].as_str().unwrap_or_default(), msg["revision"].as_str().unwrap_or_default());
+            let ack = serde_json::json!({ "proxy_id": id, "version": version, "error": null });
+            let req =
+                http::Request::post(format!("{cp}/fleet/v1/ack")).body(Full::new(Bytes::from(ack.to_string())))?;
+            let _ = client.request(req).await?.into_body().collect().await;
+            seen.lock().await[i] = Some((revision.to_string(), Instant::now()));
+        }
+    }
+    Ok(())
+}
+
+/// Commits a change to the inventory split and returns the new SHA.
+fn commit(repo: &str) -> anyhow::Result<String> {
+    let file = format!("{repo}/routes/inventory.yaml");
+    let text = std::fs::read_to_string(&file)?;
+    let next = if text.contains("weight: 90") {
+        text.replace("weight: 90", "weight: 80").replace("weight: 10", "weight: 20")
+    } else {
+        text.replace("weight: 100", "weight: 90").replace("weight: 0", "weight: 10")
+    };
+    std::fs::write(&file, next)?;
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(["-C", repo, "-c", "user.name=bench", "-c", "user.email=bench@trellis.invalid"])
+            .args(args)
+            .output()
+    };
+    git(&["commit", "-qam", "fleet benchmark"])?;
+    Ok(String::from_utf8(git(&["rev-parse", "HEAD"])?.stdout)?.trim().to_string())
+}
+
+/// (resident MB, CPU seconds) of a process.
+fn proc_stats(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (rss, (ticks(11) + ticks(12)) / 100.0)
+}

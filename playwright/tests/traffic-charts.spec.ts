@@ -1,0 +1,17 @@
+import { expect, test } from '@playwright/test';
+
+test('the traffic page charts each demo service and version over the last minutes', async ({ page }) => {
+  await page.goto('/traffic');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await expect(async () => {
+    await page.reload();
+    await expect(page.getByTestId('traffic-storefront')).toBeVisible({ timeout: 2_000 });
+  }).toPass({ timeout: 20_000 });
+  const storefront = page.getByTestId('traffic-storefront');
+  for (const chart of ['requestss', 'success', 'p50ms', 'p95ms', 'p99ms']) {
+    await expect(storefront.getByTestId(`chart-${chart}`)).toBeVisible();
+  }
+  // Requests per second is drawn and reads above zero.
+  await expect(storefront.getByTestId('chart-requestss').locator('polyline')).toHaveCount(1);
+  await expect(storefront.getByTestId('chart-requestss').locator('strong')).not.toHaveText(' 0.0');
+});

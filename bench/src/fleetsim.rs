@@ -106,7 +106,7 @@ async fn proxy(
 ) -> anyhow::Result<()> {
     let id = format!("sim-{i}");
     let reg = serde_json::json!({
-        "proxy_id": id, "service": "inventory", "version": if i % 2 == 0 { "v1" } else { "v2" },
+        "proxy_id": id, "service": "inventory", "version": if i.is_multiple_of(2) { "v1" } else { "v2" },
         "inbound_addr": format!("127.1.{}.{}:4143", i / 250, i % 250 + 1), "admin_addr": "127.0.0.1:1", "proxy_version": "sim",
     });
     let req = http::Request::post(format!("{cp}/fleet/v1/stream")).body(Full::new(Bytes::from(reg.to_string())))?;

@@ -39,7 +39,9 @@ enum StreamError {
 }
 
 pub async fn follow(shared: Arc<Shared>, registration: Registration, mut shutdown: watch::Receiver<bool>) {
-    let client: CpClient = Client::builder(TokioExecutor::new()).build_http();
+    // HTTP/2 (h2c): the config stream and every ACK share one connection, so a control plane
+    // holds one connection per proxy however chatty the fleet gets.
+    let client: CpClient = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
     let mut backoff = BACKOFF_MIN;
     loop {
         let result = tokio::select! {

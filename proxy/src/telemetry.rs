@@ -18,7 +18,7 @@ const EVERY: Duration = Duration::from_secs(2);
 type Key = (Direction, String, String);
 
 pub async fn push(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
     let url = format!("{}/fleet/v1/telemetry", shared.settings.control_plane_url);
     let mut accepted: HashMap<Key, (u64, u64, [u64; BUCKETS])> = HashMap::new();
     let mut seq = 0;

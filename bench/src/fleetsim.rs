@@ -8,8 +8,7 @@
 use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -40,12 +39,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let seen: Seen = Arc::new(Mutex::new(vec![None; args.proxies]));
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
     for i in 0..args.proxies {
-        let (seen, client, cp) = (seen.clone(), client.clone(), args.control_plane.clone());
+        let (seen, cp) = (seen.clone(), args.control_plane.clone());
         tokio::spawn(async move {
             loop {
-                let _ = proxy(i, &cp, &client, &seen).await;
+                let _ = proxy(i, &cp, &seen).await;
                 tokio::time::sleep(Duration::from_millis(200 + fastrand::u64(0..300))).await;
             }
         });
@@ -97,20 +95,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One simulated proxy: register on the stream, ACK every config line.
-async fn proxy(
-    i: usize,
-    cp: &str,
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    seen: &Seen,
-) -> anyhow::Result<()> {
+/// One simulated proxy: its own h2c connection, as `trellis-proxy` has; register on the
+/// stream, ACK every config line on the same connection.
+async fn proxy(i: usize, cp: &str, seen: &Seen) -> anyhow::Result<()> {
+    let tcp = tokio::net::TcpStream::connect(cp.trim_start_matches("http://")).await?;
+    let (client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
     let id = format!("sim-{i}");
     let reg = serde_json::json!({
         "proxy_id": id, "service": "inventory", "version": if i.is_multiple_of(2) { "v1" } else { "v2" },
         "inbound_addr": format!("127.1.{}.{}:4143", i / 250, i % 250 + 1), "admin_addr": "127.0.0.1:1", "proxy_version": "sim",
     });
     let req = http::Request::post(format!("{cp}/fleet/v1/stream")).body(Full::new(Bytes::from(reg.to_string())))?;
-    let resp = client.request(req).await?;
+    let resp = client.clone().send_request(req).await?;
     let mut body = resp.into_body();
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
@@ -127,7 +124,7 @@ async fn proxy(
             let ack = serde_json::json!({ "proxy_id": id, "version": version, "error": null });
             let req =
                 http::Request::post(format!("{cp}/fleet/v1/ack")).body(Full::new(Bytes::from(ack.to_string())))?;
-            let _ = client.request(req).await?.into_body().collect().await;
+            let _ = client.clone().send_request(req).await?.into_body().collect().await;
             seen.lock().await[i] = Some((revision.to_string(), Instant::now()));
         }
     }

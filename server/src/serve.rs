@@ -46,15 +46,24 @@ impl Running {
     }
 }
 
+/// A whole fleet reconnects at once after a restart: a short accept queue would drop their
+/// SYNs and stall them for seconds of TCP retransmission.
+const ACCEPT_BACKLOG: u32 = 8192;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 /// How long a restarted control plane waits for its previous fleet before pushing configs.
 /// Proxies retry with backoff capped at 5 s, so all of them are back well within this.
 const REJOIN_GRACE: Duration = Duration::from_secs(8);
 
 pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let store = Store::connect(&config.database_url).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let listener = listen(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let state = AppState::new(store.clone(), shutdown_rx.clone(), &config);

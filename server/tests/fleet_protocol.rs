@@ -1,0 +1,80 @@
+//! The proxy protocol from the control plane's side, spoken by a test client: a NACK shows as
+//! a NACK and the proxy is not counted as synced; bad registrations are refused with reasons.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::time::Duration;
+use trellis_server::gitops::PolicySource;
+use trellis_server::serve::ServeConfig;
+use trellis_server::testing::{PolicyRepo, http_get, http_request};
+
+async fn control_plane(repo: &PolicyRepo, dir: &std::path::Path) -> trellis_server::serve::Running {
+    trellis_server::serve::start(ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        policy: PolicySource { poll_interval: Duration::from_millis(200), ..PolicySource::local(repo.path(), "main") },
+        database_url: trellis_server::store::Store::sqlite_url(&dir.join("t.db")),
+        site_root: dir.join("site"),
+        webhook_secret: None,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_shows_as_nack_and_the_proxy_is_not_synced() {
+    let (repo, dir) = (PolicyRepo::demo(), tempfile::tempdir().unwrap());
+    let cp = control_plane(&repo, dir.path()).await;
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let reg = r#"{"proxy_id":"picky","service":"inventory","version":"v1","inbound_addr":"127.0.0.1:4143","admin_addr":"127.0.0.1:4191","proxy_version":"test"}"#;
+    let req = http::Request::post(format!("{}/fleet/v1/stream", cp.url())).body(Full::new(Bytes::from(reg))).unwrap();
+    let mut body = client.request(req).await.unwrap().into_body();
+    let mut buf = Vec::new();
+    let config: serde_json::Value = loop {
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        buf.extend_from_slice(&data);
+        if let Some(n) = buf.iter().position(|b| *b == b'\n') {
+            let msg: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+            buf.drain(..=n);
+            if msg["type"] == "config" {
+                break msg;
+            }
+        }
+    };
+    let version = config["version"].as_str().unwrap().to_string();
+    let services: Vec<&String> = config["services"].as_object().unwrap().keys().collect();
+    assert_eq!(services, vec!["inventory", "storefront"], "a slice: inventory may call storefront, not catalog");
+    let nack = serde_json::json!({ "proxy_id": "picky", "version": version, "error": "regex too big" }).to_string();
+    let (status, _) = http_request(http::Method::POST, cp.addr, "/fleet/v1/ack", &[], nack.into()).await.unwrap();
+    assert_eq!(status, 204);
+    let (_, fleet) = http_get(cp.addr, "trellis", "/api/v1/fleet").await.unwrap();
+    let fleet: serde_json::Value = serde_json::from_str(&fleet).unwrap();
+    assert_eq!((fleet["total"].as_u64(), fleet["synced"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(fleet["proxies"][0]["nack"], "regex too big");
+    drop(body);
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_registrations_and_acks_are_refused_with_reasons() {
+    let (repo, dir) = (PolicyRepo::demo(), tempfile::tempdir().unwrap());
+    let cp = control_plane(&repo, dir.path()).await;
+    let post =
+        |path: &'static str, body: &'static str| http_request(http::Method::POST, cp.addr, path, &[], body.into());
+    let (status, body) = post(
+        "/fleet/v1/stream",
+        r#"{"proxy_id":"","service":"a","version":"v1","inbound_addr":"nowhere","admin_addr":"","proxy_version":"x"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("proxy_id must be 1 to 253 characters") && body.contains("is not an address like 10.0.0.7:4143"),
+        "{body}"
+    );
+    let (status, body) = post("/fleet/v1/ack", r#"{"proxy_id":"ghost","version":"x.1","error":null}"#).await.unwrap();
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = post("/fleet/v1/ack", "not json").await.unwrap();
+    assert_eq!(status, 400);
+    cp.shutdown().await;
+}

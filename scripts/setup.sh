@@ -36,6 +36,11 @@ if [[ "$have" != "$want" ]]; then
   cargo install wasm-bindgen-cli --version "$want" --quiet
 fi
 
+if [[ ! -x tools/node_modules/.bin/wasm-opt ]]; then
+  say "installing wasm-opt (binaryen) from npm"
+  (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 if $for_tests; then
   # Real peers for conformance tests: curl and h2load as clients.
   apt_install chromium curl nghttp2-client

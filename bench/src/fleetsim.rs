@@ -95,6 +95,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The fields of a stream message the simulation reads; the rest is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct Message {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    revision: String,
+}
+
 /// One simulated proxy: its own h2c connection, as `trellis-proxy` has; register on the
 /// stream, ACK every config line on the same connection.
 async fn proxy(i: usize, cp: &str, seen: &Seen) -> anyhow::Result<()> {
@@ -115,12 +126,11 @@ async fn proxy(i: usize, cp: &str, seen: &Seen) -> anyhow::Result<()> {
         buf.extend_from_slice(&data);
         while let Some(n) = buf.iter().position(|b| *b == b'\n') {
             let line = buf.split_to(n + 1);
-            let msg: serde_json::Value = serde_json::from_slice(&line[..n])?;
-            if msg["type"] != "config" {
+            let msg: Message = serde_json::from_slice(&line[..n])?;
+            if msg.kind != "config" {
                 continue;
             }
-            let (version, revision) =
-                (msg["version"].as_str().unwrap_or_default(), msg["revision"].as_str().unwrap_or_default());
+            let (version, revision) = (msg.version.as_str(), msg.revision.as_str());
             let ack = serde_json::json!({ "proxy_id": id, "version": version, "error": null });
             let req =
                 http::Request::post(format!("{cp}/fleet/v1/ack")).body(Full::new(Bytes::from(ack.to_string())))?;

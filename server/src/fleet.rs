@@ -21,6 +21,8 @@ use trellis_web::api::ProxyView;
 /// A proxy whose stream dropped stays an endpoint this long: a control-plane hiccup must not
 /// take healthy endpoints out of rotation. After it, the proxy is forgotten.
 pub const FORGET_AFTER: Duration = Duration::from_secs(30);
+/// Endpoint changes within this window go out as one snapshot (Istio debounces pushes alike).
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
 /// A proxy whose stream is open but which has not reported for this long is hung: it is
 /// dropped from endpoints at once (proxies report every two seconds).
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,6 +40,8 @@ struct Shared {
     /// False while waiting for the previous fleet to reconnect after a restart: streams send
     /// nothing, so proxies keep their last config instead of a half-empty one.
     released: watch::Sender<bool>,
+    /// How long endpoint changes are gathered before one publish (zero: at once).
+    debounce: Duration,
 }
 
 #[derive(Default)]
@@ -48,6 +52,8 @@ struct Inner {
     next_stream: u64,
     /// Proxies known before a restart that have not reconnected yet.
     awaited: std::collections::HashSet<String>,
+    /// An endpoint change is waiting for the debounced publish.
+    publish_pending: bool,
     boot_ms: i64,
 }
 
@@ -97,7 +103,12 @@ pub enum FleetError {
 }
 
 impl Fleet {
-    pub fn new(audit: Audit, store: Option<crate::store::Store>, on_change: impl Fn() + Send + Sync + 'static) -> Self {
+    pub fn new(
+        audit: Audit,
+        store: Option<crate::store::Store>,
+        debounce: Duration,
+        on_change: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
         let empty = Snapshot { version: String::new(), revision: String::new(), lines: Default::default() };
         let (snapshot, _) = watch::channel(Arc::new(empty));
         let (released, _) = watch::channel(true);
@@ -108,6 +119,7 @@ impl Fleet {
             audit,
             store,
             released,
+            debounce,
         }))
     }
 
@@ -211,7 +223,7 @@ impl Fleet {
             Box::pin(async move { store.remember_member(&member, &service, crate::now_ms()).await })
         });
         if joined || endpoint_changed {
-            self.publish(&mut inner);
+            self.endpoints_changed(&mut inner);
         } else {
             (self.0.on_change)();
         }
@@ -261,8 +273,28 @@ impl Fleet {
             }
         }
         if !gone.is_empty() {
-            self.publish(&mut inner);
+            self.endpoints_changed(&mut inner);
         }
+    }
+
+    /// Endpoint churn is coalesced: a fleet rolling out (or reconnecting after a restart) would
+    /// otherwise push one full snapshot per joining proxy to every proxy, O(N²) bytes.
+    /// Revisions are never delayed.
+    fn endpoints_changed(&self, inner: &mut Inner) {
+        if self.0.debounce.is_zero() {
+            return self.publish(inner);
+        }
+        if std::mem::replace(&mut inner.publish_pending, true) {
+            return;
+        }
+        let (fleet, delay) = (self.clone(), self.0.debounce);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut inner = fleet.lock();
+            if inner.publish_pending {
+                fleet.publish(&mut inner);
+            }
+        });
     }
 
     pub fn ack(&self, ack: &Ack) -> Result<(), FleetError> {
@@ -326,6 +358,7 @@ impl Fleet {
 
     /// Rebuilds the snapshot after a change of mesh or endpoints and wakes every stream.
     fn publish(&self, inner: &mut Inner) {
+        inner.publish_pending = false;
         inner.generation += 1;
         let Some(mesh) = inner.mesh.clone() else {
             (self.0.on_change)();

@@ -51,7 +51,9 @@ impl AppState {
         let (changes, _) = watch::channel(0);
         let changes_for_fleet = changes.clone();
         let audit = Audit::start(store.clone());
-        let fleet = Fleet::new(audit.clone(), Some(store.clone()), move || changes_for_fleet.send_modify(|n| *n += 1));
+        let fleet = Fleet::new(audit.clone(), Some(store.clone()), crate::fleet::DEBOUNCE, move || {
+            changes_for_fleet.send_modify(|n| *n += 1)
+        });
         AppState(Arc::new(Inner {
             store,
             fleet,

@@ -26,8 +26,13 @@ pub fn slice(
         .filter(|(name, svc)| name.as_str() == service || may_call(service, svc))
         .map(|(n, s)| (n.clone(), s.clone()))
         .collect();
-    let endpoints =
-        endpoints.iter().filter(|(n, _)| services.contains_key(*n)).map(|(n, e)| (n.clone(), e.clone())).collect();
+    // Its own service's endpoints stay out: a proxy reaches its own application through its
+    // inbound side, and every proxy of a big service would otherwise get every peer's churn.
+    let endpoints = endpoints
+        .iter()
+        .filter(|(n, _)| n.as_str() != service && services.contains_key(*n))
+        .map(|(n, e)| (n.clone(), e.clone()))
+        .collect();
     ProxyConfig { version: version.to_string(), revision: mesh.revision.clone(), services, endpoints }
 }
 
@@ -75,6 +80,8 @@ mod tests {
         assert_eq!(storefront.endpoints.keys().collect::<Vec<_>>(), vec!["catalog", "inventory"]);
         let catalog = slice(&mesh(), &eps, "catalog", "r.1");
         assert_eq!(names(&catalog), vec!["catalog", "storefront"], "inventory admits only storefront; vault nobody");
-        assert_eq!(names(&slice(&mesh(), &eps, "vault", "r.1")), vec!["catalog", "storefront", "vault"]);
+        let vault = slice(&mesh(), &eps, "vault", "r.1");
+        assert_eq!(names(&vault), vec!["catalog", "storefront", "vault"]);
+        assert!(!vault.endpoints.contains_key("vault"), "never its own peers");
     }
 }

@@ -1,10 +1,11 @@
 use super::*;
 use crate::store::Store;
+use std::time::Duration;
 use trellis_model::ServiceConfig;
 
 async fn fleet() -> Fleet {
     let store = Store::connect("sqlite::memory:").await.unwrap();
-    Fleet::new(Audit::start(store), None, || {})
+    Fleet::new(Audit::start(store), None, Duration::ZERO, || {})
 }
 
 fn reg(id: &str, service: &str, version: &str, addr: &str) -> Registration {
@@ -41,11 +42,13 @@ fn config_for(fleet: &Fleet, service: &str) -> trellis_model::ProxyConfig {
 async fn nothing_is_published_before_the_first_valid_revision() {
     let fleet = fleet().await;
     let _g = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
+    let _c = fleet.connected(reg("c", "storefront", "v1", "127.0.0.1:2000"));
     assert!(fleet.subscribe().borrow().lines.is_empty());
     fleet.set_mesh(mesh("r1"));
-    let c = config(&fleet);
+    let c = config_for(&fleet, "storefront");
     assert_eq!(c.revision, "r1");
     assert_eq!(c.endpoints["inventory"][0].addr, "127.0.0.1:1000");
+    assert!(!config(&fleet).endpoints.contains_key("inventory"), "a proxy is not sent its own peers");
 }
 
 #[tokio::test]

@@ -139,10 +139,13 @@ impl Fleet {
         let fleet = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(max).await;
-            let missing = std::mem::take(&mut fleet.lock().awaited);
+            let mut inner = fleet.lock();
+            let missing = std::mem::take(&mut inner.awaited);
             if !missing.is_empty() {
                 tracing::warn!(missing = ?missing, "pushing configs without proxies that did not reconnect");
+                fleet.publish(&mut inner);
             }
+            drop(inner);
             fleet.0.released.send_replace(true);
         });
     }
@@ -217,6 +220,9 @@ impl Fleet {
         entry.last_seen = now;
         if inner.awaited.remove(&id) && inner.awaited.is_empty() {
             tracing::info!("the previous fleet has reconnected");
+            // The snapshot streams send on release must list everyone: publish now, not after
+            // the debounce.
+            self.publish(&mut inner);
             self.0.released.send_replace(true);
         }
         self.remember(move |store| {

@@ -3,14 +3,13 @@
 
 use crate::client::{Clients, wire_version};
 use crate::errors::ProxyError;
-use crate::metrics::status_class;
 use crate::outbound::set_target;
 use crate::{Body, Shared};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
-use std::time::Instant;
+use trellis_model::telemetry::Direction;
 
 #[derive(Clone)]
 pub struct Inbound {
@@ -26,9 +25,7 @@ impl Inbound {
     }
 
     pub async fn handle(self, mut req: Request<Incoming>) -> Response<Body> {
-        let started = Instant::now();
-        let trace_id = crate::trace::ensure(req.headers_mut());
-        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let arrival = crate::Arrival::new(&self.shared, Direction::Inbound, &mut req);
         let s = &self.shared.settings;
         let Ok(_permit) = self.shared.limit.clone().try_acquire_owned() else {
             self.shared.metrics.inc("trellis_proxy_shed_total", &[("direction", "inbound")]);
@@ -51,22 +48,6 @@ impl Inbound {
             Ok::<_, ProxyError>(crate::outbound::downstream(resp))
         }
         .await;
-        let status = match &result {
-            Ok(resp) => status_class(resp.status()),
-            Err(e) => e.kind(),
-        };
-        let elapsed = started.elapsed().as_secs_f64();
-        self.shared.metrics.request(
-            trellis_model::telemetry::Direction::Inbound,
-            &s.service,
-            &s.version,
-            status,
-            elapsed,
-        );
-        let resp = result.unwrap_or_else(ProxyError::into_response);
-        if s.access_log {
-            crate::access_log("inbound", &method, &path, &s.service, &s.version, resp.status(), elapsed, &trace_id);
-        }
-        resp
+        self.shared.complete(arrival, &s.service, &s.version, result)
     }
 }

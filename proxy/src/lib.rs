@@ -184,27 +184,58 @@ async fn bind(addr: SocketAddr, name: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot bind the {name} listener to {addr}: {e}"))
 }
 
-/// One structured event per request, on the `access` target.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn access_log(
-    direction: &str,
-    method: &http::Method,
-    path: &str,
-    service: &str,
-    version: &str,
-    status: http::StatusCode,
-    seconds: f64,
-    trace_id: &str,
-) {
-    tracing::info!(
-        target: "access",
-        direction,
-        method = %method,
-        path,
-        dst_service = service,
-        dst_version = version,
-        status = status.as_u16(),
-        duration_ms = (seconds * 1000.0),
-        trace_id,
-    );
+/// What is known of a request when it arrives, to count, time and log it when it is done.
+pub(crate) struct Arrival {
+    direction: trellis_model::telemetry::Direction,
+    started: std::time::Instant,
+    trace_id: String,
+    /// Method and path, kept only when access logs are on.
+    line: Option<(http::Method, String)>,
+}
+
+impl Arrival {
+    /// Also makes sure the request carries a `traceparent`.
+    pub(crate) fn new<B>(
+        shared: &Shared,
+        direction: trellis_model::telemetry::Direction,
+        req: &mut http::Request<B>,
+    ) -> Self {
+        let trace_id = trace::ensure(req.headers_mut());
+        let line = shared.settings.access_log.then(|| (req.method().clone(), req.uri().path().to_string()));
+        Arrival { direction, started: std::time::Instant::now(), trace_id, line }
+    }
+}
+
+impl Shared {
+    /// Counts and times a finished request, logs it when access logs are on, and turns a
+    /// proxy error into its response.
+    pub(crate) fn complete(
+        &self,
+        arrival: Arrival,
+        service: &str,
+        version: &str,
+        result: Result<http::Response<Body>, errors::ProxyError>,
+    ) -> http::Response<Body> {
+        let status = match &result {
+            Ok(resp) => metrics::status_class(resp.status()),
+            Err(e) => e.kind(),
+        };
+        let seconds = arrival.started.elapsed().as_secs_f64();
+        self.metrics.request(arrival.direction, service, version, status, seconds);
+        let resp = result.unwrap_or_else(errors::ProxyError::into_response);
+        if let Some((method, path)) = &arrival.line {
+            tracing::info!(
+                target: "access",
+                direction = ?arrival.direction,
+                method = %method,
+                path,
+                dst_service = service,
+                dst_version = version,
+                status = resp.status().as_u16(),
+                duration_ms = seconds * 1000.0,
+                trace_id = %arrival.trace_id,
+            );
+        }
+        resp
+    }
 }

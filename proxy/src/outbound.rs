@@ -50,41 +50,14 @@ impl Outbound {
     }
 
     pub async fn handle(self, mut req: Request<Incoming>) -> Response<Body> {
-        let started = Instant::now();
-        let trace_id = crate::trace::ensure(req.headers_mut());
-        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let arrival = crate::Arrival::new(&self.shared, trellis_model::telemetry::Direction::Outbound, &mut req);
         let Ok(_permit) = self.shared.limit.clone().try_acquire_owned() else {
             self.shared.metrics.inc("trellis_proxy_shed_total", &[("direction", "outbound")]);
             return ProxyError::Overloaded.into_response();
         };
         let mut dest = Dest::default();
         let result = self.serve(req, &mut dest).await;
-        let status = match &result {
-            Ok(resp) => status_class(resp.status()),
-            Err(e) => e.kind(),
-        };
-        let elapsed = started.elapsed().as_secs_f64();
-        self.shared.metrics.request(
-            trellis_model::telemetry::Direction::Outbound,
-            &dest.service,
-            &dest.version,
-            status,
-            elapsed,
-        );
-        let resp = result.unwrap_or_else(ProxyError::into_response);
-        if self.shared.settings.access_log {
-            crate::access_log(
-                "outbound",
-                &method,
-                &path,
-                &dest.service,
-                &dest.version,
-                resp.status(),
-                elapsed,
-                &trace_id,
-            );
-        }
-        resp
+        self.shared.complete(arrival, &dest.service, &dest.version, result)
     }
 
     async fn serve(&self, req: Request<Incoming>, dest: &mut Dest) -> Result<Response<Body>, ProxyError> {

@@ -54,6 +54,9 @@ struct Inner {
     awaited: std::collections::HashSet<String>,
     /// An endpoint change is waiting for the debounced publish.
     publish_pending: bool,
+    /// When the current revision was applied: a proxy not running it lags since then (or
+    /// since it joined, if later).
+    revision_since: i64,
     boot_ms: i64,
 }
 
@@ -63,6 +66,7 @@ struct Entry {
     stream: Option<u64>,
     disconnected_at: Option<i64>,
     last_seen: i64,
+    joined_at: i64,
     acked: Option<String>,
     nack: Option<String>,
 }
@@ -180,6 +184,9 @@ impl Fleet {
 
     pub fn set_mesh(&self, mesh: MeshConfig) {
         let mut inner = self.lock();
+        if inner.mesh.as_ref().is_none_or(|m| m.revision != mesh.revision) {
+            inner.revision_since = crate::now_ms();
+        }
         inner.mesh = Some(Arc::new(mesh));
         self.publish(&mut inner);
     }
@@ -209,6 +216,7 @@ impl Fleet {
             stream: None,
             disconnected_at: None,
             last_seen: now,
+            joined_at: now,
             acked: None,
             nack: None,
         });
@@ -347,16 +355,18 @@ impl Fleet {
             .filter(|(_, e)| e.stream.is_some())
             .map(|(id, e)| {
                 let applied_revision = e.acked.as_deref().map(revision_of).map(str::to_string);
+                let synced = current.is_some() && applied_revision == current;
                 ProxyView {
                     id: id.clone(),
                     service: e.reg.service.clone(),
                     version: e.reg.version.clone(),
                     address: e.reg.inbound_addr.clone(),
-                    synced: current.is_some() && applied_revision == current,
+                    synced,
                     applied_version: e.acked.clone(),
                     applied_revision,
                     nack: e.nack.clone(),
                     last_seen: e.last_seen,
+                    lagging_since: (!synced).then(|| inner.revision_since.max(e.joined_at)),
                 }
             })
             .collect()

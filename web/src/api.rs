@@ -88,6 +88,9 @@ pub struct ProxyView {
     pub nack: Option<String>,
     /// Unix milliseconds of the last message from the proxy.
     pub last_seen: i64,
+    /// For a proxy not yet on the current revision: since when it lags (unix ms).
+    #[serde(default)]
+    pub lagging_since: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -43,7 +43,11 @@ pub fn ProxyRow(proxy: ProxyView, with_time: bool) -> impl IntoView {
     let status = match (&proxy.nack, proxy.synced) {
         (Some(reason), _) => format!("NACK: {reason}"),
         (None, true) => "synced".to_string(),
-        (None, false) => "pending".to_string(),
+        // Times come from the server, so server and browser render the same text.
+        (None, false) => match (with_time, proxy.lagging_since) {
+            (true, Some(since)) => format!("pending since {}", crate::api::format_time(since)),
+            _ => "pending".to_string(),
+        },
     };
     let revision = proxy.applied_revision.as_deref().map(short_sha).unwrap_or_else(|| "-".into());
     view! {

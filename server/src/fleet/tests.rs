@@ -60,11 +60,13 @@ async fn sync_status_follows_acks_and_nacks() {
     assert!(!fleet.proxies()[0].synced);
     fleet.ack(&Ack { proxy_id: "a".into(), version: version.clone(), error: None }).unwrap();
     assert!(fleet.proxies()[0].synced);
+    assert_eq!(fleet.proxies()[0].lagging_since, None);
     fleet.set_mesh(mesh("r2"));
     let v2 = config(&fleet).version;
     fleet.ack(&Ack { proxy_id: "a".into(), version: v2, error: Some("bad".into()) }).unwrap();
     let p = &fleet.proxies()[0];
     assert_eq!((p.synced, p.nack.as_deref(), p.applied_revision.as_deref()), (false, Some("bad"), Some("r1")));
+    assert!(p.lagging_since.is_some_and(|t| t <= crate::now_ms()), "lags since r2 was applied");
     assert!(matches!(
         fleet.ack(&Ack { proxy_id: "ghost".into(), version, error: None }),
         Err(FleetError::UnknownProxy(_))

@@ -31,6 +31,8 @@ pub enum ProxyError {
     Timeout(u64),
     #[error("the proxy is at its limit of concurrent requests")]
     Overloaded,
+    #[error("`{0}` is at its limit of pending requests (TrafficPolicy connectionLimits)")]
+    ServiceOverloaded(String),
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
     #[error("fault injected by policy")]
@@ -40,9 +42,10 @@ pub enum ProxyError {
 impl ProxyError {
     fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoConfig | ProxyError::NoEndpoints { .. } | ProxyError::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::NoConfig
+            | ProxyError::NoEndpoints { .. }
+            | ProxyError::Overloaded
+            | ProxyError::ServiceOverloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NoAuthority => StatusCode::BAD_REQUEST,
             ProxyError::UnknownService(_) | ProxyError::NoRoute(_) => StatusCode::NOT_FOUND,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -63,6 +66,7 @@ impl ProxyError {
             ProxyError::Upstream { .. } => "upstream-failed",
             ProxyError::Timeout(_) => "timeout",
             ProxyError::Overloaded => "overloaded",
+            ProxyError::ServiceOverloaded(_) => "service-overloaded",
             ProxyError::BodyTooLarge(_) => "body-too-large",
             ProxyError::FaultAbort(_) => "fault-injected",
         }
@@ -73,7 +77,7 @@ impl ProxyError {
         let mut resp = Response::new(text(format!("{self}\n")));
         *resp.status_mut() = self.status();
         resp.headers_mut().insert(ERROR_HEADER, http::HeaderValue::from_static(self.kind()));
-        if matches!(self, ProxyError::Overloaded) {
+        if matches!(self, ProxyError::Overloaded | ProxyError::ServiceOverloaded(_)) {
             resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
         }
         resp

@@ -67,6 +67,8 @@ pub struct Shared {
     pub mirror_limit: Arc<tokio::sync::Semaphore>,
     /// Retry budgets per destination service.
     budgets: std::sync::Mutex<std::collections::HashMap<String, budget::Budget>>,
+    /// Requests in flight per destination service, bounded by its `maxPendingRequests`.
+    pending: std::sync::Mutex<std::collections::HashMap<String, (u32, Arc<tokio::sync::Semaphore>)>>,
 }
 
 impl Shared {
@@ -79,7 +81,26 @@ impl Shared {
             metrics: metrics::Metrics::default(),
             endpoints: endpoints::Endpoints::default(),
             budgets: Default::default(),
+            pending: Default::default(),
         }
+    }
+
+    /// A slot among the service's pending requests, or `None` when all are taken.
+    pub fn pending_slot(&self, service: &str, limit: u32) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut all = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match all.get(service) {
+                Some((l, s)) if *l == limit => s.clone(),
+                _ => {
+                    // A new limit from policy starts a new count; requests holding the old one
+                    // finish on it.
+                    let s = Arc::new(tokio::sync::Semaphore::new(limit as usize));
+                    all.insert(service.to_string(), (limit, s.clone()));
+                    s
+                }
+            }
+        };
+        semaphore.try_acquire_owned().ok()
     }
 
     /// Runs `f` on the service's budget, recreating it when the policy changed it.

@@ -77,6 +77,10 @@ impl Outbound {
         let backend = split::pick_backend(&rule.backends, fastrand::u32(0..total.max(1)))
             .ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
         dest.version = backend.version.clone();
+        let _pending = self
+            .shared
+            .pending_slot(&service.name, service.traffic.limits.max_pending_requests)
+            .ok_or_else(|| ProxyError::ServiceOverloaded(service.name.clone()))?;
 
         self.inject_fault(service, rule).await?;
         let endpoints = applied.endpoints.get(&service.name).map(Vec::as_slice).unwrap_or_default();

@@ -177,6 +177,22 @@ async fn beyond_the_concurrency_limit_requests_are_shed_with_503() {
     assert_eq!(proxy.shared.metrics.get("trellis_proxy_shed_total", &[("direction", "outbound")]), 4);
 }
 
+#[tokio::test]
+async fn a_service_at_its_pending_limit_answers_503_and_others_are_unaffected() {
+    let up = Upstream::start().await;
+    up.set(Mode::Delay(400));
+    let mut svc = service(rule(&[("v1", 100)]));
+    svc.traffic.limits.max_pending_requests = 2;
+    let proxy = proxy(svc, &[("v1", &up)], 10_000).await;
+    let addr = proxy.outbound;
+    let results = futures::future::join_all((0..5).map(|_| get(addr, "/"))).await;
+    let refused = results.iter().filter(|r| r.0 == 503 && r.1.as_deref() == Some("service-overloaded")).count();
+    assert_eq!(refused, 3, "{results:?}");
+    assert_eq!(results.iter().filter(|r| r.0 == 200).count(), 2);
+    // The slots are returned when requests finish.
+    assert_eq!(get(addr, "/").await.0, 200);
+}
+
 // ---- harness -----------------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug)]

@@ -78,3 +78,31 @@ async fn bad_registrations_and_acks_are_refused_with_reasons() {
     assert_eq!(status, 400);
     cp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_stops_heartbeating_is_dropped_though_its_stream_stays_open() {
+    let (repo, dir) = (PolicyRepo::demo(), tempfile::tempdir().unwrap());
+    let cp = control_plane(&repo, dir.path()).await;
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let reg = r#"{"proxy_id":"hung","service":"inventory","version":"v1","inbound_addr":"127.0.0.1:4143","admin_addr":"127.0.0.1:4191","proxy_version":"test"}"#;
+    let req = http::Request::post(format!("{}/fleet/v1/stream", cp.url())).body(Full::new(Bytes::from(reg))).unwrap();
+    // The stream stays open (the body is held), but no telemetry report ever comes.
+    let _body = client.request(req).await.unwrap().into_body();
+    let started = std::time::Instant::now();
+    let total = |body: String| serde_json::from_str::<serde_json::Value>(&body).unwrap()["total"].as_u64().unwrap();
+    assert_eq!(total(http_get(cp.addr, "trellis", "/api/v1/fleet").await.unwrap().1), 1);
+    loop {
+        if total(http_get(cp.addr, "trellis", "/api/v1/fleet").await.unwrap().1) == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "a silent proxy was never dropped");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        started.elapsed() >= trellis_server::fleet::HEARTBEAT_TIMEOUT,
+        "dropped too early: {:?}",
+        started.elapsed()
+    );
+    cp.shutdown().await;
+}

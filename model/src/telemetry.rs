@@ -38,6 +38,9 @@ pub struct Series {
     /// Outbound: the destination service; inbound: the proxy's own.
     pub service: String,
     pub version: String,
+    /// The route rule that matched (outbound), as `trellis diff` names rules; empty inbound.
+    #[serde(default)]
+    pub route: String,
     pub requests: u64,
     /// 5xx responses and requests the proxy could not complete.
     pub failures: u64,
@@ -110,6 +113,7 @@ mod tests {
             direction: Direction::Outbound,
             service: "a".into(),
             version: "v1".into(),
+            route: String::new(),
             requests,
             failures,
             buckets,

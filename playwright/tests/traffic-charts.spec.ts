@@ -14,4 +14,6 @@ test('the traffic page charts each demo service and version over the last minute
   // Requests per second is drawn and reads above zero.
   await expect(storefront.getByTestId('chart-requestss').locator('polyline')).toHaveCount(1);
   await expect(storefront.getByTestId('chart-requestss').locator('strong')).not.toHaveText(' 0.0');
+  // Routes as the storefront's sidecar matched them, for the services it calls.
+  await expect(page.getByTestId('traffic-inventory').getByTestId('traffic-route').first()).toContainText('(all requests)');
 });

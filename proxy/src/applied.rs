@@ -9,6 +9,8 @@ use trellis_model::config::{HeaderValueMatch, PathConfig};
 pub struct Applied {
     pub config: ProxyConfig,
     regexes: HashMap<String, regex::Regex>,
+    /// Per service, the name of each rule as metrics label it (`trellis diff` names alike).
+    routes: HashMap<String, Vec<std::sync::Arc<str>>>,
 }
 
 impl Applied {
@@ -31,7 +33,17 @@ impl Applied {
                 regexes.insert(p.clone(), re);
             }
         }
-        Ok(Applied { config, regexes })
+        let routes = config
+            .services
+            .iter()
+            .map(|(name, s)| (name.clone(), s.rules.iter().map(|r| trellis_model::diff::describe(r).into()).collect()))
+            .collect();
+        Ok(Applied { config, regexes, routes })
+    }
+
+    /// The label of rule `index` of `service`.
+    pub fn route_label(&self, service: &str, index: usize) -> Option<std::sync::Arc<str>> {
+        self.routes.get(service)?.get(index).cloned()
     }
 
     pub fn is_match(&self, pattern: &str, text: &str) -> bool {

@@ -48,6 +48,7 @@ impl Inbound {
             Ok::<_, ProxyError>(crate::outbound::downstream(resp))
         }
         .await;
-        self.shared.complete(arrival, &s.service, &s.version, result)
+        // The route is the caller's decision; the inbound side only sees its own service.
+        self.shared.complete(arrival, &s.service, &s.version, "", result)
     }
 }

@@ -235,6 +235,7 @@ impl Shared {
         arrival: Arrival,
         service: &str,
         version: &str,
+        route: &str,
         result: Result<http::Response<Body>, errors::ProxyError>,
     ) -> http::Response<Body> {
         let status = match &result {
@@ -242,7 +243,7 @@ impl Shared {
             Err(e) => e.kind(),
         };
         let seconds = arrival.started.elapsed().as_secs_f64();
-        self.metrics.request(arrival.direction, service, version, status, seconds);
+        self.metrics.request(arrival.direction, service, version, route, status, seconds);
         let resp = result.unwrap_or_else(errors::ProxyError::into_response);
         if let Some((method, path)) = &arrival.line {
             tracing::info!(

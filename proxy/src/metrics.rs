@@ -30,6 +30,7 @@ pub struct Series {
     pub direction: Direction,
     pub service: String,
     pub version: String,
+    pub route: String,
     pub requests: u64,
     pub failures: u64,
     pub buckets: [u64; BUCKETS],
@@ -96,22 +97,29 @@ impl Metrics {
 
     /// The effective request: counted and timed once. `status` is a class (`2xx`) or the
     /// kind of error the proxy answered with.
-    pub fn request(&self, direction: Direction, service: &str, version: &str, status: &str, seconds: f64) {
+    pub fn request(&self, direction: Direction, service: &str, version: &str, route: &str, status: &str, seconds: f64) {
         let dir = match direction {
             Direction::Inbound => "inbound",
             Direction::Outbound => "outbound",
         };
-        let pairs = [("direction", dir), ("dst_service", service), ("dst_version", version), ("status", status)];
+        let pairs = [
+            ("direction", dir),
+            ("dst_service", service),
+            ("dst_version", version),
+            ("route", route),
+            ("status", status),
+        ];
         self.inc("trellis_proxy_requests_total", &pairs);
         // Client errors are the caller's; server errors and the proxy's own are failures.
         let failed = status == "5xx" || !status.ends_with("xx");
-        with_labels(&pairs[..3], |key| {
+        with_labels(&pairs[..4], |key| {
             let mut all = lock(&self.series);
             if !all.contains_key(key) {
                 let s = Series {
                     direction,
                     service: service.to_string(),
                     version: version.to_string(),
+                    route: route.to_string(),
                     requests: 0,
                     failures: 0,
                     buckets: [0; BUCKETS],
@@ -186,13 +194,13 @@ mod tests {
     fn renders_counters_and_cumulative_buckets() {
         let m = super::Metrics::default();
         let out = trellis_model::telemetry::Direction::Outbound;
-        m.request(out, "inv", "v1", "2xx", 0.003);
-        m.request(out, "inv", "v1", "2xx", 0.2);
+        m.request(out, "inv", "v1", "/stock", "2xx", 0.003);
+        m.request(out, "inv", "v1", "/stock", "2xx", 0.2);
         m.inc("trellis_proxy_retries_total", &[("dst_service", "inv"), ("result", "sent")]);
         let text = m.render("p", "r.1");
-        assert!(text.contains("trellis_proxy_requests_total{direction=\"outbound\",dst_service=\"inv\",dst_version=\"v1\",status=\"2xx\"} 2"));
+        assert!(text.contains("trellis_proxy_requests_total{direction=\"outbound\",dst_service=\"inv\",dst_version=\"v1\",route=\"/stock\",status=\"2xx\"} 2"));
         assert!(text.contains(
-            "trellis_proxy_response_latency_seconds_bucket{direction=\"outbound\",dst_service=\"inv\",dst_version=\"v1\",le=\"0.005\"} 1"
+            "trellis_proxy_response_latency_seconds_bucket{direction=\"outbound\",dst_service=\"inv\",dst_version=\"v1\",route=\"/stock\",le=\"0.005\"} 1"
         ));
         assert!(text.contains("le=\"0.25\"} 2"));
         assert!(text.contains("trellis_proxy_retries_total{dst_service=\"inv\",result=\"sent\"} 1"));

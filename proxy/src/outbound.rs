@@ -42,6 +42,7 @@ pub struct Outbound {
 struct Dest {
     service: String,
     version: String,
+    route: Option<std::sync::Arc<str>>,
 }
 
 impl Outbound {
@@ -57,7 +58,8 @@ impl Outbound {
         };
         let mut dest = Dest::default();
         let result = self.serve(req, &mut dest).await;
-        self.shared.complete(arrival, &dest.service, &dest.version, result)
+        let route = dest.route.as_deref().unwrap_or_default();
+        self.shared.complete(arrival, &dest.service, &dest.version, route, result)
     }
 
     async fn serve(&self, req: Request<Incoming>, dest: &mut Dest) -> Result<Response<Body>, ProxyError> {
@@ -77,6 +79,8 @@ impl Outbound {
         let backend = split::pick_backend(&rule.backends, fastrand::u32(0..total.max(1)))
             .ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
         dest.version = backend.version.clone();
+        let index = service.rules.iter().position(|r| std::ptr::eq(r, rule)).unwrap_or_default();
+        dest.route = applied.route_label(&service.name, index);
         let _pending = self
             .shared
             .pending_slot(&service.name, service.traffic.limits.max_pending_requests)

@@ -15,7 +15,7 @@ use trellis_model::telemetry::{BUCKETS, Direction, Report, Series};
 
 const EVERY: Duration = Duration::from_secs(2);
 
-type Key = (Direction, String, String);
+type Key = (Direction, String, String, String);
 
 pub async fn push(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
@@ -40,7 +40,7 @@ pub async fn push(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         match client.request(req).await {
             Ok(resp) if resp.status().is_success() => {
                 for s in now {
-                    accepted.insert((s.direction, s.service, s.version), (s.requests, s.failures, s.buckets));
+                    accepted.insert((s.direction, s.service, s.version, s.route), (s.requests, s.failures, s.buckets));
                 }
             }
             Ok(resp) => tracing::warn!(status = %resp.status(), "telemetry report refused"),
@@ -53,13 +53,14 @@ pub async fn push(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 fn deltas(now: &[crate::metrics::Series], accepted: &HashMap<Key, (u64, u64, [u64; BUCKETS])>) -> Vec<Series> {
     now.iter()
         .filter_map(|s| {
-            let key = (s.direction, s.service.clone(), s.version.clone());
+            let key = (s.direction, s.service.clone(), s.version.clone(), s.route.clone());
             let (requests, failures, buckets) = accepted.get(&key).copied().unwrap_or((0, 0, [0; BUCKETS]));
             let requests = s.requests.checked_sub(requests)?;
             (requests > 0).then(|| Series {
                 direction: s.direction,
                 service: s.service.clone(),
                 version: s.version.clone(),
+                route: s.route.clone(),
                 requests,
                 failures: s.failures.saturating_sub(failures),
                 buckets: s.buckets.iter().zip(buckets).map(|(n, a)| n.saturating_sub(a)).collect(),

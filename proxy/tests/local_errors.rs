@@ -55,5 +55,9 @@ async fn unknown_services_missing_endpoints_and_dead_upstreams_are_told_apart() 
     assert_eq!(get(p.outbound, "gone:80", "/").await, (502, Some("upstream-failed".into())));
     // What the proxy answered itself is counted under the error kind.
     let metrics = p.shared.metrics.render("p", "r.1");
-    assert!(metrics.contains("dst_service=\"gone\",dst_version=\"v1\",status=\"upstream-failed\"} 1"), "{metrics}");
+    assert!(
+        metrics
+            .contains("dst_service=\"gone\",dst_version=\"v1\",route=\"(all requests)\",status=\"upstream-failed\"} 1"),
+        "{metrics}"
+    );
 }

@@ -13,8 +13,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use trellis_web::api::{
-    AuditEntry, EdgeView, FleetView, NodeView, Overview, Point, PolicyFile, PolicyView, RevisionView, ServiceTraffic,
-    ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
+    AuditEntry, EdgeView, FleetView, NodeView, Overview, Point, PolicyFile, PolicyView, RevisionView, RouteTraffic,
+    ServiceTraffic, ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
 };
 
 pub fn router() -> axum::Router<AppState> {
@@ -247,11 +247,21 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
         let entry = match services.iter_mut().find(|s| s.service == service) {
             Some(s) => s,
             None => {
-                services.push(ServiceTraffic { service: service.clone(), versions: Vec::new() });
+                services.push(ServiceTraffic { service: service.clone(), versions: Vec::new(), routes: Vec::new() });
                 services.last_mut().expect("just pushed")
             }
         };
         entry.versions.push(VersionTraffic { version, points });
+    }
+    // Routes as callers matched them, over the last minute.
+    let mut routes: BTreeMap<(String, String), Counts> = BTreeMap::new();
+    for (k, c) in state.telemetry.window(now, 60).iter().filter(|(k, _)| k.caller.is_some()) {
+        routes.entry((k.service.clone(), k.route.clone())).or_default().merge(c);
+    }
+    for ((service, route), counts) in routes {
+        if let Some(s) = services.iter_mut().find(|s| s.service == service) {
+            s.routes.push(RouteTraffic { route, golden: counts.golden(60) });
+        }
     }
     TrafficView { step_s: STEP_S, services }
 }

@@ -19,6 +19,8 @@ pub struct Key {
     pub caller: Option<String>,
     pub service: String,
     pub version: String,
+    /// The caller's route rule (edges only).
+    pub route: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -115,7 +117,7 @@ impl Telemetry {
                 Direction::Outbound => Some(reporter.to_string()),
                 Direction::Inbound => None,
             };
-            let key = Key { caller, service: s.service.clone(), version: s.version.clone() };
+            let key = Key { caller, service: s.service.clone(), version: s.version.clone(), route: s.route.clone() };
             bucket.entry(key).or_default().add(s.requests, s.failures, &s.buckets);
         }
         Ok(())
@@ -178,7 +180,15 @@ mod tests {
                 .map(|(direction, service, version, requests, failures, ms)| {
                     let mut buckets = vec![0; BUCKETS];
                     buckets[bucket_of(ms)] = requests;
-                    Series { direction, service: service.into(), version: version.into(), requests, failures, buckets }
+                    Series {
+                        direction,
+                        service: service.into(),
+                        version: version.into(),
+                        route: String::new(),
+                        requests,
+                        failures,
+                        buckets,
+                    }
                 })
                 .collect(),
         }
@@ -189,7 +199,8 @@ mod tests {
         let t = Telemetry::default();
         t.ingest("shop", &report(1, vec![(Direction::Outbound, "inv", "v1", 20, 2, 7.0)]), 100).unwrap();
         t.ingest("shop", &report(2, vec![(Direction::Outbound, "inv", "v1", 30, 0, 7.0)]), 105).unwrap();
-        let edge = Key { caller: Some("shop".into()), service: "inv".into(), version: "v1".into() };
+        let edge =
+            Key { caller: Some("shop".into()), service: "inv".into(), version: "v1".into(), route: String::new() };
         let w = t.window(109, 10);
         assert_eq!((w[&edge].requests, w[&edge].failures), (50, 2));
         let g = w[&edge].golden(10);
@@ -210,7 +221,7 @@ mod tests {
         let mut bad = report(6, vec![(Direction::Inbound, "shop", "v1", 10, 0, 1.0)]);
         bad.series[0].failures = 11;
         assert_eq!(t.ingest("shop", &bad, 10), Err(Rejection::Invalid));
-        let key = Key { caller: None, service: "shop".into(), version: "v1".into() };
+        let key = Key { caller: None, service: "shop".into(), version: "v1".into(), route: String::new() };
         assert_eq!(t.window(10, 10)[&key].requests, 10);
         assert_eq!(t.counters(), (1, vec![("invalid", 1), ("stale", 1)]));
     }

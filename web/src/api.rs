@@ -150,6 +150,16 @@ pub struct TrafficView {
 pub struct ServiceTraffic {
     pub service: String,
     pub versions: Vec<VersionTraffic>,
+    /// As callers' route rules matched it, all versions together.
+    #[serde(default)]
+    pub routes: Vec<RouteTraffic>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouteTraffic {
+    pub route: String,
+    /// Over the last minute.
+    pub golden: Golden,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -73,6 +73,26 @@ fn ServiceCharts(service: ServiceTraffic) -> impl IntoView {
                     .map(|m| view! { <Chart service=service.clone() metric=m/> })
                     .collect_view()}
             </div>
+            {(!service.routes.is_empty()).then(|| view! {
+                <table class="routes" data-testid="traffic-routes">
+                    <thead><tr><th>"Route (last minute)"</th><th>"RPS"</th><th>"Success"</th><th>"p50"</th><th>"p99"</th></tr></thead>
+                    <tbody>
+                        {service.routes.iter().map(|r| {
+                            let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
+                            let ok = r.golden.success_rate.map_or("-".to_string(), |s| format!("{:.1}%", s * 100.0));
+                            view! {
+                                <tr data-testid="traffic-route">
+                                    <td><code>{r.route.clone()}</code></td>
+                                    <td>{format!("{:.2}", r.golden.rps)}</td>
+                                    <td>{ok}</td>
+                                    <td>{ms(r.golden.p50_ms)}</td>
+                                    <td>{ms(r.golden.p99_ms)}</td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            })}
         </section>
     }
     .into_any()

@@ -61,14 +61,25 @@ impl Endpoints {
 
     /// Picks an endpoint of `version`, skipping ejected ones unless every one is ejected (then
     /// a possibly-sick endpoint beats none: Envoy's panic mode).
-    pub fn pick(&self, lb: LoadBalancer, all: &[Endpoint], version: &str, turn: usize) -> Option<(Endpoint, InFlight)> {
+    pub fn pick<'a>(
+        &self,
+        lb: LoadBalancer,
+        all: &'a [Endpoint],
+        version: &str,
+        turn: usize,
+    ) -> Option<(&'a Endpoint, InFlight)> {
         let now = self.now_ms();
-        let of_version: Vec<(&Endpoint, Arc<EndpointState>)> =
-            all.iter().filter(|e| e.version == version).map(|e| (e, self.state(&e.addr))).collect();
-        let healthy: Vec<&(&Endpoint, Arc<EndpointState>)> =
-            of_version.iter().filter(|(_, s)| !lock(&s.outlier).is_ejected(now)).collect();
-        let pool: Vec<&(&Endpoint, Arc<EndpointState>)> =
-            if healthy.is_empty() { of_version.iter().collect() } else { healthy };
+        let mut pool: Vec<(&Endpoint, Arc<EndpointState>)> = {
+            // One lock for the whole lookup, not one per endpoint.
+            let mut states = lock(&self.states);
+            all.iter()
+                .filter(|e| e.version == version)
+                .map(|e| (e, states.entry(e.addr.clone()).or_default().clone()))
+                .collect()
+        };
+        if pool.iter().any(|(_, s)| !lock(&s.outlier).is_ejected(now)) {
+            pool.retain(|(_, s)| !lock(&s.outlier).is_ejected(now));
+        }
         let candidates: Vec<Candidate> = pool
             .iter()
             .map(|(_, s)| {
@@ -77,14 +88,16 @@ impl Endpoints {
             })
             .collect();
         let i = choose(lb, &candidates, fastrand::usize(..), fastrand::usize(..), turn)?;
-        let (endpoint, state) = pool[i];
+        let (endpoint, state) = pool.swap_remove(i);
         state.in_flight.fetch_add(1, Ordering::Relaxed);
-        Some(((*endpoint).clone(), InFlight(state.clone())))
+        Some((endpoint, InFlight(state)))
     }
 
-    /// Records an attempt's latency and outcome. Returns true when it ejected the endpoint.
+    /// Records the latency and outcome of the attempt `picked` was handed out for. Returns true
+    /// when it ejected the endpoint.
     pub fn record(
         &self,
+        picked: &InFlight,
         addr: &str,
         rtt_ms: f64,
         outcome: Outcome,
@@ -92,7 +105,7 @@ impl Endpoints {
         config: &OutlierConfig,
     ) -> bool {
         let now = self.now_ms();
-        let state = self.state(addr);
+        let state = &picked.0;
         lock(&state.ewma).observe(rtt_ms, now);
         if !lock(&state.outlier).observe(outcome, config) {
             return false;

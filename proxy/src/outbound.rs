@@ -68,18 +68,17 @@ impl Outbound {
         if applied.version.is_empty() {
             return Err(ProxyError::NoConfig);
         }
-        let host = authority(&req).ok_or(ProxyError::NoAuthority)?.to_string();
-        let service = applied.services.get(&host).ok_or(ProxyError::UnknownService(host))?;
+        let host = authority(&req).ok_or(ProxyError::NoAuthority)?;
+        let service = applied.services.get(host).ok_or_else(|| ProxyError::UnknownService(host.to_string()))?;
         dest.service = service.name.clone();
         let facts =
             split::RequestFacts { method: req.method().as_str(), path: req.uri().path(), headers: req.headers() };
-        let rule =
+        let (index, rule) =
             split::select_rule(&applied, service, &facts).ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
         let total = split::total_weight(&rule.backends);
         let backend = split::pick_backend(&rule.backends, fastrand::u32(0..total.max(1)))
             .ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
         dest.version = backend.version.clone();
-        let index = service.rules.iter().position(|r| std::ptr::eq(r, rule)).unwrap_or_default();
         dest.route = applied.route_label(&service.name, index);
         let _pending = self
             .shared
@@ -152,10 +151,9 @@ impl Outbound {
         }
         *req.version_mut() = crate::client::wire_version(service.protocol);
         let client = self.clients.for_protocol(service.protocol).clone();
-        let labels = [("dst_service", service.name.clone()), ("dst_version", m.version.clone())];
         self.shared
             .metrics
-            .inc("trellis_proxy_mirrored_total", &[("dst_service", &labels[0].1), ("dst_version", &labels[1].1)]);
+            .inc("trellis_proxy_mirrored_total", &[("dst_service", &service.name), ("dst_version", &m.version)]);
         tokio::spawn(async move {
             let _hold = (permit, in_flight);
             // The response is read and dropped: nobody waits for a mirror.
@@ -207,7 +205,6 @@ impl Outbound {
                 },
                 None => client.request(req).await.map_err(Failure::Upstream),
             };
-            drop(in_flight);
             let outcome = match &result {
                 Ok(resp) => Outcome::of_status(resp.status().as_u16()),
                 Err(_) => Outcome::GatewayError,
@@ -221,7 +218,16 @@ impl Outbound {
                 &[("dst_service", &service.name), ("dst_version", version), ("status", status)],
             );
             let rtt = sent.elapsed().as_secs_f64() * 1000.0;
-            if self.shared.endpoints.record(&endpoint.addr, rtt, outcome, endpoints, &service.traffic.outlier) {
+            let ejected = self.shared.endpoints.record(
+                &in_flight,
+                &endpoint.addr,
+                rtt,
+                outcome,
+                endpoints,
+                &service.traffic.outlier,
+            );
+            drop(in_flight);
+            if ejected {
                 metrics.inc(
                     "trellis_proxy_ejections_total",
                     &[("dst_service", &service.name), ("endpoint", &endpoint.addr)],

@@ -11,9 +11,18 @@ pub struct RequestFacts<'a> {
     pub headers: &'a http::HeaderMap,
 }
 
-/// The first rule with a matching condition (or none at all), as Gateway API orders rules.
-pub fn select_rule<'a>(applied: &Applied, service: &'a ServiceConfig, req: &RequestFacts) -> Option<&'a RuleConfig> {
-    service.rules.iter().find(|r| r.matches.is_empty() || r.matches.iter().any(|m| matches(applied, m, req)))
+/// The first rule with a matching condition (or none at all), as Gateway API orders rules,
+/// with its index (which names it in metrics).
+pub fn select_rule<'a>(
+    applied: &Applied,
+    service: &'a ServiceConfig,
+    req: &RequestFacts,
+) -> Option<(usize, &'a RuleConfig)> {
+    service
+        .rules
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.matches.is_empty() || r.matches.iter().any(|m| matches(applied, m, req)))
 }
 
 /// Every condition of a match must hold.

@@ -186,23 +186,33 @@ async fn standalone_mode_serves_a_static_config_and_starts_traces() {
 
 // ---- harness -----------------------------------------------------------------------------
 
-/// An HTTP/1.1 app answering with the `traceparent` it received.
-async fn header_echo_app() -> SocketAddr {
+/// Accepts connections on a fresh local port and hands each to `serve` in a task of its own.
+async fn spawn_app<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    let tp = req.headers().get("traceparent").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(tp))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-            });
+            tokio::spawn(serve(stream));
         }
     });
     addr
+}
+
+/// An HTTP/1.1 app answering with the `traceparent` it received.
+async fn header_echo_app() -> SocketAddr {
+    spawn_app(|stream| async move {
+        let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+            let tp = req.headers().get("traceparent").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(tp))))
+        });
+        let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+    })
+    .await
 }
 
 fn free_port() -> u16 {
@@ -247,81 +257,67 @@ fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) 
 
 /// An HTTP/2-only app that echoes each data frame as it arrives and ends with gRPC trailers.
 async fn echo_h2_app() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+    spawn_app(|stream| async move {
+        let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(4);
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(4);
-                    tokio::spawn(async move {
-                        let mut body = req.into_body();
-                        let mut n = 0;
-                        while let Some(Ok(frame)) = body.frame().await {
-                            if let Ok(data) = frame.into_data() {
-                                if data.is_empty() {
-                                    continue;
-                                }
-                                n += 1;
-                                let _ = tx.send(Ok(Frame::data(data))).await;
-                            }
+                let mut body = req.into_body();
+                let mut n = 0;
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Ok(data) = frame.into_data() {
+                        if data.is_empty() {
+                            continue;
                         }
-                        let mut trailers = http::HeaderMap::new();
-                        trailers.insert("grpc-status", "0".parse().unwrap());
-                        trailers.insert("grpc-message", format!("echoed {n}").parse().unwrap());
-                        let _ = tx.send(Ok(Frame::trailers(trailers))).await;
-                    });
-                    let resp = http::Response::builder()
-                        .header("content-type", "application/grpc")
-                        .body(StreamBody::new(tokio_stream_from(rx)))
-                        .unwrap();
-                    Ok::<_, std::convert::Infallible>(resp)
-                });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                        n += 1;
+                        let _ = tx.send(Ok(Frame::data(data))).await;
+                    }
+                }
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", "0".parse().unwrap());
+                trailers.insert("grpc-message", format!("echoed {n}").parse().unwrap());
+                let _ = tx.send(Ok(Frame::trailers(trailers))).await;
             });
-        }
-    });
-    addr
+            let resp = http::Response::builder()
+                .header("content-type", "application/grpc")
+                .body(StreamBody::new(tokio_stream_from(rx)))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(resp)
+        });
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), svc)
+            .await;
+    })
+    .await
 }
 
 /// An HTTP/1.1 app that accepts any upgrade and echoes bytes on the upgraded connection.
 async fn upgrade_echo_app() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+    spawn_app(|stream| async move {
+        let svc = hyper::service::service_fn(|mut req: http::Request<hyper::body::Incoming>| async move {
+            let on_upgrade = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|mut req: http::Request<hyper::body::Incoming>| async move {
-                    let on_upgrade = hyper::upgrade::on(&mut req);
-                    tokio::spawn(async move {
-                        if let Ok(upgraded) = on_upgrade.await {
-                            let mut io = TokioIo::new(upgraded);
-                            let mut buf = [0u8; 1024];
-                            while let Ok(n) = io.read(&mut buf).await {
-                                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
-                                    break;
-                                }
-                            }
+                if let Ok(upgraded) = on_upgrade.await {
+                    let mut io = TokioIo::new(upgraded);
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
                         }
-                    });
-                    let resp = http::Response::builder()
-                        .status(101)
-                        .header("connection", "upgrade")
-                        .header("upgrade", "websocket")
-                        .body(Full::<Bytes>::default())
-                        .unwrap();
-                    Ok::<_, std::convert::Infallible>(resp)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .with_upgrades()
-                    .await;
+                    }
+                }
             });
-        }
-    });
-    addr
+            let resp = http::Response::builder()
+                .status(101)
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(resp)
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades()
+            .await;
+    })
+    .await
 }

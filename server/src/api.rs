@@ -98,11 +98,12 @@ impl PageQuery {
 
 pub async fn build_overview(state: &AppState) -> Result<Overview, ApiError> {
     let revisions = state.revisions();
+    let proxies = state.fleet.proxies();
     Ok(Overview {
         applied: revisions.applied,
         latest: revisions.rejected,
-        services: service_views(state),
-        proxies: state.fleet.proxies(),
+        services: service_views(state, &proxies),
+        proxies,
         audit: state.store.events(None, 10).await?,
     })
 }
@@ -111,9 +112,8 @@ async fn overview(State(state): State<AppState>) -> Result<Json<Overview>, ApiEr
     Ok(Json(build_overview(&state).await?))
 }
 
-fn service_views(state: &AppState) -> Vec<ServiceView> {
+fn service_views(state: &AppState, proxies: &[trellis_web::api::ProxyView]) -> Vec<ServiceView> {
     let Some(mesh) = state.fleet.mesh() else { return Vec::new() };
-    let proxies = state.fleet.proxies();
     mesh.services
         .values()
         .map(|svc| {
@@ -303,7 +303,7 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn services(State(state): State<AppState>) -> Json<Page<ServiceView>> {
-    Json(Page { items: service_views(&state), next: None })
+    Json(Page { items: service_views(&state, &state.fleet.proxies()), next: None })
 }
 
 async fn proxies(State(state): State<AppState>) -> Json<Page<trellis_web::api::ProxyView>> {

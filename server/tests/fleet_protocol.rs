@@ -20,15 +20,25 @@ async fn control_plane(repo: &PolicyRepo, dir: &std::path::Path) -> trellis_serv
     .unwrap()
 }
 
+/// Opens a config stream as an inventory proxy named `id` would; the stream lives as long as
+/// the returned body.
+async fn open_stream(cp: &trellis_server::serve::Running, id: &str) -> hyper::body::Incoming {
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let reg = serde_json::json!({
+        "proxy_id": id, "service": "inventory", "version": "v1", "inbound_addr": "127.0.0.1:4143",
+        "admin_addr": "127.0.0.1:4191", "proxy_version": "test",
+    });
+    let req =
+        http::Request::post(format!("{}/fleet/v1/stream", cp.url())).body(Full::new(Bytes::from(reg.to_string())));
+    client.request(req.unwrap()).await.unwrap().into_body()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nack_shows_as_nack_and_the_proxy_is_not_synced() {
     let (repo, dir) = (PolicyRepo::demo(), tempfile::tempdir().unwrap());
     let cp = control_plane(&repo, dir.path()).await;
-    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let reg = r#"{"proxy_id":"picky","service":"inventory","version":"v1","inbound_addr":"127.0.0.1:4143","admin_addr":"127.0.0.1:4191","proxy_version":"test"}"#;
-    let req = http::Request::post(format!("{}/fleet/v1/stream", cp.url())).body(Full::new(Bytes::from(reg))).unwrap();
-    let mut body = client.request(req).await.unwrap().into_body();
+    let mut body = open_stream(&cp, "picky").await;
     let mut buf = Vec::new();
     let config: serde_json::Value = loop {
         let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
@@ -83,12 +93,8 @@ async fn bad_registrations_and_acks_are_refused_with_reasons() {
 async fn a_proxy_that_stops_heartbeating_is_dropped_though_its_stream_stays_open() {
     let (repo, dir) = (PolicyRepo::demo(), tempfile::tempdir().unwrap());
     let cp = control_plane(&repo, dir.path()).await;
-    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let reg = r#"{"proxy_id":"hung","service":"inventory","version":"v1","inbound_addr":"127.0.0.1:4143","admin_addr":"127.0.0.1:4191","proxy_version":"test"}"#;
-    let req = http::Request::post(format!("{}/fleet/v1/stream", cp.url())).body(Full::new(Bytes::from(reg))).unwrap();
     // The stream stays open (the body is held), but no telemetry report ever comes.
-    let _body = client.request(req).await.unwrap().into_body();
+    let _body = open_stream(&cp, "hung").await;
     let started = std::time::Instant::now();
     let total = |body: String| serde_json::from_str::<serde_json::Value>(&body).unwrap()["total"].as_u64().unwrap();
     assert_eq!(total(http_get(cp.addr, "trellis", "/api/v1/fleet").await.unwrap().1), 1);

@@ -1,6 +1,6 @@
 import { expect, test } from '@playwright/test';
 
-test('the traffic page charts each demo service and version over the last minutes', async ({ page }) => {
+test('the traffic page charts each demo service, version and route over the last minutes', async ({ page }) => {
   await page.goto('/traffic');
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
   await expect(async () => {
@@ -15,5 +15,10 @@ test('the traffic page charts each demo service and version over the last minute
   await expect(storefront.getByTestId('chart-requestss').locator('polyline')).toHaveCount(1);
   await expect(storefront.getByTestId('chart-requestss').locator('strong')).not.toHaveText(' 0.0');
   // Routes as the storefront's sidecar matched them, for the services it calls.
-  await expect(page.getByTestId('traffic-inventory').getByTestId('traffic-route').first()).toContainText('(all requests)');
+  const route = page.getByTestId('traffic-inventory').getByTestId('traffic-route').first();
+  await expect(route).toContainText('(all requests)');
+  // Each route also has fifteen minutes of history, drawn as sparklines with data in them.
+  for (const spark of ['requestss', 'success', 'p99ms']) {
+    await expect(route.getByTestId(`spark-${spark}`).locator('polyline')).toHaveAttribute('points', /\d/);
+  }
 });

@@ -253,15 +253,23 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
         };
         entry.versions.push(VersionTraffic { version, points });
     }
-    // Routes as callers matched them, over the last minute.
+    // Routes as callers matched them (all versions together): the last minute, and charts.
     let mut routes: BTreeMap<(String, String), Counts> = BTreeMap::new();
     for (k, c) in state.telemetry.window(now, 60).iter().filter(|(k, _)| k.caller.is_some()) {
         routes.entry((k.service.clone(), k.route.clone())).or_default().merge(c);
     }
+    for k in recent.keys().filter(|k| k.caller.is_some()) {
+        routes.entry((k.service.clone(), k.route.clone())).or_default();
+    }
     for ((service, route), counts) in routes {
-        if let Some(s) = services.iter_mut().find(|s| s.service == service) {
-            s.routes.push(RouteTraffic { route, golden: counts.golden(60) });
-        }
+        let Some(s) = services.iter_mut().find(|s| s.service == service) else { continue };
+        let points = state
+            .telemetry
+            .series(now, SPAN_S, STEP_S, |k| k.caller.is_some() && k.service == service && k.route == route)
+            .into_iter()
+            .map(|(t, c)| Point { t, golden: c.golden(STEP_S) })
+            .collect();
+        s.routes.push(RouteTraffic { route, golden: counts.golden(60), points });
     }
     TrafficView { step_s: STEP_S, services }
 }

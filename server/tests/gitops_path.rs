@@ -216,6 +216,9 @@ async fn aggregated_telemetry_matches_what_the_client_sent() {
     assert_eq!(route["route"], "(all requests)", "{inventory}");
     assert_eq!(route["golden"]["requests"], 50);
     assert_eq!(route["golden"]["success_rate"].as_f64(), Some(0.8));
+    let charted: u64 =
+        route["points"].as_array().unwrap().iter().map(|p| p["golden"]["requests"].as_u64().unwrap()).sum();
+    assert_eq!(charted, 50, "the route's fifteen-minute chart holds the same requests");
     // Garbage is refused with a reason and counted, never aggregated.
     let bad = r#"{"proxy_id":"nobody","seq":1,"series":[]}"#;
     let (status, body) = http_request(

@@ -160,6 +160,9 @@ pub struct RouteTraffic {
     pub route: String,
     /// Over the last minute.
     pub golden: Golden,
+    /// The last fifteen minutes, one point per step.
+    #[serde(default)]
+    pub points: Vec<Point>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
-//! `/traffic`: per service and version, requests per second, success rate and p99 latency
-//! over the last fifteen minutes.
+//! `/traffic`: per service, version and route, requests per second, success rate and latency
+//! quantiles over the last fifteen minutes.
 
-use crate::api::{Golden, ServiceTraffic, TrafficView};
+use crate::api::{Golden, Point, RouteTraffic, ServiceTraffic, TrafficView};
 use leptos::prelude::*;
 
 #[server(prefix = "/api/v1/ui", endpoint = "traffic")]
@@ -44,6 +44,11 @@ impl Metric {
         }
     }
 
+    /// For test ids: `requests / s` → `requestss`, as the Playwright specs know them.
+    fn slug(self) -> String {
+        self.title().replace([' ', '/', '%'], "")
+    }
+
     fn title(self) -> &'static str {
         match self {
             Metric::Rps => "requests / s",
@@ -64,77 +69,106 @@ fn ServiceCharts(service: ServiceTraffic) -> impl IntoView {
         .enumerate()
         .map(|(i, v)| view! { <span class=format!("legend seg{}", i % 4)>{v.version.clone()}</span> })
         .collect_view();
+    let by_version: Vec<Vec<Point>> = service.versions.iter().map(|v| v.points.clone()).collect();
     view! {
         <section class="card" data-testid=format!("traffic-{name}")>
             <h2>{name.clone()} " " {legend}</h2>
             <div class="charts">
                 {[Metric::Rps, Metric::Success, Metric::P50, Metric::P95, Metric::P99]
                     .into_iter()
-                    .map(|m| view! { <Chart service=service.clone() metric=m/> })
+                    .map(|m| view! { <Chart lines=by_version.clone() metric=m/> })
                     .collect_view()}
             </div>
-            {(!service.routes.is_empty()).then(|| view! {
-                <table class="routes" data-testid="traffic-routes">
-                    <thead><tr><th>"Route (last minute)"</th><th>"RPS"</th><th>"Success"</th><th>"p50"</th><th>"p99"</th></tr></thead>
-                    <tbody>
-                        {service.routes.iter().map(|r| {
-                            let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
-                            let ok = r.golden.success_rate.map_or("-".to_string(), |s| format!("{:.1}%", s * 100.0));
-                            view! {
-                                <tr data-testid="traffic-route">
-                                    <td><code>{r.route.clone()}</code></td>
-                                    <td>{format!("{:.2}", r.golden.rps)}</td>
-                                    <td>{ok}</td>
-                                    <td>{ms(r.golden.p50_ms)}</td>
-                                    <td>{ms(r.golden.p99_ms)}</td>
-                                </tr>
-                            }
-                        }).collect_view()}
-                    </tbody>
-                </table>
-            })}
+            {(!service.routes.is_empty()).then(|| view! { <RouteTable routes=service.routes.clone()/> })}
         </section>
     }
     .into_any()
 }
 
+/// Each route as callers matched it: the last minute in numbers, fifteen minutes as sparklines.
+#[component]
+fn RouteTable(routes: Vec<RouteTraffic>) -> impl IntoView {
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
+    view! {
+        <table class="routes" data-testid="traffic-routes">
+            <thead><tr>
+                <th>"Route"</th><th>"RPS (1 min)"</th><th>"Success"</th><th>"p50"</th><th>"p99"</th>
+                <th>"RPS, 15 min"</th><th>"Success, 15 min"</th><th>"p99, 15 min"</th>
+            </tr></thead>
+            <tbody>
+                {routes.into_iter().map(|r| {
+                    let ok = r.golden.success_rate.map_or("-".to_string(), |s| format!("{:.1}%", s * 100.0));
+                    let spark = |m: Metric| view! { <td><Spark points=r.points.clone() metric=m/></td> };
+                    view! {
+                        <tr data-testid="traffic-route">
+                            <td><code>{r.route.clone()}</code></td>
+                            <td>{format!("{:.2}", r.golden.rps)}</td>
+                            <td>{ok}</td>
+                            <td>{ms(r.golden.p50_ms)}</td>
+                            <td>{ms(r.golden.p99_ms)}</td>
+                            {spark(Metric::Rps)}
+                            {spark(Metric::Success)}
+                            {spark(Metric::P99)}
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
 const W: f64 = 300.0;
 const H: f64 = 90.0;
 
-#[component]
-fn Chart(service: ServiceTraffic, metric: Metric) -> impl IntoView {
-    let values: Vec<f64> =
-        service.versions.iter().flat_map(|v| v.points.iter().filter_map(|p| metric.of(&p.golden))).collect();
-    let max = match metric {
+/// The y scale shared by every line of one chart.
+fn scale(lines: &[Vec<Point>], metric: Metric) -> f64 {
+    match metric {
         Metric::Success => 100.0,
-        _ => values.iter().copied().fold(0.0, f64::max).max(1e-9) * 1.1,
-    };
-    let last = service.versions.iter().filter_map(|v| v.points.last().and_then(|p| metric.of(&p.golden))).next_back();
-    let lines = service
-        .versions
+        _ => lines.iter().flatten().filter_map(|p| metric.of(&p.golden)).fold(0.0, f64::max).max(1e-9) * 1.1,
+    }
+}
+
+/// SVG polyline points for one series in a `w` × `h` box.
+fn polyline(points: &[Point], metric: Metric, max: f64, w: f64, h: f64) -> String {
+    let n = points.len().max(2) - 1;
+    points
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            let n = v.points.len().max(2) - 1;
-            let points: String = v
-                .points
-                .iter()
-                .enumerate()
-                .filter_map(|(j, p)| {
-                    let y = metric.of(&p.golden)?;
-                    Some(format!("{:.1},{:.1} ", j as f64 / n as f64 * W, H - (y / max).min(1.0) * H))
-                })
-                .collect();
-            view! { <polyline class=format!("line seg{}", i % 4) points=points></polyline> }
+        .filter_map(|(j, p)| {
+            let y = metric.of(&p.golden)?;
+            Some(format!("{:.1},{:.1} ", j as f64 / n as f64 * w, h - (y / max).min(1.0) * h))
         })
+        .collect()
+}
+
+#[component]
+fn Chart(lines: Vec<Vec<Point>>, metric: Metric) -> impl IntoView {
+    let max = scale(&lines, metric);
+    let last = lines.iter().filter_map(|l| l.last().and_then(|p| metric.of(&p.golden))).next_back();
+    let drawn = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| view! { <polyline class=format!("line seg{}", i % 4) points=polyline(l, metric, max, W, H)></polyline> })
         .collect_view();
     view! {
-        <figure class="chart" data-testid=format!("chart-{}", metric.title().replace([' ', '/', '%'], ""))>
+        <figure class="chart" data-testid=format!("chart-{}", metric.slug())>
             <figcaption>{metric.title()} <strong>{last.map_or("-".to_string(), |v| format!(" {v:.1}"))}</strong></figcaption>
             <svg viewBox=format!("0 0 {W} {H}") width=W height=H>
                 <line class="axis" x1="0" y1=H x2=W y2=H></line>
-                {lines}
+                {drawn}
             </svg>
         </figure>
+    }
+}
+
+#[component]
+fn Spark(points: Vec<Point>, metric: Metric) -> impl IntoView {
+    const SW: f64 = 120.0;
+    const SH: f64 = 24.0;
+    let max = scale(std::slice::from_ref(&points), metric);
+    view! {
+        <svg class="spark" data-testid=format!("spark-{}", metric.slug()) viewBox=format!("0 0 {SW} {SH}") width=SW height=SH>
+            <polyline class="line seg0" points=polyline(&points, metric, max, SW, SH)></polyline>
+        </svg>
     }
 }

@@ -205,6 +205,7 @@ fn rollout(r: &policy::Rollout) -> RolloutConfig {
             max_failures: a.max_failures.as_ref().map_or(2, |v| v.value),
             max_inconclusive: a.max_inconclusive.as_ref().map_or(3, |v| v.value),
         },
+        status: r.status,
     }
 }
 

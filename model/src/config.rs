@@ -288,6 +288,15 @@ pub enum RolloutStrategy {
     BlueGreen,
 }
 
+/// How a rollout ended, as recorded in git.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutOutcome {
+    Completed,
+    Aborted,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RolloutConfig {
     pub name: String,
@@ -298,6 +307,8 @@ pub struct RolloutConfig {
     pub header: Option<HeaderConfig>,
     pub steps: Vec<StepConfig>,
     pub analysis: AnalysisConfig,
+    #[serde(default)]
+    pub status: Option<RolloutOutcome>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -298,6 +298,11 @@ fn rollouts(out: &mut Changes, a: &BTreeMap<String, RolloutConfig>, b: &BTreeMap
                     word(&r.strategy)
                 ),
             ),
+            Some(old) if old.status != r.status && r.status.is_some() => {
+                let to = if r.status == Some(RolloutOutcome::Completed) { &r.canary } else { &r.stable };
+                let how = word(&r.status);
+                out.push(Some(&r.service), ChangeKind::Rollout, format!("rollout {name} {how}: all traffic to {to}"))
+            }
             Some(old) if old != r => {
                 out.push(Some(&r.service), ChangeKind::Rollout, format!("rollout {name} changed: steps {steps}"))
             }

@@ -18,6 +18,7 @@
 //! - [`telemetry`]: the reports proxies push, and their checks.
 //! - [`compile`]: policy into configuration.
 //! - [`diff`]: what a change does to traffic, in plain words.
+//! - [`rollout`]: the canary state machine and its traffic overlay.
 
 pub mod compile;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod diff;
 pub mod duration;
 pub mod parse;
 pub mod policy;
+pub mod rollout;
 pub mod spanned;
 pub mod telemetry;
 pub mod validate;

@@ -4,7 +4,7 @@
 //! Unknown fields are refused: a typo must never silently mean "use the default".
 //! Optional fields fall back to the Mesh's defaults, then to [`crate::defaults`].
 
-pub use crate::config::{AccessMode, LoadBalancer, MtlsMode, Protocol, RetryOn, RolloutStrategy};
+pub use crate::config::{AccessMode, LoadBalancer, MtlsMode, Protocol, RetryOn, RolloutOutcome, RolloutStrategy};
 use crate::diagnostic::Pos;
 pub use crate::spanned::Sp;
 use serde::Deserialize;
@@ -331,6 +331,10 @@ pub struct Rollout {
     pub header: Option<Sp<HeaderMatch>>,
     pub steps: Vec<Sp<StepSpec>>,
     pub analysis: AnalysisSpec,
+    /// Written by Trellis when the rollout ends: `completed` (all traffic stays on the canary)
+    /// or `aborted` (all traffic stays on stable). A finished rollout no longer runs.
+    #[serde(default)]
+    pub status: Option<RolloutOutcome>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,8 +17,11 @@ use trellis_web::api::{
     ServiceTraffic, ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
 };
 
+mod rollouts;
+
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
+        .merge(rollouts::router())
         .route("/api/v1/overview", get(overview))
         .route("/api/v1/revisions", get(revisions))
         .route("/api/v1/revisions/{sha}", get(revision))
@@ -39,7 +42,13 @@ pub fn router() -> axum::Router<AppState> {
 pub enum ApiError {
     NotFound(String),
     Unauthorized(String),
-    Invalid { message: String, detail: String },
+    Forbidden(String),
+    /// The request is understood but the resource's state refuses it.
+    Conflict(String),
+    Invalid {
+        message: String,
+        detail: String,
+    },
     Internal(String),
 }
 
@@ -61,6 +70,8 @@ impl IntoResponse for ApiError {
         let (status, code, message, detail) = match self {
             ApiError::NotFound(m) => (http::StatusCode::NOT_FOUND, "not_found", m, None),
             ApiError::Unauthorized(m) => (http::StatusCode::UNAUTHORIZED, "unauthorized", m, None),
+            ApiError::Forbidden(m) => (http::StatusCode::FORBIDDEN, "forbidden", m, None),
+            ApiError::Conflict(m) => (http::StatusCode::CONFLICT, "conflict", m, None),
             ApiError::Invalid { message, detail } => {
                 (http::StatusCode::BAD_REQUEST, "invalid_request", message, Some(detail))
             }

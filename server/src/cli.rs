@@ -1,6 +1,7 @@
 //! The `trellis` command line.
 
 pub mod policy;
+pub mod rollout;
 
 use crate::gitops::PolicySource;
 use crate::serve::ServeConfig;
@@ -26,6 +27,8 @@ pub enum Command {
     Diff(policy::DiffArgs),
     /// Print the JSON Schema of policy documents, for editors.
     Schema,
+    /// Watch and steer canary rollouts: `trellis rollout promote inventory-v2`.
+    Rollout(rollout::RolloutArgs),
     /// Run a whole demo mesh on this machine: control plane, dashboard, services, sidecars, load.
     Demo(crate::demo::DemoArgs),
     /// One demo service (started by `trellis demo`).
@@ -58,6 +61,10 @@ pub struct ServeArgs {
     /// `X-Hub-Signature-256` are refused when set.
     #[arg(long, env = "TRELLIS_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// Who may change rollouts: comma-separated `name:role:token` (role operator or viewer).
+    /// Everyone can read; without an operator nobody can promote or abort.
+    #[arg(long, env = "TRELLIS_TOKENS", hide_env_values = true)]
+    pub tokens: Option<String>,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -73,6 +80,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 database_url,
                 site_root: args.site_root.unwrap_or_else(default_site_root),
                 webhook_secret: args.webhook_secret,
+                users: crate::auth::User::parse_list(args.tokens.as_deref().unwrap_or_default())
+                    .map_err(|e| anyhow::anyhow!("TRELLIS_TOKENS: {e}"))?,
             })
             .await?;
             shutdown_signal().await;
@@ -81,6 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Validate(args) => Ok(policy::validate(&args)),
         Command::Diff(args) => Ok(policy::diff(&args)),
+        Command::Rollout(args) => rollout::run(args).await,
         Command::Schema => {
             println!("{}", policy::schema());
             Ok(0)

@@ -53,6 +53,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         database_url,
         site_root: args.site_root.clone().unwrap_or_else(crate::cli::default_site_root),
         webhook_secret: None,
+        users: Vec::new(),
     })
     .await?;
 

@@ -10,6 +10,8 @@
 //! - [`store`]: Postgres / SQLite through sqlx, with migrations.
 //! - [`audit`]: the audit trail writer.
 //! - [`telemetry`]: golden metrics aggregated from proxy reports.
+//! - [`rollouts`]: running canary rollouts against live telemetry.
+//! - [`auth`]: operators, viewers, sessions and CSRF.
 //! - [`api`]: the public JSON API under `/api/v1`.
 //! - [`dashboard`]: the Leptos dashboard host.
 //! - [`demo`]: `trellis demo`, a whole mesh on one machine.
@@ -18,11 +20,13 @@
 
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod dashboard;
 pub mod demo;
 pub mod fleet;
 pub mod gitops;
+pub mod rollouts;
 pub mod serve;
 pub mod source;
 pub mod state;

@@ -19,6 +19,8 @@ pub struct ServeConfig {
     pub site_root: PathBuf,
     /// The shared secret of the git webhook; unsigned hooks are refused when set.
     pub webhook_secret: Option<String>,
+    /// Operators and viewers with their tokens; without any, nothing can be changed.
+    pub users: Vec<crate::auth::User>,
 }
 
 pub struct Running {
@@ -70,6 +72,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     // Proxies heard from in the last ten minutes are the fleet a restart must wait for.
     let known = store.recent_members(crate::now_ms() - 600_000).await.unwrap_or_default();
     state.fleet.hold_until_rejoined(known, REJOIN_GRACE);
+    state.rollouts.restore(store.rollouts().await?).await;
     state.audit.system(
         "control_plane.started",
         None,
@@ -95,6 +98,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(5)) => fleet.sweep(),
                 _ = sweep_stop.changed() => return,
+            }
+        }
+    }));
+    let (rollouts, mut rollouts_stop) = (state.clone(), shutdown_rx.clone());
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(crate::rollouts::TICK) => rollouts.rollouts.tick(&rollouts).await,
+                _ = rollouts_stop.changed() => return,
             }
         }
     }));

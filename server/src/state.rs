@@ -29,6 +29,9 @@ pub struct Inner {
     /// Where revisions' files are read from, for the API and the Policy page.
     pub policy: crate::gitops::PolicySource,
     pub telemetry: crate::telemetry::Telemetry,
+    pub rollouts: crate::rollouts::Rollouts,
+    /// Who may do what: operator and viewer tokens, and login sessions.
+    pub auth: crate::auth::Auth,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -65,6 +68,8 @@ impl AppState {
             webhook_secret: config.webhook_secret.clone(),
             policy: config.policy.clone(),
             telemetry: Default::default(),
+            rollouts: Default::default(),
+            auth: crate::auth::Auth::new(config.users.clone()),
         }))
     }
 
@@ -113,7 +118,7 @@ impl AppState {
     async fn judged_inner(&self, judged: Judged) {
         let mut rev = judged.revision.clone();
         if let Some(config) = &judged.config {
-            let before = self.fleet.mesh().map(|m| (*m).clone()).unwrap_or_default();
+            let before = self.rollouts.base().await.unwrap_or_default();
             rev.changes = trellis_model::diff::diff(&before, config);
         }
         let fresh = match self.store.record_revision(&rev, crate::now_ms()).await {
@@ -139,7 +144,7 @@ impl AppState {
         match judged.config {
             Some(config) => {
                 tracing::info!(message = %rev.message, "applying revision");
-                self.fleet.set_mesh(config);
+                self.rollouts.set_base(self, config).await;
             }
             None => tracing::warn!(errors = rev.errors.len(), "rejected revision; the previous one stays in force"),
         }

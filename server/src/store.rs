@@ -3,6 +3,7 @@
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
+use trellis_model::rollout::RolloutState;
 use trellis_web::api::{AuditEntry, RevisionView};
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +168,45 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| Ok(r.try_get::<String, _>("proxy_id")?)).collect()
+    }
+
+    /// Saves a rollout's state after a change (an upsert: one row per rollout).
+    pub async fn save_rollout(&self, state: &RolloutState, at: i64) -> Result<(), StoreError> {
+        let json = serde_json::to_string(state).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO rollouts (name, fingerprint, state, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET fingerprint = excluded.fingerprint, state = excluded.state, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&state.name)
+        .bind(&state.fingerprint)
+        .bind(json)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every saved rollout state. A row that no longer reads (written by another version) is
+    /// skipped with a warning: its rollout starts afresh rather than blocking the others.
+    pub async fn rollouts(&self) -> Result<Vec<RolloutState>, StoreError> {
+        let rows = sqlx::query("SELECT name, state FROM rollouts").fetch_all(&self.pool).await?;
+        let mut states = Vec::new();
+        for row in rows {
+            let (name, json): (String, String) = (row.try_get("name")?, row.try_get("state")?);
+            match serde_json::from_str(&json) {
+                Ok(state) => states.push(state),
+                Err(e) => {
+                    tracing::warn!(rollout = %name, error = %e, "unreadable saved rollout state; it starts afresh")
+                }
+            }
+        }
+        Ok(states)
+    }
+
+    pub async fn forget_rollout(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM rollouts WHERE name = $1").bind(name).execute(&self.pool).await?;
+        Ok(())
     }
 
     pub async fn close(&self) {

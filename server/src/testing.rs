@@ -11,8 +11,12 @@ pub const DEMO_POLICIES: &[(&str, &str)] = &[
     ("routes/inventory.yaml", include_str!("../../policies/routes/inventory.yaml")),
     ("routes/catalog.yaml", include_str!("../../policies/routes/catalog.yaml")),
     ("policies/inventory.yaml", include_str!("../../policies/policies/inventory.yaml")),
-    ("rollouts/inventory-v2.yaml", include_str!("../../policies/rollouts/inventory-v2.yaml")),
+    (INVENTORY_ROLLOUT, include_str!("../../policies/rollouts/inventory-v2.yaml")),
+    ("rollouts/catalog-v2.yaml", include_str!("../../policies/rollouts/catalog-v2.yaml")),
 ];
+
+/// The demo's canary of inventory v2.
+pub const INVENTORY_ROLLOUT: &str = "rollouts/inventory-v2.yaml";
 
 /// A policy repository on branch `main`.
 pub struct PolicyRepo {
@@ -63,11 +67,13 @@ impl PolicyRepo {
         self.commit_all(message).expect("committing")
     }
 
-    /// Commits a new split of the demo's inventory service.
+    /// Commits a new split of the demo's inventory service. A split set by hand ends the
+    /// demo's canary of inventory (its Rollout would otherwise own the split).
     pub fn set_inventory_split(&self, v1: u32, v2: u32, message: &str) -> Oid {
         let text = format!(
             "kind: Route\nname: inventory\nservice: inventory\nrules:\n  - backends:\n      - version: v1\n        weight: {v1}\n      - version: v2\n        weight: {v2}\n"
         );
+        let _ = std::fs::remove_file(self.path.join(INVENTORY_ROLLOUT));
         self.commit("routes/inventory.yaml", &text, message)
     }
 
@@ -82,6 +88,7 @@ impl PolicyRepo {
         let repo = Repository::open(&self.path)?;
         let mut index = repo.index()?;
         index.add_all(["*"], git2::IndexAddOption::DEFAULT, None)?;
+        index.update_all(["*"], None)?;
         index.write()?;
         let tree = repo.find_tree(index.write_tree()?)?;
         let sig = Signature::now("Trellis Demo", "demo@trellis.invalid")?;

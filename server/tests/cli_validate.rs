@@ -18,7 +18,7 @@ fn the_example_policies_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let (code, out, _) = trellis(&["validate", "policies"], &root);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("valid: policies: 3 service(s), 1 rollout(s)"), "{out}");
+    assert!(out.contains("valid: policies: 3 service(s), 2 rollout(s)"), "{out}");
 }
 
 #[test]

@@ -88,6 +88,27 @@ async fn exercise(url: &str) {
     assert_eq!(first[1].revision, None);
     let rest = store.events(Some(first[2].id), 10).await.unwrap();
     assert_eq!(rest.len(), 2);
+
+    // Rollout states: one row per rollout, the newest state wins, gone when forgotten.
+    let mut state = trellis_model::rollout::RolloutState {
+        name: "shop-v2".into(),
+        fingerprint: "f1".into(),
+        phase: trellis_model::rollout::Phase::Progressing,
+        step: 0,
+        step_started_ms: 1,
+        next_analysis_ms: 2,
+        passed_in_step: false,
+        failures: 0,
+        inconclusive: 0,
+        analyses: Vec::new(),
+    };
+    store.save_rollout(&state, 1).await.unwrap();
+    state.step = 1;
+    state.phase = trellis_model::rollout::Phase::Paused { reason: "paused by ann".into() };
+    store.save_rollout(&state, 2).await.unwrap();
+    assert_eq!(store.rollouts().await.unwrap(), vec![state]);
+    store.forget_rollout("shop-v2").await.unwrap();
+    assert!(store.rollouts().await.unwrap().is_empty());
     store.close().await;
 }
 

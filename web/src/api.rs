@@ -215,3 +215,46 @@ mod tests {
         assert_eq!(super::format_time(1_795_700_000_000), "2026-11-26 13:33:20 UTC");
     }
 }
+
+/// The `/rollouts` page and `GET /api/v1/rollouts`: every Rollout in the applied revision.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RolloutsView {
+    pub items: Vec<RolloutView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutView {
+    pub name: String,
+    pub service: String,
+    pub stable: String,
+    pub canary: String,
+    /// `canary`, `header` or `blue-green`.
+    pub strategy: String,
+    /// `pending`, `progressing`, `awaiting-promotion`, `paused`, `completed` or `aborted`.
+    pub phase: String,
+    /// Why it paused or aborted, or who completed it.
+    pub reason: Option<String>,
+    /// Zero-based index of the current step.
+    pub step: usize,
+    /// Each step's canary weight.
+    pub steps: Vec<u32>,
+    /// The canary's share of traffic now, in percent.
+    pub canary_weight: u32,
+    /// Whether requests with the rollout's header go to the canary now.
+    pub header_routed: bool,
+    pub failures: u32,
+    pub max_failures: u32,
+    pub inconclusive: u32,
+    pub max_inconclusive: u32,
+    pub interval_ms: u64,
+    /// Percent.
+    pub min_success_rate: f64,
+    pub max_p99_ms: u64,
+    pub min_requests: u32,
+    /// Oldest first.
+    pub analyses: Vec<trellis_model::rollout::Analysis>,
+    /// What an operator may do now: `promote`, `promote-full`, `pause`, `resume`, `abort`.
+    pub actions: Vec<String>,
+    /// The outcome recorded in git, when the rollout has ended there.
+    pub recorded: Option<String>,
+}

@@ -1,0 +1,125 @@
+//! `/api/v1/rollouts` (read by anyone, changed by operators) and `/api/v1/session` (the
+//! dashboard's login).
+
+use super::ApiError;
+use crate::auth::{CSRF_HEADER, Denied, SESSION_COOKIE};
+use crate::rollouts::ActError;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use trellis_model::rollout::Action;
+use trellis_web::api::{RolloutView, RolloutsView};
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/v1/rollouts", get(list))
+        .route("/api/v1/rollouts/{name}", get(one))
+        .route("/api/v1/rollouts/{name}/{action}", post(act))
+        .route("/api/v1/session", get(session).post(login).delete(logout))
+}
+
+async fn list(State(state): State<AppState>) -> Json<RolloutsView> {
+    Json(state.rollouts.views().await)
+}
+
+async fn one(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<RolloutView>, ApiError> {
+    let views = state.rollouts.views().await;
+    let found = views.items.into_iter().find(|r| r.name == name);
+    found.map(Json).ok_or_else(|| ApiError::NotFound(format!("no rollout named {name:?} in the applied revision")))
+}
+
+async fn act(
+    State(state): State<AppState>,
+    Path((name, action)): Path<(String, String)>,
+    headers: http::HeaderMap,
+) -> Result<Json<RolloutView>, ApiError> {
+    let Some(action) = Action::parse(&action) else {
+        let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+        return Err(ApiError::NotFound(format!("no action {action:?}: use one of {}", names.join(", "))));
+    };
+    let operator = state.auth.operator(&headers).map_err(|denied| {
+        let summary = format!("{} on rollout {name} refused: {denied}", action.name());
+        state.audit.system("auth.denied", None, summary, json!({ "rollout": name, "action": action.name() }));
+        denied_error(denied)
+    })?;
+    match state.rollouts.act(&state, &name, action, &operator.name).await {
+        Ok(view) => Ok(Json(view)),
+        Err(ActError::NotFound(n)) => {
+            Err(ApiError::NotFound(format!("no rollout named {n:?} in the applied revision")))
+        }
+        Err(ActError::Refused(r)) => Err(ApiError::Conflict(r.to_string())),
+        Err(e @ ActError::Store(_)) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+fn denied_error(denied: Denied) -> ApiError {
+    match denied {
+        Denied::Forbidden(_) => ApiError::Forbidden(denied.to_string()),
+        _ => ApiError::Unauthorized(denied.to_string()),
+    }
+}
+
+/// Who the dashboard is talking to: a signed-in user with their CSRF token, or a viewer.
+async fn session(State(state): State<AppState>, headers: http::HeaderMap) -> Json<serde_json::Value> {
+    match crate::auth::cookie(&headers, SESSION_COOKIE).and_then(|id| state.auth.session(id)) {
+        Some((user, csrf)) => Json(json!({ "user": user.name, "role": user.role, "csrf": csrf })),
+        None => Json(json!({ "user": null, "role": "viewer", "csrf": null })),
+    }
+}
+
+#[derive(Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(login)) = body else {
+        return ApiError::invalid("expected {\"token\": \"...\"}", "the body is not a login").into_response();
+    };
+    match state.auth.login(&login.token) {
+        Ok((user, id, csrf)) => {
+            state.audit.record(crate::store::NewEvent {
+                at: crate::now_ms(),
+                kind: "auth.login".into(),
+                actor: user.name.clone(),
+                revision: None,
+                service: None,
+                summary: format!("{} signed in to the dashboard", user.name),
+                detail: json!({ "role": user.role }),
+            });
+            let cookie = format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200");
+            let mut resp = Json(json!({ "user": user.name, "role": user.role, "csrf": csrf })).into_response();
+            if let Ok(v) = cookie.parse() {
+                resp.headers_mut().insert(http::header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(denied) => {
+            state.audit.system("auth.denied", None, format!("dashboard login refused: {denied}"), json!({}));
+            ApiError::Unauthorized(denied.to_string()).into_response()
+        }
+    }
+}
+
+async fn logout(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
+    if let Some(id) = crate::auth::cookie(&headers, SESSION_COOKIE) {
+        // Logging out is a change too: it needs the session's CSRF token.
+        let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        if state.auth.session(id).is_some_and(|(_, expected)| Some(expected.as_str()) == csrf) {
+            state.auth.logout(id);
+        }
+    }
+    let mut resp = http::StatusCode::NO_CONTENT.into_response();
+    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    if let Ok(v) = expired.parse() {
+        resp.headers_mut().insert(http::header::SET_COOKIE, v);
+    }
+    resp
+}

@@ -1,0 +1,266 @@
+//! Runs each Rollout of the applied revision: keeps its state (persisted after every change),
+//! feeds it the canary's telemetry every analysis interval, takes operators' actions, and
+//! publishes the configuration with every rollout's weights laid over what git says.
+//!
+//! The decisions are `trellis_model::rollout`'s; this module only gathers their inputs and
+//! carries out their results. One async lock serialises ticks and actions, and a state is
+//! saved before it takes effect, so what proxies run never gets ahead of the database.
+
+use crate::state::AppState;
+use std::collections::BTreeMap;
+use trellis_model::config::{MeshConfig, RolloutConfig};
+use trellis_model::rollout::{self, Action, Event, Phase, Placement, RolloutState, Sample};
+use trellis_web::api::{RolloutView, RolloutsView};
+
+/// How often rollouts are looked at; analyses run at their own interval.
+pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Default)]
+pub struct Rollouts(tokio::sync::Mutex<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    /// The applied revision as compiled from git, before any rollout's overlay.
+    base: Option<MeshConfig>,
+    states: BTreeMap<String, RolloutState>,
+    /// The placements last published, to push only when one moves.
+    published: Vec<(String, Placement)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error("no rollout named {0:?} in the applied revision")]
+    NotFound(String),
+    #[error(transparent)]
+    Refused(#[from] rollout::Refused),
+    #[error("the rollout state could not be saved: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl Rollouts {
+    /// Takes the states saved before a restart. Nothing moved while the control plane was
+    /// down; each running rollout waits for a fresh analysis before its next step.
+    pub async fn restore(&self, saved: Vec<RolloutState>) {
+        let mut inner = self.0.lock().await;
+        inner.states = saved.into_iter().map(|s| (s.name.clone(), s)).collect();
+    }
+
+    /// A new revision from git: starts rollouts that appeared or changed, drops those that
+    /// ended in git or went away, and publishes the overlaid configuration.
+    pub async fn set_base(&self, app: &AppState, config: MeshConfig) {
+        let now = crate::now_ms() as u64;
+        let mut inner = self.0.lock().await;
+        let restoring = inner.base.is_none();
+        let live: BTreeMap<String, RolloutConfig> =
+            config.rollouts.iter().filter(|(_, r)| r.status.is_none()).map(|(n, r)| (n.clone(), r.clone())).collect();
+        let gone: Vec<String> = inner.states.keys().filter(|n| !live.contains_key(*n)).cloned().collect();
+        for name in gone {
+            inner.states.remove(&name);
+            if let Err(e) = app.store.forget_rollout(&name).await {
+                tracing::error!(rollout = %name, error = %e, "cannot forget a finished rollout's state");
+            }
+        }
+        for (name, spec) in &live {
+            match inner.states.get_mut(name) {
+                Some(state) if state.fingerprint == rollout::fingerprint(spec) => {
+                    if restoring {
+                        rollout::restored(spec, state, now);
+                    }
+                }
+                existing => {
+                    let changed = existing.is_some();
+                    let (state, events) = rollout::start(spec, now);
+                    if let Err(e) = app.store.save_rollout(&state, now as i64).await {
+                        tracing::error!(rollout = %name, error = %e, "cannot save a new rollout; it starts when the database is back");
+                        continue;
+                    }
+                    if changed {
+                        let summary = format!("rollout {name} restarts: its spec changed in git");
+                        app.audit.system("rollout.restarted", Some(&spec.service), summary, serde_json::json!({}));
+                    }
+                    record(app, spec, "trellis", &events);
+                    inner.states.insert(name.clone(), state);
+                }
+            }
+        }
+        inner.base = Some(config);
+        publish(app, &mut inner, true);
+    }
+
+    /// Analyses what is due and moves what the analyses allow.
+    pub async fn tick(&self, app: &AppState) {
+        let now = crate::now_ms() as u64;
+        let mut inner = self.0.lock().await;
+        let Some(base) = &inner.base else { return };
+        let specs = base.rollouts.clone();
+        let mut moved = false;
+        for (name, spec) in specs.iter().filter(|(_, s)| s.status.is_none()) {
+            let Some(state) = inner.states.get(name) else { continue };
+            if !rollout::analysis_due(state, now) && !matches!(state.phase, Phase::Progressing) {
+                continue;
+            }
+            let sample = rollout::analysis_due(state, now).then(|| canary_sample(app, spec, now));
+            let mut next = state.clone();
+            let events = rollout::tick(spec, &mut next, now, sample.as_ref());
+            if events.is_empty() {
+                continue;
+            }
+            if let Err(e) = app.store.save_rollout(&next, now as i64).await {
+                // Not saved, not applied: the same analysis runs again on the next tick.
+                tracing::error!(rollout = %name, error = %e, "cannot save rollout state; holding it where it is");
+                continue;
+            }
+            record(app, spec, "trellis", &events);
+            inner.states.insert(name.clone(), next);
+            moved = true;
+        }
+        if moved {
+            publish(app, &mut inner, false);
+        }
+    }
+
+    /// An operator's action, saved and in force before this returns.
+    pub async fn act(&self, app: &AppState, name: &str, action: Action, actor: &str) -> Result<RolloutView, ActError> {
+        let now = crate::now_ms() as u64;
+        let mut inner = self.0.lock().await;
+        let spec = inner.base.as_ref().and_then(|b| b.rollouts.get(name)).cloned();
+        let (Some(spec), Some(state)) = (spec, inner.states.get(name)) else {
+            return Err(ActError::NotFound(name.to_string()));
+        };
+        let mut next = state.clone();
+        let events = rollout::act(&spec, &mut next, action, actor, now)?;
+        app.store.save_rollout(&next, now as i64).await?;
+        let summary = format!("{actor} chose {} on rollout {name}", action.name());
+        app.audit.record(crate::store::NewEvent {
+            at: now as i64,
+            kind: format!("rollout.action.{}", action.name()),
+            actor: actor.to_string(),
+            revision: inner.base.as_ref().map(|b| b.revision.clone()),
+            service: Some(spec.service.clone()),
+            summary,
+            detail: serde_json::json!({ "rollout": name, "action": action.name() }),
+        });
+        record(app, &spec, actor, &events);
+        inner.states.insert(name.to_string(), next);
+        publish(app, &mut inner, false);
+        Ok(view(&spec, inner.states.get(name)))
+    }
+
+    /// The applied revision as git has it, without overlays: what the next revision is
+    /// compared with.
+    pub async fn base(&self) -> Option<MeshConfig> {
+        self.0.lock().await.base.clone()
+    }
+
+    pub async fn views(&self) -> RolloutsView {
+        let inner = self.0.lock().await;
+        let Some(base) = &inner.base else { return RolloutsView::default() };
+        RolloutsView { items: base.rollouts.values().map(|spec| view(spec, inner.states.get(&spec.name))).collect() }
+    }
+}
+
+/// The canary's traffic over the last interval, as its callers' proxies saw it: connection
+/// failures to a broken canary count against it, which its own proxy could not report.
+fn canary_sample(app: &AppState, spec: &RolloutConfig, now_ms: u64) -> Sample {
+    let window_s = (spec.analysis.interval_ms / 1000).max(1);
+    let mut counts = crate::telemetry::Counts::default();
+    for (key, c) in app.telemetry.window(now_ms / 1000, window_s) {
+        if key.caller.is_some() && key.service == spec.service && key.version == spec.canary {
+            counts.merge(&c);
+        }
+    }
+    let golden = counts.golden(window_s);
+    Sample { requests: counts.requests, failures: counts.failures, p99_ms: golden.p99_ms }
+}
+
+/// Lays every rollout's placement over the base and pushes it when anything moved (or the
+/// base itself changed).
+fn publish(app: &AppState, inner: &mut Inner, base_changed: bool) {
+    let Some(base) = &inner.base else { return };
+    let placements: Vec<(String, Placement)> = base
+        .rollouts
+        .values()
+        .map(|spec| (spec.name.clone(), Placement::of(spec, inner.states.get(&spec.name))))
+        .collect();
+    if !base_changed && placements == inner.published {
+        return;
+    }
+    let mut config = base.clone();
+    rollout::overlay(&mut config, &placements);
+    inner.published = placements;
+    app.fleet.set_mesh(config);
+    app.changed();
+}
+
+/// Audits what happened; analyses that passed are kept in the rollout's history only.
+fn record(app: &AppState, spec: &RolloutConfig, actor: &str, events: &[Event]) {
+    for event in events {
+        if let Event::Analysed(a) = event
+            && a.verdict == rollout::Verdict::Pass
+        {
+            continue;
+        }
+        let actor = if matches!(event, Event::Analysed(_)) { "trellis" } else { actor };
+        app.audit.record(crate::store::NewEvent {
+            at: crate::now_ms(),
+            kind: event.kind().to_string(),
+            actor: actor.to_string(),
+            revision: None,
+            service: Some(spec.service.clone()),
+            summary: event.describe(spec),
+            detail: serde_json::to_value(event).unwrap_or_default(),
+        });
+    }
+}
+
+fn view(spec: &RolloutConfig, state: Option<&RolloutState>) -> RolloutView {
+    let placement = Placement::of(spec, state);
+    let recorded = spec.status.map(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)));
+    let (phase, reason) = match (recorded.clone().flatten(), state.map(|s| &s.phase)) {
+        (Some(outcome), _) => (outcome, Some("recorded in git".to_string())),
+        (None, None) => ("pending".to_string(), None),
+        (None, Some(p)) => (
+            p.name().to_string(),
+            match p {
+                Phase::Paused { reason } | Phase::Aborted { reason } => Some(reason.clone()),
+                Phase::Completed { by } => Some(format!("completed by {by}")),
+                _ => None,
+            },
+        ),
+    };
+    let actions = match phase.as_str() {
+        "progressing" | "awaiting-promotion" => {
+            vec![Action::Promote, Action::PromoteFull, Action::Pause, Action::Abort]
+        }
+        "paused" => vec![Action::Promote, Action::PromoteFull, Action::Resume, Action::Abort],
+        _ => vec![],
+    };
+    let a = &spec.analysis;
+    RolloutView {
+        name: spec.name.clone(),
+        service: spec.service.clone(),
+        stable: spec.stable.clone(),
+        canary: spec.canary.clone(),
+        strategy: serde_json::to_value(spec.strategy)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        phase,
+        reason,
+        step: state.map_or(0, |s| s.step),
+        steps: spec.steps.iter().map(|s| s.weight).collect(),
+        canary_weight: placement.weight,
+        header_routed: placement.header_routed,
+        failures: state.map_or(0, |s| s.failures),
+        max_failures: a.max_failures,
+        inconclusive: state.map_or(0, |s| s.inconclusive),
+        max_inconclusive: a.max_inconclusive,
+        interval_ms: a.interval_ms,
+        min_success_rate: a.min_success_rate,
+        max_p99_ms: a.max_p99_ms,
+        min_requests: a.min_requests,
+        analyses: state.map(|s| s.analyses.clone()).unwrap_or_default(),
+        actions: actions.into_iter().map(|a| a.name().to_string()).collect(),
+        recorded: recorded.flatten(),
+    }
+}

@@ -1,0 +1,217 @@
+//! Canary rollouts end to end: a Rollout committed to git moves real traffic through real
+//! proxies; an operator's promotion changes the measured split (a viewer's is refused); a
+//! failing canary is aborted by its analyses and traffic returns to stable; the state
+//! survives a control-plane restart.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use trellis_server::auth::User;
+use trellis_server::gitops::PolicySource;
+use trellis_server::serve::{Running, ServeConfig};
+use trellis_server::testing::{INVENTORY_ROLLOUT, PolicyRepo, http_get, http_request};
+
+const ANN: &str = "ann-operator-token-0001";
+const VIC: &str = "vic-viewer-token-00001";
+
+/// Gates at 10 % and 60 %, then 100 %; analyses every 3 s (proxies report every 2 s).
+const ROLLOUT: &str = "kind: Rollout
+name: inventory-v2
+service: inventory
+stable: v1
+canary: v2
+steps:
+  - { weight: 10, manual: true }
+  - { weight: 60, manual: true }
+  - { weight: 100 }
+analysis: { interval: 3s, successRate: 90, p99: 2s, minRequests: 3, maxFailures: 2, maxInconclusive: 50 }
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_promotes_step_by_step_a_viewer_cannot_and_the_state_survives_a_restart() {
+    let repo = PolicyRepo::demo();
+    let db = tempfile::tempdir().unwrap();
+    let cp = control_plane(&repo, db.path(), None).await;
+    let mesh = Mesh::start(&cp, 200).await;
+    commit_rollout(&repo, ROLLOUT);
+    let v2 = mesh.measure(&cp, 300, |r| r["step"] == 0 && r["phase"] == "awaiting-promotion").await;
+    assert!((10..=55).contains(&v2), "step 1 sends 10 % to v2: {v2} of 300");
+
+    // Only an operator may promote; the refusals say why.
+    let (status, body) = act(&cp, "promote", Some(VIC)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("vic is a viewer"), "{body}");
+    assert_eq!(act(&cp, "promote", None).await.0, 401);
+    assert_eq!(act(&cp, "resume", Some(ANN)).await.0, 409, "only a paused rollout resumes");
+    let (status, body) = act(&cp, "promote", Some(ANN)).await;
+    assert_eq!(status, 200, "{body}");
+    let v2 = mesh.measure(&cp, 300, |r| r["step"] == 1 && r["canary_weight"] == 60).await;
+    assert!((140..=220).contains(&v2), "step 2 sends 60 % to v2: {v2} of 300");
+    let audit = get_json(&cp, "/api/v1/audit").await;
+    let promoted = audit["items"].as_array().unwrap().iter().find(|e| e["kind"] == "rollout.action.promote");
+    assert_eq!(promoted.expect("the promotion is audited")["actor"], "ann");
+
+    // Restart: the rollout is still at its second gate, and the proxies never left 60 %.
+    cp.shutdown().await;
+    let cp = control_plane(&repo, db.path(), Some(mesh.addr_of_cp)).await;
+    let rollout = wait_rollout(&cp, |r| r["phase"] == "awaiting-promotion").await;
+    assert_eq!((rollout["step"].as_u64(), rollout["canary_weight"].as_u64()), (Some(1), Some(60)), "{rollout}");
+    let v2 = mesh.measure(&cp, 200, |_| true).await;
+    assert!((80..=160).contains(&v2), "still 60 % after the restart: {v2} of 200");
+
+    let (status, body) = act(&cp, "promote-full", Some(ANN)).await;
+    assert_eq!(status, 200, "{body}");
+    let v2 = mesh.measure(&cp, 100, |r| r["phase"] == "completed").await;
+    assert_eq!(v2, 100, "a completed rollout sends everything to the canary");
+    assert_eq!(act(&cp, "abort", Some(ANN)).await.0, 409, "an ended rollout takes no more actions");
+    cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_is_aborted_by_its_analyses_and_traffic_returns_to_stable() {
+    let repo = PolicyRepo::demo();
+    let db = tempfile::tempdir().unwrap();
+    let cp = control_plane(&repo, db.path(), None).await;
+    let mesh = Mesh::start(&cp, 500).await;
+    commit_rollout(&repo, &ROLLOUT.replace("weight: 10,", "weight: 50,"));
+    wait_rollout(&cp, |r| r["canary_weight"] == 50).await;
+    // Traffic keeps flowing while the analyses judge v2's 500s.
+    let load = {
+        let caller = mesh.caller.outbound;
+        tokio::spawn(async move {
+            loop {
+                let _ = http_get(caller, "inventory", "/").await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let aborted = wait_rollout(&cp, |r| r["phase"] == "aborted").await;
+    load.abort();
+    let reason = aborted["reason"].as_str().unwrap();
+    assert!(reason.contains("success rate") && reason.contains("below 90%"), "{reason}");
+    assert!(aborted["analyses"].as_array().unwrap().iter().any(|a| a["verdict"] == "fail"), "{aborted}");
+    let v2 = mesh.measure(&cp, 200, |r| r["canary_weight"] == 0).await;
+    assert_eq!(v2, 0, "after the abort every request goes to stable");
+    let audit = get_json(&cp, "/api/v1/audit").await;
+    assert!(audit["items"].as_array().unwrap().iter().any(|e| e["kind"] == "rollout.aborted"), "{audit}");
+    cp.shutdown().await;
+}
+
+// ---- harness -----------------------------------------------------------------------------
+
+async fn control_plane(repo: &PolicyRepo, db: &Path, listen: Option<SocketAddr>) -> Running {
+    trellis_server::serve::start(ServeConfig {
+        listen: listen.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
+        policy: PolicySource { poll_interval: Duration::from_millis(300), ..PolicySource::local(repo.path(), "main") },
+        database_url: trellis_server::store::Store::sqlite_url(&db.join("t.db")),
+        site_root: db.join("no-site"),
+        webhook_secret: None,
+        users: User::parse_list(&format!("ann:operator:{ANN},vic:viewer:{VIC}")).unwrap(),
+    })
+    .await
+    .unwrap()
+}
+
+fn commit_rollout(repo: &PolicyRepo, text: &str) {
+    repo.commit(INVENTORY_ROLLOUT, text, "Canary inventory v2");
+}
+
+struct Mesh {
+    caller: trellis_proxy::Running,
+    addr_of_cp: SocketAddr,
+    _proxies: Vec<trellis_proxy::Running>,
+}
+
+impl Mesh {
+    /// inventory v1 (answers 200) and v2 (answers `v2_status`), and a caller, behind proxies.
+    async fn start(cp: &Running, v2_status: u16) -> Mesh {
+        let mut proxies = Vec::new();
+        for (version, status) in [("v1", 200), ("v2", v2_status)] {
+            let app = version_app(version, status).await;
+            let settings = trellis_proxy::Settings::new("inventory", version, app, &cp.url());
+            proxies.push(trellis_proxy::start(settings).await.unwrap());
+        }
+        let settings =
+            trellis_proxy::Settings::new("storefront", "v1", version_app("storefront", 200).await, &cp.url());
+        let caller = trellis_proxy::start(settings).await.unwrap();
+        let started = Instant::now();
+        while caller.shared.config.load().endpoints.get("inventory").is_none_or(|e| e.len() < 2) {
+            assert!(started.elapsed() < Duration::from_secs(15), "the caller never learned both versions");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Mesh { caller, addr_of_cp: cp.addr, _proxies: proxies }
+    }
+
+    /// Waits until the rollout satisfies `ready` and the caller runs the control plane's
+    /// newest config, then counts how many of `n` requests v2 answered.
+    async fn measure(&self, cp: &Running, n: usize, ready: impl Fn(&serde_json::Value) -> bool) -> usize {
+        wait_rollout(cp, ready).await;
+        let started = Instant::now();
+        loop {
+            let pushed = cp.state.fleet.subscribe().borrow().version.clone();
+            if self.caller.shared.config.load().version == pushed {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(15), "the caller never applied {pushed}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut v2 = 0;
+        for _ in 0..n {
+            let (_, body) = http_get(self.caller.outbound, "inventory", "/").await.unwrap();
+            v2 += usize::from(body == "v2");
+        }
+        v2
+    }
+}
+
+async fn wait_rollout(cp: &Running, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = http_get(cp.addr, "trellis", "/api/v1/rollouts/inventory-v2").await.unwrap();
+        if status == 200 {
+            let rollout: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if ready(&rollout) {
+                return rollout;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "rollout never got there: {rollout}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no rollout: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn act(cp: &Running, action: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    let path = format!("/api/v1/rollouts/inventory-v2/{action}");
+    let (status, body) = http_request(http::Method::POST, cp.addr, &path, &headers, Bytes::new()).await.unwrap();
+    (status.as_u16(), body)
+}
+
+async fn get_json(cp: &Running, path: &str) -> serde_json::Value {
+    let (_, body) = http_get(cp.addr, "trellis", path).await.unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+/// An app that answers every request with its version as the body and the given status.
+async fn version_app(version: &'static str, status: u16) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let svc = hyper::service::service_fn(move |_req: http::Request<Incoming>| async move {
+                let mut resp = http::Response::new(Full::new(Bytes::from_static(version.as_bytes())));
+                *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                Ok::<_, Infallible>(resp)
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
+        }
+    });
+    addr
+}

@@ -64,8 +64,13 @@ async fn an_operator_promotes_step_by_step_a_viewer_cannot_and_the_state_survive
     let v2 = mesh.measure(&cp, 200, |_| true).await;
     assert!((80..=160).contains(&v2), "still 60 % after the restart: {v2} of 200");
 
-    let (status, body) = act(&cp, "promote-full", Some(ANN)).await;
-    assert_eq!(status, 200, "{body}");
+    // The CLI speaks the same API: a viewer is refused with exit 1, an operator completes it.
+    let (code, _, err) = cli(&cp, &["rollout", "promote-full", "inventory-v2"], VIC).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("403") && err.contains("viewer"), "{err}");
+    let (code, out, err) = cli(&cp, &["rollout", "promote-full", "inventory-v2"], ANN).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("inventory-v2: inventory completed") && out.contains("v2 100%"), "{out}");
     let v2 = mesh.measure(&cp, 100, |r| r["phase"] == "completed").await;
     assert_eq!(v2, 100, "a completed rollout sends everything to the canary");
     assert_eq!(act(&cp, "abort", Some(ANN)).await.0, 409, "an ended rollout takes no more actions");
@@ -191,6 +196,15 @@ async fn act(cp: &Running, action: &str, token: Option<&str>) -> (u16, String) {
     let path = format!("/api/v1/rollouts/inventory-v2/{action}");
     let (status, body) = http_request(http::Method::POST, cp.addr, &path, &headers, Bytes::new()).await.unwrap();
     (status.as_u16(), body)
+}
+
+/// Runs the `trellis` binary against the control plane; returns exit code, stdout, stderr.
+async fn cli(cp: &Running, args: &[&str], token: &str) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
+    cmd.args(args).env("TRELLIS_SERVER", cp.url()).env("TRELLIS_TOKEN", token);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
 async fn get_json(cp: &Running, path: &str) -> serde_json::Value {

@@ -28,7 +28,7 @@ pub enum Phase {
     /// All traffic on the canary.
     Completed { by: String },
     /// All traffic back on stable; `reason` names the metric and value, or the operator.
-    Aborted { reason: String },
+    Aborted { reason: String, by: String },
 }
 
 impl Phase {
@@ -67,6 +67,9 @@ pub struct RolloutState {
     pub inconclusive: u32,
     /// Newest last, at most [`HISTORY`].
     pub analyses: Vec<Analysis>,
+    /// Once ended: the commit that recorded the outcome in git (see [`record_outcome`]).
+    #[serde(default)]
+    pub recorded: Option<String>,
 }
 
 /// The canary's traffic over one analysis interval, as the control plane aggregated it.
@@ -226,6 +229,7 @@ pub fn start(spec: &RolloutConfig, now_ms: u64) -> (RolloutState, Vec<Event>) {
         failures: 0,
         inconclusive: 0,
         analyses: Vec::new(),
+        recorded: None,
     };
     let mut events = Vec::new();
     enter_step(spec, &mut state, 0, now_ms, &mut events);
@@ -308,7 +312,7 @@ pub fn tick(spec: &RolloutConfig, state: &mut RolloutState, now_ms: u64, sample:
                 if state.failures >= spec.analysis.max_failures {
                     let reason =
                         format!("{detail} (failed analysis {} of {})", state.failures, spec.analysis.max_failures);
-                    abort(state, reason, &mut events);
+                    abort(state, reason, "trellis", &mut events);
                     return events;
                 }
             }
@@ -362,7 +366,7 @@ pub fn act(
             state.phase = gate_or_progress(spec, state.step);
             events.push(Event::Resumed);
         }
-        Action::Abort => abort(state, format!("aborted by {actor}"), &mut events),
+        Action::Abort => abort(state, format!("aborted by {actor}"), actor, &mut events),
     }
     Ok(events)
 }
@@ -402,8 +406,8 @@ fn pause(state: &mut RolloutState, reason: String, events: &mut Vec<Event>) {
     events.push(Event::Paused { reason });
 }
 
-fn abort(state: &mut RolloutState, reason: String, events: &mut Vec<Event>) {
-    state.phase = Phase::Aborted { reason: reason.clone() };
+fn abort(state: &mut RolloutState, reason: String, by: &str, events: &mut Vec<Event>) {
+    state.phase = Phase::Aborted { reason: reason.clone(), by: by.to_string() };
     events.push(Event::Aborted { reason });
 }
 
@@ -490,6 +494,9 @@ fn header_rule(rule: &RuleConfig, header: &HeaderConfig, canary: &str) -> RuleCo
     }
     copy
 }
+
+mod record;
+pub use record::record_outcome;
 
 #[cfg(test)]
 mod tests;

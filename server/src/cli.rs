@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Everyone can read; without an operator nobody can promote or abort.
     #[arg(long, env = "TRELLIS_TOKENS", hide_env_values = true)]
     pub tokens: Option<String>,
+    /// Where a finished rollout's outcome is committed: `branch` (trellis/<rollout>-<outcome>,
+    /// for a pull request) or `watched` (straight to the watched branch).
+    #[arg(long, env = "TRELLIS_RECORD_OUTCOME", default_value = "branch")]
+    pub record_outcome: crate::gitops::outcome::RecordTo,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -82,6 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 webhook_secret: args.webhook_secret,
                 users: crate::auth::User::parse_list(args.tokens.as_deref().unwrap_or_default())
                     .map_err(|e| anyhow::anyhow!("TRELLIS_TOKENS: {e}"))?,
+                record_to: args.record_outcome,
             })
             .await?;
             shutdown_signal().await;

@@ -54,6 +54,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         site_root: args.site_root.clone().unwrap_or_else(crate::cli::default_site_root),
         webhook_secret: None,
         users: Vec::new(),
+        record_to: Default::default(),
     })
     .await?;
 

@@ -224,6 +224,7 @@ fn watch_files(repo: &Path, wake: tokio::sync::mpsc::Sender<()>) -> Option<notif
     Some(watcher)
 }
 
+pub mod outcome;
 pub mod remote;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@
 
 use crate::state::AppState;
 use std::collections::BTreeMap;
-use trellis_model::config::{MeshConfig, RolloutConfig};
+use trellis_model::config::{MeshConfig, RolloutConfig, RolloutOutcome};
 use trellis_model::rollout::{self, Action, Event, Phase, Placement, RolloutState, Sample};
 use trellis_web::api::{RolloutView, RolloutsView};
 
@@ -25,7 +25,12 @@ struct Inner {
     states: BTreeMap<String, RolloutState>,
     /// The placements last published, to push only when one moves.
     published: Vec<(String, Placement)>,
+    /// When recording each ended rollout in git was last tried (unix ms).
+    record_attempts: BTreeMap<String, u64>,
 }
+
+/// How long to wait before trying again to commit an outcome git refused.
+const RECORD_RETRY_MS: u64 = 30_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
@@ -124,6 +129,10 @@ impl Rollouts {
         let now = crate::now_ms() as u64;
         let mut inner = self.0.lock().await;
         let spec = inner.base.as_ref().and_then(|b| b.rollouts.get(name)).cloned();
+        if let Some(outcome) = spec.as_ref().and_then(|s| s.status) {
+            let phase = if outcome == RolloutOutcome::Completed { "completed" } else { "aborted" };
+            return Err(rollout::Refused { action: action.name(), name: name.to_string(), phase }.into());
+        }
         let (Some(spec), Some(state)) = (spec, inner.states.get(name)) else {
             return Err(ActError::NotFound(name.to_string()));
         };
@@ -141,9 +150,83 @@ impl Rollouts {
             detail: serde_json::json!({ "rollout": name, "action": action.name() }),
         });
         record(app, &spec, actor, &events);
+        let ended = next.phase.is_terminal();
         inner.states.insert(name.to_string(), next);
         publish(app, &mut inner, false);
-        Ok(view(&spec, inner.states.get(name)))
+        let view = view(&spec, inner.states.get(name));
+        drop(inner);
+        if ended {
+            let app = app.clone();
+            tokio::spawn(async move { app.rollouts.record_outcomes(&app).await });
+        }
+        Ok(view)
+    }
+
+    /// Commits the outcome of every ended rollout that git does not know yet (retrying a
+    /// refused commit every half minute). Once the commit is on the watched branch, the next
+    /// revision carries the outcome and the rollout's state is dropped: git and the applied
+    /// configuration agree.
+    pub async fn record_outcomes(&self, app: &AppState) {
+        let now = crate::now_ms() as u64;
+        let todo: Vec<(RolloutConfig, RolloutOutcome, String)> = {
+            let mut inner = self.0.lock().await;
+            let Some(base) = &inner.base else { return };
+            let mut todo = Vec::new();
+            for (name, spec) in base.rollouts.iter().filter(|(_, s)| s.status.is_none()) {
+                let Some(state) = inner.states.get(name).filter(|s| s.recorded.is_none()) else { continue };
+                let (outcome, by) = match &state.phase {
+                    Phase::Completed { by } => (RolloutOutcome::Completed, by.clone()),
+                    Phase::Aborted { by, .. } => (RolloutOutcome::Aborted, by.clone()),
+                    _ => continue,
+                };
+                if inner.record_attempts.get(name).is_some_and(|t| now < t + RECORD_RETRY_MS) {
+                    continue;
+                }
+                todo.push((spec.clone(), outcome, by));
+            }
+            for (spec, _, _) in &todo {
+                inner.record_attempts.insert(spec.name.clone(), now);
+            }
+            todo
+        };
+        for (spec, outcome, by) in todo {
+            let why = {
+                let inner = self.0.lock().await;
+                let reason = inner.states.get(&spec.name).map(|s| view(&spec, Some(s)).reason.unwrap_or_default());
+                reason.unwrap_or_default()
+            };
+            let name = &spec.name;
+            match crate::gitops::outcome::record(&app.policy, app.record_to, name, outcome, &by, &why).await {
+                Ok(recorded) => {
+                    let mut inner = self.0.lock().await;
+                    if let Some(state) = inner.states.get_mut(name) {
+                        state.recorded = Some(recorded.sha.clone());
+                        if let Err(e) = app.store.save_rollout(state, now as i64).await {
+                            tracing::error!(rollout = %name, error = %e, "cannot save that the outcome was recorded");
+                        }
+                    }
+                    app.audit.record(crate::store::NewEvent {
+                        at: crate::now_ms(),
+                        kind: "rollout.recorded".into(),
+                        actor: by.clone(),
+                        revision: Some(recorded.sha.clone()),
+                        service: Some(spec.service.clone()),
+                        summary: format!(
+                            "rollout {name} outcome committed to {} as {}",
+                            recorded.branch,
+                            crate::audit::short(&recorded.sha)
+                        ),
+                        detail: serde_json::json!({ "rollout": name, "branch": recorded.branch, "commit": recorded.sha }),
+                    });
+                    app.changed();
+                }
+                Err(e) => {
+                    tracing::warn!(rollout = %name, error = %e, "cannot commit the rollout's outcome; retrying later");
+                    let summary = format!("rollout {name}: committing its outcome to git failed: {e}");
+                    app.audit.system("rollout.record_failed", Some(&spec.service), summary, serde_json::json!({}));
+                }
+            }
+        }
     }
 
     /// The applied revision as git has it, without overlays: what the next revision is
@@ -222,7 +305,7 @@ fn view(spec: &RolloutConfig, state: Option<&RolloutState>) -> RolloutView {
         (None, Some(p)) => (
             p.name().to_string(),
             match p {
-                Phase::Paused { reason } | Phase::Aborted { reason } => Some(reason.clone()),
+                Phase::Paused { reason } | Phase::Aborted { reason, .. } => Some(reason.clone()),
                 Phase::Completed { by } => Some(format!("completed by {by}")),
                 _ => None,
             },

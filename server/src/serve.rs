@@ -21,6 +21,8 @@ pub struct ServeConfig {
     pub webhook_secret: Option<String>,
     /// Operators and viewers with their tokens; without any, nothing can be changed.
     pub users: Vec<crate::auth::User>,
+    /// Where a rollout's outcome is committed.
+    pub record_to: crate::gitops::outcome::RecordTo,
 }
 
 pub struct Running {
@@ -105,7 +107,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     tasks.push(tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(crate::rollouts::TICK) => rollouts.rollouts.tick(&rollouts).await,
+                _ = tokio::time::sleep(crate::rollouts::TICK) => {
+                    rollouts.rollouts.tick(&rollouts).await;
+                    rollouts.rollouts.record_outcomes(&rollouts).await;
+                }
                 _ = rollouts_stop.changed() => return,
             }
         }

@@ -32,6 +32,7 @@ pub struct Inner {
     pub rollouts: crate::rollouts::Rollouts,
     /// Who may do what: operator and viewer tokens, and login sessions.
     pub auth: crate::auth::Auth,
+    pub record_to: crate::gitops::outcome::RecordTo,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -70,6 +71,7 @@ impl AppState {
             telemetry: Default::default(),
             rollouts: Default::default(),
             auth: crate::auth::Auth::new(config.users.clone()),
+            record_to: config.record_to,
         }))
     }
 

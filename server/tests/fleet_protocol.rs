@@ -16,6 +16,7 @@ async fn control_plane(repo: &PolicyRepo, dir: &std::path::Path) -> trellis_serv
         site_root: dir.join("site"),
         webhook_secret: None,
         users: Vec::new(),
+        record_to: Default::default(),
     })
     .await
     .unwrap()

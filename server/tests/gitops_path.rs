@@ -42,6 +42,7 @@ async fn mesh() -> Mesh {
         site_root: db.path().join("no-site"),
         webhook_secret: None,
         users: Vec::new(),
+        record_to: Default::default(),
     })
     .await
     .unwrap();
@@ -278,6 +279,7 @@ async fn a_control_plane_restart_under_load_fails_no_request() {
         site_root: _db.path().join("no-site"),
         webhook_secret: None,
         users: Vec::new(),
+        record_to: Default::default(),
     })
     .await
     .unwrap();

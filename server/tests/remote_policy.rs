@@ -49,6 +49,7 @@ async fn a_remote_branch_is_fetched_on_a_signed_hook_and_force_pushes_are_record
         site_root: data.path().join("site"),
         webhook_secret: Some(SECRET.into()),
         users: Vec::new(),
+        record_to: Default::default(),
     })
     .await
     .unwrap();

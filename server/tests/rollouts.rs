@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use trellis_server::auth::User;
 use trellis_server::gitops::PolicySource;
+use trellis_server::gitops::outcome::RecordTo;
 use trellis_server::serve::{Running, ServeConfig};
 use trellis_server::testing::{INVENTORY_ROLLOUT, PolicyRepo, http_get, http_request};
 
@@ -74,6 +75,26 @@ async fn an_operator_promotes_step_by_step_a_viewer_cannot_and_the_state_survive
     let v2 = mesh.measure(&cp, 100, |r| r["phase"] == "completed").await;
     assert_eq!(v2, 100, "a completed rollout sends everything to the canary");
     assert_eq!(act(&cp, "abort", Some(ANN)).await.0, 409, "an ended rollout takes no more actions");
+
+    // Git stays the truth: the outcome is committed to the watched branch by ann via Trellis,
+    // the checkout follows, the commit validates and is applied, and traffic does not move.
+    let recorded = wait_rollout(&cp, |r| r["recorded"] == "completed").await;
+    let head = repo.head();
+    let git = git2::Repository::open(repo.path()).unwrap();
+    let commit = git.find_commit(head).unwrap();
+    assert_eq!(commit.author().name().ok(), Some("ann (via Trellis)"));
+    assert!(commit.message().unwrap().starts_with("Rollout inventory-v2 completed"), "{:?}", commit.message());
+    let file = std::fs::read_to_string(repo.path().join(INVENTORY_ROLLOUT)).unwrap();
+    assert!(file.contains("status: completed"), "{file}");
+    let (status, out) = trellis_in(repo.path(), &["validate", "--rev", "HEAD"]).await;
+    assert_eq!(status, 0, "{out}");
+    assert_eq!(recorded["phase"], "completed", "{recorded}");
+    let overview = get_json(&cp, "/api/v1/overview").await;
+    assert_eq!(overview["applied"]["sha"], head.to_string());
+    assert_eq!(mesh.measure(&cp, 100, |_| true).await, 100, "no drift: the recorded outcome keeps v2");
+    let audit = get_json(&cp, "/api/v1/audit").await;
+    let event = audit["items"].as_array().unwrap().iter().find(|e| e["kind"] == "rollout.recorded").cloned();
+    assert_eq!(event.expect("the commit is audited")["revision"], head.to_string());
     cp.shutdown().await;
 }
 
@@ -81,7 +102,7 @@ async fn an_operator_promotes_step_by_step_a_viewer_cannot_and_the_state_survive
 async fn a_failing_canary_is_aborted_by_its_analyses_and_traffic_returns_to_stable() {
     let repo = PolicyRepo::demo();
     let db = tempfile::tempdir().unwrap();
-    let cp = control_plane(&repo, db.path(), None).await;
+    let cp = control_plane_recording(&repo, db.path(), None, RecordTo::Branch).await;
     let mesh = Mesh::start(&cp, 500).await;
     commit_rollout(&repo, &ROLLOUT.replace("weight: 10,", "weight: 50,"));
     wait_rollout(&cp, |r| r["canary_weight"] == 50).await;
@@ -104,12 +125,38 @@ async fn a_failing_canary_is_aborted_by_its_analyses_and_traffic_returns_to_stab
     assert_eq!(v2, 0, "after the abort every request goes to stable");
     let audit = get_json(&cp, "/api/v1/audit").await;
     assert!(audit["items"].as_array().unwrap().iter().any(|e| e["kind"] == "rollout.aborted"), "{audit}");
+
+    // Recorded on a branch for a pull request; the watched branch is untouched until it merges.
+    let before = repo.head();
+    let started = Instant::now();
+    let git = git2::Repository::open(repo.path()).unwrap();
+    let branch = loop {
+        if let Ok(b) = git.find_branch("trellis/inventory-v2-aborted", git2::BranchType::Local) {
+            break b;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "no outcome branch");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let commit = branch.get().peel_to_commit().unwrap();
+    assert_eq!(commit.author().name().ok(), Some("trellis (via Trellis)"), "the analyses aborted it, not a person");
+    assert!(commit.message().unwrap().contains("success rate"), "{:?}", commit.message());
+    assert_eq!(commit.parent_id(0).unwrap(), before);
+    assert_eq!(repo.head(), before);
     cp.shutdown().await;
 }
 
 // ---- harness -----------------------------------------------------------------------------
 
 async fn control_plane(repo: &PolicyRepo, db: &Path, listen: Option<SocketAddr>) -> Running {
+    control_plane_recording(repo, db, listen, RecordTo::Watched).await
+}
+
+async fn control_plane_recording(
+    repo: &PolicyRepo,
+    db: &Path,
+    listen: Option<SocketAddr>,
+    record_to: RecordTo,
+) -> Running {
     trellis_server::serve::start(ServeConfig {
         listen: listen.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
         policy: PolicySource { poll_interval: Duration::from_millis(300), ..PolicySource::local(repo.path(), "main") },
@@ -117,6 +164,7 @@ async fn control_plane(repo: &PolicyRepo, db: &Path, listen: Option<SocketAddr>)
         site_root: db.join("no-site"),
         webhook_secret: None,
         users: User::parse_list(&format!("ann:operator:{ANN},vic:viewer:{VIC}")).unwrap(),
+        record_to,
     })
     .await
     .unwrap()
@@ -196,6 +244,14 @@ async fn act(cp: &Running, action: &str, token: Option<&str>) -> (u16, String) {
     let path = format!("/api/v1/rollouts/inventory-v2/{action}");
     let (status, body) = http_request(http::Method::POST, cp.addr, &path, &headers, Bytes::new()).await.unwrap();
     (status.as_u16(), body)
+}
+
+/// Runs the `trellis` binary in `dir`; returns exit code and stdout.
+async fn trellis_in(dir: &Path, args: &[&str]) -> (i32, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
+    cmd.args(args).current_dir(dir);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Runs the `trellis` binary against the control plane; returns exit code, stdout, stderr.

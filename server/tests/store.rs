@@ -101,6 +101,7 @@ async fn exercise(url: &str) {
         failures: 0,
         inconclusive: 0,
         analyses: Vec::new(),
+        recorded: None,
     };
     store.save_rollout(&state, 1).await.unwrap();
     state.step = 1;

@@ -123,7 +123,7 @@ fn failed_analyses_abort_at_the_limit_naming_the_metric_and_value() {
     let (now, _) = run(&spec, &mut state, 0, 1, &failing());
     assert_eq!((state.failures, state.phase.clone()), (1, Phase::Progressing));
     let (_, events) = run(&spec, &mut state, now, 1, &failing());
-    let Phase::Aborted { reason } = &state.phase else { panic!("expected an abort, got {:?}", state.phase) };
+    let Phase::Aborted { reason, .. } = &state.phase else { panic!("expected an abort, got {:?}", state.phase) };
     assert!(reason.contains("success rate 90.00% is below 99%") && reason.contains("2 of 2"), "{reason}");
     assert_eq!(canary_weight(&spec, &state), 0, "all traffic back to stable");
     assert!(matches!(events.last(), Some(Event::Aborted { .. })));
@@ -137,7 +137,7 @@ fn slow_canaries_fail_on_p99_and_gates_keep_analysing() {
     assert_eq!(state.phase, Phase::AwaitingPromotion);
     let slow = Sample { requests: 100, failures: 0, p99_ms: Some(900.0) };
     run(&spec, &mut state, 0, 2, &slow);
-    let Phase::Aborted { reason } = &state.phase else { panic!("a failing canary aborts even at a gate") };
+    let Phase::Aborted { reason, .. } = &state.phase else { panic!("a failing canary aborts even at a gate") };
     assert!(reason.contains("p99 latency 900 ms is above 500 ms"), "{reason}");
 }
 

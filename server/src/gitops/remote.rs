@@ -44,6 +44,11 @@ pub async fn sync(url: &str, mirror: &Path) -> Result<(), RemoteError> {
     }
 }
 
+/// Pushes one ref of the mirror back to the remote (a rollout's outcome commit).
+pub async fn push(url: &str, mirror: &Path, refspec: &str) -> Result<(), RemoteError> {
+    git("push", &["--git-dir", &mirror.to_string_lossy(), "push", "--quiet", url, refspec]).await
+}
+
 async fn git(action: &'static str, args: &[&str]) -> Result<(), RemoteError> {
     let child = tokio::process::Command::new("git")
         .args(args)

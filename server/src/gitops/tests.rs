@@ -37,3 +37,27 @@ fn later_passes_judge_every_new_commit_in_order() {
     assert_eq!(shas, vec![a.to_string(), b.to_string()]);
     assert!(scan(repo.path(), "main", Some(b)).unwrap().is_none());
 }
+
+#[tokio::test]
+async fn outcomes_are_committed_to_a_branch_or_the_watched_one_with_the_checkout_following() {
+    use outcome::{RecordTo, record};
+    use trellis_model::config::RolloutOutcome;
+    let repo = PolicyRepo::demo();
+    let source = PolicySource::local(repo.path(), "main");
+    let base = repo.head();
+    let on_branch = record(&source, RecordTo::Branch, "inventory-v2", RolloutOutcome::Aborted, "ann", "aborted by ann")
+        .await
+        .unwrap();
+    assert_eq!(on_branch.branch, "trellis/inventory-v2-aborted");
+    assert_eq!(repo.head(), base, "the watched branch waits for the pull request");
+
+    let watched =
+        record(&source, RecordTo::Watched, "inventory-v2", RolloutOutcome::Completed, "ann", "by ann").await.unwrap();
+    assert_eq!((watched.branch.as_str(), watched.sha.clone()), ("main", repo.head().to_string()));
+    let on_disk = std::fs::read_to_string(repo.path().join(crate::testing::INVENTORY_ROLLOUT)).unwrap();
+    assert!(on_disk.contains("status: completed"), "the checkout follows the branch: {on_disk}");
+    let r = Repository::open(repo.path()).unwrap();
+    assert!(r.statuses(None).unwrap().iter().all(|s| s.status() == git2::Status::CURRENT || s.status().is_wt_new()));
+    let judged = judge(&r, repo.head()).unwrap();
+    assert_eq!(judged.revision.outcome, "applied", "{:?}", judged.revision.errors);
+}

@@ -6,6 +6,8 @@ const target = process.env.CARGO_TARGET_DIR ?? path.resolve(__dirname, '../targe
 const bin = process.env.TRELLIS_BIN ?? path.join(target, 'debug/trellis');
 export const dataDir = process.env.TRELLIS_E2E_DATA_DIR ?? path.join(target, 'e2e-demo');
 const port = Number(process.env.TRELLIS_E2E_PORT ?? 18080);
+/** The demo's users for these tests: an operator and a viewer. */
+export const tokens = { operator: 'e2e-operator-token-0123456789', viewer: 'e2e-viewer-token-00123456789' };
 
 export default defineConfig({
   testDir: './tests',
@@ -35,6 +37,9 @@ export default defineConfig({
     timeout: 60_000,
     reuseExistingServer: false,
     stdout: 'pipe',
-    env: { TRELLIS_SITE_ROOT: process.env.TRELLIS_SITE_ROOT ?? path.join(target, 'site') },
+    env: {
+      TRELLIS_SITE_ROOT: process.env.TRELLIS_SITE_ROOT ?? path.join(target, 'site'),
+      TRELLIS_TOKENS: `ops:operator:${tokens.operator},vera:viewer:${tokens.viewer}`,
+    },
   },
 });

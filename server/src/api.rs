@@ -17,7 +17,7 @@ use trellis_web::api::{
     ServiceTraffic, ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
 };
 
-mod rollouts;
+pub mod rollouts;
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
@@ -65,9 +65,15 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message, detail) = match self {
+impl ApiError {
+    /// The HTTP status and the message a client sees.
+    pub fn status_and_message(self) -> (http::StatusCode, String) {
+        let (status, _, message, _) = self.parts();
+        (status, message)
+    }
+
+    fn parts(self) -> (http::StatusCode, &'static str, String, Option<String>) {
+        match self {
             ApiError::NotFound(m) => (http::StatusCode::NOT_FOUND, "not_found", m, None),
             ApiError::Unauthorized(m) => (http::StatusCode::UNAUTHORIZED, "unauthorized", m, None),
             ApiError::Forbidden(m) => (http::StatusCode::FORBIDDEN, "forbidden", m, None),
@@ -76,7 +82,13 @@ impl IntoResponse for ApiError {
                 (http::StatusCode::BAD_REQUEST, "invalid_request", message, Some(detail))
             }
             ApiError::Internal(m) => (http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, detail) = self.parts();
         (status, Json(json!({ "error": { "code": code, "message": message, "detail": detail } }))).into_response()
     }
 }

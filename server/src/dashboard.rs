@@ -6,7 +6,9 @@ use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::path::Path;
 use std::sync::Arc;
-use trellis_web::api::{FleetView, Overview, PolicyView, TopologyView, TrafficView};
+use trellis_web::api::{
+    FleetView, Overview, PolicyView, RolloutView, RolloutsView, SessionView, TopologyView, TrafficView,
+};
 use trellis_web::ssr::{Backend, BoxFuture, DataSource};
 use trellis_web::{App, shell};
 
@@ -32,6 +34,38 @@ impl DataSource for AppState {
 
     fn policy(&self) -> BoxFuture<'_, Result<PolicyView, String>> {
         Box::pin(async move { crate::api::build_policy(self).await.map_err(|e| format!("{e:?}")) })
+    }
+
+    fn rollouts(&self) -> BoxFuture<'_, RolloutsView> {
+        Box::pin(self.rollouts.views())
+    }
+
+    fn session(&self, headers: &http::HeaderMap) -> SessionView {
+        crate::api::rollouts::session_of(self, headers)
+    }
+
+    fn login(&self, token: &str) -> Result<(SessionView, String), String> {
+        crate::api::rollouts::start_session(self, token).map_err(|e| e.status_and_message().1)
+    }
+
+    fn logout(&self, headers: &http::HeaderMap) {
+        if let Some(id) = crate::auth::cookie(headers, crate::auth::SESSION_COOKIE) {
+            self.auth.logout(id);
+        }
+    }
+
+    fn act<'a>(
+        &'a self,
+        headers: &'a http::HeaderMap,
+        name: &'a str,
+        action: &'a str,
+    ) -> BoxFuture<'a, Result<RolloutView, (u16, String)>> {
+        Box::pin(async move {
+            crate::api::rollouts::perform(self, headers, name, action).await.map_err(|e| {
+                let (status, message) = e.status_and_message();
+                (status.as_u16(), message)
+            })
+        })
     }
 }
 

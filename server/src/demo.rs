@@ -47,14 +47,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let repo = PolicyRepo::create(&data_dir.join("policy"), DEMO_POLICIES)?;
     let database_url =
         args.database_url.clone().unwrap_or_else(|| crate::store::Store::sqlite_url(&data_dir.join("trellis.db")));
+    // An operator and a viewer: as configured, or made up for this run and printed below.
+    let users = match std::env::var("TRELLIS_TOKENS") {
+        Ok(list) => crate::auth::User::parse_list(&list).map_err(|e| anyhow::anyhow!("TRELLIS_TOKENS: {e}"))?,
+        Err(_) => ["operator", "viewer"]
+            .into_iter()
+            .map(|role| crate::auth::User {
+                name: format!("demo-{role}"),
+                role: if role == "operator" { crate::auth::Role::Operator } else { crate::auth::Role::Viewer },
+                token: crate::auth::random_token(),
+            })
+            .collect(),
+    };
+    let fail_flag = data_dir.join("fail-version");
+    let _ = std::fs::remove_file(&fail_flag);
     let cp = crate::serve::start(ServeConfig {
         listen: args.listen,
         policy: PolicySource::local(repo.path(), "main"),
         database_url,
         site_root: args.site_root.clone().unwrap_or_else(crate::cli::default_site_root),
         webhook_secret: None,
-        users: Vec::new(),
-        record_to: Default::default(),
+        users: users.clone(),
+        // The demo's repository is its own: outcomes go straight to the watched branch.
+        record_to: crate::gitops::outcome::RecordTo::Watched,
     })
     .await?;
 
@@ -92,16 +107,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let storefront = &sidecars[0].1;
     wait_ready(storefront.admin).await;
     let (stop_load, load_rx) = tokio::sync::watch::channel(false);
-    let load = tokio::spawn(load::run(storefront.inbound, "storefront".into(), args.rps, load_rx));
+    let load = tokio::spawn(load::run(storefront.inbound, "storefront".into(), args.rps, fail_flag.clone(), load_rx));
 
     println!();
     println!("  Trellis demo is running.");
     println!("  Dashboard:          {}", cp.url());
     println!("  Policy repository:  {}", repo.path().display());
-    println!(
-        "  Try:  cd {} && sed -i 's/weight: 100/weight: 50/; s/weight: 0/weight: 50/' routes/inventory.yaml && git commit -am '50/50'",
-        repo.path().display()
-    );
+    println!("  Change the mesh:    edit files there, check them with `trellis validate`, and git commit");
+    println!("  Canary:  inventory v2 waits at 10 % for an operator: {}/rollouts, Promote", cp.url());
+    for u in &users {
+        println!("  Log in as {:<14} ({:?}) with token {}", u.name, u.role, u.token);
+    }
+    println!("  Make v2 fail (its canary aborts):  echo v2 > {}", fail_flag.display());
     for (service, s) in &sidecars {
         println!("  {service:<14} sidecar admin http://{}/metrics", s.admin);
     }

@@ -361,6 +361,7 @@ impl Fleet {
                     service: e.reg.service.clone(),
                     version: e.reg.version.clone(),
                     address: e.reg.inbound_addr.clone(),
+                    admin: e.reg.admin_addr.clone(),
                     synced,
                     applied_version: e.acked.clone(),
                     applied_revision,

@@ -50,15 +50,22 @@ impl Rollouts {
         inner.states = saved.into_iter().map(|s| (s.name.clone(), s)).collect();
     }
 
-    /// A new revision from git: starts rollouts that appeared or changed, drops those that
-    /// ended in git or went away, and publishes the overlaid configuration.
+    /// A new revision from git: starts rollouts that appeared or changed, drops the state of
+    /// those that went away (an ended rollout keeps its state, for its history), and
+    /// publishes the overlaid configuration.
     pub async fn set_base(&self, app: &AppState, config: MeshConfig) {
         let now = crate::now_ms() as u64;
         let mut inner = self.0.lock().await;
         let restoring = inner.base.is_none();
         let live: BTreeMap<String, RolloutConfig> =
             config.rollouts.iter().filter(|(_, r)| r.status.is_none()).map(|(n, r)| (n.clone(), r.clone())).collect();
-        let gone: Vec<String> = inner.states.keys().filter(|n| !live.contains_key(*n)).cloned().collect();
+        let gone: Vec<String> = inner
+            .states
+            .iter()
+            .filter(|(n, s)| config.rollouts.get(*n).is_none_or(|spec| s.fingerprint != rollout::fingerprint(spec)))
+            .map(|(n, _)| n.clone())
+            .filter(|n| !live.contains_key(n))
+            .collect();
         for name in gone {
             inner.states.remove(&name);
             if let Err(e) = app.store.forget_rollout(&name).await {
@@ -67,7 +74,11 @@ impl Rollouts {
         }
         for (name, spec) in &live {
             match inner.states.get_mut(name) {
-                Some(state) if state.fingerprint == rollout::fingerprint(spec) => {
+                // Removing the recorded `status:` from an ended rollout runs it again.
+                Some(state)
+                    if state.fingerprint == rollout::fingerprint(spec)
+                        && !(state.phase.is_terminal() && state.recorded.is_some()) =>
+                {
                     if restoring {
                         rollout::restored(spec, state, now);
                     }
@@ -80,7 +91,7 @@ impl Rollouts {
                         continue;
                     }
                     if changed {
-                        let summary = format!("rollout {name} restarts: its spec changed in git");
+                        let summary = format!("rollout {name} starts again: its spec or status changed in git");
                         app.audit.system("rollout.restarted", Some(&spec.service), summary, serde_json::json!({}));
                     }
                     record(app, spec, "trellis", &events);
@@ -300,6 +311,10 @@ fn view(spec: &RolloutConfig, state: Option<&RolloutState>) -> RolloutView {
     let placement = Placement::of(spec, state);
     let recorded = spec.status.map(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)));
     let (phase, reason) = match (recorded.clone().flatten(), state.map(|s| &s.phase)) {
+        (Some(outcome), Some(Phase::Aborted { reason, .. })) => (outcome, Some(format!("{reason} (recorded in git)"))),
+        (Some(outcome), Some(Phase::Completed { by })) => {
+            (outcome, Some(format!("completed by {by} (recorded in git)")))
+        }
         (Some(outcome), _) => (outcome, Some("recorded in git".to_string())),
         (None, None) => ("pending".to_string(), None),
         (None, Some(p)) => (

@@ -95,6 +95,13 @@ async fn an_operator_promotes_step_by_step_a_viewer_cannot_and_the_state_survive
     let audit = get_json(&cp, "/api/v1/audit").await;
     let event = audit["items"].as_array().unwrap().iter().find(|e| e["kind"] == "rollout.recorded").cloned();
     assert_eq!(event.expect("the commit is audited")["revision"], head.to_string());
+    let ended = wait_rollout(&cp, |r| r["recorded"] == "completed").await;
+    assert_eq!(ended["reason"], "completed by ann (recorded in git)", "{ended}");
+
+    // Taking the status out again is how a team re-runs the same canary.
+    repo.commit(INVENTORY_ROLLOUT, &file.replace("status: completed\n", ""), "Run the canary again");
+    let again = wait_rollout(&cp, |r| r["phase"] == "awaiting-promotion").await;
+    assert_eq!((again["step"].as_u64(), again["canary_weight"].as_u64()), (Some(0), Some(10)), "{again}");
     cp.shutdown().await;
 }
 

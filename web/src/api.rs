@@ -79,6 +79,9 @@ pub struct ProxyView {
     pub service: String,
     pub version: String,
     pub address: String,
+    /// The proxy's admin listener (`/metrics`, `/config`).
+    #[serde(default)]
+    pub admin: String,
     /// The config version the proxy last ACKed, and the revision it belongs to.
     pub applied_version: Option<String>,
     pub applied_revision: Option<String>,
@@ -257,4 +260,13 @@ pub struct RolloutView {
     pub actions: Vec<String>,
     /// The outcome recorded in git, when the rollout has ended there.
     pub recorded: Option<String>,
+}
+
+/// Who the dashboard is talking to. Viewers (signed in or not) see everything; operators also
+/// get the rollout buttons, whose requests carry `csrf`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub user: Option<String>,
+    pub operator: bool,
+    pub csrf: Option<String>,
 }

@@ -1,8 +1,10 @@
 //! The HTML shell, router and navigation.
 
 use crate::pages::fleet::FleetPage;
+use crate::pages::login::LoginPage;
 use crate::pages::overview::OverviewPage;
 use crate::pages::policy::PolicyPage;
+use crate::pages::rollouts::RolloutsPage;
 use crate::pages::topology::TopologyPage;
 use crate::pages::traffic::TrafficPage;
 use leptos::prelude::*;
@@ -44,8 +46,11 @@ pub fn App() -> impl IntoView {
                     <A href="/topology">"Topology"</A>
                     <A href="/traffic">"Traffic"</A>
                     <A href="/fleet">"Fleet"</A>
+                    <A href="/rollouts">"Rollouts"</A>
                     <A href="/policy">"Policy"</A>
                 </nav>
+                <span class="spacer"></span>
+                <crate::session::SessionBadge/>
             </header>
             <main>
                 <Routes fallback=|| view! { <p data-testid="not-found">"Page not found."</p> }>
@@ -54,6 +59,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/topology") view=TopologyPage/>
                     <Route path=path!("/traffic") view=TrafficPage/>
                     <Route path=path!("/fleet") view=FleetPage/>
+                    <Route path=path!("/rollouts") view=RolloutsPage/>
+                    <Route path=path!("/login") view=LoginPage/>
                 </Routes>
             </main>
         </Router>

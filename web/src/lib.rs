@@ -7,6 +7,7 @@
 //! - [`pages`]: one module per page.
 //! - [`components`]: widgets shared by pages.
 //! - [`live`]: browser-side subscription to the control plane's event stream.
+//! - [`session`]: logging in and out, and who the page is talking to.
 //! - `ssr`: the server-side hook through which the control plane supplies data.
 
 // Leptos views are deeply nested types; the default limit is too low for a whole page.
@@ -17,6 +18,7 @@ pub mod app;
 pub mod components;
 pub mod live;
 pub mod pages;
+pub mod session;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 

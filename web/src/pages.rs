@@ -1,7 +1,9 @@
 //! One module per dashboard page.
 
 pub mod fleet;
+pub mod login;
 pub mod overview;
 pub mod policy;
+pub mod rollouts;
 pub mod topology;
 pub mod traffic;

@@ -1,7 +1,7 @@
 //! The hook through which the control plane feeds the dashboard, so this crate does not depend
 //! on the server (which depends on it).
 
-use crate::api::{FleetView, Overview, PolicyView, TopologyView, TrafficView};
+use crate::api::{FleetView, Overview, PolicyView, RolloutView, RolloutsView, SessionView, TopologyView, TrafficView};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,6 +14,19 @@ pub trait DataSource: Send + Sync + 'static {
     fn topology(&self, window_s: u64) -> TopologyView;
     fn fleet(&self) -> FleetView;
     fn traffic(&self) -> TrafficView;
+    fn rollouts(&self) -> BoxFuture<'_, RolloutsView>;
+    /// Who sent these request headers (their session cookie).
+    fn session(&self, headers: &http::HeaderMap) -> SessionView;
+    /// A login with a token: the session and the `Set-Cookie` value, or why not.
+    fn login(&self, token: &str) -> Result<(SessionView, String), String>;
+    fn logout(&self, headers: &http::HeaderMap);
+    /// An operator's action on a rollout; refusals carry their HTTP status.
+    fn act<'a>(
+        &'a self,
+        headers: &'a http::HeaderMap,
+        name: &'a str,
+        action: &'a str,
+    ) -> BoxFuture<'a, Result<RolloutView, (u16, String)>>;
 }
 
 /// Provided as Leptos context for rendering and for server functions.

@@ -2,7 +2,7 @@
 //! dashboard's login).
 
 use super::ApiError;
-use crate::auth::{CSRF_HEADER, Denied, SESSION_COOKIE};
+use crate::auth::{CSRF_HEADER, Denied, Role, SESSION_COOKIE};
 use crate::rollouts::ActError;
 use crate::state::AppState;
 use axum::Json;
@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use trellis_model::rollout::Action;
-use trellis_web::api::{RolloutView, RolloutsView};
+use trellis_web::api::{RolloutView, RolloutsView, SessionView};
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
@@ -37,17 +37,29 @@ async fn act(
     Path((name, action)): Path<(String, String)>,
     headers: http::HeaderMap,
 ) -> Result<Json<RolloutView>, ApiError> {
-    let Some(action) = Action::parse(&action) else {
+    perform(&state, &headers, &name, &action).await.map(Json)
+}
+
+/// An operator's action on a rollout, for the REST API and the dashboard alike: the caller
+/// must be an operator (bearer token, or session cookie with its CSRF token). Refusals are
+/// audited.
+pub async fn perform(
+    state: &AppState,
+    headers: &http::HeaderMap,
+    name: &str,
+    action: &str,
+) -> Result<RolloutView, ApiError> {
+    let Some(action) = Action::parse(action) else {
         let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
         return Err(ApiError::NotFound(format!("no action {action:?}: use one of {}", names.join(", "))));
     };
-    let operator = state.auth.operator(&headers).map_err(|denied| {
+    let operator = state.auth.operator(headers).map_err(|denied| {
         let summary = format!("{} on rollout {name} refused: {denied}", action.name());
         state.audit.system("auth.denied", None, summary, json!({ "rollout": name, "action": action.name() }));
         denied_error(denied)
     })?;
-    match state.rollouts.act(&state, &name, action, &operator.name).await {
-        Ok(view) => Ok(Json(view)),
+    match state.rollouts.act(state, name, action, &operator.name).await {
+        Ok(view) => Ok(view),
         Err(ActError::NotFound(n)) => {
             Err(ApiError::NotFound(format!("no rollout named {n:?} in the applied revision")))
         }
@@ -64,10 +76,16 @@ fn denied_error(denied: Denied) -> ApiError {
 }
 
 /// Who the dashboard is talking to: a signed-in user with their CSRF token, or a viewer.
-async fn session(State(state): State<AppState>, headers: http::HeaderMap) -> Json<serde_json::Value> {
-    match crate::auth::cookie(&headers, SESSION_COOKIE).and_then(|id| state.auth.session(id)) {
-        Some((user, csrf)) => Json(json!({ "user": user.name, "role": user.role, "csrf": csrf })),
-        None => Json(json!({ "user": null, "role": "viewer", "csrf": null })),
+async fn session(State(state): State<AppState>, headers: http::HeaderMap) -> Json<SessionView> {
+    Json(session_of(&state, &headers))
+}
+
+pub fn session_of(state: &AppState, headers: &http::HeaderMap) -> SessionView {
+    match crate::auth::cookie(headers, SESSION_COOKIE).and_then(|id| state.auth.session(id)) {
+        Some((user, csrf)) => {
+            SessionView { user: Some(user.name), operator: user.role == Role::Operator, csrf: Some(csrf) }
+        }
+        None => SessionView::default(),
     }
 }
 
@@ -83,7 +101,21 @@ async fn login(
     let Ok(Json(login)) = body else {
         return ApiError::invalid("expected {\"token\": \"...\"}", "the body is not a login").into_response();
     };
-    match state.auth.login(&login.token) {
+    match start_session(&state, &login.token) {
+        Ok((view, cookie)) => {
+            let mut resp = Json(view).into_response();
+            if let Ok(v) = cookie.parse() {
+                resp.headers_mut().insert(http::header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A login with a token: the session and the `Set-Cookie` value that carries it.
+pub fn start_session(state: &AppState, token: &str) -> Result<(SessionView, String), ApiError> {
+    match state.auth.login(token) {
         Ok((user, id, csrf)) => {
             state.audit.record(crate::store::NewEvent {
                 at: crate::now_ms(),
@@ -95,15 +127,12 @@ async fn login(
                 detail: json!({ "role": user.role }),
             });
             let cookie = format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200");
-            let mut resp = Json(json!({ "user": user.name, "role": user.role, "csrf": csrf })).into_response();
-            if let Ok(v) = cookie.parse() {
-                resp.headers_mut().insert(http::header::SET_COOKIE, v);
-            }
-            resp
+            let view = SessionView { user: Some(user.name), operator: user.role == Role::Operator, csrf: Some(csrf) };
+            Ok((view, cookie))
         }
         Err(denied) => {
             state.audit.system("auth.denied", None, format!("dashboard login refused: {denied}"), json!({}));
-            ApiError::Unauthorized(denied.to_string()).into_response()
+            Err(ApiError::Unauthorized(denied.to_string()))
         }
     }
 }

@@ -63,25 +63,31 @@ pub async fn start(args: AppArgs) -> anyhow::Result<(SocketAddr, tokio::task::Jo
 impl App {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let me = json!({ "service": self.args.service, "version": self.args.version, "path": req.uri().path() });
-        // A way to make errors on purpose, to watch success rates and ejection react.
-        if req.uri().path() == "/fail" {
+        // Ways to make errors on purpose, to watch success rates, ejection and rollouts react:
+        // `/fail`, or the load generator naming this version in its fail header.
+        let fail = req.headers().get(super::load::FAIL_HEADER).cloned();
+        if req.uri().path() == "/fail" || fail.as_ref().is_some_and(|v| v.as_bytes() == self.args.version.as_bytes()) {
             return respond(StatusCode::INTERNAL_SERVER_ERROR, me);
         }
         if self.args.service != "storefront" {
             return respond(StatusCode::OK, me);
         }
-        let (catalog, inventory) = tokio::join!(self.call("catalog", "/items"), self.call("inventory", "/stock"));
+        let (catalog, inventory) = tokio::join!(
+            self.call("catalog", "/items", fail.as_ref()),
+            self.call("inventory", "/stock", fail.as_ref())
+        );
         let status = if catalog.is_ok() && inventory.is_ok() { StatusCode::OK } else { StatusCode::BAD_GATEWAY };
         let show = |r: Result<Value, String>| r.unwrap_or_else(|e| json!({ "error": e }));
         respond(status, json!({ "storefront": me, "catalog": show(catalog), "inventory": show(inventory) }))
     }
 
-    async fn call(&self, service: &str, path: &str) -> Result<Value, String> {
+    async fn call(&self, service: &str, path: &str, fail: Option<&http::HeaderValue>) -> Result<Value, String> {
         let outbound = self.args.outbound.ok_or("no sidecar configured")?;
-        let req = Request::get(format!("http://{outbound}{path}"))
-            .header(http::header::HOST, service)
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
+        let mut req = Request::get(format!("http://{outbound}{path}")).header(http::header::HOST, service);
+        if let Some(v) = fail {
+            req = req.header(super::load::FAIL_HEADER, v);
+        }
+        let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
         let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status();
         let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();

@@ -1,0 +1,46 @@
+//! `/login`: an operator or viewer token in, a session cookie out.
+
+use crate::session::Login;
+use leptos::prelude::*;
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let login = ServerAction::<Login>::new();
+    Effect::new(move |_| {
+        if login.value().get().is_some_and(|r| r.is_ok()) {
+            go("/rollouts");
+        }
+    });
+    let error = move || {
+        login.value().get().and_then(|r| r.err()).map(|e| {
+            let text = e.to_string();
+            let text = text.strip_prefix("error running server function: ").unwrap_or(&text).to_string();
+            view! { <p class="error" data-testid="login-error">{text}</p> }
+        })
+    };
+    view! {
+        <section class="card login">
+            <h2>"Log in"</h2>
+            <p class="muted">
+                "Anyone can look. Promoting or aborting a rollout needs an operator's token "
+                "(the demo prints one at start; a server takes them from TRELLIS_TOKENS)."
+            </p>
+            <ActionForm action=login>
+                <label>"Token " <input type="password" name="token" autocomplete="current-password" data-testid="login-token"/></label>
+                " "
+                <button type="submit" data-testid="login-submit">"Log in"</button>
+            </ActionForm>
+            {error}
+        </section>
+    }
+}
+
+/// A full page load of `path`, so every part of the page (the top bar too) sees the session.
+pub fn go(path: &str) {
+    #[cfg(feature = "hydrate")]
+    if let Some(w) = web_sys::window() {
+        let _ = w.location().set_href(path);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = path;
+}

@@ -1,0 +1,276 @@
+//! `/rollouts`: every canary with its step, weights, the analysis of each interval against the
+//! thresholds, and — for operators — the buttons that steer it.
+
+use crate::api::{RolloutView, SessionView, format_time};
+use crate::components::WeightBar;
+use leptos::prelude::*;
+use trellis_model::rollout::{Analysis, Verdict};
+
+#[server(prefix = "/api/v1/ui", endpoint = "rollouts")]
+pub async fn get_rollouts() -> Result<crate::api::RolloutsView, ServerFnError> {
+    Ok(expect_context::<crate::ssr::Backend>().0.rollouts().await)
+}
+
+/// An operator's action from the page: authorised by the session cookie plus its CSRF token.
+#[server(prefix = "/api/v1/ui", endpoint = "rollout-action")]
+pub async fn rollout_action(name: String, action: String, csrf: String) -> Result<RolloutView, ServerFnError> {
+    let mut headers: http::HeaderMap = leptos_axum::extract().await?;
+    // The page acts with its session only, never with a token a proxy in front might add.
+    headers.remove(http::header::AUTHORIZATION);
+    if let Ok(v) = http::HeaderValue::from_str(&csrf) {
+        headers.insert("x-csrf-token", v);
+    }
+    let backend = expect_context::<crate::ssr::Backend>();
+    backend.0.act(&headers, &name, &action).await.map_err(|(status, message)| {
+        if let Ok(status) = http::StatusCode::from_u16(status) {
+            expect_context::<leptos_axum::ResponseOptions>().set_status(status);
+        }
+        ServerFnError::new(message)
+    })
+}
+
+#[component]
+pub fn RolloutsPage() -> impl IntoView {
+    let rollouts = crate::live::live_resource(get_rollouts);
+    let session = crate::session::session_resource();
+    view! {
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || {
+                let session = session.get().and_then(|s| s.ok()).unwrap_or_default();
+                rollouts.get().map(|r| match r {
+                    Ok(list) if list.items.is_empty() => view! {
+                        <p class="card" data-testid="rollouts-empty">
+                            "No Rollout in the applied revision. Commit one (kind: Rollout) to start a canary."
+                        </p>
+                    }.into_any(),
+                    Ok(list) => list
+                        .items
+                        .into_iter()
+                        .map(|r| view! { <RolloutCard rollout=r session=session.clone()/> }.into_any())
+                        .collect_view()
+                        .into_any(),
+                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                })
+            }}
+        </Transition>
+    }
+}
+
+#[component]
+fn RolloutCard(rollout: RolloutView, session: SessionView) -> impl IntoView {
+    let r = rollout;
+    let step = if r.steps.is_empty() { String::new() } else { format!("step {} of {}", r.step + 1, r.steps.len()) };
+    let weights = vec![(r.stable.clone(), 100 - r.canary_weight), (r.canary.clone(), r.canary_weight)];
+    let thresholds = format!(
+        "every {} s: success ≥ {}%, p99 ≤ {} ms, at least {} requests · failures {}/{} · inconclusive in a row {}/{}",
+        r.interval_ms / 1000,
+        r.min_success_rate,
+        r.max_p99_ms,
+        r.min_requests,
+        r.failures,
+        r.max_failures,
+        r.inconclusive,
+        r.max_inconclusive
+    );
+    let buttons = (session.operator && !r.actions.is_empty())
+        .then(|| view! { <Controls rollout=r.clone() csrf=session.csrf.clone().unwrap_or_default()/> });
+    view! {
+        <section class="card rollout" data-testid=format!("rollout-{}", r.name)>
+            <h2>
+                {r.name.clone()} " "
+                <span class=format!("phase {}", r.phase) data-testid="rollout-phase">{r.phase.clone()}</span>
+            </h2>
+            <p>
+                <strong>{r.service.clone()}</strong> ": " {r.stable.clone()} " → " {r.canary.clone()}
+                " · " {r.strategy.clone()} " · " <span data-testid="rollout-step">{step}</span>
+                {r.header_routed.then_some(" · header-routed requests reach the canary")}
+            </p>
+            <div class="weights">
+                <WeightBar weights/>
+                <span data-testid="rollout-weight-stable">{format!("{} {}%", r.stable, 100 - r.canary_weight)}</span>
+                " · "
+                <span data-testid="rollout-weight-canary">{format!("{} {}%", r.canary, r.canary_weight)}</span>
+            </div>
+            {r.reason.clone().map(|why| view! { <p class="reason" data-testid="rollout-reason">{why}</p> })}
+            <p class="muted">{thresholds}</p>
+            {buttons}
+            {(!r.analyses.is_empty()).then(|| view! { <AnalysisCharts rollout=r.clone()/> })}
+            <AnalysisTable analyses=r.analyses.clone()/>
+        </section>
+    }
+}
+
+/// The operator's buttons. Promote fully and Abort ask for a second click.
+#[component]
+fn Controls(rollout: RolloutView, csrf: String) -> impl IntoView {
+    let act = ServerAction::<RolloutAction>::new();
+    let confirming = RwSignal::new(None::<String>);
+    let name = rollout.name.clone();
+    let send = {
+        let (name, csrf) = (name.clone(), csrf.clone());
+        move |action: String| {
+            confirming.set(None);
+            act.dispatch(RolloutAction { name: name.clone(), action, csrf: csrf.clone() });
+        }
+    };
+    let buttons = rollout
+        .actions
+        .iter()
+        .map(|a| {
+            let (a, send) = (a.clone(), send.clone());
+            let label = label(&a);
+            let risky = a == "abort" || a == "promote-full";
+            view! {
+                <button class=format!("action {a}") data-testid=format!("action-{a}") disabled=move || act.pending().get()
+                    on:click=move |_| if risky { confirming.set(Some(a.clone())) } else { send(a.clone()) }>
+                    {label}
+                </button>
+            }
+        })
+        .collect_view();
+    let confirm = move || {
+        confirming.get().map(|a| {
+            let what = if a == "abort" {
+                format!("Abort {name}? All traffic returns to {} at once.", rollout.stable)
+            } else {
+                format!("Promote {name} fully? All traffic moves to {} at once.", rollout.canary)
+            };
+            let send = send.clone();
+            view! {
+                <div class="confirm" data-testid="confirm">
+                    {what} " "
+                    <button data-testid="confirm-yes" on:click=move |_| send(a.clone())>"Yes, " {label(&a)}</button>
+                    " "
+                    <button data-testid="confirm-no" on:click=move |_| confirming.set(None)>"Cancel"</button>
+                </div>
+            }
+        })
+    };
+    let error = move || {
+        act.value().get().and_then(|r| r.err()).map(|e| {
+            let text = e.to_string();
+            let text = text.strip_prefix("error running server function: ").unwrap_or(&text).to_string();
+            view! { <p class="error" data-testid="action-error">{text}</p> }
+        })
+    };
+    view! {
+        <div class="controls" data-testid="rollout-controls">{buttons}</div>
+        {confirm}
+        {error}
+    }
+}
+
+fn label(action: &str) -> &'static str {
+    match action {
+        "promote" => "Promote",
+        "promote-full" => "Promote fully",
+        "pause" => "Pause",
+        "resume" => "Resume",
+        "abort" => "Abort",
+        _ => "?",
+    }
+}
+
+const W: f64 = 420.0;
+const H: f64 = 90.0;
+
+/// The canary's success rate and p99 per analysis, against their thresholds.
+#[component]
+fn AnalysisCharts(rollout: RolloutView) -> impl IntoView {
+    let a = &rollout.analyses;
+    let success: Vec<Option<f64>> = a.iter().map(|x| x.success_rate).collect();
+    let p99: Vec<Option<f64>> = a.iter().map(|x| x.p99_ms).collect();
+    let floor = success.iter().flatten().copied().fold(rollout.min_success_rate, f64::min).min(99.0) - 1.0;
+    let top = p99.iter().flatten().copied().fold(rollout.max_p99_ms as f64, f64::max) * 1.15;
+    let verdicts: Vec<Verdict> = a.iter().map(|x| x.verdict.clone()).collect();
+    view! {
+        <div class="charts">
+            {chart("success", "canary success %", &success, &verdicts, (floor, 100.0), rollout.min_success_rate)}
+            {chart("p99", "canary p99 ms", &p99, &verdicts, (0.0, top), rollout.max_p99_ms as f64)}
+        </div>
+    }
+}
+
+fn chart(
+    id: &str,
+    title: &str,
+    values: &[Option<f64>],
+    verdicts: &[Verdict],
+    (lo, hi): (f64, f64),
+    threshold: f64,
+) -> AnyView {
+    let n = values.len().max(2) - 1;
+    let x = |i: usize| i as f64 / n as f64 * W;
+    let y = |v: f64| H - ((v - lo) / (hi - lo).max(1e-9)).clamp(0.0, 1.0) * H;
+    let line: String =
+        values.iter().enumerate().filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1} ", x(i), y(v)))).collect();
+    let dots = values
+        .iter()
+        .zip(verdicts)
+        .enumerate()
+        .filter_map(|(i, (v, verdict))| {
+            let v = (*v)?;
+            Some(view! { <circle class=verdict_class(verdict) cx=format!("{:.1}", x(i)) cy=format!("{:.1}", y(v)) r="3"></circle> })
+        })
+        .collect_view();
+    let last = values.iter().rev().flatten().next().map_or("-".to_string(), |v| format!(" {v:.1}"));
+    let ty = format!("{:.1}", y(threshold));
+    view! {
+        <figure class="chart" data-testid=format!("rollout-chart-{id}")>
+            <figcaption>{title.to_string()} <strong>{last}</strong> {format!(" (threshold {threshold})")}</figcaption>
+            <svg viewBox=format!("0 0 {W} {H}") width=W height=H>
+                <line class="axis" x1="0" y1=H x2=W y2=H></line>
+                <line class="threshold" x1="0" y1=ty.clone() x2=W y2=ty></line>
+                <polyline class="line seg1" points=line></polyline>
+                {dots}
+            </svg>
+        </figure>
+    }
+    .into_any()
+}
+
+fn verdict_class(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Inconclusive => "inconclusive",
+    }
+}
+
+/// The newest analyses first, with their numbers.
+#[component]
+fn AnalysisTable(analyses: Vec<Analysis>) -> impl IntoView {
+    if analyses.is_empty() {
+        return view! { <p class="muted" data-testid="analysis-none">"No analyses to show."</p> }.into_any();
+    }
+    let rows = analyses
+        .iter()
+        .rev()
+        .take(12)
+        .map(|a| {
+            let pct = a.success_rate.map_or("-".to_string(), |s| format!("{s:.1}%"));
+            let p99 = a.p99_ms.map_or("-".to_string(), |p| format!("{p:.0} ms"));
+            view! {
+                <tr data-testid="analysis" class=verdict_class(&a.verdict)>
+                    <td>{format_time(a.at_ms as i64)}</td>
+                    <td>{a.step + 1}</td>
+                    <td>{format!("{}%", a.weight)}</td>
+                    <td>{a.requests}</td>
+                    <td>{pct}</td>
+                    <td>{p99}</td>
+                    <td class="verdict" data-testid="analysis-verdict">{verdict_class(&a.verdict)}</td>
+                    <td>{a.detail.clone().unwrap_or_default()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="analyses">
+            <thead><tr>
+                <th>"At"</th><th>"Step"</th><th>"Weight"</th><th>"Requests"</th><th>"Success"</th><th>"p99"</th><th>"Verdict"</th><th>""</th>
+            </tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+    .into_any()
+}

@@ -109,12 +109,9 @@ impl Rollouts {
         let mut inner = self.0.lock().await;
         let Some(base) = &inner.base else { return };
         let specs = base.rollouts.clone();
-        let mut moved = false;
+        let mut changed = false;
         for (name, spec) in specs.iter().filter(|(_, s)| s.status.is_none()) {
             let Some(state) = inner.states.get(name) else { continue };
-            if !rollout::analysis_due(state, now) && !matches!(state.phase, Phase::Progressing) {
-                continue;
-            }
             let sample = rollout::analysis_due(state, now).then(|| canary_sample(app, spec, now));
             let mut next = state.clone();
             let events = rollout::tick(spec, &mut next, now, sample.as_ref());
@@ -128,10 +125,12 @@ impl Rollouts {
             }
             record(app, spec, "trellis", &events);
             inner.states.insert(name.clone(), next);
-            moved = true;
+            changed = true;
         }
-        if moved {
+        if changed {
             publish(app, &mut inner, false);
+            // New analyses show on the Rollouts page even when no weight moved.
+            app.changed();
         }
     }
 

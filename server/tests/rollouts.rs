@@ -152,6 +152,26 @@ async fn a_failing_canary_is_aborted_by_its_analyses_and_traffic_returns_to_stab
     cp.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_canary_sends_marked_requests_to_the_canary_whatever_the_weight() {
+    let repo = PolicyRepo::demo();
+    let db = tempfile::tempdir().unwrap();
+    let cp = control_plane(&repo, db.path(), None).await;
+    let mesh = Mesh::start(&cp, 200).await;
+    let header = "strategy: header\nheader: { name: x-canary, value: \"yes\" }\nsteps:";
+    commit_rollout(&repo, &ROLLOUT.replace("steps:", header));
+    let marked = mesh.measure_with(&cp, 100, &[("x-canary", "yes")], |r| r["header_routed"] == true).await;
+    assert_eq!(marked, 100, "every marked request reaches the canary");
+    let v2 = mesh.measure(&cp, 300, |_| true).await;
+    assert!((10..=55).contains(&v2), "the rest follow the 10 % weight: {v2} of 300");
+
+    // After an abort the header no longer leads anywhere but stable.
+    assert_eq!(act(&cp, "abort", Some(ANN)).await.0, 200);
+    let marked = mesh.measure_with(&cp, 50, &[("x-canary", "yes")], |r| r["header_routed"] == false).await;
+    assert_eq!(marked, 0);
+    cp.shutdown().await;
+}
+
 // ---- harness -----------------------------------------------------------------------------
 
 async fn control_plane(repo: &PolicyRepo, db: &Path, listen: Option<SocketAddr>) -> Running {
@@ -210,6 +230,17 @@ impl Mesh {
     /// Waits until the rollout satisfies `ready` and the caller runs the control plane's
     /// newest config, then counts how many of `n` requests v2 answered.
     async fn measure(&self, cp: &Running, n: usize, ready: impl Fn(&serde_json::Value) -> bool) -> usize {
+        self.measure_with(cp, n, &[], ready).await
+    }
+
+    /// As `measure`, sending `headers` with every request.
+    async fn measure_with(
+        &self,
+        cp: &Running,
+        n: usize,
+        headers: &[(&str, &str)],
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> usize {
         wait_rollout(cp, ready).await;
         let started = Instant::now();
         loop {
@@ -221,8 +252,10 @@ impl Mesh {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let mut v2 = 0;
+        let headers: Vec<(&str, &str)> = [("host", "inventory")].into_iter().chain(headers.iter().copied()).collect();
         for _ in 0..n {
-            let (_, body) = http_get(self.caller.outbound, "inventory", "/").await.unwrap();
+            let (_, body) =
+                http_request(http::Method::GET, self.caller.outbound, "/", &headers, Bytes::new()).await.unwrap();
             v2 += usize::from(body == "v2");
         }
         v2

@@ -61,3 +61,17 @@ async fn outcomes_are_committed_to_a_branch_or_the_watched_one_with_the_checkout
     let judged = judge(&r, repo.head()).unwrap();
     assert_eq!(judged.revision.outcome, "applied", "{:?}", judged.revision.errors);
 }
+
+#[tokio::test]
+async fn for_a_remote_repository_the_outcome_branch_is_pushed() {
+    use outcome::{RecordTo, record};
+    let upstream = PolicyRepo::demo();
+    let cache = tempfile::tempdir().unwrap();
+    let source = PolicySource::new(&format!("file://{}", upstream.path().display()), "main", cache.path());
+    remote::sync(source.remote.as_deref().unwrap(), &source.repo).await.unwrap();
+    let outcome = trellis_model::config::RolloutOutcome::Aborted;
+    let recorded = record(&source, RecordTo::Branch, "inventory-v2", outcome, "ann", "aborted by ann").await.unwrap();
+    let theirs = Repository::open(upstream.path()).unwrap();
+    let pushed = theirs.find_branch("trellis/inventory-v2-aborted", git2::BranchType::Local).unwrap();
+    assert_eq!(pushed.get().target().unwrap().to_string(), recorded.sha);
+}

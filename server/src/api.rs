@@ -13,15 +13,17 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use trellis_web::api::{
-    AuditEntry, EdgeView, FleetView, NodeView, Overview, Point, PolicyFile, PolicyView, RevisionView, RouteTraffic,
-    ServiceTraffic, ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
+    EdgeView, FleetView, NodeView, Overview, Point, PolicyFile, PolicyView, RevisionView, RouteTraffic, ServiceTraffic,
+    ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
 };
 
+mod audit;
 pub mod rollouts;
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .merge(rollouts::router())
+        .merge(audit::router())
         .route("/api/v1/overview", get(overview))
         .route("/api/v1/revisions", get(revisions))
         .route("/api/v1/revisions/{sha}", get(revision))
@@ -32,7 +34,6 @@ pub fn router() -> axum::Router<AppState> {
         .route("/api/v1/topology", get(topology))
         .route("/api/v1/traffic", get(traffic))
         .route("/metrics", get(prometheus))
-        .route("/api/v1/audit", get(audit))
         .route("/api/v1/events", get(events))
         .route("/api/v1/hooks/git", post(git_hook))
 }
@@ -100,14 +101,14 @@ struct Page<T> {
 }
 
 #[derive(Deserialize)]
-struct PageQuery {
+pub(crate) struct PageQuery {
     /// The `next` cursor of the previous page.
     cursor: Option<String>,
     limit: Option<i64>,
 }
 
 impl PageQuery {
-    fn parse(&self) -> Result<(Option<i64>, i64), ApiError> {
+    pub(crate) fn parse(&self) -> Result<(Option<i64>, i64), ApiError> {
         let before = match &self.cursor {
             None => None,
             Some(c) => Some(
@@ -127,7 +128,7 @@ pub async fn build_overview(state: &AppState) -> Result<Overview, ApiError> {
         latest: revisions.rejected,
         services: service_views(state, &proxies),
         proxies,
-        audit: state.store.events(None, 10).await?,
+        audit: state.store.events(&Default::default(), None, 10).await?,
     })
 }
 
@@ -339,13 +340,6 @@ async fn services(State(state): State<AppState>) -> Json<Page<ServiceView>> {
 
 async fn proxies(State(state): State<AppState>) -> Json<Page<trellis_web::api::ProxyView>> {
     Json(Page { items: state.fleet.proxies(), next: None })
-}
-
-async fn audit(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Result<Json<Page<AuditEntry>>, ApiError> {
-    let (before, limit) = q.parse()?;
-    let items = state.store.events(before, limit).await?;
-    let next = (items.len() as i64 == limit).then(|| items.last().map(|e| e.id.to_string())).flatten();
-    Ok(Json(Page { items, next }))
 }
 
 /// Server-sent events: one message per change (coalesced), for live pages.

@@ -1,54 +1,62 @@
-//! The audit trail: every change and who made it. Producers never wait for the database: they
-//! hand events to a bounded queue drained by one writer, which keeps them in order.
+//! The audit trail: every change and who made it. Producers never wait: they hand events to
+//! one writer, which appends them to a durable spool (fsynced) and then to the database, in
+//! order, each linked into the hash chain. A database outage delays events; it never loses them.
+
+pub mod chain;
+pub mod export;
+pub mod spool;
 
 use crate::store::{NewEvent, Store};
 use serde_json::json;
-use tokio::sync::mpsc;
+use spool::{Spool, Spooled};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 use trellis_web::api::RevisionView;
 pub use trellis_web::api::short_sha as short;
 
-/// Events waiting for the database; beyond this, producers log and drop rather than grow
-/// without bound (a durable spool replaces this with the audit work).
-const QUEUE: usize = 4096;
-
-/// About a minute and a half of retries before an event is given up (and logged in full).
-const MAX_ATTEMPTS: u32 = 25;
+/// Events between producers and the spool. The writer empties it into the spool whether or
+/// not the database answers, so it fills only if the disk stalls.
+const QUEUE: usize = 65_536;
+/// Events per database transaction.
+const BATCH: usize = 1_000;
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The actor for changes the control plane makes on its own.
 pub const SYSTEM: &str = "trellis";
 
+enum Msg {
+    Event(NewEvent),
+    /// Try to store everything spooled, then answer (shutdown, tests).
+    Flush(oneshot::Sender<()>),
+}
+
 #[derive(Clone)]
 pub struct Audit {
-    tx: mpsc::Sender<NewEvent>,
+    tx: mpsc::Sender<Msg>,
 }
 
 impl Audit {
-    pub fn start(store: Store) -> Self {
-        let (tx, mut rx) = mpsc::channel::<NewEvent>(QUEUE);
-        tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                // Retry before moving on: order matters more than latency here.
-                let mut delay = std::time::Duration::from_millis(100);
-                for attempt in 1.. {
-                    match store.append(&event).await {
-                        Ok(_) => break,
-                        Err(e) if attempt >= MAX_ATTEMPTS => {
-                            tracing::error!(error = %e, event = ?event, "audit event lost after retries");
-                            break;
-                        }
-                        Err(e) => tracing::warn!(error = %e, kind = %event.kind, "audit write failed; retrying"),
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
-                }
-            }
-        });
-        Audit { tx }
+    /// Starts the writer with its spool in `spool_dir`; what an earlier run left there is
+    /// stored first.
+    pub fn start(store: Store, spool_dir: &std::path::Path) -> std::io::Result<Self> {
+        let spool = Spool::open(spool_dir)?;
+        let (tx, rx) = mpsc::channel::<Msg>(QUEUE);
+        tokio::spawn(write(store, spool, rx));
+        Ok(Audit { tx })
     }
 
     pub fn record(&self, event: NewEvent) {
-        if let Err(e) = self.tx.try_send(event) {
-            tracing::error!(error = %e, "audit queue full; event dropped");
+        if let Err(e) = self.tx.try_send(Msg::Event(event)) {
+            tracing::error!(error = %e, "audit queue full (the spool's disk is stalled); event dropped");
+        }
+    }
+
+    /// Waits (at most `max`) until what was recorded so far is stored, or the database has
+    /// refused it once more (it then stays spooled for the next run).
+    pub async fn flush(&self, max: Duration) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = tokio::time::timeout(max, wait).await;
         }
     }
 
@@ -97,5 +105,99 @@ impl Audit {
             summary,
             detail,
         });
+    }
+}
+
+/// The writer: channel → spool (fsync) → database, retrying the database with backoff while
+/// it keeps taking events into the spool.
+async fn write(store: Store, mut spool: Spool, mut rx: mpsc::Receiver<Msg>) {
+    let mut tail: Option<String> = None;
+    let mut delay = Duration::from_millis(100);
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    loop {
+        let first = match retry_at {
+            Some(at) if spool.backlog() > 0 => tokio::select! {
+                m = rx.recv() => m.map(Some),
+                _ = tokio::time::sleep_until(at) => Some(None),
+            },
+            _ => rx.recv().await.map(Some),
+        };
+        let Some(first) = first else {
+            // Every producer is gone: one last attempt; what remains waits in the spool.
+            let _ = drain(&store, &mut spool, &mut tail).await;
+            return;
+        };
+        let (mut batch, mut flushes) = (Vec::new(), Vec::new());
+        let mut next = first;
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Event(e) => batch.push(Spooled::new(e)),
+                Msg::Flush(done) => flushes.push(done),
+            }
+            if batch.len() < BATCH * 5 {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty()
+            && let Err(e) = spool.append(&batch)
+        {
+            tracing::error!(error = %e, events = batch.len(), "audit spool refused events; they are lost");
+        }
+        let due = retry_at.is_none_or(|at| tokio::time::Instant::now() >= at) || !flushes.is_empty();
+        if due && spool.backlog() > 0 {
+            match drain(&store, &mut spool, &mut tail).await {
+                Ok(()) => {
+                    delay = Duration::from_millis(100);
+                    retry_at = None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, backlog_bytes = spool.backlog(), retry_in = ?delay, "audit events wait in the spool");
+                    retry_at = Some(tokio::time::Instant::now() + delay);
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Stores everything spooled, oldest first, in batches.
+async fn drain(store: &Store, spool: &mut Spool, tail: &mut Option<String>) -> Result<(), String> {
+    loop {
+        let mut events = spool.peek(BATCH).map_err(|e| e.to_string())?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let prev = match tail.clone() {
+            Some(prev) => prev,
+            None => {
+                let (hash, uid) = store.audit_tail().await.map_err(|e| e.to_string())?.unwrap_or_default();
+                // After a crash between storing and acknowledging, the spool still holds
+                // events the database has: skip through the newest stored one.
+                if let Some(i) = uid.and_then(|uid| events.iter().position(|(e, _)| e.uid == uid)) {
+                    spool.ack(events[i].1).map_err(|e| e.to_string())?;
+                    events.drain(..=i);
+                }
+                hash
+            }
+        };
+        let Some(end) = events.last().map(|(_, end)| *end) else {
+            *tail = Some(prev);
+            continue;
+        };
+        let batch: Vec<Spooled> = events.into_iter().map(|(e, _)| e).collect();
+        match store.append_chained(&batch, &prev).await {
+            Ok(last) => {
+                *tail = Some(last);
+                spool.ack(end).map_err(|e| e.to_string())?;
+            }
+            Err(e) => {
+                // Re-read the tail next time: another writer may have moved it.
+                *tail = None;
+                return Err(e.to_string());
+            }
+        }
     }
 }

@@ -87,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 users: crate::auth::User::parse_list(args.tokens.as_deref().unwrap_or_default())
                     .map_err(|e| anyhow::anyhow!("TRELLIS_TOKENS: {e}"))?,
                 record_to: args.record_outcome,
+                spool_dir: args.data_dir.join("audit-spool"),
             })
             .await?;
             shutdown_signal().await;

@@ -70,6 +70,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         users: users.clone(),
         // The demo's repository is its own: outcomes go straight to the watched branch.
         record_to: crate::gitops::outcome::RecordTo::Watched,
+        spool_dir: data_dir.join("audit-spool"),
     })
     .await?;
 

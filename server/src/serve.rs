@@ -23,6 +23,8 @@ pub struct ServeConfig {
     pub users: Vec<crate::auth::User>,
     /// Where a rollout's outcome is committed.
     pub record_to: crate::gitops::outcome::RecordTo,
+    /// The audit log's durable spool (events wait here while the database is away).
+    pub spool_dir: PathBuf,
 }
 
 pub struct Running {
@@ -44,8 +46,8 @@ impl Running {
             let _ = t.await;
         }
         self.state.audit.system("control_plane.stopped", None, "control plane stopped".into(), serde_json::json!({}));
-        // Give the audit writer a moment to flush the last events.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Whatever the database does not take now stays spooled for the next start.
+        self.state.audit.flush(Duration::from_secs(5)).await;
         self.state.store.close().await;
     }
 }
@@ -70,7 +72,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let listener = listen(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let state = AppState::new(store.clone(), shutdown_rx.clone(), &config);
+    let state = AppState::new(store.clone(), shutdown_rx.clone(), &config)
+        .map_err(|e| anyhow::anyhow!("cannot open the audit spool in {}: {e}", config.spool_dir.display()))?;
     // Proxies heard from in the last ten minutes are the fleet a restart must wait for.
     let known = store.recent_members(crate::now_ms() - 600_000).await.unwrap_or_default();
     state.fleet.hold_until_rejoined(known, REJOIN_GRACE);

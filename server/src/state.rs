@@ -51,14 +51,18 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, shutdown: watch::Receiver<bool>, config: &crate::serve::ServeConfig) -> Self {
+    pub fn new(
+        store: Store,
+        shutdown: watch::Receiver<bool>,
+        config: &crate::serve::ServeConfig,
+    ) -> std::io::Result<Self> {
         let (changes, _) = watch::channel(0);
         let changes_for_fleet = changes.clone();
-        let audit = Audit::start(store.clone());
+        let audit = Audit::start(store.clone(), &config.spool_dir)?;
         let fleet = Fleet::new(audit.clone(), Some(store.clone()), crate::fleet::DEBOUNCE, move || {
             changes_for_fleet.send_modify(|n| *n += 1)
         });
-        AppState(Arc::new(Inner {
+        Ok(AppState(Arc::new(Inner {
             store,
             fleet,
             audit,
@@ -72,7 +76,7 @@ impl AppState {
             rollouts: Default::default(),
             auth: crate::auth::Auth::new(config.users.clone()),
             record_to: config.record_to,
-        }))
+        })))
     }
 
     pub fn revisions(&self) -> Revisions {

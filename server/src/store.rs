@@ -1,10 +1,12 @@
 //! The database: Postgres in production, an embedded SQLite file by default. One set of
 //! queries through sqlx's `Any` driver; migrations per engine under `migrations/`.
 
+use crate::audit::chain::ChainRow;
+use crate::audit::spool::Spooled;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 use trellis_model::rollout::RolloutState;
-use trellis_web::api::{AuditEntry, RevisionView};
+use trellis_web::api::{AuditEntry, AuditFilter, RevisionView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -101,42 +103,159 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get::<i64, _>("seq")?, revision_from_row(r)?))).collect()
     }
 
-    pub async fn append(&self, e: &NewEvent) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO audit_events (at, kind, actor, revision, service, summary, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(&e.actor)
-        .bind(e.revision.clone())
-        .bind(e.service.clone())
-        .bind(&e.summary)
-        .bind(e.detail.to_string())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get::<i64, _>(0)?)
+    /// Appends one event to the chain (tests and tools; the control plane's writer batches
+    /// through [`Store::append_chained`]).
+    pub async fn append(&self, e: &NewEvent) -> Result<(), StoreError> {
+        let prev = self.audit_tail().await?.map(|(hash, _)| hash).unwrap_or_default();
+        self.append_chained(&[Spooled::new(e.clone())], &prev).await.map(|_| ())
     }
 
-    /// Newest first; `before` is the `id` cursor of the previous page.
-    pub async fn events(&self, before: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, at, kind, actor, revision, summary FROM audit_events \
-             WHERE id < $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+    /// The newest chained event: its hash (the next event's `prev_hash`) and its uid.
+    pub async fn audit_tail(&self) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let row = sqlx::query("SELECT hash, uid FROM audit_events WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some((r.try_get("hash")?, r.try_get("uid")?)),
+            None => None,
+        })
+    }
+
+    /// Appends events in order in one transaction, each linked to the one before; returns the
+    /// hash of the last. A concurrent writer makes it fail (unique `prev_hash`) rather than fork.
+    pub async fn append_chained(&self, events: &[Spooled], prev: &str) -> Result<String, StoreError> {
+        let mut prev = prev.to_string();
+        let mut rows = Vec::with_capacity(events.len());
+        for e in events {
+            let event = e.event();
+            let hash = crate::audit::chain::hash_event(&prev, &event);
+            rows.push((e, event.detail.to_string(), std::mem::replace(&mut prev, hash.clone()), hash));
+        }
+        let mut tx = self.pool.begin().await?;
+        // Ten values a row: chunks stay under SQLite's limit on bound parameters.
+        for chunk in rows.chunks(500) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|r| format!("({})", (1..=10).map(|c| format!("${}", r * 10 + c)).collect::<Vec<_>>().join(", ")))
+                .collect();
+            let sql = format!(
+                "INSERT INTO audit_events (at, kind, actor, revision, service, summary, detail, uid, prev_hash, hash) VALUES {}",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (e, detail, prev_hash, hash) in chunk {
+                q = q
+                    .bind(e.at)
+                    .bind(e.kind.clone())
+                    .bind(e.actor.clone())
+                    .bind(e.revision.clone())
+                    .bind(e.service.clone())
+                    .bind(e.summary.clone())
+                    .bind(detail.clone())
+                    .bind(e.uid.clone())
+                    .bind(prev_hash.clone())
+                    .bind(hash.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(prev)
+    }
+
+    /// Newest first, narrowed by `filter`; `before` is the `id` cursor of the previous page.
+    pub async fn events(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        enum Arg {
+            N(i64),
+            T(String),
+        }
+        // Each value takes the next placeholder number.
+        fn arg(args: &mut Vec<Arg>, a: Arg) -> String {
+            args.push(a);
+            format!("${}", args.len())
+        }
+        let mut args = Vec::new();
+        let mut sql = format!(
+            "SELECT id, at, kind, actor, revision, service, summary, detail, hash FROM audit_events WHERE id < {}",
+            arg(&mut args, Arg::N(before.unwrap_or(i64::MAX)))
+        );
+        if let Some(kind) = &filter.kind {
+            let exact = arg(&mut args, Arg::T(kind.clone()));
+            let family = arg(&mut args, Arg::T(format!("{}.%", like_escape(kind))));
+            sql += &format!(" AND (kind = {exact} OR kind LIKE {family} ESCAPE '\\')");
+        }
+        for (value, column) in [(&filter.service, "service"), (&filter.actor, "actor")] {
+            if let Some(v) = value {
+                sql += &format!(" AND {column} = {}", arg(&mut args, Arg::T(v.clone())));
+            }
+        }
+        if let Some(revision) = &filter.revision {
+            let prefix = arg(&mut args, Arg::T(format!("{}%", like_escape(revision))));
+            sql += &format!(" AND revision LIKE {prefix} ESCAPE '\\'");
+        }
+        if let Some(q) = &filter.q {
+            let words = arg(&mut args, Arg::T(format!("%{}%", like_escape(&q.to_lowercase()))));
+            sql += &format!(" AND LOWER(summary) LIKE {words} ESCAPE '\\'");
+        }
+        if let Some(since) = filter.since {
+            sql += &format!(" AND at >= {}", arg(&mut args, Arg::N(since)));
+        }
+        if let Some(until) = filter.until {
+            sql += &format!(" AND at < {}", arg(&mut args, Arg::N(until)));
+        }
+        sql += &format!(" ORDER BY id DESC LIMIT {}", arg(&mut args, Arg::N(limit)));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            query = match a {
+                Arg::N(n) => query.bind(n),
+                Arg::T(t) => query.bind(t),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
+                let detail: String = r.try_get("detail")?;
                 Ok(AuditEntry {
                     id: r.try_get("id")?,
                     at: r.try_get("at")?,
                     kind: r.try_get("kind")?,
                     actor: r.try_get("actor")?,
                     revision: r.try_get("revision")?,
+                    service: r.try_get("service")?,
                     summary: r.try_get("summary")?,
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Events after `after` in id order, with their chain columns, for verification.
+    pub async fn chain_page(&self, after: i64, limit: i64) -> Result<Vec<ChainRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, kind, actor, revision, service, summary, detail, prev_hash, hash FROM audit_events \
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChainRow {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    actor: r.try_get("actor")?,
+                    revision: r.try_get("revision")?,
+                    service: r.try_get("service")?,
+                    summary: r.try_get("summary")?,
+                    detail: r.try_get("detail")?,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
                 })
             })
             .collect()
@@ -226,4 +345,9 @@ fn revision_from_row(r: &sqlx::any::AnyRow) -> Result<RevisionView, StoreError> 
         errors: serde_json::from_str(&errors).unwrap_or_default(),
         changes: serde_json::from_str(&r.try_get::<String, _>("changes")?).unwrap_or_default(),
     })
+}
+
+/// Escapes LIKE's wildcards (with `\` as the escape character) in user text.
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }

@@ -132,3 +132,36 @@ pub async fn http_request(
     let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
+
+/// The Postgres server tests use: `TRELLIS_TEST_POSTGRES_URL`, or the local one.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TRELLIS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database of a test's own on the Postgres server, dropped by `drop_it`. Postgres must be
+/// reachable: tests fail, never skip, without it.
+pub struct PgDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        let admin = postgres_admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("Postgres is required at {admin} (set TRELLIS_TEST_POSTGRES_URL; scripts/test.sh starts one): {e}")
+        });
+        let name = format!("trellis_test_{:016x}", fastrand::u64(..));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        PgDatabase { url: format!("{base}/{name}"), name }
+    }
+
+    pub async fn drop_it(self) {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await.unwrap();
+        let sql = format!("DROP DATABASE {} WITH (FORCE)", self.name);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+    }
+}

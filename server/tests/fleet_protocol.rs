@@ -14,6 +14,7 @@ async fn control_plane(repo: &PolicyRepo, dir: &std::path::Path) -> trellis_serv
         policy: PolicySource { poll_interval: Duration::from_millis(200), ..PolicySource::local(repo.path(), "main") },
         database_url: trellis_server::store::Store::sqlite_url(&dir.join("t.db")),
         site_root: dir.join("site"),
+        spool_dir: dir.join("spool"),
         webhook_secret: None,
         users: Vec::new(),
         record_to: Default::default(),

@@ -189,6 +189,7 @@ async fn control_plane_recording(
         policy: PolicySource { poll_interval: Duration::from_millis(300), ..PolicySource::local(repo.path(), "main") },
         database_url: trellis_server::store::Store::sqlite_url(&db.join("t.db")),
         site_root: db.join("no-site"),
+        spool_dir: db.join("spool"),
         webhook_secret: None,
         users: User::parse_list(&format!("ann:operator:{ANN},vic:viewer:{VIC}")).unwrap(),
         record_to,

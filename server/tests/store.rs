@@ -1,40 +1,11 @@
 //! The store against both engines: a real Postgres (its own database, dropped afterwards) and
 //! an embedded SQLite file. Postgres must be reachable: these tests fail, never skip, without it.
 
-use sqlx::Connection;
 use trellis_model::diff::{Change, ChangeKind};
 use trellis_model::{Code, Diagnostic, diagnostic::Pos};
 use trellis_server::store::{NewEvent, Store};
-use trellis_web::api::RevisionView;
-
-fn admin_url() -> String {
-    std::env::var("TRELLIS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A database of this test's own on the Postgres server.
-struct PgDatabase {
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create() -> Self {
-        let admin = admin_url();
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-            panic!("Postgres is required at {admin} (set TRELLIS_TEST_POSTGRES_URL; scripts/test.sh starts one): {e}")
-        });
-        let name = format!("trellis_test_{:016x}", fastrand::u64(..));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        PgDatabase { url: format!("{base}/{name}"), name }
-    }
-
-    async fn drop_it(self) {
-        let mut conn = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
-        let sql = format!("DROP DATABASE {} WITH (FORCE)", self.name);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
-    }
-}
+use trellis_server::testing::PgDatabase;
+use trellis_web::api::{AuditFilter, RevisionView};
 
 fn revision(sha: &str, outcome: &str, errors: Vec<Diagnostic>) -> RevisionView {
     RevisionView {
@@ -72,22 +43,64 @@ async fn exercise(url: &str) {
     for i in 0..5 {
         let e = NewEvent {
             at: 1000 + i,
-            kind: "revision.applied".into(),
-            actor: "ada".into(),
+            kind: if i % 2 == 0 { "revision.applied" } else { "rollout.stepped" }.into(),
+            actor: if i < 3 { "ada" } else { "bob" }.into(),
             revision: (i % 2 == 0).then(|| format!("r{i}")),
-            service: None,
-            summary: format!("event {i}"),
+            service: Some(if i % 2 == 0 { "shop" } else { "inventory" }.into()),
+            summary: format!("Event {i}"),
             detail: serde_json::json!({ "i": i }),
         };
         store.append(&e).await.unwrap();
     }
-    let first = store.events(None, 3).await.unwrap();
+    let all = AuditFilter::default();
+    let first = store.events(&all, None, 3).await.unwrap();
     let summaries: Vec<&str> = first.iter().map(|e| e.summary.as_str()).collect();
-    assert_eq!(summaries, vec!["event 4", "event 3", "event 2"]);
+    assert_eq!(summaries, vec!["Event 4", "Event 3", "Event 2"]);
     assert_eq!(first[0].revision.as_deref(), Some("r4"));
+    assert_eq!(first[0].detail, serde_json::json!({ "i": 4 }));
     assert_eq!(first[1].revision, None);
-    let rest = store.events(Some(first[2].id), 10).await.unwrap();
+    let rest = store.events(&all, Some(first[2].id), 10).await.unwrap();
     assert_eq!(rest.len(), 2);
+
+    // Filters narrow; a kind names itself or its family.
+    let at = |f: AuditFilter| {
+        let store = store.clone();
+        async move { store.events(&f, None, 10).await.unwrap().iter().map(|e| e.at - 1000).collect::<Vec<_>>() }
+    };
+    assert_eq!(at(AuditFilter { kind: Some("rollout".into()), ..all.clone() }).await, vec![3, 1]);
+    assert_eq!(at(AuditFilter { kind: Some("rollout.stepped".into()), ..all.clone() }).await, vec![3, 1]);
+    assert_eq!(at(AuditFilter { service: Some("shop".into()), ..all.clone() }).await, vec![4, 2, 0]);
+    assert_eq!(at(AuditFilter { actor: Some("bob".into()), ..all.clone() }).await, vec![4, 3]);
+    assert_eq!(at(AuditFilter { revision: Some("r2".into()), ..all.clone() }).await, vec![2]);
+    assert_eq!(at(AuditFilter { q: Some("EVENT 1".into()), ..all.clone() }).await, vec![1]);
+    assert_eq!(at(AuditFilter { q: Some("%".into()), ..all.clone() }).await, Vec::<i64>::new(), "wildcards are text");
+    assert_eq!(at(AuditFilter { since: Some(1001), until: Some(1003), ..all.clone() }).await, vec![2, 1]);
+
+    // Append-only: the database itself refuses changes; the chain finds them anyway.
+    let v = trellis_server::audit::export::verify(&store).await.unwrap();
+    assert!(v.broken.is_none());
+    assert_eq!(v.verifier.chained, 5);
+    let raw = sqlx::AnyPool::connect(url).await.unwrap();
+    let target = first[1].id;
+    let update = format!("UPDATE audit_events SET actor = 'mallory' WHERE id = {target}");
+    let refused = sqlx::raw_sql(sqlx::AssertSqlSafe(update.clone())).execute(&raw).await.unwrap_err();
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+    let delete = format!("DELETE FROM audit_events WHERE id = {target}");
+    let refused = sqlx::raw_sql(sqlx::AssertSqlSafe(delete)).execute(&raw).await.unwrap_err();
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+    // Someone with the keys to the database turns the guard off and edits a row.
+    let disable = if url.starts_with("postgres") {
+        "ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change"
+    } else {
+        "DROP TRIGGER audit_events_no_update"
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(disable)).execute(&raw).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(update)).execute(&raw).await.unwrap();
+    let v = trellis_server::audit::export::verify(&store).await.unwrap();
+    let broken = v.broken.expect("the edited event is found");
+    assert_eq!(broken.id, target);
+    assert!(broken.why.contains("the event was changed"), "{}", broken.why);
+    raw.close().await;
 
     // Rollout states: one row per rollout, the newest state wins, gone when forgotten.
     let mut state = trellis_model::rollout::RolloutState {

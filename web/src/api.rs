@@ -104,7 +104,39 @@ pub struct AuditEntry {
     pub kind: String,
     pub actor: String,
     pub revision: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
     pub summary: String,
+    /// What the event carries: a revision's diff and errors, a rollout's numbers.
+    #[serde(default)]
+    pub detail: serde_json::Value,
+    /// Its link in the tamper-evident chain (absent on events from before the chain).
+    #[serde(default)]
+    pub hash: Option<String>,
+}
+
+/// Which audit events to list; every field narrows, none means all.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// A kind (`revision.rejected`) or a family of kinds (`rollout`).
+    pub kind: Option<String>,
+    pub service: Option<String>,
+    pub actor: Option<String>,
+    /// A commit SHA or its prefix.
+    pub revision: Option<String>,
+    /// Unix ms, inclusive.
+    pub since: Option<i64>,
+    /// Unix ms, exclusive.
+    pub until: Option<i64>,
+    /// Words in the summary, any case.
+    pub q: Option<String>,
+}
+
+/// A page of the audit log: newest first, `next` the cursor of the following page.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    pub next: Option<String>,
 }
 
 /// The golden metrics of a service, version or edge over a window.

@@ -5,7 +5,9 @@ use trellis_model::ServiceConfig;
 
 async fn fleet() -> Fleet {
     let store = Store::connect("sqlite::memory:").await.unwrap();
-    Fleet::new(Audit::start(store), None, Duration::ZERO, || {})
+    // The spool directory outlives the test's writer; the OS cleans its temp dir.
+    let spool = std::env::temp_dir().join(format!("trellis-fleet-test-{:x}", fastrand::u64(..)));
+    Fleet::new(Audit::start(store, &spool).unwrap(), None, Duration::ZERO, || {})
 }
 
 fn reg(id: &str, service: &str, version: &str, addr: &str) -> Registration {

@@ -155,10 +155,18 @@ impl Event {
         let name = &spec.name;
         match self {
             Event::Started { weight } => format!("rollout {name} started: {}% to {}", weight, spec.canary),
-            Event::Analysed(a) => match &a.detail {
-                Some(d) => format!("rollout {name} analysis {}: {d}", verdict_word(&a.verdict)),
-                None => format!("rollout {name} analysis passed"),
-            },
+            Event::Analysed(a) => {
+                let numbers = format!(
+                    "{} requests, success {}, p99 {}",
+                    a.requests,
+                    a.success_rate.map_or("-".into(), |s| format!("{s:.2}%")),
+                    a.p99_ms.map_or("-".into(), |p| format!("{p:.0} ms"))
+                );
+                match &a.detail {
+                    Some(d) => format!("rollout {name} analysis {}: {d} ({numbers})", verdict_word(&a.verdict)),
+                    None => format!("rollout {name} analysis passed at {}% ({numbers})", a.weight),
+                }
+            }
             Event::Stepped { step, weight } => {
                 format!("rollout {name} step {} of {}: {weight}% to {}", step + 1, spec.steps.len(), spec.canary)
             }

@@ -1,5 +1,6 @@
 //! The `trellis` command line.
 
+pub mod audit;
 pub mod policy;
 pub mod rollout;
 
@@ -29,6 +30,8 @@ pub enum Command {
     Schema,
     /// Watch and steer canary rollouts: `trellis rollout promote inventory-v2`.
     Rollout(rollout::RolloutArgs),
+    /// Read the audit log from the database: list, show, export, verify the hash chain.
+    Audit(audit::AuditArgs),
     /// Run a whole demo mesh on this machine: control plane, dashboard, services, sidecars, load.
     Demo(crate::demo::DemoArgs),
     /// One demo service (started by `trellis demo`).
@@ -97,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate(args) => Ok(policy::validate(&args)),
         Command::Diff(args) => Ok(policy::diff(&args)),
         Command::Rollout(args) => rollout::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Schema => {
             println!("{}", policy::schema());
             Ok(0)

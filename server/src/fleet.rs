@@ -58,6 +58,8 @@ struct Inner {
     /// since it joined, if later).
     revision_since: i64,
     boot_ms: i64,
+    /// The last revision audited as synced on every proxy.
+    synced_audited: Option<String>,
 }
 
 struct Entry {
@@ -326,12 +328,46 @@ impl Fleet {
             }
             Some(reason) => {
                 tracing::warn!(proxy_id = %ack.proxy_id, version = %ack.version, %reason, "proxy refused config");
+                if e.nack.as_ref() != Some(reason) {
+                    self.0.audit.system(
+                        "proxy.nacked",
+                        Some(&e.reg.service),
+                        format!("proxy {} refused config {}: {reason}", ack.proxy_id, ack.version),
+                        json!({ "proxy_id": ack.proxy_id, "version": ack.version, "reason": reason }),
+                    );
+                }
                 e.nack = Some(reason.clone());
             }
         }
+        self.audit_if_synced(&mut inner);
         drop(inner);
         (self.0.on_change)();
         Ok(())
+    }
+
+    /// The sync outcome of a revision, once: every live proxy runs it, and how long that took.
+    fn audit_if_synced(&self, inner: &mut Inner) {
+        let Some(revision) = inner.mesh.as_ref().map(|m| m.revision.clone()) else { return };
+        let all = !inner.proxies.is_empty()
+            && inner.proxies.values().all(|e| e.acked.as_deref().map(revision_of) == Some(revision.as_str()));
+        if !all || inner.synced_audited.as_ref() == Some(&revision) {
+            return;
+        }
+        let took = crate::now_ms() - inner.revision_since;
+        let n = inner.proxies.len();
+        self.0.audit.record(crate::store::NewEvent {
+            at: crate::now_ms(),
+            kind: "revision.synced".into(),
+            actor: crate::audit::SYSTEM.into(),
+            revision: Some(revision.clone()),
+            service: None,
+            summary: format!(
+                "revision {} synced: {n} of {n} proxies run it, {took} ms after it was applied",
+                crate::audit::short(&revision)
+            ),
+            detail: json!({ "proxies": n, "took_ms": took }),
+        });
+        inner.synced_audited = Some(revision);
     }
 
     /// The service a registered proxy serves, recording that it was heard from.

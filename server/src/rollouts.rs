@@ -285,14 +285,9 @@ fn publish(app: &AppState, inner: &mut Inner, base_changed: bool) {
     app.changed();
 }
 
-/// Audits what happened; analyses that passed are kept in the rollout's history only.
+/// Audits what happened, analyses with their numbers included.
 fn record(app: &AppState, spec: &RolloutConfig, actor: &str, events: &[Event]) {
     for event in events {
-        if let Event::Analysed(a) = event
-            && a.verdict == rollout::Verdict::Pass
-        {
-            continue;
-        }
         let actor = if matches!(event, Event::Analysed(_)) { "trellis" } else { actor };
         app.audit.record(crate::store::NewEvent {
             at: crate::now_ms(),

@@ -155,6 +155,19 @@ async fn a_commit_changes_the_split_of_real_traffic_and_a_broken_one_changes_not
     assert_eq!(overview["latest"]["sha"], broken);
     let inventory = overview["services"].as_array().unwrap().iter().find(|s| s["name"] == "inventory").unwrap();
     assert_eq!(inventory["versions"][1]["weight"], 50);
+    // The audit log has the sync outcome of the applied revision.
+    let started = Instant::now();
+    loop {
+        let (_, body) =
+            http_get(api, "trellis", &format!("/api/v1/audit?kind=revision.synced&revision={sha}")).await.unwrap();
+        let audit: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(e) = audit["items"].as_array().unwrap().first() {
+            assert!(e["summary"].as_str().unwrap().contains("3 of 3 proxies run it"), "{e}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no revision.synced event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     mesh.cp.shutdown().await;
 }
 

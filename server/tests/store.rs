@@ -7,6 +7,16 @@ use trellis_server::store::{NewEvent, Store};
 use trellis_server::testing::PgDatabase;
 use trellis_web::api::{AuditFilter, RevisionView};
 
+/// Runs `trellis audit ARGS` against the database; returns exit code and stdout.
+async fn audit_cli(url: &str, args: &[&str]) -> (i32, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
+    cmd.arg("audit").args(args).env("DATABASE_URL", url);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() != Some(2), "trellis audit {args:?} could not run: {stderr}");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn revision(sha: &str, outcome: &str, errors: Vec<Diagnostic>) -> RevisionView {
     RevisionView {
         sha: sha.into(),
@@ -80,6 +90,13 @@ async fn exercise(url: &str) {
     let v = trellis_server::audit::export::verify(&store).await.unwrap();
     assert!(v.broken.is_none());
     assert_eq!(v.verifier.chained, 5);
+    let (code, out) = audit_cli(url, &["verify"]).await;
+    assert_eq!((code, out.trim()), (0, "audit chain intact: 5 events linked"));
+    let (_, out) = audit_cli(url, &["list", "--actor", "bob"]).await;
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let (_, csv) = audit_cli(url, &["export", "--format", "csv", "--service", "shop"]).await;
+    assert_eq!(csv.lines().count(), 4, "a header and three events: {csv}");
+    assert!(csv.starts_with("id,at_ms,time,kind,actor,service,revision,summary,hash\n"), "{csv}");
     let raw = sqlx::AnyPool::connect(url).await.unwrap();
     let target = first[1].id;
     let update = format!("UPDATE audit_events SET actor = 'mallory' WHERE id = {target}");
@@ -100,6 +117,9 @@ async fn exercise(url: &str) {
     let broken = v.broken.expect("the edited event is found");
     assert_eq!(broken.id, target);
     assert!(broken.why.contains("the event was changed"), "{}", broken.why);
+    let (code, out) = audit_cli(url, &["verify"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with(&format!("audit chain broken at event {target}:")), "{out}");
     raw.close().await;
 
     // Rollout states: one row per rollout, the newest state wins, gone when forgotten.

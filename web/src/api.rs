@@ -242,8 +242,48 @@ pub fn format_time(ms: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02} UTC")
 }
 
+/// Reads a time as people write it: unix milliseconds, or a UTC date `2026-11-26`, optionally
+/// with a time (`2026-11-26 13:33`, `2026-11-26T13:33:20Z`, a trailing ` UTC`).
+pub fn parse_time(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if let Ok(ms) = t.parse::<i64>() {
+        return Some(ms);
+    }
+    let t = t.trim_end_matches(" UTC").trim_end_matches('Z');
+    let (date, time) = t.split_once(['T', ' ']).unwrap_or((t, "00:00:00"));
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
+    let mut c = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, s) = (c.next()??, c.next().flatten().unwrap_or(0), c.next().flatten().unwrap_or(0));
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    // Days-from-civil, the inverse of `format_time`'s algorithm.
+    let y = y - i64::from(mo <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60 + s) * 1000)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parses_what_it_formats() {
+        assert_eq!(super::parse_time("2026-11-26 13:33:20 UTC"), Some(1_795_700_000_000));
+        assert_eq!(super::parse_time("2026-11-26T13:33:20Z"), Some(1_795_700_000_000));
+        assert_eq!(super::parse_time("1970-01-01"), Some(0));
+        assert_eq!(super::parse_time("1795700000000"), Some(1_795_700_000_000));
+        assert_eq!(
+            super::parse_time("2024-02-29 12:00").map(super::format_time).as_deref(),
+            Some("2024-02-29 12:00:00 UTC")
+        );
+        assert_eq!(super::parse_time("yesterday"), None);
+        assert_eq!(super::parse_time("2026-13-01"), None);
+    }
+
     #[test]
     fn formats_utc() {
         assert_eq!(super::format_time(0), "1970-01-01 00:00:00 UTC");

@@ -17,7 +17,7 @@ use trellis_web::api::{
     ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
 };
 
-mod audit;
+pub mod audit;
 pub mod rollouts;
 
 pub fn router() -> axum::Router<AppState> {

@@ -7,7 +7,8 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::path::Path;
 use std::sync::Arc;
 use trellis_web::api::{
-    FleetView, Overview, PolicyView, RolloutView, RolloutsView, SessionView, TopologyView, TrafficView,
+    AuditFilter, AuditPage, FleetView, Overview, PolicyView, RolloutView, RolloutsView, SessionView, TopologyView,
+    TrafficView,
 };
 use trellis_web::ssr::{Backend, BoxFuture, DataSource};
 use trellis_web::{App, shell};
@@ -38,6 +39,12 @@ impl DataSource for AppState {
 
     fn rollouts(&self) -> BoxFuture<'_, RolloutsView> {
         Box::pin(self.rollouts.views())
+    }
+
+    fn audit(&self, filter: AuditFilter, cursor: Option<String>) -> BoxFuture<'_, Result<AuditPage, String>> {
+        Box::pin(async move {
+            crate::api::audit::page(self, &filter, cursor, Some(50)).await.map_err(|e| e.status_and_message().1)
+        })
     }
 
     fn session(&self, headers: &http::HeaderMap) -> SessionView {

@@ -1,5 +1,6 @@
 //! The HTML shell, router and navigation.
 
+use crate::pages::audit::AuditPage;
 use crate::pages::fleet::FleetPage;
 use crate::pages::login::LoginPage;
 use crate::pages::overview::OverviewPage;
@@ -48,6 +49,7 @@ pub fn App() -> impl IntoView {
                     <A href="/fleet">"Fleet"</A>
                     <A href="/rollouts">"Rollouts"</A>
                     <A href="/policy">"Policy"</A>
+                    <A href="/audit">"Audit"</A>
                 </nav>
                 <span class="spacer"></span>
                 <crate::session::SessionBadge/>
@@ -61,6 +63,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/fleet") view=FleetPage/>
                     <Route path=path!("/rollouts") view=RolloutsPage/>
                     <Route path=path!("/login") view=LoginPage/>
+                    <Route path=path!("/audit") view=AuditPage/>
                 </Routes>
             </main>
         </Router>

@@ -1,5 +1,6 @@
 //! One module per dashboard page.
 
+pub mod audit;
 pub mod fleet;
 pub mod login;
 pub mod overview;

@@ -1,7 +1,10 @@
 //! The hook through which the control plane feeds the dashboard, so this crate does not depend
 //! on the server (which depends on it).
 
-use crate::api::{FleetView, Overview, PolicyView, RolloutView, RolloutsView, SessionView, TopologyView, TrafficView};
+use crate::api::{
+    AuditFilter, AuditPage, FleetView, Overview, PolicyView, RolloutView, RolloutsView, SessionView, TopologyView,
+    TrafficView,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,6 +18,8 @@ pub trait DataSource: Send + Sync + 'static {
     fn fleet(&self) -> FleetView;
     fn traffic(&self) -> TrafficView;
     fn rollouts(&self) -> BoxFuture<'_, RolloutsView>;
+    /// A page of the audit log; `cursor` is the previous page's `next`.
+    fn audit(&self, filter: AuditFilter, cursor: Option<String>) -> BoxFuture<'_, Result<AuditPage, String>>;
     /// Who sent these request headers (their session cookie).
     fn session(&self, headers: &http::HeaderMap) -> SessionView;
     /// A login with a token: the session and the `Set-Cookie` value, or why not.

@@ -1,0 +1,40 @@
+import { expect, test } from '@playwright/test';
+import { PolicyRepo } from './fixtures/policy-repo';
+
+test('the audit page filters by service and by actor, in the URL, and a rejected revision shows its errors', async ({ page }) => {
+  const repo = new PolicyRepo();
+  // A pull request that should never have merged, then its revert.
+  const broken = repo.addFile('routes/broken.yaml', 'kind: Route\nname: broken\nrules: [\n', 'Add a broken route');
+  repo.removeFile('routes/broken.yaml', 'Revert the broken route');
+
+  await page.goto('/audit');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await expect(page.getByTestId('audit-event').first()).toBeVisible();
+
+  // By service, through the form: the filter lands in the URL and survives a reload.
+  await page.getByTestId('filter-service').fill('inventory');
+  await page.getByTestId('filter-apply').click();
+  await expect(page).toHaveURL(/[?&]service=inventory/);
+  await page.reload();
+  await expect(page.getByTestId('filter-service')).toHaveValue('inventory');
+  const services = page.getByTestId('audit-event').getByTestId('audit-service');
+  await expect(services.first()).toHaveText('inventory');
+  for (const s of await services.allTextContents()) expect(s).toBe('inventory');
+  expect(await page.getByTestId('audit-event').count()).toBe(await services.count());
+
+  // By actor, from a link: the control plane's own actions, together with the service filter.
+  await page.getByTestId('audit-actor').filter({ hasText: 'trellis' }).first().click();
+  await expect(page).toHaveURL(/actor=trellis/);
+  await expect(page).toHaveURL(/service=inventory/);
+  for (const a of await page.getByTestId('audit-actor').allTextContents()) expect(a).toBe('trellis');
+
+  // The rejected revision, opened: its errors as the CLI prints them.
+  await page.goto(`/audit?kind=revision.rejected&revision=${broken.slice(0, 8)}`);
+  const rejected = page.getByTestId('audit-event').first();
+  await expect(rejected.getByTestId('audit-summary')).toContainText(`rejected ${broken.slice(0, 8)}`, { timeout: 15_000 });
+  await rejected.getByTestId('audit-summary').click();
+  const error = rejected.getByTestId('audit-error-line').first();
+  await expect(error).toBeVisible();
+  await expect(error).toContainText('routes/broken.yaml:');
+  await expect(error).toContainText('TR0001');
+});

@@ -1,0 +1,176 @@
+//! `/audit`: the audit log as a filterable, paginated timeline. The filters live in the URL
+//! (`/audit?service=inventory&actor=ann`), so a view can be shared as a link; each entry
+//! opens to what it carries.
+
+use crate::api::{AuditEntry, AuditFilter, AuditPage, format_time, parse_time};
+use leptos::prelude::*;
+use leptos_router::components::Form;
+use leptos_router::hooks::use_query_map;
+
+#[server(prefix = "/api/v1/ui", endpoint = "audit")]
+pub async fn get_audit(filter: AuditFilter, cursor: Option<String>) -> Result<AuditPage, ServerFnError> {
+    let backend = expect_context::<crate::ssr::Backend>();
+    backend.0.audit(filter, cursor).await.map_err(ServerFnError::new)
+}
+
+const FIELDS: [(&str, &str); 7] = [
+    ("kind", "kind or family (rollout)"),
+    ("service", "service"),
+    ("actor", "actor"),
+    ("revision", "revision"),
+    ("q", "words"),
+    ("since", "since (2026-11-26)"),
+    ("until", "until"),
+];
+
+#[component]
+pub fn AuditPage() -> impl IntoView {
+    let query = use_query_map();
+    let tick = crate::live::live_tick();
+    let params = move || {
+        let q = query.get();
+        let get = |k: &str| q.get(k).filter(|v| !v.trim().is_empty());
+        let filter = AuditFilter {
+            kind: get("kind"),
+            service: get("service"),
+            actor: get("actor"),
+            revision: get("revision"),
+            since: get("since").and_then(|t| parse_time(&t)),
+            until: get("until").and_then(|t| parse_time(&t)),
+            q: get("q"),
+        };
+        (filter, get("cursor"))
+    };
+    let page = Resource::new(move || (params(), tick.get()), |((filter, cursor), _)| get_audit(filter, cursor));
+    let value = move |k: &'static str| query.with(|q| q.get(k).unwrap_or_default());
+    view! {
+        <section class="card">
+            <h2>"Audit log"</h2>
+            <Form method="GET" action="">
+                <div class="filters" data-testid="audit-filters">
+                    {FIELDS.map(|(name, placeholder)| view! {
+                        <input name=name placeholder=placeholder value=move || value(name) data-testid=format!("filter-{name}")/>
+                    }).collect_view()}
+                    <button type="submit" data-testid="filter-apply">"Filter"</button>
+                    <a href="/audit" data-testid="filter-clear">"Clear"</a>
+                </div>
+            </Form>
+        </section>
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || page.get().map(|r| match r {
+                Ok(p) => view! { <Timeline page=p/> }.into_any(),
+                Err(e) => view! { <p class="error" data-testid="audit-error">{e.to_string()}</p> }.into_any(),
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Timeline(page: AuditPage) -> impl IntoView {
+    let query = use_query_map();
+    let older = page.next.map(|next| {
+        let mut q = query.get_untracked();
+        q.replace("cursor", next);
+        view! { <a href=format!("/audit{}", q.to_query_string()) data-testid="audit-older">"Older →"</a> }
+    });
+    let newest = query.with_untracked(|q| q.get("cursor").is_some()).then(|| {
+        let mut q = query.get_untracked();
+        q.remove("cursor");
+        view! { <a href=format!("/audit{}", q.to_query_string()) data-testid="audit-newest">"← Newest"</a> }
+    });
+    if page.items.is_empty() {
+        return view! { <p class="card" data-testid="audit-none">"No event matches these filters."</p> }.into_any();
+    }
+    view! {
+        <section class="card">
+            <ol class="timeline" data-testid="audit-timeline">
+                {page.items.into_iter().map(|e| view! { <Event entry=e/> }).collect_view()}
+            </ol>
+            <nav class="pager">{newest} " " {older}</nav>
+        </section>
+    }
+    .into_any()
+}
+
+/// A link to the log narrowed by one more filter, keeping the others.
+fn narrowed(key: &'static str, value: &str) -> String {
+    let mut q = use_query_map().get_untracked();
+    q.remove("cursor");
+    q.replace(key, value.to_string());
+    format!("/audit{}", q.to_query_string())
+}
+
+/// A link to the log filtered by this one value only.
+fn narrowed_to(key: &'static str, value: &str) -> String {
+    let mut q = leptos_router::params::ParamsMap::new();
+    q.insert(key, value.to_string());
+    format!("/audit{}", q.to_query_string())
+}
+
+#[component]
+fn Event(entry: AuditEntry) -> impl IntoView {
+    let family = entry.kind.split('.').next().unwrap_or_default().to_string();
+    let service = entry.service.clone().map(|s| {
+        view! { <a class="service" href=narrowed("service", &s) data-testid="audit-service">{s.clone()}</a> }
+    });
+    view! {
+        <li class=format!("event audit-{} family-{family}", entry.kind) data-testid="audit-event">
+            <details>
+                <summary>
+                    <time>{format_time(entry.at)}</time>
+                    " " <span class="kind" data-testid="audit-kind">{entry.kind.clone()}</span>
+                    " " <a class="actor" href=narrowed("actor", &entry.actor) data-testid="audit-actor">{entry.actor.clone()}</a>
+                    " " {service}
+                    " " <span class="summary" data-testid="audit-summary">{entry.summary.clone()}</span>
+                </summary>
+                <Detail entry=entry.clone()/>
+            </details>
+        </li>
+    }
+}
+
+/// What an event carries: a revision's changes and errors, a link to a rollout, or its JSON.
+#[component]
+fn Detail(entry: AuditEntry) -> impl IntoView {
+    let d = &entry.detail;
+    let errors: Vec<String> = d["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| serde_json::from_value::<trellis_model::Diagnostic>(e.clone()).ok())
+                .map(|e| e.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let changes: Vec<String> = d["changes"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["text"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let rollout = d["rollout"].as_str().map(str::to_string).or_else(|| {
+        entry
+            .kind
+            .starts_with("rollout.")
+            .then(|| entry.summary.split_whitespace().nth(1).unwrap_or_default().to_string())
+    });
+    let revision = entry.revision.clone().map(|r| {
+        let everything = narrowed_to("revision", &r);
+        view! { <p>"Revision " <code>{r.clone()}</code> " · " <a href=everything data-testid="audit-revision">"everything about it"</a></p> }
+    });
+    view! {
+        <div class="detail" data-testid="audit-detail">
+            {revision}
+            {(!changes.is_empty()).then(|| view! {
+                <p>"What it changed:"</p>
+                <ul class="changes">{changes.into_iter().map(|c| view! { <li data-testid="audit-change">{c}</li> }).collect_view()}</ul>
+            })}
+            {(!errors.is_empty()).then(|| view! {
+                <p>"Errors:"</p>
+                <pre class="diagnostics">{errors.into_iter().map(|e| view! { <div data-testid="audit-error-line">{e}</div> }).collect_view()}</pre>
+            })}
+            {rollout.map(|r| view! { <p><a href=format!("/rollouts#rollout-{r}") data-testid="audit-rollout">"Rollout " {r.clone()}</a></p> })}
+            <details class="raw"><summary>"Everything it carries"</summary><pre>{serde_json::to_string_pretty(d).unwrap_or_default()}</pre></details>
+            {entry.hash.clone().map(|h| view! { <p class="muted">"Chain link " <code>{h}</code></p> })}
+        </div>
+    }
+}

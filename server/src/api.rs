@@ -44,6 +44,7 @@ pub enum ApiError {
     NotFound(String),
     Unauthorized(String),
     Forbidden(String),
+    TooMany(String),
     /// The request is understood but the resource's state refuses it.
     Conflict(String),
     Invalid {
@@ -78,6 +79,7 @@ impl ApiError {
             ApiError::NotFound(m) => (http::StatusCode::NOT_FOUND, "not_found", m, None),
             ApiError::Unauthorized(m) => (http::StatusCode::UNAUTHORIZED, "unauthorized", m, None),
             ApiError::Forbidden(m) => (http::StatusCode::FORBIDDEN, "forbidden", m, None),
+            ApiError::TooMany(m) => (http::StatusCode::TOO_MANY_REQUESTS, "rate_limited", m, None),
             ApiError::Conflict(m) => (http::StatusCode::CONFLICT, "conflict", m, None),
             ApiError::Invalid { message, detail } => {
                 (http::StatusCode::BAD_REQUEST, "invalid_request", message, Some(detail))

@@ -3,7 +3,9 @@
 //! with a token once and then carries an HttpOnly session cookie, with a CSRF token that must
 //! come back in `X-CSRF-Token` on every change (a cookie alone never authorises one).
 //!
-//! Users are configured as `name:role:token` entries (`TRELLIS_TOKENS`, comma-separated).
+//! Users are configured as `name:role:token` entries (`TRELLIS_TOKENS`, comma-separated), or
+//! `name:role:sha256:<hex>` so that the configuration never holds a usable token. Only the
+//! SHA-256 of a token is kept in memory. Failed logins are limited per client address.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,6 +43,12 @@ impl User {
             "viewer" => Role::Viewer,
             other => return Err(format!("role {other:?} of {name} is neither operator nor viewer")),
         };
+        if let Some(hex) = token.strip_prefix("sha256:") {
+            if name.is_empty() || hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("user {name:?}: sha256: needs 64 hex digits"));
+            }
+            return Ok(User { name: name.to_string(), role, token: token.to_ascii_lowercase() });
+        }
         if name.is_empty() || token.len() < 16 {
             return Err(format!("user {name:?} needs a name and a token of at least 16 characters"));
         }
@@ -71,7 +79,15 @@ pub enum Denied {
     Csrf,
     #[error("{0} is a viewer: viewers can see everything and change nothing")]
     Forbidden(String),
+    #[error("too many failed logins from this address; try again in {0} s")]
+    RateLimited(u64),
 }
+
+/// Failed logins one client address may make per window before it must wait.
+const FAILED_LOGINS: u32 = 5;
+const FAILED_WINDOW: Duration = Duration::from_secs(60);
+/// Bounds the table of addresses with recent failures.
+const MAX_TRACKED: usize = 10_000;
 
 struct Session {
     user: Principal,
@@ -80,29 +96,62 @@ struct Session {
 }
 
 pub struct Auth {
-    users: Vec<User>,
+    /// Each user with the SHA-256 (hex) of their token; the token itself is not kept.
+    users: Vec<(Principal, String)>,
     sessions: Mutex<HashMap<String, Session>>,
+    failures: Mutex<HashMap<std::net::IpAddr, (Instant, u32)>>,
+}
+
+/// SHA-256 of a token, hex.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Auth {
     pub fn new(users: Vec<User>) -> Self {
-        Auth { users, sessions: Mutex::new(HashMap::new()) }
+        let users = users
+            .into_iter()
+            .map(|u| {
+                let hash = u.token.strip_prefix("sha256:").map_or_else(|| token_hash(&u.token), str::to_string);
+                (Principal { name: u.name, role: u.role }, hash)
+            })
+            .collect();
+        Auth { users, sessions: Mutex::new(HashMap::new()), failures: Mutex::new(HashMap::new()) }
     }
 
     fn by_token(&self, token: &str) -> Option<Principal> {
+        let hash = token_hash(token);
         // Every entry is compared, in constant time, so timing does not reveal a prefix.
         let mut found = None;
-        for u in &self.users {
-            if constant_eq(u.token.as_bytes(), token.as_bytes()) {
-                found = Some(Principal { name: u.name.clone(), role: u.role });
+        for (user, known) in &self.users {
+            if constant_eq(known.as_bytes(), hash.as_bytes()) {
+                found = Some(user.clone());
             }
         }
         found
     }
 
-    /// A login: the session id (for the cookie) and its CSRF token.
-    pub fn login(&self, token: &str) -> Result<(Principal, String, String), Denied> {
-        let user = self.by_token(token).ok_or(Denied::BadToken)?;
+    /// A login from `client`: the session id (for the cookie) and its CSRF token. After
+    /// [`FAILED_LOGINS`] failures in a minute, the address waits out the minute.
+    pub fn login(&self, token: &str, client: std::net::IpAddr) -> Result<(Principal, String, String), Denied> {
+        let now = Instant::now();
+        {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            failures.retain(|_, (since, _)| now.duration_since(*since) < FAILED_WINDOW);
+            if let Some((since, n)) = failures.get(&client)
+                && *n >= FAILED_LOGINS
+            {
+                return Err(Denied::RateLimited((FAILED_WINDOW - now.duration_since(*since)).as_secs().max(1)));
+            }
+        }
+        let Some(user) = self.by_token(token) else {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if failures.len() < MAX_TRACKED || failures.contains_key(&client) {
+                failures.entry(client).or_insert((now, 0)).1 += 1;
+            }
+            return Err(Denied::BadToken);
+        };
         let (id, csrf) = (random_token(), random_token());
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -211,13 +260,37 @@ mod tests {
     #[test]
     fn a_session_cookie_needs_its_csrf_token_for_changes() {
         let a = auth();
-        let (_, id, csrf) = a.login("ann-token-0123456789").unwrap();
+        let (_, id, csrf) = a.login("ann-token-0123456789", LOCAL).unwrap();
         let cookie = format!("theme=dark; {SESSION_COOKIE}={id}");
         assert_eq!(a.operator(&headers(&[("cookie", &cookie)])), Err(Denied::Csrf));
         assert_eq!(a.operator(&headers(&[("cookie", &cookie), ("x-csrf-token", "guess")])), Err(Denied::Csrf));
         assert_eq!(a.operator(&headers(&[("cookie", &cookie), ("x-csrf-token", &csrf)])).unwrap().name, "ann");
         a.logout(&id);
         assert_eq!(a.operator(&headers(&[("cookie", &cookie), ("x-csrf-token", &csrf)])), Err(Denied::BadSession));
-        assert_eq!(a.login("wrong").unwrap_err(), Denied::BadToken);
+        assert_eq!(a.login("wrong", LOCAL).unwrap_err(), Denied::BadToken);
+    }
+
+    const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn tokens_are_kept_as_hashes_and_may_be_configured_as_hashes() {
+        let hash = token_hash("ann-token-0123456789");
+        let a = Auth::new(vec![User::parse(&format!("ann:operator:sha256:{hash}")).unwrap()]);
+        assert!(a.users.iter().all(|(_, h)| h == &hash));
+        let ann = a.operator(&headers(&[("authorization", "Bearer ann-token-0123456789")])).unwrap();
+        assert_eq!(ann.name, "ann");
+        assert!(User::parse("ann:operator:sha256:abc").unwrap_err().contains("64 hex digits"));
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_address() {
+        let a = auth();
+        let other = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9));
+        for _ in 0..FAILED_LOGINS {
+            assert_eq!(a.login("guess", LOCAL).unwrap_err(), Denied::BadToken);
+        }
+        let limited = a.login("ann-token-0123456789", LOCAL).unwrap_err();
+        assert!(matches!(limited, Denied::RateLimited(s) if s <= 60), "{limited:?}");
+        assert!(a.login("ann-token-0123456789", other).is_ok(), "other addresses are not locked out");
     }
 }

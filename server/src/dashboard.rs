@@ -51,8 +51,11 @@ impl DataSource for AppState {
         crate::api::rollouts::session_of(self, headers)
     }
 
-    fn login(&self, token: &str) -> Result<(SessionView, String), String> {
-        crate::api::rollouts::start_session(self, token).map_err(|e| e.status_and_message().1)
+    fn login(&self, token: &str, client: std::net::IpAddr) -> Result<(SessionView, String), (u16, String)> {
+        crate::api::rollouts::start_session(self, token, client).map_err(|e| {
+            let (status, message) = e.status_and_message();
+            (status.as_u16(), message)
+        })
     }
 
     fn logout(&self, headers: &http::HeaderMap) {

@@ -120,6 +120,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     }));
     let mut serve_stop = shutdown_rx;
     tasks.push(tokio::spawn(async move {
+        // Connection info gives login rate limiting the client's address.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = serve_stop.changed().await;
         });

@@ -169,6 +169,29 @@ async fn a_header_canary_sends_marked_requests_to_the_canary_whatever_the_weight
     assert_eq!(act(&cp, "abort", Some(ANN)).await.0, 200);
     let marked = mesh.measure_with(&cp, 50, &[("x-canary", "yes")], |r| r["header_routed"] == false).await;
     assert_eq!(marked, 0);
+
+    // Guessing tokens at the login is limited per address, and every refusal is audited.
+    let login = |token: &str| {
+        let body = Bytes::from(serde_json::json!({ "token": token }).to_string());
+        let headers = [("content-type", "application/json")];
+        async move { http_request(http::Method::POST, cp.addr, "/api/v1/session", &headers, body).await.unwrap() }
+    };
+    for _ in 0..5 {
+        assert_eq!(login("guess-guess-guess-guess").await.0, 401);
+    }
+    let (status, body) = login(ANN).await;
+    assert_eq!(status, 429, "{body}");
+    let started = Instant::now();
+    let denied = loop {
+        let denied = get_json(&cp, "/api/v1/audit?kind=auth.denied").await;
+        if denied["items"].as_array().unwrap().len() >= 6 {
+            break denied;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{denied}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(denied.to_string().contains("too many failed logins"), "{denied}");
+    assert!(!denied.to_string().contains("guess-guess"), "tokens never reach the audit log");
     cp.shutdown().await;
 }
 

@@ -18,15 +18,17 @@ pub async fn get_session() -> Result<SessionView, ServerFnError> {
 pub async fn login(token: String) -> Result<SessionView, ServerFnError> {
     let backend = expect_context::<crate::ssr::Backend>();
     let response = expect_context::<leptos_axum::ResponseOptions>();
-    match backend.0.login(token.trim()) {
+    let axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr> =
+        leptos_axum::extract().await?;
+    match backend.0.login(token.trim(), client.ip()) {
         Ok((session, cookie)) => {
             if let Ok(value) = http::HeaderValue::from_str(&cookie) {
                 response.insert_header(http::header::SET_COOKIE, value);
             }
             Ok(session)
         }
-        Err(why) => {
-            response.set_status(http::StatusCode::UNAUTHORIZED);
+        Err((status, why)) => {
+            response.set_status(http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::UNAUTHORIZED));
             Err(ServerFnError::new(why))
         }
     }

@@ -23,7 +23,7 @@ pub trait DataSource: Send + Sync + 'static {
     /// Who sent these request headers (their session cookie).
     fn session(&self, headers: &http::HeaderMap) -> SessionView;
     /// A login with a token: the session and the `Set-Cookie` value, or why not.
-    fn login(&self, token: &str) -> Result<(SessionView, String), String>;
+    fn login(&self, token: &str, client: std::net::IpAddr) -> Result<(SessionView, String), (u16, String)>;
     fn logout(&self, headers: &http::HeaderMap);
     /// An operator's action on a rollout; refusals carry their HTTP status.
     fn act<'a>(

@@ -96,12 +96,13 @@ struct Login {
 
 async fn login(
     State(state): State<AppState>,
+    axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
     body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(login)) = body else {
         return ApiError::invalid("expected {\"token\": \"...\"}", "the body is not a login").into_response();
     };
-    match start_session(&state, &login.token) {
+    match start_session(&state, &login.token, client.ip()) {
         Ok((view, cookie)) => {
             let mut resp = Json(view).into_response();
             if let Ok(v) = cookie.parse() {
@@ -114,8 +115,12 @@ async fn login(
 }
 
 /// A login with a token: the session and the `Set-Cookie` value that carries it.
-pub fn start_session(state: &AppState, token: &str) -> Result<(SessionView, String), ApiError> {
-    match state.auth.login(token) {
+pub fn start_session(
+    state: &AppState,
+    token: &str,
+    client: std::net::IpAddr,
+) -> Result<(SessionView, String), ApiError> {
+    match state.auth.login(token, client) {
         Ok((user, id, csrf)) => {
             state.audit.record(crate::store::NewEvent {
                 at: crate::now_ms(),
@@ -131,8 +136,12 @@ pub fn start_session(state: &AppState, token: &str) -> Result<(SessionView, Stri
             Ok((view, cookie))
         }
         Err(denied) => {
-            state.audit.system("auth.denied", None, format!("dashboard login refused: {denied}"), json!({}));
-            Err(ApiError::Unauthorized(denied.to_string()))
+            let summary = format!("dashboard login from {client} refused: {denied}");
+            state.audit.system("auth.denied", None, summary, json!({ "client": client.to_string() }));
+            Err(match denied {
+                Denied::RateLimited(_) => ApiError::TooMany(denied.to_string()),
+                _ => ApiError::Unauthorized(denied.to_string()),
+            })
         }
     }
 }

@@ -42,8 +42,8 @@ if [[ ! -x tools/node_modules/.bin/wasm-opt ]]; then
 fi
 
 if $for_tests; then
-  # Real peers for conformance tests: curl and h2load as clients.
-  apt_install chromium curl nghttp2-client
+  # Real peers for conformance tests: curl and h2load as clients; ssh-keygen signs commits.
+  apt_install chromium curl nghttp2-client openssh-client
   if ! (command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1); then
     apt_install postgresql
   fi

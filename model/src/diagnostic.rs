@@ -49,6 +49,8 @@ codes! {
         "write durations with a unit: 250ms, 10s, 1m30s, 2h";
     Unreadable = "TR0009", "a policy file that cannot be read as text",
         "policy files are UTF-8 text under 1 MiB";
+    UnsignedCommit = "TR0010", "a commit without a valid signature by an allowed key, where signatures are required",
+        "sign commits with an SSH key listed in TRELLIS_ALLOWED_SIGNERS (git config gpg.format ssh; git commit -S)";
     DuplicateName = "TR0101", "two resources of one kind share a name",
         "rename one of them; names are unique per kind across all files";
     UnknownService = "TR0102", "a reference to a service no file defines",

@@ -72,6 +72,34 @@ pub struct ServeArgs {
     /// for a pull request) or `watched` (straight to the watched branch).
     #[arg(long, env = "TRELLIS_RECORD_OUTCOME", default_value = "branch")]
     pub record_outcome: crate::gitops::outcome::RecordTo,
+    /// Apply only commits signed (SSH, `git commit -S`) by a key in --allowed-signers.
+    #[arg(long, env = "TRELLIS_REQUIRE_SIGNED_COMMITS")]
+    pub require_signed_commits: bool,
+    /// Allowed signing keys: git's allowed_signers format or authorized_keys lines.
+    #[arg(long, env = "TRELLIS_ALLOWED_SIGNERS")]
+    pub allowed_signers: Option<PathBuf>,
+}
+
+/// The allowed signers, when signatures are required; refuses a half-made configuration.
+fn signers(
+    required: bool,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::sync::Arc<crate::gitops::signing::Signers>>> {
+    match (required, file) {
+        (false, None) => Ok(None),
+        (false, Some(_)) => {
+            anyhow::bail!("--allowed-signers is set but --require-signed-commits is not: say which you mean")
+        }
+        (true, None) => {
+            anyhow::bail!("--require-signed-commits needs --allowed-signers FILE (TRELLIS_ALLOWED_SIGNERS)")
+        }
+        (true, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let signers = crate::gitops::signing::Signers::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Ok(Some(std::sync::Arc::new(signers)))
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -81,9 +109,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             std::fs::create_dir_all(&args.data_dir)?;
             let database_url =
                 args.database_url.unwrap_or_else(|| crate::store::Store::sqlite_url(&args.data_dir.join("trellis.db")));
+            let mut policy = PolicySource::new(&args.repo, &args.branch, &args.data_dir.join("repos"));
+            policy.signers = signers(args.require_signed_commits, args.allowed_signers.as_deref())?;
             let running = crate::serve::start(ServeConfig {
                 listen: args.listen,
-                policy: PolicySource::new(&args.repo, &args.branch, &args.data_dir.join("repos")),
+                policy,
                 database_url,
                 site_root: args.site_root.unwrap_or_else(default_site_root),
                 webhook_secret: args.webhook_secret,

@@ -25,6 +25,8 @@ pub struct PolicySource {
     pub branch: String,
     /// How often to look at the branch (and fetch a remote) when nothing else wakes us.
     pub poll_interval: Duration,
+    /// When set, only commits signed by one of these keys are applied.
+    pub signers: Option<std::sync::Arc<signing::Signers>>,
 }
 
 impl PolicySource {
@@ -37,6 +39,7 @@ impl PolicySource {
                 remote: Some(location.to_string()),
                 branch: branch.to_string(),
                 poll_interval: Duration::from_secs(30),
+                signers: None,
             }
         } else {
             PolicySource::local(Path::new(location), branch)
@@ -49,6 +52,7 @@ impl PolicySource {
             remote: None,
             branch: branch.to_string(),
             poll_interval: Duration::from_secs(1),
+            signers: None,
         }
     }
 
@@ -73,11 +77,18 @@ pub enum GitError {
     NoBranch(String),
 }
 
-/// Reads the policy files of a commit and judges them.
-pub fn judge(repo: &Repository, oid: Oid) -> Result<Judged, GitError> {
+/// Reads the policy files of a commit and judges them; with `signers`, its signature first.
+pub fn judge(repo: &Repository, oid: Oid, signers: Option<&signing::Signers>) -> Result<Judged, GitError> {
     let commit = repo.find_commit(oid)?;
     let sha = oid.to_string();
-    let result = crate::source::load(crate::source::read_commit(repo, oid)?, &sha);
+    let unsigned = signers.and_then(|s| s.verify(repo, oid).err()).map(|why| {
+        let pos = trellis_model::diagnostic::Pos::default();
+        vec![trellis_model::Diagnostic::new(trellis_model::Code::UnsignedCommit, "(commit)", pos, why)]
+    });
+    let result = match unsigned {
+        Some(errors) => Err(errors),
+        None => crate::source::load(crate::source::read_commit(repo, oid)?, &sha),
+    };
     let author = commit.author();
     let (outcome, errors, config) = match result {
         Ok(config) => ("applied", Vec::new(), Some(config)),
@@ -124,12 +135,12 @@ fn new_commits(repo: &Repository, head: Oid, since: Option<Oid>) -> Result<Vec<O
 
 /// The newest valid commit at or before `head`, judged, for a control plane starting on an
 /// invalid head: the last good revision stays in force.
-fn last_good(repo: &Repository, head: Oid) -> Result<Option<Judged>, GitError> {
+fn last_good(repo: &Repository, head: Oid, signers: Option<&signing::Signers>) -> Result<Option<Judged>, GitError> {
     let mut walk = repo.revwalk()?;
     walk.simplify_first_parent()?;
     walk.push(head)?;
     for oid in walk.take(MAX_LOOKBACK) {
-        let judged = judge(repo, oid?)?;
+        let judged = judge(repo, oid?, signers)?;
         if judged.config.is_some() {
             return Ok(Some(judged));
         }
@@ -147,16 +158,21 @@ struct Pass {
     rewritten_from: Option<Oid>,
 }
 
-fn scan(path: &Path, branch: &str, since: Option<Oid>) -> Result<Option<Pass>, GitError> {
+fn scan(
+    path: &Path,
+    branch: &str,
+    since: Option<Oid>,
+    signers: Option<&signing::Signers>,
+) -> Result<Option<Pass>, GitError> {
     let repo = Repository::open(path)?;
     let head = branch_head(&repo, branch)?;
     if Some(head) == since {
         return Ok(None);
     }
     let judged: Vec<Judged> =
-        new_commits(&repo, head, since)?.into_iter().map(|oid| judge(&repo, oid)).collect::<Result<_, _>>()?;
+        new_commits(&repo, head, since)?.into_iter().map(|oid| judge(&repo, oid, signers)).collect::<Result<_, _>>()?;
     let fallback = match (since, judged.iter().any(|j| j.config.is_some())) {
-        (None, false) => last_good(&repo, head)?,
+        (None, false) => last_good(&repo, head, signers)?,
         _ => None,
     };
     let rewritten_from = since.filter(|&old| !repo.graph_descendant_of(head, old).unwrap_or(false));
@@ -176,8 +192,8 @@ pub async fn run(state: AppState, source: PolicySource, mut shutdown: watch::Rec
         {
             tracing::warn!(remote = %url, error = %e, "cannot fetch the policy repository; the applied revision stays");
         }
-        let (path, branch) = (source.repo.clone(), source.branch.clone());
-        match tokio::task::spawn_blocking(move || scan(&path, &branch, since)).await {
+        let (path, branch, signers) = (source.repo.clone(), source.branch.clone(), source.signers.clone());
+        match tokio::task::spawn_blocking(move || scan(&path, &branch, since, signers.as_deref())).await {
             Ok(Ok(Some(pass))) => {
                 since = Some(pass.head);
                 if let Some(old) = pass.rewritten_from {
@@ -226,5 +242,6 @@ fn watch_files(repo: &Path, wake: tokio::sync::mpsc::Sender<()>) -> Option<notif
 
 pub mod outcome;
 pub mod remote;
+pub mod signing;
 #[cfg(test)]
 mod tests;

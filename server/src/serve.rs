@@ -67,7 +67,12 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
 /// Proxies retry with backoff capped at 5 s, so all of them are back well within this.
 const REJOIN_GRACE: Duration = Duration::from_secs(8);
 
-pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
+pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
+    if config.policy.signers.is_some() && config.record_to == crate::gitops::outcome::RecordTo::Watched {
+        // Trellis does not sign: its outcome commits go to a branch that a person merges, signed.
+        tracing::warn!("signed commits are required: rollout outcomes are committed to a branch, not the watched one");
+        config.record_to = crate::gitops::outcome::RecordTo::Branch;
+    }
     let store = Store::connect(&config.database_url).await?;
     let listener = listen(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;

@@ -33,6 +33,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/api/v1/fleet", get(fleet))
         .route("/api/v1/topology", get(topology))
         .route("/api/v1/traffic", get(traffic))
+        .route("/api/v1/health", get(health))
         .route("/metrics", get(prometheus))
         .route("/api/v1/events", get(events))
         .route("/api/v1/hooks/git", post(git_hook))
@@ -298,6 +299,10 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
         s.routes.push(RouteTraffic { route, golden: counts.golden(60), points });
     }
     TrafficView { step_s: STEP_S, services }
+}
+
+async fn health(State(state): State<AppState>) -> Json<crate::health::Report> {
+    Json(crate::health::report(&state).await)
 }
 
 async fn traffic(State(state): State<AppState>) -> Json<TrafficView> {

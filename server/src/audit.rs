@@ -33,6 +33,14 @@ enum Msg {
 #[derive(Clone)]
 pub struct Audit {
     tx: mpsc::Sender<Msg>,
+    health: std::sync::Arc<std::sync::Mutex<Backlog>>,
+}
+
+/// What waits in the spool, and why, for `trellis check`.
+#[derive(Clone, Debug, Default)]
+pub struct Backlog {
+    pub bytes: u64,
+    pub error: Option<String>,
 }
 
 impl Audit {
@@ -41,8 +49,14 @@ impl Audit {
     pub fn start(store: Store, spool_dir: &std::path::Path) -> std::io::Result<Self> {
         let spool = Spool::open(spool_dir)?;
         let (tx, rx) = mpsc::channel::<Msg>(QUEUE);
-        tokio::spawn(write(store, spool, rx));
-        Ok(Audit { tx })
+        let health = std::sync::Arc::new(std::sync::Mutex::new(Backlog { bytes: spool.backlog(), error: None }));
+        tokio::spawn(write(store, spool, rx, health.clone()));
+        Ok(Audit { tx, health })
+    }
+
+    /// Events written to the spool but not yet to the database.
+    pub fn backlog(&self) -> Backlog {
+        self.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn record(&self, event: NewEvent) {
@@ -110,7 +124,12 @@ impl Audit {
 
 /// The writer: channel → spool (fsync) → database, retrying the database with backoff while
 /// it keeps taking events into the spool.
-async fn write(store: Store, mut spool: Spool, mut rx: mpsc::Receiver<Msg>) {
+async fn write(
+    store: Store,
+    mut spool: Spool,
+    mut rx: mpsc::Receiver<Msg>,
+    health: std::sync::Arc<std::sync::Mutex<Backlog>>,
+) {
     let mut tail: Option<String> = None;
     let mut delay = Duration::from_millis(100);
     let mut retry_at: Option<tokio::time::Instant> = None;
@@ -145,7 +164,10 @@ async fn write(store: Store, mut spool: Spool, mut rx: mpsc::Receiver<Msg>) {
         }
         let due = retry_at.is_none_or(|at| tokio::time::Instant::now() >= at) || !flushes.is_empty();
         if due && spool.backlog() > 0 {
-            match drain(&store, &mut spool, &mut tail).await {
+            let result = drain(&store, &mut spool, &mut tail).await;
+            *health.lock().unwrap_or_else(|p| p.into_inner()) =
+                Backlog { bytes: spool.backlog(), error: result.as_ref().err().cloned() };
+            match result {
                 Ok(()) => {
                     delay = Duration::from_millis(100);
                     retry_at = None;

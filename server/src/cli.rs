@@ -1,6 +1,7 @@
 //! The `trellis` command line.
 
 pub mod audit;
+pub mod check;
 pub mod policy;
 pub mod rollout;
 
@@ -32,6 +33,8 @@ pub enum Command {
     Rollout(rollout::RolloutArgs),
     /// Read the audit log from the database: list, show, export, verify the hash chain.
     Audit(audit::AuditArgs),
+    /// Is the mesh healthy? Control plane, policy, git, fleet, storage, rollouts.
+    Check(check::CheckArgs),
     /// Run a whole demo mesh on this machine: control plane, dashboard, services, sidecars, load.
     Demo(crate::demo::DemoArgs),
     /// One demo service (started by `trellis demo`).
@@ -131,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Diff(args) => Ok(policy::diff(&args)),
         Command::Rollout(args) => rollout::run(args).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Check(args) => check::run(args).await,
         Command::Schema => {
             println!("{}", policy::schema());
             Ok(0)

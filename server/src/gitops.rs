@@ -187,10 +187,12 @@ pub async fn run(state: AppState, source: PolicySource, mut shutdown: watch::Rec
     let _watcher = if source.remote.is_none() { watch_files(&source.repo, wake_tx.clone()) } else { None };
     let mut since: Option<Oid> = None;
     loop {
+        let mut fetch_error = None;
         if let Some(url) = &source.remote
             && let Err(e) = remote::sync(url, &source.repo).await
         {
             tracing::warn!(remote = %url, error = %e, "cannot fetch the policy repository; the applied revision stays");
+            fetch_error = Some(format!("cannot fetch {url}: {e}"));
         }
         let (path, branch, signers) = (source.repo.clone(), source.branch.clone(), source.signers.clone());
         match tokio::task::spawn_blocking(move || scan(&path, &branch, since, signers.as_deref())).await {
@@ -207,9 +209,13 @@ pub async fn run(state: AppState, source: PolicySource, mut shutdown: watch::Rec
                 }
             }
             Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::warn!(repo = %source.describe(), error = %e, "cannot read the policy branch"),
+            Ok(Err(e)) => {
+                tracing::warn!(repo = %source.describe(), error = %e, "cannot read the policy branch");
+                fetch_error.get_or_insert(format!("cannot read {} ({}): {e}", source.describe(), source.branch));
+            }
             Err(e) => tracing::error!(error = %e, "git scan panicked"),
         }
+        state.git_looked(fetch_error);
         tokio::select! {
             _ = wake_rx.recv() => {}
             _ = state.git_hook.notified() => {}

@@ -12,6 +12,7 @@
 //! - [`telemetry`]: golden metrics aggregated from proxy reports.
 //! - [`rollouts`]: running canary rollouts against live telemetry.
 //! - [`auth`]: operators, viewers, sessions and CSRF.
+//! - [`health`]: the checks behind `trellis check`.
 //! - [`api`]: the public JSON API under `/api/v1`.
 //! - [`dashboard`]: the Leptos dashboard host.
 //! - [`demo`]: `trellis demo`, a whole mesh on one machine.
@@ -26,6 +27,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod fleet;
 pub mod gitops;
+pub mod health;
 pub mod rollouts;
 pub mod serve;
 pub mod source;

@@ -33,6 +33,14 @@ pub struct Inner {
     /// Who may do what: operator and viewer tokens, and login sessions.
     pub auth: crate::auth::Auth,
     pub record_to: crate::gitops::outcome::RecordTo,
+    /// The git follower's last look: when it last succeeded, and the error since, if any.
+    pub git: Mutex<GitHealth>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GitHealth {
+    pub last_ok_ms: Option<i64>,
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -76,6 +84,7 @@ impl AppState {
             rollouts: Default::default(),
             auth: crate::auth::Auth::new(config.users.clone()),
             record_to: config.record_to,
+            git: Mutex::new(GitHealth::default()),
         })))
     }
 
@@ -93,6 +102,15 @@ impl AppState {
         });
         let (files, _) = read.await.map_err(|e| e.to_string())?.map_err(|e| e.message().to_string())?;
         Ok(files.into_iter().map(|f| trellis_web::api::PolicyFile { path: f.path, text: f.text }).collect())
+    }
+
+    /// The git follower looked at the branch: fine, or why not.
+    pub fn git_looked(&self, error: Option<String>) {
+        let mut git = self.git.lock().unwrap_or_else(|p| p.into_inner());
+        match error {
+            None => *git = GitHealth { last_ok_ms: Some(crate::now_ms()), error: None },
+            Some(e) => git.error = Some(e),
+        }
     }
 
     pub fn changed(&self) {

@@ -328,6 +328,16 @@ impl Store {
         Ok(())
     }
 
+    /// Proves the database takes writes: a row written and rolled back.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO fleet_members (proxy_id, service, seen_at) VALUES ('trellis-check-probe', '-', 0)")
+            .execute(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -319,3 +319,53 @@ async fn a_control_plane_restart_under_load_fails_no_request() {
     assert_eq!(failed, 0, "{failed} of {sent} requests failed across the restart");
     cp.shutdown().await;
 }
+
+/// Runs `trellis check` against `server`; returns exit code and stdout.
+async fn trellis_check(server: &str, json: bool) -> (i32, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
+    cmd.args(["check", "--server", server]);
+    if json {
+        cmd.args(["--output", "json"]);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trellis_check_passes_on_a_healthy_mesh_and_says_what_is_wrong_otherwise() {
+    let mesh = mesh().await;
+    let url = mesh.cp.url();
+    let (code, out) = trellis_check(&url, false).await;
+    assert_eq!(code, 0, "{out}");
+    for line in [
+        "√ a revision is applied",
+        "√ git is reachable",
+        "√ every proxy runs the applied revision: 3 of 3",
+        "√ the database takes writes",
+        "√ audit events are stored",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+
+    // A broken commit is a warning (the last good revision stays); JSON says the same.
+    mesh.repo.commit("routes/inventory.yaml", "kind: Route\nname: [", "Break it");
+    let started = Instant::now();
+    let report = loop {
+        let (code, out) = trellis_check(&url, true).await;
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let newest =
+            report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "the newest commit is valid").cloned();
+        if newest.as_ref().is_some_and(|c| c["status"] == "warn") {
+            assert_eq!(code, 0, "warnings do not fail: {out}");
+            break report;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(report["ok"], true);
+    mesh.cp.shutdown().await;
+
+    let (code, out) = trellis_check(&url, false).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("× the API answers: cannot reach"), "{out}");
+}

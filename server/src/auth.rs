@@ -24,11 +24,22 @@ pub enum Role {
     Operator,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct User {
     pub name: String,
     pub role: Role,
     pub token: String,
+}
+
+/// Never prints the token, wherever a configuration ends up being logged.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 impl User {
@@ -236,6 +247,12 @@ mod tests {
 
     fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
         pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn tokens_never_print() {
+        let u = User::parse("ann:operator:ann-token-0123456789").unwrap();
+        assert!(!format!("{u:?}").contains("ann-token"), "{u:?}");
     }
 
     #[test]

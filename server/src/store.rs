@@ -24,7 +24,7 @@ pub struct Store {
 }
 
 /// An audit event about to be appended.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NewEvent {
     pub at: i64,
     pub kind: String,
@@ -127,9 +127,8 @@ impl Store {
         let mut prev = prev.to_string();
         let mut rows = Vec::with_capacity(events.len());
         for e in events {
-            let event = e.event();
-            let hash = crate::audit::chain::hash_event(&prev, &event);
-            rows.push((e, event.detail.to_string(), std::mem::replace(&mut prev, hash.clone()), hash));
+            let hash = crate::audit::chain::hash_event(&prev, &e.event);
+            rows.push((&e.event, &e.uid, e.event.detail.to_string(), std::mem::replace(&mut prev, hash.clone()), hash));
         }
         let mut tx = self.pool.begin().await?;
         // Ten values a row: chunks stay under SQLite's limit on bound parameters.
@@ -142,7 +141,7 @@ impl Store {
                 values.join(", ")
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (e, detail, prev_hash, hash) in chunk {
+            for (e, uid, detail, prev_hash, hash) in chunk {
                 q = q
                     .bind(e.at)
                     .bind(e.kind.clone())
@@ -151,7 +150,7 @@ impl Store {
                     .bind(e.service.clone())
                     .bind(e.summary.clone())
                     .bind(detail.clone())
-                    .bind(e.uid.clone())
+                    .bind(uid.to_string())
                     .bind(prev_hash.clone())
                     .bind(hash.clone());
             }

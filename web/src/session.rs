@@ -48,6 +48,12 @@ pub async fn logout(csrf: String) -> Result<(), ServerFnError> {
     Ok(())
 }
 
+/// A server function's error as a person should read it, without the framework's prefix.
+pub fn error_text(e: &ServerFnError) -> String {
+    let text = e.to_string();
+    text.strip_prefix("error running server function: ").unwrap_or(&text).to_string()
+}
+
 /// The session, loaded on the server with the page (a login or logout reloads the page).
 pub fn session_resource() -> Resource<Result<SessionView, ServerFnError>> {
     Resource::new(|| (), |_| get_session())

@@ -18,39 +18,13 @@ pub const MAX_BYTES: u64 = 256 << 20;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Spooled {
     pub uid: String,
-    pub at: i64,
-    pub kind: String,
-    pub actor: String,
-    pub revision: Option<String>,
-    pub service: Option<String>,
-    pub summary: String,
-    pub detail: serde_json::Value,
+    #[serde(flatten)]
+    pub event: NewEvent,
 }
 
 impl Spooled {
-    pub fn new(e: NewEvent) -> Self {
-        Spooled {
-            uid: crate::auth::random_token(),
-            at: e.at,
-            kind: e.kind,
-            actor: e.actor,
-            revision: e.revision,
-            service: e.service,
-            summary: e.summary,
-            detail: e.detail,
-        }
-    }
-
-    pub fn event(&self) -> NewEvent {
-        NewEvent {
-            at: self.at,
-            kind: self.kind.clone(),
-            actor: self.actor.clone(),
-            revision: self.revision.clone(),
-            service: self.service.clone(),
-            summary: self.summary.clone(),
-            detail: self.detail.clone(),
-        }
+    pub fn new(event: NewEvent) -> Self {
+        Spooled { uid: crate::auth::random_token(), event }
     }
 }
 
@@ -174,13 +148,13 @@ mod tests {
         let mut spool = Spool::open(dir.path()).unwrap();
         spool.append(&(1..=5).map(event).collect::<Vec<_>>()).unwrap();
         let first = spool.peek(2).unwrap();
-        assert_eq!(first.iter().map(|(e, _)| e.at).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(first.iter().map(|(e, _)| e.event.at).collect::<Vec<_>>(), vec![1, 2]);
         spool.ack(first[1].1).unwrap();
         drop(spool);
 
         let mut spool = Spool::open(dir.path()).unwrap();
         let rest = spool.peek(10).unwrap();
-        assert_eq!(rest.iter().map(|(e, _)| e.at).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(rest.iter().map(|(e, _)| e.event.at).collect::<Vec<_>>(), vec![3, 4, 5]);
         spool.ack(rest[2].1).unwrap();
         assert_eq!(spool.backlog(), 0);
         assert_eq!(std::fs::metadata(dir.path().join("events.jsonl")).unwrap().len(), 0, "emptied once stored");

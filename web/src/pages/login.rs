@@ -13,9 +13,7 @@ pub fn LoginPage() -> impl IntoView {
     });
     let error = move || {
         login.value().get().and_then(|r| r.err()).map(|e| {
-            let text = e.to_string();
-            let text = text.strip_prefix("error running server function: ").unwrap_or(&text).to_string();
-            view! { <p class="error" data-testid="login-error">{text}</p> }
+            view! { <p class="error" data-testid="login-error">{crate::session::error_text(&e)}</p> }
         })
     };
     view! {

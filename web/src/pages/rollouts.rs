@@ -148,9 +148,7 @@ fn Controls(rollout: RolloutView, csrf: String) -> impl IntoView {
     };
     let error = move || {
         act.value().get().and_then(|r| r.err()).map(|e| {
-            let text = e.to_string();
-            let text = text.strip_prefix("error running server function: ").unwrap_or(&text).to_string();
-            view! { <p class="error" data-testid="action-error">{text}</p> }
+            view! { <p class="error" data-testid="action-error">{crate::session::error_text(&e)}</p> }
         })
     };
     view! {

@@ -69,6 +69,10 @@ test('an operator promotes a canary in one click, the proxies follow, and Abort 
   // Abort asks first, then sends everything back to v1 at once.
   await card.getByTestId('action-abort').click();
   await expect(card.getByTestId('confirm')).toContainText('All traffic returns to v1');
+  // The question outlives a live refresh of the page (a new analysis arriving meanwhile).
+  const seen = await card.getByTestId('analysis').count();
+  await expect.poll(() => card.getByTestId('analysis').count(), { timeout: 25_000 }).toBeGreaterThan(seen);
+  await expect(card.getByTestId('confirm')).toBeVisible();
   await card.getByTestId('confirm-yes').click();
   await expect(card.getByTestId('rollout-phase')).toHaveText('aborted');
   await expect(card.getByTestId('rollout-weight-canary')).toHaveText('v2 0%');

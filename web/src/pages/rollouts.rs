@@ -29,10 +29,25 @@ pub async fn rollout_action(name: String, action: String, csrf: String) -> Resul
     })
 }
 
+/// What the page's controls share across live refreshes, which re-render every card: the
+/// action in flight with its outcome, and the confirmation being asked (rollout, action).
+#[derive(Clone, Copy)]
+struct Steering {
+    act: ServerAction<RolloutAction>,
+    /// The rollout the last action was for, so its outcome shows on that card.
+    acted_on: RwSignal<Option<String>>,
+    confirming: RwSignal<Option<(String, String)>>,
+}
+
 #[component]
 pub fn RolloutsPage() -> impl IntoView {
     let rollouts = crate::live::live_resource(get_rollouts);
     let session = crate::session::session_resource();
+    provide_context(Steering {
+        act: ServerAction::<RolloutAction>::new(),
+        acted_on: RwSignal::new(None),
+        confirming: RwSignal::new(None),
+    });
     view! {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || {
@@ -103,13 +118,13 @@ fn RolloutCard(rollout: RolloutView, session: SessionView) -> impl IntoView {
 /// The operator's buttons. Promote fully and Abort ask for a second click.
 #[component]
 fn Controls(rollout: RolloutView, csrf: String) -> impl IntoView {
-    let act = ServerAction::<RolloutAction>::new();
-    let confirming = RwSignal::new(None::<String>);
+    let Steering { act, acted_on, confirming } = expect_context::<Steering>();
     let name = rollout.name.clone();
     let send = {
         let (name, csrf) = (name.clone(), csrf.clone());
         move |action: String| {
             confirming.set(None);
+            acted_on.set(Some(name.clone()));
             act.dispatch(RolloutAction { name: name.clone(), action, csrf: csrf.clone() });
         }
     };
@@ -120,16 +135,19 @@ fn Controls(rollout: RolloutView, csrf: String) -> impl IntoView {
             let (a, send) = (a.clone(), send.clone());
             let label = label(&a);
             let risky = a == "abort" || a == "promote-full";
+            let ask = (name.clone(), a.clone());
             view! {
                 <button class=format!("action {a}") data-testid=format!("action-{a}") disabled=move || act.pending().get()
-                    on:click=move |_| if risky { confirming.set(Some(a.clone())) } else { send(a.clone()) }>
+                    on:click=move |_| if risky { confirming.set(Some(ask.clone())) } else { send(a.clone()) }>
                     {label}
                 </button>
             }
         })
         .collect_view();
+    let (mine, title) = (name.clone(), name.clone());
     let confirm = move || {
-        confirming.get().map(|a| {
+        let name = &title;
+        confirming.get().filter(|(n, _)| *n == mine).map(|(_, a)| {
             let what = if a == "abort" {
                 format!("Abort {name}? All traffic returns to {} at once.", rollout.stable)
             } else {
@@ -146,8 +164,10 @@ fn Controls(rollout: RolloutView, csrf: String) -> impl IntoView {
             }
         })
     };
+    let mine = name.clone();
     let error = move || {
-        act.value().get().and_then(|r| r.err()).map(|e| {
+        let for_me = acted_on.get().as_deref() == Some(mine.as_str());
+        act.value().get().filter(|_| for_me).and_then(|r| r.err()).map(|e| {
             view! { <p class="error" data-testid="action-error">{crate::session::error_text(&e)}</p> }
         })
     };

@@ -174,8 +174,7 @@ impl Rollouts {
 
     /// Commits the outcome of every ended rollout that git does not know yet (retrying a
     /// refused commit every half minute). Once the commit is on the watched branch, the next
-    /// revision carries the outcome and the rollout's state is dropped: git and the applied
-    /// configuration agree.
+    /// revision carries the outcome: git and the applied configuration agree.
     pub async fn record_outcomes(&self, app: &AppState) {
         let now = crate::now_ms() as u64;
         let todo: Vec<(RolloutConfig, RolloutOutcome, String)> = {
@@ -200,11 +199,7 @@ impl Rollouts {
             todo
         };
         for (spec, outcome, by) in todo {
-            let why = {
-                let inner = self.0.lock().await;
-                let reason = inner.states.get(&spec.name).map(|s| view(&spec, Some(s)).reason.unwrap_or_default());
-                reason.unwrap_or_default()
-            };
+            let why = view(&spec, self.0.lock().await.states.get(&spec.name)).reason.unwrap_or_default();
             let name = &spec.name;
             match crate::gitops::outcome::record(&app.policy, app.record_to, name, outcome, &by, &why).await {
                 Ok(recorded) => {

@@ -18,6 +18,7 @@ pub const ENV_MAX_CONCURRENT: &str = "TRELLIS_MAX_CONCURRENT_REQUESTS";
 pub const ENV_ACCESS_LOG: &str = "TRELLIS_ACCESS_LOG";
 pub const ENV_CONFIG_FILE: &str = "TRELLIS_CONFIG_FILE";
 pub const ENV_WORKER_THREADS: &str = "TRELLIS_WORKER_THREADS";
+pub const ENV_JOIN_TOKEN: &str = "TRELLIS_JOIN_TOKEN";
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -44,6 +45,19 @@ pub struct Settings {
     pub config_file: Option<std::path::PathBuf>,
     /// Runtime threads of the binary.
     pub worker_threads: usize,
+    /// Proves this proxy's service to the control plane once, for its certificate
+    /// (`trellis join-token SERVICE`); without it the proxy runs without an identity.
+    pub join_token: Option<Secret>,
+}
+
+/// A value that must not reach logs: its Debug output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +82,7 @@ impl Settings {
             drain_grace: Duration::from_secs(10),
             max_concurrent_requests: 10_000,
             access_log: false,
+            join_token: None,
             config_file: None,
             worker_threads: 1,
         }
@@ -161,6 +176,7 @@ impl Settings {
             access_log,
             config_file,
             worker_threads,
+            join_token: get(ENV_JOIN_TOKEN).filter(|t| !t.trim().is_empty()).map(|t| Secret(t.trim().to_string())),
         })
     }
 

@@ -32,6 +32,7 @@ pub mod control;
 pub mod endpoints;
 pub mod env;
 pub mod errors;
+pub mod identity;
 pub mod inbound;
 pub mod metrics;
 pub mod outbound;
@@ -69,6 +70,8 @@ pub struct Shared {
     budgets: std::sync::Mutex<std::collections::HashMap<String, budget::Budget>>,
     /// Requests in flight per destination service, bounded by its `maxPendingRequests`.
     pending: std::sync::Mutex<std::collections::HashMap<String, (u32, Arc<tokio::sync::Semaphore>)>>,
+    /// This proxy's certificate and key, once the control plane issued them.
+    pub identity: arc_swap::ArcSwapOption<identity::Certified>,
 }
 
 impl Shared {
@@ -82,6 +85,7 @@ impl Shared {
             endpoints: endpoints::Endpoints::default(),
             budgets: Default::default(),
             pending: Default::default(),
+            identity: Default::default(),
         }
     }
 
@@ -183,6 +187,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             shared.config.store(Arc::new(applied));
         }
         None => {
+            if let Some(token) = &settings.join_token {
+                let certify = identity::maintain(shared.clone(), token.0.clone(), rx.clone());
+                tasks.push(tokio::spawn(certify.instrument(span.clone())));
+            }
             tasks.push(tokio::spawn(telemetry::push(shared.clone(), rx.clone()).instrument(span.clone())));
             tasks.push(tokio::spawn(control::follow(shared.clone(), registration, rx).instrument(span)));
         }

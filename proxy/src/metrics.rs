@@ -43,6 +43,8 @@ pub struct Metrics {
     // buffer, so counting allocates only the first time a label set is seen.
     counters: Mutex<HashMap<&'static str, HashMap<String, u64>>>,
     series: Mutex<HashMap<String, Series>>,
+    /// Unix seconds; 0 without a certificate.
+    identity_expiry: std::sync::atomic::AtomicI64,
 }
 
 thread_local! {
@@ -147,6 +149,11 @@ impl Metrics {
         counters.get(name).map_or(0, |m| m.iter().filter(|(l, _)| l.contains(&key)).map(|(_, v)| v).sum())
     }
 
+    /// When this proxy's certificate expires (unix seconds).
+    pub fn set_identity_expiry(&self, unix_s: i64) {
+        self.identity_expiry.store(unix_s, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn render(&self, proxy_id: &str, config_version: &str) -> String {
         let counters = lock(&self.counters).clone();
         let mut out = String::new();
@@ -174,6 +181,14 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE trellis_proxy_config_info gauge");
         let info = with_labels(&[("proxy_id", proxy_id), ("version", config_version)], str::to_string);
         let _ = writeln!(out, "trellis_proxy_config_info{{{info}}} 1");
+        let expiry = self.identity_expiry.load(std::sync::atomic::Ordering::Relaxed);
+        if expiry > 0 {
+            let name = "trellis_proxy_identity_expiry_timestamp_seconds";
+            let _ = writeln!(
+                out,
+                "# HELP {name} When this proxy's certificate expires.\n# TYPE {name} gauge\n{name} {expiry}"
+            );
+        }
         out
     }
 }

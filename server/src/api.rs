@@ -316,6 +316,9 @@ pub fn build_fleet(state: &AppState) -> FleetView {
         synced: proxies.iter().filter(|p| p.synced).count(),
         total: proxies.len(),
         proxies,
+        issuer_expires: state.ca.as_ref().map(|ca| ca.issuer_not_after_ms),
+        anchor_expires: state.ca.as_ref().map(|ca| ca.anchor_not_after_ms),
+        now_ms: crate::now_ms(),
     }
 }
 
@@ -337,6 +340,26 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     out.push_str("# HELP trellis_telemetry_rejected_total Telemetry reports refused, by reason.\n# TYPE trellis_telemetry_rejected_total counter\n");
     for (reason, n) in rejected {
         out.push_str(&format!("trellis_telemetry_rejected_total{{reason=\"{reason}\"}} {n}\n"));
+    }
+    // Expiry as timestamps, so an alert can say "less than a week left" (Linkerd's users
+    // learned of a silently expired issuer from an outage).
+    for (name, at) in [
+        ("trellis_identity_issuer_expiry_timestamp_seconds", fleet.issuer_expires),
+        ("trellis_identity_anchor_expiry_timestamp_seconds", fleet.anchor_expires),
+    ] {
+        if let Some(at) = at {
+            out.push_str(&format!("# TYPE {name} gauge\n{name} {}\n", at / 1000));
+        }
+    }
+    let name = "trellis_proxy_certificate_expiry_timestamp_seconds";
+    out.push_str(&format!("# HELP {name} When each proxy's certificate expires.\n# TYPE {name} gauge\n"));
+    for p in fleet.proxies.iter().filter(|p| p.cert_expires.is_some()) {
+        out.push_str(&format!(
+            "{name}{{proxy_id=\"{}\",service=\"{}\"}} {}\n",
+            p.id,
+            p.service,
+            p.cert_expires.unwrap_or(0) / 1000
+        ));
     }
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -35,6 +35,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Is the mesh healthy? Control plane, policy, git, fleet, storage, rollouts.
     Check(check::CheckArgs),
+    /// The join token a proxy of SERVICE presents once for its certificate (TRELLIS_JOIN_TOKEN).
+    JoinToken(JoinTokenArgs),
     /// Run a whole demo mesh on this machine: control plane, dashboard, services, sidecars, load.
     Demo(crate::demo::DemoArgs),
     /// One demo service (started by `trellis demo`).
@@ -81,6 +83,10 @@ pub struct ServeArgs {
     /// Allowed signing keys: git's allowed_signers format or authorized_keys lines.
     #[arg(long, env = "TRELLIS_ALLOWED_SIGNERS")]
     pub allowed_signers: Option<PathBuf>,
+    /// The trust domain in proxies' identities (spiffe://<domain>/svc/<service>). An
+    /// operator's own trust anchor goes in <data-dir>/identity/anchor.pem and anchor.key.
+    #[arg(long, env = "TRELLIS_TRUST_DOMAIN", default_value = "trellis.local")]
+    pub trust_domain: String,
 }
 
 /// The allowed signers, when signatures are required; refuses a half-made configuration.
@@ -105,6 +111,16 @@ fn signers(
     }
 }
 
+#[derive(clap::Args, Debug)]
+pub struct JoinTokenArgs {
+    pub service: String,
+    /// The control plane's data directory (its CA lives in <data-dir>/identity).
+    #[arg(long, env = "TRELLIS_DATA_DIR", default_value = ".trellis")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "TRELLIS_TRUST_DOMAIN", default_value = "trellis.local")]
+    pub trust_domain: String,
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     init_tracing();
     match cli.command {
@@ -124,6 +140,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     .map_err(|e| anyhow::anyhow!("TRELLIS_TOKENS: {e}"))?,
                 record_to: args.record_outcome,
                 spool_dir: args.data_dir.join("audit-spool"),
+                identity: Some(crate::serve::IdentityConfig {
+                    dir: args.data_dir.join("identity"),
+                    trust_domain: args.trust_domain,
+                }),
             })
             .await?;
             shutdown_signal().await;
@@ -135,6 +155,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Rollout(args) => rollout::run(args).await,
         Command::Audit(args) => audit::run(args).await,
         Command::Check(args) => check::run(args).await,
+        Command::JoinToken(args) => {
+            let ca = crate::identity::Ca::load_or_create(&args.data_dir.join("identity"), &args.trust_domain)?;
+            println!("{}", ca.join_token(&args.service));
+            Ok(0)
+        }
         Command::Schema => {
             println!("{}", policy::schema());
             Ok(0)

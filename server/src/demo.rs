@@ -71,6 +71,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         // The demo's repository is its own: outcomes go straight to the watched branch.
         record_to: crate::gitops::outcome::RecordTo::Watched,
         spool_dir: data_dir.join("audit-spool"),
+        identity: Some(crate::serve::IdentityConfig {
+            dir: data_dir.join("identity"),
+            trust_domain: "trellis.local".into(),
+        }),
     })
     .await?;
 
@@ -101,6 +105,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .env("TRELLIS_INBOUND_ADDR", inbound.to_string())
                 .env("TRELLIS_ADMIN_ADDR", admin.to_string())
                 .env("TRELLIS_CONTROL_PLANE_URL", cp.url())
+                .env("TRELLIS_JOIN_TOKEN", cp.state.ca.as_ref().map(|ca| ca.join_token(service)).unwrap_or_default())
                 .env("TRELLIS_LOG", "warn"),
         )?);
         sidecars.push((format!("{service}/{version}"), Sidecar { inbound, admin }));

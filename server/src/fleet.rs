@@ -60,6 +60,9 @@ struct Inner {
     boot_ms: i64,
     /// The last revision audited as synced on every proxy.
     synced_audited: Option<String>,
+    /// When each proxy's certificate expires (unix ms), by proxy id. Proxies certify before
+    /// they register, so this outlives and precedes registry entries (bounded by `sweep`).
+    certs: BTreeMap<String, i64>,
 }
 
 struct Entry {
@@ -288,6 +291,9 @@ impl Fleet {
                 );
             }
         }
+        // Certificates of proxies that are neither registered nor still valid are forgotten.
+        let Inner { certs, proxies, .. } = &mut *inner;
+        certs.retain(|id, not_after| proxies.contains_key(id) || *not_after > now);
         if !gone.is_empty() {
             self.endpoints_changed(&mut inner);
         }
@@ -370,6 +376,12 @@ impl Fleet {
         inner.synced_audited = Some(revision);
     }
 
+    /// A proxy received a certificate expiring at `not_after_ms`.
+    pub fn certified(&self, proxy_id: &str, not_after_ms: i64) {
+        self.lock().certs.insert(proxy_id.to_string(), not_after_ms);
+        (self.0.on_change)();
+    }
+
     /// The service a registered proxy serves, recording that it was heard from.
     pub fn heartbeat(&self, proxy_id: &str) -> Option<String> {
         self.heartbeat_at(proxy_id, crate::now_ms())
@@ -398,6 +410,7 @@ impl Fleet {
                     version: e.reg.version.clone(),
                     address: e.reg.inbound_addr.clone(),
                     admin: e.reg.admin_addr.clone(),
+                    cert_expires: inner.certs.get(id).copied(),
                     synced,
                     applied_version: e.acked.clone(),
                     applied_revision,

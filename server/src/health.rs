@@ -148,6 +148,55 @@ pub async fn report(state: &AppState) -> Report {
         )
     });
 
+    if let Some(ca) = &state.ca {
+        let g = "identity";
+        let day = 86_400_000;
+        for (name, at, warn_days) in [
+            ("the trust anchor is valid", ca.anchor_not_after_ms, 30),
+            ("the issuer is valid", ca.issuer_not_after_ms, 7),
+        ] {
+            let left = at - now;
+            checks.push(if left <= 0 {
+                check(
+                    g,
+                    name,
+                    Status::Fail,
+                    format!("expired {}", trellis_web::api::format_time(at)),
+                    Some("replace it: proxies cannot be certified"),
+                )
+            } else if left < warn_days * day {
+                check(
+                    g,
+                    name,
+                    Status::Warn,
+                    format!("expires in {} h", left / 3_600_000),
+                    Some("renew it before it expires (restarting the control plane makes a new issuer)"),
+                )
+            } else {
+                check(g, name, Status::Ok, format!("{} days left", left / day), None)
+            });
+        }
+        let uncertified: Vec<&str> =
+            proxies.iter().filter(|p| p.cert_expires.is_none_or(|at| at <= now)).map(|p| p.id.as_str()).collect();
+        checks.push(if uncertified.is_empty() {
+            check(
+                g,
+                "every proxy has a valid certificate",
+                Status::Ok,
+                format!("{} of {}", proxies.len(), proxies.len()),
+                None,
+            )
+        } else {
+            check(
+                g,
+                "every proxy has a valid certificate",
+                Status::Warn,
+                format!("without one: {}", uncertified.join(", ")),
+                Some("give each proxy its service's token: TRELLIS_JOIN_TOKEN=$(trellis join-token SERVICE)"),
+            )
+        });
+    }
+
     let g = "storage";
     checks.push(match state.store.probe_write().await {
         Ok(()) => check(g, "the database takes writes", Status::Ok, "yes", None),

@@ -13,6 +13,7 @@
 //! - [`rollouts`]: running canary rollouts against live telemetry.
 //! - [`auth`]: operators, viewers, sessions and CSRF.
 //! - [`health`]: the checks behind `trellis check`.
+//! - [`identity`]: the issuing CA and proxies' certificates.
 //! - [`api`]: the public JSON API under `/api/v1`.
 //! - [`dashboard`]: the Leptos dashboard host.
 //! - [`demo`]: `trellis demo`, a whole mesh on one machine.
@@ -28,6 +29,7 @@ pub mod demo;
 pub mod fleet;
 pub mod gitops;
 pub mod health;
+pub mod identity;
 pub mod rollouts;
 pub mod serve;
 pub mod source;

@@ -25,6 +25,15 @@ pub struct ServeConfig {
     pub record_to: crate::gitops::outcome::RecordTo,
     /// The audit log's durable spool (events wait here while the database is away).
     pub spool_dir: PathBuf,
+    /// The issuing CA: where its anchor and join secret live, and the trust domain. Without
+    /// it, proxies are not given certificates.
+    pub identity: Option<IdentityConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    pub dir: PathBuf,
+    pub trust_domain: String,
 }
 
 pub struct Running {
@@ -77,7 +86,14 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     let listener = listen(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let state = AppState::new(store.clone(), shutdown_rx.clone(), &config)
+    let ca = match &config.identity {
+        Some(id) => Some(std::sync::Arc::new(
+            crate::identity::Ca::load_or_create(&id.dir, &id.trust_domain)
+                .map_err(|e| anyhow::anyhow!("the issuing CA in {}: {e}", id.dir.display()))?,
+        )),
+        None => None,
+    };
+    let state = AppState::new(store.clone(), shutdown_rx.clone(), &config, ca)
         .map_err(|e| anyhow::anyhow!("cannot open the audit spool in {}: {e}", config.spool_dir.display()))?;
     // Proxies heard from in the last ten minutes are the fleet a restart must wait for.
     let known = store.recent_members(crate::now_ms() - 600_000).await.unwrap_or_default();

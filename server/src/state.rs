@@ -35,6 +35,8 @@ pub struct Inner {
     pub record_to: crate::gitops::outcome::RecordTo,
     /// The git follower's last look: when it last succeeded, and the error since, if any.
     pub git: Mutex<GitHealth>,
+    /// The issuing CA, when identities are on.
+    pub ca: Option<Arc<crate::identity::Ca>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -63,6 +65,7 @@ impl AppState {
         store: Store,
         shutdown: watch::Receiver<bool>,
         config: &crate::serve::ServeConfig,
+        ca: Option<Arc<crate::identity::Ca>>,
     ) -> std::io::Result<Self> {
         let (changes, _) = watch::channel(0);
         let changes_for_fleet = changes.clone();
@@ -85,6 +88,7 @@ impl AppState {
             auth: crate::auth::Auth::new(config.users.clone()),
             record_to: config.record_to,
             git: Mutex::new(GitHealth::default()),
+            ca,
         })))
     }
 

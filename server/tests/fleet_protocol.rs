@@ -15,6 +15,7 @@ async fn control_plane(repo: &PolicyRepo, dir: &std::path::Path) -> trellis_serv
         database_url: trellis_server::store::Store::sqlite_url(&dir.join("t.db")),
         site_root: dir.join("site"),
         spool_dir: dir.join("spool"),
+        identity: None,
         webhook_secret: None,
         users: Vec::new(),
         record_to: Default::default(),

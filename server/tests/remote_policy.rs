@@ -48,6 +48,7 @@ async fn a_remote_branch_is_fetched_on_a_signed_hook_and_force_pushes_are_record
         database_url: trellis_server::store::Store::sqlite_url(&data.path().join("t.db")),
         site_root: data.path().join("site"),
         spool_dir: data.path().join("spool"),
+        identity: None,
         webhook_secret: Some(SECRET.into()),
         users: Vec::new(),
         record_to: Default::default(),

@@ -213,6 +213,7 @@ async fn control_plane_recording(
         database_url: trellis_server::store::Store::sqlite_url(&db.join("t.db")),
         site_root: db.join("no-site"),
         spool_dir: db.join("spool"),
+        identity: None,
         webhook_secret: None,
         users: User::parse_list(&format!("ann:operator:{ANN},vic:viewer:{VIC}")).unwrap(),
         record_to,

@@ -30,6 +30,7 @@ async fn only_commits_signed_by_an_allowed_key_apply() {
         users: Vec::new(),
         record_to: Default::default(),
         spool_dir: data.path().join("spool"),
+        identity: None,
     })
     .await
     .unwrap();

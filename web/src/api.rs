@@ -82,6 +82,9 @@ pub struct ProxyView {
     /// The proxy's admin listener (`/metrics`, `/config`).
     #[serde(default)]
     pub admin: String,
+    /// When its certificate expires (unix ms), if it has one.
+    #[serde(default)]
+    pub cert_expires: Option<i64>,
     /// The config version the proxy last ACKed, and the revision it belongs to.
     pub applied_version: Option<String>,
     pub applied_revision: Option<String>,
@@ -221,6 +224,14 @@ pub struct FleetView {
     pub synced: usize,
     pub total: usize,
     pub proxies: Vec<ProxyView>,
+    /// When the mesh's issuer and trust anchor expire (unix ms), when identities are on.
+    #[serde(default)]
+    pub issuer_expires: Option<i64>,
+    #[serde(default)]
+    pub anchor_expires: Option<i64>,
+    /// The server's clock when this was built, so expiry warnings render the same everywhere.
+    #[serde(default)]
+    pub now_ms: i64,
 }
 
 /// Renders unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC` without a date library, on both

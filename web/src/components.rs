@@ -37,14 +37,18 @@ pub fn WeightBar(weights: Vec<(String, u32)>) -> impl IntoView {
     }
 }
 
-/// One proxy as a table row; `with_time` adds when it was last heard from.
+/// A certificate expiring within this is flagged (a third of a day-long certificate).
+pub const CERT_WARN_MS: i64 = 8 * 3600 * 1000;
+
+/// One proxy as a table row; `with_time` (the Fleet page, with the server's clock) adds when
+/// it was last heard from and when its certificate expires.
 #[component]
-pub fn ProxyRow(proxy: ProxyView, with_time: bool) -> impl IntoView {
+pub fn ProxyRow(proxy: ProxyView, with_time: Option<i64>) -> impl IntoView {
     let status = match (&proxy.nack, proxy.synced) {
         (Some(reason), _) => format!("NACK: {reason}"),
         (None, true) => "synced".to_string(),
         // Times come from the server, so server and browser render the same text.
-        (None, false) => match (with_time, proxy.lagging_since) {
+        (None, false) => match (with_time.is_some(), proxy.lagging_since) {
             (true, Some(since)) => format!("pending since {}", crate::api::format_time(since)),
             _ => "pending".to_string(),
         },
@@ -57,7 +61,18 @@ pub fn ProxyRow(proxy: ProxyView, with_time: bool) -> impl IntoView {
             <td>{proxy.address.clone()}</td>
             <td data-testid="proxy-revision"><code>{revision}</code></td>
             <td data-testid="proxy-status">{status}</td>
-            {with_time.then(|| view! { <td data-testid="proxy-last-seen">{crate::api::format_time(proxy.last_seen)}</td> })}
+            {with_time.map(|now| {
+                let (cert, class) = match proxy.cert_expires {
+                    Some(at) if at <= now => (format!("expired {}", crate::api::format_time(at)), "cert expired"),
+                    Some(at) if at - now < CERT_WARN_MS => (format!("expires {}", crate::api::format_time(at)), "cert expiring"),
+                    Some(at) => (format!("until {}", crate::api::format_time(at)), "cert"),
+                    None => ("none".to_string(), "cert none"),
+                };
+                view! {
+                    <td data-testid="proxy-last-seen">{crate::api::format_time(proxy.last_seen)}</td>
+                    <td data-testid="proxy-cert" class=class>{cert}</td>
+                }
+            })}
         </tr>
     }
 }

@@ -20,6 +20,42 @@ pub fn router() -> axum::Router<AppState> {
         .route("/fleet/v1/stream", axum::routing::post(open_stream))
         .route("/fleet/v1/ack", axum::routing::post(ack))
         .route("/fleet/v1/telemetry", axum::routing::post(telemetry))
+        .route("/fleet/v1/certify", axum::routing::post(certify))
+}
+
+/// A proxy asks for its certificate: its service's join token and a CSR (its key stays home).
+#[derive(serde::Deserialize)]
+struct CertifyRequest {
+    proxy_id: String,
+    service: String,
+    token: String,
+    csr: String,
+}
+
+async fn certify(State(state): State<AppState>, body: Bytes) -> Result<axum::Json<crate::identity::Issued>, ApiError> {
+    let req: CertifyRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid certificate request", e.to_string()))?;
+    let Some(ca) = &state.ca else {
+        return Err(ApiError::NotFound("this control plane issues no certificates (identity is off)".into()));
+    };
+    match ca.certify(&req.service, &req.token, &req.csr) {
+        Ok(issued) => {
+            state.fleet.certified(&req.proxy_id, issued.not_after_ms);
+            tracing::info!(proxy_id = %req.proxy_id, identity = %issued.identity, "certificate issued");
+            Ok(axum::Json(issued))
+        }
+        Err(e @ crate::identity::IdentityError::BadToken(_)) => {
+            let summary = format!("certificate for proxy {} refused: {e}", req.proxy_id);
+            state.audit.system(
+                "identity.denied",
+                Some(&req.service),
+                summary,
+                serde_json::json!({ "proxy_id": req.proxy_id }),
+            );
+            Err(ApiError::Forbidden(e.to_string()))
+        }
+        Err(e) => Err(ApiError::invalid("cannot issue a certificate", e.to_string())),
+    }
 }
 
 async fn open_stream(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {

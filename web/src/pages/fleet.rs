@@ -30,17 +30,33 @@ fn FleetContent(fleet: FleetView) -> impl IntoView {
         None => "No revision applied yet".to_string(),
     };
     let newest = fleet.proxies.iter().map(|p| p.last_seen).max().unwrap_or_default();
+    let now = fleet.now_ms;
+    // The issuer warns a week ahead, the anchor a month: both are renewed by people.
+    let expiry = |what: &'static str, at: Option<i64>, warn_ms: i64, testid: &'static str| {
+        at.map(|at| {
+            let class = if at <= now {
+                "error"
+            } else if at - now < warn_ms {
+                "warn"
+            } else {
+                "muted"
+            };
+            view! { <p class=class data-testid=testid>{format!("{what} expires {}", format_time(at))}</p> }
+        })
+    };
     view! {
         <section class=format!("card sync {state}") data-testid="fleet-sync">
             <h2>"Sync status"</h2>
             <p data-testid="fleet-sync-summary">{summary}</p>
             <p class="muted">{format!("last heard from a proxy at {}", format_time(newest))}</p>
+            {expiry("The issuer", fleet.issuer_expires, 7 * 86_400_000, "issuer-expiry")}
+            {expiry("The trust anchor", fleet.anchor_expires, 30 * 86_400_000, "anchor-expiry")}
         </section>
         <section class="card">
             <h2>"Proxies"</h2>
             <table data-testid="fleet-proxies">
-                <thead><tr><th>"Proxy"</th><th>"Service"</th><th>"Address"</th><th>"Revision"</th><th>"Status"</th><th>"Last heard"</th></tr></thead>
-                <tbody>{fleet.proxies.into_iter().map(|p| view! { <ProxyRow proxy=p with_time=true/> }.into_any()).collect_view()}</tbody>
+                <thead><tr><th>"Proxy"</th><th>"Service"</th><th>"Address"</th><th>"Revision"</th><th>"Status"</th><th>"Last heard"</th><th>"Certificate"</th></tr></thead>
+                <tbody>{fleet.proxies.into_iter().map(|p| view! { <ProxyRow proxy=p with_time=Some(now)/> }.into_any()).collect_view()}</tbody>
             </table>
         </section>
     }

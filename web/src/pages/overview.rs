@@ -95,7 +95,7 @@ fn ProxiesCard(proxies: Vec<ProxyView>) -> impl IntoView {
             <h2>"Proxies"</h2>
             <table data-testid="proxies">
                 <thead><tr><th>"Proxy"</th><th>"Service"</th><th>"Address"</th><th>"Revision"</th><th>"Status"</th></tr></thead>
-                <tbody>{proxies.into_iter().map(|p| view! { <ProxyRow proxy=p with_time=false/> }.into_any()).collect_view()}</tbody>
+                <tbody>{proxies.into_iter().map(|p| view! { <ProxyRow proxy=p with_time=None/> }.into_any()).collect_view()}</tbody>
             </table>
         </section>
     }

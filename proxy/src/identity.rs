@@ -1,0 +1,87 @@
+//! The proxy's identity: a key made here (it never leaves the process), a CSR sent to the
+//! control plane with the service's join token, and the certificate that comes back, renewed
+//! at two thirds of its lifetime. Until mTLS between proxies lands, the certificate is held
+//! and its expiry reported; the key and chain are ready for the TLS listeners.
+
+use crate::Shared;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// What the control plane issued, and the key it belongs to.
+#[derive(Clone, serde::Deserialize)]
+pub struct Certified {
+    pub identity: String,
+    pub chain_pem: String,
+    pub anchor_pem: String,
+    pub not_after_ms: i64,
+    #[serde(skip)]
+    pub key_pem: String,
+}
+
+/// Keeps a valid certificate until shutdown.
+pub async fn maintain(shared: Arc<Shared>, token: String, mut shutdown: watch::Receiver<bool>) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+    let mut retry = RETRY_MIN;
+    loop {
+        let wait = match certify(&client, &shared, &token).await {
+            Ok(cert) => {
+                let left = (cert.not_after_ms - now_ms()).max(0) as u64;
+                tracing::info!(identity = %cert.identity, expires_in_s = left / 1000, "certificate issued");
+                shared.metrics.set_identity_expiry(cert.not_after_ms / 1000);
+                shared.identity.store(Some(Arc::new(cert)));
+                retry = RETRY_MIN;
+                // Renew at two thirds of the lifetime: a day-long certificate lasts 16 hours.
+                Duration::from_millis(left * 2 / 3).max(RETRY_MIN)
+            }
+            Err(why) => {
+                tracing::warn!(%why, retry_in = ?retry, "no certificate yet");
+                let wait = retry;
+                retry = (retry * 2).min(RETRY_MAX);
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn certify(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    shared: &Shared,
+    token: &str,
+) -> Result<Certified, String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .and_then(|p| p.serialize_request(&key))
+        .and_then(|r| r.pem())
+        .map_err(|e| e.to_string())?;
+    let s = &shared.settings;
+    let body = serde_json::json!({ "proxy_id": s.proxy_id, "service": s.service, "token": token, "csr": csr });
+    let req = http::Request::post(format!("{}/fleet/v1/certify", s.control_plane_url))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .map_err(|e| e.to_string())?;
+    let resp = client.request(req).await.map_err(|e| format!("cannot reach the control plane: {e}"))?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    if !status.is_success() {
+        return Err(format!("the control plane answered {status}: {}", String::from_utf8_lossy(&bytes)));
+    }
+    let mut cert: Certified = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    cert.key_pem = key.serialize_pem();
+    Ok(cert)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

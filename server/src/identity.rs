@@ -1,0 +1,239 @@
+//! The mesh's issuing CA. A trust anchor (brought as files, or generated once and kept with
+//! mode 0600) signs an issuer made at each start; the issuer signs each proxy's certificate
+//! from its CSR, so the control plane never sees a proxy's private key. A proxy proves which
+//! service it is once, with a join token scoped to that service (an HMAC of the service under
+//! a secret only the control plane holds), and receives a short-lived certificate naming it
+//! `spiffe://<trust-domain>/svc/<service>`.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// A proxy certificate's lifetime; proxies renew at two thirds of it.
+pub const CERT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The issuer made at each start lives this long (a restart every month renews it).
+const ISSUER_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+const ANCHOR_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+    #[error("the join token is not valid for service {0:?}")]
+    BadToken(String),
+    #[error("the CSR does not read: {0}")]
+    BadCsr(String),
+}
+
+pub struct Ca {
+    pub trust_domain: String,
+    pub anchor_pem: String,
+    pub anchor_not_after_ms: i64,
+    issuer: Issuer<'static, KeyPair>,
+    pub issuer_pem: String,
+    pub issuer_not_after_ms: i64,
+    join_secret: Vec<u8>,
+}
+
+/// What a proxy receives: its certificate with the issuer's, the anchor to trust, and when
+/// its certificate expires.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Issued {
+    pub identity: String,
+    pub chain_pem: String,
+    pub anchor_pem: String,
+    pub not_after_ms: i64,
+}
+
+impl Ca {
+    /// Loads `anchor.pem` / `anchor.key` from `dir` (an operator's own anchor goes there), or
+    /// generates them; the join secret likewise. Key files are written 0600.
+    pub fn load_or_create(dir: &Path, trust_domain: &str) -> Result<Ca, IdentityError> {
+        std::fs::create_dir_all(dir)?;
+        let (cert_file, key_file) = (dir.join("anchor.pem"), dir.join("anchor.key"));
+        let (anchor_pem, anchor_key) = if cert_file.exists() && key_file.exists() {
+            (std::fs::read_to_string(&cert_file)?, KeyPair::from_pem(&std::fs::read_to_string(&key_file)?)?)
+        } else {
+            let key = KeyPair::generate()?;
+            let mut params = ca_params(&format!("{trust_domain} trust anchor"), ANCHOR_TTL)?;
+            params.distinguished_name.push(DnType::OrganizationName, "Trellis");
+            let cert = params.self_signed(&key)?;
+            write_private(&key_file, &key.serialize_pem())?;
+            std::fs::write(&cert_file, cert.pem())?;
+            (cert.pem(), key)
+        };
+        let anchor_not_after_ms = not_after_ms(&anchor_pem);
+        let anchor = Issuer::from_ca_cert_pem(&anchor_pem, anchor_key)?;
+        let issuer_key = KeyPair::generate()?;
+        let issuer_params = ca_params(&format!("{trust_domain} issuer"), ISSUER_TTL)?;
+        let issuer_cert = issuer_params.signed_by(&issuer_key, &anchor)?;
+        let issuer_pem = issuer_cert.pem();
+        let join_file = dir.join("join.key");
+        let join_secret = match std::fs::read(&join_file) {
+            Ok(secret) if secret.len() >= 32 => secret,
+            _ => {
+                let secret = crate::auth::random_token() + &crate::auth::random_token();
+                write_private(&join_file, &secret)?;
+                secret.into_bytes()
+            }
+        };
+        Ok(Ca {
+            trust_domain: trust_domain.to_string(),
+            anchor_pem,
+            anchor_not_after_ms,
+            issuer_not_after_ms: not_after_ms(&issuer_pem),
+            issuer: Issuer::new(issuer_params, issuer_key),
+            issuer_pem,
+            join_secret,
+        })
+    }
+
+    /// The token a proxy of `service` joins with (`trellis join-token SERVICE`).
+    pub fn join_token(&self, service: &str) -> String {
+        // HMAC-SHA256, spelled out: the secret never leaves the control plane.
+        let mut key = [0u8; 64];
+        let k: Vec<u8> = if self.join_secret.len() > 64 {
+            Sha256::digest(&self.join_secret).to_vec()
+        } else {
+            self.join_secret.clone()
+        };
+        key[..k.len()].copy_from_slice(&k);
+        let (ipad, opad): (Vec<u8>, Vec<u8>) = key.iter().map(|b| (b ^ 0x36, b ^ 0x5c)).unzip();
+        let inner = Sha256::new().chain_update(&ipad).chain_update(format!("trellis-join:{service}")).finalize();
+        let mac = Sha256::new().chain_update(&opad).chain_update(inner).finalize();
+        mac.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn identity_of(&self, service: &str) -> String {
+        format!("spiffe://{}/svc/{service}", self.trust_domain)
+    }
+
+    /// Signs a proxy's CSR for `service` if `token` is that service's join token. Whatever
+    /// names the CSR asks for, the certificate names the service's identity only.
+    pub fn certify(&self, service: &str, token: &str, csr_pem: &str) -> Result<Issued, IdentityError> {
+        let expected = self.join_token(service);
+        let ok = expected.len() == token.len()
+            && expected.bytes().zip(token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+        if !ok || service.is_empty() || !service.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+            return Err(IdentityError::BadToken(service.to_string()));
+        }
+        let mut csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| IdentityError::BadCsr(e.to_string()))?;
+        let identity = self.identity_of(service);
+        let now = OffsetDateTime::now_utc();
+        let p = &mut csr.params;
+        p.subject_alt_names = vec![SanType::URI(identity.as_str().try_into()?)];
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, service);
+        p.is_ca = IsCa::NoCa;
+        p.not_before = now - time::Duration::minutes(5);
+        p.not_after = now + CERT_TTL;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.use_authority_key_identifier_extension = true;
+        let cert = csr.signed_by(&self.issuer)?;
+        let not_after_ms = (now + CERT_TTL).unix_timestamp() * 1000;
+        Ok(Issued {
+            identity,
+            chain_pem: format!("{}{}", cert.pem(), self.issuer_pem),
+            anchor_pem: self.anchor_pem.clone(),
+            not_after_ms,
+        })
+    }
+}
+
+fn ca_params(name: &str, ttl: Duration) -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + ttl;
+    Ok(params)
+}
+
+/// When a PEM certificate expires, in unix ms (0 if it does not read).
+pub fn not_after_ms(pem: &str) -> i64 {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(pem.as_bytes()) else { return 0 };
+    pem.parse_x509().map(|c| c.validity().not_after.timestamp() * 1000).unwrap_or(0)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csr(names: &[&str]) -> (String, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        (params.serialize_request(&key).unwrap().pem().unwrap(), key)
+    }
+
+    #[test]
+    fn a_proxy_with_its_services_token_gets_a_day_long_certificate_naming_only_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::load_or_create(dir.path(), "mesh.local").unwrap();
+        let (request, _key) = csr(&["evil.example.com"]);
+        let issued = ca.certify("shop", &ca.join_token("shop"), &request).unwrap();
+        assert_eq!(issued.identity, "spiffe://mesh.local/svc/shop");
+        let (_, pem) = x509_parser::pem::parse_x509_pem(issued.chain_pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let sans: Vec<String> = cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(sans, vec!["URI(spiffe://mesh.local/svc/shop)"], "the CSR's own names are ignored");
+        let lifetime = cert.validity().not_after.timestamp() - OffsetDateTime::now_utc().unix_timestamp();
+        assert!((CERT_TTL.as_secs() as i64 - 60..=CERT_TTL.as_secs() as i64).contains(&lifetime), "{lifetime}");
+        // The chain holds: leaf ← issuer ← anchor.
+        let (_, issuer_pem) = x509_parser::pem::parse_x509_pem(ca.issuer_pem.as_bytes()).unwrap();
+        let issuer = issuer_pem.parse_x509().unwrap();
+        cert.verify_signature(Some(issuer.public_key())).unwrap();
+        let (_, anchor_pem) = x509_parser::pem::parse_x509_pem(ca.anchor_pem.as_bytes()).unwrap();
+        issuer.verify_signature(Some(anchor_pem.parse_x509().unwrap().public_key())).unwrap();
+    }
+
+    #[test]
+    fn another_services_token_or_a_bad_csr_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::load_or_create(dir.path(), "mesh.local").unwrap();
+        let (request, _) = csr(&[]);
+        assert!(matches!(ca.certify("payments", &ca.join_token("shop"), &request), Err(IdentityError::BadToken(_))));
+        assert!(matches!(ca.certify("shop", &ca.join_token("shop"), "not a csr"), Err(IdentityError::BadCsr(_))));
+    }
+
+    #[test]
+    fn the_anchor_and_join_secret_survive_a_restart_with_private_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let first = Ca::load_or_create(dir.path(), "mesh.local").unwrap();
+        let again = Ca::load_or_create(dir.path(), "mesh.local").unwrap();
+        assert_eq!(first.anchor_pem, again.anchor_pem);
+        assert_eq!(first.join_token("shop"), again.join_token("shop"));
+        assert_ne!(first.issuer_pem, again.issuer_pem, "each start makes a fresh issuer");
+        for file in ["anchor.key", "join.key"] {
+            let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
+        assert!(first.anchor_not_after_ms > first.issuer_not_after_ms && first.issuer_not_after_ms > 0);
+    }
+}

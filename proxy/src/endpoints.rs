@@ -69,26 +69,30 @@ impl Endpoints {
         turn: usize,
     ) -> Option<(&'a Endpoint, InFlight)> {
         let now = self.now_ms();
-        let mut pool: Vec<(&Endpoint, Arc<EndpointState>)> = {
+        let mut pool: Vec<(&Endpoint, Arc<EndpointState>, bool)> = {
             // One lock for the whole lookup, not one per endpoint.
             let mut states = lock(&self.states);
             all.iter()
                 .filter(|e| e.version == version)
-                .map(|e| (e, states.entry(e.addr.clone()).or_default().clone()))
+                .map(|e| {
+                    let state = states.entry(e.addr.clone()).or_default().clone();
+                    let ejected = lock(&state.outlier).is_ejected(now);
+                    (e, state, ejected)
+                })
                 .collect()
         };
-        if pool.iter().any(|(_, s)| !lock(&s.outlier).is_ejected(now)) {
-            pool.retain(|(_, s)| !lock(&s.outlier).is_ejected(now));
+        if pool.iter().any(|(_, _, ejected)| !ejected) {
+            pool.retain(|(_, _, ejected)| !ejected);
         }
         let candidates: Vec<Candidate> = pool
             .iter()
-            .map(|(_, s)| {
+            .map(|(_, s, _)| {
                 let in_flight = s.in_flight.load(Ordering::Relaxed);
                 Candidate { cost: lock(&s.ewma).cost(in_flight), in_flight }
             })
             .collect();
         let i = choose(lb, &candidates, fastrand::usize(..), fastrand::usize(..), turn)?;
-        let (endpoint, state) = pool.swap_remove(i);
+        let (endpoint, state, _) = pool.swap_remove(i);
         state.in_flight.fetch_add(1, Ordering::Relaxed);
         Some((endpoint, InFlight(state)))
     }

@@ -30,6 +30,24 @@ pub struct ServeConfig {
     pub identity: Option<IdentityConfig>,
 }
 
+impl ServeConfig {
+    /// A control plane on any free local port, keeping its SQLite database and spool under
+    /// `data_dir`, with nothing optional switched on: no users, no webhook secret, no CA.
+    pub fn local(policy: PolicySource, data_dir: &std::path::Path) -> ServeConfig {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            policy,
+            database_url: Store::sqlite_url(&data_dir.join("trellis.db")),
+            site_root: data_dir.join("site"),
+            webhook_secret: None,
+            users: Vec::new(),
+            record_to: Default::default(),
+            spool_dir: data_dir.join("audit-spool"),
+            identity: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct IdentityConfig {
     pub dir: PathBuf,

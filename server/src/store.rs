@@ -103,13 +103,6 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get::<i64, _>("seq")?, revision_from_row(r)?))).collect()
     }
 
-    /// Appends one event to the chain (tests and tools; the control plane's writer batches
-    /// through [`Store::append_chained`]).
-    pub async fn append(&self, e: &NewEvent) -> Result<(), StoreError> {
-        let prev = self.audit_tail().await?.map(|(hash, _)| hash).unwrap_or_default();
-        self.append_chained(&[Spooled::new(e.clone())], &prev).await.map(|_| ())
-    }
-
     /// The newest chained event: its hash (the next event's `prev_hash`) and its uid.
     pub async fn audit_tail(&self) -> Result<Option<(String, Option<String>)>, StoreError> {
         let row = sqlx::query("SELECT hash, uid FROM audit_events WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1")

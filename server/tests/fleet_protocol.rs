@@ -9,17 +9,10 @@ use trellis_server::serve::ServeConfig;
 use trellis_server::testing::{PolicyRepo, http_get, http_request};
 
 async fn control_plane(repo: &PolicyRepo, dir: &std::path::Path) -> trellis_server::serve::Running {
-    trellis_server::serve::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        policy: PolicySource { poll_interval: Duration::from_millis(200), ..PolicySource::local(repo.path(), "main") },
-        database_url: trellis_server::store::Store::sqlite_url(&dir.join("t.db")),
-        site_root: dir.join("site"),
-        spool_dir: dir.join("spool"),
-        identity: None,
-        webhook_secret: None,
-        users: Vec::new(),
-        record_to: Default::default(),
-    })
+    trellis_server::serve::start(ServeConfig::local(
+        PolicySource { poll_interval: Duration::from_millis(200), ..PolicySource::local(repo.path(), "main") },
+        dir,
+    ))
     .await
     .unwrap()
 }

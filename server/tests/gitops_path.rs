@@ -35,17 +35,10 @@ async fn start_proxy(service: &str, version: &str, app: SocketAddr, cp: &Running
 async fn mesh() -> Mesh {
     let repo = PolicyRepo::demo();
     let db = tempfile::tempdir().unwrap();
-    let cp = trellis_server::serve::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        policy: PolicySource { poll_interval: Duration::from_millis(500), ..PolicySource::local(repo.path(), "main") },
-        database_url: trellis_server::store::Store::sqlite_url(&db.path().join("t.db")),
-        site_root: db.path().join("no-site"),
-        spool_dir: db.path().join("spool"),
-        identity: None,
-        webhook_secret: None,
-        users: Vec::new(),
-        record_to: Default::default(),
-    })
+    let cp = trellis_server::serve::start(ServeConfig::local(
+        PolicySource { poll_interval: Duration::from_millis(500), ..PolicySource::local(repo.path(), "main") },
+        db.path(),
+    ))
     .await
     .unwrap();
     let mut proxies = Vec::new();
@@ -266,7 +259,7 @@ async fn aggregated_telemetry_matches_what_the_client_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_plane_restart_under_load_fails_no_request() {
     let Mesh { repo, cp, caller, _proxies, _db } = mesh().await;
-    let (addr, db_url) = (cp.addr, trellis_server::store::Store::sqlite_url(&_db.path().join("t.db")));
+    let addr = cp.addr;
     let outbound = caller.outbound;
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn({
@@ -289,14 +282,10 @@ async fn a_control_plane_restart_under_load_fails_no_request() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let cp = trellis_server::serve::start(ServeConfig {
         listen: addr,
-        policy: PolicySource { poll_interval: Duration::from_millis(500), ..PolicySource::local(repo.path(), "main") },
-        database_url: db_url,
-        site_root: _db.path().join("no-site"),
-        spool_dir: _db.path().join("spool"),
-        identity: None,
-        webhook_secret: None,
-        users: Vec::new(),
-        record_to: Default::default(),
+        ..ServeConfig::local(
+            PolicySource { poll_interval: Duration::from_millis(500), ..PolicySource::local(repo.path(), "main") },
+            _db.path(),
+        )
     })
     .await
     .unwrap();

@@ -13,15 +13,8 @@ async fn a_proxy_with_its_services_token_is_certified_and_another_service_is_ref
     let repo = PolicyRepo::demo();
     let data = tempfile::tempdir().unwrap();
     let cp = trellis_server::serve::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        policy: PolicySource::local(repo.path(), "main"),
-        database_url: trellis_server::store::Store::sqlite_url(&data.path().join("t.db")),
-        site_root: data.path().join("site"),
-        webhook_secret: None,
-        users: Vec::new(),
-        record_to: Default::default(),
-        spool_dir: data.path().join("spool"),
         identity: Some(IdentityConfig { dir: data.path().join("identity"), trust_domain: "mesh.test".into() }),
+        ..ServeConfig::local(PolicySource::local(repo.path(), "main"), data.path())
     })
     .await
     .unwrap();

@@ -43,15 +43,8 @@ async fn a_remote_branch_is_fetched_on_a_signed_hook_and_force_pushes_are_record
     // Far beyond the test's patience: only the webhook can make changes arrive in time.
     policy.poll_interval = Duration::from_secs(600);
     let cp = trellis_server::serve::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        policy,
-        database_url: trellis_server::store::Store::sqlite_url(&data.path().join("t.db")),
-        site_root: data.path().join("site"),
-        spool_dir: data.path().join("spool"),
-        identity: None,
         webhook_secret: Some(SECRET.into()),
-        users: Vec::new(),
-        record_to: Default::default(),
+        ..ServeConfig::local(policy, data.path())
     })
     .await
     .unwrap();

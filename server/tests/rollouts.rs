@@ -209,14 +209,12 @@ async fn control_plane_recording(
 ) -> Running {
     trellis_server::serve::start(ServeConfig {
         listen: listen.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
-        policy: PolicySource { poll_interval: Duration::from_millis(300), ..PolicySource::local(repo.path(), "main") },
-        database_url: trellis_server::store::Store::sqlite_url(&db.join("t.db")),
-        site_root: db.join("no-site"),
-        spool_dir: db.join("spool"),
-        identity: None,
-        webhook_secret: None,
         users: User::parse_list(&format!("ann:operator:{ANN},vic:viewer:{VIC}")).unwrap(),
         record_to,
+        ..ServeConfig::local(
+            PolicySource { poll_interval: Duration::from_millis(300), ..PolicySource::local(repo.path(), "main") },
+            db,
+        )
     })
     .await
     .unwrap()

@@ -21,19 +21,7 @@ async fn only_commits_signed_by_an_allowed_key_apply() {
     let mut policy =
         PolicySource { poll_interval: Duration::from_millis(200), ..PolicySource::local(repo.path(), "main") };
     policy.signers = Some(Arc::new(Signers::parse(&allowed).unwrap()));
-    let cp = trellis_server::serve::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        policy,
-        database_url: trellis_server::store::Store::sqlite_url(&data.path().join("t.db")),
-        site_root: data.path().join("site"),
-        webhook_secret: None,
-        users: Vec::new(),
-        record_to: Default::default(),
-        spool_dir: data.path().join("spool"),
-        identity: None,
-    })
-    .await
-    .unwrap();
+    let cp = trellis_server::serve::start(ServeConfig::local(policy, data.path())).await.unwrap();
 
     // The seed commit is unsigned: nothing applies, and the reason is on record.
     let seed = repo.head().to_string();

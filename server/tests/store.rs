@@ -3,6 +3,7 @@
 
 use trellis_model::diff::{Change, ChangeKind};
 use trellis_model::{Code, Diagnostic, diagnostic::Pos};
+use trellis_server::audit::spool::Spooled;
 use trellis_server::store::{NewEvent, Store};
 use trellis_server::testing::PgDatabase;
 use trellis_web::api::{AuditFilter, RevisionView};
@@ -50,6 +51,8 @@ async fn exercise(url: &str) {
     let next = store.revisions(Some(page[0].0), 1).await.unwrap();
     assert_eq!(next[0].1.sha, "aaa");
 
+    // As the control plane's writer does: each batch links to the stored tail.
+    let mut prev = store.audit_tail().await.unwrap().map(|(hash, _)| hash).unwrap_or_default();
     for i in 0..5 {
         let e = NewEvent {
             at: 1000 + i,
@@ -60,7 +63,7 @@ async fn exercise(url: &str) {
             summary: format!("Event {i}"),
             detail: serde_json::json!({ "i": i }),
         };
-        store.append(&e).await.unwrap();
+        prev = store.append_chained(&[Spooled::new(e)], &prev).await.unwrap();
     }
     let all = AuditFilter::default();
     let first = store.events(&all, None, 3).await.unwrap();

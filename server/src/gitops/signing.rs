@@ -40,14 +40,6 @@ impl Signers {
         Ok(Signers { keys })
     }
 
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Who signed the commit, or why it is not acceptable.
     pub fn verify(&self, repo: &Repository, oid: Oid) -> Result<String, String> {
         let (signature, signed) = repo

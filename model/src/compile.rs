@@ -39,10 +39,9 @@ pub fn compile(policy: &Policy, revision: &str) -> MeshConfig {
             Some(p) => traffic(&base_traffic, &p.value),
             None => base_traffic.clone(),
         };
-        let access_rules: Vec<AccessRuleConfig> = policy
-            .access_policies
+        let access_policies: Vec<_> = policy.access_policies.iter().filter(|p| p.value.service.value == name).collect();
+        let access_rules: Vec<AccessRuleConfig> = access_policies
             .iter()
-            .filter(|p| p.value.service.value == name)
             .flat_map(|p| p.value.rules.iter())
             .map(|r| AccessRuleConfig {
                 from: r.value.from.iter().map(|s| s.value.clone()).collect(),
@@ -57,7 +56,11 @@ pub fn compile(policy: &Policy, revision: &str) -> MeshConfig {
             versions,
             rules,
             traffic,
-            access: AccessConfig { mode: settings.default_access, rules: access_rules },
+            access: AccessConfig {
+                mode: settings.default_access,
+                rules: access_rules,
+                policies: access_policies.iter().map(|p| p.value.name.value.clone()).collect(),
+            },
         };
         out.services.insert(name, service);
     }

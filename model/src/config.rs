@@ -229,11 +229,14 @@ pub struct AccessConfig {
     pub mode: AccessMode,
     /// When non-empty, only callers matching a rule are allowed (`mode` no longer applies).
     pub rules: Vec<AccessRuleConfig>,
+    /// The AccessPolicies the rules came from, named in a denial.
+    #[serde(default)]
+    pub policies: Vec<String>,
 }
 
 impl Default for AccessConfig {
     fn default() -> Self {
-        AccessConfig { mode: crate::defaults::ACCESS, rules: Vec::new() }
+        AccessConfig { mode: crate::defaults::ACCESS, rules: Vec::new(), policies: Vec::new() }
     }
 }
 
@@ -360,6 +363,10 @@ pub struct Endpoint {
     /// The inbound listener other proxies connect to.
     pub addr: String,
     pub proxy_id: String,
+    /// The identity its certificate names, when it has one: callers speak mTLS to it and
+    /// check it is this service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 /// What one proxy needs: the routes it may call, the endpoints behind them.
@@ -368,6 +375,8 @@ pub struct ProxyConfig {
     /// Changes whenever anything in this config changes; proxies ACK it.
     pub version: String,
     pub revision: String,
+    #[serde(default)]
+    pub mesh: MeshSettings,
     pub services: BTreeMap<String, ServiceConfig>,
     pub endpoints: BTreeMap<String, Vec<Endpoint>>,
 }
@@ -401,4 +410,39 @@ pub struct Ack {
     /// `None` when applied; the reason when refused (a NACK), in which case the proxy keeps
     /// its previous config.
     pub error: Option<String>,
+}
+
+/// A service's identity in trust domain `domain`, as its certificate's URI SAN names it.
+pub fn spiffe_id(domain: &str, service: &str) -> String {
+    format!("spiffe://{domain}/svc/{service}")
+}
+
+/// The DNS name a certificate carries beside its SPIFFE ID, so that a caller can check the
+/// server is the service it meant with ordinary (webpki) name verification.
+pub fn identity_dns_name(spiffe: &str) -> Option<String> {
+    let (domain, service) = spiffe.strip_prefix("spiffe://")?.split_once("/svc/")?;
+    (!domain.is_empty() && !service.is_empty() && !service.contains('/')).then(|| format!("{service}.svc.{domain}"))
+}
+
+/// The service a SPIFFE ID names, when it is one of this mesh's (`spiffe://<domain>/svc/<service>`).
+pub fn identity_service<'a>(spiffe: &'a str, domain: &str) -> Option<&'a str> {
+    let service = spiffe.strip_prefix("spiffe://")?.strip_prefix(domain)?.strip_prefix("/svc/")?;
+    (!service.is_empty() && !service.contains('/')).then_some(service)
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn names_of_an_identity() {
+        let id = spiffe_id("mesh.local", "inventory");
+        assert_eq!(id, "spiffe://mesh.local/svc/inventory");
+        assert_eq!(identity_dns_name(&id).as_deref(), Some("inventory.svc.mesh.local"));
+        assert_eq!(identity_service(&id, "mesh.local"), Some("inventory"));
+        assert_eq!(identity_service(&id, "other.local"), None);
+        assert_eq!(identity_service("spiffe://mesh.local/svc/a/b", "mesh.local"), None);
+        assert_eq!(identity_service("spiffe://mesh.localx/svc/a", "mesh.local"), None);
+        assert_eq!(identity_dns_name("https://x/svc/a"), None);
+    }
 }

@@ -19,6 +19,10 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
         "/ready" if config.version.is_empty() => {
             (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "waiting for configuration\n".into())
         }
+        // A proxy meant to have an identity is not ready without it: strict peers refuse it.
+        "/ready" if shared.settings.join_token.is_some() && shared.tls.load().is_none() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "waiting for a certificate from the control plane\n".into())
+        }
         "/ready" => (StatusCode::OK, "text/plain", "ready\n".to_string()),
         "/config" => {
             (StatusCode::OK, "application/json", serde_json::to_string_pretty(&config.config).unwrap_or_default())

@@ -11,6 +11,8 @@ pub struct Applied {
     regexes: HashMap<String, regex::Regex>,
     /// Per service, the name of each rule as metrics label it (`trellis diff` names alike).
     routes: HashMap<String, Vec<std::sync::Arc<str>>>,
+    /// The identity of the proxy at each endpoint address, where it has one.
+    identities: HashMap<String, String>,
 }
 
 impl Applied {
@@ -38,12 +40,19 @@ impl Applied {
             .iter()
             .map(|(name, s)| (name.clone(), s.rules.iter().map(|r| trellis_model::diff::describe(r).into()).collect()))
             .collect();
-        Ok(Applied { config, regexes, routes })
+        let identities =
+            config.endpoints.values().flatten().filter_map(|e| Some((e.addr.clone(), e.identity.clone()?))).collect();
+        Ok(Applied { config, regexes, routes, identities })
     }
 
     /// The label of rule `index` of `service`.
     pub fn route_label(&self, service: &str, index: usize) -> Option<std::sync::Arc<str>> {
         self.routes.get(service)?.get(index).cloned()
+    }
+
+    /// Who the endpoint at `addr` must prove to be, when it has an identity.
+    pub fn identity_at(&self, addr: &str) -> Option<&str> {
+        self.identities.get(addr).map(String::as_str)
     }
 
     pub fn is_match(&self, pattern: &str, text: &str) -> bool {

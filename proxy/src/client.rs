@@ -1,15 +1,23 @@
 //! Pooled upstream clients: HTTP/1.1, and HTTP/2 with prior knowledge for services declared
-//! `http2` or `grpc` (trailers and streams in both directions need it end to end).
+//! `http2` or `grpc` (trailers and streams in both directions need it end to end). Connections
+//! to an endpoint whose proxy has an identity are mTLS once this proxy has one too.
 
+use crate::Shared;
+use crate::transport::Stream;
 use bytes::Bytes;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::net::TcpStream;
 use trellis_model::config::Protocol;
 
 /// Request bodies as the proxy sends them: streamed through, or replayed from a buffer.
 pub type ReqBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
-pub type HttpClient = Client<HttpConnector, ReqBody>;
+pub type HttpClient = Client<Connector, ReqBody>;
 
 #[derive(Clone)]
 pub struct Clients {
@@ -17,12 +25,14 @@ pub struct Clients {
     http2: HttpClient,
 }
 
-impl Default for Clients {
-    fn default() -> Self {
-        let mut connector = HttpConnector::new();
+impl Clients {
+    /// Clients to the mesh (`Some`: endpoints looked up in its config, mTLS when they have an
+    /// identity) or to the local application (`None`: plaintext over loopback).
+    pub fn new(mesh: Option<Arc<Shared>>) -> Self {
+        let mut http = HttpConnector::new();
         // Every hop on the data path wants Nagle off; a dead endpoint must fail fast.
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(1)));
         let builder = || {
             let mut b = Client::builder(TokioExecutor::new());
             // A burst must not leave a thousand idle upstream connections behind: keep as many
@@ -30,7 +40,19 @@ impl Default for Clients {
             b.pool_idle_timeout(Duration::from_secs(30)).pool_max_idle_per_host(128);
             b
         };
-        Clients { http1: builder().build(connector.clone()), http2: builder().http2_only(true).build(connector) }
+        let connector = |h2| Connector { http: http.clone(), mesh: mesh.clone(), h2 };
+        Clients { http1: builder().build(connector(false)), http2: builder().http2_only(true).build(connector(true)) }
+    }
+
+    pub fn http1(&self) -> &HttpClient {
+        &self.http1
+    }
+
+    pub fn for_protocol(&self, protocol: Protocol) -> &HttpClient {
+        match protocol {
+            Protocol::Http => &self.http1,
+            Protocol::Http2 | Protocol::Grpc => &self.http2,
+        }
     }
 }
 
@@ -42,15 +64,45 @@ pub fn wire_version(protocol: Protocol) -> http::Version {
     }
 }
 
-impl Clients {
-    pub fn http1(&self) -> &HttpClient {
-        &self.http1
+pub type Connection = TokioIo<Stream<tokio_rustls::client::TlsStream<TcpStream>>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// TCP, then TLS when the endpoint at that address has an identity and this proxy has a
+/// certificate. An endpoint with an identity reached without one gets plaintext, which a
+/// strict peer refuses with a clear answer.
+#[derive(Clone)]
+pub struct Connector {
+    http: HttpConnector,
+    mesh: Option<Arc<Shared>>,
+    /// ALPN to offer: h2, or http/1.1.
+    h2: bool,
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = Connection;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Connection, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
     }
 
-    pub fn for_protocol(&self, protocol: Protocol) -> &HttpClient {
-        match protocol {
-            Protocol::Http => &self.http1,
-            Protocol::Http2 | Protocol::Grpc => &self.http2,
-        }
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let tls = self.mesh.as_ref().and_then(|shared| {
+            let identity = shared.config.load().identity_at(uri.authority()?.as_str())?.to_string();
+            Some((shared.tls.load_full()?, identity))
+        });
+        let (connecting, h2) = (self.http.call(uri), self.h2);
+        Box::pin(async move {
+            let tcp = connecting.await?.into_inner();
+            let Some((tls, identity)) = tls else { return Ok(TokioIo::new(Stream::Plain(tcp))) };
+            let name =
+                crate::tls::server_name(&identity).ok_or_else(|| format!("{identity} is not a mesh identity"))?;
+            let stream = tokio_rustls::TlsConnector::from(tls.client(h2))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("mTLS to {identity}: {e}"))?;
+            Ok(TokioIo::new(Stream::Tls(Box::new(stream))))
+        })
     }
 }

@@ -164,8 +164,10 @@ mod tests {
     fn configs_with_undialable_endpoints_are_refused() {
         let mut c = ProxyConfig { version: "r.1".into(), ..Default::default() };
         assert!(check(&c).is_ok());
-        c.endpoints
-            .insert("a".into(), vec![Endpoint { version: "v1".into(), addr: "nowhere".into(), proxy_id: "p".into() }]);
+        c.endpoints.insert(
+            "a".into(),
+            vec![Endpoint { version: "v1".into(), addr: "nowhere".into(), proxy_id: "p".into(), identity: None }],
+        );
         assert!(check(&c).unwrap_err().contains("nowhere"));
     }
 }

@@ -8,6 +8,8 @@ use http_body_util::{BodyExt, Full};
 /// Tells the caller (and whoever reads its logs) that the proxy, not the application,
 /// produced the response, and why.
 pub const ERROR_HEADER: &str = "x-trellis-error";
+/// On a 403 from access policy: what denied it (`AccessPolicy/<name>`, `Mesh/mtls=strict`, ...).
+pub const DENIED_BY_HEADER: &str = "x-trellis-denied-by";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -37,6 +39,8 @@ pub enum ProxyError {
     BodyTooLarge(usize),
     #[error("fault injected by policy")]
     FaultAbort(u16),
+    #[error("access denied by {by}: {why}")]
+    AccessDenied { by: String, why: String },
 }
 
 impl ProxyError {
@@ -52,6 +56,7 @@ impl ProxyError {
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::FaultAbort(status) => StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            ProxyError::AccessDenied { .. } => StatusCode::FORBIDDEN,
         }
     }
 
@@ -69,6 +74,7 @@ impl ProxyError {
             ProxyError::ServiceOverloaded(_) => "service-overloaded",
             ProxyError::BodyTooLarge(_) => "body-too-large",
             ProxyError::FaultAbort(_) => "fault-injected",
+            ProxyError::AccessDenied { .. } => "access-denied",
         }
     }
 
@@ -77,6 +83,11 @@ impl ProxyError {
         let mut resp = Response::new(text(format!("{self}\n")));
         *resp.status_mut() = self.status();
         resp.headers_mut().insert(ERROR_HEADER, http::HeaderValue::from_static(self.kind()));
+        if let ProxyError::AccessDenied { by, .. } = &self
+            && let Ok(v) = http::HeaderValue::from_str(by)
+        {
+            resp.headers_mut().insert(DENIED_BY_HEADER, v);
+        }
         if matches!(self, ProxyError::Overloaded | ProxyError::ServiceOverloaded(_)) {
             resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
         }

@@ -1,7 +1,7 @@
 //! The proxy's identity: a key made here (it never leaves the process), a CSR sent to the
 //! control plane with the service's join token, and the certificate that comes back, renewed
-//! at two thirds of its lifetime. Until mTLS between proxies lands, the certificate is held
-//! and its expiry reported; the key and chain are ready for the TLS listeners.
+//! at two thirds of its lifetime. Each new certificate becomes new mTLS configs ([`crate::tls`]);
+//! connections already open keep theirs.
 
 use crate::Shared;
 use bytes::Bytes;
@@ -36,6 +36,10 @@ pub async fn maintain(shared: Arc<Shared>, token: String, mut shutdown: watch::R
                 let left = (cert.not_after_ms - now_ms()).max(0) as u64;
                 tracing::info!(identity = %cert.identity, expires_in_s = left / 1000, "certificate issued");
                 shared.metrics.set_identity_expiry(cert.not_after_ms / 1000);
+                match crate::tls::Tls::new(&cert) {
+                    Ok(tls) => shared.tls.store(Some(Arc::new(tls))),
+                    Err(e) => tracing::error!(error = %e, "the issued certificate cannot be used for mTLS"),
+                }
                 shared.identity.store(Some(Arc::new(cert)));
                 retry = RETRY_MIN;
                 // Renew at two thirds of the lifetime: a day-long certificate lasts 16 hours.

@@ -14,6 +14,8 @@
 //! - [`client`]: pooled HTTP/1.1 and HTTP/2 upstream clients.
 //! - [`split`]: pure routing decisions (rule match, weighted pick, endpoint choice).
 //! - [`outbound`], [`inbound`]: the request paths.
+//! - [`identity`], [`tls`], [`transport`]: the proxy's certificate, mTLS configs built from it,
+//!   and connections that are TLS or plaintext; [`access`] decides who may call.
 //! - [`errors`]: typed data-path errors and the one place they become responses.
 //! - [`metrics`]: counters in Prometheus text format.
 //! - [`control`]: the config stream from the control plane, ACK/NACK, reconnect with backoff.
@@ -23,6 +25,7 @@
 //! - [`upgrade`]: WebSocket and other connection upgrades, spliced through.
 //! - [`server`]: the shared accept loop with graceful drain.
 
+pub mod access;
 pub mod admin;
 pub mod applied;
 pub mod balance;
@@ -40,7 +43,9 @@ pub mod outlier;
 pub mod server;
 pub mod split;
 pub mod telemetry;
+pub mod tls;
 pub mod trace;
+pub mod transport;
 pub mod upgrade;
 
 use arc_swap::ArcSwap;
@@ -72,6 +77,8 @@ pub struct Shared {
     pending: std::sync::Mutex<std::collections::HashMap<String, (u32, Arc<tokio::sync::Semaphore>)>>,
     /// This proxy's certificate and key, once the control plane issued them.
     pub identity: arc_swap::ArcSwapOption<identity::Certified>,
+    /// mTLS configs made from that certificate.
+    pub tls: arc_swap::ArcSwapOption<tls::Tls>,
 }
 
 impl Shared {
@@ -86,6 +93,7 @@ impl Shared {
             budgets: Default::default(),
             pending: Default::default(),
             identity: Default::default(),
+            tls: Default::default(),
         }
     }
 
@@ -159,18 +167,38 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
     let out = outbound::Outbound::new(shared.clone());
     tasks.push(tokio::spawn(
-        server::serve(outbound_l, move |req| out.clone().handle(req), rx.clone(), settings.drain_grace)
-            .instrument(span.clone()),
+        server::serve(
+            outbound_l,
+            server::plain,
+            move |req, _| out.clone().handle(req),
+            rx.clone(),
+            settings.drain_grace,
+        )
+        .instrument(span.clone()),
     ));
     let inb = inbound::Inbound::new(shared.clone());
+    let accepting = shared.clone();
+    let accept = move |stream| inbound::accept(accepting.clone(), stream);
     tasks.push(tokio::spawn(
-        server::serve(inbound_l, move |req| inb.clone().handle(req), rx.clone(), settings.drain_grace)
-            .instrument(span.clone()),
+        server::serve(
+            inbound_l,
+            accept,
+            move |req, peer| inb.clone().handle(req, peer),
+            rx.clone(),
+            settings.drain_grace,
+        )
+        .instrument(span.clone()),
     ));
     let adm = shared.clone();
     tasks.push(tokio::spawn(
-        server::serve(admin_l, move |req| admin::handle(adm.clone(), req), rx.clone(), settings.drain_grace)
-            .instrument(span.clone()),
+        server::serve(
+            admin_l,
+            server::plain,
+            move |req, _| admin::handle(adm.clone(), req),
+            rx.clone(),
+            settings.drain_grace,
+        )
+        .instrument(span.clone()),
     ));
     let registration = trellis_model::config::Registration {
         proxy_id: settings.proxy_id.clone(),

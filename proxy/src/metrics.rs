@@ -20,6 +20,12 @@ const COUNTERS: &[(&str, &str)] = &[
     ("trellis_proxy_shed_total", "Requests refused because the proxy was at its concurrency limit."),
     ("trellis_proxy_mirrored_total", "Requests copied to a mirror version."),
     ("trellis_proxy_faults_total", "Faults injected, by kind."),
+    (
+        "trellis_proxy_inbound_connections_total",
+        "Inbound connections by transport: mtls, or plaintext (in permissive mode, to see when strict is safe).",
+    ),
+    ("trellis_proxy_inbound_tls_failures_total", "Inbound TLS handshakes refused or abandoned, by reason."),
+    ("trellis_proxy_access_denied_total", "Inbound requests denied, by verified caller and what denied them."),
 ];
 
 use trellis_model::telemetry::{BUCKETS, BUCKETS_MS, Direction};

@@ -47,7 +47,7 @@ struct Dest {
 
 impl Outbound {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Outbound { shared, clients: Clients::default(), turn: Arc::new(AtomicUsize::new(0)) }
+        Outbound { clients: Clients::new(Some(shared.clone())), shared, turn: Arc::new(AtomicUsize::new(0)) }
     }
 
     pub async fn handle(self, mut req: Request<Incoming>) -> Response<Body> {

@@ -1,4 +1,5 @@
-//! The accept loop every listener shares: HTTP/1.1 and h2c, graceful drain on shutdown.
+//! The accept loop every listener shares: HTTP/1.1 and h2 (cleartext or over the transport
+//! `accept` makes of each connection), graceful drain on shutdown.
 
 use crate::Body;
 use hyper::body::Incoming;
@@ -8,8 +9,22 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+/// What a connection proved about its peer before HTTP started.
+#[derive(Clone, Debug)]
+pub enum Peer {
+    Plaintext,
+    /// mTLS; the SPIFFE ID its client certificate names, if any.
+    Mtls(Option<std::sync::Arc<str>>),
+}
+
+/// The transport of a listener that takes connections as they come.
+pub async fn plain(stream: TcpStream) -> Option<(TcpStream, Peer)> {
+    Some((stream, Peer::Plaintext))
+}
 
 /// Requests whose headers exceed this are refused (431 / stream reset).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -17,9 +32,18 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves until `shutdown` flips, then gives requests in flight up to `grace` to finish.
-pub async fn serve<F, Fut>(listener: TcpListener, handle: F, mut shutdown: watch::Receiver<bool>, grace: Duration)
-where
-    F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+/// `accept` turns each connection into its transport (a TLS handshake, say), or drops it.
+pub async fn serve<A, AFut, IO, F, Fut>(
+    listener: TcpListener,
+    accept: A,
+    handle: F,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) where
+    A: Fn(TcpStream) -> AFut + Clone + Send + Sync + 'static,
+    AFut: Future<Output = Option<(IO, Peer)>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(http::Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = http::Response<Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -50,15 +74,16 @@ where
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let handle = handle.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let fut = handle(req);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
+        let (handle, accept, builder, watcher) = (handle.clone(), accept.clone(), builder.clone(), graceful.watcher());
+        // The transport is made in the connection's own task: a slow handshake holds no one else.
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let Some((io, who)) = accept(stream).await else { return };
+            let service = hyper::service::service_fn(move |req| {
+                let fut = handle(req, who.clone());
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -26,16 +26,18 @@ pub fn select_rule<'a>(
 }
 
 /// Every condition of a match must hold.
+/// A prefix matches whole segments: `/api` matches `/api` and `/api/x`, not `/apis`.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    let p = prefix.trim_end_matches('/');
+    path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 fn matches(applied: &Applied, m: &MatchConfig, req: &RequestFacts) -> bool {
     let path = req.path;
     let path_ok = match &m.path {
         None => true,
         Some(PathConfig::Exact(p)) => path == p,
-        // A prefix matches whole segments: `/api` matches `/api` and `/api/x`, not `/apis`.
-        Some(PathConfig::Prefix(p)) => {
-            let p = p.trim_end_matches('/');
-            path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        }
+        Some(PathConfig::Prefix(p)) => prefix_matches(p, path),
         Some(PathConfig::Regex(p)) => applied.is_match(p, path),
     };
     let headers_ok = m.headers.iter().all(|h| {
@@ -148,7 +150,7 @@ mod tests {
 
     #[test]
     fn endpoints_rotate_within_a_version() {
-        let e = |v: &str, a: &str| Endpoint { version: v.into(), addr: a.into(), proxy_id: a.into() };
+        let e = |v: &str, a: &str| Endpoint { version: v.into(), addr: a.into(), proxy_id: a.into(), identity: None };
         let eps = vec![e("v1", "a"), e("v2", "b"), e("v1", "c")];
         let picked: Vec<&str> = (0..4).map(|t| pick_endpoint(&eps, "v1", t).unwrap().addr.as_str()).collect();
         assert_eq!(picked, vec!["a", "c", "a", "c"]);

@@ -108,10 +108,12 @@ impl ControlPlane {
 
 fn config(version: &str, endpoint: &str) -> ProxyConfig {
     let rule = RuleConfig::catch_all(vec![Backend { version: "v1".into(), weight: 100 }]);
-    let endpoints = vec![Endpoint { version: "v1".into(), addr: endpoint.into(), proxy_id: "up".into() }];
+    let endpoints =
+        vec![Endpoint { version: "v1".into(), addr: endpoint.into(), proxy_id: "up".into(), identity: None }];
     ProxyConfig {
         version: version.into(),
         revision: version.split('.').next().unwrap().into(),
+        mesh: Default::default(),
         services: [("svc".to_string(), ServiceConfig::new("svc", &["v1"], vec![rule]))].into(),
         endpoints: [("svc".to_string(), endpoints)].into(),
     }

@@ -42,10 +42,11 @@ async fn unknown_services_missing_endpoints_and_dead_upstreams_are_told_apart() 
     let config = ProxyConfig {
         version: "r.1".into(),
         revision: "r".into(),
+        mesh: Default::default(),
         services: [("empty".to_string(), svc("empty")), ("gone".to_string(), svc("gone"))].into(),
         endpoints: [(
             "gone".to_string(),
-            vec![Endpoint { version: "v1".into(), addr: dead.to_string(), proxy_id: "x".into() }],
+            vec![Endpoint { version: "v1".into(), addr: dead.to_string(), proxy_id: "x".into(), identity: None }],
         )]
         .into(),
     };

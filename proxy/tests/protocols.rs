@@ -139,10 +139,11 @@ async fn standalone_mode_serves_a_static_config_and_starts_traces() {
         vec![RuleConfig::catch_all(vec![Backend { version: "v1".into(), weight: 100 }])],
     );
     svc.protocol = Protocol::Http;
-    let endpoint = Endpoint { version: "v1".into(), addr: app.to_string(), proxy_id: "up".into() };
+    let endpoint = Endpoint { version: "v1".into(), addr: app.to_string(), proxy_id: "up".into(), identity: None };
     let config = ProxyConfig {
         version: "static.1".into(),
         revision: "static".into(),
+        mesh: Default::default(),
         services: [("svc".to_string(), svc)].into(),
         endpoints: [("svc".to_string(), vec![endpoint])].into(),
     };
@@ -240,10 +241,11 @@ async fn proxy_to(upstream: SocketAddr, protocol: Protocol) -> trellis_proxy::Ru
         vec![RuleConfig::catch_all(vec![Backend { version: "v1".into(), weight: 100 }])],
     );
     svc.protocol = protocol;
-    let endpoint = Endpoint { version: "v1".into(), addr: upstream.to_string(), proxy_id: "up".into() };
+    let endpoint = Endpoint { version: "v1".into(), addr: upstream.to_string(), proxy_id: "up".into(), identity: None };
     let config = ProxyConfig {
         version: "t.1".into(),
         revision: "t".into(),
+        mesh: Default::default(),
         services: [("svc".to_string(), svc)].into(),
         endpoints: [("svc".to_string(), vec![endpoint])].into(),
     };

@@ -294,11 +294,17 @@ fn service(rule: RuleConfig) -> ServiceConfig {
 fn config(svc: ServiceConfig, endpoints: &[(&str, &Upstream)]) -> ProxyConfig {
     let eps = endpoints
         .iter()
-        .map(|(v, u)| Endpoint { version: v.to_string(), addr: u.addr.to_string(), proxy_id: u.addr.to_string() })
+        .map(|(v, u)| Endpoint {
+            version: v.to_string(),
+            addr: u.addr.to_string(),
+            proxy_id: u.addr.to_string(),
+            identity: None,
+        })
         .collect();
     ProxyConfig {
         version: "test.1".into(),
         revision: "test".into(),
+        mesh: Default::default(),
         services: [("svc".to_string(), svc)].into(),
         endpoints: [("svc".to_string(), eps)].into(),
     }

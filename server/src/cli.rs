@@ -87,6 +87,17 @@ pub struct ServeArgs {
     /// operator's own trust anchor goes in <data-dir>/identity/anchor.pem and anchor.key.
     #[arg(long, env = "TRELLIS_TRUST_DOMAIN", default_value = "trellis.local")]
     pub trust_domain: String,
+    /// How long proxies' certificates last (they renew at two thirds), e.g. 24h or 90m.
+    #[arg(long, env = "TRELLIS_CERT_LIFETIME", default_value = "24h", value_parser = lifetime)]
+    pub cert_lifetime: std::time::Duration,
+}
+
+fn lifetime(text: &str) -> Result<std::time::Duration, String> {
+    let ms = trellis_model::duration::parse_ms(text)?;
+    if ms < 60_000 {
+        return Err("a certificate must last at least a minute (1m)".into());
+    }
+    Ok(std::time::Duration::from_millis(ms))
 }
 
 /// The allowed signers, when signatures are required; refuses a half-made configuration.
@@ -141,8 +152,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 record_to: args.record_outcome,
                 spool_dir: args.data_dir.join("audit-spool"),
                 identity: Some(crate::serve::IdentityConfig {
-                    dir: args.data_dir.join("identity"),
-                    trust_domain: args.trust_domain,
+                    cert_lifetime: args.cert_lifetime,
+                    ..crate::serve::IdentityConfig::new(args.data_dir.join("identity"), &args.trust_domain)
                 }),
             })
             .await?;

@@ -71,10 +71,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         // The demo's repository is its own: outcomes go straight to the watched branch.
         record_to: crate::gitops::outcome::RecordTo::Watched,
         spool_dir: data_dir.join("audit-spool"),
-        identity: Some(crate::serve::IdentityConfig {
-            dir: data_dir.join("identity"),
-            trust_domain: "trellis.local".into(),
-        }),
+        identity: Some(crate::serve::IdentityConfig::new(data_dir.join("identity"), "trellis.local")),
     })
     .await?;
 
@@ -113,7 +110,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let storefront = &sidecars[0].1;
     wait_ready(storefront.admin).await;
     let (stop_load, load_rx) = tokio::sync::watch::channel(false);
-    let load = tokio::spawn(load::run(storefront.inbound, "storefront".into(), args.rps, fail_flag.clone(), load_rx));
+    let ca = cp.state.ca.clone().ok_or_else(|| anyhow::anyhow!("the demo's control plane has no CA"))?;
+    let load =
+        tokio::spawn(load::run(ca, storefront.inbound, "storefront".into(), args.rps, fail_flag.clone(), load_rx));
 
     println!();
     println!("  Trellis demo is running.");

@@ -60,9 +60,15 @@ struct Inner {
     boot_ms: i64,
     /// The last revision audited as synced on every proxy.
     synced_audited: Option<String>,
-    /// When each proxy's certificate expires (unix ms), by proxy id. Proxies certify before
-    /// they register, so this outlives and precedes registry entries (bounded by `sweep`).
-    certs: BTreeMap<String, i64>,
+    /// Each proxy's certificate, by proxy id. Proxies certify before they register, so this
+    /// outlives and precedes registry entries (bounded by `sweep`).
+    certs: BTreeMap<String, Cert>,
+}
+
+struct Cert {
+    identity: String,
+    /// Unix ms.
+    not_after: i64,
 }
 
 struct Entry {
@@ -293,7 +299,7 @@ impl Fleet {
         }
         // Certificates of proxies that are neither registered nor still valid are forgotten.
         let Inner { certs, proxies, .. } = &mut *inner;
-        certs.retain(|id, not_after| proxies.contains_key(id) || *not_after > now);
+        certs.retain(|id, c| proxies.contains_key(id) || c.not_after > now);
         if !gone.is_empty() {
             self.endpoints_changed(&mut inner);
         }
@@ -376,9 +382,16 @@ impl Fleet {
         inner.synced_audited = Some(revision);
     }
 
-    /// A proxy received a certificate expiring at `not_after_ms`.
-    pub fn certified(&self, proxy_id: &str, not_after_ms: i64) {
-        self.lock().certs.insert(proxy_id.to_string(), not_after_ms);
+    /// A proxy received a certificate naming `identity`, expiring at `not_after_ms`. Its
+    /// callers learn the identity (and so to speak mTLS to it) with the next endpoints.
+    pub fn certified(&self, proxy_id: &str, identity: &str, not_after_ms: i64) {
+        let mut inner = self.lock();
+        let cert = Cert { identity: identity.to_string(), not_after: not_after_ms };
+        let before = inner.certs.insert(proxy_id.to_string(), cert).map(|c| c.identity);
+        if inner.proxies.contains_key(proxy_id) && before.as_deref() != Some(identity) {
+            self.endpoints_changed(&mut inner);
+        }
+        drop(inner);
         (self.0.on_change)();
     }
 
@@ -410,7 +423,7 @@ impl Fleet {
                     version: e.reg.version.clone(),
                     address: e.reg.inbound_addr.clone(),
                     admin: e.reg.admin_addr.clone(),
-                    cert_expires: inner.certs.get(id).copied(),
+                    cert_expires: inner.certs.get(id).map(|c| c.not_after),
                     synced,
                     applied_version: e.acked.clone(),
                     applied_revision,
@@ -436,6 +449,7 @@ impl Fleet {
                 version: e.reg.version.clone(),
                 addr: e.reg.inbound_addr.clone(),
                 proxy_id: id.clone(),
+                identity: inner.certs.get(id).map(|c| c.identity.clone()),
             });
         }
         // The boot time keeps versions unique across control-plane restarts.

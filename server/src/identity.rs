@@ -40,6 +40,8 @@ pub struct Ca {
     pub issuer_pem: String,
     pub issuer_not_after_ms: i64,
     join_secret: Vec<u8>,
+    /// How long a proxy's certificate lasts ([`CERT_TTL`] unless the operator says).
+    pub cert_ttl: Duration,
 }
 
 /// What a proxy receives: its certificate with the issuer's, the anchor to trust, and when
@@ -92,6 +94,7 @@ impl Ca {
             issuer: Issuer::new(issuer_params, issuer_key),
             issuer_pem,
             join_secret,
+            cert_ttl: CERT_TTL,
         })
     }
 
@@ -112,7 +115,7 @@ impl Ca {
     }
 
     pub fn identity_of(&self, service: &str) -> String {
-        format!("spiffe://{}/svc/{service}", self.trust_domain)
+        trellis_model::config::spiffe_id(&self.trust_domain, service)
     }
 
     /// Signs a proxy's CSR for `service` if `token` is that service's join token. Whatever
@@ -129,17 +132,19 @@ impl Ca {
         let identity = self.identity_of(service);
         let now = OffsetDateTime::now_utc();
         let p = &mut csr.params;
-        p.subject_alt_names = vec![SanType::URI(identity.as_str().try_into()?)];
+        // The DNS name lets callers check who answers with ordinary name verification.
+        let dns = trellis_model::config::identity_dns_name(&identity).ok_or(IdentityError::BadToken(service.into()))?;
+        p.subject_alt_names = vec![SanType::URI(identity.as_str().try_into()?), SanType::DnsName(dns.try_into()?)];
         p.distinguished_name = rcgen::DistinguishedName::new();
         p.distinguished_name.push(DnType::CommonName, service);
         p.is_ca = IsCa::NoCa;
         p.not_before = now - time::Duration::minutes(5);
-        p.not_after = now + CERT_TTL;
+        p.not_after = now + self.cert_ttl;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         p.use_authority_key_identifier_extension = true;
         let cert = csr.signed_by(&self.issuer)?;
-        let not_after_ms = (now + CERT_TTL).unix_timestamp() * 1000;
+        let not_after_ms = (now + self.cert_ttl).unix_timestamp() * 1000;
         Ok(Issued {
             identity,
             chain_pem: format!("{}{}", cert.pem(), self.issuer_pem),
@@ -201,7 +206,11 @@ mod tests {
             .iter()
             .map(|n| n.to_string())
             .collect();
-        assert_eq!(sans, vec!["URI(spiffe://mesh.local/svc/shop)"], "the CSR's own names are ignored");
+        assert_eq!(
+            sans,
+            vec!["URI(spiffe://mesh.local/svc/shop)", "DNSName(shop.svc.mesh.local)"],
+            "the CSR's own names are ignored"
+        );
         let lifetime = cert.validity().not_after.timestamp() - OffsetDateTime::now_utc().unix_timestamp();
         assert!((CERT_TTL.as_secs() as i64 - 60..=CERT_TTL.as_secs() as i64).contains(&lifetime), "{lifetime}");
         // The chain holds: leaf ← issuer ← anchor.

@@ -52,6 +52,14 @@ impl ServeConfig {
 pub struct IdentityConfig {
     pub dir: PathBuf,
     pub trust_domain: String,
+    /// How long proxies' certificates last; they renew at two thirds.
+    pub cert_lifetime: std::time::Duration,
+}
+
+impl IdentityConfig {
+    pub fn new(dir: PathBuf, trust_domain: &str) -> IdentityConfig {
+        IdentityConfig { dir, trust_domain: trust_domain.into(), cert_lifetime: crate::identity::CERT_TTL }
+    }
 }
 
 pub struct Running {
@@ -105,10 +113,12 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let ca = match &config.identity {
-        Some(id) => Some(std::sync::Arc::new(
-            crate::identity::Ca::load_or_create(&id.dir, &id.trust_domain)
-                .map_err(|e| anyhow::anyhow!("the issuing CA in {}: {e}", id.dir.display()))?,
-        )),
+        Some(id) => {
+            let mut ca = crate::identity::Ca::load_or_create(&id.dir, &id.trust_domain)
+                .map_err(|e| anyhow::anyhow!("the issuing CA in {}: {e}", id.dir.display()))?;
+            ca.cert_ttl = id.cert_lifetime;
+            Some(std::sync::Arc::new(ca))
+        }
         None => None,
     };
     let state = AppState::new(store.clone(), shutdown_rx.clone(), &config, ca)

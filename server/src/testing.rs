@@ -102,6 +102,27 @@ fn io(e: std::io::Error) -> git2::Error {
     git2::Error::from_str(&e.to_string())
 }
 
+/// An application answering every request with `body` and `status`, on a free local port.
+pub async fn fixed_app(body: &'static str, status: u16) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a local port");
+    let addr = listener.local_addr().expect("a bound listener has an address");
+    let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let svc = hyper::service::service_fn(move |_req: http::Request<hyper::body::Incoming>| async move {
+                let mut resp =
+                    http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())));
+                *resp.status_mut() = status;
+                Ok::<_, std::convert::Infallible>(resp)
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, svc));
+        }
+    });
+    addr
+}
+
 /// A plain HTTP/1.1 GET naming `host`, for tests that talk to proxies and the API.
 pub async fn http_get(
     addr: std::net::SocketAddr,

@@ -13,7 +13,7 @@ async fn a_proxy_with_its_services_token_is_certified_and_another_service_is_ref
     let repo = PolicyRepo::demo();
     let data = tempfile::tempdir().unwrap();
     let cp = trellis_server::serve::start(ServeConfig {
-        identity: Some(IdentityConfig { dir: data.path().join("identity"), trust_domain: "mesh.test".into() }),
+        identity: Some(IdentityConfig::new(data.path().join("identity"), "mesh.test")),
         ..ServeConfig::local(PolicySource::local(repo.path(), "main"), data.path())
     })
     .await

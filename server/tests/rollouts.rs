@@ -4,10 +4,6 @@
 //! survives a control-plane restart.
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,7 +11,7 @@ use trellis_server::auth::User;
 use trellis_server::gitops::PolicySource;
 use trellis_server::gitops::outcome::RecordTo;
 use trellis_server::serve::{Running, ServeConfig};
-use trellis_server::testing::{INVENTORY_ROLLOUT, PolicyRepo, http_get, http_request};
+use trellis_server::testing::{INVENTORY_ROLLOUT, PolicyRepo, fixed_app, http_get, http_request};
 
 const ANN: &str = "ann-operator-token-0001";
 const VIC: &str = "vic-viewer-token-00001";
@@ -235,12 +231,11 @@ impl Mesh {
     async fn start(cp: &Running, v2_status: u16) -> Mesh {
         let mut proxies = Vec::new();
         for (version, status) in [("v1", 200), ("v2", v2_status)] {
-            let app = version_app(version, status).await;
+            let app = fixed_app(version, status).await;
             let settings = trellis_proxy::Settings::new("inventory", version, app, &cp.url());
             proxies.push(trellis_proxy::start(settings).await.unwrap());
         }
-        let settings =
-            trellis_proxy::Settings::new("storefront", "v1", version_app("storefront", 200).await, &cp.url());
+        let settings = trellis_proxy::Settings::new("storefront", "v1", fixed_app("storefront", 200).await, &cp.url());
         let caller = trellis_proxy::start(settings).await.unwrap();
         let started = Instant::now();
         while caller.shared.config.load().endpoints.get("inventory").is_none_or(|e| e.len() < 2) {
@@ -329,22 +324,4 @@ async fn cli(cp: &Running, args: &[&str], token: &str) -> (i32, String, String) 
 async fn get_json(cp: &Running, path: &str) -> serde_json::Value {
     let (_, body) = http_get(cp.addr, "trellis", path).await.unwrap();
     serde_json::from_str(&body).unwrap()
-}
-
-/// An app that answers every request with its version as the body and the given status.
-async fn version_app(version: &'static str, status: u16) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let svc = hyper::service::service_fn(move |_req: http::Request<Incoming>| async move {
-                let mut resp = http::Response::new(Full::new(Bytes::from_static(version.as_bytes())));
-                *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                Ok::<_, Infallible>(resp)
-            });
-            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
-        }
-    });
-    addr
 }

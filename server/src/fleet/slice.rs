@@ -33,7 +33,13 @@ pub fn slice(
         .filter(|(n, _)| n.as_str() != service && services.contains_key(*n))
         .map(|(n, e)| (n.clone(), e.clone()))
         .collect();
-    ProxyConfig { version: version.to_string(), revision: mesh.revision.clone(), services, endpoints }
+    ProxyConfig {
+        version: version.to_string(),
+        revision: mesh.revision.clone(),
+        mesh: mesh.mesh.clone(),
+        services,
+        endpoints,
+    }
 }
 
 #[cfg(test)]
@@ -71,7 +77,12 @@ mod tests {
             .map(|s| {
                 (
                     s.to_string(),
-                    vec![Endpoint { version: "v1".into(), addr: "1.2.3.4:1".into(), proxy_id: s.to_string() }],
+                    vec![Endpoint {
+                        version: "v1".into(),
+                        addr: "1.2.3.4:1".into(),
+                        proxy_id: s.to_string(),
+                        identity: None,
+                    }],
                 )
             })
             .collect();

@@ -40,7 +40,7 @@ async fn certify(State(state): State<AppState>, body: Bytes) -> Result<axum::Jso
     };
     match ca.certify(&req.service, &req.token, &req.csr) {
         Ok(issued) => {
-            state.fleet.certified(&req.proxy_id, issued.not_after_ms);
+            state.fleet.certified(&req.proxy_id, &issued.identity, issued.not_after_ms);
             tracing::info!(proxy_id = %req.proxy_id, identity = %issued.identity, "certificate issued");
             Ok(axum::Json(issued))
         }

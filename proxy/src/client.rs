@@ -40,7 +40,7 @@ impl Clients {
             b.pool_idle_timeout(Duration::from_secs(30)).pool_max_idle_per_host(128);
             b
         };
-        let connector = |h2| Connector { http: http.clone(), mesh: mesh.clone(), h2 };
+        let connector = |h2| Connector { http: http.clone(), mesh: mesh.clone(), h2, fixed: None };
         Clients { http1: builder().build(connector(false)), http2: builder().http2_only(true).build(connector(true)) }
     }
 
@@ -76,6 +76,8 @@ pub struct Connector {
     mesh: Option<Arc<Shared>>,
     /// ALPN to offer: h2, or http/1.1.
     h2: bool,
+    /// The service every address must prove to be, instead of the config's endpoint identities.
+    fixed: Option<&'static str>,
 }
 
 impl tower_service::Service<http::Uri> for Connector {
@@ -89,8 +91,12 @@ impl tower_service::Service<http::Uri> for Connector {
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let tls = self.mesh.as_ref().and_then(|shared| {
-            let identity = shared.config.load().identity_at(uri.authority()?.as_str())?.to_string();
-            Some((shared.tls.load_full()?, identity))
+            let tls = shared.tls.load_full()?;
+            let identity = match self.fixed {
+                Some(service) => trellis_model::config::spiffe_id(&tls.domain, service),
+                None => shared.config.load().identity_at(uri.authority()?.as_str())?.to_string(),
+            };
+            Some((tls, identity))
         });
         let (connecting, h2) = (self.http.call(uri), self.h2);
         Box::pin(async move {
@@ -103,6 +109,51 @@ impl tower_service::Service<http::Uri> for Connector {
                 .await
                 .map_err(|e| format!("mTLS to {identity}: {e}"))?;
             Ok(TokioIo::new(Stream::Tls(Box::new(stream))))
+        })
+    }
+}
+
+/// Requests to the control plane: plaintext to `TRELLIS_CONTROL_PLANE_URL` while the proxy has
+/// no identity, then mTLS to the fleet port it learned with its certificate, checking the
+/// server is the control plane of its trust domain. HTTP/2: the config stream, ACKs and
+/// telemetry share one connection.
+pub struct ControlPlane {
+    shared: Arc<Shared>,
+    plain: Client<HttpConnector, http_body_util::Full<Bytes>>,
+    mtls: Client<Connector, http_body_util::Full<Bytes>>,
+}
+
+/// What the control plane calls itself in its trust domain.
+const CONTROL_PLANE: &str = "trellis";
+
+impl ControlPlane {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        let plain = Client::builder(TokioExecutor::new()).http2_only(true).build(http.clone());
+        let connector = Connector { http, mesh: Some(shared.clone()), h2: true, fixed: Some(CONTROL_PLANE) };
+        ControlPlane { mtls: Client::builder(TokioExecutor::new()).http2_only(true).build(connector), plain, shared }
+    }
+
+    /// POSTs JSON to `path` over whichever way the proxy may take now.
+    pub async fn post(&self, path: &str, body: Vec<u8>) -> Result<http::Response<hyper::body::Incoming>, String> {
+        let settings = &self.shared.settings;
+        let port = self.shared.identity.load().as_ref().and_then(|c| c.fleet_port);
+        let (mtls, base) = match (port, self.shared.tls.load().is_some()) {
+            // Scheme http: TLS is the connector's business, not the URI's.
+            (Some(port), true) => (true, format!("http://{}:{port}", settings.control_plane_host())),
+            _ => (false, settings.control_plane_url.clone()),
+        };
+        let req = http::Request::post(format!("{base}{path}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .map_err(|e| format!("{base}{path}: {e}"))?;
+        let sent = if mtls { self.mtls.request(req).await } else { self.plain.request(req).await };
+        // The legacy client's error hides its cause in `source`; say it.
+        sent.map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
         })
     }
 }

@@ -3,10 +3,8 @@
 //! the proxy keeps serving its last applied config.
 
 use crate::Shared;
-use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -20,12 +18,12 @@ const MAX_MESSAGE: usize = 16 << 20;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-type CpClient = Client<HttpConnector, Full<Bytes>>;
+type CpClient = crate::client::ControlPlane;
 
 #[derive(Debug, thiserror::Error)]
 enum StreamError {
     #[error("cannot reach the control plane: {0}")]
-    Connect(#[from] hyper_util::client::legacy::Error),
+    Connect(String),
     #[error("control plane answered {0}")]
     Status(http::StatusCode),
     #[error("stream broke: {0}")]
@@ -34,15 +32,14 @@ enum StreamError {
     Idle,
     #[error("message larger than {MAX_MESSAGE} bytes")]
     TooLarge,
-    #[error("bad request: {0}")]
-    Request(#[from] http::Error),
 }
 
 pub async fn follow(shared: Arc<Shared>, registration: Registration, mut shutdown: watch::Receiver<bool>) {
-    // HTTP/2 (h2c): the config stream and every ACK share one connection, so a control plane
-    // holds one connection per proxy however chatty the fleet gets.
-    let client: CpClient = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+    let client = CpClient::new(shared.clone());
     let mut backoff = BACKOFF_MIN;
+    if !shared.wait_for_identity(&mut shutdown).await {
+        return;
+    }
     loop {
         let result = tokio::select! {
             r = stream_once(&client, &shared, &registration, &mut backoff) => r,
@@ -68,12 +65,8 @@ async fn stream_once(
     registration: &Registration,
     backoff: &mut Duration,
 ) -> Result<(), StreamError> {
-    let base = &shared.settings.control_plane_url;
     let body = serde_json::to_vec(registration).unwrap_or_default();
-    let req = http::Request::post(format!("{base}/fleet/v1/stream"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))?;
-    let resp = client.request(req).await?;
+    let resp = client.post("/fleet/v1/stream", body).await.map_err(StreamError::Connect)?;
     if !resp.status().is_success() {
         return Err(StreamError::Status(resp.status()));
     }
@@ -123,7 +116,7 @@ async fn handle_line(client: &CpClient, shared: &Shared, line: &[u8]) {
         }
     };
     let ack = Ack { proxy_id: shared.settings.proxy_id.clone(), version, error };
-    if let Err(e) = send_ack(client, &shared.settings.control_plane_url, &ack).await {
+    if let Err(e) = send_ack(client, &ack).await {
         tracing::warn!(error = %e, "could not acknowledge config");
     }
 }
@@ -143,12 +136,9 @@ pub fn check(config: &ProxyConfig) -> Result<(), String> {
     Ok(())
 }
 
-async fn send_ack(client: &CpClient, base: &str, ack: &Ack) -> Result<(), StreamError> {
+async fn send_ack(client: &CpClient, ack: &Ack) -> Result<(), StreamError> {
     let body = serde_json::to_vec(ack).unwrap_or_default();
-    let req = http::Request::post(format!("{base}/fleet/v1/ack"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))?;
-    let resp = client.request(req).await?;
+    let resp = client.post("/fleet/v1/ack", body).await.map_err(StreamError::Connect)?;
     if !resp.status().is_success() {
         return Err(StreamError::Status(resp.status()));
     }

@@ -65,6 +65,12 @@ impl std::fmt::Debug for Secret {
 pub struct SettingsError(pub Vec<String>);
 
 impl Settings {
+    /// The control plane's host, as `TRELLIS_CONTROL_PLANE_URL` names it.
+    pub fn control_plane_host(&self) -> String {
+        let uri: Option<http::Uri> = self.control_plane_url.parse().ok();
+        uri.and_then(|u| u.host().map(str::to_string)).unwrap_or_else(|| "127.0.0.1".into())
+    }
+
     /// Settings with defaults for everything but identity and the control plane; ports are 0
     /// (any free port), which suits tests that start many proxies.
     pub fn new(service: &str, version: &str, app_addr: SocketAddr, control_plane_url: &str) -> Self {

@@ -22,6 +22,9 @@ pub struct Certified {
     pub chain_pem: String,
     pub anchor_pem: String,
     pub not_after_ms: i64,
+    /// The control plane's mTLS port for certified proxies.
+    #[serde(default)]
+    pub fleet_port: Option<u16>,
     #[serde(skip)]
     pub key_pem: String,
 }

@@ -115,6 +115,18 @@ impl Shared {
         semaphore.try_acquire_owned().ok()
     }
 
+    /// Waits until the proxy holds its certificate, when it is meant to have one (a join
+    /// token): the control plane then knows it by it. False when shutdown came first.
+    pub async fn wait_for_identity(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        while self.settings.join_token.is_some() && self.tls.load().is_none() {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+                _ = shutdown.changed() => return false,
+            }
+        }
+        true
+    }
+
     /// Runs `f` on the service's budget, recreating it when the policy changed it.
     pub fn with_budget<T>(
         &self,

@@ -3,10 +3,6 @@
 //! Every report, empty or not, is also the proxy's heartbeat.
 
 use crate::Shared;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +14,10 @@ const EVERY: Duration = Duration::from_secs(2);
 type Key = (Direction, String, String, String);
 
 pub async fn push(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
-    let url = format!("{}/fleet/v1/telemetry", shared.settings.control_plane_url);
+    let client = crate::client::ControlPlane::new(shared.clone());
+    if !shared.wait_for_identity(&mut shutdown).await {
+        return;
+    }
     let mut accepted: HashMap<Key, (u64, u64, [u64; BUCKETS])> = HashMap::new();
     let mut seq = 0;
     loop {
@@ -33,11 +31,7 @@ pub async fn push(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         seq += 1;
         let report = Report { proxy_id: shared.settings.proxy_id.clone(), seq, series };
         let body = serde_json::to_vec(&report).unwrap_or_default();
-        let req = http::Request::post(&url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body.into()));
-        let Ok(req) = req else { continue };
-        match client.request(req).await {
+        match client.post("/fleet/v1/telemetry", body).await {
             Ok(resp) if resp.status().is_success() => {
                 for s in now {
                     accepted.insert((s.direction, s.service, s.version, s.route), (s.requests, s.failures, s.buckets));

@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// How long proxies' certificates last (they renew at two thirds), e.g. 24h or 90m.
     #[arg(long, env = "TRELLIS_CERT_LIFETIME", default_value = "24h", value_parser = lifetime)]
     pub cert_lifetime: std::time::Duration,
+    /// Where certified proxies reach the control plane over mTLS (proxies learn the port with
+    /// their certificate and dial the host of TRELLIS_CONTROL_PLANE_URL).
+    #[arg(long, env = "TRELLIS_FLEET_LISTEN", default_value = "127.0.0.1:8443")]
+    pub fleet_listen: SocketAddr,
 }
 
 fn lifetime(text: &str) -> Result<std::time::Duration, String> {
@@ -153,6 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 spool_dir: args.data_dir.join("audit-spool"),
                 identity: Some(crate::serve::IdentityConfig {
                     cert_lifetime: args.cert_lifetime,
+                    fleet_listen: args.fleet_listen,
                     ..crate::serve::IdentityConfig::new(args.data_dir.join("identity"), &args.trust_domain)
                 }),
             })

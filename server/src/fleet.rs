@@ -6,6 +6,7 @@
 
 pub mod slice;
 pub mod stream;
+pub mod tls;
 
 use crate::audit::Audit;
 use bytes::Bytes;
@@ -393,6 +394,11 @@ impl Fleet {
         }
         drop(inner);
         (self.0.on_change)();
+    }
+
+    /// The service a registered proxy serves.
+    pub fn service_of(&self, proxy_id: &str) -> Option<String> {
+        self.lock().proxies.get(proxy_id).map(|e| e.reg.service.clone())
     }
 
     /// The service a registered proxy serves, recording that it was heard from.

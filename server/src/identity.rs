@@ -32,6 +32,16 @@ pub enum IdentityError {
     BadCsr(String),
 }
 
+/// The SPIFFE ID a DER certificate names in its URI SAN.
+pub fn spiffe_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        x509_parser::extensions::GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(uri.to_string()),
+        _ => None,
+    })
+}
+
 pub struct Ca {
     pub trust_domain: String,
     pub anchor_pem: String,
@@ -52,6 +62,9 @@ pub struct Issued {
     pub chain_pem: String,
     pub anchor_pem: String,
     pub not_after_ms: i64,
+    /// Where the control plane takes certified proxies (mTLS), on its own host.
+    #[serde(default)]
+    pub fleet_port: Option<u16>,
 }
 
 impl Ca {
@@ -150,6 +163,7 @@ impl Ca {
             chain_pem: format!("{}{}", cert.pem(), self.issuer_pem),
             anchor_pem: self.anchor_pem.clone(),
             not_after_ms,
+            fleet_port: None,
         })
     }
 }

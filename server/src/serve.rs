@@ -54,16 +54,26 @@ pub struct IdentityConfig {
     pub trust_domain: String,
     /// How long proxies' certificates last; they renew at two thirds.
     pub cert_lifetime: std::time::Duration,
+    /// Where certified proxies reach the control plane over mTLS.
+    pub fleet_listen: SocketAddr,
 }
 
 impl IdentityConfig {
+    /// Day-long certificates, the fleet's mTLS port on any free local port.
     pub fn new(dir: PathBuf, trust_domain: &str) -> IdentityConfig {
-        IdentityConfig { dir, trust_domain: trust_domain.into(), cert_lifetime: crate::identity::CERT_TTL }
+        IdentityConfig {
+            dir,
+            trust_domain: trust_domain.into(),
+            cert_lifetime: crate::identity::CERT_TTL,
+            fleet_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
     }
 }
 
 pub struct Running {
     pub addr: SocketAddr,
+    /// The fleet's mTLS listener, when identities are on.
+    pub fleet_addr: Option<SocketAddr>,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -112,16 +122,19 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     let listener = listen(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let ca = match &config.identity {
+    let (ca, fleet_listener) = match &config.identity {
         Some(id) => {
             let mut ca = crate::identity::Ca::load_or_create(&id.dir, &id.trust_domain)
                 .map_err(|e| anyhow::anyhow!("the issuing CA in {}: {e}", id.dir.display()))?;
             ca.cert_ttl = id.cert_lifetime;
-            Some(std::sync::Arc::new(ca))
+            let fleet = listen(id.fleet_listen)
+                .map_err(|e| anyhow::anyhow!("cannot listen for the fleet on {}: {e}", id.fleet_listen))?;
+            (Some(std::sync::Arc::new(ca)), Some(fleet))
         }
-        None => None,
+        None => (None, None),
     };
-    let state = AppState::new(store.clone(), shutdown_rx.clone(), &config, ca)
+    let fleet_addr = fleet_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let state = AppState::new(store.clone(), shutdown_rx.clone(), &config, ca.clone(), fleet_addr.map(|a| a.port()))
         .map_err(|e| anyhow::anyhow!("cannot open the audit spool in {}: {e}", config.spool_dir.display()))?;
     // Proxies heard from in the last ten minutes are the fleet a restart must wait for.
     let known = store.recent_members(crate::now_ms() - 600_000).await.unwrap_or_default();
@@ -167,6 +180,14 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
             }
         }
     }));
+    if let (Some(ca), Some(listener)) = (ca, fleet_listener) {
+        let tls = crate::fleet::tls::server_config(ca.clone()).map_err(|e| anyhow::anyhow!("the fleet's TLS: {e}"))?;
+        let fleet_app = crate::fleet::stream::router()
+            .with_state(state.clone())
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
+        let serving = crate::fleet::tls::serve(listener, tls, ca.trust_domain.clone(), fleet_app, shutdown_rx.clone());
+        tasks.push(tokio::spawn(serving.instrument(tracing::info_span!("fleet-tls"))));
+    }
     let mut serve_stop = shutdown_rx;
     tasks.push(tokio::spawn(async move {
         // Connection info gives login rate limiting the client's address.
@@ -179,5 +200,5 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         }
     }));
     tracing::info!(%addr, "control plane listening");
-    Ok(Running { addr, state, shutdown, tasks })
+    Ok(Running { addr, fleet_addr, state, shutdown, tasks })
 }

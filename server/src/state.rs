@@ -37,6 +37,8 @@ pub struct Inner {
     pub git: Mutex<GitHealth>,
     /// The issuing CA, when identities are on.
     pub ca: Option<Arc<crate::identity::Ca>>,
+    /// The fleet's mTLS port, told to proxies with their certificate.
+    pub fleet_port: Option<u16>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -66,6 +68,7 @@ impl AppState {
         shutdown: watch::Receiver<bool>,
         config: &crate::serve::ServeConfig,
         ca: Option<Arc<crate::identity::Ca>>,
+        fleet_port: Option<u16>,
     ) -> std::io::Result<Self> {
         let (changes, _) = watch::channel(0);
         let changes_for_fleet = changes.clone();
@@ -89,6 +92,7 @@ impl AppState {
             record_to: config.record_to,
             git: Mutex::new(GitHealth::default()),
             ca,
+            fleet_port,
         })))
     }
 

@@ -5,7 +5,7 @@
 //! under load fails no request.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -74,6 +74,41 @@ async fn proxies_speak_mtls_and_the_inbound_side_admits_by_identity_and_policy()
     assert!(expired.get(inventory.inbound, "inventory", anchor, "/stock").await.is_err());
     let failures = counter(&inventory, "trellis_proxy_inbound_tls_failures_total{reason=\"handshake\"}").await;
     assert!(failures >= 2, "{failures}");
+
+    // The control plane: a proxy certified as catalog cannot fetch inventory's config, and
+    // nobody joins without a certificate.
+    let fleet = cp.fleet_addr.unwrap();
+    let registration = serde_json::json!({
+        "proxy_id": "rogue", "service": "inventory", "version": "v1",
+        "inbound_addr": "127.0.0.1:1", "admin_addr": "127.0.0.1:2", "proxy_version": "0"
+    })
+    .to_string()
+    .leak();
+    let (status, _, body) =
+        catalog.request(fleet, "trellis", anchor, "POST", "/fleet/v1/stream", registration).await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("certified as catalog may not speak for inventory"), "{body}");
+    let (status, body) = http_request(
+        http::Method::POST,
+        cp.addr,
+        "/fleet/v1/stream",
+        &[("content-type", "application/json")],
+        Bytes::from_static(registration.as_bytes()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("TRELLIS_JOIN_TOKEN"), "{body}");
+    let started = Instant::now();
+    loop {
+        let (_, audit) = http_get(cp.addr, "trellis", "/api/v1/audit?kind=identity.denied").await.unwrap();
+        if audit.contains("certified as catalog, tried to speak for inventory") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the refusal is audited: {audit}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cp.state.fleet.proxies().len(), 2, "the rogue never joined");
 
     // Permissive, and every caller allowed: plaintext gets through, and is counted.
     repo.commit(
@@ -222,6 +257,19 @@ impl Client {
         anchor_pem: &str,
         path: &str,
     ) -> Result<(u16, Option<String>), String> {
+        let (status, headers, _) = self.request(addr, service, anchor_pem, "GET", path, "").await?;
+        Ok((status, headers.get("x-trellis-denied-by").map(|v| v.to_str().unwrap().to_string())))
+    }
+
+    async fn request(
+        &self,
+        addr: SocketAddr,
+        service: &str,
+        anchor_pem: &str,
+        method: &str,
+        path: &str,
+        body: &'static str,
+    ) -> Result<(u16, http::HeaderMap, String), String> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_slice(anchor_pem.as_bytes()).unwrap()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -240,13 +288,17 @@ impl Client {
         let (mut send, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        let req = http::Request::get(path).header("host", service).body(Empty::<Bytes>::new()).unwrap();
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", service)
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
         // TLS 1.3 sends the server's verdict on the client certificate after the handshake
         // "completes" on the client side: a refused certificate surfaces here.
         let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let denied_by = resp.headers().get("x-trellis-denied-by").map(|v| v.to_str().unwrap().to_string());
-        resp.into_body().collect().await.map_err(|e| e.to_string())?;
-        Ok((status, denied_by))
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&body).into_owned()))
     }
 }

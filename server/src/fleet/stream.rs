@@ -1,9 +1,13 @@
 //! The proxy side of the control plane: `POST /fleet/v1/stream` (register and receive config
-//! as newline-delimited JSON) and `POST /fleet/v1/ack`.
+//! as newline-delimited JSON), `/fleet/v1/ack`, `/fleet/v1/telemetry`, and `/fleet/v1/certify`
+//! (a join token and a CSR for a certificate). With identities on, all but `certify` answer
+//! only proxies on the fleet's mTLS listener, each for its own service.
 
+use super::tls::FleetPeer;
 use super::{Fleet, ping_line};
 use crate::api::ApiError;
 use crate::state::AppState;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -42,7 +46,7 @@ async fn certify(State(state): State<AppState>, body: Bytes) -> Result<axum::Jso
         Ok(issued) => {
             state.fleet.certified(&req.proxy_id, &issued.identity, issued.not_after_ms);
             tracing::info!(proxy_id = %req.proxy_id, identity = %issued.identity, "certificate issued");
-            Ok(axum::Json(issued))
+            Ok(axum::Json(crate::identity::Issued { fleet_port: state.fleet_port, ..issued }))
         }
         Err(e @ crate::identity::IdentityError::BadToken(_)) => {
             let summary = format!("certificate for proxy {} refused: {e}", req.proxy_id);
@@ -58,10 +62,36 @@ async fn certify(State(state): State<AppState>, body: Bytes) -> Result<axum::Jso
     }
 }
 
-async fn open_stream(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+/// With identities on, only a proxy whose certificate names `service` may speak for it: it
+/// registers, acknowledges and reports as its own service, or not at all.
+fn authorize(state: &AppState, peer: Option<&FleetPeer>, service: &str, proxy_id: &str) -> Result<(), ApiError> {
+    if state.ca.is_none() {
+        return Ok(());
+    }
+    match peer {
+        Some(FleetPeer(certified)) if certified == service => Ok(()),
+        Some(FleetPeer(certified)) => {
+            let summary = format!("proxy {proxy_id}, certified as {certified}, tried to speak for {service}");
+            let detail = serde_json::json!({ "proxy_id": proxy_id, "certified": certified, "claimed": service });
+            state.audit.system("identity.denied", Some(service), summary, detail);
+            Err(ApiError::Forbidden(format!("a proxy certified as {certified} may not speak for {service}")))
+        }
+        None => Err(ApiError::Unauthorized(format!(
+            "this control plane knows proxies by their certificates: start {proxy_id} with TRELLIS_JOIN_TOKEN \
+             (trellis join-token {service}); it then talks to the fleet's mTLS port"
+        ))),
+    }
+}
+
+async fn open_stream(
+    State(state): State<AppState>,
+    peer: Option<Extension<FleetPeer>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let reg: Registration =
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid registration", e.to_string()))?;
     check_registration(&reg)?;
+    authorize(&state, peer.as_deref(), &reg.service, &reg.proxy_id)?;
     tracing::info!(proxy_id = %reg.proxy_id, service = %reg.service, version = %reg.version, "proxy connected");
     let service = reg.service.clone();
     let guard = state.fleet.connected(reg);
@@ -122,8 +152,15 @@ fn check_registration(reg: &Registration) -> Result<(), ApiError> {
     if problems.is_empty() { Ok(()) } else { Err(ApiError::invalid("invalid registration", problems.join("; "))) }
 }
 
-async fn ack(State(state): State<AppState>, body: Bytes) -> Result<http::StatusCode, ApiError> {
+async fn ack(
+    State(state): State<AppState>,
+    peer: Option<Extension<FleetPeer>>,
+    body: Bytes,
+) -> Result<http::StatusCode, ApiError> {
     let ack: Ack = serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid ack", e.to_string()))?;
+    if let Some(service) = state.fleet.service_of(&ack.proxy_id) {
+        authorize(&state, peer.as_deref(), &service, &ack.proxy_id)?;
+    }
     state.fleet.ack(&ack).map_err(|e| match e {
         super::FleetError::UnknownProxy(_) => ApiError::NotFound(e.to_string()),
         super::FleetError::InvalidAck(_) => ApiError::invalid("invalid ack", e.to_string()),
@@ -133,7 +170,11 @@ async fn ack(State(state): State<AppState>, body: Bytes) -> Result<http::StatusC
 
 /// A proxy's counts since its last accepted report. Refusals are counted by reason and never
 /// touch the aggregates.
-async fn telemetry(State(state): State<AppState>, body: Bytes) -> Result<http::StatusCode, ApiError> {
+async fn telemetry(
+    State(state): State<AppState>,
+    peer: Option<Extension<FleetPeer>>,
+    body: Bytes,
+) -> Result<http::StatusCode, ApiError> {
     use crate::telemetry::Rejection;
     let report: trellis_model::telemetry::Report = serde_json::from_slice(&body).map_err(|e| {
         state.telemetry.reject(Rejection::Unreadable);
@@ -142,6 +183,9 @@ async fn telemetry(State(state): State<AppState>, body: Bytes) -> Result<http::S
     if let Err(why) = report.check() {
         state.telemetry.reject(Rejection::Invalid);
         return Err(ApiError::invalid("invalid telemetry report", why));
+    }
+    if let Some(service) = state.fleet.service_of(&report.proxy_id) {
+        authorize(&state, peer.as_deref(), &service, &report.proxy_id)?;
     }
     let Some(service) = state.fleet.heartbeat(&report.proxy_id) else {
         state.telemetry.reject(Rejection::UnknownProxy);

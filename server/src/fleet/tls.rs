@@ -1,0 +1,144 @@
+//! The fleet's mTLS listener. A proxy, once certified, talks to the control plane here; each
+//! request carries the service its client certificate names ([`FleetPeer`]), so a proxy can
+//! register, acknowledge and report only as its own service. The control plane's own
+//! certificate (`trellis.svc.<domain>`) is issued by its CA and renewed before it expires.
+
+use crate::identity::Ca;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The service a connected proxy's certificate names.
+#[derive(Clone, Debug)]
+pub struct FleetPeer(pub String);
+
+/// The control plane's name in its own trust domain.
+pub const CONTROL_PLANE: &str = "trellis";
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS 1.3, client certificates from the trust anchor required.
+pub fn server_config(ca: Arc<Ca>) -> Result<Arc<rustls::ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let anchor = CertificateDer::from_pem_slice(ca.anchor_pem.as_bytes()).map_err(|e| e.to_string())?;
+    roots.add(anchor).map_err(|e| e.to_string())?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let own = OwnCert { ca, provider: provider.clone(), current: Mutex::new(None) };
+    own.renewed().ok_or("cannot issue the control plane's certificate")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(own));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves `app` to proxies that complete an mTLS handshake, until shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    domain: String,
+    app: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "fleet accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let (acceptor, app, domain) = (acceptor.clone(), app.clone(), domain.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return tracing::info!(%peer, error = %e, "fleet mTLS handshake refused"),
+                Err(_) => return,
+            };
+            let certs = tls.get_ref().1.peer_certificates();
+            let identity = certs.and_then(|c| c.first()).and_then(|c| crate::identity::spiffe_of(c));
+            let Some(service) = identity.as_deref().and_then(|id| trellis_model::config::identity_service(id, &domain))
+            else {
+                return tracing::info!(%peer, ?identity, "fleet peer names no service of this trust domain");
+            };
+            let app = app.layer(axum::Extension(FleetPeer(service.to_string())));
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await
+            {
+                tracing::debug!(%peer, error = %e, "fleet connection ended with an error");
+            }
+        });
+    }
+}
+
+/// The control plane's certificate, issued again once a third of its lifetime is left.
+struct OwnCert {
+    ca: Arc<Ca>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    current: Mutex<Option<(Arc<CertifiedKey>, i64, i64)>>,
+}
+
+impl OwnCert {
+    fn renewed(&self) -> Option<Arc<CertifiedKey>> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let now = crate::now_ms();
+        if let Some((key, issued, expires)) = &*current
+            && now < expires - (expires - issued) / 3
+        {
+            return Some(key.clone());
+        }
+        match self.issue() {
+            Ok((key, expires)) => {
+                *current = Some((key.clone(), now, expires));
+                Some(key)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot renew the control plane's fleet certificate");
+                current.as_ref().map(|(k, ..)| k.clone())
+            }
+        }
+    }
+
+    fn issue(&self) -> Result<(Arc<CertifiedKey>, i64), String> {
+        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .and_then(|p| p.serialize_request(&key))
+            .and_then(|r| r.pem())
+            .map_err(|e| e.to_string())?;
+        let issued =
+            self.ca.certify(CONTROL_PLANE, &self.ca.join_token(CONTROL_PLANE), &csr).map_err(|e| e.to_string())?;
+        let chain = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let der = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).map_err(|e| e.to_string())?;
+        let signing = self.provider.key_provider.load_private_key(der).map_err(|e| e.to_string())?;
+        Ok((Arc::new(CertifiedKey::new(chain, signing)), issued.not_after_ms))
+    }
+}
+
+impl std::fmt::Debug for OwnCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OwnCert")
+    }
+}
+
+impl rustls::server::ResolvesServerCert for OwnCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.renewed()
+    }
+}

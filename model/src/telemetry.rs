@@ -30,6 +30,18 @@ pub struct Report {
     /// Increases with every report; a repeated or older one is ignored, not double-counted.
     pub seq: u64,
     pub series: Vec<Series>,
+    /// Requests this proxy's inbound side denied, by verified caller and what denied them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<Denial>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    /// The caller's service, or `plaintext` / `unknown` when it proved none.
+    pub caller: String,
+    /// `AccessPolicy/<name>`, `Mesh/mtls=strict`, ...
+    pub by: String,
+    pub requests: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,6 +65,17 @@ impl Report {
     pub fn check(&self) -> Result<(), String> {
         if self.series.len() > MAX_SERIES {
             return Err(format!("{} series; at most {MAX_SERIES}", self.series.len()));
+        }
+        if self.denied.len() > MAX_SERIES {
+            return Err(format!("{} denials; at most {MAX_SERIES}", self.denied.len()));
+        }
+        for d in &self.denied {
+            if d.caller.is_empty() || d.caller.len() > 253 || d.by.is_empty() || d.by.len() > 1024 {
+                return Err(format!("denial {:?} by {:?}: caller 1 to 253 characters, by 1 to 1024", d.caller, d.by));
+            }
+            if d.requests == 0 || d.requests > MAX_REQUESTS {
+                return Err(format!("denial of {} by {}: {} requests is impossible", d.caller, d.by, d.requests));
+            }
         }
         for s in &self.series {
             let name = format!("{:?} {}/{}", s.direction, s.service, s.version);
@@ -118,7 +141,7 @@ mod tests {
             failures,
             buckets,
         };
-        Report { proxy_id: "p".into(), seq: 1, series: vec![s] }
+        Report { proxy_id: "p".into(), seq: 1, series: vec![s], denied: Vec::new() }
     }
 
     #[test]

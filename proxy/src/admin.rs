@@ -20,7 +20,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
             (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "waiting for configuration\n".into())
         }
         // A proxy meant to have an identity is not ready without it: strict peers refuse it.
-        "/ready" if shared.settings.join_token.is_some() && shared.tls.load().is_none() => {
+        "/ready" if shared.settings.has_identity() && shared.tls.load().is_none() => {
             (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "waiting for a certificate from the control plane\n".into())
         }
         "/ready" => (StatusCode::OK, "text/plain", "ready\n".to_string()),

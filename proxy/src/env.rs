@@ -19,6 +19,7 @@ pub const ENV_ACCESS_LOG: &str = "TRELLIS_ACCESS_LOG";
 pub const ENV_CONFIG_FILE: &str = "TRELLIS_CONFIG_FILE";
 pub const ENV_WORKER_THREADS: &str = "TRELLIS_WORKER_THREADS";
 pub const ENV_JOIN_TOKEN: &str = "TRELLIS_JOIN_TOKEN";
+pub const ENV_IDENTITY_DIR: &str = "TRELLIS_IDENTITY_DIR";
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -48,6 +49,9 @@ pub struct Settings {
     /// Proves this proxy's service to the control plane once, for its certificate
     /// (`trellis join-token SERVICE`); without it the proxy runs without an identity.
     pub join_token: Option<Secret>,
+    /// Instead of a join token: a directory holding `cert.pem` (leaf then issuer), `key.pem`
+    /// and `anchor.pem`, as `trellis identity issue` writes them (standalone meshes, benches).
+    pub identity_dir: Option<std::path::PathBuf>,
 }
 
 /// A value that must not reach logs: its Debug output is redacted.
@@ -65,6 +69,11 @@ impl std::fmt::Debug for Secret {
 pub struct SettingsError(pub Vec<String>);
 
 impl Settings {
+    /// Whether this proxy is meant to have an identity: then it speaks and demands mTLS.
+    pub fn has_identity(&self) -> bool {
+        self.join_token.is_some() || self.identity_dir.is_some()
+    }
+
     /// The control plane's host, as `TRELLIS_CONTROL_PLANE_URL` names it.
     pub fn control_plane_host(&self) -> String {
         let uri: Option<http::Uri> = self.control_plane_url.parse().ok();
@@ -89,6 +98,7 @@ impl Settings {
             max_concurrent_requests: 10_000,
             access_log: false,
             join_token: None,
+            identity_dir: None,
             config_file: None,
             worker_threads: 1,
         }
@@ -183,6 +193,7 @@ impl Settings {
             config_file,
             worker_threads,
             join_token: get(ENV_JOIN_TOKEN).filter(|t| !t.trim().is_empty()).map(|t| Secret(t.trim().to_string())),
+            identity_dir: get(ENV_IDENTITY_DIR).filter(|v| !v.is_empty()).map(std::path::PathBuf::from),
         })
     }
 

@@ -92,3 +92,25 @@ async fn certify(
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
+
+/// Reads a certificate an operator issued (`trellis identity issue SERVICE --out DIR`).
+pub fn load(dir: &std::path::Path) -> Result<Certified, String> {
+    let read =
+        |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()));
+    let chain_pem = read("cert.pem")?;
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let leaf = CertificateDer::from_pem_slice(chain_pem.as_bytes())
+        .map_err(|e| format!("{}: {e}", dir.join("cert.pem").display()))?;
+    let certs = [leaf];
+    let identity = crate::tls::peer_identity(Some(&certs[..])).ok_or("cert.pem names no spiffe:// identity")?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&certs[0]).map_err(|e| e.to_string())?;
+    let not_after_ms = leaf.validity().not_after.timestamp() * 1000;
+    Ok(Certified {
+        identity,
+        chain_pem,
+        anchor_pem: read("anchor.pem")?,
+        not_after_ms,
+        fleet_port: None,
+        key_pem: read("key.pem")?,
+    })
+}

@@ -114,14 +114,12 @@ impl Inbound {
                     .map_or(Caller::Unknown, |s| Caller::Verified(s.to_string()))
             }
         };
-        let enforcing = self.shared.settings.join_token.is_some();
+        let enforcing = self.shared.settings.has_identity();
         let path = req.uri().path();
         match crate::access::decide(&config.mesh, &service.access, enforcing, &caller, req.method().as_str(), path) {
             Decision::Allow => Ok(()),
             Decision::Deny { by, why } => {
-                self.shared
-                    .metrics
-                    .inc("trellis_proxy_access_denied_total", &[("caller", caller.label()), ("by", &by)]);
+                self.shared.metrics.denied(caller.label(), &by);
                 Err(ProxyError::AccessDenied { by, why })
             }
         }

@@ -118,7 +118,7 @@ impl Shared {
     /// Waits until the proxy holds its certificate, when it is meant to have one (a join
     /// token): the control plane then knows it by it. False when shutdown came first.
     pub async fn wait_for_identity(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
-        while self.settings.join_token.is_some() && self.tls.load().is_none() {
+        while self.settings.has_identity() && self.tls.load().is_none() {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
                 _ = shutdown.changed() => return false,
@@ -220,6 +220,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         admin_addr: settings.advertise(admin).to_string(),
         proxy_version: env!("CARGO_PKG_VERSION").to_string(),
     };
+    if let Some(dir) = &settings.identity_dir {
+        let cert = identity::load(dir).map_err(|e| anyhow::anyhow!("{}: {e}", env::ENV_IDENTITY_DIR))?;
+        let tls = tls::Tls::new(&cert).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        tracing::info!(identity = %cert.identity, "identity from files");
+        shared.metrics.set_identity_expiry(cert.not_after_ms / 1000);
+        shared.tls.store(Some(Arc::new(tls)));
+        shared.identity.store(Some(Arc::new(cert)));
+    }
     match &settings.config_file {
         Some(path) => {
             let applied = load_static(path)?;

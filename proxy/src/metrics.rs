@@ -49,6 +49,8 @@ pub struct Metrics {
     // buffer, so counting allocates only the first time a label set is seen.
     counters: Mutex<HashMap<&'static str, HashMap<String, u64>>>,
     series: Mutex<HashMap<String, Series>>,
+    /// Denied inbound requests by (caller, what denied them): for telemetry and the topology.
+    denials: Mutex<HashMap<(String, String), u64>>,
     /// Unix seconds; 0 without a certificate.
     identity_expiry: std::sync::atomic::AtomicI64,
 }
@@ -101,6 +103,17 @@ impl Metrics {
                 }
             }
         });
+    }
+
+    /// A request the inbound side denied: counted for `/metrics` and for telemetry.
+    pub fn denied(&self, caller: &str, by: &str) {
+        self.inc("trellis_proxy_access_denied_total", &[("caller", caller), ("by", by)]);
+        *lock(&self.denials).entry((caller.to_string(), by.to_string())).or_default() += 1;
+    }
+
+    /// Totals of denied requests by (caller, what denied them).
+    pub fn denials(&self) -> Vec<((String, String), u64)> {
+        lock(&self.denials).iter().map(|(k, n)| (k.clone(), *n)).collect()
     }
 
     /// The effective request: counted and timed once. `status` is a class (`2xx`) or the

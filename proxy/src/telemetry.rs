@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use trellis_model::telemetry::{BUCKETS, Direction, Report, Series};
+use trellis_model::telemetry::{BUCKETS, Denial, Direction, Report, Series};
 
 const EVERY: Duration = Duration::from_secs(2);
 
@@ -19,6 +19,7 @@ pub async fn push(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         return;
     }
     let mut accepted: HashMap<Key, (u64, u64, [u64; BUCKETS])> = HashMap::new();
+    let mut accepted_denials: HashMap<(String, String), u64> = HashMap::new();
     let mut seq = 0;
     loop {
         tokio::select! {
@@ -28,14 +29,24 @@ pub async fn push(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         let now = shared.metrics.series();
         // Sent even when empty: a report is also the proxy's heartbeat.
         let series = deltas(&now, &accepted);
+        let denials = shared.metrics.denials();
+        let denied = denials
+            .iter()
+            .filter_map(|((caller, by), n)| {
+                let requests =
+                    n.checked_sub(accepted_denials.get(&(caller.clone(), by.clone())).copied().unwrap_or(0))?;
+                (requests > 0).then(|| Denial { caller: caller.clone(), by: by.clone(), requests })
+            })
+            .collect();
         seq += 1;
-        let report = Report { proxy_id: shared.settings.proxy_id.clone(), seq, series };
+        let report = Report { proxy_id: shared.settings.proxy_id.clone(), seq, series, denied };
         let body = serde_json::to_vec(&report).unwrap_or_default();
         match client.post("/fleet/v1/telemetry", body).await {
             Ok(resp) if resp.status().is_success() => {
                 for s in now {
                     accepted.insert((s.direction, s.service, s.version, s.route), (s.requests, s.failures, s.buckets));
                 }
+                accepted_denials.extend(denials);
             }
             Ok(resp) => tracing::warn!(status = %resp.status(), "telemetry report refused"),
             Err(e) => tracing::debug!(error = %e, "telemetry not delivered; it goes with the next report"),

@@ -244,7 +244,21 @@ pub fn build_topology(state: &AppState, window_s: u64) -> TopologyView {
             versions: versions.into_iter().map(|(v, c)| (v, c.golden(window_s))).collect(),
         });
     }
-    let edges = edges.into_iter().map(|((from, to), c)| EdgeView { from, to, golden: c.golden(window_s) }).collect();
+    let mut denied: BTreeMap<(String, String), (u64, Vec<String>)> = BTreeMap::new();
+    for ((caller, callee, by), n) in state.telemetry.denied(crate::now_ms() as u64 / 1000, window_s) {
+        edges.entry((caller.clone(), callee.clone())).or_default();
+        let entry = denied.entry((caller, callee)).or_default();
+        entry.0 += n;
+        entry.1.push(by);
+    }
+    let edges = edges
+        .into_iter()
+        .map(|((from, to), c)| {
+            let (denied, mut denied_by) = denied.remove(&(from.clone(), to.clone())).unwrap_or_default();
+            denied_by.sort();
+            EdgeView { golden: c.golden(window_s), from, to, denied, denied_by }
+        })
+        .collect();
     TopologyView { window_s, nodes, edges }
 }
 

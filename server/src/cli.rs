@@ -37,6 +37,14 @@ pub enum Command {
     Check(check::CheckArgs),
     /// The join token a proxy of SERVICE presents once for its certificate (TRELLIS_JOIN_TOKEN).
     JoinToken(JoinTokenArgs),
+    /// Issue SERVICE a certificate as files (cert.pem, key.pem, anchor.pem) in --out, for a
+    /// proxy run with TRELLIS_IDENTITY_DIR instead of a join token.
+    IssueCert {
+        #[command(flatten)]
+        ca: JoinTokenArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run a whole demo mesh on this machine: control plane, dashboard, services, sidecars, load.
     Demo(crate::demo::DemoArgs),
     /// One demo service (started by `trellis demo`).
@@ -174,6 +182,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::JoinToken(args) => {
             let ca = crate::identity::Ca::load_or_create(&args.data_dir.join("identity"), &args.trust_domain)?;
             println!("{}", ca.join_token(&args.service));
+            Ok(0)
+        }
+        Command::IssueCert { ca, out } => {
+            let authority = crate::identity::Ca::load_or_create(&ca.data_dir.join("identity"), &ca.trust_domain)?;
+            let issued = authority.issue_files(&ca.service, &out)?;
+            let days = (issued.not_after_ms - crate::now_ms()) as f64 / 86_400_000.0;
+            println!("{} in {} (valid {days:.1} days)", issued.identity, out.display());
             Ok(0)
         }
         Command::Schema => {

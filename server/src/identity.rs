@@ -32,6 +32,21 @@ pub enum IdentityError {
     BadCsr(String),
 }
 
+impl Ca {
+    /// Issues `service` a certificate and its key as files in `dir` (`cert.pem` leaf then
+    /// issuer, `key.pem` 0600, `anchor.pem`): for a proxy run with `TRELLIS_IDENTITY_DIR`.
+    pub fn issue_files(&self, service: &str, dir: &Path) -> Result<Issued, IdentityError> {
+        let key = KeyPair::generate()?;
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())?.serialize_request(&key)?.pem()?;
+        let issued = self.certify(service, &self.join_token(service), &csr)?;
+        std::fs::create_dir_all(dir)?;
+        write_private(&dir.join("key.pem"), &key.serialize_pem())?;
+        std::fs::write(dir.join("cert.pem"), &issued.chain_pem)?;
+        std::fs::write(dir.join("anchor.pem"), &issued.anchor_pem)?;
+        Ok(issued)
+    }
+}
+
 /// The SPIFFE ID a DER certificate names in its URI SAN.
 pub fn spiffe_of(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;

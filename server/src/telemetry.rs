@@ -79,9 +79,14 @@ impl Rejection {
 #[derive(Default)]
 pub struct Telemetry(Mutex<Inner>);
 
+/// Denied calls: (caller, callee, what denied them).
+pub type DeniedKey = (String, String, String);
+
 #[derive(Default)]
 struct Inner {
     seconds: VecDeque<(u64, HashMap<Key, Counts>)>,
+    /// Denied calls in one-second buckets, kept as long as `seconds`.
+    denials: VecDeque<(u64, HashMap<DeniedKey, u64>)>,
     last_seq: HashMap<String, u64>,
     rejected: BTreeMap<Rejection, u64>,
     accepted: u64,
@@ -111,6 +116,19 @@ impl Telemetry {
         if inner.seconds.back().is_none_or(|(s, _)| *s != now_s) {
             inner.seconds.push_back((now_s, HashMap::new()));
         }
+        while inner.denials.front().is_some_and(|(s, _)| s + RETENTION_S <= now_s) {
+            inner.denials.pop_front();
+        }
+        if !report.denied.is_empty() {
+            if inner.denials.back().is_none_or(|(s, _)| *s != now_s) {
+                inner.denials.push_back((now_s, HashMap::new()));
+            }
+            if let Some((_, denied)) = inner.denials.back_mut() {
+                for d in &report.denied {
+                    *denied.entry((d.caller.clone(), reporter.to_string(), d.by.clone())).or_default() += d.requests;
+                }
+            }
+        }
         let Some((_, bucket)) = inner.seconds.back_mut() else { unreachable!("pushed above") };
         for s in &report.series {
             let caller = match s.direction {
@@ -135,6 +153,19 @@ impl Telemetry {
             if s + window_s > now_s && *s <= now_s {
                 for (k, c) in bucket {
                     out.entry(k.clone()).or_default().add(c.requests, c.failures, &c.buckets);
+                }
+            }
+        }
+        out
+    }
+
+    /// Denied calls over the last `window_s` seconds up to `now_s`.
+    pub fn denied(&self, now_s: u64, window_s: u64) -> HashMap<DeniedKey, u64> {
+        let mut out = HashMap::new();
+        for (s, bucket) in &self.lock().denials {
+            if s + window_s > now_s && *s <= now_s {
+                for (k, n) in bucket {
+                    *out.entry(k.clone()).or_default() += n;
                 }
             }
         }
@@ -175,6 +206,7 @@ mod tests {
         Report {
             proxy_id: "p1".into(),
             seq,
+            denied: Vec::new(),
             series: series
                 .into_iter()
                 .map(|(direction, service, version, requests, failures, ms)| {
@@ -224,6 +256,21 @@ mod tests {
         let key = Key { caller: None, service: "shop".into(), version: "v1".into(), route: String::new() };
         assert_eq!(t.window(10, 10)[&key].requests, 10);
         assert_eq!(t.counters(), (1, vec![("invalid", 1), ("stale", 1)]));
+    }
+
+    #[test]
+    fn denied_calls_are_kept_per_caller_callee_and_policy() {
+        let t = Telemetry::default();
+        let mut r = report(1, vec![]);
+        r.denied = vec![trellis_model::telemetry::Denial {
+            caller: "catalog".into(),
+            by: "AccessPolicy/inventory-readers".into(),
+            requests: 3,
+        }];
+        t.ingest("inventory", &r, 100).unwrap();
+        let key = ("catalog".to_string(), "inventory".to_string(), "AccessPolicy/inventory-readers".to_string());
+        assert_eq!(t.denied(105, 10).get(&key), Some(&3));
+        assert!(t.denied(120, 10).is_empty(), "out of the window");
     }
 
     #[test]

@@ -58,6 +58,20 @@ async fn proxies_speak_mtls_and_the_inbound_side_admits_by_identity_and_policy()
             .contains("trellis_proxy_access_denied_total{caller=\"catalog\",by=\"AccessPolicy/inventory-readers\"} 1"),
         "{metrics}"
     );
+    // The denial reaches the topology as a denied edge, saying what denied it.
+    let started = Instant::now();
+    loop {
+        let (_, body) = http_get(cp.addr, "trellis", "/api/v1/topology?window=1m").await.unwrap();
+        let topology: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let edge =
+            topology["edges"].as_array().unwrap().iter().find(|e| e["from"] == "catalog" && e["to"] == "inventory");
+        if let Some(edge) = edge.filter(|e| e["denied"] == 1) {
+            assert_eq!(edge["denied_by"], serde_json::json!(["AccessPolicy/inventory-readers"]));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no denied edge: {topology}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The storefront refuses to talk to a server that is not the service it asked for.
     let wrong = shop.get(inventory.inbound, "payments", anchor, "/stock").await.unwrap_err();
     assert!(wrong.contains("certificate") || wrong.contains("Name"), "{wrong}");
@@ -208,7 +222,7 @@ async fn via(caller: &trellis_proxy::Running, method: &str, path: &str) -> (u16,
 
 async fn counter(p: &trellis_proxy::Running, series: &str) -> u64 {
     let (_, metrics) = http_get(p.admin, "admin", "/metrics").await.unwrap();
-    metrics.lines().find_map(|l| l.strip_prefix(&series)?.trim().parse().ok()).unwrap_or(0)
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0)
 }
 
 fn expiry(p: &trellis_proxy::Running) -> i64 {

@@ -175,6 +175,12 @@ pub struct EdgeView {
     pub from: String,
     pub to: String,
     pub golden: Golden,
+    /// Calls the callee's proxy refused (access policy, strict mTLS) in the window.
+    #[serde(default)]
+    pub denied: u64,
+    /// What refused them (`AccessPolicy/<name>`, `Mesh/mtls=strict`).
+    #[serde(default)]
+    pub denied_by: Vec<String>,
 }
 
 /// The `/traffic` page: golden metrics per service and version over the last 15 minutes.

@@ -70,10 +70,17 @@ fn Graph(
                 let (from, to) = (positions.get(&e.from)?, positions.get(&e.to)?);
                 let (x1, y1, x2, y2) = (from.0 + NODE_W, from.1 + NODE_H / 2.0, to.0, to.1 + NODE_H / 2.0);
                 let label = format!("{:.1} rps · {}", e.golden.rps, rate(&e.golden));
+                // Calls the callee refused: drawn apart, with what refused them.
+                let class = if e.denied > 0 { "edge denied".to_string() } else { format!("edge {}", health(&e.golden)) };
+                let denied = (e.denied > 0).then(|| {
+                    let why = format!("{} denied by {}", e.denied, e.denied_by.join(", "));
+                    view! { <text class="denied" x=(x1 + x2) / 2.0 y=(y1 + y2) / 2.0 + 12.0 text-anchor="middle">{why}</text> }
+                });
                 Some(view! {
-                    <g data-testid=format!("edge-{}-{}", e.from, e.to) data-rps=format!("{:.3}", e.golden.rps) class=format!("edge {}", health(&e.golden))>
+                    <g data-testid=format!("edge-{}-{}", e.from, e.to) data-rps=format!("{:.3}", e.golden.rps) data-denied=e.denied.to_string() class=class>
                         <line x1=x1 y1=y1 x2=x2 y2=y2 marker-end="url(#arrow)"></line>
                         <text x=(x1 + x2) / 2.0 y=(y1 + y2) / 2.0 - 6.0 text-anchor="middle">{label}</text>
+                        {denied}
                     </g>
                 })
             }).collect_view()}

@@ -75,7 +75,11 @@ impl Endpoints {
             all.iter()
                 .filter(|e| e.version == version)
                 .map(|e| {
-                    let state = states.entry(e.addr.clone()).or_default().clone();
+                    // Looked up by reference: an owned key would allocate on every request.
+                    let state = match states.get(&e.addr) {
+                        Some(s) => s.clone(),
+                        None => states.entry(e.addr.clone()).or_default().clone(),
+                    };
                     let ejected = lock(&state.outlier).is_ejected(now);
                     (e, state, ejected)
                 })

@@ -265,7 +265,7 @@ async fn bind(addr: SocketAddr, name: &str) -> anyhow::Result<TcpListener> {
 pub(crate) struct Arrival {
     direction: trellis_model::telemetry::Direction,
     started: std::time::Instant,
-    trace_id: String,
+    trace_id: trace::TraceId,
     /// Method and path, kept only when access logs are on.
     line: Option<(http::Method, String)>,
 }

@@ -93,16 +93,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Metrics {
     pub fn inc(&self, name: &'static str, pairs: &[(&str, &str)]) {
-        with_labels(pairs, |key| {
-            let mut counters = lock(&self.counters);
-            let metric = counters.entry(name).or_default();
-            match metric.get_mut(key) {
-                Some(n) => *n += 1,
-                None => {
-                    metric.insert(key.to_string(), 1);
-                }
+        with_labels(pairs, |key| self.bump(name, key));
+    }
+
+    fn bump(&self, name: &'static str, key: &str) {
+        let mut counters = lock(&self.counters);
+        let metric = counters.entry(name).or_default();
+        match metric.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                metric.insert(key.to_string(), 1);
             }
-        });
+        }
     }
 
     /// A request the inbound side denied: counted for `/metrics` and for telemetry.
@@ -130,12 +132,15 @@ impl Metrics {
             ("route", route),
             ("status", status),
         ];
-        self.inc("trellis_proxy_requests_total", &pairs);
         // Client errors are the caller's; server errors and the proxy's own are failures.
         let failed = status == "5xx" || !status.ends_with("xx");
-        with_labels(&pairs[..4], |key| {
+        // One rendering of the labels serves both maps: the series key is the counter's
+        // without its last label (status).
+        with_labels(&pairs, |key| {
+            let series_key = key.rfind(",status=").map_or(key, |i| &key[..i]);
+            self.bump("trellis_proxy_requests_total", key);
             let mut all = lock(&self.series);
-            if !all.contains_key(key) {
+            if !all.contains_key(series_key) {
                 let s = Series {
                     direction,
                     service: service.to_string(),
@@ -146,9 +151,9 @@ impl Metrics {
                     buckets: [0; BUCKETS],
                     sum_seconds: 0.0,
                 };
-                all.insert(key.to_string(), s);
+                all.insert(series_key.to_string(), s);
             }
-            let Some(s) = all.get_mut(key) else { return };
+            let Some(s) = all.get_mut(series_key) else { return };
             s.requests += 1;
             s.failures += u64::from(failed);
             s.buckets[trellis_model::telemetry::bucket_of(seconds * 1000.0)] += 1;

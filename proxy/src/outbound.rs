@@ -335,8 +335,14 @@ impl Replay {
 
 /// Points a request at an endpoint, keeping its Host, without connection-level headers.
 pub fn set_target<B>(req: &mut Request<B>, addr: &str) -> Result<(), ProxyError> {
-    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let uri: Uri = format!("http://{addr}{path}").parse().map_err(|_| ProxyError::NoAuthority)?;
+    // Built from parts: the path is already parsed, only the endpoint's address is new.
+    let path = req.uri().path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let uri = Uri::builder()
+        .scheme(http::uri::Scheme::HTTP)
+        .authority(addr)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| ProxyError::NoAuthority)?;
     if !req.headers().contains_key(http::header::HOST)
         && let Some(a) = req.uri().authority().cloned()
         && let Ok(v) = http::HeaderValue::from_str(a.as_str())

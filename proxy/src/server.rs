@@ -79,7 +79,9 @@ pub async fn serve<A, AFut, IO, F, Fut>(
         tokio::spawn(async move {
             let Some((io, who)) = accept(stream).await else { return };
             let service = hyper::service::service_fn(move |req| {
-                let fut = handle(req, who.clone());
+                // Boxed: a request's future is a few KB, and inline it would sit in every
+                // connection, idle or not, and be copied as the connection moves it.
+                let fut = Box::pin(handle(req, who.clone()));
                 async move { Ok::<_, Infallible>(fut.await) }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

@@ -5,28 +5,65 @@ use http::HeaderMap;
 
 pub const TRACEPARENT: &str = "traceparent";
 
-/// Ensures a valid `traceparent` and returns its trace id.
-pub fn ensure(headers: &mut HeaderMap) -> String {
-    if let Some(id) = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(trace_id) {
-        return id.to_string();
+/// A trace id: 32 lowercase hex digits, kept on the stack (this runs for every request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceId([u8; 32]);
+
+impl TraceId {
+    pub fn as_str(&self) -> &str {
+        // Only ever filled with ASCII hex digits.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
-    let trace = format!("{:016x}{:016x}", fastrand::u64(1..), fastrand::u64(..));
-    let value = format!("00-{trace}-{:016x}-01", fastrand::u64(1..));
-    if let Ok(v) = http::HeaderValue::from_str(&value) {
+}
+
+impl std::fmt::Display for TraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Ensures a valid `traceparent` and returns its trace id.
+pub fn ensure(headers: &mut HeaderMap) -> TraceId {
+    if let Some(id) = headers.get(TRACEPARENT).and_then(|v| trace_id(v.as_bytes())) {
+        return id;
+    }
+    // "00-" trace (32) "-" parent span (16) "-01", written in place without formatting.
+    let mut value = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    hex(fastrand::u64(1..), &mut value[3..19]);
+    hex(fastrand::u64(..), &mut value[19..35]);
+    hex(fastrand::u64(1..), &mut value[36..52]);
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&value[3..35]);
+    if let Ok(v) = http::HeaderValue::from_bytes(&value) {
         headers.insert(TRACEPARENT, v);
     }
-    trace
+    TraceId(id)
+}
+
+fn hex(mut n: u64, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in out.iter_mut().rev() {
+        *b = DIGITS[(n & 0xf) as usize];
+        n >>= 4;
+    }
 }
 
 /// The trace id of a well-formed version-00 `traceparent`.
-fn trace_id(value: &str) -> Option<&str> {
-    let parts: Vec<&str> = value.trim().split('-').collect();
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let zero = |s: &str| s.bytes().all(|b| b == b'0');
-    match parts.as_slice() {
-        [v, t, p, f] if *v == "00" && hex(t, 32) && hex(p, 16) && hex(f, 2) && !zero(t) && !zero(p) => Some(t),
-        _ => None,
+fn trace_id(value: &[u8]) -> Option<TraceId> {
+    let value = value.trim_ascii();
+    let hex = |s: &[u8]| s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let zero = |s: &[u8]| s.iter().all(|b| *b == b'0');
+    // 00-<32 hex>-<16 hex>-<2 hex>
+    if value.len() != 55 || &value[..3] != b"00-" || value[35] != b'-' || value[52] != b'-' {
+        return None;
     }
+    let (trace, parent, flags) = (&value[3..35], &value[36..52], &value[53..55]);
+    if !hex(trace) || !hex(parent) || !hex(flags) || zero(trace) || zero(parent) {
+        return None;
+    }
+    let mut id = [0u8; 32];
+    id.copy_from_slice(trace);
+    Some(TraceId(id))
 }
 
 #[cfg(test)]
@@ -38,14 +75,23 @@ mod tests {
         let mut h = HeaderMap::new();
         let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         h.insert(TRACEPARENT, valid.parse().unwrap());
-        assert_eq!(ensure(&mut h), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(ensure(&mut h).as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(h[TRACEPARENT], valid);
         h.insert(TRACEPARENT, "00-00000000000000000000000000000000-00f067aa0ba902b7-01".parse().unwrap());
         let id = ensure(&mut h);
-        assert_eq!(id.len(), 32);
-        assert_eq!(trace_id(h[TRACEPARENT].to_str().unwrap()), Some(id.as_str()));
+        assert_eq!(id.as_str().len(), 32);
+        assert_eq!(trace_id(h[TRACEPARENT].as_bytes()), Some(id));
         let mut empty = HeaderMap::new();
         let id = ensure(&mut empty);
-        assert!(empty[TRACEPARENT].to_str().unwrap().starts_with(&format!("00-{id}-")));
+        let value = empty[TRACEPARENT].to_str().unwrap().to_string();
+        assert!(value.starts_with(&format!("00-{id}-")) && value.ends_with("-01"), "{value}");
+        assert_eq!(trace_id(value.as_bytes()), Some(id), "a made traceparent is well-formed");
+        for bad in [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(trace_id(bad.as_bytes()), None, "{bad}");
+        }
     }
 }

@@ -11,8 +11,8 @@ pub struct Applied {
     regexes: HashMap<String, regex::Regex>,
     /// Per service, the name of each rule as metrics label it (`trellis diff` names alike).
     routes: HashMap<String, Vec<std::sync::Arc<str>>>,
-    /// The identity of the proxy at each endpoint address, where it has one.
-    identities: HashMap<String, String>,
+    /// Who is at each endpoint address: its service, and its proxy's identity if it has one.
+    by_addr: HashMap<String, (String, Option<String>)>,
 }
 
 impl Applied {
@@ -40,9 +40,12 @@ impl Applied {
             .iter()
             .map(|(name, s)| (name.clone(), s.rules.iter().map(|r| trellis_model::diff::describe(r).into()).collect()))
             .collect();
-        let identities =
-            config.endpoints.values().flatten().filter_map(|e| Some((e.addr.clone(), e.identity.clone()?))).collect();
-        Ok(Applied { config, regexes, routes, identities })
+        let by_addr = config
+            .endpoints
+            .iter()
+            .flat_map(|(service, all)| all.iter().map(move |e| (e.addr.clone(), (service.clone(), e.identity.clone()))))
+            .collect();
+        Ok(Applied { config, regexes, routes, by_addr })
     }
 
     /// The label of rule `index` of `service`.
@@ -52,7 +55,12 @@ impl Applied {
 
     /// Who the endpoint at `addr` must prove to be, when it has an identity.
     pub fn identity_at(&self, addr: &str) -> Option<&str> {
-        self.identities.get(addr).map(String::as_str)
+        self.by_addr.get(addr)?.1.as_deref()
+    }
+
+    /// The service whose endpoint is at `addr`.
+    pub fn service_at(&self, addr: &str) -> Option<&str> {
+        self.by_addr.get(addr).map(|(s, _)| s.as_str())
     }
 
     pub fn is_match(&self, pattern: &str, text: &str) -> bool {

@@ -3,7 +3,7 @@
 //! to an endpoint whose proxy has an identity are mTLS once this proxy has one too.
 
 use crate::Shared;
-use crate::transport::Stream;
+use crate::transport::{Held, Stream};
 use bytes::Bytes;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -64,7 +64,10 @@ pub fn wire_version(protocol: Protocol) -> http::Version {
     }
 }
 
-pub type Connection = TokioIo<Stream<tokio_rustls::client::TlsStream<TcpStream>>>;
+pub type Connection = TokioIo<Held<Stream<tokio_rustls::client::TlsStream<TcpStream>>>>;
+/// How long a connection waits for a slot under its service's `maxConnections` (meanwhile a
+/// connection that comes free serves the request) before the attempt fails.
+const SLOT_WAIT: Duration = Duration::from_secs(10);
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// TCP, then TLS when the endpoint at that address has an identity and this proxy has a
@@ -90,25 +93,48 @@ impl tower_service::Service<http::Uri> for Connector {
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let tls = self.mesh.as_ref().and_then(|shared| {
-            let tls = shared.tls.load_full()?;
-            let identity = match self.fixed {
-                Some(service) => trellis_model::config::spiffe_id(&tls.domain, service),
-                None => shared.config.load().identity_at(uri.authority()?.as_str())?.to_string(),
-            };
-            Some((tls, identity))
-        });
+        let addr = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        let (mut tls, mut slots) = (None, None);
+        if let Some(shared) = &self.mesh {
+            let config = shared.config.load();
+            tls = shared.tls.load_full().and_then(|tls| {
+                let identity = match self.fixed {
+                    Some(service) => trellis_model::config::spiffe_id(&tls.domain, service),
+                    None => config.identity_at(&addr)?.to_string(),
+                };
+                Some((tls, identity))
+            });
+            slots = config.service_at(&addr).and_then(|service| {
+                let limit = config.services.get(service)?.traffic.limits.max_connections;
+                Some((service.to_string(), shared.connections.get(service, limit), shared.clone()))
+            });
+        }
         let (connecting, h2) = (self.http.call(uri), self.h2);
         Box::pin(async move {
+            let slot = match slots {
+                None => None,
+                Some((service, slots, shared)) => Some(match slots.clone().try_acquire_owned() {
+                    Ok(slot) => slot,
+                    Err(_) => {
+                        shared.metrics.inc("trellis_proxy_connection_limit_waits_total", &[("dst_service", &service)]);
+                        tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
+                            .await
+                            .map_err(|_| format!("{service} is at its maxConnections"))?
+                            .map_err(|e| e.to_string())?
+                    }
+                }),
+            };
             let tcp = connecting.await?.into_inner();
-            let Some((tls, identity)) = tls else { return Ok(TokioIo::new(Stream::Plain(tcp))) };
+            let Some((tls, identity)) = tls else {
+                return Ok(TokioIo::new(Held { io: Stream::Plain(tcp), _slot: slot, served: Default::default() }));
+            };
             let name =
                 crate::tls::server_name(&identity).ok_or_else(|| format!("{identity} is not a mesh identity"))?;
             let stream = tokio_rustls::TlsConnector::from(tls.client(h2))
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("mTLS to {identity}: {e}"))?;
-            Ok(TokioIo::new(Stream::Tls(Box::new(stream))))
+            Ok(TokioIo::new(Held { io: Stream::Tls(Box::new(stream)), _slot: slot, served: Default::default() }))
         })
     }
 }

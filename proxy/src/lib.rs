@@ -74,7 +74,9 @@ pub struct Shared {
     /// Retry budgets per destination service.
     budgets: std::sync::Mutex<std::collections::HashMap<String, budget::Budget>>,
     /// Requests in flight per destination service, bounded by its `maxPendingRequests`.
-    pending: std::sync::Mutex<std::collections::HashMap<String, (u32, Arc<tokio::sync::Semaphore>)>>,
+    pending: PerService,
+    /// Upstream connections per destination service, bounded by its `maxConnections`.
+    pub connections: PerService,
     /// This proxy's certificate and key, once the control plane issued them.
     pub identity: arc_swap::ArcSwapOption<identity::Certified>,
     /// mTLS configs made from that certificate.
@@ -92,6 +94,7 @@ impl Shared {
             endpoints: endpoints::Endpoints::default(),
             budgets: Default::default(),
             pending: Default::default(),
+            connections: Default::default(),
             identity: Default::default(),
             tls: Default::default(),
         }
@@ -99,20 +102,7 @@ impl Shared {
 
     /// A slot among the service's pending requests, or `None` when all are taken.
     pub fn pending_slot(&self, service: &str, limit: u32) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let semaphore = {
-            let mut all = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            match all.get(service) {
-                Some((l, s)) if *l == limit => s.clone(),
-                _ => {
-                    // A new limit from policy starts a new count; requests holding the old one
-                    // finish on it.
-                    let s = Arc::new(tokio::sync::Semaphore::new(limit as usize));
-                    all.insert(service.to_string(), (limit, s.clone()));
-                    s
-                }
-            }
-        };
-        semaphore.try_acquire_owned().ok()
+        self.pending.get(service, limit).try_acquire_owned().ok()
     }
 
     /// Waits until the proxy holds its certificate, when it is meant to have one (a join
@@ -143,6 +133,25 @@ impl Shared {
             *b = budget::Budget::new(config.clone());
         }
         f(b)
+    }
+}
+
+/// A semaphore per service, sized by its policy. A new size starts a new count; holders of
+/// the old one finish on it.
+#[derive(Default)]
+pub struct PerService(std::sync::Mutex<std::collections::HashMap<String, (u32, Arc<tokio::sync::Semaphore>)>>);
+
+impl PerService {
+    pub fn get(&self, service: &str, limit: u32) -> Arc<tokio::sync::Semaphore> {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match all.get(service) {
+            Some((l, s)) if *l == limit => s.clone(),
+            _ => {
+                let s = Arc::new(tokio::sync::Semaphore::new(limit as usize));
+                all.insert(service.to_string(), (limit, s.clone()));
+                s
+            }
+        }
     }
 }
 

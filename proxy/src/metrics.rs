@@ -26,6 +26,10 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
     ("trellis_proxy_inbound_tls_failures_total", "Inbound TLS handshakes refused or abandoned, by reason."),
     ("trellis_proxy_access_denied_total", "Inbound requests denied, by verified caller and what denied them."),
+    (
+        "trellis_proxy_connection_limit_waits_total",
+        "New upstream connections that waited for a slot under the service's maxConnections.",
+    ),
 ];
 
 use trellis_model::telemetry::{BUCKETS, BUCKETS_MS, Direction};

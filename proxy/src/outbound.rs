@@ -196,6 +196,8 @@ impl Outbound {
             let mut req = Request::from_parts(parts.clone(), this_body);
             set_target(&mut req, &endpoint.addr)?;
             *req.version_mut() = crate::client::wire_version(service.protocol);
+            let limit = service.traffic.limits.max_requests_per_connection;
+            let captured = (limit > 0).then(|| hyper_util::client::legacy::connect::capture_connection(&mut req));
             let sent = Instant::now();
             let per_try = rule.timeouts.per_try_ms.map(Duration::from_millis);
             let result = match per_try {
@@ -205,6 +207,9 @@ impl Outbound {
                 },
                 None => client.request(req).await.map_err(Failure::Upstream),
             };
+            if let (Some(captured), Ok(resp)) = (&captured, &result) {
+                retire_if_spent(captured, resp, limit);
+            }
             let outcome = match &result {
                 Ok(resp) => Outcome::of_status(resp.status().as_u16()),
                 Err(_) => Outcome::GatewayError,
@@ -248,6 +253,21 @@ impl Outbound {
             }
             metrics.inc("trellis_proxy_retries_total", &[("dst_service", &service.name), ("result", "sent")]);
         }
+    }
+}
+
+/// `maxRequestsPerConnection`: the connection that carried its last allowed response is not
+/// reused (it closes once the response is read).
+fn retire_if_spent(
+    captured: &hyper_util::client::legacy::connect::CaptureConnection,
+    resp: &Response<Incoming>,
+    limit: u32,
+) {
+    let Some(served) = resp.extensions().get::<crate::transport::Served>() else { return };
+    if served.0.fetch_add(1, Ordering::Relaxed) + 1 >= limit
+        && let Some(connection) = captured.connection_metadata().as_ref()
+    {
+        connection.poison();
     }
 }
 

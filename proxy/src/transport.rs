@@ -76,3 +76,53 @@ impl hyper_util::client::legacy::connect::Connection for Stream<tokio_rustls::cl
         tcp.connected()
     }
 }
+
+/// A connection that holds a slot of its service's `maxConnections` for as long as it lives,
+/// and counts the responses it carried (for `maxRequestsPerConnection`).
+pub struct Held<S> {
+    pub io: S,
+    pub _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    pub served: Served,
+}
+
+/// Responses a connection carried; the client puts it in each response's extensions.
+#[derive(Clone, Default)]
+pub struct Served(pub std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Held<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+impl<S: hyper_util::client::legacy::connect::Connection> hyper_util::client::legacy::connect::Connection for Held<S> {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.io.connected().extra(self.served.clone())
+    }
+}

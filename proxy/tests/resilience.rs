@@ -193,6 +193,35 @@ async fn a_service_at_its_pending_limit_answers_503_and_others_are_unaffected() 
     assert_eq!(get(addr, "/").await.0, 200);
 }
 
+#[tokio::test]
+async fn max_connections_bounds_upstream_connections_and_requests_wait_for_a_free_one() {
+    let up = Upstream::start().await;
+    up.set(Mode::Delay(150));
+    let mut svc = service(rule(&[("v1", 100)]));
+    svc.traffic.limits.max_connections = 2;
+    let proxy = proxy(svc, &[("v1", &up)], 10_000).await;
+    let results = futures::future::join_all((0..6).map(|_| get(proxy.outbound, "/"))).await;
+    assert!(results.iter().all(|r| r.0 == 200), "every request is served, in turn: {results:?}");
+    assert_eq!(up.hits(), 6);
+    let opened = up.state.connections.load(Ordering::SeqCst);
+    assert!(opened <= 2, "{opened} upstream connections under maxConnections 2");
+    let waits = proxy.shared.metrics.get("trellis_proxy_connection_limit_waits_total", &[("dst_service", "svc")]);
+    assert!(waits >= 1, "new connections waited for a slot: {waits}");
+}
+
+#[tokio::test]
+async fn max_requests_per_connection_retires_a_connection_after_its_last_request() {
+    let up = Upstream::start().await;
+    let mut svc = service(rule(&[("v1", 100)]));
+    svc.traffic.limits.max_requests_per_connection = 3;
+    let proxy = proxy(svc, &[("v1", &up)], 10_000).await;
+    for _ in 0..9 {
+        assert_eq!(get(proxy.outbound, "/").await.0, 200);
+    }
+    // One at a time: each connection carries three requests, then a new one is opened.
+    assert_eq!(up.state.connections.load(Ordering::SeqCst), 3);
+}
+
 // ---- harness -----------------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug)]
@@ -215,6 +244,8 @@ struct Upstream {
 
 struct UpstreamState {
     hits: AtomicU64,
+    /// Connections accepted.
+    connections: AtomicU64,
     mode: Mutex<(Mode, u64)>,
     bodies: Mutex<Vec<String>>,
 }
@@ -225,6 +256,7 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(UpstreamState {
             hits: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             mode: Mutex::new((Mode::Ok, 0)),
             bodies: Mutex::new(Vec::new()),
         });
@@ -232,6 +264,7 @@ impl Upstream {
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
+                s.connections.fetch_add(1, Ordering::SeqCst);
                 let s = s.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {

@@ -3,13 +3,16 @@ import { PolicyRepo } from './fixtures/policy-repo';
 
 test('the audit page filters by service and by actor, in the URL, and a rejected revision shows its errors', async ({ page }) => {
   const repo = new PolicyRepo();
-  // A pull request that should never have merged, then its revert.
-  const broken = repo.addFile('routes/broken.yaml', 'kind: Route\nname: broken\nrules: [\n', 'Add a broken route');
-  repo.removeFile('routes/broken.yaml', 'Revert the broken route');
-
   await page.goto('/audit');
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
   await expect(page.getByTestId('audit-event').first()).toBeVisible();
+
+  // A pull request that should never have merged, then its revert, while the unfiltered log
+  // is open: its live refresh shows them (an empty filter once broke the refresh).
+  const broken = repo.addFile('routes/broken.yaml', 'kind: Route\nname: broken\nrules: [\n', 'Add a broken route');
+  repo.removeFile('routes/broken.yaml', 'Revert the broken route');
+  await expect(page.getByTestId('audit-summary').filter({ hasText: `rejected ${broken.slice(0, 8)}` })).toBeVisible({ timeout: 15_000 });
+  await expect(page.getByTestId('audit-error')).toHaveCount(0);
 
   // By service, through the form: the filter lands in the URL and survives a reload.
   await page.getByTestId('filter-service').fill('inventory');

@@ -7,10 +7,12 @@ use leptos::prelude::*;
 use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 
+/// `filter` is optional on the wire: the URL encoding leaves out a filter with no field set, and
+/// a required argument then failed the live refresh of an unfiltered page.
 #[server(prefix = "/api/v1/ui", endpoint = "audit")]
-pub async fn get_audit(filter: AuditFilter, cursor: Option<String>) -> Result<AuditPage, ServerFnError> {
+pub async fn get_audit(filter: Option<AuditFilter>, cursor: Option<String>) -> Result<AuditPage, ServerFnError> {
     let backend = expect_context::<crate::ssr::Backend>();
-    backend.0.audit(filter, cursor).await.map_err(ServerFnError::new)
+    backend.0.audit(filter.unwrap_or_default(), cursor).await.map_err(ServerFnError::new)
 }
 
 const FIELDS: [(&str, &str); 7] = [
@@ -41,7 +43,7 @@ pub fn AuditPage() -> impl IntoView {
         };
         (filter, get("cursor"))
     };
-    let page = Resource::new(move || (params(), tick.get()), |((filter, cursor), _)| get_audit(filter, cursor));
+    let page = Resource::new(move || (params(), tick.get()), |((filter, cursor), _)| get_audit(Some(filter), cursor));
     let value = move |k: &'static str| query.with(|q| q.get(k).unwrap_or_default());
     view! {
         <section class="card">

@@ -2,11 +2,6 @@
 
 use tracing_subscriber::EnvFilter;
 
-// Every request allocates a little (headers, futures, pooled buffers); glibc's malloc spent a
-// tenth of the proxy's CPU on it, and its consolidation passes showed up on their own.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("TRELLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info")))

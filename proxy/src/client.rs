@@ -157,9 +157,20 @@ impl ControlPlane {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(5)));
-        let plain = Client::builder(TokioExecutor::new()).http2_only(true).build(http.clone());
+        // Pings on the one long-lived connection: one that stops answering is closed and the
+        // next request dials again, rather than waiting on it for ever.
+        let builder = || {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.http2_only(true)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .http2_keep_alive_timeout(Duration::from_secs(5))
+                .http2_keep_alive_while_idle(true);
+            b
+        };
+        let plain = builder().build(http.clone());
         let connector = Connector { http, mesh: Some(shared.clone()), h2: true, fixed: Some(CONTROL_PLANE) };
-        ControlPlane { mtls: Client::builder(TokioExecutor::new()).http2_only(true).build(connector), plain, shared }
+        ControlPlane { mtls: builder().build(connector), plain, shared }
     }
 
     /// POSTs JSON to `path` over whichever way the proxy may take now.
@@ -175,7 +186,11 @@ impl ControlPlane {
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(http_body_util::Full::new(Bytes::from(body)))
             .map_err(|e| format!("{base}{path}: {e}"))?;
-        let sent = if mtls { self.mtls.request(req).await } else { self.plain.request(req).await };
+        let sending = async { if mtls { self.mtls.request(req).await } else { self.plain.request(req).await } };
+        // The answer's head must come within this; a stream's body has its own idle timeout.
+        let sent = tokio::time::timeout(Duration::from_secs(10), sending)
+            .await
+            .map_err(|_| format!("no answer from {base}{path} within 10 s"))?;
         // The legacy client's error hides its cause in `source`; say it.
         sent.map_err(|e| match std::error::Error::source(&e) {
             Some(cause) => format!("{e}: {cause}"),

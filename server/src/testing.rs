@@ -148,10 +148,16 @@ pub async fn http_request(
         req = req.header(*k, *v);
     }
     let req = req.body(http_body_util::Full::new(body)).map_err(|e| e.to_string())?;
-    let resp = client.request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    // A test waits for an answer, not for ever: a hang becomes a failure that says where.
+    let answer = async {
+        let resp = client.request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), answer)
+        .await
+        .map_err(|_| format!("{addr}{path}: no answer within 30 s"))?
 }
 
 /// The Postgres server tests use: `TRELLIS_TEST_POSTGRES_URL`, or the local one.

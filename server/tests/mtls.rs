@@ -275,7 +275,23 @@ impl Client {
         Ok((status, headers.get("x-trellis-denied-by").map(|v| v.to_str().unwrap().to_string())))
     }
 
+    /// One request; an answer that never comes is an error, not a hung test.
     async fn request(
+        &self,
+        addr: SocketAddr,
+        service: &str,
+        anchor_pem: &str,
+        method: &str,
+        path: &str,
+        body: &'static str,
+    ) -> Result<(u16, http::HeaderMap, String), String> {
+        let sending = self.send(addr, service, anchor_pem, method, path, body);
+        tokio::time::timeout(Duration::from_secs(15), sending)
+            .await
+            .map_err(|_| format!("{method} {path} to {addr}: no answer within 15 s"))?
+    }
+
+    async fn send(
         &self,
         addr: SocketAddr,
         service: &str,

@@ -417,17 +417,21 @@ pub fn spiffe_id(domain: &str, service: &str) -> String {
     format!("spiffe://{domain}/svc/{service}")
 }
 
+/// The trust domain and service a mesh SPIFFE ID names (`spiffe://<domain>/svc/<service>`).
+pub fn parse_identity(spiffe: &str) -> Option<(&str, &str)> {
+    let (domain, service) = spiffe.strip_prefix("spiffe://")?.split_once("/svc/")?;
+    (!domain.is_empty() && !service.is_empty() && !service.contains('/')).then_some((domain, service))
+}
+
 /// The DNS name a certificate carries beside its SPIFFE ID, so that a caller can check the
 /// server is the service it meant with ordinary (webpki) name verification.
 pub fn identity_dns_name(spiffe: &str) -> Option<String> {
-    let (domain, service) = spiffe.strip_prefix("spiffe://")?.split_once("/svc/")?;
-    (!domain.is_empty() && !service.is_empty() && !service.contains('/')).then(|| format!("{service}.svc.{domain}"))
+    parse_identity(spiffe).map(|(domain, service)| format!("{service}.svc.{domain}"))
 }
 
 /// The service a SPIFFE ID names, when it is one of this mesh's (`spiffe://<domain>/svc/<service>`).
 pub fn identity_service<'a>(spiffe: &'a str, domain: &str) -> Option<&'a str> {
-    let service = spiffe.strip_prefix("spiffe://")?.strip_prefix(domain)?.strip_prefix("/svc/")?;
-    (!service.is_empty() && !service.contains('/')).then_some(service)
+    parse_identity(spiffe).filter(|(d, _)| *d == domain).map(|(_, service)| service)
 }
 
 #[cfg(test)]

@@ -5,16 +5,16 @@ use crate::split::prefix_matches;
 use trellis_model::config::{AccessConfig, AccessMode, MeshSettings, MtlsMode};
 
 /// Who is calling, as the connection proved it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Caller {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller<'a> {
     /// A client certificate from this mesh's CA naming this service.
-    Verified(String),
+    Verified(&'a str),
     /// mTLS from a certificate that names no service of this trust domain.
     Unknown,
     Plaintext,
 }
 
-impl Caller {
+impl Caller<'_> {
     fn service(&self) -> Option<&str> {
         match self {
             Caller::Verified(s) => Some(s),
@@ -48,7 +48,7 @@ pub fn decide(
     mesh: &MeshSettings,
     access: &AccessConfig,
     enforcing: bool,
-    caller: &Caller,
+    caller: &Caller<'_>,
     method: &str,
     path: &str,
 ) -> Decision {
@@ -109,8 +109,8 @@ mod tests {
         }
     }
 
-    fn verified(s: &str) -> Caller {
-        Caller::Verified(s.into())
+    fn verified(s: &str) -> Caller<'_> {
+        Caller::Verified(s)
     }
 
     #[test]

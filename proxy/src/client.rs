@@ -141,8 +141,9 @@ impl tower_service::Service<http::Uri> for Connector {
 
 /// Requests to the control plane: plaintext to `TRELLIS_CONTROL_PLANE_URL` while the proxy has
 /// no identity, then mTLS to the fleet port it learned with its certificate, checking the
-/// server is the control plane of its trust domain. HTTP/2: the config stream, ACKs and
-/// telemetry share one connection.
+/// server is the control plane of its trust domain. One per proxy, shared: the config stream,
+/// ACKs, telemetry and renewals go over one HTTP/2 connection.
+#[derive(Clone)]
 pub struct ControlPlane {
     shared: Arc<Shared>,
     plain: Client<HttpConnector, http_body_util::Full<Bytes>>,
@@ -175,20 +176,39 @@ impl ControlPlane {
 
     /// POSTs JSON to `path` over whichever way the proxy may take now.
     pub async fn post(&self, path: &str, body: Vec<u8>) -> Result<http::Response<hyper::body::Incoming>, String> {
-        let settings = &self.shared.settings;
         let port = self.shared.identity.load().as_ref().and_then(|c| c.fleet_port);
-        let (mtls, base) = match (port, self.shared.tls.load().is_some()) {
+        match port.filter(|_| self.shared.tls.load().is_some()) {
             // Scheme http: TLS is the connector's business, not the URI's.
-            (Some(port), true) => (true, format!("http://{}:{port}", settings.control_plane_host())),
-            _ => (false, settings.control_plane_url.clone()),
-        };
+            Some(port) => {
+                let base = format!("http://{}:{port}", self.shared.settings.control_plane_host());
+                self.send(&self.mtls, &base, path, body).await
+            }
+            None => self.send(&self.plain, &self.shared.settings.control_plane_url, path, body).await,
+        }
+    }
+
+    /// POSTs JSON to `path` in plaintext, as a certificate request must go: the join token is
+    /// the proof, and an expired certificate could not open the mTLS port.
+    pub async fn post_plain(&self, path: &str, body: Vec<u8>) -> Result<http::Response<hyper::body::Incoming>, String> {
+        self.send(&self.plain, &self.shared.settings.control_plane_url, path, body).await
+    }
+
+    async fn send<C>(
+        &self,
+        client: &Client<C, http_body_util::Full<Bytes>>,
+        base: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<http::Response<hyper::body::Incoming>, String>
+    where
+        C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+    {
         let req = http::Request::post(format!("{base}{path}"))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(http_body_util::Full::new(Bytes::from(body)))
             .map_err(|e| format!("{base}{path}: {e}"))?;
-        let sending = async { if mtls { self.mtls.request(req).await } else { self.plain.request(req).await } };
         // The answer's head must come within this; a stream's body has its own idle timeout.
-        let sent = tokio::time::timeout(Duration::from_secs(10), sending)
+        let sent = tokio::time::timeout(Duration::from_secs(10), client.request(req))
             .await
             .map_err(|_| format!("no answer from {base}{path} within 10 s"))?;
         // The legacy client's error hides its cause in `source`; say it.

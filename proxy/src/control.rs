@@ -34,8 +34,12 @@ enum StreamError {
     TooLarge,
 }
 
-pub async fn follow(shared: Arc<Shared>, registration: Registration, mut shutdown: watch::Receiver<bool>) {
-    let client = CpClient::new(shared.clone());
+pub async fn follow(
+    shared: Arc<Shared>,
+    client: CpClient,
+    registration: Registration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = BACKOFF_MIN;
     if !shared.wait_for_identity(&mut shutdown).await {
         return;

@@ -50,7 +50,7 @@ pub struct Settings {
     /// (`trellis join-token SERVICE`); without it the proxy runs without an identity.
     pub join_token: Option<Secret>,
     /// Instead of a join token: a directory holding `cert.pem` (leaf then issuer), `key.pem`
-    /// and `anchor.pem`, as `trellis identity issue` writes them (standalone meshes, benches).
+    /// and `anchor.pem`, as `trellis issue-cert` writes them (standalone meshes, benches).
     pub identity_dir: Option<std::path::PathBuf>,
 }
 

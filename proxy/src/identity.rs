@@ -4,10 +4,8 @@
 //! connections already open keep theirs.
 
 use crate::Shared;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use crate::client::ControlPlane;
+use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -30,20 +28,16 @@ pub struct Certified {
 }
 
 /// Keeps a valid certificate until shutdown.
-pub async fn maintain(shared: Arc<Shared>, token: String, mut shutdown: watch::Receiver<bool>) {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+pub async fn maintain(shared: Arc<Shared>, client: ControlPlane, token: String, mut shutdown: watch::Receiver<bool>) {
     let mut retry = RETRY_MIN;
     loop {
         let wait = match certify(&client, &shared, &token).await {
             Ok(cert) => {
                 let left = (cert.not_after_ms - now_ms()).max(0) as u64;
                 tracing::info!(identity = %cert.identity, expires_in_s = left / 1000, "certificate issued");
-                shared.metrics.set_identity_expiry(cert.not_after_ms / 1000);
-                match crate::tls::Tls::new(&cert) {
-                    Ok(tls) => shared.tls.store(Some(Arc::new(tls))),
-                    Err(e) => tracing::error!(error = %e, "the issued certificate cannot be used for mTLS"),
+                if let Err(e) = install(&shared, cert) {
+                    tracing::error!(error = %e, "the issued certificate cannot be used for mTLS");
                 }
-                shared.identity.store(Some(Arc::new(cert)));
                 retry = RETRY_MIN;
                 // Renew at two thirds of the lifetime: a day-long certificate lasts 16 hours.
                 Duration::from_millis(left * 2 / 3).max(RETRY_MIN)
@@ -62,11 +56,16 @@ pub async fn maintain(shared: Arc<Shared>, token: String, mut shutdown: watch::R
     }
 }
 
-async fn certify(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    shared: &Shared,
-    token: &str,
-) -> Result<Certified, String> {
+/// Makes `cert` the proxy's identity: its mTLS configs, and its expiry in the metrics.
+pub fn install(shared: &Shared, cert: Certified) -> Result<(), String> {
+    shared.metrics.set_identity_expiry(cert.not_after_ms / 1000);
+    let tls = crate::tls::Tls::new(&cert);
+    shared.identity.store(Some(Arc::new(cert)));
+    shared.tls.store(Some(Arc::new(tls?)));
+    Ok(())
+}
+
+async fn certify(client: &ControlPlane, shared: &Shared, token: &str) -> Result<Certified, String> {
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())
         .and_then(|p| p.serialize_request(&key))
@@ -74,11 +73,10 @@ async fn certify(
         .map_err(|e| e.to_string())?;
     let s = &shared.settings;
     let body = serde_json::json!({ "proxy_id": s.proxy_id, "service": s.service, "token": token, "csr": csr });
-    let req = http::Request::post(format!("{}/fleet/v1/certify", s.control_plane_url))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| e.to_string())?;
-    let resp = client.request(req).await.map_err(|e| format!("cannot reach the control plane: {e}"))?;
+    let resp = client
+        .post_plain("/fleet/v1/certify", body.to_string().into_bytes())
+        .await
+        .map_err(|e| format!("cannot reach the control plane: {e}"))?;
     let status = resp.status();
     let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     if !status.is_success() {
@@ -93,7 +91,7 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Reads a certificate an operator issued (`trellis identity issue SERVICE --out DIR`).
+/// Reads a certificate an operator issued (`trellis issue-cert SERVICE --out DIR`).
 pub fn load(dir: &std::path::Path) -> Result<Certified, String> {
     let read =
         |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()));

@@ -43,8 +43,9 @@ pub async fn accept(shared: Arc<Shared>, stream: TcpStream) -> Option<(InboundSt
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(s)) => {
             let identity = crate::tls::peer_identity(s.get_ref().1.peer_certificates());
+            let service = identity.as_deref().and_then(|id| trellis_model::config::identity_service(id, &tls.domain));
             m.inc("trellis_proxy_inbound_connections_total", &[("transport", "mtls")]);
-            Some((Stream::Tls(Box::new(s)), Peer::Mtls(identity.map(Arc::from))))
+            Some((Stream::Tls(Box::new(s)), Peer::Mtls(service.map(Arc::from))))
         }
         Ok(Err(e)) => {
             m.inc("trellis_proxy_inbound_tls_failures_total", &[("reason", "handshake")]);
@@ -106,13 +107,7 @@ impl Inbound {
         let Some(service) = config.services.get(&self.shared.settings.service) else { return Ok(()) };
         let caller = match peer {
             Peer::Plaintext => Caller::Plaintext,
-            Peer::Mtls(identity) => {
-                let domain = self.shared.tls.load().as_ref().map(|t| t.domain.clone()).unwrap_or_default();
-                identity
-                    .as_deref()
-                    .and_then(|id| trellis_model::config::identity_service(id, &domain))
-                    .map_or(Caller::Unknown, |s| Caller::Verified(s.to_string()))
-            }
+            Peer::Mtls(service) => service.as_deref().map_or(Caller::Unknown, Caller::Verified),
         };
         let enforcing = self.shared.settings.has_identity();
         let path = req.uri().path();

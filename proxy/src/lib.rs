@@ -231,11 +231,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     };
     if let Some(dir) = &settings.identity_dir {
         let cert = identity::load(dir).map_err(|e| anyhow::anyhow!("{}: {e}", env::ENV_IDENTITY_DIR))?;
-        let tls = tls::Tls::new(&cert).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
         tracing::info!(identity = %cert.identity, "identity from files");
-        shared.metrics.set_identity_expiry(cert.not_after_ms / 1000);
-        shared.tls.store(Some(Arc::new(tls)));
-        shared.identity.store(Some(Arc::new(cert)));
+        identity::install(&shared, cert).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     }
     match &settings.config_file {
         Some(path) => {
@@ -244,12 +241,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             shared.config.store(Arc::new(applied));
         }
         None => {
+            let cp = client::ControlPlane::new(shared.clone());
             if let Some(token) = &settings.join_token {
-                let certify = identity::maintain(shared.clone(), token.0.clone(), rx.clone());
+                let certify = identity::maintain(shared.clone(), cp.clone(), token.0.clone(), rx.clone());
                 tasks.push(tokio::spawn(certify.instrument(span.clone())));
             }
-            tasks.push(tokio::spawn(telemetry::push(shared.clone(), rx.clone()).instrument(span.clone())));
-            tasks.push(tokio::spawn(control::follow(shared.clone(), registration, rx).instrument(span)));
+            let push = telemetry::push(shared.clone(), cp.clone(), rx.clone());
+            tasks.push(tokio::spawn(push.instrument(span.clone())));
+            tasks.push(tokio::spawn(control::follow(shared.clone(), cp, registration, rx).instrument(span)));
         }
     }
     tracing::info!(%outbound, %inbound, %admin, proxy_id = %settings.proxy_id, "trellis-proxy listening");

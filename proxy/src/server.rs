@@ -17,7 +17,8 @@ use tokio::sync::watch;
 #[derive(Clone, Debug)]
 pub enum Peer {
     Plaintext,
-    /// mTLS; the SPIFFE ID its client certificate names, if any.
+    /// mTLS; the mesh service its client certificate names, if it names one of this trust
+    /// domain's (resolved once per connection, not per request).
     Mtls(Option<std::sync::Arc<str>>),
 }
 

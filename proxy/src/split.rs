@@ -25,13 +25,13 @@ pub fn select_rule<'a>(
         .find(|(_, r)| r.matches.is_empty() || r.matches.iter().any(|m| matches(applied, m, req)))
 }
 
-/// Every condition of a match must hold.
 /// A prefix matches whole segments: `/api` matches `/api` and `/api/x`, not `/apis`.
 pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     let p = prefix.trim_end_matches('/');
     path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+/// Every condition of a match must hold.
 fn matches(applied: &Applied, m: &MatchConfig, req: &RequestFacts) -> bool {
     let path = req.path;
     let path_ok = match &m.path {

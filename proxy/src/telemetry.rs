@@ -13,8 +13,7 @@ const EVERY: Duration = Duration::from_secs(2);
 
 type Key = (Direction, String, String, String);
 
-pub async fn push(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let client = crate::client::ControlPlane::new(shared.clone());
+pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut shutdown: watch::Receiver<bool>) {
     if !shared.wait_for_identity(&mut shutdown).await {
         return;
     }

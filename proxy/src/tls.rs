@@ -16,8 +16,6 @@ pub struct Tls {
     pub server: Arc<rustls::ServerConfig>,
     client_h1: Arc<rustls::ClientConfig>,
     client_h2: Arc<rustls::ClientConfig>,
-    /// This proxy's SPIFFE ID.
-    pub identity: String,
     /// The trust domain its identity is in, which callers' identities must share.
     pub domain: String,
 }
@@ -57,18 +55,13 @@ impl Tls {
             c.alpn_protocols = vec![alpn.to_vec()];
             Ok(Arc::new(c))
         };
-        let domain = cert
-            .identity
-            .strip_prefix("spiffe://")
-            .and_then(|rest| rest.split_once("/svc/"))
-            .map(|(domain, _)| domain.to_string())
+        let (domain, _) = trellis_model::config::parse_identity(&cert.identity)
             .ok_or_else(|| format!("{} is not a mesh identity", cert.identity))?;
         Ok(Tls {
             server: Arc::new(server),
             client_h1: client(b"http/1.1")?,
             client_h2: client(b"h2")?,
-            identity: cert.identity.clone(),
-            domain,
+            domain: domain.to_string(),
         })
     }
 

@@ -32,21 +32,6 @@ pub enum IdentityError {
     BadCsr(String),
 }
 
-impl Ca {
-    /// Issues `service` a certificate and its key as files in `dir` (`cert.pem` leaf then
-    /// issuer, `key.pem` 0600, `anchor.pem`): for a proxy run with `TRELLIS_IDENTITY_DIR`.
-    pub fn issue_files(&self, service: &str, dir: &Path) -> Result<Issued, IdentityError> {
-        let key = KeyPair::generate()?;
-        let csr = rcgen::CertificateParams::new(Vec::<String>::new())?.serialize_request(&key)?.pem()?;
-        let issued = self.certify(service, &self.join_token(service), &csr)?;
-        std::fs::create_dir_all(dir)?;
-        write_private(&dir.join("key.pem"), &key.serialize_pem())?;
-        std::fs::write(dir.join("cert.pem"), &issued.chain_pem)?;
-        std::fs::write(dir.join("anchor.pem"), &issued.anchor_pem)?;
-        Ok(issued)
-    }
-}
-
 /// The SPIFFE ID a DER certificate names in its URI SAN.
 pub fn spiffe_of(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
@@ -124,6 +109,26 @@ impl Ca {
             join_secret,
             cert_ttl: CERT_TTL,
         })
+    }
+
+    /// A certificate for `service` with a key made here, for parts of the control plane that
+    /// hold an identity themselves (its fleet listener, the demo's ingress, `issue-cert`).
+    /// Returns what was issued and the key, PEM.
+    pub fn issue(&self, service: &str) -> Result<(Issued, String), IdentityError> {
+        let key = KeyPair::generate()?;
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())?.serialize_request(&key)?.pem()?;
+        Ok((self.certify(service, &self.join_token(service), &csr)?, key.serialize_pem()))
+    }
+
+    /// Issues `service` a certificate and its key as files in `dir` (`cert.pem` leaf then
+    /// issuer, `key.pem` 0600, `anchor.pem`): for a proxy run with `TRELLIS_IDENTITY_DIR`.
+    pub fn issue_files(&self, service: &str, dir: &Path) -> Result<Issued, IdentityError> {
+        let (issued, key_pem) = self.issue(service)?;
+        std::fs::create_dir_all(dir)?;
+        write_private(&dir.join("key.pem"), &key_pem)?;
+        std::fs::write(dir.join("cert.pem"), &issued.chain_pem)?;
+        std::fs::write(dir.join("anchor.pem"), &issued.anchor_pem)?;
+        Ok(issued)
     }
 
     /// The token a proxy of `service` joins with (`trellis join-token SERVICE`).

@@ -123,6 +123,20 @@ pub async fn fixed_app(body: &'static str, status: u16) -> std::net::SocketAddr 
     addr
 }
 
+/// Waits (up to ten seconds) until the audit log of the control plane at `addr` holds an event
+/// of `kind` whose text contains `needle`: events reach the database through the spool.
+pub async fn wait_audited(addr: std::net::SocketAddr, kind: &str, needle: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, audit) = http_get(addr, "trellis", &format!("/api/v1/audit?kind={kind}")).await.unwrap_or_default();
+        if audit.contains(needle) {
+            return;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "no {kind} event with {needle:?}: {audit}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// A plain HTTP/1.1 GET naming `host`, for tests that talk to proxies and the API.
 pub async fn http_get(
     addr: std::net::SocketAddr,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use trellis_server::gitops::PolicySource;
 use trellis_server::serve::{IdentityConfig, Running, ServeConfig};
-use trellis_server::testing::{PolicyRepo, http_get};
+use trellis_server::testing::{PolicyRepo, http_get, wait_audited};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_with_its_services_token_is_certified_and_another_service_is_refused() {
@@ -65,15 +65,7 @@ async fn a_proxy_with_its_services_token_is_certified_and_another_service_is_ref
     assert_eq!(status("the trust anchor is valid"), "ok");
     assert_eq!(status("the issuer is valid"), "ok");
     assert_eq!(status("every proxy has a valid certificate"), "ok", "{health}");
-    let started = Instant::now();
-    loop {
-        let (_, audit) = http_get(cp.addr, "trellis", "/api/v1/audit?kind=identity.denied").await.unwrap();
-        if audit.contains("not valid for service \\\"payments\\\"") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{audit}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_audited(cp.addr, "identity.denied", "not valid for service \\\"payments\\\"").await;
     cp.shutdown().await;
 }
 

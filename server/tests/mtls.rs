@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use trellis_server::gitops::PolicySource;
 use trellis_server::identity::Ca;
 use trellis_server::serve::{IdentityConfig, Running, ServeConfig};
-use trellis_server::testing::{PolicyRepo, fixed_app, http_get, http_request};
+use trellis_server::testing::{PolicyRepo, fixed_app, http_get, http_request, wait_audited};
 
 const DOMAIN: &str = "mesh.test";
 
@@ -113,15 +113,7 @@ async fn proxies_speak_mtls_and_the_inbound_side_admits_by_identity_and_policy()
     .unwrap();
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("TRELLIS_JOIN_TOKEN"), "{body}");
-    let started = Instant::now();
-    loop {
-        let (_, audit) = http_get(cp.addr, "trellis", "/api/v1/audit?kind=identity.denied").await.unwrap();
-        if audit.contains("certified as catalog, tried to speak for inventory") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "the refusal is audited: {audit}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_audited(cp.addr, "identity.denied", "certified as catalog, tried to speak for inventory").await;
     assert_eq!(cp.state.fleet.proxies().len(), 2, "the rogue never joined");
 
     // Permissive, and every caller allowed: plaintext gets through, and is counted.
@@ -237,10 +229,8 @@ struct Client {
 
 impl Client {
     fn certified(ca: &Ca, service: &str) -> Client {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let csr = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().serialize_request(&key).unwrap();
-        let issued = ca.certify(service, &ca.join_token(service), &csr.pem().unwrap()).unwrap();
-        Client::new(&issued.chain_pem, key.serialize_pem())
+        let (issued, key_pem) = ca.issue(service).unwrap();
+        Client::new(&issued.chain_pem, key_pem)
     }
 
     fn from_other_ca(service: &str) -> Client {
@@ -275,7 +265,7 @@ impl Client {
         Ok((status, headers.get("x-trellis-denied-by").map(|v| v.to_str().unwrap().to_string())))
     }
 
-    /// One request; an answer that never comes is an error, not a hung test.
+    /// One request; an answer that never comes within 15 s is an error, not a hung test.
     async fn request(
         &self,
         addr: SocketAddr,
@@ -285,50 +275,42 @@ impl Client {
         path: &str,
         body: &'static str,
     ) -> Result<(u16, http::HeaderMap, String), String> {
-        let sending = self.send(addr, service, anchor_pem, method, path, body);
-        tokio::time::timeout(Duration::from_secs(15), sending)
+        let exchange = async {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(CertificateDer::from_pem_slice(anchor_pem.as_bytes()).unwrap()).unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_client_auth_cert(self.chain.clone(), key)
+                .unwrap();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            let name = ServerName::try_from(format!("{service}.svc.{DOMAIN}")).unwrap();
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            let req = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", service)
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap();
+            // TLS 1.3 sends the server's verdict on the client certificate after the handshake
+            // "completes" on the client side: a refused certificate surfaces here.
+            let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok((parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(Duration::from_secs(15), exchange)
             .await
             .map_err(|_| format!("{method} {path} to {addr}: no answer within 15 s"))?
-    }
-
-    async fn send(
-        &self,
-        addr: SocketAddr,
-        service: &str,
-        anchor_pem: &str,
-        method: &str,
-        path: &str,
-        body: &'static str,
-    ) -> Result<(u16, http::HeaderMap, String), String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(anchor_pem.as_bytes()).unwrap()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(self.chain.clone(), key)
-            .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let name = ServerName::try_from(format!("{service}.svc.{DOMAIN}")).unwrap();
-        let tls =
-            tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", service)
-            .body(Full::new(Bytes::from_static(body.as_bytes())))
-            .unwrap();
-        // TLS 1.3 sends the server's verdict on the client certificate after the handshake
-        // "completes" on the client side: a refused certificate surfaces here.
-        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok((parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&body).into_owned()))
     }
 }

@@ -97,16 +97,11 @@ impl Ingress {
     }
 
     async fn dial(&self) -> Result<SendRequest<Empty<Bytes>>, String> {
-        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-            .and_then(|p| p.serialize_request(&key))
-            .and_then(|r| r.pem())
-            .map_err(|e| e.to_string())?;
-        let issued = self.ca.certify(INGRESS, &self.ca.join_token(INGRESS), &csr).map_err(|e| e.to_string())?;
+        let (issued, key_pem) = self.ca.issue(INGRESS).map_err(|e| e.to_string())?;
         let chain = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
-        let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).map_err(|e| e.to_string())?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
         let mut roots = rustls::RootCertStore::empty();
         let anchor = CertificateDer::from_pem_slice(issued.anchor_pem.as_bytes()).map_err(|e| e.to_string())?;
         roots.add(anchor).map_err(|e| e.to_string())?;

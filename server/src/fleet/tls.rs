@@ -115,17 +115,11 @@ impl OwnCert {
     }
 
     fn issue(&self) -> Result<(Arc<CertifiedKey>, i64), String> {
-        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-            .and_then(|p| p.serialize_request(&key))
-            .and_then(|r| r.pem())
-            .map_err(|e| e.to_string())?;
-        let issued =
-            self.ca.certify(CONTROL_PLANE, &self.ca.join_token(CONTROL_PLANE), &csr).map_err(|e| e.to_string())?;
+        let (issued, key_pem) = self.ca.issue(CONTROL_PLANE).map_err(|e| e.to_string())?;
         let chain = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
-        let der = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).map_err(|e| e.to_string())?;
+        let der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
         let signing = self.provider.key_provider.load_private_key(der).map_err(|e| e.to_string())?;
         Ok((Arc::new(CertifiedKey::new(chain, signing)), issued.not_after_ms))
     }

@@ -23,6 +23,8 @@ pub type HttpClient = Client<Connector, ReqBody>;
 pub struct Clients {
     http1: HttpClient,
     http2: HttpClient,
+    /// HTTP/1.1 for requests whose body is in hand: most of them.
+    fast: crate::h1::Pool,
 }
 
 impl Clients {
@@ -41,7 +43,36 @@ impl Clients {
             b
         };
         let connector = |h2| Connector { http: http.clone(), mesh: mesh.clone(), h2, fixed: None };
-        Clients { http1: builder().build(connector(false)), http2: builder().http2_only(true).build(connector(true)) }
+        Clients {
+            http1: builder().build(connector(false)),
+            http2: builder().http2_only(true).build(connector(true)),
+            fast: crate::h1::Pool::new(connector(false)),
+        }
+    }
+
+    /// Sends a request to the endpoint at `addr` over `protocol`; `max_requests` is the
+    /// service's `maxRequestsPerConnection` (0: no limit).
+    pub async fn send(
+        &self,
+        protocol: Protocol,
+        parts: &http::request::Parts,
+        body: Replay,
+        addr: &str,
+        max_requests: u32,
+    ) -> Result<http::Response<crate::Body>, UpstreamError> {
+        let body = match (protocol, body) {
+            (Protocol::Http, Replay::Buffered(bytes)) => return self.fast.send(parts, bytes, addr, max_requests).await,
+            (_, body) => body.into_body(),
+        };
+        let mut req = http::Request::from_parts(parts.clone(), body);
+        crate::outbound::set_target(&mut req, addr).map_err(|e| UpstreamError::other(e.into()))?;
+        *req.version_mut() = wire_version(protocol);
+        let captured = (max_requests > 0).then(|| hyper_util::client::legacy::connect::capture_connection(&mut req));
+        let resp = self.for_protocol(protocol).request(req).await.map_err(UpstreamError::from)?;
+        if let Some(captured) = &captured {
+            retire_if_spent(captured, &resp, max_requests);
+        }
+        Ok(crate::outbound::downstream(resp))
     }
 
     pub fn http1(&self) -> &HttpClient {
@@ -64,11 +95,128 @@ pub fn wire_version(protocol: Protocol) -> http::Version {
     }
 }
 
+/// `maxRequestsPerConnection` on hyper's pool: the connection that carried its last allowed
+/// response is not reused (it closes once the response is read).
+fn retire_if_spent(
+    captured: &hyper_util::client::legacy::connect::CaptureConnection,
+    resp: &http::Response<hyper::body::Incoming>,
+    limit: u32,
+) {
+    let Some(served) = resp.extensions().get::<crate::transport::Served>() else { return };
+    if served.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 >= limit
+        && let Some(connection) = captured.connection_metadata().as_ref()
+    {
+        connection.poison();
+    }
+}
+
+/// Bodies up to this size are buffered so the request can be retried or mirrored.
+pub const MAX_REPLAY_BODY: usize = 64 * 1024;
+
+/// A request body: buffered (and so replayable) when small, otherwise streamed once.
+pub enum Replay {
+    Buffered(Bytes),
+    Streaming(hyper::body::Incoming),
+}
+
+impl Replay {
+    /// Buffers bodies with a known length up to [`MAX_REPLAY_BODY`] (and empty ones); streams
+    /// the rest, which are then never retried.
+    pub async fn read(
+        body: hyper::body::Incoming,
+        headers: &http::HeaderMap,
+    ) -> Result<Self, crate::errors::ProxyError> {
+        use http_body_util::{BodyExt, Limited};
+        use hyper::body::Body as _;
+        if body.is_end_stream() {
+            return Ok(Replay::Buffered(Bytes::new()));
+        }
+        let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        match length {
+            Some(n) if n <= MAX_REPLAY_BODY => {
+                let collected = Limited::new(body, MAX_REPLAY_BODY).collect().await;
+                let bytes = collected.map_err(|_| crate::errors::ProxyError::BodyTooLarge(MAX_REPLAY_BODY))?.to_bytes();
+                Ok(Replay::Buffered(bytes))
+            }
+            _ => Ok(Replay::Streaming(body)),
+        }
+    }
+
+    /// This body to send once more, when it can be: a buffered copy is cheap.
+    pub fn again(&self) -> Option<Replay> {
+        match self {
+            Replay::Buffered(b) => Some(Replay::Buffered(b.clone())),
+            Replay::Streaming(_) => None,
+        }
+    }
+
+    fn into_body(self) -> ReqBody {
+        use http_body_util::BodyExt;
+        match self {
+            Replay::Buffered(b) => http_body_util::Full::new(b).map_err(|never| match never {}).boxed_unsync(),
+            Replay::Streaming(b) => b.boxed_unsync(),
+        }
+    }
+}
+
+/// Why an upstream gave no response.
+#[derive(Debug)]
+pub struct UpstreamError {
+    connect: bool,
+    source: BoxError,
+}
+
+impl UpstreamError {
+    pub fn connect(source: BoxError) -> Self {
+        UpstreamError { connect: true, source }
+    }
+
+    pub fn other(source: BoxError) -> Self {
+        UpstreamError { connect: false, source }
+    }
+
+    pub fn io(e: std::io::Error) -> Self {
+        Self::other(Box::new(e))
+    }
+
+    pub fn closed() -> Self {
+        Self::other("the upstream closed the connection before the response was complete".into())
+    }
+
+    /// The connection could not be made: nothing reached the upstream.
+    pub fn is_connect(&self) -> bool {
+        self.connect
+    }
+}
+
+impl From<hyper_util::client::legacy::Error> for UpstreamError {
+    fn from(e: hyper_util::client::legacy::Error) -> Self {
+        // The legacy client's error hides its cause in `source`; keep it in the message.
+        let message = match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        };
+        UpstreamError { connect: e.is_connect(), source: message.into() }
+    }
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}
+
 pub type Connection = TokioIo<Held<Stream<tokio_rustls::client::TlsStream<TcpStream>>>>;
 /// How long a connection waits for a slot under its service's `maxConnections` (meanwhile a
 /// connection that comes free serves the request) before the attempt fails.
 const SLOT_WAIT: Duration = Duration::from_secs(10);
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// TCP, then TLS when the endpoint at that address has an identity and this proxy has a
 /// certificate. An endpoint with an identity reached without one gets plaintext, which a

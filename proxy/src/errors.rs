@@ -27,7 +27,7 @@ pub enum ProxyError {
     Upstream {
         addr: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: crate::client::UpstreamError,
     },
     #[error("no response within {0} ms")]
     Timeout(u64),

@@ -4,14 +4,12 @@
 //! declares.
 
 use crate::access::{Caller, Decision};
-use crate::client::{Clients, wire_version};
+use crate::client::{Clients, Replay};
 use crate::errors::ProxyError;
-use crate::outbound::set_target;
 use crate::server::Peer;
 use crate::transport::{Stream, TLS_HANDSHAKE};
 use crate::{Body, Shared};
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,16 +83,12 @@ impl Inbound {
             if crate::upgrade::is_upgrade(&req) {
                 return crate::upgrade::forward(self.clients.http1(), req, &self.app).await;
             }
-            let mut req = req.map(|b| b.boxed_unsync());
-            set_target(&mut req, &self.app)?;
-            *req.version_mut() = wire_version(protocol);
-            let resp = self
-                .clients
-                .for_protocol(protocol)
-                .request(req)
+            let (parts, body) = req.into_parts();
+            let body = Replay::read(body, &parts.headers).await?;
+            self.clients
+                .send(protocol, &parts, body, &self.app, 0)
                 .await
-                .map_err(|source| ProxyError::Upstream { addr: self.app.clone(), source })?;
-            Ok::<_, ProxyError>(crate::outbound::downstream(resp))
+                .map_err(|source| ProxyError::Upstream { addr: self.app.clone(), source })
         }
         .await;
         // The route is the caller's decision; the inbound side only sees its own service.

@@ -11,7 +11,8 @@
 //! - [`applied`]: an applied config and what is precomputed from it.
 //! - [`balance`], [`outlier`], [`budget`]: pure decisions of load balancing, ejection and
 //!   retry budgets; [`endpoints`] keeps their state per endpoint.
-//! - [`client`]: pooled HTTP/1.1 and HTTP/2 upstream clients.
+//! - [`client`]: pooled HTTP/1.1 and HTTP/2 upstream clients; [`h1`]: the HTTP/1.1 client for
+//!   requests whose body is in hand, run in the request's own task.
 //! - [`split`]: pure routing decisions (rule match, weighted pick, endpoint choice).
 //! - [`outbound`], [`inbound`]: the request paths.
 //! - [`identity`], [`tls`], [`transport`]: the proxy's certificate, mTLS configs built from it,
@@ -35,6 +36,7 @@ pub mod control;
 pub mod endpoints;
 pub mod env;
 pub mod errors;
+pub mod h1;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
@@ -58,7 +60,7 @@ use tracing::Instrument;
 pub use env::Settings;
 
 /// The body every listener answers with: a streamed upstream body or a small local one.
-pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, hyper::Error>;
+pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, client::BoxError>;
 
 /// The state the listeners share.
 pub struct Shared {

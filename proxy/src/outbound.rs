@@ -12,23 +12,19 @@
 //! 7. attempts — pick an endpoint (P2C/EWMA, ejection), per-try timeout, classify, retry
 //!    within the budget.
 
-use crate::client::{Clients, ReqBody};
+use crate::client::{Clients, Replay};
 use crate::errors::ProxyError;
 use crate::metrics::status_class;
 use crate::outlier::Outcome;
 use crate::{Body, Shared, split};
-use bytes::Bytes;
 use http::{Request, Response, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use trellis_model::config::RetryOn;
 use trellis_model::{RuleConfig, ServiceConfig};
-
-/// Bodies up to this size are buffered so the request can be retried or mirrored.
-pub const MAX_REPLAY_BODY: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct Outbound {
@@ -145,19 +141,15 @@ impl Outbound {
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let lb = service.traffic.load_balancer;
         let Some((endpoint, in_flight)) = self.shared.endpoints.pick(lb, endpoints, &m.version, turn) else { return };
-        let mut req = Request::from_parts(parts.clone(), Replay::Buffered(bytes.clone()).body());
-        if set_target(&mut req, &endpoint.addr).is_err() {
-            return;
-        }
-        *req.version_mut() = crate::client::wire_version(service.protocol);
-        let client = self.clients.for_protocol(service.protocol).clone();
+        let (clients, parts, addr) = (self.clients.clone(), parts.clone(), endpoint.addr.clone());
+        let (protocol, body) = (service.protocol, Replay::Buffered(bytes.clone()));
         self.shared
             .metrics
             .inc("trellis_proxy_mirrored_total", &[("dst_service", &service.name), ("dst_version", &m.version)]);
         tokio::spawn(async move {
             let _hold = (permit, in_flight);
             // The response is read and dropped: nobody waits for a mirror.
-            if let Ok(resp) = client.request(req).await {
+            if let Ok(resp) = clients.send(protocol, &parts, body, &addr, 0).await {
                 let _ = resp.into_body().collect().await;
             }
         });
@@ -175,7 +167,6 @@ impl Outbound {
         let metrics = &self.shared.metrics;
         let now = self.shared.endpoints.now_ms();
         self.shared.with_budget(&service.name, &rule.retry.budget, |b| b.deposit(now));
-        let client = self.clients.for_protocol(service.protocol);
         let lb = service.traffic.load_balancer;
         let mut body = Some(body);
         let mut attempt = 0;
@@ -185,31 +176,18 @@ impl Outbound {
                 ProxyError::NoEndpoints { service: service.name.clone(), version: version.to_string() }
             })?;
             // A buffered body can be sent again; a streamed one only once.
-            let this_body = match body.take() {
-                Some(Replay::Buffered(b)) => {
-                    body = Some(Replay::Buffered(b.clone()));
-                    Replay::Buffered(b).body()
-                }
-                Some(streaming) => streaming.body(),
-                None => unreachable!("a streamed body is never retried"),
-            };
-            let mut req = Request::from_parts(parts.clone(), this_body);
-            set_target(&mut req, &endpoint.addr)?;
-            *req.version_mut() = crate::client::wire_version(service.protocol);
+            let Some(this_body) = body.take() else { unreachable!("a streamed body is never retried") };
+            body = this_body.again();
             let limit = service.traffic.limits.max_requests_per_connection;
-            let captured = (limit > 0).then(|| hyper_util::client::legacy::connect::capture_connection(&mut req));
+            let once = self.clients.send(service.protocol, &parts, this_body, &endpoint.addr, limit);
             let sent = Instant::now();
-            let per_try = rule.timeouts.per_try_ms.map(Duration::from_millis);
-            let result = match per_try {
-                Some(limit) => match tokio::time::timeout(limit, client.request(req)).await {
+            let result = match rule.timeouts.per_try_ms.map(Duration::from_millis) {
+                Some(limit) => match tokio::time::timeout(limit, once).await {
                     Ok(r) => r.map_err(Failure::Upstream),
                     Err(_) => Err(Failure::TimedOut(limit.as_millis() as u64)),
                 },
-                None => client.request(req).await.map_err(Failure::Upstream),
+                None => once.await.map_err(Failure::Upstream),
             };
-            if let (Some(captured), Ok(resp)) = (&captured, &result) {
-                retire_if_spent(captured, resp, limit);
-            }
             let outcome = match &result {
                 Ok(resp) => Outcome::of_status(resp.status().as_u16()),
                 Err(_) => Outcome::GatewayError,
@@ -256,24 +234,9 @@ impl Outbound {
     }
 }
 
-/// `maxRequestsPerConnection`: the connection that carried its last allowed response is not
-/// reused (it closes once the response is read).
-fn retire_if_spent(
-    captured: &hyper_util::client::legacy::connect::CaptureConnection,
-    resp: &Response<Incoming>,
-    limit: u32,
-) {
-    let Some(served) = resp.extensions().get::<crate::transport::Served>() else { return };
-    if served.0.fetch_add(1, Ordering::Relaxed) + 1 >= limit
-        && let Some(connection) = captured.connection_metadata().as_ref()
-    {
-        connection.poison();
-    }
-}
-
 /// Why an attempt produced no response.
 enum Failure {
-    Upstream(hyper_util::client::legacy::Error),
+    Upstream(crate::client::UpstreamError),
     TimedOut(u64),
 }
 
@@ -287,9 +250,9 @@ impl Failure {
     }
 }
 
-fn finish(result: Result<Response<Incoming>, Failure>, addr: &str) -> Result<Response<Body>, ProxyError> {
+fn finish(result: Result<Response<Body>, Failure>, addr: &str) -> Result<Response<Body>, ProxyError> {
     match result {
-        Ok(resp) => Ok(downstream(resp)),
+        Ok(resp) => Ok(resp),
         Err(Failure::Upstream(source)) => Err(ProxyError::Upstream { addr: addr.to_string(), source }),
         Err(Failure::TimedOut(ms)) => Err(ProxyError::Timeout(ms)),
     }
@@ -299,12 +262,12 @@ fn finish(result: Result<Response<Incoming>, Failure>, addr: &str) -> Result<Res
 /// proxies) says nothing about the connection our client opened, so the server picks its own.
 pub fn downstream(mut resp: Response<Incoming>) -> Response<Body> {
     *resp.version_mut() = http::Version::default();
-    resp.map(|b| b.boxed_unsync())
+    resp.map(|b| b.map_err(Into::into).boxed_unsync())
 }
 
 /// The retry conditions, as Envoy names them: `5xx` includes gateway errors, connect failures
 /// and resets; `gateway-error` includes connect failures and per-try timeouts.
-fn should_retry(result: &Result<Response<Incoming>, Failure>, on: &[RetryOn]) -> bool {
+fn should_retry(result: &Result<Response<Body>, Failure>, on: &[RetryOn]) -> bool {
     let has = |c| on.contains(&c);
     match result {
         Ok(resp) => {
@@ -317,39 +280,6 @@ fn should_retry(result: &Result<Response<Incoming>, Failure>, on: &[RetryOn]) ->
             has(RetryOn::ConnectFailure) || has(RetryOn::GatewayError) || has(RetryOn::ServerError)
         }
         Err(Failure::Upstream(_)) => has(RetryOn::Reset) || has(RetryOn::ServerError),
-    }
-}
-
-/// A request body: buffered (and so replayable) when small, otherwise streamed once.
-enum Replay {
-    Buffered(Bytes),
-    Streaming(Incoming),
-}
-
-impl Replay {
-    /// Buffers bodies with a known length up to [`MAX_REPLAY_BODY`] (and empty ones); streams
-    /// the rest, which are then never retried.
-    async fn read(body: Incoming, headers: &http::HeaderMap) -> Result<Self, ProxyError> {
-        use hyper::body::Body as _;
-        if body.is_end_stream() {
-            return Ok(Replay::Buffered(Bytes::new()));
-        }
-        let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        match length {
-            Some(n) if n <= MAX_REPLAY_BODY => {
-                let collected = Limited::new(body, MAX_REPLAY_BODY).collect().await;
-                let bytes = collected.map_err(|_| ProxyError::BodyTooLarge(MAX_REPLAY_BODY))?.to_bytes();
-                Ok(Replay::Buffered(bytes))
-            }
-            _ => Ok(Replay::Streaming(body)),
-        }
-    }
-
-    fn body(self) -> ReqBody {
-        match self {
-            Replay::Buffered(b) => Full::new(b).map_err(|never| match never {}).boxed_unsync(),
-            Replay::Streaming(b) => b.boxed_unsync(),
-        }
     }
 }
 

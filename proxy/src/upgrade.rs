@@ -39,7 +39,7 @@ pub async fn forward(
     }
     up.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("upgrade"));
     let mut resp =
-        client.request(up).await.map_err(|source| ProxyError::Upstream { addr: addr.to_string(), source })?;
+        client.request(up).await.map_err(|e| ProxyError::Upstream { addr: addr.to_string(), source: e.into() })?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_side = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {

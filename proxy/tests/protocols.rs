@@ -8,11 +8,12 @@ use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trellis_model::config::Protocol;
 use trellis_model::{Backend, Endpoint, ProxyConfig, RuleConfig, ServiceConfig};
-use trellis_proxy::applied::Applied;
+
+mod common;
+use common::{free_port, proxy_to, spawn_app, wait_listening};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_and_h2load_through_the_proxy_to_python_http_server() {
@@ -187,23 +188,6 @@ async fn standalone_mode_serves_a_static_config_and_starts_traces() {
 
 // ---- harness -----------------------------------------------------------------------------
 
-/// Accepts connections on a fresh local port and hands each to `serve` in a task of its own.
-async fn spawn_app<F, Fut>(serve: F) -> SocketAddr
-where
-    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            tokio::spawn(serve(stream));
-        }
-    });
-    addr
-}
-
 /// An HTTP/1.1 app answering with the `traceparent` it received.
 async fn header_echo_app() -> SocketAddr {
     spawn_app(|stream| async move {
@@ -214,43 +198,6 @@ async fn header_echo_app() -> SocketAddr {
         let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
     })
     .await
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn wait_listening(addr: SocketAddr) {
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("{addr} never started listening");
-}
-
-/// A proxy routing service `svc` (of `protocol`) to `upstream`; for inbound use, its own
-/// service is `svc` too, so the inbound listener forwards to `upstream` as the app.
-async fn proxy_to(upstream: SocketAddr, protocol: Protocol) -> trellis_proxy::Running {
-    let settings = trellis_proxy::Settings::new("svc", "v1", upstream, "http://127.0.0.1:9");
-    let running = trellis_proxy::start(settings).await.unwrap();
-    let mut svc = ServiceConfig::new(
-        "svc",
-        &["v1"],
-        vec![RuleConfig::catch_all(vec![Backend { version: "v1".into(), weight: 100 }])],
-    );
-    svc.protocol = protocol;
-    let endpoint = Endpoint { version: "v1".into(), addr: upstream.to_string(), proxy_id: "up".into(), identity: None };
-    let config = ProxyConfig {
-        version: "t.1".into(),
-        revision: "t".into(),
-        mesh: Default::default(),
-        services: [("svc".to_string(), svc)].into(),
-        endpoints: [("svc".to_string(), vec![endpoint])].into(),
-    };
-    running.shared.config.store(Arc::new(Applied::new(config).unwrap()));
-    running
 }
 
 fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {

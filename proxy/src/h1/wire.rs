@@ -1,0 +1,358 @@
+//! HTTP/1.1 on the wire, as pure functions over buffers: a request head written out, a
+//! response head read in, and a chunked body decoded. The I/O around them is in `h1`.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+/// A response head may be at most this large; beyond it the response is refused.
+pub const MAX_HEAD: usize = crate::server::MAX_HEADER_BYTES;
+const MAX_HEADERS: usize = 100;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum WireError {
+    #[error("malformed response head: {0}")]
+    Head(httparse::Error),
+    #[error("response head larger than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("invalid Content-Length")]
+    ContentLength,
+    #[error("malformed chunked body")]
+    Chunk,
+}
+
+/// Writes `method path HTTP/1.1` and the headers, framing the body by its exact length:
+/// whatever framing the caller's headers claimed, the body is in hand. `host` is written when
+/// the headers carry none.
+pub fn encode_head(method: &Method, path: &str, headers: &HeaderMap, host: &str, body_len: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(http::header::HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        if skipped(name) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // A body, or a method that usually has one, says its length; a bodiless GET says nothing.
+    if body_len > 0 || !matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS) {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(body_len.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Request headers not written: the framing is this client's, connection-level headers
+/// describe the caller's connection (RFC 9110 §7.6.1), and `Expect` asks a question the body in
+/// hand has already answered.
+fn skipped(name: &HeaderName) -> bool {
+    use http::header::*;
+    [CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION, UPGRADE, TE, EXPECT, PROXY_AUTHORIZATION, PROXY_AUTHENTICATE]
+        .contains(name)
+        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+}
+
+/// How a response's body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Framing {
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes: the connection cannot be reused.
+    Eof,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// The upstream keeps the connection open after this response.
+    pub keep_alive: bool,
+}
+
+/// Takes one response head off the front of `buf`. `Ok(None)`: not all of it has arrived.
+/// Interim (1xx) responses other than 101 are skipped, as a client that did not ask for them
+/// must. Connection-level headers stay behind: they describe the upstream's connection.
+pub fn parse_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, WireError> {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let len = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(WireError::HeadTooLarge),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(WireError::Head(e)),
+        };
+        let code = parsed.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code).map_err(|_| WireError::Head(httparse::Error::Status))?;
+        if status.is_informational() && code != 101 {
+            buf.advance(len);
+            continue;
+        }
+        let http10 = parsed.version == Some(0);
+        // Offsets first: the values are then sliced, not copied, out of the frozen head.
+        let base = buf.as_ptr() as usize;
+        let mut spans = Vec::with_capacity(parsed.headers.len());
+        for h in parsed.headers.iter() {
+            let name =
+                HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| WireError::Head(httparse::Error::HeaderName))?;
+            spans.push((name, h.value.as_ptr() as usize - base, h.value.len()));
+        }
+        let mut headers = HeaderMap::with_capacity(spans.len());
+        let mut framing = None;
+        let mut keep_alive = !http10;
+        let head = buf.split_to(len).freeze();
+        for (name, at, n) in spans {
+            let value = HeaderValue::from_maybe_shared(head.slice(at..at + n))
+                .map_err(|_| WireError::Head(httparse::Error::HeaderValue))?;
+            if name == http::header::CONNECTION {
+                let tokens = value.to_str().unwrap_or_default();
+                if has_token(tokens, "close") {
+                    keep_alive = false;
+                } else if http10 && has_token(tokens, "keep-alive") {
+                    keep_alive = true;
+                }
+                continue;
+            }
+            if name == http::header::TRANSFER_ENCODING {
+                // Chunked must be the last coding; anything else is read to the end.
+                let last = value.to_str().unwrap_or_default().rsplit(',').next().unwrap_or_default();
+                framing =
+                    Some(if last.trim().eq_ignore_ascii_case("chunked") { Framing::Chunked } else { Framing::Eof });
+                continue;
+            }
+            if name == http::header::CONTENT_LENGTH && !matches!(framing, Some(Framing::Chunked | Framing::Eof)) {
+                let n =
+                    value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or(WireError::ContentLength)?;
+                if matches!(framing, Some(Framing::Length(m)) if m != n) {
+                    return Err(WireError::ContentLength);
+                }
+                framing = Some(Framing::Length(n));
+            }
+            if is_hop_by_hop(&name) {
+                continue;
+            }
+            headers.append(name, value);
+        }
+        if matches!(framing, Some(Framing::Chunked | Framing::Eof)) {
+            // Transfer-Encoding wins over Content-Length, which must then not travel on.
+            headers.remove(http::header::CONTENT_LENGTH);
+        }
+        let bodiless = *request == Method::HEAD || code == 204 || code == 304 || code == 101;
+        let framing = if bodiless { Framing::Length(0) } else { framing.unwrap_or(Framing::Eof) };
+        if framing == Framing::Eof || code == 101 {
+            keep_alive = false;
+        }
+        return Ok(Some(Head { status, headers, framing, keep_alive }));
+    }
+}
+
+fn has_token(list: &str, token: &str) -> bool {
+    list.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(name.as_str(), "keep-alive" | "proxy-connection" | "upgrade")
+}
+
+/// Where a chunked body's decoder stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Chunked {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk, this many bytes still to come, then CRLF.
+    Data(u64),
+    /// After a chunk's data: its CRLF.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailers,
+    Done,
+}
+
+/// What the decoder took off the buffer.
+#[derive(Debug, PartialEq)]
+pub enum Piece {
+    Data(Bytes),
+    Trailers(HeaderMap),
+    End,
+}
+
+/// Decodes what it can from `buf`. `Ok(None)`: more bytes are needed.
+pub fn decode_chunked(buf: &mut BytesMut, state: &mut Chunked) -> Result<Option<Piece>, WireError> {
+    loop {
+        match *state {
+            Chunked::Size => {
+                let Some(line) = take_line(buf)? else { return Ok(None) };
+                let hex = line[..].split(|b| *b == b';').next().unwrap_or_default();
+                let hex = std::str::from_utf8(hex).map_err(|_| WireError::Chunk)?.trim();
+                let size = u64::from_str_radix(hex, 16).map_err(|_| WireError::Chunk)?;
+                *state = if size == 0 { Chunked::Trailers } else { Chunked::Data(size) };
+            }
+            Chunked::Data(left) => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                let n = (buf.len() as u64).min(left) as usize;
+                let data = buf.split_to(n).freeze();
+                *state = if n as u64 == left { Chunked::DataEnd } else { Chunked::Data(left - n as u64) };
+                return Ok(Some(Piece::Data(data)));
+            }
+            Chunked::DataEnd => {
+                let Some(line) = take_line(buf)? else { return Ok(None) };
+                if !line.is_empty() {
+                    return Err(WireError::Chunk);
+                }
+                *state = Chunked::Size;
+            }
+            Chunked::Trailers => {
+                // The whole trailer section at once: it is small, and a frame carries it whole.
+                let end = if buf.starts_with(b"\r\n") { Some(2) } else { find(buf, b"\r\n\r\n").map(|i| i + 4) };
+                let Some(end) = end else {
+                    if buf.len() > MAX_HEAD {
+                        return Err(WireError::HeadTooLarge);
+                    }
+                    return Ok(None);
+                };
+                let section = buf.split_to(end);
+                *state = Chunked::Done;
+                let mut trailers = HeaderMap::new();
+                for line in section[..].split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)) {
+                    let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
+                    let name = HeaderName::from_bytes(&line[..colon]).map_err(|_| WireError::Chunk)?;
+                    let value =
+                        HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).map_err(|_| WireError::Chunk)?;
+                    trailers.append(name, value);
+                }
+                return Ok(Some(if trailers.is_empty() { Piece::End } else { Piece::Trailers(trailers) }));
+            }
+            Chunked::Done => return Ok(Some(Piece::End)),
+        }
+    }
+}
+
+/// A CRLF-terminated line off the front of `buf`, without its CRLF.
+fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, WireError> {
+    match find(buf, b"\r\n") {
+        Some(i) => {
+            let line = buf.split_to(i);
+            buf.advance(2);
+            Ok(Some(line))
+        }
+        // A chunk-size line is short; a long run without CRLF is not HTTP.
+        None if buf.len() > 1024 => Err(WireError::Chunk),
+        None => Ok(None),
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str, method: Method) -> Result<Option<Head>, WireError> {
+        parse_head(&mut BytesMut::from(text), &method)
+    }
+
+    #[test]
+    fn a_request_head_frames_its_body_by_length_and_keeps_host() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("catalog"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        let mut out = Vec::new();
+        encode_head(&Method::POST, "/p?q=1", &headers, "10.0.0.1:80", 12, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /p?q=1 HTTP/1.1\r\nhost: catalog\r\nx-a: 1\r\ncontent-length: 12\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        encode_head(&Method::GET, "/", &HeaderMap::new(), "10.0.0.1:80", 0, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "GET / HTTP/1.1\r\nhost: 10.0.0.1:80\r\n\r\n");
+    }
+
+    #[test]
+    fn response_heads_say_how_their_body_ends_and_whether_the_connection_stays() {
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 3\r\nx: y\r\n\r\nabc", Method::GET).unwrap().unwrap();
+        assert_eq!((h.status.as_u16(), h.framing, h.keep_alive), (200, Framing::Length(3), true));
+        assert_eq!(h.headers["x"], "y");
+        assert_eq!(h.headers["content-length"], "3");
+
+        let h = head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n", Method::GET).unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(!h.headers.contains_key("transfer-encoding"));
+
+        let h =
+            head("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n", Method::GET).unwrap().unwrap();
+        assert!(!h.keep_alive && !h.headers.contains_key("connection"));
+        let h = head("HTTP/1.0 200 OK\r\n\r\nbody", Method::GET).unwrap().unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Eof, false));
+        let h = head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 4\r\n\r\n", Method::GET)
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive);
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", Method::HEAD).unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Length(0));
+        let h = head("HTTP/1.1 304 Not Modified\r\n\r\n", Method::GET).unwrap().unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Length(0), true));
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_partial_or_bad_heads_are_told_apart() {
+        let mut buf = BytesMut::from("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(parse_head(&mut buf, &Method::POST).unwrap().unwrap().status.as_u16(), 201);
+        assert!(buf.is_empty());
+        assert!(head("HTTP/1.1 200 OK\r\ncontent-le", Method::GET).unwrap().is_none());
+        assert!(head("HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", Method::GET).is_err());
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n", Method::GET).unwrap_err(),
+            WireError::ContentLength
+        );
+        assert!(head("NOT HTTP\r\n\r\n", Method::GET).is_err());
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD + 1));
+        assert_eq!(head(&huge, Method::GET).unwrap_err(), WireError::HeadTooLarge);
+    }
+
+    #[test]
+    fn a_chunked_body_decodes_across_any_split_with_its_trailers() {
+        let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\ngrpc-status: 0\r\n\r\nNEXT";
+        for split in 0..wire.len() {
+            let (mut buf, mut state, mut data, mut trailers) = (BytesMut::new(), Chunked::Size, Vec::new(), None);
+            let mut end = false;
+            for part in [&wire[..split], &wire[split..]] {
+                buf.extend_from_slice(part);
+                while state != Chunked::Done {
+                    let Some(piece) = decode_chunked(&mut buf, &mut state).unwrap() else { break };
+                    match piece {
+                        Piece::Data(d) => data.extend_from_slice(&d),
+                        Piece::Trailers(t) => trailers = Some(t),
+                        Piece::End => end = true,
+                    }
+                }
+            }
+            assert_eq!(data, b"hello world", "split at {split}");
+            assert_eq!(trailers.as_ref().map(|t| t["grpc-status"].clone()), Some(HeaderValue::from_static("0")));
+            assert!(state == Chunked::Done && !end, "the trailers frame is the last");
+            assert_eq!(&buf[..], b"NEXT", "what follows the body stays for the next response");
+        }
+        let (mut buf, mut state) = (BytesMut::from("0\r\n\r\n"), Chunked::Size);
+        assert_eq!(decode_chunked(&mut buf, &mut state).unwrap(), Some(Piece::End));
+        let (mut buf, mut state) = (BytesMut::from("zz\r\n"), Chunked::Size);
+        assert_eq!(decode_chunked(&mut buf, &mut state), Err(WireError::Chunk));
+        let (mut buf, mut state) = (BytesMut::from("1\r\nab\r\n"), Chunked::Size);
+        assert!(matches!(decode_chunked(&mut buf, &mut state), Ok(Some(Piece::Data(_)))));
+        assert_eq!(decode_chunked(&mut buf, &mut state), Err(WireError::Chunk));
+    }
+}

@@ -3,10 +3,9 @@
 use crate::errors::text;
 use crate::{Body, Shared};
 use http::{Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use std::sync::Arc;
 
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(shared: Arc<Shared>, req: Request<crate::client::ReqBody>) -> Response<Body> {
     let config = shared.config.load();
     let (status, content_type, body) = match req.uri().path() {
         "/metrics" => (

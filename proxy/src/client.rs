@@ -68,7 +68,8 @@ impl Clients {
         crate::outbound::set_target(&mut req, addr).map_err(|e| UpstreamError::other(e.into()))?;
         *req.version_mut() = wire_version(protocol);
         let captured = (max_requests > 0).then(|| hyper_util::client::legacy::connect::capture_connection(&mut req));
-        let resp = self.for_protocol(protocol).request(req).await.map_err(UpstreamError::from)?;
+        // Boxed: hyper's future is large, and inline it would be copied with every request's.
+        let resp = Box::pin(self.for_protocol(protocol).request(req)).await.map_err(UpstreamError::from)?;
         if let Some(captured) = &captured {
             retire_if_spent(captured, &resp, max_requests);
         }
@@ -116,16 +117,13 @@ pub const MAX_REPLAY_BODY: usize = 64 * 1024;
 /// A request body: buffered (and so replayable) when small, otherwise streamed once.
 pub enum Replay {
     Buffered(Bytes),
-    Streaming(hyper::body::Incoming),
+    Streaming(ReqBody),
 }
 
 impl Replay {
     /// Buffers bodies with a known length up to [`MAX_REPLAY_BODY`] (and empty ones); streams
     /// the rest, which are then never retried.
-    pub async fn read(
-        body: hyper::body::Incoming,
-        headers: &http::HeaderMap,
-    ) -> Result<Self, crate::errors::ProxyError> {
+    pub async fn read(body: ReqBody, headers: &http::HeaderMap) -> Result<Self, crate::errors::ProxyError> {
         use http_body_util::{BodyExt, Limited};
         use hyper::body::Body as _;
         if body.is_end_stream() {
@@ -154,7 +152,7 @@ impl Replay {
         use http_body_util::BodyExt;
         match self {
             Replay::Buffered(b) => http_body_util::Full::new(b).map_err(|never| match never {}).boxed_unsync(),
-            Replay::Streaming(b) => b.boxed_unsync(),
+            Replay::Streaming(b) => b,
         }
     }
 }

@@ -10,7 +10,6 @@ use crate::server::Peer;
 use crate::transport::{Stream, TLS_HANDSHAKE};
 use crate::{Body, Shared};
 use http::{Request, Response};
-use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -57,7 +56,6 @@ pub async fn accept(shared: Arc<Shared>, stream: TcpStream) -> Option<(InboundSt
     }
 }
 
-#[derive(Clone)]
 pub struct Inbound {
     shared: Arc<Shared>,
     clients: Clients,
@@ -70,7 +68,7 @@ impl Inbound {
         Inbound { shared, clients: Clients::new(None), app }
     }
 
-    pub async fn handle(self, mut req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    pub async fn handle(self: Arc<Self>, mut req: Request<crate::client::ReqBody>, peer: Peer) -> Response<Body> {
         let arrival = crate::Arrival::new(&self.shared, Direction::Inbound, &mut req);
         let s = &self.shared.settings;
         let Ok(_permit) = self.shared.limit.clone().try_acquire_owned() else {
@@ -81,7 +79,7 @@ impl Inbound {
         let result = async {
             self.admit(&req, &peer)?;
             if crate::upgrade::is_upgrade(&req) {
-                return crate::upgrade::forward(self.clients.http1(), req, &self.app).await;
+                return Box::pin(crate::upgrade::forward(self.clients.http1(), req, &self.app)).await;
             }
             let (parts, body) = req.into_parts();
             let body = Replay::read(body, &parts.headers).await?;

@@ -188,7 +188,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let (shutdown, rx) = watch::channel(false);
     let span = tracing::info_span!("proxy", proxy_id = %settings.proxy_id, service = %settings.service);
     let mut tasks = Vec::new();
-    let out = outbound::Outbound::new(shared.clone());
+    // Shared, not cloned, per request: cloning the clients costs more than the routing.
+    let out = Arc::new(outbound::Outbound::new(shared.clone()));
     tasks.push(tokio::spawn(
         server::serve(
             outbound_l,
@@ -199,7 +200,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         )
         .instrument(span.clone()),
     ));
-    let inb = inbound::Inbound::new(shared.clone());
+    let inb = Arc::new(inbound::Inbound::new(shared.clone()));
     let accepting = shared.clone();
     let accept = move |stream| inbound::accept(accepting.clone(), stream);
     tasks.push(tokio::spawn(

@@ -26,11 +26,10 @@ use std::time::{Duration, Instant};
 use trellis_model::config::RetryOn;
 use trellis_model::{RuleConfig, ServiceConfig};
 
-#[derive(Clone)]
 pub struct Outbound {
     shared: Arc<Shared>,
     clients: Clients,
-    turn: Arc<AtomicUsize>,
+    turn: AtomicUsize,
 }
 
 /// Where a request went, for metrics.
@@ -43,10 +42,10 @@ struct Dest {
 
 impl Outbound {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Outbound { clients: Clients::new(Some(shared.clone())), shared, turn: Arc::new(AtomicUsize::new(0)) }
+        Outbound { clients: Clients::new(Some(shared.clone())), shared, turn: AtomicUsize::new(0) }
     }
 
-    pub async fn handle(self, mut req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(self: Arc<Self>, mut req: Request<crate::client::ReqBody>) -> Response<Body> {
         let arrival = crate::Arrival::new(&self.shared, trellis_model::telemetry::Direction::Outbound, &mut req);
         let Ok(_permit) = self.shared.limit.clone().try_acquire_owned() else {
             self.shared.metrics.inc("trellis_proxy_shed_total", &[("direction", "outbound")]);
@@ -58,7 +57,7 @@ impl Outbound {
         self.shared.complete(arrival, &dest.service, &dest.version, route, result)
     }
 
-    async fn serve(&self, req: Request<Incoming>, dest: &mut Dest) -> Result<Response<Body>, ProxyError> {
+    async fn serve(&self, req: Request<crate::client::ReqBody>, dest: &mut Dest) -> Result<Response<Body>, ProxyError> {
         // Loaded once: the whole request runs on the config it started with.
         let applied = self.shared.config.load_full();
         if applied.version.is_empty() {
@@ -81,7 +80,9 @@ impl Outbound {
             .pending_slot(&service.name, service.traffic.limits.max_pending_requests)
             .ok_or_else(|| ProxyError::ServiceOverloaded(service.name.clone()))?;
 
-        self.inject_fault(service, rule).await?;
+        if rule.fault.is_some() {
+            Box::pin(self.inject_fault(service, rule)).await?;
+        }
         let endpoints = applied.endpoints.get(&service.name).map(Vec::as_slice).unwrap_or_default();
         if crate::upgrade::is_upgrade(&req) {
             // A tunnel is neither retried nor mirrored: one endpoint, for as long as it lasts.
@@ -91,7 +92,7 @@ impl Outbound {
                 self.shared.endpoints.pick(lb, endpoints, &backend.version, turn).ok_or_else(|| {
                     ProxyError::NoEndpoints { service: service.name.clone(), version: backend.version.clone() }
                 })?;
-            return crate::upgrade::forward(self.clients.http1(), req, &endpoint.addr).await;
+            return Box::pin(crate::upgrade::forward(self.clients.http1(), req, &endpoint.addr)).await;
         }
         let (parts, body) = req.into_parts();
         let body = Replay::read(body, &parts.headers).await?;
@@ -313,7 +314,7 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
 }
 
 /// The service a request names: `Host` (HTTP/1.1) or `:authority` (HTTP/2), without a port.
-fn authority(req: &Request<Incoming>) -> Option<&str> {
+fn authority(req: &Request<crate::client::ReqBody>) -> Option<&str> {
     let raw = req
         .headers()
         .get(http::header::HOST)

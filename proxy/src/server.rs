@@ -2,6 +2,8 @@
 //! `accept` makes of each connection), graceful drain on shutdown.
 
 use crate::Body;
+use crate::client::ReqBody;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -30,10 +32,12 @@ pub async fn plain(stream: TcpStream) -> Option<(TcpStream, Peer)> {
 /// Requests whose headers exceed this are refused (431 / stream reset).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// A connection must deliver a request's headers within this time, idle keep-alive included.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves until `shutdown` flips, then gives requests in flight up to `grace` to finish.
 /// `accept` turns each connection into its transport (a TLS handshake, say), or drops it.
+/// Each connection starts on the proxy's own HTTP/1.1 server and moves to hyper (HTTP/2,
+/// upgrades, streamed bodies) at its first request that needs it.
 pub async fn serve<A, AFut, IO, F, Fut>(
     listener: TcpListener,
     accept: A,
@@ -43,11 +47,13 @@ pub async fn serve<A, AFut, IO, F, Fut>(
 ) where
     A: Fn(TcpStream) -> AFut + Clone + Send + Sync + 'static,
     AFut: Future<Output = Option<(IO, Peer)>> + Send + 'static,
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: Fn(http::Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
+    IO: AsyncRead + AsyncWrite + crate::h1::Readable + Unpin + Send + 'static,
+    F: Fn(http::Request<ReqBody>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = http::Response<Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    // Every connection's task holds a sender; all are gone once every connection closed.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Bounded headers, and no connection may hold the proxy by sending them slowly.
     builder
@@ -76,13 +82,17 @@ pub async fn serve<A, AFut, IO, F, Fut>(
         };
         let _ = stream.set_nodelay(true);
         let (handle, accept, builder, watcher) = (handle.clone(), accept.clone(), builder.clone(), graceful.watcher());
+        let (open, mut stop) = (open.clone(), shutdown.clone());
         // The transport is made in the connection's own task: a slow handshake holds no one else.
         tokio::spawn(async move {
+            let _open = open;
             let Some((io, who)) = accept(stream).await else { return };
-            let service = hyper::service::service_fn(move |req| {
+            let served = crate::h1::serve_connection(io, who.clone(), &handle, HEADER_READ_TIMEOUT, &mut stop).await;
+            let crate::h1::Served::Handoff(io) = served else { return };
+            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 // Boxed: a request's future is a few KB, and inline it would sit in every
                 // connection, idle or not, and be copied as the connection moves it.
-                let fut = Box::pin(handle(req, who.clone()));
+                let fut = Box::pin(handle(req.map(|b| b.boxed_unsync()), who.clone()));
                 async move { Ok::<_, Infallible>(fut.await) }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -91,8 +101,12 @@ pub async fn serve<A, AFut, IO, F, Fut>(
             }
         });
     }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    drop((listener, open));
+    let drained = async {
+        graceful.shutdown().await;
+        while all_closed.recv().await.is_some() {}
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!("drain grace elapsed with requests still in flight");
     }
 }

@@ -5,8 +5,6 @@ use crate::client::HttpClient;
 use crate::errors::ProxyError;
 use crate::{Body, outbound::set_target};
 use http::{Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 /// `Connection: upgrade` with an `Upgrade` protocol.
@@ -25,12 +23,12 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
 /// upgraded connections together in the background.
 pub async fn forward(
     client: &HttpClient,
-    mut req: Request<Incoming>,
+    mut req: Request<crate::client::ReqBody>,
     addr: &str,
 ) -> Result<Response<Body>, ProxyError> {
     let client_side = hyper::upgrade::on(&mut req);
     let protocol = req.headers().get(header::UPGRADE).cloned();
-    let mut up = req.map(|b| b.boxed_unsync());
+    let mut up = req;
     set_target(&mut up, addr)?;
     *up.version_mut() = http::Version::HTTP_11;
     // `set_target` drops connection-level headers; an upgrade needs these two back.

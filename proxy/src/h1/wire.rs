@@ -1,5 +1,6 @@
-//! HTTP/1.1 on the wire, as pure functions over buffers: a request head written out, a
-//! response head read in, and a chunked body decoded. The I/O around them is in `h1`.
+//! HTTP/1.1 on the wire, as pure functions over buffers: request heads read in and written
+//! out, response heads read in and written out, chunked bodies decoded and encoded. The I/O
+//! around them is in `client` and `server`.
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -258,6 +259,158 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// A request head as the fast server takes it, or why it leaves the connection to hyper.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // taken apart at once; a box would cost an allocation per request
+pub enum Request {
+    /// A complete head, taken off the buffer, and its body's length.
+    Simple { head: http::request::Parts, body: usize, close: bool, trailers: bool },
+    /// Not all of the head has arrived.
+    Partial,
+    /// Anything else: hyper serves it (or refuses it) with all its rules.
+    Other,
+}
+
+/// Reads a request head from the front of `buf`. Simple means HTTP/1.1, no upgrade, no
+/// `Expect`, no `Transfer-Encoding`, and a `Content-Length` of at most `max_body`: then the
+/// head is taken off `buf` (its values sliced, not copied). Otherwise `buf` is untouched, so
+/// the connection can go to hyper with every byte read.
+pub fn parse_request(buf: &mut BytesMut, max_body: usize) -> Request {
+    // HTTP/2 with prior knowledge starts `PRI * HTTP/2.0`.
+    if buf.starts_with(b"PRI ") {
+        return Request::Other;
+    }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut slots);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Request::Partial,
+        _ => return Request::Other,
+    };
+    let (Some(1), Some(method), Some(path)) = (parsed.version, parsed.method, parsed.path) else {
+        return Request::Other;
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Request::Other };
+    if method == Method::CONNECT {
+        return Request::Other;
+    }
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let path = offset(path.as_bytes());
+    let (mut body, mut close, mut trailers) = (None, false, false);
+    let mut spans = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else { return Request::Other };
+        let text = std::str::from_utf8(h.value).unwrap_or_default();
+        match name {
+            http::header::TRANSFER_ENCODING | http::header::UPGRADE | http::header::EXPECT => return Request::Other,
+            http::header::CONTENT_LENGTH => match (text.trim().parse::<usize>().ok(), body) {
+                (Some(n), None) if n <= max_body => body = Some(n),
+                (Some(n), Some(m)) if n == m => {}
+                _ => return Request::Other,
+            },
+            http::header::CONNECTION => close |= has_token(text, "close"),
+            http::header::TE => trailers |= has_token(text, "trailers"),
+            _ => {}
+        }
+        spans.push((name, offset(h.value)));
+    }
+    let head = buf.split_to(len).freeze();
+    let Ok(uri) = http::Uri::from_maybe_shared(head.slice(path.0..path.0 + path.1)) else { return Request::Other };
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for (name, (at, n)) in spans {
+        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(at..at + n)) else { return Request::Other };
+        headers.append(name, value);
+    }
+    let mut parts = http::Request::new(()).into_parts().0;
+    (parts.method, parts.uri, parts.headers) = (method, uri, headers);
+    Request::Simple { head: parts, body: body.unwrap_or(0), close, trailers }
+}
+
+/// How a response's body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Out {
+    /// Exactly this many bytes.
+    Length(u64),
+    Chunked,
+    /// No body follows (a HEAD request, 1xx, 204, 304).
+    Nothing,
+}
+
+impl Out {
+    /// The framing for a response to `method` with this status and headers, whose body is
+    /// exactly `length` bytes when that is known.
+    pub fn of(method: &Method, status: StatusCode, headers: &HeaderMap, length: Option<u64>) -> Out {
+        let bodiless =
+            status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        if bodiless || *method == Method::HEAD {
+            return Out::Nothing;
+        }
+        let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse().ok());
+        match declared.or(length) {
+            Some(n) => Out::Length(n),
+            None => Out::Chunked,
+        }
+    }
+}
+
+/// Writes a response's status line and headers, framing the body as `out` says. `date` is
+/// added when the response has none.
+pub fn encode_response_head(
+    status: StatusCode,
+    headers: &HeaderMap,
+    framing: Out,
+    close: bool,
+    date: &[u8],
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if name == http::header::TRANSFER_ENCODING || name == http::header::CONNECTION || name.as_str() == "keep-alive"
+        {
+            continue;
+        }
+        if name == http::header::CONTENT_LENGTH && framing == Out::Chunked {
+            continue;
+        }
+        header_line(name.as_str().as_bytes(), value.as_bytes(), out);
+    }
+    if !headers.contains_key(http::header::DATE) {
+        header_line(b"date", date, out);
+    }
+    match framing {
+        Out::Length(n) if !headers.contains_key(http::header::CONTENT_LENGTH) => {
+            header_line(b"content-length", n.to_string().as_bytes(), out)
+        }
+        Out::Chunked => header_line(b"transfer-encoding", b"chunked", out),
+        Out::Length(_) | Out::Nothing => {}
+    }
+    if close {
+        header_line(b"connection", b"close", out);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn header_line(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk, with the trailers when the client takes them (`TE: trailers`).
+pub fn last_chunk(trailers: Option<&HeaderMap>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers.into_iter().flatten() {
+        header_line(name.as_str().as_bytes(), value.as_bytes(), out);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +425,9 @@ mod tests {
         headers.insert("host", HeaderValue::from_static("catalog"));
         headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         headers.insert("x-a", HeaderValue::from_static("1"));
+        for hop in ["connection", "keep-alive", "expect", "te", "upgrade", "proxy-authorization"] {
+            headers.insert(hop, HeaderValue::from_static("x"));
+        }
         let mut out = Vec::new();
         encode_head(&Method::POST, "/p?q=1", &headers, "10.0.0.1:80", 12, &mut out);
         assert_eq!(
@@ -354,5 +510,72 @@ mod tests {
         let (mut buf, mut state) = (BytesMut::from("1\r\nab\r\n"), Chunked::Size);
         assert!(matches!(decode_chunked(&mut buf, &mut state), Ok(Some(Piece::Data(_)))));
         assert_eq!(decode_chunked(&mut buf, &mut state), Err(WireError::Chunk));
+    }
+
+    fn request(text: &str) -> (Request, BytesMut) {
+        let mut buf = BytesMut::from(text);
+        (parse_request(&mut buf, 16), buf)
+    }
+
+    #[test]
+    fn simple_requests_are_taken_and_anything_else_is_left_whole_for_hyper() {
+        let (r, rest) = request("POST /p?q=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTE: trailers\r\n\r\nbodyGET");
+        let Request::Simple { head, body, close, trailers } = r else { panic!("simple") };
+        assert_eq!(
+            (head.method.as_str(), head.uri.to_string().as_str(), body, close, trailers),
+            ("POST", "/p?q=1", 4, false, true)
+        );
+        assert_eq!(head.headers["host"], "a");
+        assert_eq!(&rest[..], b"bodyGET", "the body and what follows stay");
+        let (r, _) = request("GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n");
+        assert!(matches!(r, Request::Simple { close: true, body: 0, .. }));
+        assert!(matches!(request("GET / HTTP/1.1\r\nHost: a\r\n").0, Request::Partial));
+        for other in [
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "CONNECT a:443 HTTP/1.1\r\n\r\n",
+            "G@T / HTTP/1.1\r\n\r\n",
+        ] {
+            let (r, rest) = request(other);
+            assert!(matches!(r, Request::Other), "{other}");
+            assert_eq!(&rest[..], other.as_bytes(), "untouched: {other}");
+        }
+    }
+
+    #[test]
+    fn response_heads_frame_their_body_and_drop_connection_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        headers.insert("connection", HeaderValue::from_static("keep-alive"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        let ok = StatusCode::OK;
+        assert_eq!(Out::of(&Method::GET, ok, &headers, Some(3)), Out::Length(3));
+        assert_eq!(Out::of(&Method::GET, ok, &headers, None), Out::Chunked);
+        assert_eq!(Out::of(&Method::HEAD, ok, &headers, Some(3)), Out::Nothing);
+        assert_eq!(Out::of(&Method::GET, StatusCode::NOT_MODIFIED, &headers, None), Out::Nothing);
+        let mut out = Vec::new();
+        encode_response_head(ok, &headers, Out::Length(3), true, b"Thu, 26 Nov 2026 23:00:00 GMT", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: Thu, 26 Nov 2026 23:00:00 GMT\r\ncontent-length: 3\r\nconnection: close\r\n\r\n"
+        );
+        headers.insert("content-length", HeaderValue::from_static("9"));
+        headers.insert("date", HeaderValue::from_static("then"));
+        assert_eq!(Out::of(&Method::GET, ok, &headers, None), Out::Length(9), "a declared length wins");
+        let mut out = Vec::new();
+        encode_response_head(StatusCode::NOT_FOUND, &headers, Out::Chunked, false, b"now", &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n") && text.contains("date: then\r\n"));
+        assert!(text.contains("transfer-encoding: chunked") && !text.contains("content-length"), "{text}");
+        let mut out = Vec::new();
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        last_chunk(Some(&trailers), &mut out);
+        assert_eq!(out, b"0\r\ngrpc-status: 0\r\n\r\n");
     }
 }

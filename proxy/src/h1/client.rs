@@ -1,12 +1,6 @@
-//! An HTTP/1.1 upstream client for the common request: its body is in hand (empty, or buffered
-//! for replay). The request is written and its response head read in the request's own task,
-//! over a pooled connection, and the response body is read from that connection as the caller
-//! reads it. hyper's pooled client hands every request through a channel to a connection task
-//! running a second HTTP/1 state machine; for a small request that is most of the proxy's
-//! cost. Streamed request bodies, upgrades and HTTP/2 go through hyper.
+//! The upstream side: requests whose body is in hand, over pooled connections.
 
-mod wire;
-
+use super::wire::{self, Chunked, Framing, Piece};
 use crate::client::{BoxError, Connector, UpstreamError};
 use crate::transport::{Held, Stream};
 use bytes::{Bytes, BytesMut};
@@ -21,7 +15,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
-use wire::{Chunked, Framing, Piece};
 
 /// Idle connections kept per upstream address, as nginx's `keepalive 128` would.
 const MAX_IDLE_PER_ADDR: usize = 128;
@@ -97,7 +90,8 @@ impl Pool {
         loop {
             let (mut conn, reused) = match self.checkout(addr) {
                 Some(conn) => (conn, true),
-                None => (self.connect(addr).await?, false),
+                // Boxed, like the other rare paths below: the common request's future stays small.
+                None => (Box::pin(self.connect(addr)).await?, false),
             };
             match conn.exchange(&head, &body, &parts.method).await {
                 Ok(h) => return Ok(self.respond(conn, h, addr, max_requests)),

@@ -1,0 +1,19 @@
+//! HTTP/1.1 of the proxy's own, for the common request: HTTP/1.1 with its body in hand (none,
+//! or a `Content-Length` up to the replay limit).
+//!
+//! hyper serves every protocol feature, but for a small request most of the proxy's cost was
+//! hyper's machinery around it: a server dispatcher, then a pooled client that hands each
+//! request through a channel to a connection task running a second HTTP/1 state machine.
+//! Here the downstream connection is read and written in its own task ([`serve_connection`]),
+//! and the upstream request is written and its response read in the request's task over a
+//! pooled connection ([`Pool`]). Whatever is not the common case goes to hyper: a connection
+//! whose request is HTTP/2, HTTP/1.0, an upgrade, `Expect: 100-continue`, a chunked or large
+//! body, or not understood is handed over whole, with the bytes already read; streamed request
+//! bodies and HTTP/2 upstreams use hyper's clients.
+
+mod client;
+mod server;
+mod wire;
+
+pub use client::Pool;
+pub use server::{Readable, Served, serve_connection};

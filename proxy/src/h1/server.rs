@@ -1,0 +1,259 @@
+//! The downstream side: a connection is served request by request in its own task while its
+//! requests are simple; the first that is not hands the connection, with every byte read so
+//! far, to hyper for the rest of its life.
+
+use super::wire::{self, Out};
+use crate::client::{MAX_REPLAY_BODY, ReqBody};
+use crate::server::Peer;
+use crate::transport::Stream;
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Empty, Full};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// How much is read at a time.
+const READ_CHUNK: usize = 4 * 1024;
+/// Body bytes up to this size go out in the same write as what precedes them.
+const INLINE: usize = 16 * 1024;
+
+/// Waits until a connection has bytes to read, holding no buffer meanwhile: an idle
+/// keep-alive connection then costs only its task.
+pub trait Readable {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl Readable for TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        TcpStream::readable(self)
+    }
+}
+
+impl<T: Send + Sync> Readable for Stream<T> {
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.readable().await,
+            // TLS may hold decrypted bytes the socket no longer shows: read, and find out.
+            Stream::Tls(_) => Ok(()),
+        }
+    }
+}
+
+/// How a connection left the fast server.
+pub enum Served<IO> {
+    /// Closed, or given up (idle too long, shutdown, broken).
+    Done,
+    /// For hyper to serve from here, starting with the bytes already read.
+    Handoff(Rewind<IO>),
+}
+
+/// Serves `io` while its requests are simple. `header_timeout` bounds the wait for each
+/// request's head (idle keep-alive included) and body; after `shutdown` flips, the request in
+/// hand is answered and the connection closed.
+pub async fn serve_connection<IO, F, Fut>(
+    mut io: IO,
+    peer: Peer,
+    handle: &F,
+    header_timeout: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Served<IO>
+where
+    IO: AsyncRead + AsyncWrite + Readable + Unpin,
+    F: Fn(Request<ReqBody>, Peer) -> Fut,
+    Fut: Future<Output = Response<crate::Body>>,
+{
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    loop {
+        let deadline = tokio::time::Instant::now() + header_timeout;
+        let (head, body_len, close, trailers) = loop {
+            if !buf.is_empty() {
+                match wire::parse_request(&mut buf, MAX_REPLAY_BODY) {
+                    wire::Request::Simple { head, body, close, trailers } => break (head, body, close, trailers),
+                    wire::Request::Other => return Served::Handoff(Rewind { prefix: buf.freeze(), io }),
+                    wire::Request::Partial => {}
+                }
+            } else if *shutdown.borrow() {
+                return Served::Done;
+            } else {
+                // Idle: no buffer held while waiting.
+                buf = BytesMut::new();
+                out = Vec::new();
+                let waited = tokio::select! {
+                    r = tokio::time::timeout_at(deadline, io.readable()) => matches!(r, Ok(Ok(()))),
+                    _ = shutdown.changed() => false,
+                };
+                if !waited {
+                    return Served::Done;
+                }
+            }
+            if !read_more(&mut io, &mut buf, deadline).await {
+                return Served::Done;
+            }
+        };
+        while buf.len() < body_len {
+            if !read_more(&mut io, &mut buf, deadline).await {
+                return Served::Done;
+            }
+        }
+        let body = match body_len {
+            0 => Empty::new().map_err(|never| match never {}).boxed_unsync(),
+            n => Full::new(buf.split_to(n).freeze()).map_err(|never| match never {}).boxed_unsync(),
+        };
+        let method = head.method.clone();
+        // Boxed: inline, a request's future would sit in every connection's task, idle or not.
+        let resp = Box::pin(handle(Request::from_parts(head, body), peer.clone())).await;
+        let close = close || *shutdown.borrow();
+        if write_response(&mut io, resp, &method, close, trailers, &mut out).await.is_err() || close {
+            let _ = io.shutdown().await;
+            return Served::Done;
+        }
+    }
+}
+
+/// Reads what has arrived (at least one byte) before `deadline`. False: closed, failed or late.
+async fn read_more<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut BytesMut, deadline: tokio::time::Instant) -> bool {
+    buf.reserve(READ_CHUNK);
+    matches!(tokio::time::timeout_at(deadline, io.read_buf(buf)).await, Ok(Ok(n)) if n > 0)
+}
+
+/// Writes a response: the head and a small first piece of body in one write, each later piece
+/// as it comes (a stream is not held back), chunked when its length is not known.
+async fn write_response<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    resp: Response<crate::Body>,
+    method: &Method,
+    close: bool,
+    trailers_wanted: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    use http_body::Body as _;
+    let (parts, mut body) = resp.into_parts();
+    let framing = Out::of(method, parts.status, &parts.headers, body.size_hint().exact());
+    out.clear();
+    wire::encode_response_head(parts.status, &parts.headers, framing, close, &date(), out);
+    let mut left = match framing {
+        Out::Nothing => 0,
+        Out::Length(n) => n,
+        Out::Chunked => u64::MAX,
+    };
+    while left > 0 && !body.is_end_stream() {
+        let Some(frame) = body.frame().await else { break };
+        let frame = frame.map_err(io::Error::other)?;
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let (Ok(t), true) = (frame.into_trailers(), trailers_wanted) {
+                    wire::last_chunk(Some(&t), out);
+                    left = 0;
+                }
+                continue;
+            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if framing == Out::Chunked {
+            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        } else if data.len() as u64 > left {
+            return Err(io::Error::other("the response body is longer than its Content-Length"));
+        } else {
+            left -= data.len() as u64;
+        }
+        if data.len() <= INLINE {
+            out.extend_from_slice(&data);
+        } else {
+            io.write_all(out).await?;
+            out.clear();
+            io.write_all(&data).await?;
+        }
+        if framing == Out::Chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+        if left > 0 && !body.is_end_stream() {
+            io.write_all(out).await?;
+            io.flush().await?;
+            out.clear();
+        }
+    }
+    match framing {
+        Out::Chunked if left > 0 => wire::last_chunk(None, out),
+        Out::Length(_) if left > 0 => {
+            io.write_all(out).await?;
+            return Err(io::Error::other("the response body ended before its Content-Length"));
+        }
+        _ => {}
+    }
+    io.write_all(out).await?;
+    io.flush().await
+}
+
+/// The `Date` header's value, formatted once a second.
+fn date() -> [u8; 29] {
+    use std::cell::RefCell;
+    thread_local! {
+        static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    }
+    let now = std::time::SystemTime::now();
+    let second = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with_borrow_mut(|(at, text)| {
+        if *at != second {
+            let formatted = httpdate::fmt_http_date(now);
+            let n = formatted.len().min(29);
+            text[..n].copy_from_slice(&formatted.as_bytes()[..n]);
+            *at = second;
+        }
+        *text
+    })
+}
+
+/// A connection whose first bytes were already read: they are read again first.
+pub struct Rewind<IO> {
+    prefix: Bytes,
+    io: IO,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}

@@ -5,9 +5,28 @@ use crate::{Body, Shared};
 use http::{Request, Response, StatusCode, header};
 use std::sync::Arc;
 
-pub async fn handle(shared: Arc<Shared>, req: Request<crate::client::ReqBody>) -> Response<Body> {
+/// The admin listener's service.
+#[derive(Clone)]
+pub struct Admin(pub Arc<Shared>);
+
+impl tower_service::Service<Request<crate::client::ReqBody>> for Admin {
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = crate::stack::BoxFuture<Result<Response<Body>, std::convert::Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<crate::client::ReqBody>) -> Self::Future {
+        let shared = self.0.clone();
+        Box::pin(async move { Ok(handle(&shared, req.uri().path())) })
+    }
+}
+
+fn handle(shared: &Shared, path: &str) -> Response<Body> {
     let config = shared.config.load();
-    let (status, content_type, body) = match req.uri().path() {
+    let (status, content_type, body) = match path {
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",

@@ -13,6 +13,8 @@ pub struct Applied {
     routes: HashMap<String, Vec<std::sync::Arc<str>>>,
     /// Who is at each endpoint address: its service, and its proxy's identity if it has one.
     by_addr: HashMap<String, (String, Option<String>)>,
+    /// Each service, shareable by the requests placed on it.
+    shared: HashMap<String, std::sync::Arc<trellis_model::ServiceConfig>>,
 }
 
 impl Applied {
@@ -45,7 +47,13 @@ impl Applied {
             .iter()
             .flat_map(|(service, all)| all.iter().map(move |e| (e.addr.clone(), (service.clone(), e.identity.clone()))))
             .collect();
-        Ok(Applied { config, regexes, routes, by_addr })
+        let shared = config.services.iter().map(|(name, s)| (name.clone(), std::sync::Arc::new(s.clone()))).collect();
+        Ok(Applied { config, regexes, routes, by_addr, shared })
+    }
+
+    /// The service named `name`, to share with the requests placed on it.
+    pub fn service(&self, name: &str) -> Option<&std::sync::Arc<trellis_model::ServiceConfig>> {
+        self.shared.get(name)
     }
 
     /// The label of rule `index` of `service`.

@@ -19,8 +19,11 @@ use trellis_model::config::Protocol;
 pub type ReqBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
 pub type HttpClient = Client<Connector, ReqBody>;
 
+/// The upstream clients; cheap to clone (one shared set), as every request's stack does.
 #[derive(Clone)]
-pub struct Clients {
+pub struct Clients(Arc<Pools>);
+
+struct Pools {
     http1: HttpClient,
     http2: HttpClient,
     /// HTTP/1.1 for requests whose body is in hand: most of them.
@@ -43,11 +46,11 @@ impl Clients {
             b
         };
         let connector = |h2| Connector { http: http.clone(), mesh: mesh.clone(), h2, fixed: None };
-        Clients {
+        Clients(Arc::new(Pools {
             http1: builder().build(connector(false)),
             http2: builder().http2_only(true).build(connector(true)),
             fast: crate::h1::Pool::new(connector(false)),
-        }
+        }))
     }
 
     /// Sends a request to the endpoint at `addr` over `protocol`; `max_requests` is the
@@ -61,11 +64,13 @@ impl Clients {
         max_requests: u32,
     ) -> Result<http::Response<crate::Body>, UpstreamError> {
         let body = match (protocol, body) {
-            (Protocol::Http, Replay::Buffered(bytes)) => return self.fast.send(parts, bytes, addr, max_requests).await,
+            (Protocol::Http, Replay::Buffered(bytes)) => {
+                return self.0.fast.send(parts, bytes, addr, max_requests).await;
+            }
             (_, body) => body.into_body(),
         };
         let mut req = http::Request::from_parts(parts.clone(), body);
-        crate::outbound::set_target(&mut req, addr).map_err(|e| UpstreamError::other(e.into()))?;
+        set_target(&mut req, addr).map_err(|e| UpstreamError::other(e.into()))?;
         *req.version_mut() = wire_version(protocol);
         let captured = (max_requests > 0).then(|| hyper_util::client::legacy::connect::capture_connection(&mut req));
         // Boxed: hyper's future is large, and inline it would be copied with every request's.
@@ -73,17 +78,17 @@ impl Clients {
         if let Some(captured) = &captured {
             retire_if_spent(captured, &resp, max_requests);
         }
-        Ok(crate::outbound::downstream(resp))
+        Ok(downstream(resp))
     }
 
     pub fn http1(&self) -> &HttpClient {
-        &self.http1
+        &self.0.http1
     }
 
     pub fn for_protocol(&self, protocol: Protocol) -> &HttpClient {
         match protocol {
-            Protocol::Http => &self.http1,
-            Protocol::Http2 | Protocol::Grpc => &self.http2,
+            Protocol::Http => &self.0.http1,
+            Protocol::Http2 | Protocol::Grpc => &self.0.http2,
         }
     }
 }
@@ -363,4 +368,41 @@ impl ControlPlane {
             None => e.to_string(),
         })
     }
+}
+
+/// Points a request at an endpoint, keeping its Host, without connection-level headers.
+pub fn set_target<B>(req: &mut http::Request<B>, addr: &str) -> Result<(), crate::errors::ProxyError> {
+    // Built from parts: the path is already parsed, only the endpoint's address is new.
+    let path = req.uri().path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let uri = http::Uri::builder()
+        .scheme(http::uri::Scheme::HTTP)
+        .authority(addr)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| crate::errors::ProxyError::NoAuthority)?;
+    if !req.headers().contains_key(http::header::HOST)
+        && let Some(a) = req.uri().authority().cloned()
+        && let Ok(v) = http::HeaderValue::from_str(a.as_str())
+    {
+        req.headers_mut().insert(http::header::HOST, v);
+    }
+    *req.uri_mut() = uri;
+    strip_hop_by_hop(req.headers_mut());
+    Ok(())
+}
+
+/// Headers that describe one connection and must not cross a proxy (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    for name in ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "upgrade"]
+    {
+        headers.remove(name);
+    }
+}
+
+/// An upstream response, ready for our listener: the upstream's HTTP version (1.0, or 2 between
+/// proxies) says nothing about the connection our client opened, so the server picks its own.
+pub fn downstream(mut resp: http::Response<hyper::body::Incoming>) -> http::Response<crate::Body> {
+    *resp.version_mut() = http::Version::default();
+    use http_body_util::BodyExt;
+    resp.map(|b| b.map_err(Into::into).boxed_unsync())
 }

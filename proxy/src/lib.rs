@@ -11,10 +11,10 @@
 //! - [`applied`]: an applied config and what is precomputed from it.
 //! - [`balance`], [`outlier`], [`budget`]: pure decisions of load balancing, ejection and
 //!   retry budgets; [`endpoints`] keeps their state per endpoint.
-//! - [`client`]: pooled HTTP/1.1 and HTTP/2 upstream clients; [`h1`]: the HTTP/1.1 client for
-//!   requests whose body is in hand, run in the request's own task.
+//! - [`client`]: pooled HTTP/1.1 and HTTP/2 upstream clients.
 //! - [`split`]: pure routing decisions (rule match, weighted pick, endpoint choice).
-//! - [`outbound`], [`inbound`]: the request paths.
+//! - [`stack`]: the request paths as tower layers, one per feature, assembled per listener.
+//! - [`inbound`]: what the inbound listener makes of a connection (mTLS or plaintext).
 //! - [`identity`], [`tls`], [`transport`]: the proxy's certificate, mTLS configs built from it,
 //!   and connections that are TLS or plaintext; [`access`] decides who may call.
 //! - [`errors`]: typed data-path errors and the one place they become responses.
@@ -24,7 +24,8 @@
 //! - [`telemetry`]: counts pushed to the control plane every two seconds.
 //! - [`trace`]: W3C traceparent propagation.
 //! - [`upgrade`]: WebSocket and other connection upgrades, spliced through.
-//! - [`server`]: the shared accept loop with graceful drain.
+//! - [`server`]: the shared accept loop with graceful drain; [`h1`]: HTTP/1.1 of the proxy's
+//!   own for the common request, in front of hyper.
 
 pub mod access;
 pub mod admin;
@@ -40,10 +41,10 @@ pub mod h1;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
-pub mod outbound;
 pub mod outlier;
 pub mod server;
 pub mod split;
+pub mod stack;
 pub mod telemetry;
 pub mod tls;
 pub mod trace;
@@ -188,41 +189,19 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let (shutdown, rx) = watch::channel(false);
     let span = tracing::info_span!("proxy", proxy_id = %settings.proxy_id, service = %settings.service);
     let mut tasks = Vec::new();
-    // Shared, not cloned, per request: cloning the clients costs more than the routing.
-    let out = Arc::new(outbound::Outbound::new(shared.clone()));
+    let out = stack::outbound(shared.clone());
     tasks.push(tokio::spawn(
-        server::serve(
-            outbound_l,
-            server::plain,
-            move |req, _| out.clone().handle(req),
-            rx.clone(),
-            settings.drain_grace,
-        )
-        .instrument(span.clone()),
+        server::serve(outbound_l, server::plain, out, rx.clone(), settings.drain_grace).instrument(span.clone()),
     ));
-    let inb = Arc::new(inbound::Inbound::new(shared.clone()));
+    let inb = stack::inbound(shared.clone());
     let accepting = shared.clone();
     let accept = move |stream| inbound::accept(accepting.clone(), stream);
     tasks.push(tokio::spawn(
-        server::serve(
-            inbound_l,
-            accept,
-            move |req, peer| inb.clone().handle(req, peer),
-            rx.clone(),
-            settings.drain_grace,
-        )
-        .instrument(span.clone()),
+        server::serve(inbound_l, accept, inb, rx.clone(), settings.drain_grace).instrument(span.clone()),
     ));
-    let adm = shared.clone();
+    let adm = admin::Admin(shared.clone());
     tasks.push(tokio::spawn(
-        server::serve(
-            admin_l,
-            server::plain,
-            move |req, _| admin::handle(adm.clone(), req),
-            rx.clone(),
-            settings.drain_grace,
-        )
-        .instrument(span.clone()),
+        server::serve(admin_l, server::plain, adm, rx.clone(), settings.drain_grace).instrument(span.clone()),
     ));
     let registration = trellis_model::config::Registration {
         proxy_id: settings.proxy_id.clone(),

@@ -1,14 +1,11 @@
 //! The accept loop every listener shares: HTTP/1.1 and h2 (cleartext or over the transport
 //! `accept` makes of each connection), graceful drain on shutdown.
 
-use crate::Body;
-use crate::client::ReqBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -29,6 +26,14 @@ pub async fn plain(stream: TcpStream) -> Option<(TcpStream, Peer)> {
     Some((stream, Peer::Plaintext))
 }
 
+/// Puts a verified caller in the request's extensions for the access layer; plaintext, the
+/// default, costs nothing.
+pub fn with_peer<B>(req: &mut http::Request<B>, peer: &Peer) {
+    if let Peer::Mtls(_) = peer {
+        req.extensions_mut().insert(peer.clone());
+    }
+}
+
 /// Requests whose headers exceed this are refused (431 / stream reset).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// A connection must deliver a request's headers within this time, idle keep-alive included.
@@ -38,18 +43,17 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// `accept` turns each connection into its transport (a TLS handshake, say), or drops it.
 /// Each connection starts on the proxy's own HTTP/1.1 server and moves to hyper (HTTP/2,
 /// upgrades, streamed bodies) at its first request that needs it.
-pub async fn serve<A, AFut, IO, F, Fut>(
+pub async fn serve<A, AFut, IO, S>(
     listener: TcpListener,
     accept: A,
-    handle: F,
+    service: S,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) where
     A: Fn(TcpStream) -> AFut + Clone + Send + Sync + 'static,
     AFut: Future<Output = Option<(IO, Peer)>> + Send + 'static,
     IO: AsyncRead + AsyncWrite + crate::h1::Readable + Unpin + Send + 'static,
-    F: Fn(http::Request<ReqBody>, Peer) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = http::Response<Body>> + Send + 'static,
+    S: crate::stack::Listener,
 {
     let graceful = GracefulShutdown::new();
     // Every connection's task holds a sender; all are gone once every connection closed.
@@ -81,19 +85,19 @@ pub async fn serve<A, AFut, IO, F, Fut>(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (handle, accept, builder, watcher) = (handle.clone(), accept.clone(), builder.clone(), graceful.watcher());
+        let (mut service, accept, builder, watcher) =
+            (service.clone(), accept.clone(), builder.clone(), graceful.watcher());
         let (open, mut stop) = (open.clone(), shutdown.clone());
         // The transport is made in the connection's own task: a slow handshake holds no one else.
         tokio::spawn(async move {
             let _open = open;
             let Some((io, who)) = accept(stream).await else { return };
-            let served = crate::h1::serve_connection(io, who.clone(), &handle, HEADER_READ_TIMEOUT, &mut stop).await;
+            let served = crate::h1::serve_connection(io, &who, &mut service, HEADER_READ_TIMEOUT, &mut stop).await;
             let crate::h1::Served::Handoff(io) = served else { return };
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                // Boxed: a request's future is a few KB, and inline it would sit in every
-                // connection, idle or not, and be copied as the connection moves it.
-                let fut = Box::pin(handle(req.map(|b| b.boxed_unsync()), who.clone()));
-                async move { Ok::<_, Infallible>(fut.await) }
+                let mut req = req.map(|b| b.boxed_unsync());
+                with_peer(&mut req, &who);
+                service.clone().call(req)
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             if let Err(e) = watcher.watch(conn).await {

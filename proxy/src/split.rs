@@ -53,9 +53,9 @@ fn matches(applied: &Applied, m: &MatchConfig, req: &RequestFacts) -> bool {
 
 /// Picks a backend by weight. `roll` is uniform in `0..total weight`, drawn by the caller so
 /// the choice is a plain function of its inputs.
-pub fn pick_backend(backends: &[Backend], roll: u32) -> Option<&Backend> {
+pub fn pick_backend(backends: &[Backend], roll: u32) -> Option<(usize, &Backend)> {
     let mut acc = 0u32;
-    backends.iter().filter(|b| b.weight > 0).find(|b| {
+    backends.iter().enumerate().filter(|(_, b)| b.weight > 0).find(|(_, b)| {
         acc += b.weight;
         roll < acc
     })
@@ -87,12 +87,12 @@ mod tests {
     #[test]
     fn weights_split_rolls_proportionally() {
         let b = backends(&[("v1", 50), ("v2", 50)]);
-        let v2 = (0..100).filter(|r| pick_backend(&b, *r).unwrap().version == "v2").count();
+        let v2 = (0..100).filter(|r| pick_backend(&b, *r).unwrap().1.version == "v2").count();
         assert_eq!(v2, 50);
         let b = backends(&[("v1", 100), ("v2", 0)]);
-        assert!((0..100).all(|r| pick_backend(&b, r).unwrap().version == "v1"));
+        assert!((0..100).all(|r| pick_backend(&b, r).unwrap().1.version == "v1"));
         let b = backends(&[("v1", 0), ("v2", 100)]);
-        assert_eq!(pick_backend(&b, 0).unwrap().version, "v2");
+        assert_eq!(pick_backend(&b, 0).unwrap().1.version, "v2");
     }
 
     fn check(m: &MatchConfig, method: &str, path: &str, headers: &[(&str, &str)]) -> bool {

@@ -1,22 +1,22 @@
 //! Connection upgrades (WebSocket and friends): the proxy forwards the handshake, and once
 //! both sides answer `101 Switching Protocols` it copies bytes both ways until either closes.
 
+use crate::Body;
 use crate::client::HttpClient;
+use crate::client::set_target;
 use crate::errors::ProxyError;
-use crate::{Body, outbound::set_target};
 use http::{Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 
 /// `Connection: upgrade` with an `Upgrade` protocol.
-pub fn is_upgrade<B>(req: &Request<B>) -> bool {
-    let connection_upgrade = req
-        .headers()
+pub fn is_upgrade(headers: &http::HeaderMap) -> bool {
+    let connection_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    connection_upgrade && req.headers().contains_key(header::UPGRADE)
+    connection_upgrade && headers.contains_key(header::UPGRADE)
 }
 
 /// Forwards an upgrade handshake to `addr` over HTTP/1.1 and, on 101, splices the two
@@ -49,5 +49,5 @@ pub async fn forward(
             }
         });
     }
-    Ok(crate::outbound::downstream(resp))
+    Ok(crate::client::downstream(resp))
 }

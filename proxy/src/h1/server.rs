@@ -3,7 +3,7 @@
 //! far, to hyper for the rest of its life.
 
 use super::wire::{self, Out};
-use crate::client::{MAX_REPLAY_BODY, ReqBody};
+use crate::client::MAX_REPLAY_BODY;
 use crate::server::Peer;
 use crate::transport::Stream;
 use bytes::{Buf, Bytes, BytesMut};
@@ -56,17 +56,16 @@ pub enum Served<IO> {
 /// Serves `io` while its requests are simple. `header_timeout` bounds the wait for each
 /// request's head (idle keep-alive included) and body; after `shutdown` flips, the request in
 /// hand is answered and the connection closed.
-pub async fn serve_connection<IO, F, Fut>(
+pub async fn serve_connection<IO, S>(
     mut io: IO,
-    peer: Peer,
-    handle: &F,
+    peer: &Peer,
+    service: &mut S,
     header_timeout: Duration,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Served<IO>
 where
     IO: AsyncRead + AsyncWrite + Readable + Unpin,
-    F: Fn(Request<ReqBody>, Peer) -> Fut,
-    Fut: Future<Output = Response<crate::Body>>,
+    S: crate::stack::Listener,
 {
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
@@ -107,8 +106,12 @@ where
             n => Full::new(buf.split_to(n).freeze()).map_err(|never| match never {}).boxed_unsync(),
         };
         let method = head.method.clone();
-        // Boxed: inline, a request's future would sit in every connection's task, idle or not.
-        let resp = Box::pin(handle(Request::from_parts(head, body), peer.clone())).await;
+        let mut req = Request::from_parts(head, body);
+        crate::server::with_peer(&mut req, peer);
+        let resp = match service.call(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        };
         let close = close || *shutdown.borrow();
         if write_response(&mut io, resp, &method, close, trailers, &mut out).await.is_err() || close {
             let _ = io.shutdown().await;

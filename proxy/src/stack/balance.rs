@@ -1,0 +1,122 @@
+//! Balance: each attempt goes to an endpoint of the routed version, picked by the service's
+//! load balancer (P2C over peak EWMA by default) among those not ejected; its latency and
+//! outcome feed the endpoint's EWMA and outlier detection, which may eject it.
+
+use super::{Attempt, always_ready, layer_of};
+use crate::Shared;
+use crate::endpoints::InFlight;
+use crate::errors::ProxyError;
+use crate::metrics::status_class;
+use crate::outlier::Outcome;
+use futures::future::{Either, Ready, ready};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready as ready_poll};
+use std::time::Instant;
+
+#[derive(Clone)]
+pub struct Balance<S> {
+    inner: S,
+    shared: Arc<Shared>,
+    turn: Arc<AtomicUsize>,
+}
+
+impl Balance<()> {
+    pub fn layer(shared: Arc<Shared>) -> Self {
+        Balance { inner: (), shared, turn: Default::default() }
+    }
+}
+layer_of!(Balance { shared, turn });
+
+type Answer = Result<http::Response<crate::Body>, ProxyError>;
+
+impl<S> tower_service::Service<Attempt> for Balance<S>
+where
+    S: tower_service::Service<Attempt, Response = http::Response<crate::Body>, Error = ProxyError>,
+{
+    type Response = http::Response<crate::Body>;
+    type Error = ProxyError;
+    type Future = Either<Ready<Answer>, Reported<S::Future>>;
+    always_ready!();
+
+    fn call(&mut self, mut attempt: Attempt) -> Self::Future {
+        let route = attempt.route.clone();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let lb = route.service.traffic.load_balancer;
+        let Some((endpoint, in_flight)) = self.shared.endpoints.pick(lb, route.endpoints(), route.version(), turn)
+        else {
+            let (service, version) = (route.service.name.clone(), route.version().to_string());
+            return Either::Left(ready(Err(ProxyError::NoEndpoints { service, version })));
+        };
+        attempt.addr = endpoint.addr.clone();
+        let addr = endpoint.addr.clone();
+        let answer = self.inner.call(attempt);
+        let (shared, sent) = (self.shared.clone(), Instant::now());
+        Either::Right(Reported { answer, report: Some(Report { shared, route, addr, in_flight, sent }) })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An attempt's answer, reported to its endpoint's state when it comes.
+    pub struct Reported<F> {
+        #[pin]
+        answer: F,
+        report: Option<Report>,
+    }
+}
+
+pub struct Report {
+    shared: Arc<Shared>,
+    route: Arc<super::Route>,
+    addr: String,
+    in_flight: InFlight,
+    sent: Instant,
+}
+
+impl<F: Future<Output = Answer>> Future for Reported<F> {
+    type Output = Answer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        let this = self.project();
+        let result = ready_poll!(this.answer.poll(cx));
+        if let Some(report) = this.report.take() {
+            report.record(&result);
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl Report {
+    /// Latency and outcome into the endpoint's EWMA and outlier detection; attempts and
+    /// ejections into the metrics.
+    fn record(self, result: &Answer) {
+        let Report { shared, route, addr, in_flight, sent } = self;
+        let (outcome, status) = match result {
+            Ok(resp) => (Outcome::of_status(resp.status().as_u16()), status_class(resp.status())),
+            Err(e) => (Outcome::GatewayError, attempt_failure(e)),
+        };
+        let (service, version) = (&route.service, route.version());
+        let m = &shared.metrics;
+        m.inc(
+            "trellis_proxy_attempts_total",
+            &[("dst_service", &service.name), ("dst_version", version), ("status", status)],
+        );
+        let rtt = sent.elapsed().as_secs_f64() * 1000.0;
+        let outlier = &service.traffic.outlier;
+        if shared.endpoints.record(&in_flight, &addr, rtt, outcome, route.endpoints(), outlier) {
+            m.inc("trellis_proxy_ejections_total", &[("dst_service", &service.name), ("endpoint", &addr)]);
+        }
+    }
+}
+
+/// The status label of an attempt that got no response.
+fn attempt_failure(e: &ProxyError) -> &'static str {
+    match e {
+        ProxyError::Upstream { source, .. } if source.is_connect() => "connect-failure",
+        ProxyError::Upstream { .. } => "reset",
+        ProxyError::Timeout(_) => "timeout",
+        other => other.kind(),
+    }
+}

@@ -1,0 +1,260 @@
+//! The request path as tower layers, one per feature, assembled in one function per listener.
+//!
+//! A request enters as `http::Request`; the route layer places it ([`Target`]: the config it
+//! started on, its service, rule and version); the retry layer sends it as [`Attempt`]s, each
+//! to an endpoint the balance layer picks. Errors are typed ([`ProxyError`]) and become
+//! responses in one place, the observe layer, which also counts and times every request with
+//! the labels the route layer found ([`Dest`]). Futures are boxed only where a layer must wait
+//! on something of its own (a body, a retry loop, the upstream); the others pass their inner
+//! future through.
+
+mod access;
+mod balance;
+mod fault;
+mod mirror;
+mod observe;
+mod replay;
+mod retry;
+mod route;
+mod shed;
+mod timeout;
+mod tunnel;
+mod upstream;
+
+use crate::Shared;
+use crate::applied::Applied;
+use crate::client::{Clients, ReqBody};
+use crate::errors::ProxyError;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tower_layer::{Layer, Stack};
+use trellis_model::telemetry::Direction;
+use trellis_model::{RuleConfig, ServiceConfig};
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+// `Stack::new(inner, outer)`: each step below wraps a layer inside those above it, so the
+// layers read from the outermost down, in the order a request meets them.
+
+/// The outbound listener's stack: the local application calls a service by name.
+pub fn outbound(shared: Arc<Shared>) -> impl Listener {
+    let clients = Clients::new(Some(shared.clone()));
+    let s = &shared;
+    // Counts and times every request, and turns every error into its response: outermost.
+    let layers = observe::Observe::layer(s.clone(), Direction::Outbound);
+    let layers = Stack::new(
+        // Refuses before any work is done when the proxy is at its limit.
+        shed::Shed::layer(s.clone(), "outbound"),
+        layers,
+    );
+    let layers = Stack::new(
+        // Everything below depends on the rule and version; `maxPendingRequests` is per service.
+        route::Route::layer(s.clone()),
+        layers,
+    );
+    let layers = Stack::new(
+        // Injected before any endpoint is touched, like a real upstream failure.
+        fault::Fault::layer(s.clone()),
+        layers,
+    );
+    let layers = Stack::new(
+        // A tunnel is neither buffered, mirrored nor retried: one endpoint for as long as it lasts.
+        tunnel::Tunnel::layer(s.clone(), clients.clone()),
+        layers,
+    );
+    let layers = Stack::new(
+        // A small body is kept whole so that it can be mirrored and retried.
+        replay::Buffer::layer(),
+        layers,
+    );
+    let layers = Stack::new(
+        // A copy goes off the request path before the first attempt, never waited for.
+        mirror::Mirror::layer(s.clone(), clients.clone()),
+        layers,
+    );
+    let layers = Stack::new(
+        // The rule's request timeout bounds every attempt and the pauses between them.
+        timeout::Timeout::request(),
+        layers,
+    );
+    let layers = Stack::new(
+        // Attempts again, within the service's budget, what the rule says to retry.
+        retry::Retry::layer(s.clone()),
+        layers,
+    );
+    let layers = Stack::new(
+        // Each attempt picks an endpoint (P2C over peak EWMA, ejected ones skipped) and reports
+        // its outcome back to it.
+        balance::Balance::layer(s.clone()),
+        layers,
+    );
+    let layers = Stack::new(
+        // Inside balance, so that an attempt that timed out counts against its endpoint.
+        timeout::Timeout::per_try(),
+        layers,
+    );
+    layers.layer(upstream::Upstream::new(clients))
+}
+
+/// The inbound listener's stack: other proxies call this proxy's service, which it forwards to
+/// the local application. The caller's [`Peer`](crate::server::Peer) rides in the extensions.
+pub fn inbound(shared: Arc<Shared>) -> impl Listener {
+    let s = &shared;
+    let clients = Clients::new(None);
+    // Counts and times every request, and turns every error into its response: outermost.
+    let layers = observe::Observe::layer(s.clone(), Direction::Inbound);
+    let layers = Stack::new(
+        // Refuses before any work is done when the proxy is at its limit.
+        shed::Shed::layer(s.clone(), "inbound"),
+        layers,
+    );
+    let layers = Stack::new(
+        // Who may call, decided before the application sees a byte.
+        access::Access::layer(s.clone()),
+        layers,
+    );
+    let layers = Stack::new(
+        // A tunnel goes to the application as it is.
+        tunnel::Tunnel::layer(s.clone(), clients.clone()),
+        layers,
+    );
+    layers.layer(upstream::App::new(s.clone(), clients))
+}
+
+/// A service that answers every request with a response: what a listener serves.
+pub trait Listener:
+    tower_service::Service<
+        http::Request<ReqBody>,
+        Response = http::Response<crate::Body>,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Listener for S where
+    S: tower_service::Service<
+            http::Request<ReqBody>,
+            Response = http::Response<crate::Body>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+pin_project_lite::pin_project! {
+    /// An inner future with something held (a permit, a slot) until it completes.
+    pub struct Hold<F, H> {
+        #[pin]
+        fut: F,
+        hold: H,
+    }
+}
+
+impl<F, H> Hold<F, H> {
+    pub fn new(fut: F, hold: H) -> Self {
+        Hold { fut, hold }
+    }
+}
+
+impl<F: Future, H> Future for Hold<F, H> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        self.project().fut.poll(cx)
+    }
+}
+
+/// Every layer is always ready: limits are enforced per request, with a clear answer.
+macro_rules! always_ready {
+    () => {
+        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    };
+}
+pub(crate) use always_ready;
+
+/// Layer `S` with `layer`, a value of the feature's own type holding its settings (`inner: ()`).
+macro_rules! layer_of {
+    ($name:ident { $($field:ident),* }) => {
+        impl<S> tower_layer::Layer<S> for $name<()> {
+            type Service = $name<S>;
+            fn layer(&self, inner: S) -> $name<S> {
+                $name { inner, $($field: self.$field.clone()),* }
+            }
+        }
+    };
+}
+pub(crate) use layer_of;
+
+/// Where a request went, for the metrics' labels.
+#[derive(Default, Clone)]
+pub struct Dest {
+    pub service: String,
+    pub version: String,
+    pub route: Option<Arc<str>>,
+}
+
+/// An error with the labels known when it happened.
+pub struct Failed {
+    pub error: ProxyError,
+    pub dest: Dest,
+}
+
+impl From<ProxyError> for Failed {
+    fn from(error: ProxyError) -> Self {
+        Failed { error, dest: Dest::default() }
+    }
+}
+
+/// A response and where the request went.
+pub type Routed = (http::Response<crate::Body>, Dest);
+
+/// A request the route layer placed.
+pub struct Target<B> {
+    pub parts: http::request::Parts,
+    pub body: B,
+    pub route: Route,
+}
+
+/// The config a request started on (it finishes on it), and its service, rule and version.
+pub struct Route {
+    pub applied: Arc<Applied>,
+    pub service: Arc<ServiceConfig>,
+    /// Indexes into the service's rules and that rule's backends (of this very service, so
+    /// always in range).
+    rule: usize,
+    backend: usize,
+}
+
+impl Route {
+    pub fn rule(&self) -> &RuleConfig {
+        &self.service.rules[self.rule]
+    }
+
+    /// The version the rule's weights picked.
+    pub fn version(&self) -> &str {
+        &self.rule().backends[self.backend].version
+    }
+
+    /// The endpoints of the service, every version.
+    pub fn endpoints(&self) -> &[trellis_model::Endpoint] {
+        self.applied.endpoints.get(&self.service.name).map(Vec::as_slice).unwrap_or_default()
+    }
+}
+
+/// One try of a request: shared parts and route, a body that can be sent again if buffered.
+pub struct Attempt {
+    pub parts: Arc<http::request::Parts>,
+    pub body: crate::client::Replay,
+    pub route: Arc<Route>,
+    /// The endpoint, once the balance layer picked it.
+    pub addr: String,
+}

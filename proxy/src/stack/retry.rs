@@ -1,0 +1,90 @@
+//! Retry: a request whose attempt failed as the rule's `retry.on` names is sent again, up to
+//! `retry.attempts` more times, when its body can be replayed, and only while the service's
+//! retry budget allows, so that an outage never multiplies the load on it.
+
+use super::{Attempt, BoxFuture, Target, always_ready, layer_of};
+use crate::Shared;
+use crate::client::Replay;
+use crate::errors::ProxyError;
+use std::sync::Arc;
+use trellis_model::config::RetryOn;
+
+#[derive(Clone)]
+pub struct Retry<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl Retry<()> {
+    pub fn layer(shared: Arc<Shared>) -> Self {
+        Retry { inner: (), shared }
+    }
+}
+layer_of!(Retry { shared });
+
+type Answer = Result<http::Response<crate::Body>, ProxyError>;
+
+impl<S> tower_service::Service<Target<Replay>> for Retry<S>
+where
+    S: tower_service::Service<Attempt, Response = http::Response<crate::Body>, Error = ProxyError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = http::Response<crate::Body>;
+    type Error = ProxyError;
+    type Future = BoxFuture<Answer>;
+    always_ready!();
+
+    fn call(&mut self, Target { parts, body, route }: Target<Replay>) -> Self::Future {
+        let (shared, mut inner) = (self.shared.clone(), self.inner.clone());
+        Box::pin(async move {
+            let (parts, route) = (Arc::new(parts), Arc::new(route));
+            let (service, rule) = (&route.service, route.rule());
+            let budget = &rule.retry.budget;
+            let now = shared.endpoints.now_ms();
+            shared.with_budget(&service.name, budget, |b| b.deposit(now));
+            let mut body = Some(body);
+            let mut attempts = 0;
+            loop {
+                // A buffered body can be sent again; a streamed one only once.
+                let Some(this) = body.take() else { unreachable!("a streamed body is never retried") };
+                body = this.again();
+                let attempt = Attempt { parts: parts.clone(), body: this, route: route.clone(), addr: String::new() };
+                let result = inner.call(attempt).await;
+                attempts += 1;
+                if body.is_none() || attempts > rule.retry.attempts || !should_retry(&result, &rule.retry.on) {
+                    return result;
+                }
+                let metrics = &shared.metrics;
+                let now = shared.endpoints.now_ms();
+                if !shared.with_budget(&service.name, budget, |b| b.try_withdraw(now)) {
+                    let labels = [("dst_service", service.name.as_str()), ("result", "budget_exhausted")];
+                    metrics.inc("trellis_proxy_retries_total", &labels);
+                    return result;
+                }
+                metrics.inc("trellis_proxy_retries_total", &[("dst_service", &service.name), ("result", "sent")]);
+            }
+        })
+    }
+}
+
+/// The retry conditions, as Envoy names them: `5xx` includes gateway errors, connect failures
+/// and resets; `gateway-error` includes connect failures and per-try timeouts.
+pub fn should_retry(result: &Answer, on: &[RetryOn]) -> bool {
+    let has = |c| on.contains(&c);
+    match result {
+        Ok(resp) => {
+            let s = resp.status().as_u16();
+            (has(RetryOn::ServerError) && (500..600).contains(&s))
+                || (has(RetryOn::GatewayError) && (502..=504).contains(&s))
+        }
+        Err(ProxyError::Timeout(_)) => has(RetryOn::GatewayError) || has(RetryOn::ServerError),
+        Err(ProxyError::Upstream { source, .. }) if source.is_connect() => {
+            has(RetryOn::ConnectFailure) || has(RetryOn::GatewayError) || has(RetryOn::ServerError)
+        }
+        Err(ProxyError::Upstream { .. }) => has(RetryOn::Reset) || has(RetryOn::ServerError),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,124 @@
+//! Route: the service a request names (`Host` or `:authority`), its first matching rule, and
+//! a version picked by the rule's weights; `maxPendingRequests` of that service. The config is
+//! loaded once here: the request runs on it to the end, whatever swaps meanwhile.
+
+use super::{Dest, Failed, Routed, Target, always_ready, layer_of};
+use crate::client::ReqBody;
+use crate::errors::ProxyError;
+use crate::{Shared, split};
+use futures::future::{Either, Ready, ready};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready as ready_poll};
+use tokio::sync::OwnedSemaphorePermit;
+
+#[derive(Clone)]
+pub struct Route<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl Route<()> {
+    pub fn layer(shared: Arc<Shared>) -> Self {
+        Route { inner: (), shared }
+    }
+}
+layer_of!(Route { shared });
+
+impl<S> Route<S> {
+    /// Places the request, filling in `dest` as far as it gets.
+    fn place(
+        &self,
+        req: &http::Request<ReqBody>,
+        dest: &mut Dest,
+    ) -> Result<(super::Route, OwnedSemaphorePermit), ProxyError> {
+        let applied = self.shared.config.load_full();
+        if applied.version.is_empty() {
+            return Err(ProxyError::NoConfig);
+        }
+        let host = authority(req).ok_or(ProxyError::NoAuthority)?;
+        let service = applied.service(host).ok_or_else(|| ProxyError::UnknownService(host.to_string()))?.clone();
+        dest.service = service.name.clone();
+        let facts =
+            split::RequestFacts { method: req.method().as_str(), path: req.uri().path(), headers: req.headers() };
+        let (rule, picked) =
+            split::select_rule(&applied, &service, &facts).ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
+        let total = split::total_weight(&picked.backends);
+        let (backend_index, backend) = split::pick_backend(&picked.backends, fastrand::u32(0..total.max(1)))
+            .ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
+        dest.version = backend.version.clone();
+        dest.route = applied.route_label(&service.name, rule);
+        let slot = self
+            .shared
+            .pending_slot(&service.name, service.traffic.limits.max_pending_requests)
+            .ok_or_else(|| ProxyError::ServiceOverloaded(service.name.clone()))?;
+        Ok((super::Route { applied, service, rule, backend: backend_index }, slot))
+    }
+}
+
+impl<S> tower_service::Service<http::Request<ReqBody>> for Route<S>
+where
+    S: tower_service::Service<Target<ReqBody>, Response = http::Response<crate::Body>, Error = ProxyError>,
+{
+    type Response = Routed;
+    type Error = Failed;
+    type Future = Either<Ready<Result<Routed, Failed>>, Labelled<S::Future, OwnedSemaphorePermit>>;
+    always_ready!();
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        let mut dest = Dest::default();
+        match self.place(&req, &mut dest) {
+            Ok((route, slot)) => {
+                let (parts, body) = req.into_parts();
+                let fut = self.inner.call(Target { parts, body, route });
+                Either::Right(Labelled::new(fut, dest, slot))
+            }
+            Err(error) => Either::Left(ready(Err(Failed { error, dest }))),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer, labelled with where the request went; `hold` (the service's pending slot)
+    /// is held until then.
+    pub struct Labelled<F, H> {
+        #[pin]
+        fut: F,
+        dest: Option<Dest>,
+        hold: H,
+    }
+}
+
+impl<F, H> Labelled<F, H> {
+    pub fn new(fut: F, dest: Dest, hold: H) -> Self {
+        Labelled { fut, dest: Some(dest), hold }
+    }
+}
+
+impl<F: Future<Output = Result<http::Response<crate::Body>, ProxyError>>, H> Future for Labelled<F, H> {
+    type Output = Result<Routed, Failed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready_poll!(this.fut.poll(cx));
+        let dest = this.dest.take().unwrap_or_default();
+        Poll::Ready(match result {
+            Ok(resp) => Ok((resp, dest)),
+            Err(error) => Err(Failed { error, dest }),
+        })
+    }
+}
+
+/// The service a request names: `Host` (HTTP/1.1) or `:authority` (HTTP/2), without a port.
+fn authority<B>(req: &http::Request<B>) -> Option<&str> {
+    let raw = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+    let host =
+        raw.rsplit_once(':').map_or(raw, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { raw });
+    // `catalog.default.svc` style names resolve to their first label, like Kubernetes DNS.
+    Some(host.split('.').next().unwrap_or(host))
+}

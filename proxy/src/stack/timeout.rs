@@ -1,0 +1,90 @@
+//! Timeout: the rule's request timeout around all attempts, and its per-try timeout around
+//! each one. A request that runs out is answered 504 (`timeout`).
+
+use super::{Attempt, Target, always_ready};
+use crate::errors::ProxyError;
+use futures::future::Either;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Timeout<S> {
+    inner: S,
+}
+
+impl Timeout<()> {
+    /// The whole request: `timeouts.request` (on [`Target`]s).
+    pub fn request() -> Self {
+        Timeout { inner: () }
+    }
+
+    /// Each attempt: `timeouts.perTry`, when the rule sets one (on [`Attempt`]s).
+    pub fn per_try() -> Self {
+        Timeout { inner: () }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for Timeout<()> {
+    type Service = Timeout<S>;
+    fn layer(&self, inner: S) -> Timeout<S> {
+        Timeout { inner }
+    }
+}
+
+type Answer = Result<http::Response<crate::Body>, ProxyError>;
+
+impl<S, B> tower_service::Service<Target<B>> for Timeout<S>
+where
+    S: tower_service::Service<Target<B>, Response = http::Response<crate::Body>, Error = ProxyError>,
+{
+    type Response = http::Response<crate::Body>;
+    type Error = ProxyError;
+    type Future = Limited<S::Future>;
+    always_ready!();
+
+    fn call(&mut self, target: Target<B>) -> Self::Future {
+        let ms = target.route.rule().timeouts.request_ms;
+        Limited::new(self.inner.call(target), ms)
+    }
+}
+
+impl<S> tower_service::Service<Attempt> for Timeout<S>
+where
+    S: tower_service::Service<Attempt, Response = http::Response<crate::Body>, Error = ProxyError>,
+{
+    type Response = http::Response<crate::Body>;
+    type Error = ProxyError;
+    type Future = Either<S::Future, Limited<S::Future>>;
+    always_ready!();
+
+    fn call(&mut self, attempt: Attempt) -> Self::Future {
+        match attempt.route.rule().timeouts.per_try_ms {
+            Some(ms) => Either::Right(Limited::new(self.inner.call(attempt), ms)),
+            None => Either::Left(self.inner.call(attempt)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct Limited<F> {
+        #[pin]
+        fut: tokio::time::Timeout<F>,
+        ms: u64,
+    }
+}
+
+impl<F: Future> Limited<F> {
+    fn new(fut: F, ms: u64) -> Self {
+        Limited { fut: tokio::time::timeout(Duration::from_millis(ms), fut), ms }
+    }
+}
+
+impl<F: Future<Output = Answer>> Future for Limited<F> {
+    type Output = Answer;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        let this = self.project();
+        Poll::Ready(ready!(this.fut.poll(cx)).unwrap_or(Err(ProxyError::Timeout(*this.ms))))
+    }
+}

@@ -1,0 +1,72 @@
+//! Upstream: the end of each stack, where a request leaves the proxy: to the endpoint an
+//! attempt was given (mesh), or to the local application (inbound).
+
+use super::{Attempt, BoxFuture, always_ready};
+use crate::Shared;
+use crate::client::{Clients, Replay, ReqBody};
+use crate::errors::ProxyError;
+use std::sync::Arc;
+
+/// To the endpoint the attempt was given.
+#[derive(Clone)]
+pub struct Upstream {
+    clients: Clients,
+}
+
+impl Upstream {
+    pub fn new(clients: Clients) -> Self {
+        Upstream { clients }
+    }
+}
+
+/// To the local application, over the protocol its Service declares.
+#[derive(Clone)]
+pub struct App {
+    clients: Clients,
+    shared: Arc<Shared>,
+}
+
+impl App {
+    pub fn new(shared: Arc<Shared>, clients: Clients) -> Self {
+        App { clients, shared }
+    }
+}
+
+type Answer = Result<http::Response<crate::Body>, ProxyError>;
+
+impl tower_service::Service<Attempt> for Upstream {
+    type Response = http::Response<crate::Body>;
+    type Error = ProxyError;
+    type Future = BoxFuture<Answer>;
+    always_ready!();
+
+    fn call(&mut self, Attempt { parts, body, route, addr }: Attempt) -> Self::Future {
+        let clients = self.clients.clone();
+        Box::pin(async move {
+            let service = &route.service;
+            let limit = service.traffic.limits.max_requests_per_connection;
+            let sent = clients.send(service.protocol, &parts, body, &addr, limit).await;
+            sent.map_err(|source| ProxyError::Upstream { addr, source })
+        })
+    }
+}
+
+impl tower_service::Service<http::Request<ReqBody>> for App {
+    type Response = http::Response<crate::Body>;
+    type Error = ProxyError;
+    type Future = BoxFuture<Answer>;
+    always_ready!();
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        let (clients, shared) = (self.clients.clone(), self.shared.clone());
+        Box::pin(async move {
+            let s = &shared.settings;
+            let protocol = shared.config.load().services.get(&s.service).map(|svc| svc.protocol).unwrap_or_default();
+            let (parts, body) = req.into_parts();
+            let body = Replay::read(body, &parts.headers).await?;
+            let app = s.app_addr.to_string();
+            let sent = clients.send(protocol, &parts, body, &app, 0).await;
+            sent.map_err(|source| ProxyError::Upstream { addr: app, source })
+        })
+    }
+}

@@ -105,6 +105,8 @@ async fn a_drain_answers_the_request_in_flight_and_closes_idle_connections() {
     idle.write_all(b"GET /warm HTTP/1.1\r\nHost: svc\r\n\r\n").await.unwrap();
     let mut buf = [0u8; 1024];
     let _ = idle.read(&mut buf).await.unwrap();
+    // Idle long enough to have given its buffers back.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let mut busy = TcpStream::connect(proxy.outbound).await.unwrap();
     busy.write_all(b"GET /slow HTTP/1.1\r\nHost: svc\r\n\r\n").await.unwrap();

@@ -22,8 +22,11 @@ const MAX_IDLE_PER_ADDR: usize = 128;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bodies up to this size go out in the same write as the head.
 const INLINE_BODY: usize = 16 * 1024;
-/// How much is read from an upstream at a time.
+/// A connection's read buffer. Heads and small bodies are sliced out of it, not copied, so it
+/// is shared with them; room for a read is found in what is left of it (at least
+/// [`MIN_READ`]), and only then is a new one allocated.
 const READ_CHUNK: usize = 8 * 1024;
+const MIN_READ: usize = 1024;
 
 type Io = Held<Stream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>;
 
@@ -254,7 +257,7 @@ impl Conn {
                 Ok(None) => {}
                 Err(e) => return Err(Exchange::Failed(UpstreamError::other(Box::new(e)))),
             }
-            self.buf.reserve(READ_CHUNK);
+            self.buf.reserve(MIN_READ);
             match self.io.read_buf(&mut self.buf).await {
                 Ok(0) if !got_any => return Err(Exchange::NothingBack(UpstreamError::closed())),
                 Ok(0) => return Err(Exchange::Failed(UpstreamError::closed())),
@@ -347,7 +350,7 @@ impl http_body::Body for Incoming {
                 }
                 Step::More => {}
             }
-            conn.buf.reserve(READ_CHUNK);
+            conn.buf.reserve(MIN_READ);
             let read = std::pin::pin!(conn.io.read_buf(&mut conn.buf));
             match ready!(read.poll(cx)) {
                 Ok(0) if matches!(this.state, State::Eof) => {

@@ -18,8 +18,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-/// How much is read at a time.
+/// A connection's read buffer, shared with the heads sliced out of it; room for a read is
+/// found in what is left (at least [`MIN_READ`]) before a new one is allocated.
 const READ_CHUNK: usize = 4 * 1024;
+const MIN_READ: usize = 1024;
+/// A connection idle longer than this gives its buffers back: an idle keep-alive connection
+/// then costs only its task, while a busy one does not allocate them per request.
+const KEEP_BUFFERS: Duration = Duration::from_secs(1);
 /// Body bytes up to this size go out in the same write as what precedes them.
 const INLINE: usize = 16 * 1024;
 
@@ -81,12 +86,15 @@ where
             } else if *shutdown.borrow() {
                 return Served::Done;
             } else {
-                // Idle: no buffer held while waiting.
-                buf = BytesMut::new();
-                out = Vec::new();
-                let waited = tokio::select! {
-                    r = tokio::time::timeout_at(deadline, io.readable()) => matches!(r, Ok(Ok(()))),
-                    _ = shutdown.changed() => false,
+                let soon = deadline.min(tokio::time::Instant::now() + KEEP_BUFFERS);
+                let waited = match wait_readable(io.readable(), soon, shutdown).await {
+                    Some(Err(_)) => {
+                        // Idle: no buffer held while waiting.
+                        (buf, out) = (BytesMut::new(), Vec::new());
+                        matches!(wait_readable(io.readable(), deadline, shutdown).await, Some(Ok(Ok(()))))
+                    }
+                    Some(Ok(r)) => r.is_ok(),
+                    None => false,
                 };
                 if !waited {
                     return Served::Done;
@@ -120,9 +128,24 @@ where
     }
 }
 
+/// Waits for bytes until `until`; `None` when shutdown came first.
+async fn wait_readable(
+    readable: impl Future<Output = io::Result<()>>,
+    until: tokio::time::Instant,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Result<io::Result<()>, tokio::time::error::Elapsed>> {
+    tokio::select! {
+        r = tokio::time::timeout_at(until, readable) => Some(r),
+        _ = shutdown.changed() => None,
+    }
+}
+
 /// Reads what has arrived (at least one byte) before `deadline`. False: closed, failed or late.
 async fn read_more<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut BytesMut, deadline: tokio::time::Instant) -> bool {
-    buf.reserve(READ_CHUNK);
+    if buf.capacity() == 0 {
+        *buf = BytesMut::with_capacity(READ_CHUNK);
+    }
+    buf.reserve(MIN_READ);
     matches!(tokio::time::timeout_at(deadline, io.read_buf(buf)).await, Ok(Ok(n)) if n > 0)
 }
 

@@ -578,4 +578,71 @@ mod tests {
         last_chunk(Some(&trailers), &mut out);
         assert_eq!(out, b"0\r\ngrpc-status: 0\r\n\r\n");
     }
+
+    /// Bytes a peer might send: HTTP fragments, so that generated input gets deep into the
+    /// parsers, mixed with anything at all.
+    fn wire_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        const FRAGMENTS: &[&str] = &[
+            "GET ",
+            "POST ",
+            "HEAD ",
+            "PRI ",
+            "/",
+            "/p?q",
+            " HTTP/1.1",
+            " HTTP/1.0",
+            "HTTP/1.1 ",
+            "200 OK",
+            "100 Continue",
+            "204",
+            "\r\n",
+            "\r\n\r\n",
+            "Host: a",
+            "Content-Length: ",
+            "Transfer-Encoding: chunked",
+            "Connection: close",
+            "TE: trailers",
+            "Expect: 100-continue",
+            "0",
+            "5",
+            "ff",
+            "18446744073709551616",
+            ";x=1",
+            ":",
+            " ",
+            "hello",
+        ];
+        let piece = prop_oneof![
+            proptest::sample::select(FRAGMENTS).prop_map(|f| f.as_bytes().to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        ];
+        proptest::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_parsers_never_panic_and_leave_what_they_do_not_take(input in wire_bytes()) {
+            let mut buf = BytesMut::from(&input[..]);
+            match parse_request(&mut buf, 16) {
+                Request::Simple { .. } => proptest::prop_assert!(buf.len() < input.len()),
+                Request::Partial | Request::Other => proptest::prop_assert_eq!(&buf[..], &input[..]),
+            }
+            for method in [Method::GET, Method::HEAD] {
+                let mut buf = BytesMut::from(&input[..]);
+                if let Ok(None) = parse_head(&mut buf, &method) {
+                    proptest::prop_assert!(!buf.is_empty() || input.is_empty());
+                }
+            }
+            let (mut buf, mut state) = (BytesMut::from(&input[..]), Chunked::Size);
+            // Every step takes bytes, ends, fails or asks for more: it never spins.
+            for _ in 0..=input.len() + 2 {
+                let before = (buf.len(), state);
+                match decode_chunked(&mut buf, &mut state) {
+                    Ok(Some(Piece::End)) | Ok(None) | Err(_) => break,
+                    Ok(Some(_)) => proptest::prop_assert!((buf.len(), state) != before),
+                }
+            }
+        }
+    }
 }

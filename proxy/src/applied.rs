@@ -1,26 +1,26 @@
 //! An applied config with what the data path precomputes from it: regular expressions are
 //! compiled once per config, never per request.
 
-use std::collections::HashMap;
+use crate::hash::Map;
 use trellis_model::ProxyConfig;
 use trellis_model::config::{HeaderValueMatch, PathConfig};
 
 #[derive(Default)]
 pub struct Applied {
     pub config: ProxyConfig,
-    regexes: HashMap<String, regex::Regex>,
+    regexes: Map<String, regex::Regex>,
     /// Per service, the name of each rule as metrics label it (`trellis diff` names alike).
-    routes: HashMap<String, Vec<std::sync::Arc<str>>>,
+    routes: Map<String, Vec<std::sync::Arc<str>>>,
     /// Who is at each endpoint address: its service, and its proxy's identity if it has one.
-    by_addr: HashMap<String, (String, Option<String>)>,
+    by_addr: Map<String, (String, Option<String>)>,
     /// Each service, shareable by the requests placed on it.
-    shared: HashMap<String, std::sync::Arc<trellis_model::ServiceConfig>>,
+    shared: Map<String, std::sync::Arc<trellis_model::ServiceConfig>>,
 }
 
 impl Applied {
     /// Compiles every pattern; one that does not compile refuses the whole config (a NACK).
     pub fn new(config: ProxyConfig) -> Result<Self, String> {
-        let mut regexes = HashMap::new();
+        let mut regexes = Map::default();
         let matches = config.services.values().flat_map(|s| &s.rules).flat_map(|r| &r.matches);
         for m in matches {
             let path = match &m.path {

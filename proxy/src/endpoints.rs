@@ -3,7 +3,6 @@
 
 use crate::balance::{Candidate, PeakEwma, choose};
 use crate::outlier::{Outcome, Outlier, may_eject};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -27,13 +26,13 @@ impl Drop for InFlight {
 }
 
 pub struct Endpoints {
-    states: Mutex<HashMap<String, Arc<EndpointState>>>,
+    states: Mutex<crate::hash::Map<String, Arc<EndpointState>>>,
     epoch: Instant,
 }
 
 impl Default for Endpoints {
     fn default() -> Self {
-        Endpoints { states: Mutex::new(HashMap::new()), epoch: Instant::now() }
+        Endpoints { states: Mutex::default(), epoch: Instant::now() }
     }
 }
 

@@ -38,6 +38,7 @@ pub mod endpoints;
 pub mod env;
 pub mod errors;
 pub mod h1;
+pub mod hash;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
@@ -75,7 +76,7 @@ pub struct Shared {
     /// Mirrored copies in flight beyond this are skipped, so mirroring never queues.
     pub mirror_limit: Arc<tokio::sync::Semaphore>,
     /// Retry budgets per destination service.
-    budgets: std::sync::Mutex<std::collections::HashMap<String, budget::Budget>>,
+    budgets: std::sync::Mutex<hash::Map<String, budget::Budget>>,
     /// Requests in flight per destination service, bounded by its `maxPendingRequests`.
     pending: PerService,
     /// Upstream connections per destination service, bounded by its `maxConnections`.
@@ -142,7 +143,7 @@ impl Shared {
 /// A semaphore per service, sized by its policy. A new size starts a new count; holders of
 /// the old one finish on it.
 #[derive(Default)]
-pub struct PerService(std::sync::Mutex<std::collections::HashMap<String, (u32, Arc<tokio::sync::Semaphore>)>>);
+pub struct PerService(std::sync::Mutex<hash::Map<String, (u32, Arc<tokio::sync::Semaphore>)>>);
 
 impl PerService {
     pub fn get(&self, service: &str, limit: u32) -> Arc<tokio::sync::Semaphore> {

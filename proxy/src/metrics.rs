@@ -4,6 +4,7 @@
 //! what the application saw, once per request) and *actual* (`trellis_proxy_attempts_total`,
 //! every attempt sent to an endpoint, retries included).
 
+use crate::hash::Map;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -51,8 +52,8 @@ pub struct Series {
 pub struct Metrics {
     // Short critical sections per request. Keys are looked up by `&str` built in a reused
     // buffer, so counting allocates only the first time a label set is seen.
-    counters: Mutex<HashMap<&'static str, HashMap<String, u64>>>,
-    series: Mutex<HashMap<String, Series>>,
+    counters: Mutex<Map<&'static str, Map<String, u64>>>,
+    series: Mutex<Map<String, Series>>,
     /// Denied inbound requests by (caller, what denied them): for telemetry and the topology.
     denials: Mutex<HashMap<(String, String), u64>>,
     /// Unix seconds; 0 without a certificate.

@@ -7,7 +7,6 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Response};
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full};
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,7 +34,7 @@ type Io = Held<Stream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>;
 pub struct Pool(Arc<Inner>);
 
 struct Inner {
-    idle: Mutex<HashMap<Box<str>, Vec<Idle>>>,
+    idle: Mutex<crate::hash::Map<Box<str>, Vec<Idle>>>,
     connector: Connector,
     /// Requests waiting for a connection (under `maxConnections`) that want to hear when one
     /// comes back to the pool.

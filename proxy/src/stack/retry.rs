@@ -88,3 +88,44 @@ pub fn should_retry(result: &Answer, on: &[RetryOn]) -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::UpstreamError;
+
+    fn status(code: u16) -> Answer {
+        let mut resp = http::Response::new(crate::errors::text(""));
+        *resp.status_mut() = http::StatusCode::from_u16(code).unwrap();
+        Ok(resp)
+    }
+
+    fn upstream(e: UpstreamError) -> Answer {
+        Err(ProxyError::Upstream { addr: "10.0.0.1:80".into(), source: e })
+    }
+
+    #[test]
+    fn the_conditions_name_what_envoy_names() {
+        use RetryOn::*;
+        let connect = || upstream(UpstreamError::connect("refused".into()));
+        let reset = || upstream(UpstreamError::closed());
+        for (result, on, retried) in [
+            (status(503), vec![GatewayError], true),
+            (status(500), vec![GatewayError], false),
+            (status(500), vec![ServerError], true),
+            (status(404), vec![ServerError, GatewayError, ConnectFailure, Reset], false),
+            (connect(), vec![ConnectFailure], true),
+            (connect(), vec![GatewayError], true),
+            (connect(), vec![Reset], false),
+            (reset(), vec![Reset], true),
+            (reset(), vec![ServerError], true),
+            (reset(), vec![GatewayError, ConnectFailure], false),
+            (Err(ProxyError::Timeout(100)), vec![GatewayError], true),
+            (Err(ProxyError::Timeout(100)), vec![Reset, ConnectFailure], false),
+            (Err(ProxyError::NoRoute("a".into())), vec![ServerError, GatewayError, ConnectFailure, Reset], false),
+        ] {
+            let what = format!("{:?} on {on:?}", result.as_ref().map(|r| r.status()).map_err(|e| e.kind()));
+            assert_eq!(should_retry(&result, &on), retried, "{what}");
+        }
+    }
+}

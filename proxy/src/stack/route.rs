@@ -122,3 +122,26 @@ fn authority<B>(req: &http::Request<B>) -> Option<&str> {
     // `catalog.default.svc` style names resolve to their first label, like Kubernetes DNS.
     Some(host.split('.').next().unwrap_or(host))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::authority;
+
+    fn named(host: Option<&str>, uri: &str) -> Option<String> {
+        let mut req = http::Request::get(uri);
+        if let Some(h) = host {
+            req = req.header(http::header::HOST, h);
+        }
+        authority(&req.body(()).unwrap()).map(str::to_string)
+    }
+
+    #[test]
+    fn the_service_is_the_hosts_first_label_without_a_port() {
+        assert_eq!(named(Some("catalog"), "/"), Some("catalog".into()));
+        assert_eq!(named(Some("catalog:8080"), "/"), Some("catalog".into()));
+        assert_eq!(named(Some("catalog.default.svc.cluster.local"), "/"), Some("catalog".into()));
+        assert_eq!(named(None, "http://inventory:80/x"), Some("inventory".into()), "HTTP/2 :authority");
+        assert_eq!(named(Some("catalog"), "http://inventory/x"), Some("catalog".into()), "Host first");
+        assert_eq!(named(None, "/"), None);
+    }
+}

@@ -144,6 +144,12 @@ impl Metrics {
         with_labels(&pairs, |key| {
             let series_key = key.rfind(",status=").map_or(key, |i| &key[..i]);
             self.bump("trellis_proxy_requests_total", key);
+            // A request that never reached a service (unknown, no config, shed) is counted
+            // here only: it is no service's traffic, and the control plane refuses a
+            // report with a series that names none.
+            if service.is_empty() || version.is_empty() {
+                return;
+            }
             let mut all = lock(&self.series);
             if !all.contains_key(series_key) {
                 let s = Series {
@@ -249,5 +255,18 @@ mod tests {
         assert!(text.contains("le=\"0.25\"} 2"));
         assert!(text.contains("trellis_proxy_retries_total{dst_service=\"inv\",result=\"sent\"} 1"));
         assert_eq!(m.get("trellis_proxy_retries_total", &[("dst_service", "inv")]), 1);
+    }
+
+    #[test]
+    fn requests_that_reached_no_service_are_counted_but_are_no_series() {
+        let m = super::Metrics::default();
+        let out = trellis_model::telemetry::Direction::Outbound;
+        m.request(out, "", "", "", "unknown-service", 0.001);
+        m.request(out, "inv", "", "", "no-route", 0.001);
+        m.request(out, "inv", "v1", "", "2xx", 0.001);
+        assert_eq!(m.get("trellis_proxy_requests_total", &[("status", "unknown-service")]), 1);
+        // The control plane refuses a whole report with a series naming no service or version.
+        let series: Vec<_> = m.series().into_iter().map(|s| (s.service, s.version)).collect();
+        assert_eq!(series, [("inv".to_string(), "v1".to_string())]);
     }
 }

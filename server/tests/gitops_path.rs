@@ -181,6 +181,9 @@ async fn proxies_keep_serving_their_last_config_without_the_control_plane() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregated_telemetry_matches_what_the_client_sent() {
     let mesh = mesh().await;
+    // A name no service has is the caller's mistake, not traffic: it must not cost the proxy
+    // its reports (the control plane refuses a report with a series naming no service).
+    assert_eq!(http_get(mesh.caller.outbound, "nosuch", "/").await.unwrap().0, 404);
     for _ in 0..40 {
         assert_eq!(http_get(mesh.caller.outbound, "inventory", "/stock").await.unwrap().0, 200);
     }
@@ -253,6 +256,7 @@ async fn aggregated_telemetry_matches_what_the_client_sent() {
     assert!(metrics.contains("trellis_telemetry_rejected_total{reason=\"unknown_proxy\"} 1"), "{metrics}");
     assert!(metrics.contains("trellis_telemetry_rejected_total{reason=\"unreadable\"} 1"), "{metrics}");
     assert!(metrics.contains("trellis_fleet_proxies 3"), "{metrics}");
+    assert!(!metrics.contains("reason=\"invalid\""), "no proxy's report was refused: {metrics}");
     mesh.cp.shutdown().await;
 }
 

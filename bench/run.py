@@ -6,8 +6,9 @@ sidecar shares its pod's CPU. Each proxy gets one worker (nginx worker_processes
 nbthread 1, trellis-proxy one runtime thread), HTTP/1.1 keep-alive to the upstream, no
 access logs. Closed loop: wrk at 16 and 64 connections, interleaved repetitions, median
 [min-max]. Open loop: bench's `openloop` at 20/50/80 % of nginx's saturation, latency measured
-from the intended send time. CPU µs per request from /proc; resident memory idle, after load
-and holding 1,000 idle client connections.
+from the intended send time. CPU µs per request from /proc (and how much of it is user time:
+the rest is the kernel's socket work); resident memory idle, after load and holding 1,000 idle
+client connections.
 """
 import argparse, json, os, re, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -17,8 +18,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid):
+    """User and system CPU seconds of `pid` so far."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def rss_mb(pid):
@@ -145,18 +147,21 @@ def main():
         port_of = {"direct": PORTS["upstream"], **{p: PORTS[p] for p in proxies}}
         rps = {(t, c): [] for t in targets for c in (16, 64)}
         cpu = {p: [] for p in proxies}
+        cpu_user = {p: [] for p in proxies}
         for t in targets:  # warm-up
             wrk(port_of[t], 64, 1)
         for _ in range(args.reps):
             for c in (16, 64):
                 for t in targets:
-                    before = cpu_seconds(procs[t].pid) if t in procs else 0
+                    before = cpu_seconds(procs[t].pid) if t in procs else (0, 0)
                     r, total, errors = wrk(port_of[t], c, args.seconds)
                     if errors:
                         print(f"warning: {t} answered {errors} non-2xx at c={c}")
                     rps[(t, c)].append(r)
                     if t in proxies and c == 64:
-                        cpu[t].append((cpu_seconds(procs[t].pid) - before) / total * 1e6)
+                        user, system = (b - a for a, b in zip(before, cpu_seconds(procs[t].pid)))
+                        cpu[t].append((user + system) / total * 1e6)
+                        cpu_user[t].append(user / total * 1e6)
         after = {p: rss_mb(procs[p].pid) for p in proxies}
         saturation = statistics.median(rps[("nginx", 64)])
         openloop = {}
@@ -194,11 +199,12 @@ def main():
 
     print("\nPinning: load generator on CPU 1; upstream and proxy on CPU 0. One worker per proxy.")
     print(f"Closed loop: wrk, {args.seconds}s x {args.reps} interleaved repetitions, median [min-max].\n")
-    print(f"{'':10} {'req/s c=16':>28} {'req/s c=64':>28} {'CPU us/req':>22} {'h2 req/s':>10}")
+    print(f"{'':10} {'req/s c=16':>28} {'req/s c=64':>28} {'CPU us/req':>22} {'of it user':>11} {'h2 req/s':>10}")
     for t in targets:
         c = fmt(cpu.get(t, [])) if t in cpu else "-"
         h = f"{h2[t][0]:,.0f}" if t in h2 else "-"
-        print(f"{t:10} {fmt(rps[(t, 16)]):>28} {fmt(rps[(t, 64)]):>28} {c:>22} {h:>10}")
+        u = f"{statistics.median(cpu_user[t]):.1f}" if t in cpu_user else "-"
+        print(f"{t:10} {fmt(rps[(t, 16)]):>28} {fmt(rps[(t, 64)]):>28} {c:>22} {u:>11} {h:>10}")
     print("\nOpen loop (latency from intended send time, µs): p50 / p99 / p99.9 / max")
     for pct in (20, 50, 80):
         print(f"  at {pct}% of nginx saturation ({int(saturation * pct / 100):,} req/s):")

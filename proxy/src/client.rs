@@ -218,7 +218,10 @@ impl std::error::Error for UpstreamError {
     }
 }
 
-pub type Connection = TokioIo<Held<Stream<tokio_rustls::client::TlsStream<TcpStream>>>>;
+/// A connection to an upstream: TLS or plaintext, holding its `maxConnections` slot.
+pub type Upstream = Held<Stream<tokio_rustls::client::TlsStream<TcpStream>>>;
+/// The same, as hyper's client takes it.
+pub type Connection = TokioIo<Upstream>;
 /// How long a connection waits for a slot under its service's `maxConnections` (meanwhile a
 /// connection that comes free serves the request) before the attempt fails.
 const SLOT_WAIT: Duration = Duration::from_secs(10);

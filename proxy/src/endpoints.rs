@@ -28,11 +28,13 @@ impl Drop for InFlight {
 pub struct Endpoints {
     states: Mutex<crate::hash::Map<String, Arc<EndpointState>>>,
     epoch: Instant,
+    /// Round-robin's position, one for every pick the proxy makes.
+    turn: AtomicUsize,
 }
 
 impl Default for Endpoints {
     fn default() -> Self {
-        Endpoints { states: Mutex::default(), epoch: Instant::now() }
+        Endpoints { states: Mutex::default(), epoch: Instant::now(), turn: Default::default() }
     }
 }
 
@@ -60,13 +62,7 @@ impl Endpoints {
 
     /// Picks an endpoint of `version`, skipping ejected ones unless every one is ejected (then
     /// a possibly-sick endpoint beats none: Envoy's panic mode).
-    pub fn pick<'a>(
-        &self,
-        lb: LoadBalancer,
-        all: &'a [Endpoint],
-        version: &str,
-        turn: usize,
-    ) -> Option<(&'a Endpoint, InFlight)> {
+    pub fn pick<'a>(&self, lb: LoadBalancer, all: &'a [Endpoint], version: &str) -> Option<(&'a Endpoint, InFlight)> {
         let now = self.now_ms();
         let mut pool: Vec<(&Endpoint, Arc<EndpointState>, bool)> = {
             // One lock for the whole lookup, not one per endpoint.
@@ -94,6 +90,7 @@ impl Endpoints {
                 Candidate { cost: lock(&s.ewma).cost(in_flight), in_flight }
             })
             .collect();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let i = choose(lb, &candidates, fastrand::usize(..), fastrand::usize(..), turn)?;
         let (endpoint, state, _) = pool.swap_remove(i);
         state.in_flight.fetch_add(1, Ordering::Relaxed);

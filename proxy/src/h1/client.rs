@@ -2,7 +2,6 @@
 
 use super::wire::{self, Chunked, Framing, Piece};
 use crate::client::{BoxError, Connector, UpstreamError};
-use crate::transport::{Held, Stream};
 use bytes::{Bytes, BytesMut};
 use http::{Method, Response};
 use http_body::{Frame, SizeHint};
@@ -27,8 +26,6 @@ const INLINE_BODY: usize = 16 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
 const MIN_READ: usize = 1024;
 
-type Io = Held<Stream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>;
-
 /// Pooled HTTP/1.1 connections by upstream address. Cheap to clone.
 #[derive(Clone)]
 pub struct Pool(Arc<Inner>);
@@ -48,7 +45,7 @@ struct Idle {
 }
 
 struct Conn {
-    io: Io,
+    io: crate::client::Upstream,
     /// Bytes read and not yet used.
     buf: BytesMut,
     served: u32,
@@ -69,8 +66,9 @@ impl Pool {
         Pool(inner)
     }
 
-    /// Sends one request and reads its response head. `host` stands in for a missing Host
-    /// header; after `max_requests` responses (0: no limit) a connection is closed.
+    /// Sends one request and reads its response head. Without a Host header, the request's
+    /// authority or `addr` is sent as one; after `max_requests` responses (0: no limit) a
+    /// connection is closed.
     pub async fn send(
         &self,
         parts: &http::request::Parts,
@@ -303,7 +301,6 @@ impl Incoming {
         if let (Some(conn), Some((pool, addr))) = (self.conn.take(), self.back.take()) {
             pool.checkin(&addr, conn, true);
         }
-        self.conn = None;
     }
 }
 

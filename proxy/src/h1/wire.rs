@@ -30,35 +30,28 @@ pub fn encode_head(method: &Method, path: &str, headers: &HeaderMap, host: &str,
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if !headers.contains_key(http::header::HOST) {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(host.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        header_line(b"host", host.as_bytes(), out);
     }
     for (name, value) in headers {
-        if skipped(name) {
+        // The framing is this client's, and `Expect` asks a question the body in hand has
+        // already answered.
+        if is_hop_by_hop(name) || name == http::header::CONTENT_LENGTH || name == http::header::EXPECT {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        header_line(name.as_str().as_bytes(), value.as_bytes(), out);
     }
     // A body, or a method that usually has one, says its length; a bodiless GET says nothing.
     if body_len > 0 || !matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS) {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body_len.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        header_line(b"content-length", body_len.to_string().as_bytes(), out);
     }
     out.extend_from_slice(b"\r\n");
 }
 
-/// Request headers not written: the framing is this client's, connection-level headers
-/// describe the caller's connection (RFC 9110 §7.6.1), and `Expect` asks a question the body in
-/// hand has already answered.
-fn skipped(name: &HeaderName) -> bool {
+/// Headers that describe one connection, not the message, and so never cross this proxy
+/// (RFC 9110 §7.6.1): in either direction, on either side.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
     use http::header::*;
-    [CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION, UPGRADE, TE, EXPECT, PROXY_AUTHORIZATION, PROXY_AUTHENTICATE]
-        .contains(name)
+    [CONNECTION, TRANSFER_ENCODING, UPGRADE, TE, PROXY_AUTHORIZATION, PROXY_AUTHENTICATE].contains(name)
         || matches!(name.as_str(), "keep-alive" | "proxy-connection")
 }
 
@@ -160,10 +153,6 @@ pub fn parse_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, 
 
 fn has_token(list: &str, token: &str) -> bool {
     list.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(name.as_str(), "keep-alive" | "proxy-connection" | "upgrade")
 }
 
 /// Where a chunked body's decoder stands.
@@ -370,11 +359,7 @@ pub fn encode_response_head(
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
-        if name == http::header::TRANSFER_ENCODING || name == http::header::CONNECTION || name.as_str() == "keep-alive"
-        {
-            continue;
-        }
-        if name == http::header::CONTENT_LENGTH && framing == Out::Chunked {
+        if is_hop_by_hop(name) || (name == http::header::CONTENT_LENGTH && framing == Out::Chunked) {
             continue;
         }
         header_line(name.as_str().as_bytes(), value.as_bytes(), out);

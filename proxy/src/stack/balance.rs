@@ -12,7 +12,6 @@ use futures::future::{Either, Ready, ready};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready as ready_poll};
 use std::time::Instant;
 
@@ -20,15 +19,14 @@ use std::time::Instant;
 pub struct Balance<S> {
     inner: S,
     shared: Arc<Shared>,
-    turn: Arc<AtomicUsize>,
 }
 
 impl Balance<()> {
     pub fn layer(shared: Arc<Shared>) -> Self {
-        Balance { inner: (), shared, turn: Default::default() }
+        Balance { inner: (), shared }
     }
 }
-layer_of!(Balance { shared, turn });
+layer_of!(Balance { shared });
 
 type Answer = Result<http::Response<crate::Body>, ProxyError>;
 
@@ -43,10 +41,8 @@ where
 
     fn call(&mut self, mut attempt: Attempt) -> Self::Future {
         let route = attempt.route.clone();
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let lb = route.service.traffic.load_balancer;
-        let Some((endpoint, in_flight)) = self.shared.endpoints.pick(lb, route.endpoints(), route.version(), turn)
-        else {
+        let Some((endpoint, in_flight)) = self.shared.endpoints.pick(lb, route.endpoints(), route.version()) else {
             let (service, version) = (route.service.name.clone(), route.version().to_string());
             return Either::Left(ready(Err(ProxyError::NoEndpoints { service, version })));
         };

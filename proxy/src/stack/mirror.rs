@@ -8,22 +8,20 @@ use crate::client::{Clients, Replay};
 use crate::errors::ProxyError;
 use http_body_util::BodyExt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Clone)]
 pub struct Mirror<S> {
     inner: S,
     shared: Arc<Shared>,
     clients: Clients,
-    turn: Arc<AtomicUsize>,
 }
 
 impl Mirror<()> {
     pub fn layer(shared: Arc<Shared>, clients: Clients) -> Self {
-        Mirror { inner: (), shared, clients, turn: Default::default() }
+        Mirror { inner: (), shared, clients }
     }
 }
-layer_of!(Mirror { shared, clients, turn });
+layer_of!(Mirror { shared, clients });
 
 impl<S> Mirror<S> {
     fn copy(&self, target: &Target<Replay>) {
@@ -31,10 +29,9 @@ impl<S> Mirror<S> {
         let (Replay::Buffered(bytes), true) = (&target.body, fastrand::f64() * 100.0 < m.percent) else { return };
         let Ok(permit) = self.shared.mirror_limit.clone().try_acquire_owned() else { return };
         let service = &target.route.service;
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let lb = service.traffic.load_balancer;
         let endpoints = target.route.endpoints();
-        let Some((endpoint, in_flight)) = self.shared.endpoints.pick(lb, endpoints, &m.version, turn) else { return };
+        let Some((endpoint, in_flight)) = self.shared.endpoints.pick(lb, endpoints, &m.version) else { return };
         let (clients, parts, addr) = (self.clients.clone(), target.parts.clone(), endpoint.addr.clone());
         let (protocol, body) = (service.protocol, Replay::Buffered(bytes.clone()));
         self.shared

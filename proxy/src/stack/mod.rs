@@ -28,98 +28,69 @@ use crate::errors::ProxyError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use tower_layer::{Layer, Stack};
+use tower_layer::Layer;
 use trellis_model::telemetry::Direction;
 use trellis_model::{RuleConfig, ServiceConfig};
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-// `Stack::new(inner, outer)`: each step below wraps a layer inside those above it, so the
-// layers read from the outermost down, in the order a request meets them.
+/// `stack![outer, ..., inner; service]`: the layers in the order a request meets them, each
+/// wrapping those after it.
+macro_rules! stack {
+    ($outer:expr $(, $inner:expr)* ; $service:expr) => {
+        $outer.layer(stack!($($inner),* ; $service))
+    };
+    (; $service:expr) => {
+        $service
+    };
+}
 
 /// The outbound listener's stack: the local application calls a service by name.
 pub fn outbound(shared: Arc<Shared>) -> impl Listener {
-    let clients = Clients::new(Some(shared.clone()));
-    let s = &shared;
-    // Counts and times every request, and turns every error into its response: outermost.
-    let layers = observe::Observe::layer(s.clone(), Direction::Outbound);
-    let layers = Stack::new(
+    let (s, clients) = (&shared, Clients::new(Some(shared.clone())));
+    stack![
+        // Counts and times every request, and turns every error into its response: outermost.
+        observe::Observe::layer(s.clone(), Direction::Outbound),
         // Refuses before any work is done when the proxy is at its limit.
         shed::Shed::layer(s.clone(), "outbound"),
-        layers,
-    );
-    let layers = Stack::new(
         // Everything below depends on the rule and version; `maxPendingRequests` is per service.
         route::Route::layer(s.clone()),
-        layers,
-    );
-    let layers = Stack::new(
         // Injected before any endpoint is touched, like a real upstream failure.
         fault::Fault::layer(s.clone()),
-        layers,
-    );
-    let layers = Stack::new(
         // A tunnel is neither buffered, mirrored nor retried: one endpoint for as long as it lasts.
         tunnel::Tunnel::layer(s.clone(), clients.clone()),
-        layers,
-    );
-    let layers = Stack::new(
         // A small body is kept whole so that it can be mirrored and retried.
         replay::Buffer::layer(),
-        layers,
-    );
-    let layers = Stack::new(
         // A copy goes off the request path before the first attempt, never waited for.
         mirror::Mirror::layer(s.clone(), clients.clone()),
-        layers,
-    );
-    let layers = Stack::new(
         // The rule's request timeout bounds every attempt and the pauses between them.
         timeout::Timeout::request(),
-        layers,
-    );
-    let layers = Stack::new(
         // Attempts again, within the service's budget, what the rule says to retry.
         retry::Retry::layer(s.clone()),
-        layers,
-    );
-    let layers = Stack::new(
         // Each attempt picks an endpoint (P2C over peak EWMA, ejected ones skipped) and reports
         // its outcome back to it.
         balance::Balance::layer(s.clone()),
-        layers,
-    );
-    let layers = Stack::new(
         // Inside balance, so that an attempt that timed out counts against its endpoint.
-        timeout::Timeout::per_try(),
-        layers,
-    );
-    layers.layer(upstream::Upstream::new(clients))
+        timeout::Timeout::per_try();
+        upstream::Upstream::new(clients)
+    ]
 }
 
 /// The inbound listener's stack: other proxies call this proxy's service, which it forwards to
 /// the local application. The caller's [`Peer`](crate::server::Peer) rides in the extensions.
 pub fn inbound(shared: Arc<Shared>) -> impl Listener {
-    let s = &shared;
-    let clients = Clients::new(None);
-    // Counts and times every request, and turns every error into its response: outermost.
-    let layers = observe::Observe::layer(s.clone(), Direction::Inbound);
-    let layers = Stack::new(
+    let (s, clients) = (&shared, Clients::new(None));
+    stack![
+        // Counts and times every request, and turns every error into its response: outermost.
+        observe::Observe::layer(s.clone(), Direction::Inbound),
         // Refuses before any work is done when the proxy is at its limit.
         shed::Shed::layer(s.clone(), "inbound"),
-        layers,
-    );
-    let layers = Stack::new(
         // Who may call, decided before the application sees a byte.
         access::Access::layer(s.clone()),
-        layers,
-    );
-    let layers = Stack::new(
         // A tunnel goes to the application as it is.
-        tunnel::Tunnel::layer(s.clone(), clients.clone()),
-        layers,
-    );
-    layers.layer(upstream::App::new(s.clone(), clients))
+        tunnel::Tunnel::layer(s.clone(), clients.clone());
+        upstream::App::new(s.clone(), clients)
+    ]
 }
 
 /// A service that answers every request with a response: what a listener serves.

@@ -45,16 +45,15 @@ where
             let budget = &rule.retry.budget;
             let now = shared.endpoints.now_ms();
             shared.with_budget(&service.name, budget, |b| b.deposit(now));
-            let mut body = Some(body);
-            let mut attempts = 0;
+            let (mut body, mut attempts) = (body, 0);
             loop {
                 // A buffered body can be sent again; a streamed one only once.
-                let Some(this) = body.take() else { unreachable!("a streamed body is never retried") };
-                body = this.again();
-                let attempt = Attempt { parts: parts.clone(), body: this, route: route.clone(), addr: String::new() };
+                let again = body.again();
+                let attempt = Attempt { parts: parts.clone(), body, route: route.clone(), addr: String::new() };
                 let result = inner.call(attempt).await;
                 attempts += 1;
-                if body.is_none() || attempts > rule.retry.attempts || !should_retry(&result, &rule.retry.on) {
+                let Some(next) = again else { return result };
+                if attempts > rule.retry.attempts || !should_retry(&result, &rule.retry.on) {
                     return result;
                 }
                 let metrics = &shared.metrics;
@@ -65,6 +64,7 @@ where
                     return result;
                 }
                 metrics.inc("trellis_proxy_retries_total", &[("dst_service", &service.name), ("result", "sent")]);
+                body = next;
             }
         })
     }

@@ -8,22 +8,20 @@ use crate::client::{Clients, ReqBody};
 use crate::errors::ProxyError;
 use futures::future::Either;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Clone)]
 pub struct Tunnel<S> {
     inner: S,
     shared: Arc<Shared>,
     clients: Clients,
-    turn: Arc<AtomicUsize>,
 }
 
 impl Tunnel<()> {
     pub fn layer(shared: Arc<Shared>, clients: Clients) -> Self {
-        Tunnel { inner: (), shared, clients, turn: Default::default() }
+        Tunnel { inner: (), shared, clients }
     }
 }
-layer_of!(Tunnel { shared, clients, turn });
+layer_of!(Tunnel { shared, clients });
 
 type Answer = Result<http::Response<crate::Body>, ProxyError>;
 
@@ -41,11 +39,9 @@ where
         if !crate::upgrade::is_upgrade(&target.parts.headers) {
             return Either::Left(self.inner.call(target));
         }
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let route = &target.route;
         let lb = route.service.traffic.load_balancer;
-        let Some((endpoint, in_flight)) = self.shared.endpoints.pick(lb, route.endpoints(), route.version(), turn)
-        else {
+        let Some((endpoint, in_flight)) = self.shared.endpoints.pick(lb, route.endpoints(), route.version()) else {
             let (service, version) = (route.service.name.clone(), route.version().to_string());
             return Either::Right(Box::pin(async move { Err(ProxyError::NoEndpoints { service, version }) }));
         };

@@ -24,11 +24,14 @@ impl Upstream {
 pub struct App {
     clients: Clients,
     shared: Arc<Shared>,
+    /// The application's address, written out once.
+    addr: Arc<str>,
 }
 
 impl App {
     pub fn new(shared: Arc<Shared>, clients: Clients) -> Self {
-        App { clients, shared }
+        let addr = shared.settings.app_addr.to_string().into();
+        App { clients, shared, addr }
     }
 }
 
@@ -58,15 +61,14 @@ impl tower_service::Service<http::Request<ReqBody>> for App {
     always_ready!();
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let (clients, shared) = (self.clients.clone(), self.shared.clone());
+        let (clients, shared, app) = (self.clients.clone(), self.shared.clone(), self.addr.clone());
         Box::pin(async move {
             let s = &shared.settings;
             let protocol = shared.config.load().services.get(&s.service).map(|svc| svc.protocol).unwrap_or_default();
             let (parts, body) = req.into_parts();
             let body = Replay::read(body, &parts.headers).await?;
-            let app = s.app_addr.to_string();
             let sent = clients.send(protocol, &parts, body, &app, 0).await;
-            sent.map_err(|source| ProxyError::Upstream { addr: app, source })
+            sent.map_err(|source| ProxyError::Upstream { addr: app.to_string(), source })
         })
     }
 }

@@ -9,12 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
+const REQUESTS: &str = "trellis_proxy_requests_total";
+
 /// Every metric, with its help text; rendering follows this order.
 const COUNTERS: &[(&str, &str)] = &[
-    (
-        "trellis_proxy_requests_total",
-        "Requests as the application saw them, by direction, destination and status class.",
-    ),
+    (REQUESTS, "Requests as the application saw them, by direction, destination and status class."),
     ("trellis_proxy_attempts_total", "Attempts sent to endpoints, retries included."),
     ("trellis_proxy_retries_total", "Retries, by destination and whether the budget allowed them."),
     ("trellis_proxy_ejections_total", "Endpoints ejected after consecutive errors."),
@@ -48,12 +47,43 @@ pub struct Series {
     pub sum_seconds: f64,
 }
 
+/// The requests of one label set: the series, and the counts by status.
+struct Requests {
+    series: Series,
+    by_status: Vec<(&'static str, u64)>,
+}
+
+impl Requests {
+    fn is(&self, direction: Direction, service: &str, version: &str, route: &str) -> bool {
+        let s = &self.series;
+        s.direction == direction && s.service == service && s.version == version && s.route == route
+    }
+
+    /// Its labels in Prometheus form, without the status.
+    fn labels(&self) -> String {
+        let s = &self.series;
+        let direction = direction_label(s.direction);
+        let pairs =
+            [("direction", direction), ("dst_service", &s.service), ("dst_version", &s.version), ("route", &s.route)];
+        with_labels(&pairs, |key, _| key.to_string())
+    }
+}
+
+fn direction_label(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Inbound => "inbound",
+        Direction::Outbound => "outbound",
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
-    // Short critical sections per request. Keys are looked up by `&str` built in a reused
-    // buffer, so counting allocates only the first time a label set is seen.
+    // Short critical sections. Keys are looked up by `&str` built in a reused buffer, so
+    // counting allocates only the first time a label set is seen.
     counters: Mutex<Map<&'static str, Map<String, u64>>>,
-    series: Mutex<Map<String, Series>>,
+    /// Every request, by its label set's hash (so that counting one renders and copies no
+    /// label), then by the labels themselves.
+    requests: Mutex<Map<u64, Vec<Requests>>>,
     /// Denied inbound requests by (caller, what denied them): for telemetry and the topology.
     denials: Mutex<HashMap<(String, String), u64>>,
     /// Unix seconds; 0 without a certificate.
@@ -64,24 +94,32 @@ thread_local! {
     static LABELS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
-/// Runs `f` with the rendered label set, without allocating.
-fn with_labels<T>(pairs: &[(&str, &str)], f: impl FnOnce(&str) -> T) -> T {
+/// Runs `f` with the rendered label set, without allocating, and where its last label starts.
+fn with_labels<T>(pairs: &[(&str, &str)], f: impl FnOnce(&str, usize) -> T) -> T {
     LABELS.with(|buf| {
         let mut buf = buf.borrow_mut();
         buf.clear();
+        let mut last = 0;
         for (i, (k, v)) in pairs.iter().enumerate() {
             if i > 0 {
                 buf.push(',');
             }
-            let _ = write!(buf, "{k}=\"");
+            last = buf.len();
+            buf.push_str(k);
+            buf.push_str("=\"");
             push_escaped(&mut buf, v);
             buf.push('"');
         }
-        f(&buf)
+        f(&buf, last)
     })
 }
 
 fn push_escaped(buf: &mut String, v: &str) {
+    // Label values are names and versions: nearly always nothing to escape.
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        buf.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => buf.push_str("\\\\"),
@@ -98,7 +136,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Metrics {
     pub fn inc(&self, name: &'static str, pairs: &[(&str, &str)]) {
-        with_labels(pairs, |key| self.bump(name, key));
+        with_labels(pairs, |key, _| self.bump(name, key));
     }
 
     fn bump(&self, name: &'static str, key: &str) {
@@ -125,34 +163,24 @@ impl Metrics {
 
     /// The effective request: counted and timed once. `status` is a class (`2xx`) or the
     /// kind of error the proxy answered with.
-    pub fn request(&self, direction: Direction, service: &str, version: &str, route: &str, status: &str, seconds: f64) {
-        let dir = match direction {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        };
-        let pairs = [
-            ("direction", dir),
-            ("dst_service", service),
-            ("dst_version", version),
-            ("route", route),
-            ("status", status),
-        ];
-        // Client errors are the caller's; server errors and the proxy's own are failures.
-        let failed = status == "5xx" || !status.ends_with("xx");
-        // One rendering of the labels serves both maps: the series key is the counter's
-        // without its last label (status).
-        with_labels(&pairs, |key| {
-            let series_key = key.rfind(",status=").map_or(key, |i| &key[..i]);
-            self.bump("trellis_proxy_requests_total", key);
-            // A request that never reached a service (unknown, no config, shed) is counted
-            // here only: it is no service's traffic, and the control plane refuses a
-            // report with a series that names none.
-            if service.is_empty() || version.is_empty() {
-                return;
-            }
-            let mut all = lock(&self.series);
-            if !all.contains_key(series_key) {
-                let s = Series {
+    pub fn request(
+        &self,
+        direction: Direction,
+        service: &str,
+        version: &str,
+        route: &str,
+        status: &'static str,
+        seconds: f64,
+    ) {
+        use std::hash::{Hash, Hasher};
+        let mut h = crate::hash::Fx::default();
+        (direction_label(direction), service, version, route).hash(&mut h);
+        let mut all = lock(&self.requests);
+        let same = all.entry(h.finish()).or_default();
+        let i = match same.iter().position(|r| r.is(direction, service, version, route)) {
+            Some(i) => i,
+            None => {
+                let series = Series {
                     direction,
                     service: service.to_string(),
                     version: version.to_string(),
@@ -162,26 +190,63 @@ impl Metrics {
                     buckets: [0; BUCKETS],
                     sum_seconds: 0.0,
                 };
-                all.insert(series_key.to_string(), s);
+                same.push(Requests { series, by_status: Vec::new() });
+                same.len() - 1
             }
-            let Some(s) = all.get_mut(series_key) else { return };
-            s.requests += 1;
-            s.failures += u64::from(failed);
-            s.buckets[trellis_model::telemetry::bucket_of(seconds * 1000.0)] += 1;
-            s.sum_seconds += seconds;
-        });
+        };
+        let r = &mut same[i];
+        match r.by_status.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => r.by_status.push((status, 1)),
+        }
+        // Client errors are the caller's; server errors and the proxy's own are failures.
+        let failed = status == "5xx" || !status.ends_with("xx");
+        let s = &mut r.series;
+        s.requests += 1;
+        s.failures += u64::from(failed);
+        s.buckets[trellis_model::telemetry::bucket_of(seconds * 1000.0)] += 1;
+        s.sum_seconds += seconds;
+    }
+
+    /// `trellis_proxy_requests_total` by label set, status included.
+    fn request_counts(&self) -> Vec<(String, u64)> {
+        let all = lock(&self.requests);
+        let mut counts = Vec::new();
+        for r in all.values().flatten() {
+            let labels = r.labels();
+            for (status, n) in &r.by_status {
+                let status = with_labels(&[("status", status)], |key, _| key.to_string());
+                counts.push((format!("{labels},{status}"), *n));
+            }
+        }
+        counts
+    }
+
+    /// Runs `f` over the requests that reached a service: a request that did not (unknown,
+    /// no config, shed) is counted in `trellis_proxy_requests_total` only. It is no service's
+    /// traffic, and the control plane refuses a report with a series that names none.
+    fn served<T>(&self, f: impl Fn(&Requests) -> T) -> Vec<T> {
+        let all = lock(&self.requests);
+        all.values().flatten().filter(|r| !r.series.service.is_empty() && !r.series.version.is_empty()).map(f).collect()
     }
 
     /// Cumulative counts per series, for telemetry.
     pub fn series(&self) -> Vec<Series> {
-        lock(&self.series).values().cloned().collect()
+        self.served(|r| r.series.clone())
     }
 
     /// The value of one counter, for tests and the control plane's telemetry.
     pub fn get(&self, name: &str, pairs: &[(&str, &str)]) -> u64 {
-        let key = with_labels(pairs, str::to_string);
+        let key = with_labels(pairs, |key, _| key.to_string());
+        let matching = |counts: &mut dyn Iterator<Item = (&String, &u64)>| {
+            counts.filter(|(l, _)| l.contains(&key)).map(|(_, v)| v).sum()
+        };
+        if name == REQUESTS {
+            let counts = self.request_counts();
+            return matching(&mut counts.iter().map(|(l, v)| (l, v)));
+        }
         let counters = lock(&self.counters);
-        counters.get(name).map_or(0, |m| m.iter().filter(|(l, _)| l.contains(&key)).map(|(_, v)| v).sum())
+        counters.get(name).map_or(0, |m| matching(&mut m.iter()))
     }
 
     /// When this proxy's certificate expires (unix seconds).
@@ -190,7 +255,8 @@ impl Metrics {
     }
 
     pub fn render(&self, proxy_id: &str, config_version: &str) -> String {
-        let counters = lock(&self.counters).clone();
+        let mut counters = lock(&self.counters).clone();
+        counters.insert(REQUESTS, self.request_counts().into_iter().collect());
         let mut out = String::new();
         for (name, help) in COUNTERS {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -202,7 +268,7 @@ impl Metrics {
         }
         let name = "trellis_proxy_response_latency_seconds";
         let _ = writeln!(out, "# HELP {name} Time to response headers, per request.\n# TYPE {name} histogram");
-        let series: BTreeMap<String, Series> = lock(&self.series).clone().into_iter().collect();
+        let series: BTreeMap<String, Series> = self.served(|r| (r.labels(), r.series.clone())).into_iter().collect();
         for (l, s) in &series {
             let mut cumulative = 0;
             for (bound, n) in BUCKETS_MS.iter().zip(s.buckets) {
@@ -214,7 +280,7 @@ impl Metrics {
         }
         let _ = writeln!(out, "# HELP trellis_proxy_config_info The applied configuration version.");
         let _ = writeln!(out, "# TYPE trellis_proxy_config_info gauge");
-        let info = with_labels(&[("proxy_id", proxy_id), ("version", config_version)], str::to_string);
+        let info = with_labels(&[("proxy_id", proxy_id), ("version", config_version)], |key, _| key.to_string());
         let _ = writeln!(out, "trellis_proxy_config_info{{{info}}} 1");
         let expiry = self.identity_expiry.load(std::sync::atomic::Ordering::Relaxed);
         if expiry > 0 {
@@ -268,5 +334,13 @@ mod tests {
         // The control plane refuses a whole report with a series naming no service or version.
         let series: Vec<_> = m.series().into_iter().map(|s| (s.service, s.version)).collect();
         assert_eq!(series, [("inv".to_string(), "v1".to_string())]);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = super::Metrics::default();
+        m.inc("trellis_proxy_ejections_total", &[("endpoint", "a\"b\\c\nd")]);
+        let text = m.render("p", "r.1");
+        assert!(text.contains(r#"trellis_proxy_ejections_total{endpoint="a\"b\\c\nd"} 1"#), "{text}");
     }
 }

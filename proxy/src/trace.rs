@@ -3,7 +3,8 @@
 
 use http::HeaderMap;
 
-pub const TRACEPARENT: &str = "traceparent";
+/// A header name made once: looking one up by `&str` parses the string every time.
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 /// A trace id: 32 lowercase hex digits, kept on the stack (this runs for every request).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +25,7 @@ impl std::fmt::Display for TraceId {
 
 /// Ensures a valid `traceparent` and returns its trace id.
 pub fn ensure(headers: &mut HeaderMap) -> TraceId {
-    if let Some(id) = headers.get(TRACEPARENT).and_then(|v| trace_id(v.as_bytes())) {
+    if let Some(id) = headers.get(&TRACEPARENT).and_then(|v| trace_id(v.as_bytes())) {
         return id;
     }
     // "00-" trace (32) "-" parent span (16) "-01", written in place without formatting.

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// A connection's read buffer, shared with the heads sliced out of it; room for a read is
 /// found in what is left (at least [`MIN_READ`]) before a new one is allocated.
@@ -27,6 +28,8 @@ const MIN_READ: usize = 1024;
 const KEEP_BUFFERS: Duration = Duration::from_secs(1);
 /// Body bytes up to this size go out in the same write as what precedes them.
 const INLINE: usize = 16 * 1024;
+/// Far enough away that the first deadline moves a new connection's timer.
+const UNSET: Duration = Duration::from_secs(86_400);
 
 /// Waits until a connection has bytes to read, holding no buffer meanwhile: an idle
 /// keep-alive connection then costs only its task.
@@ -74,8 +77,11 @@ where
 {
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
+    let timer = Timer::new();
+    tokio::pin!(timer);
     loop {
-        let deadline = tokio::time::Instant::now() + header_timeout;
+        let now = Instant::now();
+        let (deadline, keep_until) = (now + header_timeout, now + KEEP_BUFFERS.min(header_timeout));
         let (head, body_len, close, trailers) = loop {
             if !buf.is_empty() {
                 match wire::parse_request(&mut buf, MAX_REPLAY_BODY) {
@@ -86,26 +92,25 @@ where
             } else if *shutdown.borrow() {
                 return Served::Done;
             } else {
-                let soon = deadline.min(tokio::time::Instant::now() + KEEP_BUFFERS);
-                let waited = match wait_readable(io.readable(), soon, shutdown).await {
-                    Some(Err(_)) => {
+                let waited = match timer.as_mut().wait(io.readable(), keep_until, Some(shutdown)).await {
+                    Wait::Late => {
                         // Idle: no buffer held while waiting.
                         (buf, out) = (BytesMut::new(), Vec::new());
-                        matches!(wait_readable(io.readable(), deadline, shutdown).await, Some(Ok(Ok(()))))
+                        matches!(timer.as_mut().wait(io.readable(), deadline, Some(shutdown)).await, Wait::Done(Ok(())))
                     }
-                    Some(Ok(r)) => r.is_ok(),
-                    None => false,
+                    Wait::Done(r) => r.is_ok(),
+                    Wait::Shutdown => false,
                 };
                 if !waited {
                     return Served::Done;
                 }
             }
-            if !read_more(&mut io, &mut buf, deadline).await {
+            if !read_more(&mut io, &mut buf, timer.as_mut(), deadline).await {
                 return Served::Done;
             }
         };
         while buf.len() < body_len {
-            if !read_more(&mut io, &mut buf, deadline).await {
+            if !read_more(&mut io, &mut buf, timer.as_mut(), deadline).await {
                 return Served::Done;
             }
         }
@@ -128,25 +133,70 @@ where
     }
 }
 
-/// Waits for bytes until `until`; `None` when shutdown came first.
-async fn wait_readable(
-    readable: impl Future<Output = io::Result<()>>,
-    until: tokio::time::Instant,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<Result<io::Result<()>, tokio::time::error::Elapsed>> {
-    tokio::select! {
-        r = tokio::time::timeout_at(until, readable) => Some(r),
-        _ = shutdown.changed() => None,
+pin_project_lite::pin_project! {
+    /// A connection's one timer for all its deadlines. Setting a timer costs more than a
+    /// request, and almost every deadline is met, so a later deadline does not move it: when it
+    /// fires early it is moved on then, once a second or so rather than once a request.
+    struct Timer {
+        #[pin]
+        sleep: tokio::time::Sleep,
     }
 }
 
-/// Reads what has arrived (at least one byte) before `deadline`. False: closed, failed or late.
-async fn read_more<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut BytesMut, deadline: tokio::time::Instant) -> bool {
+/// How a wait ended.
+enum Wait<T> {
+    Done(T),
+    Late,
+    Shutdown,
+}
+
+impl Timer {
+    fn new() -> Self {
+        Timer { sleep: tokio::time::sleep(UNSET) }
+    }
+
+    /// Waits for `fut` until `deadline`, or until `shutdown` (when given) flips.
+    async fn wait<F: Future>(
+        mut self: Pin<&mut Self>,
+        fut: F,
+        deadline: Instant,
+        shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Wait<F::Output> {
+        if self.sleep.deadline() > deadline {
+            self.as_mut().project().sleep.reset(deadline);
+        }
+        let fired = std::future::poll_fn(|cx| {
+            let mut sleep = self.as_mut().project().sleep;
+            loop {
+                std::task::ready!(sleep.as_mut().poll(cx));
+                if sleep.deadline() >= deadline {
+                    return Poll::Ready(());
+                }
+                sleep.as_mut().reset(deadline);
+            }
+        });
+        tokio::select! {
+            biased;
+            done = fut => Wait::Done(done),
+            () = fired => Wait::Late,
+            _ = async { match shutdown { Some(s) => s.changed().await, None => std::future::pending().await } } => Wait::Shutdown,
+        }
+    }
+}
+
+/// Reads what has arrived (at least one byte) before `deadline`. False: closed, failed or
+/// late. A request begun is read to its end whatever `shutdown` says: it will be answered.
+async fn read_more<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+    timer: Pin<&mut Timer>,
+    deadline: Instant,
+) -> bool {
     if buf.capacity() == 0 {
         *buf = BytesMut::with_capacity(READ_CHUNK);
     }
     buf.reserve(MIN_READ);
-    matches!(tokio::time::timeout_at(deadline, io.read_buf(buf)).await, Ok(Ok(n)) if n > 0)
+    matches!(timer.wait(io.read_buf(buf), deadline, None).await, Wait::Done(Ok(n)) if n > 0)
 }
 
 /// Writes a response: the head and a small first piece of body in one write, each later piece
@@ -259,3 +309,70 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
 }
 
 crate::transport::write_through!(Rewind);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Answers every request 200 with an empty body.
+    #[derive(Clone)]
+    struct Ok200;
+
+    impl tower_service::Service<Request<crate::client::ReqBody>> for Ok200 {
+        type Response = Response<crate::Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<crate::client::ReqBody>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync())))
+        }
+    }
+
+    /// A client connected to `serve_connection` with `timeout`, and the server's task.
+    async fn connected(timeout: Duration) -> (TcpStream, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (io, _) = listener.accept().await.unwrap();
+        let server = tokio::spawn(async move {
+            let (_keep, mut shutdown) = watch::channel(false);
+            serve_connection(io, &Peer::Plaintext, &mut Ok200, timeout, &mut shutdown).await;
+        });
+        (client, server)
+    }
+
+    async fn ask(client: &mut TcpStream) -> String {
+        client.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+        let mut got = vec![0; 1024];
+        let n = client.read(&mut got).await.unwrap();
+        String::from_utf8_lossy(&got[..n]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_busy_connection_outlives_its_first_deadline_and_an_idle_one_does_not() {
+        let (mut client, server) = connected(Duration::from_millis(300)).await;
+        // Requests every 100 ms for a second: the deadline the first set passes long before the
+        // last, and the connection must stay open all along.
+        for _ in 0..10 {
+            assert!(ask(&mut client).await.starts_with("HTTP/1.1 200"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let idle = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+        let waited = idle.elapsed();
+        assert!(waited >= Duration::from_millis(150) && waited < Duration::from_secs(2), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_head_that_never_ends_is_given_up() {
+        let (mut client, server) = connected(Duration::from_millis(200)).await;
+        client.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).await.unwrap(), 0);
+    }
+}

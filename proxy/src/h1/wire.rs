@@ -9,6 +9,12 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub const MAX_HEAD: usize = crate::server::MAX_HEADER_BYTES;
 const MAX_HEADERS: usize = 100;
 
+/// Room for a head's headers, left uninitialised: filling a hundred slots per message costs
+/// more than parsing it.
+fn slots<'b>() -> [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
+    [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum WireError {
     #[error("malformed response head: {0}")]
@@ -79,14 +85,15 @@ pub struct Head {
 /// must. Connection-level headers stay behind: they describe the upstream's connection.
 pub fn parse_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, WireError> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        let len = match parsed.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(WireError::HeadTooLarge),
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => return Err(WireError::Head(e)),
-        };
+        let mut slots = slots();
+        let mut parsed = httparse::Response::new(&mut []);
+        let len =
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(WireError::HeadTooLarge),
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => return Err(WireError::Head(e)),
+            };
         let code = parsed.code.unwrap_or(0);
         let status = StatusCode::from_u16(code).map_err(|_| WireError::Head(httparse::Error::Status))?;
         if status.is_informational() && code != 101 {
@@ -269,9 +276,9 @@ pub fn parse_request(buf: &mut BytesMut, max_body: usize) -> Request {
     if buf.starts_with(b"PRI ") {
         return Request::Other;
     }
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut slots);
-    let len = match parsed.parse(buf) {
+    let mut slots = slots();
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Request::Partial,
         _ => return Request::Other,
@@ -306,7 +313,8 @@ pub fn parse_request(buf: &mut BytesMut, max_body: usize) -> Request {
     }
     let head = buf.split_to(len).freeze();
     let Ok(uri) = http::Uri::from_maybe_shared(head.slice(path.0..path.0 + path.1)) else { return Request::Other };
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for what the proxy adds (a `traceparent`) without growing the map.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 2);
     for (name, (at, n)) in spans {
         let Ok(value) = HeaderValue::from_maybe_shared(head.slice(at..at + n)) else { return Request::Other };
         headers.append(name, value);

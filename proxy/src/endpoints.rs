@@ -60,23 +60,24 @@ impl Endpoints {
         lock(&self.states).retain(|addr, _| live.contains(addr.as_str()));
     }
 
-    /// Picks an endpoint of `version`, skipping ejected ones unless every one is ejected (then
-    /// a possibly-sick endpoint beats none: Envoy's panic mode).
-    pub fn pick<'a>(&self, lb: LoadBalancer, all: &'a [Endpoint], version: &str) -> Option<(&'a Endpoint, InFlight)> {
+    /// Picks an endpoint of `version` (its index in `all`), skipping ejected ones unless every
+    /// one is ejected (then a possibly-sick endpoint beats none: Envoy's panic mode).
+    pub fn pick(&self, lb: LoadBalancer, all: &[Endpoint], version: &str) -> Option<(usize, InFlight)> {
         let now = self.now_ms();
-        let mut pool: Vec<(&Endpoint, Arc<EndpointState>, bool)> = {
+        let mut pool: Vec<(usize, Arc<EndpointState>, bool)> = {
             // One lock for the whole lookup, not one per endpoint.
             let mut states = lock(&self.states);
             all.iter()
-                .filter(|e| e.version == version)
-                .map(|e| {
+                .enumerate()
+                .filter(|(_, e)| e.version == version)
+                .map(|(i, e)| {
                     // Looked up by reference: an owned key would allocate on every request.
                     let state = match states.get(&e.addr) {
                         Some(s) => s.clone(),
                         None => states.entry(e.addr.clone()).or_default().clone(),
                     };
                     let ejected = lock(&state.outlier).is_ejected(now);
-                    (e, state, ejected)
+                    (i, state, ejected)
                 })
                 .collect()
         };
@@ -92,9 +93,9 @@ impl Endpoints {
             .collect();
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let i = choose(lb, &candidates, fastrand::usize(..), fastrand::usize(..), turn)?;
-        let (endpoint, state, _) = pool.swap_remove(i);
+        let (at, state, _) = pool.swap_remove(i);
         state.in_flight.fetch_add(1, Ordering::Relaxed);
-        Some((endpoint, InFlight(state)))
+        Some((at, InFlight(state)))
     }
 
     /// Records the latency and outcome of the attempt `picked` was handed out for. Returns true

@@ -47,6 +47,28 @@ pub struct Series {
     pub sum_seconds: f64,
 }
 
+/// One counter: a metric and its labels.
+struct Counter {
+    name: &'static str,
+    labels: Vec<(&'static str, String)>,
+    value: u64,
+}
+
+impl Counter {
+    fn is(&self, name: &str, pairs: &[(&'static str, &str)]) -> bool {
+        self.name == name
+            && self.labels.len() == pairs.len()
+            && self.labels.iter().zip(pairs).all(|((k, v), (pk, pv))| k == pk && v == pv)
+    }
+}
+
+fn hash_of(key: impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut h = crate::hash::Fx::default();
+    key.hash(&mut h);
+    h.finish()
+}
+
 /// The requests of one label set: the series, and the counts by status.
 struct Requests {
     series: Series,
@@ -78,11 +100,9 @@ fn direction_label(direction: Direction) -> &'static str {
 
 #[derive(Default)]
 pub struct Metrics {
-    // Short critical sections. Keys are looked up by `&str` built in a reused buffer, so
-    // counting allocates only the first time a label set is seen.
-    counters: Mutex<Map<&'static str, Map<String, u64>>>,
-    /// Every request, by its label set's hash (so that counting one renders and copies no
-    /// label), then by the labels themselves.
+    // Short critical sections. Counters are found by the hash of their name and labels (so
+    // that counting renders and copies nothing), then by the labels themselves.
+    counters: Mutex<Map<u64, Vec<Counter>>>,
     requests: Mutex<Map<u64, Vec<Requests>>>,
     /// Denied inbound requests by (caller, what denied them): for telemetry and the topology.
     denials: Mutex<HashMap<(String, String), u64>>,
@@ -135,19 +155,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Metrics {
-    pub fn inc(&self, name: &'static str, pairs: &[(&str, &str)]) {
-        with_labels(pairs, |key, _| self.bump(name, key));
-    }
-
-    fn bump(&self, name: &'static str, key: &str) {
-        let mut counters = lock(&self.counters);
-        let metric = counters.entry(name).or_default();
-        match metric.get_mut(key) {
-            Some(n) => *n += 1,
+    pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
+        let mut all = lock(&self.counters);
+        let same = all.entry(hash_of((name, pairs))).or_default();
+        match same.iter_mut().find(|c| c.is(name, pairs)) {
+            Some(c) => c.value += 1,
             None => {
-                metric.insert(key.to_string(), 1);
+                let labels = pairs.iter().map(|(k, v)| (*k, v.to_string())).collect();
+                same.push(Counter { name, labels, value: 1 });
             }
         }
+    }
+
+    /// Every counter's value by metric and rendered labels.
+    fn counts(&self) -> Map<&'static str, Map<String, u64>> {
+        let mut counts: Map<&'static str, Map<String, u64>> = Map::default();
+        for c in lock(&self.counters).values().flatten() {
+            let pairs: Vec<(&str, &str)> = c.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let labels = with_labels(&pairs, |key, _| key.to_string());
+            counts.entry(c.name).or_default().insert(labels, c.value);
+        }
+        counts.insert(REQUESTS, self.request_counts().into_iter().collect());
+        counts
     }
 
     /// A request the inbound side denied: counted for `/metrics` and for telemetry.
@@ -172,11 +201,8 @@ impl Metrics {
         status: &'static str,
         seconds: f64,
     ) {
-        use std::hash::{Hash, Hasher};
-        let mut h = crate::hash::Fx::default();
-        (direction_label(direction), service, version, route).hash(&mut h);
         let mut all = lock(&self.requests);
-        let same = all.entry(h.finish()).or_default();
+        let same = all.entry(hash_of((direction_label(direction), service, version, route))).or_default();
         let i = match same.iter().position(|r| r.is(direction, service, version, route)) {
             Some(i) => i,
             None => {
@@ -238,15 +264,8 @@ impl Metrics {
     /// The value of one counter, for tests and the control plane's telemetry.
     pub fn get(&self, name: &str, pairs: &[(&str, &str)]) -> u64 {
         let key = with_labels(pairs, |key, _| key.to_string());
-        let matching = |counts: &mut dyn Iterator<Item = (&String, &u64)>| {
-            counts.filter(|(l, _)| l.contains(&key)).map(|(_, v)| v).sum()
-        };
-        if name == REQUESTS {
-            let counts = self.request_counts();
-            return matching(&mut counts.iter().map(|(l, v)| (l, v)));
-        }
-        let counters = lock(&self.counters);
-        counters.get(name).map_or(0, |m| matching(&mut m.iter()))
+        let counts = self.counts();
+        counts.get(name).map_or(0, |m| m.iter().filter(|(l, _)| l.contains(&key)).map(|(_, v)| v).sum())
     }
 
     /// When this proxy's certificate expires (unix seconds).
@@ -255,8 +274,7 @@ impl Metrics {
     }
 
     pub fn render(&self, proxy_id: &str, config_version: &str) -> String {
-        let mut counters = lock(&self.counters).clone();
-        counters.insert(REQUESTS, self.request_counts().into_iter().collect());
+        let counters = self.counts();
         let mut out = String::new();
         for (name, help) in COUNTERS {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

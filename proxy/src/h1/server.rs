@@ -79,6 +79,12 @@ where
     let mut out = Vec::new();
     let timer = Timer::new();
     tokio::pin!(timer);
+    // Listened to for the connection's whole life: a registration per idle wait costs more.
+    let mut stop = shutdown.clone();
+    let stopped = async move {
+        let _ = stop.changed().await;
+    };
+    tokio::pin!(stopped);
     loop {
         let now = Instant::now();
         let (deadline, keep_until) = (now + header_timeout, now + KEEP_BUFFERS.min(header_timeout));
@@ -92,11 +98,14 @@ where
             } else if *shutdown.borrow() {
                 return Served::Done;
             } else {
-                let waited = match timer.as_mut().wait(io.readable(), keep_until, Some(shutdown)).await {
+                let waited = match timer.as_mut().wait(io.readable(), keep_until, Some(stopped.as_mut())).await {
                     Wait::Late => {
                         // Idle: no buffer held while waiting.
                         (buf, out) = (BytesMut::new(), Vec::new());
-                        matches!(timer.as_mut().wait(io.readable(), deadline, Some(shutdown)).await, Wait::Done(Ok(())))
+                        matches!(
+                            timer.as_mut().wait(io.readable(), deadline, Some(stopped.as_mut())).await,
+                            Wait::Done(Ok(()))
+                        )
                     }
                     Wait::Done(r) => r.is_ok(),
                     Wait::Shutdown => false,
@@ -155,13 +164,20 @@ impl Timer {
         Timer { sleep: tokio::time::sleep(UNSET) }
     }
 
-    /// Waits for `fut` until `deadline`, or until `shutdown` (when given) flips.
+    /// Waits for `fut` until `deadline`, or until `shutdown` (when given) completes; it is not
+    /// polled again after it has.
     async fn wait<F: Future>(
         mut self: Pin<&mut Self>,
         fut: F,
         deadline: Instant,
-        shutdown: Option<&mut watch::Receiver<bool>>,
+        shutdown: Option<Pin<&mut (dyn Future<Output = ()> + Send)>>,
     ) -> Wait<F::Output> {
+        // What is ready now (the bytes that woke the connection, mostly) is taken without
+        // touching the timer or the shutdown signal, each of which costs a registration.
+        let mut fut = std::pin::pin!(fut);
+        if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+            return Wait::Done(done);
+        }
         if self.sleep.deadline() > deadline {
             self.as_mut().project().sleep.reset(deadline);
         }
@@ -177,9 +193,9 @@ impl Timer {
         });
         tokio::select! {
             biased;
-            done = fut => Wait::Done(done),
+            done = &mut fut => Wait::Done(done),
             () = fired => Wait::Late,
-            _ = async { match shutdown { Some(s) => s.changed().await, None => std::future::pending().await } } => Wait::Shutdown,
+            () = async { match shutdown { Some(s) => s.await, None => std::future::pending().await } } => Wait::Shutdown,
         }
     }
 }

@@ -42,15 +42,14 @@ where
     fn call(&mut self, mut attempt: Attempt) -> Self::Future {
         let route = attempt.route.clone();
         let lb = route.service.traffic.load_balancer;
-        let Some((endpoint, in_flight)) = self.shared.endpoints.pick(lb, route.endpoints(), route.version()) else {
+        let Some((at, in_flight)) = self.shared.endpoints.pick(lb, route.endpoints(), route.version()) else {
             let (service, version) = (route.service.name.clone(), route.version().to_string());
             return Either::Left(ready(Err(ProxyError::NoEndpoints { service, version })));
         };
-        attempt.addr = endpoint.addr.clone();
-        let addr = endpoint.addr.clone();
+        attempt.endpoint = at;
         let answer = self.inner.call(attempt);
         let (shared, sent) = (self.shared.clone(), Instant::now());
-        Either::Right(Reported { answer, report: Some(Report { shared, route, addr, in_flight, sent }) })
+        Either::Right(Reported { answer, report: Some(Report { shared, route, at, in_flight, sent }) })
     }
 }
 
@@ -66,7 +65,8 @@ pin_project_lite::pin_project! {
 pub struct Report {
     shared: Arc<Shared>,
     route: Arc<super::Route>,
-    addr: String,
+    /// The endpoint's index in the route's endpoints.
+    at: usize,
     in_flight: InFlight,
     sent: Instant,
 }
@@ -88,7 +88,8 @@ impl Report {
     /// Latency and outcome into the endpoint's EWMA and outlier detection; attempts and
     /// ejections into the metrics.
     fn record(self, result: &Answer) {
-        let Report { shared, route, addr, in_flight, sent } = self;
+        let Report { shared, route, at, in_flight, sent } = self;
+        let addr = &route.endpoints()[at].addr;
         let (outcome, status) = match result {
             Ok(resp) => (Outcome::of_status(resp.status().as_u16()), status_class(resp.status())),
             Err(e) => (Outcome::GatewayError, attempt_failure(e)),
@@ -101,8 +102,8 @@ impl Report {
         );
         let rtt = sent.elapsed().as_secs_f64() * 1000.0;
         let outlier = &service.traffic.outlier;
-        if shared.endpoints.record(&in_flight, &addr, rtt, outcome, route.endpoints(), outlier) {
-            m.inc("trellis_proxy_ejections_total", &[("dst_service", &service.name), ("endpoint", &addr)]);
+        if shared.endpoints.record(&in_flight, addr, rtt, outcome, route.endpoints(), outlier) {
+            m.inc("trellis_proxy_ejections_total", &[("dst_service", &service.name), ("endpoint", addr)]);
         }
     }
 }

@@ -31,8 +31,8 @@ impl<S> Mirror<S> {
         let service = &target.route.service;
         let lb = service.traffic.load_balancer;
         let endpoints = target.route.endpoints();
-        let Some((endpoint, in_flight)) = self.shared.endpoints.pick(lb, endpoints, &m.version) else { return };
-        let (clients, parts, addr) = (self.clients.clone(), target.parts.clone(), endpoint.addr.clone());
+        let Some((at, in_flight)) = self.shared.endpoints.pick(lb, endpoints, &m.version) else { return };
+        let (clients, parts, addr) = (self.clients.clone(), target.parts.clone(), endpoints[at].addr.clone());
         let (protocol, body) = (service.protocol, Replay::Buffered(bytes.clone()));
         self.shared
             .metrics

@@ -226,6 +226,6 @@ pub struct Attempt {
     pub parts: Arc<http::request::Parts>,
     pub body: crate::client::Replay,
     pub route: Arc<Route>,
-    /// The endpoint, once the balance layer picked it.
-    pub addr: String,
+    /// The endpoint (its index in the route's endpoints), once the balance layer picked it.
+    pub endpoint: usize,
 }

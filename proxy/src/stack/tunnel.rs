@@ -41,11 +41,11 @@ where
         }
         let route = &target.route;
         let lb = route.service.traffic.load_balancer;
-        let Some((endpoint, in_flight)) = self.shared.endpoints.pick(lb, route.endpoints(), route.version()) else {
+        let Some((at, in_flight)) = self.shared.endpoints.pick(lb, route.endpoints(), route.version()) else {
             let (service, version) = (route.service.name.clone(), route.version().to_string());
             return Either::Right(Box::pin(async move { Err(ProxyError::NoEndpoints { service, version }) }));
         };
-        let (addr, client) = (endpoint.addr.clone(), self.clients.http1().clone());
+        let (addr, client) = (route.endpoints()[at].addr.clone(), self.clients.http1().clone());
         let req = http::Request::from_parts(target.parts, target.body);
         Either::Right(Box::pin(async move {
             let _in_flight = in_flight;

@@ -43,13 +43,13 @@ impl tower_service::Service<Attempt> for Upstream {
     type Future = BoxFuture<Answer>;
     always_ready!();
 
-    fn call(&mut self, Attempt { parts, body, route, addr }: Attempt) -> Self::Future {
+    fn call(&mut self, Attempt { parts, body, route, endpoint }: Attempt) -> Self::Future {
         let clients = self.clients.clone();
         Box::pin(async move {
-            let service = &route.service;
+            let (service, addr) = (&route.service, &route.endpoints()[endpoint].addr);
             let limit = service.traffic.limits.max_requests_per_connection;
-            let sent = clients.send(service.protocol, &parts, body, &addr, limit).await;
-            sent.map_err(|source| ProxyError::Upstream { addr, source })
+            let sent = clients.send(service.protocol, &parts, body, addr, limit).await;
+            sent.map_err(|source| ProxyError::Upstream { addr: addr.clone(), source })
         })
     }
 }

@@ -104,11 +104,11 @@ def wrk(port, conns, seconds):
     return rps, total, int(errors.group(1)) if errors else 0
 
 
-def fmt(values, unit=""):
+def fmt(values, unit="", digits=0):
     if not values:
         return "-"
     med = statistics.median(values)
-    return f"{med:,.0f}{unit} [{min(values):,.0f}-{max(values):,.0f}]"
+    return f"{med:,.{digits}f}{unit} [{min(values):,.{digits}f}-{max(values):,.{digits}f}]"
 
 
 def hold_connections(port, n):
@@ -201,7 +201,7 @@ def main():
     print(f"Closed loop: wrk, {args.seconds}s x {args.reps} interleaved repetitions, median [min-max].\n")
     print(f"{'':10} {'req/s c=16':>28} {'req/s c=64':>28} {'CPU us/req':>22} {'of it user':>11} {'h2 req/s':>10}")
     for t in targets:
-        c = fmt(cpu.get(t, [])) if t in cpu else "-"
+        c = fmt(cpu.get(t, []), digits=1) if t in cpu else "-"
         h = f"{h2[t][0]:,.0f}" if t in h2 else "-"
         u = f"{statistics.median(cpu_user[t]):.1f}" if t in cpu_user else "-"
         print(f"{t:10} {fmt(rps[(t, 16)]):>28} {fmt(rps[(t, 64)]):>28} {c:>22} {u:>11} {h:>10}")

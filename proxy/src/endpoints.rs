@@ -63,7 +63,9 @@ impl Endpoints {
     /// Picks an endpoint of `version` (its index in `all`), skipping ejected ones unless every
     /// one is ejected (then a possibly-sick endpoint beats none: Envoy's panic mode).
     pub fn pick(&self, lb: LoadBalancer, all: &[Endpoint], version: &str) -> Option<(usize, InFlight)> {
-        let now = self.now_ms();
+        // Read only when an endpoint has been ejected: nearly never.
+        let now = std::cell::OnceCell::new();
+        let now = || *now.get_or_init(|| self.now_ms());
         let mut pool: Vec<(usize, Arc<EndpointState>, bool)> = {
             // One lock for the whole lookup, not one per endpoint.
             let mut states = lock(&self.states);
@@ -76,7 +78,7 @@ impl Endpoints {
                         Some(s) => s.clone(),
                         None => states.entry(e.addr.clone()).or_default().clone(),
                     };
-                    let ejected = lock(&state.outlier).is_ejected(now);
+                    let ejected = lock(&state.outlier).is_ejected_at(now);
                     (i, state, ejected)
                 })
                 .collect()
@@ -98,18 +100,19 @@ impl Endpoints {
         Some((at, InFlight(state)))
     }
 
-    /// Records the latency and outcome of the attempt `picked` was handed out for. Returns true
-    /// when it ejected the endpoint.
+    /// Records the latency and outcome of the attempt `picked` was handed out for, sent at
+    /// `sent` and answered at `answered`. Returns true when it ejected the endpoint.
     pub fn record(
         &self,
         picked: &InFlight,
         addr: &str,
-        rtt_ms: f64,
+        (sent, answered): (Instant, Instant),
         outcome: Outcome,
         peers: &[Endpoint],
         config: &OutlierConfig,
     ) -> bool {
-        let now = self.now_ms();
+        let now = answered.saturating_duration_since(self.epoch).as_millis() as u64;
+        let rtt_ms = answered.saturating_duration_since(sent).as_secs_f64() * 1000.0;
         let state = &picked.0;
         lock(&state.ewma).observe(rtt_ms, now);
         if !lock(&state.outlier).observe(outcome, config) {

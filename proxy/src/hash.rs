@@ -26,12 +26,24 @@ impl Hasher for Fx {
         for c in &mut chunks {
             self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 56));
+        // The last 1-7 bytes in at most three loads: a copy into a buffer calls memcpy.
+        let mut rest = chunks.remainder();
+        if rest.is_empty() {
+            return;
         }
+        let (len, mut word, mut shift) = (rest.len() as u64, 0u64, 0);
+        if let [a, b, c, d, tail @ ..] = rest {
+            word = u64::from(u32::from_le_bytes([*a, *b, *c, *d]));
+            (rest, shift) = (tail, 32);
+        }
+        if let [a, b, tail @ ..] = rest {
+            word |= u64::from(u16::from_le_bytes([*a, *b])) << shift;
+            (rest, shift) = (tail, shift + 16);
+        }
+        if let [a] = rest {
+            word |= u64::from(*a) << shift;
+        }
+        self.add(word ^ (len << 56));
     }
 
     fn write_u8(&mut self, n: u8) {

@@ -37,6 +37,11 @@ impl Outlier {
         self.ejected_until_ms.is_some_and(|until| now_ms < until)
     }
 
+    /// Whether it is ejected, reading the clock only if it ever was.
+    pub fn is_ejected_at(&self, now_ms: impl FnOnce() -> u64) -> bool {
+        self.ejected_until_ms.is_some_and(|until| now_ms() < until)
+    }
+
     /// Counts an outcome; returns true when the endpoint has crossed a threshold and should be
     /// ejected (if the caller's max-ejected bound allows).
     pub fn observe(&mut self, outcome: Outcome, config: &OutlierConfig) -> bool {

@@ -100,9 +100,9 @@ impl Report {
             "trellis_proxy_attempts_total",
             &[("dst_service", &service.name), ("dst_version", version), ("status", status)],
         );
-        let rtt = sent.elapsed().as_secs_f64() * 1000.0;
         let outlier = &service.traffic.outlier;
-        if shared.endpoints.record(&in_flight, addr, rtt, outcome, route.endpoints(), outlier) {
+        let times = (sent, Instant::now());
+        if shared.endpoints.record(&in_flight, addr, times, outcome, route.endpoints(), outlier) {
             m.inc("trellis_proxy_ejections_total", &[("dst_service", &service.name), ("endpoint", addr)]);
         }
     }

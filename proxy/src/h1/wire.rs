@@ -35,7 +35,8 @@ pub fn encode_head(method: &Method, path: &str, headers: &HeaderMap, host: &str,
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !headers.contains_key(http::header::HOST) {
+    // A scan of a few names costs less than hashing one for a lookup.
+    if !headers.keys().any(|name| name == http::header::HOST) {
         header_line(b"host", host.as_bytes(), out);
     }
     for (name, value) in headers {
@@ -366,17 +367,26 @@ pub fn encode_response_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    // Noted on the way past: a lookup afterwards hashes the name again.
+    let (mut has_date, mut has_length) = (false, false);
     for (name, value) in headers {
-        if is_hop_by_hop(name) || (name == http::header::CONTENT_LENGTH && framing == Out::Chunked) {
+        has_date |= name == http::header::DATE;
+        if name == http::header::CONTENT_LENGTH {
+            has_length = true;
+            if framing == Out::Chunked {
+                continue;
+            }
+        }
+        if is_hop_by_hop(name) {
             continue;
         }
         header_line(name.as_str().as_bytes(), value.as_bytes(), out);
     }
-    if !headers.contains_key(http::header::DATE) {
+    if !has_date {
         header_line(b"date", date, out);
     }
     match framing {
-        Out::Length(n) if !headers.contains_key(http::header::CONTENT_LENGTH) => {
+        Out::Length(n) if !has_length => {
             header_line(b"content-length", n.to_string().as_bytes(), out)
         }
         Out::Chunked => header_line(b"transfer-encoding", b"chunked", out),
@@ -565,6 +575,11 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n") && text.contains("date: then\r\n"));
         assert!(text.contains("transfer-encoding: chunked") && !text.contains("content-length"), "{text}");
+        let mut out = Vec::new();
+        encode_response_head(ok, &headers, Out::Length(9), false, b"now", &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("content-length").count(), 1, "{text}");
+        assert_eq!(text.matches("date").count(), 1, "{text}");
         let mut out = Vec::new();
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", HeaderValue::from_static("0"));

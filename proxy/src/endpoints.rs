@@ -25,6 +25,17 @@ impl Drop for InFlight {
     }
 }
 
+/// A pick's working lists, kept per thread so that a pick allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    pool: Vec<(usize, Arc<EndpointState>, bool)>,
+    candidates: Vec<Candidate>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
 pub struct Endpoints {
     states: Mutex<crate::hash::Map<String, Arc<EndpointState>>>,
     epoch: Instant,
@@ -66,13 +77,11 @@ impl Endpoints {
         // Read only when an endpoint has been ejected: nearly never.
         let now = std::cell::OnceCell::new();
         let now = || *now.get_or_init(|| self.now_ms());
-        let mut pool: Vec<(usize, Arc<EndpointState>, bool)> = {
-            // One lock for the whole lookup, not one per endpoint.
-            let mut states = lock(&self.states);
-            all.iter()
-                .enumerate()
-                .filter(|(_, e)| e.version == version)
-                .map(|(i, e)| {
+        SCRATCH.with_borrow_mut(|Scratch { pool, candidates }| {
+            {
+                // One lock for the whole lookup, not one per endpoint.
+                let mut states = lock(&self.states);
+                pool.extend(all.iter().enumerate().filter(|(_, e)| e.version == version).map(|(i, e)| {
                     // Looked up by reference: an owned key would allocate on every request.
                     let state = match states.get(&e.addr) {
                         Some(s) => s.clone(),
@@ -80,24 +89,26 @@ impl Endpoints {
                     };
                     let ejected = lock(&state.outlier).is_ejected_at(now);
                     (i, state, ejected)
-                })
-                .collect()
-        };
-        if pool.iter().any(|(_, _, ejected)| !ejected) {
-            pool.retain(|(_, _, ejected)| !ejected);
-        }
-        let candidates: Vec<Candidate> = pool
-            .iter()
-            .map(|(_, s, _)| {
+                }));
+            }
+            if pool.iter().any(|(_, _, ejected)| !ejected) {
+                pool.retain(|(_, _, ejected)| !ejected);
+            }
+            candidates.extend(pool.iter().map(|(_, s, _)| {
                 let in_flight = s.in_flight.load(Ordering::Relaxed);
                 Candidate { cost: lock(&s.ewma).cost(in_flight), in_flight }
-            })
-            .collect();
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        let i = choose(lb, &candidates, fastrand::usize(..), fastrand::usize(..), turn)?;
-        let (at, state, _) = pool.swap_remove(i);
-        state.in_flight.fetch_add(1, Ordering::Relaxed);
-        Some((at, InFlight(state)))
+            }));
+            let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+            let picked = choose(lb, candidates, fastrand::usize(..), fastrand::usize(..), turn).map(|i| {
+                let (at, state, _) = pool.swap_remove(i);
+                state.in_flight.fetch_add(1, Ordering::Relaxed);
+                (at, InFlight(state))
+            });
+            // Emptied for the next pick, holding no endpoint meanwhile.
+            pool.clear();
+            candidates.clear();
+            picked
+        })
     }
 
     /// Records the latency and outcome of the attempt `picked` was handed out for, sent at

@@ -386,9 +386,7 @@ pub fn encode_response_head(
         header_line(b"date", date, out);
     }
     match framing {
-        Out::Length(n) if !has_length => {
-            header_line(b"content-length", n.to_string().as_bytes(), out)
-        }
+        Out::Length(n) if !has_length => header_line(b"content-length", n.to_string().as_bytes(), out),
         Out::Chunked => header_line(b"transfer-encoding", b"chunked", out),
         Out::Length(_) | Out::Nothing => {}
     }

@@ -17,14 +17,18 @@ use std::sync::Arc;
 pub struct Access<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// Where every request goes: this proxy's service and version.
+    local: Dest,
 }
 
 impl Access<()> {
     pub fn layer(shared: Arc<Shared>) -> Self {
-        Access { inner: (), shared }
+        let s = &shared.settings;
+        let local = Dest::Local(s.service.as_str().into(), s.version.as_str().into());
+        Access { inner: (), shared, local }
     }
 }
-layer_of!(Access { shared });
+layer_of!(Access { shared, local });
 
 impl<S> Access<S> {
     fn admit(&self, req: &http::Request<ReqBody>) -> Result<(), ProxyError> {
@@ -56,8 +60,7 @@ where
     always_ready!();
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let s = &self.shared.settings;
-        let dest = Dest { service: s.service.clone(), version: s.version.clone(), route: None };
+        let dest = self.local.clone();
         match self.admit(&req) {
             Ok(()) => Either::Right(Labelled::new(self.inner.call(req), dest, ())),
             Err(error) => Either::Left(ready(Err(Failed { error, dest }))),

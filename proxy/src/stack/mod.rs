@@ -165,12 +165,44 @@ macro_rules! layer_of {
 }
 pub(crate) use layer_of;
 
-/// Where a request went, for the metrics' labels.
+/// Where a request went, for the metrics' labels: as far as it got, shared with the request
+/// rather than copied.
 #[derive(Default, Clone)]
-pub struct Dest {
-    pub service: String,
-    pub version: String,
-    pub route: Option<Arc<str>>,
+pub enum Dest {
+    #[default]
+    Nowhere,
+    /// The service is known; its rules placed the request nowhere.
+    Service(Arc<ServiceConfig>),
+    Routed(Arc<Route>),
+    /// This proxy's own service and version (inbound).
+    Local(Arc<str>, Arc<str>),
+}
+
+impl Dest {
+    pub fn service(&self) -> &str {
+        match self {
+            Dest::Nowhere => "",
+            Dest::Service(service) => &service.name,
+            Dest::Routed(route) => &route.service.name,
+            Dest::Local(service, _) => service,
+        }
+    }
+
+    pub fn version(&self) -> &str {
+        match self {
+            Dest::Nowhere | Dest::Service(_) => "",
+            Dest::Routed(route) => route.version(),
+            Dest::Local(_, version) => version,
+        }
+    }
+
+    /// The rule's label.
+    pub fn route(&self) -> &str {
+        match self {
+            Dest::Routed(route) => route.label.as_deref().unwrap_or_default(),
+            _ => "",
+        }
+    }
 }
 
 /// An error with the labels known when it happened.
@@ -192,7 +224,7 @@ pub type Routed = (http::Response<crate::Body>, Dest);
 pub struct Target<B> {
     pub parts: http::request::Parts,
     pub body: B,
-    pub route: Route,
+    pub route: Arc<Route>,
 }
 
 /// The config a request started on (it finishes on it), and its service, rule and version.
@@ -203,6 +235,8 @@ pub struct Route {
     /// always in range).
     rule: usize,
     backend: usize,
+    /// The rule's label in the metrics.
+    label: Option<Arc<str>>,
 }
 
 impl Route {

@@ -62,7 +62,6 @@ impl<F: Future<Output = Result<Routed, Failed>>> Future for Observed<F> {
             Ok((resp, dest)) => (Ok(resp), dest),
             Err(Failed { error, dest }) => (Err(error), dest),
         };
-        let route = dest.route.as_deref().unwrap_or_default();
-        Poll::Ready(Ok(shared.complete(arrival, &dest.service, &dest.version, route, result)))
+        Poll::Ready(Ok(shared.complete(arrival, dest.service(), dest.version(), dest.route(), result)))
     }
 }

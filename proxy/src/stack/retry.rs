@@ -40,7 +40,7 @@ where
     fn call(&mut self, Target { parts, body, route }: Target<Replay>) -> Self::Future {
         let (shared, mut inner) = (self.shared.clone(), self.inner.clone());
         Box::pin(async move {
-            let (parts, route) = (Arc::new(parts), Arc::new(route));
+            let parts = Arc::new(parts);
             let (service, rule) = (&route.service, route.rule());
             let budget = &rule.retry.budget;
             let now = shared.endpoints.now_ms();

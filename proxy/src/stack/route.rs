@@ -32,28 +32,29 @@ impl<S> Route<S> {
         &self,
         req: &http::Request<ReqBody>,
         dest: &mut Dest,
-    ) -> Result<(super::Route, OwnedSemaphorePermit), ProxyError> {
+    ) -> Result<(Arc<super::Route>, OwnedSemaphorePermit), ProxyError> {
         let applied = self.shared.config.load_full();
         if applied.version.is_empty() {
             return Err(ProxyError::NoConfig);
         }
         let host = authority(req).ok_or(ProxyError::NoAuthority)?;
         let service = applied.service(host).ok_or_else(|| ProxyError::UnknownService(host.to_string()))?.clone();
-        dest.service = service.name.clone();
+        *dest = Dest::Service(service.clone());
         let facts =
             split::RequestFacts { method: req.method().as_str(), path: req.uri().path(), headers: req.headers() };
         let (rule, picked) =
             split::select_rule(&applied, &service, &facts).ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
         let total = split::total_weight(&picked.backends);
-        let (backend_index, backend) = split::pick_backend(&picked.backends, fastrand::u32(0..total.max(1)))
+        let (backend, _) = split::pick_backend(&picked.backends, fastrand::u32(0..total.max(1)))
             .ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
-        dest.version = backend.version.clone();
-        dest.route = applied.route_label(&service.name, rule);
+        let label = applied.route_label(&service.name, rule);
+        let route = Arc::new(super::Route { applied, service, rule, backend, label });
+        *dest = Dest::Routed(route.clone());
         let slot = self
             .shared
-            .pending_slot(&service.name, service.traffic.limits.max_pending_requests)
-            .ok_or_else(|| ProxyError::ServiceOverloaded(service.name.clone()))?;
-        Ok((super::Route { applied, service, rule, backend: backend_index }, slot))
+            .pending_slot(&route.service.name, route.service.traffic.limits.max_pending_requests)
+            .ok_or_else(|| ProxyError::ServiceOverloaded(route.service.name.clone()))?;
+        Ok((route, slot))
     }
 }
 
@@ -67,7 +68,7 @@ where
     always_ready!();
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let mut dest = Dest::default();
+        let mut dest = Dest::Nowhere;
         match self.place(&req, &mut dest) {
             Ok((route, slot)) => {
                 let (parts, body) = req.into_parts();

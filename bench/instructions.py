@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""User-space instructions per request of trellis-proxy, nginx and HAProxy, under callgrind.
+
+Timings on a shared two-core machine move by several per cent from run to run; the number of
+instructions a proxy executes per request does not (to a few in ten thousand), so this is the
+figure to compare two builds by, and the one that shows where the user-space part of the CPU
+per request goes (`callgrind_annotate` on the files it leaves). The kernel's socket work is not
+in it: `run.py`'s CPU per request has both.
+
+Each proxy runs under valgrind with instrumentation off; after warm-up requests it is switched
+on for exactly N keep-alive requests over 8 connections, one at a time, then dumped. Same
+configurations as run.py. Needs Debian's valgrind.
+"""
+import argparse, os, re, shutil, socket, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import PORTS, configs, wait_port  # noqa: E402
+
+
+def ask(conns, n):
+    """n requests, round-robin over `conns`, each read to its end before the next is sent."""
+    request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    for i in range(n):
+        c = conns[i % len(conns)]
+        c.sendall(request)
+        got = b""
+        while not got.endswith(b"ok\n"):
+            chunk = c.recv(4096)
+            if not chunk:
+                sys.exit("bench: the proxy closed a connection")
+            got += chunk
+
+
+def instructions(work, name, cmd, env, port, n):
+    out = os.path.join(work, f"callgrind.{name}")
+    vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    log = open(os.path.join(work, f"{name}.valgrind.log"), "w")
+    proc = subprocess.Popen(vg + cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_port(port, timeout=60)
+        conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+        ask(conns, 500)  # pools, label sets and caches warm
+        control = lambda *a: subprocess.run(["callgrind_control", *a, str(proc.pid)], capture_output=True, check=True)
+        control("-i", "on")
+        ask(conns, n)
+        control("-i", "off")
+        control("-d")
+        for c in conns:
+            c.close()
+        time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait()
+    dumps = sorted(f for f in os.listdir(work) if f.startswith(f"callgrind.{name}."))
+    text = open(os.path.join(work, dumps[0])).read()
+    total = re.search(r"^totals: (\d+)", text, re.M)
+    return int(total.group(1)) / n if total else float("nan"), os.path.join(work, dumps[0])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--requests", type=int, default=5000)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="trellis-instr-")
+    every = configs(work, args.bin_dir)
+    upstream = subprocess.Popen(every["upstream"][0], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_port(PORTS["upstream"])
+        per = {}
+        for name in ("trellis", "nginx", "haproxy"):
+            cmd, env = every[name]
+            per[name], kept = instructions(work, name, cmd, env, PORTS[name], args.requests)
+            print(f"{name:10} {per[name]:>9,.0f} user-space instructions per request   ({kept})")
+        for peer in ("nginx", "haproxy"):
+            print(f"trellis / {peer}: {per['trellis'] / per[peer]:.2f}")
+    finally:
+        upstream.terminate()
+        upstream.wait()
+    print(f"callgrind files kept in {work} (callgrind_annotate FILE)")
+
+
+if __name__ == "__main__":
+    if not shutil.which("valgrind"):
+        sys.exit("bench: valgrind missing (apt-get install -y valgrind)")
+    main()

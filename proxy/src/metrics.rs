@@ -87,7 +87,7 @@ impl Requests {
         let direction = direction_label(s.direction);
         let pairs =
             [("direction", direction), ("dst_service", &s.service), ("dst_version", &s.version), ("route", &s.route)];
-        with_labels(&pairs, |key, _| key.to_string())
+        render_labels(&pairs)
     }
 }
 
@@ -110,36 +110,22 @@ pub struct Metrics {
     identity_expiry: std::sync::atomic::AtomicI64,
 }
 
-thread_local! {
-    static LABELS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
-/// Runs `f` with the rendered label set, without allocating, and where its last label starts.
-fn with_labels<T>(pairs: &[(&str, &str)], f: impl FnOnce(&str, usize) -> T) -> T {
-    LABELS.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        let mut last = 0;
-        for (i, (k, v)) in pairs.iter().enumerate() {
-            if i > 0 {
-                buf.push(',');
-            }
-            last = buf.len();
-            buf.push_str(k);
-            buf.push_str("=\"");
-            push_escaped(&mut buf, v);
-            buf.push('"');
+/// A label set in Prometheus form: `a="x",b="y"`. For rendering, never per request.
+fn render_labels<V: AsRef<str>>(pairs: &[(&str, V)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-        f(&buf, last)
-    })
+        out.push_str(k);
+        out.push_str("=\"");
+        push_escaped(&mut out, v.as_ref());
+        out.push('"');
+    }
+    out
 }
 
 fn push_escaped(buf: &mut String, v: &str) {
-    // Label values are names and versions: nearly always nothing to escape.
-    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
-        buf.push_str(v);
-        return;
-    }
     for c in v.chars() {
         match c {
             '\\' => buf.push_str("\\\\"),
@@ -171,9 +157,7 @@ impl Metrics {
     fn counts(&self) -> Map<&'static str, Map<String, u64>> {
         let mut counts: Map<&'static str, Map<String, u64>> = Map::default();
         for c in lock(&self.counters).values().flatten() {
-            let pairs: Vec<(&str, &str)> = c.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let labels = with_labels(&pairs, |key, _| key.to_string());
-            counts.entry(c.name).or_default().insert(labels, c.value);
+            counts.entry(c.name).or_default().insert(render_labels(&c.labels), c.value);
         }
         counts.insert(REQUESTS, self.request_counts().into_iter().collect());
         counts
@@ -241,7 +225,7 @@ impl Metrics {
         for r in all.values().flatten() {
             let labels = r.labels();
             for (status, n) in &r.by_status {
-                let status = with_labels(&[("status", status)], |key, _| key.to_string());
+                let status = render_labels(&[("status", status)]);
                 counts.push((format!("{labels},{status}"), *n));
             }
         }
@@ -261,9 +245,9 @@ impl Metrics {
         self.served(|r| r.series.clone())
     }
 
-    /// The value of one counter, for tests and the control plane's telemetry.
+    /// The sum of a counter over the label sets that include `pairs`, for tests.
     pub fn get(&self, name: &str, pairs: &[(&str, &str)]) -> u64 {
-        let key = with_labels(pairs, |key, _| key.to_string());
+        let key = render_labels(pairs);
         let counts = self.counts();
         counts.get(name).map_or(0, |m| m.iter().filter(|(l, _)| l.contains(&key)).map(|(_, v)| v).sum())
     }
@@ -298,7 +282,7 @@ impl Metrics {
         }
         let _ = writeln!(out, "# HELP trellis_proxy_config_info The applied configuration version.");
         let _ = writeln!(out, "# TYPE trellis_proxy_config_info gauge");
-        let info = with_labels(&[("proxy_id", proxy_id), ("version", config_version)], |key, _| key.to_string());
+        let info = render_labels(&[("proxy_id", proxy_id), ("version", config_version)]);
         let _ = writeln!(out, "trellis_proxy_config_info{{{info}}} 1");
         let expiry = self.identity_expiry.load(std::sync::atomic::Ordering::Relaxed);
         if expiry > 0 {

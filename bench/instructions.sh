@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 for tool in valgrind callgrind_control nginx haproxy python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool missing (apt-get install -y valgrind nginx-light haproxy)"; exit 2; }
 done
-cargo build --release -q -p trellis-proxy
+cargo build --profile dist -q -p trellis-proxy
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
-exec python3 bench/instructions.py --bin-dir "$target_dir/release" "$@"
+exec python3 bench/instructions.py --bin-dir "$target_dir/dist" "$@"

@@ -110,7 +110,7 @@ def handshakes(port, ida, seconds):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True, help="where the release trellis-proxy is")
+    ap.add_argument("--bin-dir", required=True, help="where the trellis-proxy to measure is")
     ap.add_argument("--trellis", required=True, help="the trellis binary, to issue the certificates")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3)

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 for tool in nginx wrk openssl taskset python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool missing (apt-get install -y nginx-light wrk openssl util-linux)"; exit 2; }
 done
-cargo build --release -q -p trellis-proxy
+cargo build --profile dist -q -p trellis-proxy
 # Only to issue the certificates: the dev build the tests use will do.
 cargo build -q -p trellis-server --bin trellis
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
-exec python3 bench/mtls.py --bin-dir "$target_dir/release" --trellis "$target_dir/debug/trellis" "$@"
+exec python3 bench/mtls.py --bin-dir "$target_dir/dist" --trellis "$target_dir/debug/trellis" "$@"

@@ -124,7 +124,8 @@ def hold_connections(port, n):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--bin-dir", required=True, help="where openloop is")
+    ap.add_argument("--proxy-dir", help="where trellis-proxy is (default: --bin-dir)")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
@@ -136,7 +137,7 @@ def main():
     work = tempfile.mkdtemp(prefix="trellis-bench-")
     procs = {}
     try:
-        for name, (cmd, env) in configs(work, args.bin_dir).items():
+        for name, (cmd, env) in configs(work, args.proxy_dir or args.bin_dir).items():
             procs[name] = start(work, name, cmd, env)
         for port in PORTS.values():
             wait_port(port)

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 for tool in nginx haproxy wrk h2load taskset python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool missing (apt-get install -y nginx-light haproxy wrk nghttp2-client util-linux)"; exit 2; }
 done
-cargo build --release -q -p trellis-proxy -p trellis-bench
+cargo build --profile dist -q -p trellis-proxy
+cargo build --release -q -p trellis-bench
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
-exec python3 bench/run.py --bin-dir "$target_dir/release" "$@"
+exec python3 bench/run.py --bin-dir "$target_dir/release" --proxy-dir "$target_dir/dist" "$@"

@@ -31,24 +31,26 @@ const INLINE: usize = 16 * 1024;
 /// Far enough away that the first deadline moves a new connection's timer.
 const UNSET: Duration = Duration::from_secs(86_400);
 
-/// Waits until a connection has bytes to read, holding no buffer meanwhile: an idle
-/// keep-alive connection then costs only its task.
+/// Whether a connection has bytes to read, asked without reading: an idle keep-alive
+/// connection then holds no buffer and costs only its task. Polled, not awaited: the socket's
+/// reader slot takes the waker, where a `readable()` future would join (and leave) a list of
+/// waiters under a lock on every wait.
 pub trait Readable {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
 impl Readable for TcpStream {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        TcpStream::readable(self)
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
     }
 }
 
-impl<T: Send + Sync> Readable for Stream<T> {
-    async fn readable(&self) -> io::Result<()> {
+impl<T> Readable for Stream<T> {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Stream::Plain(tcp) => tcp.readable().await,
+            Stream::Plain(tcp) => tcp.poll_read_ready(cx),
             // TLS may hold decrypted bytes the socket no longer shows: read, and find out.
-            Stream::Tls(_) => Ok(()),
+            Stream::Tls(_) => Poll::Ready(Ok(())),
         }
     }
 }
@@ -98,12 +100,12 @@ where
             } else if *shutdown.borrow() {
                 return Served::Done;
             } else {
-                let waited = match timer.as_mut().wait(io.readable(), keep_until, Some(stopped.as_mut())).await {
+                let waited = match timer.as_mut().wait(readable(&io), keep_until, Some(stopped.as_mut())).await {
                     Wait::Late => {
                         // Idle: no buffer held while waiting.
                         (buf, out) = (BytesMut::new(), Vec::new());
                         matches!(
-                            timer.as_mut().wait(io.readable(), deadline, Some(stopped.as_mut())).await,
+                            timer.as_mut().wait(readable(&io), deadline, Some(stopped.as_mut())).await,
                             Wait::Done(Ok(()))
                         )
                     }
@@ -150,6 +152,10 @@ pin_project_lite::pin_project! {
         #[pin]
         sleep: tokio::time::Sleep,
     }
+}
+
+fn readable(io: &impl Readable) -> impl Future<Output = io::Result<()>> + '_ {
+    std::future::poll_fn(|cx| io.poll_readable(cx))
 }
 
 /// How a wait ended.

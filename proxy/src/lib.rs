@@ -129,14 +129,13 @@ impl Shared {
         f: impl FnOnce(&mut budget::Budget) -> T,
     ) -> T {
         let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
-        if !budgets.contains_key(service) {
-            budgets.insert(service.to_string(), budget::Budget::new(config.clone()));
+        if let Some(b) = budgets.get_mut(service) {
+            if b.config() != config {
+                *b = budget::Budget::new(config.clone());
+            }
+            return f(b);
         }
-        let Some(b) = budgets.get_mut(service) else { unreachable!("inserted above") };
-        if b.config() != config {
-            *b = budget::Budget::new(config.clone());
-        }
-        f(b)
+        f(budgets.entry(service.to_string()).or_insert_with(|| budget::Budget::new(config.clone())))
     }
 }
 

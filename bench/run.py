@@ -5,7 +5,8 @@ Pinning: the load generator runs alone on CPU 1; the upstream and the proxy shar
 sidecar shares its pod's CPU. Each proxy gets one worker (nginx worker_processes 1, HAProxy
 nbthread 1, trellis-proxy one runtime thread), HTTP/1.1 keep-alive to the upstream, no
 access logs. Closed loop: wrk at 16 and 64 connections, interleaved repetitions, median
-[min-max]. Open loop: bench's `openloop` at 20/50/80 % of nginx's saturation, latency measured
+[min-max]. Open loop: bench's `openloop` at 20/50/80 % of nginx's saturation (interleaved
+repetitions too, median), latency measured
 from the intended send time. CPU µs per request from /proc (and how much of it is user time:
 the rest is the kernel's socket work); resident memory idle, after load and holding 1,000 idle
 client connections.
@@ -15,6 +16,7 @@ import argparse, json, os, re, resource, shutil, socket, statistics, subprocess,
 PORTS = {"upstream": 18901, "nginx": 18902, "haproxy": 18903, "trellis": 18904}
 H2_PORTS = {"nginx": 18912, "haproxy": 18913, "trellis": 18904}
 TICK = os.sysconf("SC_CLK_TCK")
+RATES = (20, 50, 80)  # open-loop rates, % of nginx's saturation
 
 
 def cpu_seconds(pid):
@@ -128,6 +130,7 @@ def main():
     ap.add_argument("--proxy-dir", help="where trellis-proxy is (default: --bin-dir)")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--open-reps", type=int, default=3, help="interleaved repetitions of each open-loop rate")
     args = ap.parse_args()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -165,14 +168,16 @@ def main():
                         cpu_user[t].append(user / total * 1e6)
         after = {p: rss_mb(procs[p].pid) for p in proxies}
         saturation = statistics.median(rps[("nginx", 64)])
-        openloop = {}
-        for pct in (20, 50, 80):
-            rate = int(saturation * pct / 100)
-            for t in targets:
-                out = subprocess.run(["taskset", "-c", "1", os.path.join(args.bin_dir, "openloop"), "--target",
-                                      f"127.0.0.1:{port_of[t]}", "--rate", str(rate), "--duration", str(args.seconds)],
-                                     capture_output=True, text=True).stdout
-                openloop[(t, pct)] = json.loads(out)
+        # Repeated and interleaved, like the closed loop: one disturbed slot moves a tail figure a lot.
+        openloop = {(t, pct): [] for t in targets for pct in RATES}
+        for _ in range(args.open_reps):
+            for pct in RATES:
+                rate = int(saturation * pct / 100)
+                for t in targets:
+                    out = subprocess.run(["taskset", "-c", "1", os.path.join(args.bin_dir, "openloop"), "--target",
+                                          f"127.0.0.1:{port_of[t]}", "--rate", str(rate), "--duration",
+                                          str(args.seconds)], capture_output=True, text=True).stdout
+                    openloop[(t, pct)].append(json.loads(out))
         h2 = {}
         for p in proxies:
             out = subprocess.run(["taskset", "-c", "1", "h2load", "-n", "50000", "-c", "16", "-m", "10", "-H",
@@ -206,21 +211,27 @@ def main():
         h = f"{h2[t][0]:,.0f}" if t in h2 else "-"
         u = f"{statistics.median(cpu_user[t]):.1f}" if t in cpu_user else "-"
         print(f"{t:10} {fmt(rps[(t, 16)]):>28} {fmt(rps[(t, 64)]):>28} {c:>22} {u:>11} {h:>10}")
-    print("\nOpen loop (latency from intended send time, µs): p50 / p99 / p99.9 / max")
-    for pct in (20, 50, 80):
+    print(f"\nOpen loop (latency from intended send time, µs), median of {args.open_reps}: "
+          "p50 / p99 [min-max] / p99.9 / max")
+    for pct in RATES:
         print(f"  at {pct}% of nginx saturation ({int(saturation * pct / 100):,} req/s):")
         for t in targets:
-            o = openloop[(t, pct)]
-            print(f"    {t:10} {o['p50_us']:>8,} {o['p99_us']:>8,} {o['p999_us']:>8,} {o['max_us']:>9,}  errors {o['errors']}")
+            runs = openloop[(t, pct)]
+            med = lambda k: int(statistics.median(o[k] for o in runs))
+            errors = sum(o["errors"] for o in runs)
+            print(f"    {t:10} {med('p50_us'):>8,} {fmt([o['p99_us'] for o in runs]):>24} {med('p999_us'):>8,}"
+                  f" {med('max_us'):>9,}  errors {errors}")
     print("\nResident memory (MB): idle / after load / holding 1,000 idle connections")
     for p in proxies:
         print(f"  {p:10} {idle[p]:6.1f} {after[p]:6.1f} {held[p]:6.1f}")
     tr = lambda d, k: statistics.median(d[k])
+    p99 = lambda t, pct: statistics.median(o["p99_us"] for o in openloop[(t, pct)])
     print("\nRatios (trellis / peer):")
     for peer in ("nginx", "haproxy"):
+        tails = " ".join(f"{p99('trellis', pct) / max(1, p99(peer, pct)):.2f}" for pct in RATES)
         print(f"  vs {peer:8} CPU/req {statistics.median(cpu['trellis']) / statistics.median(cpu[peer]):.2f}"
               f"  req/s c=64 {tr(rps, ('trellis', 64)) / tr(rps, (peer, 64)):.2f}"
-              f"  p99@80% {openloop[('trellis', 80)]['p99_us'] / max(1, openloop[(peer, 80)]['p99_us']):.2f}"
+              f"  p99@{'/'.join(map(str, RATES))}% {tails}"
               f"  h2 req/s {h2['trellis'][0] / h2[peer][0]:.2f}")
     print(f"  vs direct  req/s c=64 {tr(rps, ('trellis', 64)) / tr(rps, ('direct', 64)):.2f}")
     if max(load_before, load_after) > 1.5:

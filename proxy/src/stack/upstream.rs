@@ -46,7 +46,13 @@ impl tower_service::Service<Attempt> for Upstream {
     fn call(&mut self, Attempt { parts, body, route, endpoint }: Attempt) -> Self::Future {
         let clients = self.clients.clone();
         Box::pin(async move {
-            let (service, addr) = (&route.service, &route.endpoints()[endpoint].addr);
+            let service = &route.service;
+            // Picked by the balance layer from this very list; never out of range unless the
+            // stack were assembled without it.
+            let Some(addr) = route.endpoints().get(endpoint).map(|e| &e.addr) else {
+                let version = route.version().to_string();
+                return Err(ProxyError::NoEndpoints { service: service.name.clone(), version });
+            };
             let limit = service.traffic.limits.max_requests_per_connection;
             let sent = clients.send(service.protocol, &parts, body, addr, limit).await;
             sent.map_err(|source| ProxyError::Upstream { addr: addr.clone(), source })

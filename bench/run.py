@@ -6,10 +6,9 @@ sidecar shares its pod's CPU. Each proxy gets one worker (nginx worker_processes
 nbthread 1, trellis-proxy one runtime thread), HTTP/1.1 keep-alive to the upstream, no
 access logs. Closed loop: wrk at 16 and 64 connections, interleaved repetitions, median
 [min-max]. Open loop: bench's `openloop` at 20/50/80 % of nginx's saturation (interleaved
-repetitions too, median), latency measured
-from the intended send time. CPU µs per request from /proc (and how much of it is user time:
-the rest is the kernel's socket work); resident memory idle, after load and holding 1,000 idle
-client connections.
+repetitions too, median), latency measured from the intended send time. CPU µs per request
+from /proc (and how much of it is user time: the rest is the kernel's socket work); resident
+memory idle, after load and holding 1,000 idle client connections.
 """
 import argparse, json, os, re, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
 

@@ -62,11 +62,26 @@ impl Counter {
     }
 }
 
-fn hash_of(key: impl std::hash::Hash) -> u64 {
+/// The entry `is` picks among those filed under the hash of `key`, made by `make` when there
+/// is none: the request path counts without rendering, copying or allocating anything.
+fn find_or_add<T>(
+    all: &mut Map<u64, Vec<T>>,
+    key: impl std::hash::Hash,
+    is: impl Fn(&T) -> bool,
+    make: impl FnOnce() -> T,
+) -> &mut T {
     use std::hash::Hasher;
     let mut h = crate::hash::Fx::default();
     key.hash(&mut h);
-    h.finish()
+    let same = all.entry(h.finish()).or_default();
+    let i = match same.iter().position(is) {
+        Some(i) => i,
+        None => {
+            same.push(make());
+            same.len() - 1
+        }
+    };
+    &mut same[i]
 }
 
 /// The requests of one label set: the series, and the counts by status.
@@ -100,8 +115,7 @@ fn direction_label(direction: Direction) -> &'static str {
 
 #[derive(Default)]
 pub struct Metrics {
-    // Short critical sections. Counters are found by the hash of their name and labels (so
-    // that counting renders and copies nothing), then by the labels themselves.
+    // Short critical sections; both found by label values (see `find_or_add`).
     counters: Mutex<Map<u64, Vec<Counter>>>,
     requests: Mutex<Map<u64, Vec<Requests>>>,
     /// Denied inbound requests by (caller, what denied them): for telemetry and the topology.
@@ -143,14 +157,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Metrics {
     pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
         let mut all = lock(&self.counters);
-        let same = all.entry(hash_of((name, pairs))).or_default();
-        match same.iter_mut().find(|c| c.is(name, pairs)) {
-            Some(c) => c.value += 1,
-            None => {
-                let labels = pairs.iter().map(|(k, v)| (*k, v.to_string())).collect();
-                same.push(Counter { name, labels, value: 1 });
-            }
-        }
+        let make = || Counter { name, labels: pairs.iter().map(|(k, v)| (*k, v.to_string())).collect(), value: 0 };
+        find_or_add(&mut all, (name, pairs), |c| c.is(name, pairs), make).value += 1;
     }
 
     /// Every counter's value by metric and rendered labels.
@@ -186,25 +194,21 @@ impl Metrics {
         seconds: f64,
     ) {
         let mut all = lock(&self.requests);
-        let same = all.entry(hash_of((direction_label(direction), service, version, route))).or_default();
-        let i = match same.iter().position(|r| r.is(direction, service, version, route)) {
-            Some(i) => i,
-            None => {
-                let series = Series {
-                    direction,
-                    service: service.to_string(),
-                    version: version.to_string(),
-                    route: route.to_string(),
-                    requests: 0,
-                    failures: 0,
-                    buckets: [0; BUCKETS],
-                    sum_seconds: 0.0,
-                };
-                same.push(Requests { series, by_status: Vec::new() });
-                same.len() - 1
-            }
+        let make = || Requests {
+            series: Series {
+                direction,
+                service: service.to_string(),
+                version: version.to_string(),
+                route: route.to_string(),
+                requests: 0,
+                failures: 0,
+                buckets: [0; BUCKETS],
+                sum_seconds: 0.0,
+            },
+            by_status: Vec::new(),
         };
-        let r = &mut same[i];
+        let key = (direction_label(direction), service, version, route);
+        let r = find_or_add(&mut all, key, |r| r.is(direction, service, version, route), make);
         match r.by_status.iter_mut().find(|(s, _)| *s == status) {
             Some((_, n)) => *n += 1,
             None => r.by_status.push((status, 1)),

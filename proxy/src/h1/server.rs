@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// A connection's read buffer, shared with the heads sliced out of it; room for a read is
 /// found in what is left (at least [`MIN_READ`]) before a new one is allocated.
@@ -79,7 +79,7 @@ where
 {
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
-    let timer = Timer::new();
+    let timer = tokio::time::sleep(UNSET);
     tokio::pin!(timer);
     // Listened to for the connection's whole life: a registration per idle wait costs more.
     let mut stop = shutdown.clone();
@@ -100,12 +100,12 @@ where
             } else if *shutdown.borrow() {
                 return Served::Done;
             } else {
-                let waited = match timer.as_mut().wait(readable(&io), keep_until, Some(stopped.as_mut())).await {
+                let waited = match wait(timer.as_mut(), readable(&io), keep_until, Some(stopped.as_mut())).await {
                     Wait::Late => {
                         // Idle: no buffer held while waiting.
                         (buf, out) = (BytesMut::new(), Vec::new());
                         matches!(
-                            timer.as_mut().wait(readable(&io), deadline, Some(stopped.as_mut())).await,
+                            wait(timer.as_mut(), readable(&io), deadline, Some(stopped.as_mut())).await,
                             Wait::Done(Ok(()))
                         )
                     }
@@ -144,16 +144,6 @@ where
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A connection's one timer for all its deadlines. Setting a timer costs more than a
-    /// request, and almost every deadline is met, so a later deadline does not move it: when it
-    /// fires early it is moved on then, once a second or so rather than once a request.
-    struct Timer {
-        #[pin]
-        sleep: tokio::time::Sleep,
-    }
-}
-
 fn readable(io: &impl Readable) -> impl Future<Output = io::Result<()>> + '_ {
     std::future::poll_fn(|cx| io.poll_readable(cx))
 }
@@ -165,44 +155,40 @@ enum Wait<T> {
     Shutdown,
 }
 
-impl Timer {
-    fn new() -> Self {
-        Timer { sleep: tokio::time::sleep(UNSET) }
+/// Waits for `fut` until `deadline`, or until `shutdown` (when given) completes; it is not
+/// polled again after it has. `timer` is the connection's one timer for all its deadlines:
+/// setting a timer costs more than a request, and almost every deadline is met, so a later
+/// deadline does not move it; when it fires early it is moved on then, once a second or so
+/// rather than once a request.
+async fn wait<F: Future>(
+    mut timer: Pin<&mut Sleep>,
+    fut: F,
+    deadline: Instant,
+    shutdown: Option<Pin<&mut (dyn Future<Output = ()> + Send)>>,
+) -> Wait<F::Output> {
+    // What is ready now (the bytes that woke the connection, mostly) is taken without
+    // touching the timer or the shutdown signal, each of which costs a registration.
+    let mut fut = std::pin::pin!(fut);
+    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        return Wait::Done(done);
     }
-
-    /// Waits for `fut` until `deadline`, or until `shutdown` (when given) completes; it is not
-    /// polled again after it has.
-    async fn wait<F: Future>(
-        mut self: Pin<&mut Self>,
-        fut: F,
-        deadline: Instant,
-        shutdown: Option<Pin<&mut (dyn Future<Output = ()> + Send)>>,
-    ) -> Wait<F::Output> {
-        // What is ready now (the bytes that woke the connection, mostly) is taken without
-        // touching the timer or the shutdown signal, each of which costs a registration.
-        let mut fut = std::pin::pin!(fut);
-        if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
-            return Wait::Done(done);
-        }
-        if self.sleep.deadline() > deadline {
-            self.as_mut().project().sleep.reset(deadline);
-        }
-        let fired = std::future::poll_fn(|cx| {
-            let mut sleep = self.as_mut().project().sleep;
-            loop {
-                std::task::ready!(sleep.as_mut().poll(cx));
-                if sleep.deadline() >= deadline {
-                    return Poll::Ready(());
-                }
-                sleep.as_mut().reset(deadline);
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+    let fired = std::future::poll_fn(|cx| {
+        loop {
+            std::task::ready!(timer.as_mut().poll(cx));
+            if timer.deadline() >= deadline {
+                return Poll::Ready(());
             }
-        });
-        tokio::select! {
-            biased;
-            done = &mut fut => Wait::Done(done),
-            () = fired => Wait::Late,
-            () = async { match shutdown { Some(s) => s.await, None => std::future::pending().await } } => Wait::Shutdown,
+            timer.as_mut().reset(deadline);
         }
+    });
+    tokio::select! {
+        biased;
+        done = &mut fut => Wait::Done(done),
+        () = fired => Wait::Late,
+        () = async { match shutdown { Some(s) => s.await, None => std::future::pending().await } } => Wait::Shutdown,
     }
 }
 
@@ -211,14 +197,14 @@ impl Timer {
 async fn read_more<IO: AsyncRead + Unpin>(
     io: &mut IO,
     buf: &mut BytesMut,
-    timer: Pin<&mut Timer>,
+    timer: Pin<&mut Sleep>,
     deadline: Instant,
 ) -> bool {
     if buf.capacity() == 0 {
         *buf = BytesMut::with_capacity(READ_CHUNK);
     }
     buf.reserve(MIN_READ);
-    matches!(timer.wait(io.read_buf(buf), deadline, None).await, Wait::Done(Ok(n)) if n > 0)
+    matches!(wait(timer, io.read_buf(buf), deadline, None).await, Wait::Done(Ok(n)) if n > 0)
 }
 
 /// Writes a response: the head and a small first piece of body in one write, each later piece

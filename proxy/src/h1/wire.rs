@@ -636,8 +636,9 @@ mod tests {
             }
             for method in [Method::GET, Method::HEAD] {
                 let mut buf = BytesMut::from(&input[..]);
+                // Not all there yet: at most interim (1xx) heads were taken, off the front.
                 if let Ok(None) = parse_head(&mut buf, &method) {
-                    proptest::prop_assert!(!buf.is_empty() || input.is_empty());
+                    proptest::prop_assert!(input.ends_with(&buf));
                 }
             }
             let (mut buf, mut state) = (BytesMut::from(&input[..]), Chunked::Size);

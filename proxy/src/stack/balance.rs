@@ -46,7 +46,7 @@ where
             let (service, version) = (route.service.name.clone(), route.version().to_string());
             return Either::Left(ready(Err(ProxyError::NoEndpoints { service, version })));
         };
-        attempt.endpoint = at;
+        attempt.endpoint = Some(at);
         let answer = self.inner.call(attempt);
         let (shared, sent) = (self.shared.clone(), Instant::now());
         Either::Right(Reported { answer, report: Some(Report { shared, route, at, in_flight, sent }) })

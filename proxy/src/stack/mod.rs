@@ -261,5 +261,5 @@ pub struct Attempt {
     pub body: crate::client::Replay,
     pub route: Arc<Route>,
     /// The endpoint (its index in the route's endpoints), once the balance layer picked it.
-    pub endpoint: usize,
+    pub endpoint: Option<usize>,
 }

@@ -49,7 +49,7 @@ where
             loop {
                 // A buffered body can be sent again; a streamed one only once.
                 let again = body.again();
-                let attempt = Attempt { parts: parts.clone(), body, route: route.clone(), endpoint: 0 };
+                let attempt = Attempt { parts: parts.clone(), body, route: route.clone(), endpoint: None };
                 let result = inner.call(attempt).await;
                 attempts += 1;
                 let Some(next) = again else { return result };

@@ -47,9 +47,9 @@ impl tower_service::Service<Attempt> for Upstream {
         let clients = self.clients.clone();
         Box::pin(async move {
             let service = &route.service;
-            // Picked by the balance layer from this very list; never out of range unless the
-            // stack were assembled without it.
-            let Some(addr) = route.endpoints().get(endpoint).map(|e| &e.addr) else {
+            // Picked by the balance layer from this very list: none only in a stack assembled
+            // without it.
+            let Some(addr) = endpoint.and_then(|i| route.endpoints().get(i)).map(|e| &e.addr) else {
                 let version = route.version().to_string();
                 return Err(ProxyError::NoEndpoints { service: service.name.clone(), version });
             };

@@ -24,6 +24,18 @@ def cpu_seconds(pid):
     return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
+def busy_seconds():
+    """CPU seconds all CPUs have been busy (user, nice, system, irq, softirq) since boot."""
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, open("/proc/stat").readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / TICK
+
+
+def own_seconds(procs):
+    """CPU seconds used by this run: the servers it started and the load generators it waited for."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sum(sum(cpu_seconds(p.pid)) for p in procs.values()) + children.ru_utime + children.ru_stime
+
+
 def rss_mb(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -129,13 +141,12 @@ def main():
     ap.add_argument("--proxy-dir", help="where trellis-proxy is (default: --bin-dir)")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--open-reps", type=int, default=3, help="interleaved repetitions of each open-loop rate")
+    ap.add_argument("--open-reps", type=int, default=5, help="interleaved repetitions of each open-loop rate")
     args = ap.parse_args()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if os.cpu_count() < 2:
         sys.exit("bench: needs two CPUs to pin the load generator apart")
-    load_before = os.getloadavg()[0]
     work = tempfile.mkdtemp(prefix="trellis-bench-")
     procs = {}
     try:
@@ -144,6 +155,9 @@ def main():
         for port in PORTS.values():
             wait_port(port)
         time.sleep(0.5)
+        # Whatever else ran during the run, measured rather than guessed from the load average
+        # (which this run's own spinning generator raises): busy time minus this run's own.
+        started, busy, own = time.time(), busy_seconds(), own_seconds(procs)
         proxies = ["trellis", "nginx", "haproxy"]
         idle = {p: rss_mb(procs[p].pid) for p in proxies}
         targets = ["direct"] + proxies
@@ -191,7 +205,7 @@ def main():
             held[p] = rss_mb(procs[p].pid)
             for s in socks:
                 s.close()
-        load_after = os.getloadavg()[0]
+        other = ((busy_seconds() - busy) - (own_seconds(procs) - own)) / (time.time() - started)
     finally:
         for p in procs.values():
             p.terminate()
@@ -233,9 +247,9 @@ def main():
               f"  p99@{'/'.join(map(str, RATES))}% {tails}"
               f"  h2 req/s {h2['trellis'][0] / h2[peer][0]:.2f}")
     print(f"  vs direct  req/s c=64 {tr(rps, ('trellis', 64)) / tr(rps, ('direct', 64)):.2f}")
-    if max(load_before, load_after) > 1.5:
-        print(f"\nwarning: load average {load_before:.1f} before / {load_after:.1f} after: other work on the "
-              "machine may have spoiled this run")
+    print(f"\nOther processes used {max(0, other):.0%} of a CPU during the run.")
+    if other > 0.1:
+        print("warning: other work on the machine may have spoiled this run")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ hop's TLS listener (one client: a floor on the server's rate, the same client fo
 import argparse, json, os, re, resource, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from run import cpu_seconds, wait_port, start, fmt  # noqa: E402
+from run import cpu_seconds, wait_port, start, fmt, mark, other_load, report_other_load  # noqa: E402
 
 DOMAIN = "bench.local"
 PORTS = {"upstream": 18921, "plain-a": 18922, "plain-b": 18923, "mtls-a": 18924, "mtls-b": 18925,
@@ -117,7 +117,6 @@ def main():
     args = ap.parse_args()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    load_before = os.getloadavg()[0]
     work = tempfile.mkdtemp(prefix="trellis-mtls-bench-")
     procs = {}
     try:
@@ -127,6 +126,7 @@ def main():
         for port in PORTS.values():
             wait_port(port)
         time.sleep(0.5)
+        since = mark(procs)
         chains = {"trellis plaintext": ("plain-a", "plain-b"), "trellis mTLS": ("mtls-a", "mtls-b"),
                   "nginx mTLS": ("nginx-a", "nginx-b")}
         results = {(c, n): {"rps": [], "cpu": [], "p99": []} for c in chains for n in (16, 64)}
@@ -138,9 +138,9 @@ def main():
             for conns in (16, 64):
                 for chain, (a, b) in chains.items():
                     pids = [procs[a].pid, procs[b].pid]
-                    before = sum(cpu_seconds(p) for p in pids)
+                    before = sum(sum(cpu_seconds(p)) for p in pids)
                     rps, total, errors, p99 = wrk(PORTS[a], conns, args.seconds)
-                    used = sum(cpu_seconds(p) for p in pids) - before
+                    used = sum(sum(cpu_seconds(p)) for p in pids) - before
                     r = results[(chain, conns)]
                     r["rps"].append(rps)
                     r["cpu"].append(used * 1e6 / max(total, 1))
@@ -149,12 +149,12 @@ def main():
                         print(f"  ! {chain} c={conns}: {errors} non-2xx responses")
         shakes = {"trellis-proxy": handshakes(PORTS["mtls-b"], ida, args.seconds),
                   "nginx": handshakes(PORTS["nginx-b"], ida, args.seconds)}
+        other = other_load(since, procs)
     finally:
         for p in procs.values():
             p.terminate()
         for p in procs.values():
             p.wait()
-    load_after = os.getloadavg()[0]
     print("mTLS between proxies: wrk -> A -> B -> upstream; wrk and openssl on CPU 1, the rest on CPU 0.")
     print(f"{args.reps} interleaved repetitions of {args.seconds} s; median [min-max].\n")
     print(f"{'chain':<18} {'conns':>5}  {'requests/s':>26}  {'CPU µs/req (A+B)':>20}  {'p99 µs':>22}")
@@ -169,9 +169,7 @@ def main():
               f"p99 mTLS / plaintext = {p99['trellis mTLS'] / p99['trellis plaintext']:.2f}x")
     print(f"handshakes/s (openssl s_time -new, one client): trellis-proxy {shakes['trellis-proxy']:,.0f}, "
           f"nginx {shakes['nginx']:,.0f}")
-    if load_before > 0.5:
-        print(f"note: load average {load_before:.1f} before the run -> {load_after:.1f} after: other work on the "
-              "machine may have spoiled it")
+    report_other_load(other)
 
 
 if __name__ == "__main__":

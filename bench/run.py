@@ -36,6 +36,29 @@ def own_seconds(procs):
     return sum(sum(cpu_seconds(p.pid)) for p in procs.values()) + children.ru_utime + children.ru_stime
 
 
+def mark(procs):
+    """Where a run starts, for `other_load`."""
+    return time.time(), busy_seconds(), own_seconds(procs)
+
+
+def other_load(since, procs):
+    """The share of a CPU other processes used since `since`: measured rather than guessed from the
+    load average (which a run's own spinning generator raises), as busy time minus the run's own."""
+    started, busy, own = since
+    return max(0.0, ((busy_seconds() - busy) - (own_seconds(procs) - own)) / (time.time() - started))
+
+
+def report_other_load(other):
+    print(f"\nOther processes used {other:.0%} of a CPU during the run.")
+    if other > 0.1:
+        print("warning: other work on the machine may have spoiled this run")
+
+
+def median_of(runs, key):
+    """The median of one figure over repeated open-loop runs."""
+    return statistics.median(o[key] for o in runs)
+
+
 def rss_mb(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -155,9 +178,7 @@ def main():
         for port in PORTS.values():
             wait_port(port)
         time.sleep(0.5)
-        # Whatever else ran during the run, measured rather than guessed from the load average
-        # (which this run's own spinning generator raises): busy time minus this run's own.
-        started, busy, own = time.time(), busy_seconds(), own_seconds(procs)
+        since = mark(procs)
         proxies = ["trellis", "nginx", "haproxy"]
         idle = {p: rss_mb(procs[p].pid) for p in proxies}
         targets = ["direct"] + proxies
@@ -205,7 +226,7 @@ def main():
             held[p] = rss_mb(procs[p].pid)
             for s in socks:
                 s.close()
-        other = ((busy_seconds() - busy) - (own_seconds(procs) - own)) / (time.time() - started)
+        other = other_load(since, procs)
     finally:
         for p in procs.values():
             p.terminate()
@@ -230,7 +251,7 @@ def main():
         print(f"  at {pct}% of nginx saturation ({int(saturation * pct / 100):,} req/s):")
         for t in targets:
             runs = openloop[(t, pct)]
-            med = lambda k: int(statistics.median(o[k] for o in runs))
+            med = lambda k: int(median_of(runs, k))
             errors = sum(o["errors"] for o in runs)
             print(f"    {t:10} {med('p50_us'):>8,} {fmt([o['p99_us'] for o in runs]):>24} {med('p999_us'):>8,}"
                   f" {med('max_us'):>9,}  errors {errors}")
@@ -238,7 +259,7 @@ def main():
     for p in proxies:
         print(f"  {p:10} {idle[p]:6.1f} {after[p]:6.1f} {held[p]:6.1f}")
     tr = lambda d, k: statistics.median(d[k])
-    p99 = lambda t, pct: statistics.median(o["p99_us"] for o in openloop[(t, pct)])
+    p99 = lambda t, pct: median_of(openloop[(t, pct)], "p99_us")
     print("\nRatios (trellis / peer):")
     for peer in ("nginx", "haproxy"):
         tails = " ".join(f"{p99('trellis', pct) / max(1, p99(peer, pct)):.2f}" for pct in RATES)
@@ -247,9 +268,7 @@ def main():
               f"  p99@{'/'.join(map(str, RATES))}% {tails}"
               f"  h2 req/s {h2['trellis'][0] / h2[peer][0]:.2f}")
     print(f"  vs direct  req/s c=64 {tr(rps, ('trellis', 64)) / tr(rps, ('direct', 64)):.2f}")
-    print(f"\nOther processes used {max(0, other):.0%} of a CPU during the run.")
-    if other > 0.1:
-        print("warning: other work on the machine may have spoiled this run")
+    report_other_load(other)
 
 
 if __name__ == "__main__":

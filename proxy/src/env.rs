@@ -20,6 +20,7 @@ pub const ENV_CONFIG_FILE: &str = "TRELLIS_CONFIG_FILE";
 pub const ENV_WORKER_THREADS: &str = "TRELLIS_WORKER_THREADS";
 pub const ENV_JOIN_TOKEN: &str = "TRELLIS_JOIN_TOKEN";
 pub const ENV_IDENTITY_DIR: &str = "TRELLIS_IDENTITY_DIR";
+pub const ENV_IO_URING: &str = "TRELLIS_IO_URING";
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -46,6 +47,9 @@ pub struct Settings {
     pub config_file: Option<std::path::PathBuf>,
     /// Runtime threads of the binary.
     pub worker_threads: usize,
+    /// Socket writes of a single-threaded runtime batched through io_uring (see `batch`); on by
+    /// default, off to write each straight to its socket.
+    pub io_uring: bool,
     /// Proves this proxy's service to the control plane once, for its certificate
     /// (`trellis join-token SERVICE`); without it the proxy runs without an identity.
     pub join_token: Option<Secret>,
@@ -101,6 +105,7 @@ impl Settings {
             identity_dir: None,
             config_file: None,
             worker_threads: 1,
+            io_uring: true,
         }
     }
 
@@ -162,14 +167,17 @@ impl Settings {
                 1
             }),
         };
-        let access_log = match get(ENV_ACCESS_LOG).as_deref() {
-            None | Some("" | "0" | "false" | "off") => false,
+        let mut flag = |key: &str, default: bool| match get(key).as_deref() {
+            None | Some("") => default,
+            Some("0" | "false" | "off") => false,
             Some("1" | "true" | "on") => true,
             Some(other) => {
-                errors.push(format!("{ENV_ACCESS_LOG}={other:?} must be true or false"));
-                false
+                errors.push(format!("{key}={other:?} must be true or false"));
+                default
             }
         };
+        let access_log = flag(ENV_ACCESS_LOG, false);
+        let io_uring = flag(ENV_IO_URING, true);
         if !control_plane_url.is_empty() && !control_plane_url.starts_with("http://") {
             errors.push(format!("{ENV_CONTROL_PLANE_URL}={control_plane_url:?} must start with http://"));
         }
@@ -192,6 +200,7 @@ impl Settings {
             access_log,
             config_file,
             worker_threads,
+            io_uring,
             join_token: get(ENV_JOIN_TOKEN).filter(|t| !t.trim().is_empty()).map(|t| Secret(t.trim().to_string())),
             identity_dir: get(ENV_IDENTITY_DIR).filter(|v| !v.is_empty()).map(std::path::PathBuf::from),
         })
@@ -215,10 +224,13 @@ mod tests {
 
     #[test]
     fn every_bad_value_is_reported() {
-        let env: HashMap<&str, &str> = [(ENV_OUTBOUND_ADDR, "nope"), (ENV_DRAIN_GRACE, "soon")].into();
+        let env: HashMap<&str, &str> =
+            [(ENV_OUTBOUND_ADDR, "nope"), (ENV_DRAIN_GRACE, "soon"), (ENV_IO_URING, "maybe")].into();
         let err = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap_err();
         let text = err.to_string();
-        for needle in [ENV_SERVICE, ENV_VERSION, ENV_CONTROL_PLANE_URL, ENV_OUTBOUND_ADDR, ENV_DRAIN_GRACE] {
+        for needle in
+            [ENV_SERVICE, ENV_VERSION, ENV_CONTROL_PLANE_URL, ENV_OUTBOUND_ADDR, ENV_DRAIN_GRACE, ENV_IO_URING]
+        {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
     }
@@ -231,5 +243,6 @@ mod tests {
         assert_eq!(s.outbound_addr.port(), 4140);
         assert_eq!(s.control_plane_url, "http://cp:8080");
         assert_eq!(s.advertise(s.inbound_addr).to_string(), "127.0.0.1:4143");
+        assert!(s.io_uring && !s.access_log);
     }
 }

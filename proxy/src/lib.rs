@@ -31,6 +31,7 @@ pub mod access;
 pub mod admin;
 pub mod applied;
 pub mod balance;
+pub mod batch;
 pub mod budget;
 pub mod client;
 pub mod control;
@@ -185,6 +186,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let admin_l = bind(settings.admin_addr, "admin").await?;
     let (outbound, inbound, admin) = (outbound_l.local_addr()?, inbound_l.local_addr()?, admin_l.local_addr()?);
 
+    if settings.io_uring {
+        match batch::start() {
+            batch::Mode::Batched => tracing::info!("socket writes batched through io_uring"),
+            batch::Mode::Direct(why) => tracing::info!(%why, "socket writes go straight to their sockets"),
+        }
+    }
     let shared = Arc::new(Shared::new(settings.clone()));
     let (shutdown, rx) = watch::channel(false);
     let span = tracing::info_span!("proxy", proxy_id = %settings.proxy_id, service = %settings.service);

@@ -288,6 +288,14 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE trellis_proxy_config_info gauge");
         let info = render_labels(&[("proxy_id", proxy_id), ("version", config_version)]);
         let _ = writeln!(out, "trellis_proxy_config_info{{{info}}} 1");
+        // This thread's: one runtime thread is the only one that batches.
+        let (writes, submits) = crate::batch::stats();
+        for (name, help, value) in [
+            ("trellis_proxy_batched_writes_total", "Socket writes submitted in batches through io_uring.", writes),
+            ("trellis_proxy_write_submits_total", "io_uring submissions that carried them.", submits),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
         let expiry = self.identity_expiry.load(std::sync::atomic::Ordering::Relaxed);
         if expiry > 0 {
             let name = "trellis_proxy_identity_expiry_timestamp_seconds";

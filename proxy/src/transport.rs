@@ -14,6 +14,16 @@ pub enum Stream<T> {
     Tls(Box<T>),
 }
 
+impl<T> Stream<T> {
+    /// The descriptor of a plaintext connection, whose written bytes are what the peer reads.
+    pub fn plain_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            Stream::Plain(tcp) => Some(std::os::fd::AsRawFd::as_raw_fd(tcp)),
+            Stream::Tls(_) => None,
+        }
+    }
+}
+
 /// A TLS record starts with its content type; 22 is a handshake (the ClientHello).
 pub const TLS_HANDSHAKE: u8 = 0x16;
 

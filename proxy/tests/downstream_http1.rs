@@ -2,7 +2,8 @@
 //! in order, heads that arrive in pieces, `Connection: close` honoured, and a connection moved
 //! to hyper, mid-stream, at the first request that needs more (chunked bodies, HTTP/1.0,
 //! `Expect`), without losing a byte. A drain answers the request in flight and closes idle
-//! connections.
+//! connections. Each runs on one runtime thread (the sidecar's default, whose socket writes go
+//! out in batches) and on several (written straight).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -14,6 +15,30 @@ use tokio::net::TcpStream;
 use trellis_model::config::Protocol;
 
 mod common;
+
+/// Runs the test `$name` on a single-threaded runtime and on a multi-threaded one.
+macro_rules! on_both_runtimes {
+    ($($name:ident),*) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn one_thread() {
+                super::$name().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn threads() {
+                super::$name().await
+            }
+        }
+    )*};
+}
+
+on_both_runtimes!(
+    pipelined_requests_are_answered_in_order_and_close_is_honoured,
+    a_head_in_pieces_and_a_connection_moved_to_hyper_mid_stream_lose_nothing,
+    a_drain_answers_the_request_in_flight_and_closes_idle_connections,
+    many_connections_at_once_each_get_their_own_responses_whole
+);
 
 /// An app answering `METHOD PATH BODY`; `/slow` takes 300 ms.
 async fn echo_app() -> SocketAddr {
@@ -47,7 +72,6 @@ fn bodies(text: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order_and_close_is_honoured() {
     let proxy = common::proxy_to(echo_app().await, Protocol::Http).await;
     let mut s = TcpStream::connect(proxy.outbound).await.unwrap();
@@ -62,7 +86,6 @@ async fn pipelined_requests_are_answered_in_order_and_close_is_honoured() {
     assert!(text.ends_with("GET /c ") && text.contains("connection: close"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_in_pieces_and_a_connection_moved_to_hyper_mid_stream_lose_nothing() {
     let proxy = common::proxy_to(echo_app().await, Protocol::Http).await;
     let mut s = TcpStream::connect(proxy.outbound).await.unwrap();
@@ -98,7 +121,6 @@ async fn a_head_in_pieces_and_a_connection_moved_to_hyper_mid_stream_lose_nothin
     assert!(read_to_close(&mut s).await.ends_with("PUT /expect ok"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_answers_the_request_in_flight_and_closes_idle_connections() {
     let proxy = common::proxy_to(echo_app().await, Protocol::Http).await;
     let mut idle = TcpStream::connect(proxy.outbound).await.unwrap();
@@ -117,4 +139,46 @@ async fn a_drain_answers_the_request_in_flight_and_closes_idle_connections() {
     assert!(text.contains("connection: close"), "{text}");
     assert_eq!(read_to_close(&mut idle).await, "", "the idle connection is closed");
     tokio::time::timeout(Duration::from_secs(5), drained).await.expect("shutdown returns").unwrap();
+}
+
+async fn many_connections_at_once_each_get_their_own_responses_whole() {
+    let proxy = common::proxy_to(echo_app().await, Protocol::Http).await;
+    // Every connection's requests in flight together: one pass of the runtime has many
+    // connections' writes to send, to the app and back to the clients.
+    let clients = (0..32).map(|c| {
+        let addr = proxy.outbound;
+        tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            for r in 0..20 {
+                let request = format!("GET /c{c}/r{r} HTTP/1.1\r\nHost: svc\r\n\r\n");
+                s.write_all(request.as_bytes()).await.unwrap();
+                let mut got = Vec::new();
+                while !got.ends_with(format!("GET /c{c}/r{r} ").as_bytes()) {
+                    let mut buf = [0u8; 1024];
+                    let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+                    let n = read.expect("a response").unwrap();
+                    assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let text = String::from_utf8_lossy(&got);
+                assert!(text.starts_with("HTTP/1.1 200") && text.matches("HTTP/1.1").count() == 1, "{text}");
+            }
+        })
+    });
+    for client in clients.collect::<Vec<_>>() {
+        client.await.unwrap();
+    }
+    let text = proxy.shared.metrics.render("p", "r.1");
+    let value = |name: &str| {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {text}"));
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    let (writes, submits) = (value("trellis_proxy_batched_writes_total"), value("trellis_proxy_write_submits_total"));
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        // A request and a response per exchange, fewer submissions than writes.
+        tokio::runtime::RuntimeFlavor::CurrentThread => {
+            assert!(writes >= 1280 && submits < writes, "{writes} {submits}")
+        }
+        _ => assert_eq!(writes, 0),
+    }
 }

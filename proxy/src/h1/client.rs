@@ -45,6 +45,9 @@ struct Idle {
 }
 
 struct Conn {
+    /// Before `io`, as fields drop in order: a request still queued is submitted before the
+    /// socket closes.
+    pending: crate::batch::Pending,
     io: crate::client::Upstream,
     /// Bytes read and not yet used.
     buf: BytesMut,
@@ -189,7 +192,7 @@ impl Pool {
             tokio::select! {
                 connected = &mut connecting => {
                     let io = connected.map_err(UpstreamError::connect)?.into_inner();
-                    return Ok(Conn { io, buf: BytesMut::with_capacity(READ_CHUNK), served: 0 });
+                    return Ok(Conn { pending: Default::default(), io, buf: BytesMut::with_capacity(READ_CHUNK), served: 0 });
                 }
                 _ = returned => {
                     if let Some(conn) = self.checkout(addr) {
@@ -240,11 +243,14 @@ impl Conn {
     /// Writes the request and reads the response head.
     async fn exchange(&mut self, head: &[u8], body: &[u8], method: &Method) -> Result<wire::Head, Exchange> {
         let written = async {
-            self.io.write_all(head).await?;
+            // Batched only when the head is all there is; a body follows it straight.
+            let fd = if body.is_empty() { self.io.io.plain_fd() } else { None };
+            self.pending.write(&mut self.io, fd, head).await?;
             if !body.is_empty() {
                 self.io.write_all(body).await?;
+                self.io.flush().await?;
             }
-            self.io.flush().await
+            Ok::<_, std::io::Error>(())
         };
         written.await.map_err(|e| Exchange::NothingBack(UpstreamError::io(e)))?;
         let mut got_any = !self.buf.is_empty();

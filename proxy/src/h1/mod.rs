@@ -16,4 +16,4 @@ mod server;
 mod wire;
 
 pub use client::Pool;
-pub use server::{Readable, Served, serve_connection};
+pub use server::{Served, Socket, serve_connection};

@@ -11,6 +11,7 @@ use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use std::future::Future;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -31,27 +32,39 @@ const INLINE: usize = 16 * 1024;
 /// Far enough away that the first deadline moves a new connection's timer.
 const UNSET: Duration = Duration::from_secs(86_400);
 
-/// Whether a connection has bytes to read, asked without reading: an idle keep-alive
-/// connection then holds no buffer and costs only its task. Polled, not awaited: the socket's
-/// reader slot takes the waker, where a `readable()` future would join (and leave) a list of
-/// waiters under a lock on every wait.
-pub trait Readable {
+/// What the fast server asks of a connection besides reading and writing.
+pub trait Socket {
+    /// Whether a connection has bytes to read, asked without reading: an idle keep-alive
+    /// connection then holds no buffer and costs only its task. Polled, not awaited: the
+    /// socket's reader slot takes the waker, where a `readable()` future would join (and leave)
+    /// a list of waiters under a lock on every wait.
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// The descriptor, when bytes written to it are the bytes the peer reads (plaintext TCP),
+    /// so [`crate::batch`] may write them.
+    fn plain_fd(&self) -> Option<RawFd>;
 }
 
-impl Readable for TcpStream {
+impl Socket for TcpStream {
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_read_ready(cx)
     }
+
+    fn plain_fd(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
+    }
 }
 
-impl<T> Readable for Stream<T> {
+impl<T> Socket for Stream<T> {
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Stream::Plain(tcp) => tcp.poll_read_ready(cx),
             // TLS may hold decrypted bytes the socket no longer shows: read, and find out.
             Stream::Tls(_) => Poll::Ready(Ok(())),
         }
+    }
+
+    fn plain_fd(&self) -> Option<RawFd> {
+        Stream::plain_fd(self)
     }
 }
 
@@ -74,9 +87,12 @@ pub async fn serve_connection<IO, S>(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Served<IO>
 where
-    IO: AsyncRead + AsyncWrite + Readable + Unpin,
+    IO: AsyncRead + AsyncWrite + Socket + Unpin,
     S: crate::stack::Listener,
 {
+    // Dropped before `io` (locals go before arguments): a response still queued is submitted
+    // before the socket closes.
+    let mut pending = crate::batch::Pending::default();
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     let timer = tokio::time::sleep(UNSET);
@@ -94,7 +110,13 @@ where
             if !buf.is_empty() {
                 match wire::parse_request(&mut buf, MAX_REPLAY_BODY) {
                     wire::Request::Simple { head, body, close, trailers } => break (head, body, close, trailers),
-                    wire::Request::Other => return Served::Handoff(Rewind { prefix: buf.freeze(), io }),
+                    wire::Request::Other => {
+                        // hyper writes next: the last response goes first.
+                        if pending.settle().await.is_err() {
+                            return Served::Done;
+                        }
+                        return Served::Handoff(Rewind { prefix: buf.freeze(), io });
+                    }
                     wire::Request::Partial => {}
                 }
             } else if *shutdown.borrow() {
@@ -137,14 +159,17 @@ where
             Err(never) => match never {},
         };
         let close = close || *shutdown.borrow();
-        if write_response(&mut io, resp, &method, close, trailers, &mut out).await.is_err() || close {
+        let written = write_response(&mut io, &mut pending, resp, &method, close, trailers, &mut out).await;
+        if written.is_err() || close {
+            // The response goes out before the FIN.
+            let _ = pending.settle().await;
             let _ = io.shutdown().await;
             return Served::Done;
         }
     }
 }
 
-fn readable(io: &impl Readable) -> impl Future<Output = io::Result<()>> + '_ {
+fn readable(io: &impl Socket) -> impl Future<Output = io::Result<()>> + '_ {
     std::future::poll_fn(|cx| io.poll_readable(cx))
 }
 
@@ -209,8 +234,9 @@ async fn read_more<IO: AsyncRead + Unpin>(
 
 /// Writes a response: the head and a small first piece of body in one write, each later piece
 /// as it comes (a stream is not held back), chunked when its length is not known.
-async fn write_response<IO: AsyncWrite + Unpin>(
+async fn write_response<IO: AsyncWrite + Socket + Unpin>(
     io: &mut IO,
+    pending: &mut crate::batch::Pending,
     resp: Response<crate::Body>,
     method: &Method,
     close: bool,
@@ -218,6 +244,8 @@ async fn write_response<IO: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
     use http_body::Body as _;
+    // What follows goes after the last response.
+    pending.settle().await?;
     let (parts, mut body) = resp.into_parts();
     let framing = Out::of(method, parts.status, &parts.headers, body.size_hint().exact());
     out.clear();
@@ -274,8 +302,8 @@ async fn write_response<IO: AsyncWrite + Unpin>(
         }
         _ => {}
     }
-    io.write_all(out).await?;
-    io.flush().await
+    let fd = io.plain_fd();
+    pending.write(io, fd, out).await
 }
 
 /// The `Date` header's value, formatted once a second.

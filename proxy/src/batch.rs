@@ -112,6 +112,9 @@ struct Write {
     fd: RawFd,
     buf: Vec<u8>,
     sent: usize,
+    /// The socket was full: the kernel waits for room before it tries again, rather than
+    /// failing at once (`IORING_RECVSEND_POLL_FIRST`), so a retry never spins.
+    poll_first: bool,
     /// The connection's task, waiting for the write to settle.
     owner: Option<Waker>,
     /// The connection was dropped: no one will ask how the write ended.
@@ -128,6 +131,7 @@ impl Ring {
         let rest = &w.buf[w.sent..];
         let entry = opcode::Send::new(types::Fd(w.fd), rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32)
             .flags(MSG_NOSIGNAL)
+            .ioprio(if w.poll_first { RECVSEND_POLL_FIRST } else { 0 })
             .build()
             .user_data(key(index, slot.generation));
         for _ in 0..3 {
@@ -176,11 +180,13 @@ impl Ring {
                 n if n > 0 && w.sent + n as usize >= w.buf.len() => w.sent = w.buf.len(),
                 n if n > 0 => {
                     w.sent += n as usize;
+                    w.poll_first = true;
                     requeue.push(index);
                     continue;
                 }
                 0 => w.failed = Some(io::ErrorKind::WriteZero.into()),
                 e if -e == EINTR || -e == EAGAIN => {
+                    w.poll_first = true;
                     requeue.push(index);
                     continue;
                 }
@@ -213,6 +219,7 @@ impl Ring {
 
 /// A peer gone is an error to report, not a SIGPIPE.
 const MSG_NOSIGNAL: i32 = 0x4000;
+const RECVSEND_POLL_FIRST: u16 = 1;
 const EINTR: i32 = 4;
 const EAGAIN: i32 = 11;
 const EBUSY: i32 = 16;
@@ -300,7 +307,8 @@ impl Pending {
                     ring.slots.len() as u32 - 1
                 });
                 let slot = &mut ring.slots[index as usize];
-                slot.write = Some(Write { fd, buf, sent: 0, owner: None, orphan: false, failed: None });
+                slot.write =
+                    Some(Write { fd, buf, sent: 0, poll_first: false, owner: None, orphan: false, failed: None });
                 let generation = slot.generation;
                 ring.writes += 1;
                 ring.push(index);

@@ -18,6 +18,7 @@
 //! and an error is not lost; a connection dropped with a write still queued submits it first,
 //! so its descriptor cannot be closed, and the number reused, before the kernel holds the socket.
 
+use crate::transport::Wire;
 use io_uring::{IoUring, opcode, types};
 use std::cell::RefCell;
 use std::io;
@@ -287,50 +288,46 @@ async fn flusher() {
 pub struct Pending(Option<u64>);
 
 impl Pending {
-    /// Writes `bytes` whole: queued in the ring when `fd` is given and this thread batches,
-    /// else straight to `io`. Waits for the write before first.
-    pub async fn write<IO: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut IO,
-        fd: Option<RawFd>,
-        bytes: &[u8],
-    ) -> io::Result<()> {
+    /// Writes `bytes` whole: queued in the ring when this thread batches, else straight to
+    /// `io`. Waits for the write before first.
+    pub async fn write<IO: AsyncWrite + Wire + Unpin>(&mut self, io: &mut IO, bytes: &[u8]) -> io::Result<()> {
         self.settle().await?;
-        if let Some(fd) = fd {
-            let queued = RING.with_borrow_mut(|ring| {
-                let ring = ring.as_mut()?;
-                // Copied: the callers keep theirs (to retry, to reuse), and a message is small.
-                let mut buf = ring.spare.pop().unwrap_or_default();
-                buf.extend_from_slice(bytes);
-                let index = ring.free.pop().unwrap_or_else(|| {
-                    ring.slots.push(Slot::default());
-                    ring.slots.len() as u32 - 1
-                });
-                let slot = &mut ring.slots[index as usize];
-                slot.write =
-                    Some(Write { fd, buf, sent: 0, poll_first: false, owner: None, orphan: false, failed: None });
-                let generation = slot.generation;
-                ring.writes += 1;
-                ring.push(index);
-                if ring.slots[index as usize].write.as_ref().is_some_and(|w| w.failed.is_some()) {
-                    return ring.release(index).map(Err);
-                }
-                if let Some(flusher) = ring.flusher.take() {
-                    flusher.wake();
-                }
-                Some(Ok(key(index, generation)))
+        let queued = RING.with_borrow_mut(|ring| {
+            let ring = ring.as_mut()?;
+            // Copied (or sealed): the callers keep theirs, to retry or reuse.
+            let mut buf = ring.spare.pop().unwrap_or_default();
+            let fd = match io.wire(bytes, &mut buf) {
+                Ok(fd) => fd,
+                Err(e) => return Some(Err(e)),
+            };
+            let index = ring.free.pop().unwrap_or_else(|| {
+                ring.slots.push(Slot::default());
+                ring.slots.len() as u32 - 1
             });
-            match queued {
-                Some(Ok(key)) => {
-                    self.0 = Some(key);
-                    return Ok(());
-                }
-                Some(Err(e)) => return Err(e),
-                None => {}
+            let slot = &mut ring.slots[index as usize];
+            slot.write = Some(Write { fd, buf, sent: 0, poll_first: false, owner: None, orphan: false, failed: None });
+            let generation = slot.generation;
+            ring.writes += 1;
+            ring.push(index);
+            if ring.slots[index as usize].write.as_ref().is_some_and(|w| w.failed.is_some()) {
+                return ring.release(index).map(Err);
+            }
+            if let Some(flusher) = ring.flusher.take() {
+                flusher.wake();
+            }
+            Some(Ok(key(index, generation)))
+        });
+        match queued {
+            Some(Ok(key)) => {
+                self.0 = Some(key);
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+            None => {
+                io.write_all(bytes).await?;
+                io.flush().await
             }
         }
-        io.write_all(bytes).await?;
-        io.flush().await
     }
 
     /// Waits until the kernel has taken the write in the ring, if any, and gives its error.
@@ -396,7 +393,7 @@ impl Drop for Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
+    use std::sync::Arc;
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
 
@@ -419,9 +416,8 @@ mod tests {
         let (f, s) = (first.clone(), second.clone());
         let writer = tokio::spawn(async move {
             let mut pending = Pending::default();
-            let fd = a.as_raw_fd();
-            pending.write(&mut a, Some(fd), &f).await.unwrap();
-            pending.write(&mut a, Some(fd), &s).await.unwrap();
+            pending.write(&mut a, &f).await.unwrap();
+            pending.write(&mut a, &s).await.unwrap();
             pending.settle().await.unwrap();
             a
         });
@@ -441,8 +437,7 @@ mod tests {
         start();
         let (mut a, mut b) = pair().await;
         let mut pending = Pending::default();
-        let fd = a.as_raw_fd();
-        pending.write(&mut a, Some(fd), b"last words").await.unwrap();
+        pending.write(&mut a, b"last words").await.unwrap();
         // Not yet submitted (the flusher has not run): dropping must submit before the close.
         drop(pending);
         drop(a);
@@ -461,12 +456,64 @@ mod tests {
         drop(b);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let mut pending = Pending::default();
-        let fd = a.as_raw_fd();
-        pending.write(&mut a, Some(fd), b"to no one").await.unwrap();
+        pending.write(&mut a, b"to no one").await.unwrap();
         let err = pending.settle().await.unwrap_err();
         assert!(matches!(err.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset), "{err:?}");
         // Reported once; the connection's next write is its own.
         assert!(pending.settle().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn tls_records_sealed_for_the_batch_keep_their_order_with_the_streams_own() {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        use tokio::io::AsyncWriteExt;
+        start();
+        let cert = rcgen::generate_simple_self_signed(vec!["peer.test".into()]).unwrap();
+        let der = CertificateDer::from(cert.cert.der().to_vec());
+        let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let (a, b) = pair().await;
+        let name = ServerName::try_from("peer.test").unwrap();
+        let connecting = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, a);
+        let accepting = tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(b);
+        let (a, b) = tokio::join!(connecting, accepting);
+        let (mut a, mut b) = (a.unwrap(), b.unwrap());
+        let big = pattern(200_000, 3);
+        let mut pending = Pending::default();
+        pending.write(&mut a, b"one ").await.unwrap();
+        pending.settle().await.unwrap();
+        a.write_all(b"two ").await.unwrap();
+        a.flush().await.unwrap();
+        pending.write(&mut a, &big).await.unwrap();
+        pending.write(&mut a, b" three").await.unwrap();
+        pending.settle().await.unwrap();
+        let mut want = b"one two ".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b" three");
+        let mut got = vec![0; want.len()];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), b.read_exact(&mut got)).await;
+        read.expect("every record arrives").unwrap();
+        assert!(got == want);
+        // And back: the server's session may still hold its session tickets, which go first.
+        let mut back = Pending::default();
+        back.write(&mut b, b"reply").await.unwrap();
+        back.settle().await.unwrap();
+        let mut got = [0; 5];
+        tokio::time::timeout(std::time::Duration::from_secs(10), a.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(&got, b"reply");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,8 +521,7 @@ mod tests {
         assert!(matches!(start(), Mode::Direct(_)));
         let (mut a, mut b) = pair().await;
         let mut pending = Pending::default();
-        let fd = a.as_raw_fd();
-        pending.write(&mut a, Some(fd), b"direct").await.unwrap();
+        pending.write(&mut a, b"direct").await.unwrap();
         assert!(pending.0.is_none());
         let mut got = [0; 6];
         b.read_exact(&mut got).await.unwrap();

@@ -52,7 +52,7 @@ pub async fn serve<A, AFut, IO, S>(
 ) where
     A: Fn(TcpStream) -> AFut + Clone + Send + Sync + 'static,
     AFut: Future<Output = Option<(IO, Peer)>> + Send + 'static,
-    IO: AsyncRead + AsyncWrite + crate::h1::Socket + Unpin + Send + Sync + 'static,
+    IO: AsyncRead + AsyncWrite + crate::h1::Socket + crate::transport::Wire + Unpin + Send + Sync + 'static,
     S: crate::stack::Listener,
 {
     let graceful = GracefulShutdown::new();

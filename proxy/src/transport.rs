@@ -3,6 +3,7 @@
 //! client speaks mTLS only to endpoints with an identity.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -14,15 +15,58 @@ pub enum Stream<T> {
     Tls(Box<T>),
 }
 
-impl<T> Stream<T> {
-    /// The descriptor of a plaintext connection, whose written bytes are what the peer reads.
-    pub fn plain_fd(&self) -> Option<std::os::fd::RawFd> {
+/// A connection whose bytes on the wire this proxy can make itself, for [`crate::batch`] to
+/// send.
+pub trait Wire {
+    /// Appends to `out` what carries `plain` to the peer (the bytes themselves, or the TLS
+    /// records sealing them) and gives the socket to send it on.
+    fn wire(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<RawFd>;
+}
+
+impl Wire for TcpStream {
+    fn wire(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<RawFd> {
+        out.extend_from_slice(plain);
+        Ok(self.as_raw_fd())
+    }
+}
+
+impl<T: Wire> Wire for Stream<T> {
+    fn wire(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<RawFd> {
         match self {
-            Stream::Plain(tcp) => Some(std::os::fd::AsRawFd::as_raw_fd(tcp)),
-            Stream::Tls(_) => None,
+            Stream::Plain(tcp) => tcp.wire(plain, out),
+            Stream::Tls(tls) => tls.wire(plain, out),
         }
     }
 }
+
+/// A TLS session sealed here rather than by the stream's own writes: the records go out in
+/// the same order, since every record the session holds (a session ticket, a key update, what
+/// an earlier write left) is taken before the new one.
+macro_rules! seal_tls {
+    ($($tls:ty),*) => {$(
+        impl Wire for $tls {
+            fn wire(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<RawFd> {
+                use std::io::Write;
+                let (tcp, session) = self.get_mut();
+                let mut rest = plain;
+                loop {
+                    while session.wants_write() {
+                        session.write_tls(out)?;
+                    }
+                    if rest.is_empty() {
+                        return Ok(tcp.as_raw_fd());
+                    }
+                    match session.writer().write(rest)? {
+                        0 => return Err(io::ErrorKind::WriteZero.into()),
+                        n => rest = &rest[n..],
+                    }
+                }
+            }
+        }
+    )*};
+}
+
+seal_tls!(tokio_rustls::server::TlsStream<TcpStream>, tokio_rustls::client::TlsStream<TcpStream>);
 
 /// A TLS record starts with its content type; 22 is a handshake (the ClientHello).
 pub const TLS_HANDSHAKE: u8 = 0x16;
@@ -98,6 +142,12 @@ pub struct Held<S> {
 /// Responses a connection carried; the client puts it in each response's extensions.
 #[derive(Clone, Default)]
 pub struct Served(pub std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl<S: Wire> Wire for Held<S> {
+    fn wire(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<RawFd> {
+        self.io.wire(plain, out)
+    }
+}
 
 impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {

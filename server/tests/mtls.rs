@@ -19,7 +19,9 @@ use trellis_server::testing::{PolicyRepo, fixed_app, http_get, http_request, wai
 
 const DOMAIN: &str = "mesh.test";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One runtime thread, as a sidecar runs: the proxies seal their TLS records for the batched
+// writes (the rotation test below runs on several threads, where they write straight).
+#[tokio::test]
 async fn proxies_speak_mtls_and_the_inbound_side_admits_by_identity_and_policy() {
     let repo = PolicyRepo::demo();
     repo.set_inventory_split(100, 0, "inventory: v1 only");
@@ -137,6 +139,8 @@ async fn proxies_speak_mtls_and_the_inbound_side_admits_by_identity_and_policy()
     let (status, body) = http_get(inventory.inbound, "inventory", "/stock").await.unwrap();
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("AccessPolicy/inventory-readers"), "{body}");
+    let (writes, submits) = trellis_proxy::batch::stats();
+    assert!(writes > 0 && submits > 0, "the proxies' writes went through the batch: {writes} {submits}");
     cp.shutdown().await;
 }
 

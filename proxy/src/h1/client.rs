@@ -243,14 +243,14 @@ impl Conn {
     /// Writes the request and reads the response head.
     async fn exchange(&mut self, head: &[u8], body: &[u8], method: &Method) -> Result<wire::Head, Exchange> {
         let written = async {
-            // Batched only when the head is all there is; a body follows it straight.
-            let fd = if body.is_empty() { self.io.io.plain_fd() } else { None };
-            self.pending.write(&mut self.io, fd, head).await?;
-            if !body.is_empty() {
-                self.io.write_all(body).await?;
-                self.io.flush().await?;
+            if body.is_empty() {
+                return self.pending.write(&mut self.io, head).await;
             }
-            Ok::<_, std::io::Error>(())
+            // A large body follows its head straight, not through the batch.
+            self.pending.settle().await?;
+            self.io.write_all(head).await?;
+            self.io.write_all(body).await?;
+            self.io.flush().await
         };
         written.await.map_err(|e| Exchange::NothingBack(UpstreamError::io(e)))?;
         let mut got_any = !self.buf.is_empty();

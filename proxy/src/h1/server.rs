@@ -5,13 +5,12 @@
 use super::wire::{self, Out};
 use crate::client::MAX_REPLAY_BODY;
 use crate::server::Peer;
-use crate::transport::Stream;
+use crate::transport::{Stream, Wire};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -39,18 +38,11 @@ pub trait Socket {
     /// socket's reader slot takes the waker, where a `readable()` future would join (and leave)
     /// a list of waiters under a lock on every wait.
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// The descriptor, when bytes written to it are the bytes the peer reads (plaintext TCP),
-    /// so [`crate::batch`] may write them.
-    fn plain_fd(&self) -> Option<RawFd>;
 }
 
 impl Socket for TcpStream {
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_read_ready(cx)
-    }
-
-    fn plain_fd(&self) -> Option<RawFd> {
-        Some(self.as_raw_fd())
     }
 }
 
@@ -61,10 +53,6 @@ impl<T> Socket for Stream<T> {
             // TLS may hold decrypted bytes the socket no longer shows: read, and find out.
             Stream::Tls(_) => Poll::Ready(Ok(())),
         }
-    }
-
-    fn plain_fd(&self) -> Option<RawFd> {
-        Stream::plain_fd(self)
     }
 }
 
@@ -87,7 +75,7 @@ pub async fn serve_connection<IO, S>(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Served<IO>
 where
-    IO: AsyncRead + AsyncWrite + Socket + Unpin,
+    IO: AsyncRead + AsyncWrite + Socket + Wire + Unpin,
     S: crate::stack::Listener,
 {
     // Dropped before `io` (locals go before arguments): a response still queued is submitted
@@ -234,7 +222,7 @@ async fn read_more<IO: AsyncRead + Unpin>(
 
 /// Writes a response: the head and a small first piece of body in one write, each later piece
 /// as it comes (a stream is not held back), chunked when its length is not known.
-async fn write_response<IO: AsyncWrite + Socket + Unpin>(
+async fn write_response<IO: AsyncWrite + Wire + Unpin>(
     io: &mut IO,
     pending: &mut crate::batch::Pending,
     resp: Response<crate::Body>,
@@ -302,8 +290,7 @@ async fn write_response<IO: AsyncWrite + Socket + Unpin>(
         }
         _ => {}
     }
-    let fd = io.plain_fd();
-    pending.write(io, fd, out).await
+    pending.write(io, out).await
 }
 
 /// The `Date` header's value, formatted once a second.

@@ -8,7 +8,9 @@ access logs. Closed loop: wrk at 16 and 64 connections, interleaved repetitions,
 [min-max]. Open loop: bench's `openloop` at 20/50/80 % of nginx's saturation (interleaved
 repetitions too, median), latency measured from the intended send time. CPU µs per request
 from /proc (and how much of it is user time: the rest is the kernel's socket work); resident
-memory idle, after load and holding 1,000 idle client connections.
+memory idle, after load and holding 1,000 idle client connections. Ratios against nginx and
+HAProxy are taken per repetition, between runs made back to back, and summarised as median
+[min-max].
 """
 import argparse, json, os, re, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -52,6 +54,14 @@ def report_other_load(other):
     print(f"\nOther processes used {other:.0%} of a CPU during the run.")
     if other > 0.1:
         print("warning: other work on the machine may have spoiled this run")
+
+
+def paired(a, b):
+    """a / b per repetition, median [min-max]. Each pair ran back to back, and this VM's speed
+    drifts over a run (by more than 2x); a ratio of medians mixes those phases, a ratio within
+    one repetition cancels them."""
+    ratios = [x / max(y, 1e-9) for x, y in zip(a, b)]
+    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
 
 
 def median_of(runs, key):
@@ -258,16 +268,15 @@ def main():
     print("\nResident memory (MB): idle / after load / holding 1,000 idle connections")
     for p in proxies:
         print(f"  {p:10} {idle[p]:6.1f} {after[p]:6.1f} {held[p]:6.1f}")
-    tr = lambda d, k: statistics.median(d[k])
-    p99 = lambda t, pct: median_of(openloop[(t, pct)], "p99_us")
-    print("\nRatios (trellis / peer):")
+    p99s = lambda t, pct: [o["p99_us"] for o in openloop[(t, pct)]]
+    print("\nRatios (trellis / peer), per repetition: median [min-max]")
     for peer in ("nginx", "haproxy"):
-        tails = " ".join(f"{p99('trellis', pct) / max(1, p99(peer, pct)):.2f}" for pct in RATES)
-        print(f"  vs {peer:8} CPU/req {statistics.median(cpu['trellis']) / statistics.median(cpu[peer]):.2f}"
-              f"  req/s c=64 {tr(rps, ('trellis', 64)) / tr(rps, (peer, 64)):.2f}"
-              f"  p99@{'/'.join(map(str, RATES))}% {tails}"
+        print(f"  vs {peer:8} CPU/req {paired(cpu['trellis'], cpu[peer])}"
+              f"  req/s c=64 {paired(rps[('trellis', 64)], rps[(peer, 64)])}"
               f"  h2 req/s {h2['trellis'][0] / h2[peer][0]:.2f}")
-    print(f"  vs direct  req/s c=64 {tr(rps, ('trellis', 64)) / tr(rps, ('direct', 64)):.2f}")
+        for pct in RATES:
+            print(f"    p99 at {pct}% {paired(p99s('trellis', pct), p99s(peer, pct))}")
+    print(f"  vs direct  req/s c=64 {paired(rps[('trellis', 64)], rps[('direct', 64)])}")
     report_other_load(other)
 
 

@@ -9,9 +9,9 @@
 //! system call between them.
 //!
 //! Only the single-threaded runtime (the sidecar's default) batches, since its tasks never leave
-//! the thread whose ring holds their bytes; and only plaintext TCP (TLS writes go through
-//! rustls). Elsewhere, where io_uring is not allowed (seccomp, `kernel.io_uring_disabled`), or
-//! with `TRELLIS_IO_URING=off`, writes go straight to the socket.
+//! the thread whose ring holds their bytes. TLS connections too: the proxy seals the records
+//! itself ([`Wire`]). Elsewhere, where io_uring is not allowed (seccomp,
+//! `kernel.io_uring_disabled`), or with `TRELLIS_IO_URING=off`, writes go straight to the socket.
 //!
 //! The ring owns a write's bytes until the kernel completes it. A connection's next write,
 //! shutdown or handoff waits for ([`Pending::settle`]) the one before, so bytes stay in order

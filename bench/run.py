@@ -64,11 +64,6 @@ def paired(a, b):
     return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
 
 
-def median_of(runs, key):
-    """The median of one figure over repeated open-loop runs."""
-    return statistics.median(o[key] for o in runs)
-
-
 def rss_mb(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -261,7 +256,7 @@ def main():
         print(f"  at {pct}% of nginx saturation ({int(saturation * pct / 100):,} req/s):")
         for t in targets:
             runs = openloop[(t, pct)]
-            med = lambda k: int(median_of(runs, k))
+            med = lambda k: int(statistics.median(o[k] for o in runs))
             errors = sum(o["errors"] for o in runs)
             print(f"    {t:10} {med('p50_us'):>8,} {fmt([o['p99_us'] for o in runs]):>24} {med('p999_us'):>8,}"
                   f" {med('max_us'):>9,}  errors {errors}")

@@ -124,11 +124,10 @@ struct Write {
 }
 
 impl Ring {
-    /// Queues the rest of the write in slot `index`; a queue the kernel will not take from
-    /// fails the write.
-    fn push(&mut self, index: u32) {
+    /// Queues the rest of the write in slot `index`. False when the queue stays full.
+    fn push(&mut self, index: u32) -> bool {
         let slot = &self.slots[index as usize];
-        let Some(w) = slot.write.as_ref() else { return };
+        let Some(w) = slot.write.as_ref() else { return true };
         let rest = &w.buf[w.sent..];
         let entry = opcode::Send::new(types::Fd(w.fd), rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32)
             .flags(MSG_NOSIGNAL)
@@ -140,13 +139,11 @@ impl Ring {
             // completion for this entry is reaped; a dropped ring leaks the buffers in flight.
             if unsafe { self.ring.get_mut().submission().push(&entry) }.is_ok() {
                 self.queued += 1;
-                return;
+                return true;
             }
             self.submit();
         }
-        if let Some(w) = self.slots[index as usize].write.as_mut() {
-            w.failed = Some(io::Error::other("the io_uring submission queue stays full"));
-        }
+        false
     }
 
     /// Hands the queued entries to the kernel. True when it took them all.
@@ -177,31 +174,42 @@ impl Ring {
             let (index, generation) = split(user_data);
             let Some(slot) = self.slots.get_mut(index as usize) else { continue };
             let Some(w) = slot.write.as_mut().filter(|_| slot.generation == generation) else { continue };
-            match result {
-                n if n > 0 && w.sent + n as usize >= w.buf.len() => w.sent = w.buf.len(),
+            let failed = match result {
+                n if n > 0 && w.sent + n as usize >= w.buf.len() => None,
                 n if n > 0 => {
                     w.sent += n as usize;
                     w.poll_first = true;
                     requeue.push(index);
                     continue;
                 }
-                0 => w.failed = Some(io::ErrorKind::WriteZero.into()),
+                0 => Some(io::ErrorKind::WriteZero.into()),
                 e if -e == EINTR || -e == EAGAIN => {
                     w.poll_first = true;
                     requeue.push(index);
                     continue;
                 }
-                e => w.failed = Some(io::Error::from_raw_os_error(-e)),
-            }
-            if let Some(owner) = w.owner.take() {
-                owner.wake();
-            }
-            if w.orphan || w.failed.is_none() {
-                self.release(index);
-            }
+                e => Some(io::Error::from_raw_os_error(-e)),
+            };
+            self.finish(index, failed);
         }
         for index in requeue {
-            self.push(index);
+            if !self.push(index) {
+                self.finish(index, Some(queue_full()));
+            }
+        }
+    }
+
+    /// A write is over: its owner hears of it; the slot is freed unless an error waits for the
+    /// owner to collect it.
+    fn finish(&mut self, index: u32, failed: Option<io::Error>) {
+        let Some(w) = self.slots[index as usize].write.as_mut() else { return };
+        if let Some(owner) = w.owner.take() {
+            owner.wake();
+        }
+        let keep = failed.is_some() && !w.orphan;
+        w.failed = failed;
+        if !keep {
+            self.release(index);
         }
     }
 
@@ -216,6 +224,10 @@ impl Ring {
         }
         w.failed
     }
+}
+
+fn queue_full() -> io::Error {
+    io::Error::other("the io_uring submission queue stays full")
 }
 
 /// A peer gone is an error to report, not a SIGPIPE.
@@ -308,9 +320,9 @@ impl Pending {
             slot.write = Some(Write { fd, buf, sent: 0, poll_first: false, owner: None, orphan: false, failed: None });
             let generation = slot.generation;
             ring.writes += 1;
-            ring.push(index);
-            if ring.slots[index as usize].write.as_ref().is_some_and(|w| w.failed.is_some()) {
-                return ring.release(index).map(Err);
+            if !ring.push(index) {
+                ring.release(index);
+                return Some(Err(queue_full()));
             }
             if let Some(flusher) = ring.flusher.take() {
                 flusher.wake();

@@ -55,7 +55,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Endpoints {
     pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        crate::clock::now().saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     fn state(&self, addr: &str) -> Arc<EndpointState> {

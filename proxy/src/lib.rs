@@ -34,6 +34,7 @@ pub mod balance;
 pub mod batch;
 pub mod budget;
 pub mod client;
+pub mod clock;
 pub mod control;
 pub mod endpoints;
 pub mod env;
@@ -276,7 +277,7 @@ impl Arrival {
     ) -> Self {
         let trace_id = trace::ensure(req.headers_mut());
         let line = shared.settings.access_log.then(|| (req.method().clone(), req.uri().path().to_string()));
-        Arrival { direction, started: std::time::Instant::now(), trace_id, line }
+        Arrival { direction, started: clock::now(), trace_id, line }
     }
 }
 
@@ -295,7 +296,7 @@ impl Shared {
             Ok(resp) => metrics::status_class(resp.status()),
             Err(e) => e.kind(),
         };
-        let seconds = arrival.started.elapsed().as_secs_f64();
+        let seconds = clock::now().saturating_duration_since(arrival.started).as_secs_f64();
         self.metrics.request(arrival.direction, service, version, route, status, seconds);
         let resp = result.unwrap_or_else(errors::ProxyError::into_response);
         if let Some((method, path)) = &arrival.line {

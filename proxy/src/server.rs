@@ -89,7 +89,7 @@ pub async fn serve<A, AFut, IO, S>(
             (service.clone(), accept.clone(), builder.clone(), graceful.watcher());
         let (open, mut stop) = (open.clone(), shutdown.clone());
         // The transport is made in the connection's own task: a slow handshake holds no one else.
-        tokio::spawn(async move {
+        tokio::spawn(crate::clock::Clocked::new(async move {
             let _open = open;
             let Some((io, who)) = accept(stream).await else { return };
             let served = crate::h1::serve_connection(io, &who, &mut service, HEADER_READ_TIMEOUT, &mut stop).await;
@@ -103,7 +103,7 @@ pub async fn serve<A, AFut, IO, S>(
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-        });
+        }));
     }
     drop((listener, open));
     let drained = async {

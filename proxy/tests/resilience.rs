@@ -159,6 +159,9 @@ async fn faults_delay_and_abort_as_configured() {
     let started = Instant::now();
     assert_eq!(get(proxy.outbound, "/").await.0, 200);
     assert!(started.elapsed() >= Duration::from_millis(150));
+    // The proxy times a request from its arrival to its answer, the delay within.
+    let timed: f64 = proxy.shared.metrics.series().iter().map(|s| s.sum_seconds).sum();
+    assert!((0.15..5.0).contains(&timed), "timed {timed} s");
     r.fault = Some(FaultConfig { delay: None, abort: Some(AbortConfig { percent: 100.0, status: 418 }) });
     proxy.shared.config.store(Arc::new(Applied::new(config(service(r), &[("v1", &up)])).unwrap()));
     assert_eq!(get(proxy.outbound, "/").await, (418, Some("fault-injected".into())));

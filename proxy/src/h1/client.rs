@@ -142,7 +142,7 @@ impl Pool {
         let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(addr)?;
         while let Some(Idle { mut conn, since }) = list.pop() {
-            if since.elapsed() > IDLE_TIMEOUT {
+            if crate::clock::now().saturating_duration_since(since) > IDLE_TIMEOUT {
                 // The rest are older still.
                 list.clear();
                 return None;
@@ -168,7 +168,7 @@ impl Pool {
             if list.len() >= MAX_IDLE_PER_ADDR {
                 return;
             }
-            list.push(Idle { conn, since: Instant::now() });
+            list.push(Idle { conn, since: crate::clock::now() });
         }
         if self.0.waiting.load(Ordering::Relaxed) > 0 {
             self.0.returned.notify_waiters();

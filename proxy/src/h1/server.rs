@@ -92,7 +92,7 @@ where
     };
     tokio::pin!(stopped);
     loop {
-        let now = Instant::now();
+        let now = Instant::from_std(crate::clock::now());
         let (deadline, keep_until) = (now + header_timeout, now + KEEP_BUFFERS.min(header_timeout));
         let (head, body_len, close, trailers) = loop {
             if !buf.is_empty() {
@@ -293,20 +293,22 @@ async fn write_response<IO: AsyncWrite + Wire + Unpin>(
     pending.write(io, out).await
 }
 
-/// The `Date` header's value, formatted once a second.
+/// The `Date` header's value, formatted once a second: the wall clock is read when the
+/// second the text names is over, by the task's monotonic time.
 fn date() -> [u8; 29] {
     use std::cell::RefCell;
     thread_local! {
-        static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+        static CACHE: RefCell<(Option<std::time::Instant>, [u8; 29])> = const { RefCell::new((None, [0; 29])) };
     }
-    let now = std::time::SystemTime::now();
-    let second = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    CACHE.with_borrow_mut(|(at, text)| {
-        if *at != second {
-            let formatted = httpdate::fmt_http_date(now);
+    let now = crate::clock::now();
+    CACHE.with_borrow_mut(|(until, text)| {
+        if until.is_none_or(|until| now >= until) {
+            let wall = std::time::SystemTime::now();
+            let into_second = wall.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+            let formatted = httpdate::fmt_http_date(wall);
             let n = formatted.len().min(29);
             text[..n].copy_from_slice(&formatted.as_bytes()[..n]);
-            *at = second;
+            *until = Some(now + Duration::from_secs(1) - Duration::from_nanos(into_second.into()));
         }
         *text
     })

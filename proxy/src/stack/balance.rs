@@ -48,7 +48,7 @@ where
         };
         attempt.endpoint = Some(at);
         let answer = self.inner.call(attempt);
-        let (shared, sent) = (self.shared.clone(), Instant::now());
+        let (shared, sent) = (self.shared.clone(), crate::clock::now());
         Either::Right(Reported { answer, report: Some(Report { shared, route, at, in_flight, sent }) })
     }
 }
@@ -101,7 +101,7 @@ impl Report {
             &[("dst_service", &service.name), ("dst_version", version), ("status", status)],
         );
         let outlier = &service.traffic.outlier;
-        let times = (sent, Instant::now());
+        let times = (sent, crate::clock::now());
         if shared.endpoints.record(&in_flight, addr, times, outcome, route.endpoints(), outlier) {
             m.inc("trellis_proxy_ejections_total", &[("dst_service", &service.name), ("endpoint", addr)]);
         }

@@ -77,7 +77,8 @@ pin_project_lite::pin_project! {
 
 impl<F: Future> Limited<F> {
     fn new(fut: F, ms: u64) -> Self {
-        Limited { fut: tokio::time::timeout(Duration::from_millis(ms), fut), ms }
+        let deadline = tokio::time::Instant::from_std(crate::clock::now()) + Duration::from_millis(ms);
+        Limited { fut: tokio::time::timeout_at(deadline, fut), ms }
     }
 }
 

@@ -70,6 +70,7 @@ pub fn start() -> Mode {
         slots: Vec::new(),
         free: Vec::new(),
         spare: Vec::new(),
+        reaped: Vec::new(),
         queued: 0,
         in_flight: 0,
         flusher: None,
@@ -92,6 +93,9 @@ struct Ring {
     slots: Vec<Slot>,
     free: Vec<u32>,
     spare: Vec<Vec<u8>>,
+    /// The completions of one reap, taken off the ring before they are settled (the list is
+    /// kept: one allocation per pass is a good part of a request's).
+    reaped: Vec<(u64, i32)>,
     /// Entries pushed and not yet submitted, and submitted and not yet completed.
     queued: usize,
     in_flight: usize,
@@ -168,8 +172,9 @@ impl Ring {
     /// Settles every completed write: done, failed, or (partly sent) queued again for the rest.
     fn reap(&mut self) {
         let mut requeue = Vec::new();
-        let done: Vec<_> = self.ring.get_mut().completion().map(|c| (c.user_data(), c.result())).collect();
-        for (user_data, result) in done {
+        let mut done = std::mem::take(&mut self.reaped);
+        done.extend(self.ring.get_mut().completion().map(|c| (c.user_data(), c.result())));
+        for (user_data, result) in done.drain(..) {
             self.in_flight = self.in_flight.saturating_sub(1);
             let (index, generation) = split(user_data);
             let Some(slot) = self.slots.get_mut(index as usize) else { continue };
@@ -197,6 +202,7 @@ impl Ring {
                 self.finish(index, Some(queue_full()));
             }
         }
+        self.reaped = done;
     }
 
     /// A write is over: its owner hears of it; the slot is freed unless an error waits for the

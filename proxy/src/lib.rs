@@ -39,6 +39,7 @@ pub mod control;
 pub mod endpoints;
 pub mod env;
 pub mod errors;
+pub mod gate;
 pub mod h1;
 pub mod hash;
 pub mod identity;
@@ -74,15 +75,16 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     pub endpoints: endpoints::Endpoints,
     /// Requests in flight per listener beyond this are shed with 503.
-    pub limit: Arc<tokio::sync::Semaphore>,
+    pub limit: Arc<gate::Gate>,
     /// Mirrored copies in flight beyond this are skipped, so mirroring never queues.
-    pub mirror_limit: Arc<tokio::sync::Semaphore>,
+    pub mirror_limit: Arc<gate::Gate>,
     /// Retry budgets per destination service.
     budgets: std::sync::Mutex<hash::Map<String, budget::Budget>>,
     /// Requests in flight per destination service, bounded by its `maxPendingRequests`.
-    pending: PerService,
-    /// Upstream connections per destination service, bounded by its `maxConnections`.
-    pub connections: PerService,
+    pending: PerService<gate::Gate>,
+    /// Upstream connections per destination service, bounded by its `maxConnections`: a
+    /// request may wait for one.
+    pub connections: PerService<tokio::sync::Semaphore>,
     /// This proxy's certificate and key, once the control plane issued them.
     pub identity: arc_swap::ArcSwapOption<identity::Certified>,
     /// mTLS configs made from that certificate.
@@ -92,8 +94,8 @@ pub struct Shared {
 impl Shared {
     pub fn new(settings: Settings) -> Self {
         Shared {
-            limit: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_requests)),
-            mirror_limit: Arc::new(tokio::sync::Semaphore::new(256)),
+            limit: Arc::new(gate::Gate::new(settings.max_concurrent_requests)),
+            mirror_limit: Arc::new(gate::Gate::new(256)),
             settings,
             config: ArcSwap::from_pointee(applied::Applied::default()),
             metrics: metrics::Metrics::default(),
@@ -107,8 +109,8 @@ impl Shared {
     }
 
     /// A slot among the service's pending requests, or `None` when all are taken.
-    pub fn pending_slot(&self, service: &str, limit: u32) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.pending.get(service, limit).try_acquire_owned().ok()
+    pub fn pending_slot(&self, service: &str, limit: u32) -> Option<gate::Pass> {
+        self.pending.get(service, limit, gate::Gate::new).try_pass()
     }
 
     /// Waits until the proxy holds its certificate, when it is meant to have one (a join
@@ -141,18 +143,23 @@ impl Shared {
     }
 }
 
-/// A semaphore per service, sized by its policy. A new size starts a new count; holders of
-/// the old one finish on it.
-#[derive(Default)]
-pub struct PerService(std::sync::Mutex<hash::Map<String, (u32, Arc<tokio::sync::Semaphore>)>>);
+/// A bound per service (a gate or a semaphore), sized by its policy. A new size starts a new
+/// count; holders of the old one finish on it.
+pub struct PerService<T>(std::sync::Mutex<hash::Map<String, (u32, Arc<T>)>>);
 
-impl PerService {
-    pub fn get(&self, service: &str, limit: u32) -> Arc<tokio::sync::Semaphore> {
+impl<T> Default for PerService<T> {
+    fn default() -> Self {
+        PerService(Default::default())
+    }
+}
+
+impl<T> PerService<T> {
+    pub fn get(&self, service: &str, limit: u32, make: impl FnOnce(usize) -> T) -> Arc<T> {
         let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match all.get(service) {
             Some((l, s)) if *l == limit => s.clone(),
             _ => {
-                let s = Arc::new(tokio::sync::Semaphore::new(limit as usize));
+                let s = Arc::new(make(limit as usize));
                 all.insert(service.to_string(), (limit, s.clone()));
                 s
             }

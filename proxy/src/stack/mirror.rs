@@ -27,7 +27,7 @@ impl<S> Mirror<S> {
     fn copy(&self, target: &Target<Replay>) {
         let Some(m) = &target.route.rule().mirror else { return };
         let (Replay::Buffered(bytes), true) = (&target.body, fastrand::f64() * 100.0 < m.percent) else { return };
-        let Ok(permit) = self.shared.mirror_limit.clone().try_acquire_owned() else { return };
+        let Some(permit) = self.shared.mirror_limit.try_pass() else { return };
         let service = &target.route.service;
         let lb = service.traffic.load_balancer;
         let endpoints = target.route.endpoints();

@@ -11,7 +11,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready as ready_poll};
-use tokio::sync::OwnedSemaphorePermit;
 
 #[derive(Clone)]
 pub struct Route<S> {
@@ -32,7 +31,7 @@ impl<S> Route<S> {
         &self,
         req: &http::Request<ReqBody>,
         dest: &mut Dest,
-    ) -> Result<(Arc<super::Route>, OwnedSemaphorePermit), ProxyError> {
+    ) -> Result<(Arc<super::Route>, crate::gate::Pass), ProxyError> {
         let applied = self.shared.config.load_full();
         if applied.version.is_empty() {
             return Err(ProxyError::NoConfig);
@@ -64,7 +63,7 @@ where
 {
     type Response = Routed;
     type Error = Failed;
-    type Future = Either<Ready<Result<Routed, Failed>>, Labelled<S::Future, OwnedSemaphorePermit>>;
+    type Future = Either<Ready<Result<Routed, Failed>>, Labelled<S::Future, crate::gate::Pass>>;
     always_ready!();
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {

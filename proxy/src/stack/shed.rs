@@ -7,7 +7,6 @@ use crate::client::ReqBody;
 use crate::errors::ProxyError;
 use futures::future::{Either, Ready, ready};
 use std::sync::Arc;
-use tokio::sync::OwnedSemaphorePermit;
 
 #[derive(Clone)]
 pub struct Shed<S> {
@@ -29,14 +28,14 @@ where
 {
     type Response = Routed;
     type Error = Failed;
-    type Future = Either<Ready<Result<Routed, Failed>>, Hold<S::Future, OwnedSemaphorePermit>>;
+    type Future = Either<Ready<Result<Routed, Failed>>, Hold<S::Future, crate::gate::Pass>>;
     always_ready!();
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        match self.shared.limit.clone().try_acquire_owned() {
+        match self.shared.limit.try_pass() {
             // Held until the response head: a request counts while the proxy works on it.
-            Ok(permit) => Either::Right(Hold::new(self.inner.call(req), permit)),
-            Err(_) => {
+            Some(pass) => Either::Right(Hold::new(self.inner.call(req), pass)),
+            None => {
                 self.shared.metrics.inc("trellis_proxy_shed_total", &[("direction", self.direction)]);
                 Either::Left(ready(Err(ProxyError::Overloaded.into())))
             }

@@ -69,9 +69,18 @@ pub fn encode_head(method: &Method, path: &str, headers: &HeaderMap, host: &str,
 /// Headers that describe one connection, not the message, and so never cross this proxy
 /// (RFC 9110 §7.6.1): in either direction, on either side.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    use http::header::*;
-    [CONNECTION, TRANSFER_ENCODING, UPGRADE, TE, PROXY_AUTHORIZATION, PROXY_AUTHENTICATE].contains(name)
-        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+    // One match on the name (its length first), not a comparison per hop-by-hop header.
+    matches!(
+        name.as_str(),
+        "connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+            | "keep-alive"
+            | "proxy-connection"
+    )
 }
 
 /// How a response's body is delimited (RFC 9112 §6.3).

@@ -263,7 +263,11 @@ impl tower_service::Service<http::Uri> for Connector {
             });
             slots = config.service_at(&addr).and_then(|service| {
                 let limit = config.services.get(service)?.traffic.limits.max_connections;
-                Some((service.to_string(), shared.connections.get(service, limit, tokio::sync::Semaphore::new), shared.clone()))
+                Some((
+                    service.to_string(),
+                    shared.connections.get(service, limit, tokio::sync::Semaphore::new),
+                    shared.clone(),
+                ))
             });
         }
         let (connecting, h2) = (self.http.call(uri), self.h2);

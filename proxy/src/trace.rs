@@ -41,11 +41,12 @@ pub fn ensure(headers: &mut HeaderMap) -> TraceId {
     TraceId(id)
 }
 
-fn hex(mut n: u64, out: &mut [u8]) {
+fn hex(n: u64, out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in out.iter_mut().rev() {
-        *b = DIGITS[(n & 0xf) as usize];
-        n >>= 4;
+    // A byte at a time, each independent of the last: no chain of shifts through `n`.
+    for (pair, byte) in out.chunks_exact_mut(2).zip(n.to_be_bytes()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
 }
 

@@ -235,9 +235,9 @@ async fn write_response<IO: AsyncWrite + Wire + Unpin>(
     // What follows goes after the last response.
     pending.settle().await?;
     let (parts, mut body) = resp.into_parts();
-    let framing = Out::of(method, parts.status, &parts.headers, body.size_hint().exact());
     out.clear();
-    wire::encode_response_head(parts.status, &parts.headers, framing, close, &date(), out);
+    let (head_request, length) = (*method == Method::HEAD, body.size_hint().exact());
+    let framing = wire::encode_response_head(parts.status, &parts.headers, head_request, length, close, &date(), out);
     let mut left = match framing {
         Out::Nothing => 0,
         Out::Length(n) => n,

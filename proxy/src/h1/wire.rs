@@ -355,47 +355,34 @@ pub enum Out {
     Nothing,
 }
 
-impl Out {
-    /// The framing for a response to `method` with this status and headers, whose body is
-    /// exactly `length` bytes when that is known.
-    pub fn of(method: &Method, status: StatusCode, headers: &HeaderMap, length: Option<u64>) -> Out {
-        let bodiless =
-            status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-        if bodiless || *method == Method::HEAD {
-            return Out::Nothing;
-        }
-        let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse().ok());
-        match declared.or(length) {
-            Some(n) => Out::Length(n),
-            None => Out::Chunked,
-        }
-    }
-}
-
-/// Writes a response's status line and headers, framing the body as `out` says. `date` is
-/// added when the response has none.
+/// Writes a response's status line and headers, and frames its body: by the Content-Length
+/// it declares, else by `length` (the body's exact size, when known), else chunked; with no
+/// body at all after a HEAD request (`head_request`) or for 1xx, 204 and 304. `date` is added
+/// when the response has none. One pass over the headers: a lookup first would hash again.
 pub fn encode_response_head(
     status: StatusCode,
     headers: &HeaderMap,
-    framing: Out,
+    head_request: bool,
+    length: Option<u64>,
     close: bool,
     date: &[u8],
     out: &mut Vec<u8>,
-) {
+) -> Out {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    // Noted on the way past: a lookup afterwards hashes the name again.
-    let (mut has_date, mut has_length) = (false, false);
+    let (mut has_date, mut declared) = (false, None);
     for (name, value) in headers {
         has_date |= name == http::header::DATE;
         if name == http::header::CONTENT_LENGTH {
-            has_length = true;
-            if framing == Out::Chunked {
+            let n = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok());
+            // The first valid one frames the body; a broken or second one does not travel.
+            if n.is_none() || declared.is_some() {
                 continue;
             }
+            declared = n;
         }
         if is_hop_by_hop(name) {
             continue;
@@ -405,8 +392,17 @@ pub fn encode_response_head(
     if !has_date {
         header_line(b"date", date, out);
     }
+    let bodiless = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = match declared.or(length) {
+        _ if bodiless => Out::Nothing,
+        Some(n) => Out::Length(n),
+        None => Out::Chunked,
+    };
     match framing {
-        Out::Length(n) if !has_length => header_line(b"content-length", n.to_string().as_bytes(), out),
+        Out::Length(n) if declared.is_none() => header_line(b"content-length", n.to_string().as_bytes(), out),
         Out::Chunked => header_line(b"transfer-encoding", b"chunked", out),
         Out::Length(_) | Out::Nothing => {}
     }
@@ -414,9 +410,12 @@ pub fn encode_response_head(
         header_line(b"connection", b"close", out);
     }
     out.extend_from_slice(b"\r\n");
+    framing
 }
 
 fn header_line(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
+    // One check for room, not four.
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -601,29 +600,41 @@ mod tests {
         headers.insert("connection", HeaderValue::from_static("keep-alive"));
         headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         let ok = StatusCode::OK;
-        assert_eq!(Out::of(&Method::GET, ok, &headers, Some(3)), Out::Length(3));
-        assert_eq!(Out::of(&Method::GET, ok, &headers, None), Out::Chunked);
-        assert_eq!(Out::of(&Method::HEAD, ok, &headers, Some(3)), Out::Nothing);
-        assert_eq!(Out::of(&Method::GET, StatusCode::NOT_MODIFIED, &headers, None), Out::Nothing);
+        let encode = |status, headers: &HeaderMap, head_request, length| {
+            let mut out = Vec::new();
+            let framing = encode_response_head(status, headers, head_request, length, false, b"now", &mut out);
+            (framing, String::from_utf8(out).unwrap())
+        };
+        assert_eq!(encode(ok, &headers, false, Some(3)).0, Out::Length(3));
+        assert_eq!(encode(ok, &headers, false, None).0, Out::Chunked);
+        assert_eq!(encode(ok, &headers, true, Some(3)).0, Out::Nothing);
+        assert_eq!(encode(StatusCode::NOT_MODIFIED, &headers, false, None).0, Out::Nothing);
         let mut out = Vec::new();
-        encode_response_head(ok, &headers, Out::Length(3), true, b"Thu, 26 Nov 2026 23:00:00 GMT", &mut out);
+        encode_response_head(ok, &headers, false, Some(3), true, b"Thu, 26 Nov 2026 23:00:00 GMT", &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: Thu, 26 Nov 2026 23:00:00 GMT\r\ncontent-length: 3\r\nconnection: close\r\n\r\n"
         );
+        let (framing, text) = encode(StatusCode::NOT_FOUND, &headers, false, None);
+        assert_eq!(framing, Out::Chunked);
+        assert!(
+            text.starts_with("HTTP/1.1 404 Not Found\r\n") && text.contains("transfer-encoding: chunked"),
+            "{text}"
+        );
         headers.insert("content-length", HeaderValue::from_static("9"));
         headers.insert("date", HeaderValue::from_static("then"));
-        assert_eq!(Out::of(&Method::GET, ok, &headers, None), Out::Length(9), "a declared length wins");
-        let mut out = Vec::new();
-        encode_response_head(StatusCode::NOT_FOUND, &headers, Out::Chunked, false, b"now", &mut out);
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n") && text.contains("date: then\r\n"));
-        assert!(text.contains("transfer-encoding: chunked") && !text.contains("content-length"), "{text}");
-        let mut out = Vec::new();
-        encode_response_head(ok, &headers, Out::Length(9), false, b"now", &mut out);
-        let text = String::from_utf8(out).unwrap();
+        let (framing, text) = encode(ok, &headers, false, None);
+        assert_eq!(framing, Out::Length(9), "a declared length wins");
         assert_eq!(text.matches("content-length").count(), 1, "{text}");
         assert_eq!(text.matches("date").count(), 1, "{text}");
+        assert!(text.contains("date: then\r\n") && !text.contains("chunked"), "{text}");
+        let (framing, text) = encode(ok, &headers, true, Some(0));
+        assert_eq!(framing, Out::Nothing);
+        assert!(text.contains("content-length: 9\r\n"), "a HEAD response says the length a GET's would have: {text}");
+        headers.insert("content-length", HeaderValue::from_static("nine"));
+        let (framing, text) = encode(ok, &headers, false, Some(4));
+        assert_eq!(framing, Out::Length(4), "a broken length is not believed");
+        assert!(text.contains("content-length: 4\r\n") && !text.contains("nine"), "{text}");
         let mut out = Vec::new();
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", HeaderValue::from_static("0"));

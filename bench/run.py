@@ -56,6 +56,13 @@ def report_other_load(other):
         print("warning: other work on the machine may have spoiled this run")
 
 
+def fell_behind(run):
+    """The run fell behind its rate and was still behind at the end: the requests due in its last
+    tenth waited ten times the run's median and over a millisecond. On this VM a whole run can
+    slow 2x for a while, which at 80 % load is an overload, whichever server it happens to."""
+    return run["last_tenth_p50_us"] > max(10 * run["p50_us"], 1000)
+
+
 def paired(a, b):
     """a / b per repetition, median [min-max]. Each pair ran back to back, and this VM's speed
     drifts over a run (by more than 2x); a ratio of medians mixes those phases, a ratio within
@@ -251,15 +258,16 @@ def main():
         u = f"{statistics.median(cpu_user[t]):.1f}" if t in cpu_user else "-"
         print(f"{t:10} {fmt(rps[(t, 16)]):>28} {fmt(rps[(t, 64)]):>28} {c:>22} {u:>11} {h:>10}")
     print(f"\nOpen loop (latency from intended send time, µs), median of {args.open_reps}: "
-          "p50 / p99 [min-max] / p99.9 / max")
+          "p50 / p99 [min-max] / p99.9 / max; behind: runs that fell behind the rate and had not caught up at the end")
     for pct in RATES:
         print(f"  at {pct}% of nginx saturation ({int(saturation * pct / 100):,} req/s):")
         for t in targets:
             runs = openloop[(t, pct)]
             med = lambda k: int(statistics.median(o[k] for o in runs))
             errors = sum(o["errors"] for o in runs)
+            behind = sum(fell_behind(o) for o in runs)
             print(f"    {t:10} {med('p50_us'):>8,} {fmt([o['p99_us'] for o in runs]):>24} {med('p999_us'):>8,}"
-                  f" {med('max_us'):>9,}  errors {errors}")
+                  f" {med('max_us'):>9,}  errors {errors}  behind {behind}")
     print("\nResident memory (MB): idle / after load / holding 1,000 idle connections")
     for p in proxies:
         print(f"  {p:10} {idle[p]:6.1f} {after[p]:6.1f} {held[p]:6.1f}")

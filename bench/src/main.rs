@@ -45,11 +45,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Instant>(total as usize + 1);
     let rx = Arc::new(Mutex::new(rx));
     let histogram = Arc::new(std::sync::Mutex::new(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    // The requests due in the run's last tenth, apart: when the server (or the machine under
+    // it) falls behind the rate, their latency grows until the end instead of settling.
+    let last = Arc::new(std::sync::Mutex::new(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let start = Instant::now();
+    let last_from = start + Duration::from_secs(args.duration) * 9 / 10;
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..args.connections {
-        let (rx, histogram, errors, target, host) =
-            (rx.clone(), histogram.clone(), errors.clone(), args.target.clone(), args.host.clone());
+        let (rx, histogram, last, errors, target, host) =
+            (rx.clone(), histogram.clone(), last.clone(), errors.clone(), args.target.clone(), args.host.clone());
         workers.push(tokio::spawn(async move {
             let mut conn = None;
             loop {
@@ -58,6 +63,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let micros = intended.elapsed().as_micros() as u64;
                 if ok {
                     let _ = histogram.lock().unwrap().record(micros.max(1));
+                    if intended >= last_from {
+                        let _ = last.lock().unwrap().record(micros.max(1));
+                    }
                 } else {
                     errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     conn = None;
@@ -65,7 +73,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }));
     }
-    let start = Instant::now();
     for i in 0..total {
         let due = start + interval * i as u32;
         pace(due).await;
@@ -87,6 +94,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "p99_us": h.value_at_quantile(0.99),
         "p999_us": h.value_at_quantile(0.999),
         "max_us": h.max(),
+        "last_tenth_p50_us": last.lock().unwrap().value_at_quantile(0.5),
     });
     println!("{report}");
     Ok(())

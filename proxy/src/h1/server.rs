@@ -340,6 +340,16 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
+    #[test]
+    fn the_date_header_names_the_current_second_and_moves_with_it() {
+        let parse = |d: [u8; 29]| httpdate::parse_http_date(std::str::from_utf8(&d).unwrap()).unwrap();
+        let first = parse(date());
+        let behind = std::time::SystemTime::now().duration_since(first).unwrap();
+        assert!(behind < Duration::from_secs(1), "{behind:?}");
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(parse(date()) > first, "a later second, a later date");
+    }
+
     /// Answers every request 200 with an empty body.
     #[derive(Clone)]
     struct Ok200;

@@ -58,8 +58,8 @@ def report_other_load(other):
 
 def fell_behind(run):
     """The run fell behind its rate and was still behind at the end: the requests due in its last
-    tenth waited ten times the run's median and over a millisecond. On this VM a whole run can
-    slow 2x for a while, which at 80 % load is an overload, whichever server it happens to."""
+    tenth waited ten times the run's median and over a millisecond. At 80 % load a stretch in
+    which the servers' core runs slow, or runs something else, does that to any server."""
     return run["last_tenth_p50_us"] > max(10 * run["p50_us"], 1000)
 
 

@@ -35,11 +35,6 @@ impl Gate {
             }
         }
     }
-
-    /// Places held now.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
-    }
 }
 
 impl Drop for Pass {
@@ -52,6 +47,10 @@ impl Drop for Pass {
 mod tests {
     use super::*;
 
+    fn held(gate: &Gate) -> usize {
+        gate.held.load(Ordering::Relaxed)
+    }
+
     #[test]
     fn at_most_limit_passes_are_out_and_a_returned_one_is_given_again() {
         let gate = Arc::new(Gate::new(2));
@@ -61,7 +60,7 @@ mod tests {
         let c = gate.try_pass().expect("a returned place is free");
         assert!(gate.try_pass().is_none());
         drop((b, c));
-        assert_eq!(gate.held(), 0);
+        assert_eq!(held(&gate), 0);
         assert!(Arc::new(Gate::new(0)).try_pass().is_none(), "a limit of 0 lets nothing through");
     }
 
@@ -75,7 +74,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for _ in 0..20_000 {
                         if let Some(pass) = gate.try_pass() {
-                            most.fetch_max(gate.held(), Ordering::Relaxed);
+                            most.fetch_max(held(&gate), Ordering::Relaxed);
                             drop(pass);
                         }
                     }
@@ -84,6 +83,6 @@ mod tests {
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert!(most.load(Ordering::Relaxed) <= 3);
-        assert_eq!(gate.held(), 0);
+        assert_eq!(held(&gate), 0);
     }
 }

@@ -289,10 +289,11 @@ impl Metrics {
         let info = render_labels(&[("proxy_id", proxy_id), ("version", config_version)]);
         let _ = writeln!(out, "trellis_proxy_config_info{{{info}}} 1");
         // This thread's: one runtime thread is the only one that batches.
-        let (writes, submits) = crate::batch::stats();
+        let batch = crate::batch::stats();
         for (name, help, value) in [
-            ("trellis_proxy_batched_writes_total", "Socket writes submitted in batches through io_uring.", writes),
-            ("trellis_proxy_write_submits_total", "io_uring submissions that carried them.", submits),
+            ("trellis_proxy_batched_writes_total", "Socket writes handed to the per-pass batch.", batch.writes),
+            ("trellis_proxy_write_submits_total", "io_uring submissions that carried several of them.", batch.submits),
+            ("trellis_proxy_write_sends_total", "Writes alone in their pass, sent with one send.", batch.alone),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         }

@@ -139,8 +139,11 @@ async fn proxies_speak_mtls_and_the_inbound_side_admits_by_identity_and_policy()
     let (status, body) = http_get(inventory.inbound, "inventory", "/stock").await.unwrap();
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("AccessPolicy/inventory-readers"), "{body}");
-    let (writes, submits) = trellis_proxy::batch::stats();
-    assert!(writes > 0 && submits > 0, "the proxies' writes went through the batch: {writes} {submits}");
+    let batch = trellis_proxy::batch::stats();
+    assert!(
+        batch.writes > 0 && batch.submits + batch.alone > 0,
+        "the proxies' writes went through the batch: {batch:?}"
+    );
     cp.shutdown().await;
 }
 

@@ -23,6 +23,8 @@
 
 use crate::transport::Wire;
 use io_uring::{IoUring, opcode, types};
+// MSG_NOSIGNAL: a peer gone is an error to report, not a SIGPIPE.
+use libc::{EAGAIN, EBUSY, EINTR, MSG_NOSIGNAL};
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
@@ -89,7 +91,8 @@ pub fn start() -> Mode {
 pub struct Stats {
     /// Writes handed over.
     pub writes: u64,
-    /// `io_uring_enter` calls that submitted some: writes over submits is the batch size.
+    /// `io_uring_enter` calls that submitted some: the writes not sent alone, over these, are
+    /// the batch size.
     pub submits: u64,
     /// Writes alone in their pass, sent with one `send`.
     pub alone: u64,
@@ -296,10 +299,7 @@ fn queue_full() -> io::Error {
     io::Error::other("the io_uring submission queue stays full")
 }
 
-/// A peer gone is an error to report, not a SIGPIPE.
-const MSG_NOSIGNAL: i32 = libc::MSG_NOSIGNAL;
 const RECVSEND_POLL_FIRST: u16 = 1;
-use libc::{EAGAIN, EBUSY, EINTR};
 
 fn key(index: u32, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(index)

@@ -292,7 +292,7 @@ impl Metrics {
         let batch = crate::batch::stats();
         for (name, help, value) in [
             ("trellis_proxy_batched_writes_total", "Socket writes handed to the per-pass batch.", batch.writes),
-            ("trellis_proxy_write_submits_total", "io_uring submissions that carried several of them.", batch.submits),
+            ("trellis_proxy_write_submits_total", "io_uring submissions carrying the other writes.", batch.submits),
             ("trellis_proxy_write_sends_total", "Writes alone in their pass, sent with one send.", batch.alone),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");

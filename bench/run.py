@@ -22,9 +22,14 @@ TICK = os.sysconf("SC_CLK_TCK")
 RATES = (20, 50, 80)  # open-loop rates, % of nginx's saturation
 
 
+def stat(pid):
+    """The fields of /proc/`pid`/stat after the command name (which may hold spaces): state first."""
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid):
     """User and system CPU seconds of `pid` so far."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = stat(pid)
     return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
@@ -43,7 +48,7 @@ def task_times():
         try:
             for tid in os.listdir(f"/proc/{pid}/task"):
                 times[(pid, tid)] = int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0])
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            fields = stat(pid)
             times[(pid, "reaped")] = (int(fields[13]) + int(fields[14])) * 1_000_000_000 // TICK
         except (OSError, IndexError, ValueError):  # gone meanwhile
             pass
@@ -243,7 +248,7 @@ def main():
         saturation = statistics.median(rps[("nginx", 64)])
         # Repeated and interleaved, like the closed loop: one disturbed slot moves a tail figure a lot.
         openloop = {(t, pct): [] for t in targets for pct in RATES}
-        disturbed, kept = [], 0
+        disturbed, kept, own = [], 0, ours(procs)
         for _ in range(args.open_reps):
             for pct in RATES:
                 rate = int(saturation * pct / 100)
@@ -253,7 +258,7 @@ def main():
                         out = subprocess.run(["taskset", "-c", "1", os.path.join(args.bin_dir, "openloop"), "--target",
                                               f"127.0.0.1:{port_of[t]}", "--rate", str(rate), "--duration",
                                               str(args.seconds)], capture_output=True, text=True).stdout
-                        used, top = others(before, ours(procs))
+                        used, top = others(before, own)
                         if used <= DISTURBED * args.seconds:
                             break
                         disturbed.append((t, pct, used, top))
@@ -274,7 +279,7 @@ def main():
             held[p] = rss_mb(procs[p].pid)
             for s in socks:
                 s.close()
-        other = others(since, ours(procs))[0] / (time.time() - started)
+        other = others(since, own)[0] / (time.time() - started)
     finally:
         for p in procs.values():
             p.terminate()

@@ -168,14 +168,13 @@ impl Ring {
     /// Sends what this pass handed over: alone, with one `send`; else in the ring, submitted
     /// together. True when the kernel took them all.
     fn flush(&mut self) -> bool {
+        // A partly sent write stays held, and goes on in the ring.
         if let [index] = self.held[..]
             && self.queued == 0
+            && self.send_now(index)
         {
             self.held.clear();
-            if self.send_now(index) {
-                return true;
-            }
-            self.held.push(index);
+            return true;
         }
         for index in std::mem::take(&mut self.held) {
             if !self.push(index) {
@@ -522,11 +521,10 @@ mod tests {
             p.settle().await.unwrap();
         }
         let after = stats();
-        assert_eq!((after.writes, after.submits, after.alone), (before.writes + 3, before.submits + 1, before.alone));
+        assert_eq!(after, Stats { writes: before.writes + 3, submits: before.submits + 1, ..before });
         pending[0].write(&mut pairs[0].0, b" alone").await.unwrap();
         pending[0].settle().await.unwrap();
-        let last = stats();
-        assert_eq!((last.writes, last.submits, last.alone), (after.writes + 1, after.submits, after.alone + 1));
+        assert_eq!(stats(), Stats { writes: after.writes + 1, alone: after.alone + 1, ..after });
         let mut got = [0; 14];
         pairs[0].1.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"together alone");

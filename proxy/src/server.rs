@@ -97,7 +97,13 @@ pub async fn serve<A, AFut, IO, S>(
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let mut req = req.map(|b| b.boxed_unsync());
                 with_peer(&mut req, &who);
-                service.clone().call(req)
+                // hyper writes the map: the upstream's raw header lines go into it first.
+                let answer = service.clone().call(req);
+                async move {
+                    let mut resp = answer.await?;
+                    crate::h1::into_header_map(&mut resp);
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             if let Err(e) = watcher.watch(conn).await {

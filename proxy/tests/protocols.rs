@@ -45,6 +45,17 @@ async fn curl_and_h2load_through_the_proxy_to_python_http_server() {
     let head = curl(&["-I"]).0;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.to_lowercase().contains("content-length: 18"), "{head}");
+    // Python's own headers arrive, once each, by HTTP/1.1 (copied as written) and by h2c
+    // (through hyper's header map).
+    for (extra, status) in [(None, "HTTP/1.1 200 OK"), (Some("--http2-prior-knowledge"), "HTTP/2 200")] {
+        let (text, _) = curl(&[&["-si"][..], extra.as_slice()].concat());
+        let lower = text.to_lowercase();
+        assert!(text.starts_with(status), "{text}");
+        for header in ["server: simplehttp/", "content-type: text/plain", "last-modified: ", "date: "] {
+            assert_eq!(lower.matches(header).count(), 1, "{header} in {text}");
+        }
+        assert!(text.ends_with("\r\n\r\nhello from python\n"), "{text}");
+    }
 
     let o = Command::new("h2load")
         .args(["-n", "200", "-c", "4", "-m", "4", "-H", ":authority: svc", &format!("http://{out}/hello.txt")])

@@ -133,7 +133,7 @@ impl Pool {
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = head.status;
-        *resp.headers_mut() = head.headers;
+        resp.extensions_mut().insert(head.headers);
         resp
     }
 

@@ -9,11 +9,14 @@
 //! pooled connection ([`Pool`]). Whatever is not the common case goes to hyper: a connection
 //! whose request is HTTP/2, HTTP/1.0, an upgrade, `Expect: 100-continue`, a chunked or large
 //! body, or not understood is handed over whole, with the bytes already read; streamed request
-//! bodies and HTTP/2 upstreams use hyper's clients.
+//! bodies and HTTP/2 upstreams use hyper's clients. A response from the pool keeps its
+//! headers as the upstream wrote them (see [`raw`]).
 
 mod client;
+mod raw;
 mod server;
 mod wire;
 
 pub use client::Pool;
+pub use raw::{RawHeaders, into_header_map};
 pub use server::{Served, Socket, serve_connection};

@@ -237,7 +237,7 @@ async fn write_response<IO: AsyncWrite + Wire + Unpin>(
     let (parts, mut body) = resp.into_parts();
     out.clear();
     let (head_request, length) = (*method == Method::HEAD, body.size_hint().exact());
-    let framing = wire::encode_response_head(parts.status, &parts.headers, head_request, length, close, &date(), out);
+    let framing = wire::encode_response_head(&parts, head_request, length, close, &date(), out);
     let mut left = match framing {
         Out::Nothing => 0,
         Out::Length(n) => n,

@@ -2,6 +2,7 @@
 //! out, response heads read in and written out, chunked bodies decoded and encoded. The I/O
 //! around them is in `client` and `server`.
 
+use super::raw::RawHeaders;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
@@ -69,19 +70,19 @@ pub fn encode_head(method: &Method, path: &str, headers: &HeaderMap, host: &str,
 /// Headers that describe one connection, not the message, and so never cross this proxy
 /// (RFC 9110 §7.6.1): in either direction, on either side.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    // One match on the name (its length first), not a comparison per hop-by-hop header.
-    matches!(
-        name.as_str(),
-        "connection"
-            | "transfer-encoding"
-            | "upgrade"
-            | "te"
-            | "proxy-authorization"
-            | "proxy-authenticate"
-            | "keep-alive"
-            | "proxy-connection"
-    )
+    HOP_BY_HOP.contains(&name.as_str())
 }
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "keep-alive",
+    "proxy-connection",
+];
 
 /// How a response's body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,10 +97,34 @@ pub enum Framing {
 #[derive(Debug)]
 pub struct Head {
     pub status: StatusCode,
-    pub headers: HeaderMap,
+    pub headers: RawHeaders,
     pub framing: Framing,
     /// The upstream keeps the connection open after this response.
     pub keep_alive: bool,
+}
+
+/// A response header line's part in the framing of the message.
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    Connection,
+    TransferEncoding,
+    ContentLength,
+    /// Another of the connection's own headers.
+    HopByHop,
+    Date,
+    Other,
+}
+
+fn role(name: &str) -> Role {
+    let is = |known: &str| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        4 if is("date") => Role::Date,
+        10 if is("connection") => Role::Connection,
+        14 if is("content-length") => Role::ContentLength,
+        17 if is("transfer-encoding") => Role::TransferEncoding,
+        _ if HOP_BY_HOP.iter().any(|h| h.len() == name.len() && is(h)) => Role::HopByHop,
+        _ => Role::Other,
+    }
 }
 
 /// Takes one response head off the front of `buf`. `Ok(None)`: not all of it has arrived.
@@ -107,6 +132,9 @@ pub struct Head {
 /// must. Connection-level headers stay behind: they describe the upstream's connection.
 pub fn parse_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, WireError> {
     loop {
+        if buf.is_empty() {
+            return Ok(None);
+        }
         let mut slots = slots();
         let mut parsed = httparse::Response::new(&mut []);
         let len =
@@ -123,59 +151,84 @@ pub fn parse_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, 
             continue;
         }
         let http10 = parsed.version == Some(0);
-        // Offsets first: the values are then sliced, not copied, out of the frozen head.
+        // Each line runs from its name to the next one's; the last, to the blank line.
         let base = buf.as_ptr() as usize;
-        let mut spans = Spans::new();
-        for h in parsed.headers.iter() {
-            let name =
-                HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| WireError::Head(httparse::Error::HeaderName))?;
-            spans.push((name, h.value.as_ptr() as usize - base, h.value.len()));
+        let starts = || parsed.headers.iter().map(|h| h.name.as_ptr() as usize - base);
+        let blank_line = if buf[..len].ends_with(b"\r\n\r\n") || buf[..len].ends_with(b"\n\r\n") { 2 } else { 1 };
+        let ends = starts().skip(1).chain([len - blank_line]);
+        let mut lines: Lines = Lines::new();
+        let (mut framing, mut keep_alive, mut has_date) = (None, !http10, false);
+        for ((h, start), end) in parsed.headers.iter().zip(starts()).zip(ends) {
+            // Only the framing headers' values are read.
+            let text = || std::str::from_utf8(h.value).unwrap_or_default();
+            let role = role(h.name);
+            match role {
+                Role::Connection if has_token(text(), "close") => keep_alive = false,
+                Role::Connection if http10 && has_token(text(), "keep-alive") => keep_alive = true,
+                Role::TransferEncoding => {
+                    // Chunked must be the last coding; anything else is read to the end.
+                    let last = text().rsplit(',').next().unwrap_or_default();
+                    framing =
+                        Some(if last.trim().eq_ignore_ascii_case("chunked") { Framing::Chunked } else { Framing::Eof });
+                }
+                Role::ContentLength if !matches!(framing, Some(Framing::Chunked | Framing::Eof)) => {
+                    let n = text().trim().parse::<u64>().map_err(|_| WireError::ContentLength)?;
+                    match framing {
+                        Some(Framing::Length(m)) if m != n => return Err(WireError::ContentLength),
+                        // The same length again says nothing more.
+                        Some(Framing::Length(_)) => continue,
+                        _ => framing = Some(Framing::Length(n)),
+                    }
+                }
+                Role::Date => has_date = true,
+                _ => {}
+            }
+            if matches!(role, Role::Other | Role::Date | Role::ContentLength) {
+                lines.push((start, end, role == Role::ContentLength));
+            }
         }
-        let mut headers = HeaderMap::with_capacity(spans.len());
-        let mut framing = None;
-        let mut keep_alive = !http10;
         let head = buf.split_to(len).freeze();
-        for (name, at, n) in spans.drain(..) {
-            let value = value(&head, at, n);
-            if name == http::header::CONNECTION {
-                let tokens = value.to_str().unwrap_or_default();
-                if has_token(tokens, "close") {
-                    keep_alive = false;
-                } else if http10 && has_token(tokens, "keep-alive") {
-                    keep_alive = true;
-                }
-                continue;
+        // Transfer-Encoding wins over Content-Length, which must then not travel on.
+        let declared = match framing {
+            Some(Framing::Length(n)) => Some(n),
+            _ => {
+                lines.retain(|(_, _, length)| !*length);
+                None
             }
-            if name == http::header::TRANSFER_ENCODING {
-                // Chunked must be the last coding; anything else is read to the end.
-                let last = value.to_str().unwrap_or_default().rsplit(',').next().unwrap_or_default();
-                framing =
-                    Some(if last.trim().eq_ignore_ascii_case("chunked") { Framing::Chunked } else { Framing::Eof });
-                continue;
-            }
-            if name == http::header::CONTENT_LENGTH && !matches!(framing, Some(Framing::Chunked | Framing::Eof)) {
-                let n =
-                    value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or(WireError::ContentLength)?;
-                if matches!(framing, Some(Framing::Length(m)) if m != n) {
-                    return Err(WireError::ContentLength);
-                }
-                framing = Some(Framing::Length(n));
-            }
-            if is_hop_by_hop(&name) {
-                continue;
-            }
-            headers.append(name, value);
-        }
-        if matches!(framing, Some(Framing::Chunked | Framing::Eof)) {
-            // Transfer-Encoding wins over Content-Length, which must then not travel on.
-            headers.remove(http::header::CONTENT_LENGTH);
-        }
+        };
+        let headers = RawHeaders::new(kept_lines(&head, &lines), declared, has_date);
         let bodiless = *request == Method::HEAD || code == 204 || code == 304 || code == 101;
         let framing = if bodiless { Framing::Length(0) } else { framing.unwrap_or(Framing::Eof) };
         if framing == Framing::Eof || code == 101 {
             keep_alive = false;
         }
         return Ok(Some(Head { status, headers, framing, keep_alive }));
+    }
+}
+
+/// The lines of a head that travel on: where each starts and ends, and whether it is a
+/// `Content-Length`. On the stack for a usual head.
+type Lines = smallvec::SmallVec<[(usize, usize, bool); 16]>;
+
+/// The kept lines of `head`: a slice of it when they follow one another and end in CRLF, as
+/// they do unless a connection header sat between them or a line ended in a bare LF;
+/// otherwise a copy with those lines left out and bare LFs made CRLF.
+fn kept_lines(head: &Bytes, lines: &Lines) -> Bytes {
+    let crlf = |(_, end, _): &(usize, usize, bool)| head[..*end].ends_with(b"\r\n");
+    let adjacent = lines.windows(2).all(|w| w[0].1 == w[1].0);
+    match (lines.first(), lines.last()) {
+        (Some(first), Some(last)) if adjacent && lines.iter().all(crlf) => head.slice(first.0..last.1),
+        (Some(_), Some(_)) => {
+            let mut out = Vec::with_capacity(lines.iter().map(|(start, end, _)| end - start + 1).sum());
+            for (start, end, _) in lines {
+                let line = &head[*start..*end];
+                let line = line.strip_suffix(b"\n").unwrap_or(line);
+                out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+                out.extend_from_slice(b"\r\n");
+            }
+            Bytes::from(out)
+        }
+        _ => Bytes::new(),
     }
 }
 
@@ -357,24 +410,29 @@ pub enum Out {
 
 /// Writes a response's status line and headers, and frames its body: by the Content-Length
 /// it declares, else by `length` (the body's exact size, when known), else chunked; with no
-/// body at all after a HEAD request (`head_request`) or for 1xx, 204 and 304. `date` is added
-/// when the response has none. One pass over the headers: a lookup first would hash again.
+/// body at all after a HEAD request (`head_request`) or for 1xx, 204 and 304. The upstream's
+/// [`RawHeaders`] go first, as they are, then the map's. `date` is added when the response has
+/// none. One pass over the headers: a lookup first would hash again.
 pub fn encode_response_head(
-    status: StatusCode,
-    headers: &HeaderMap,
+    parts: &http::response::Parts,
     head_request: bool,
     length: Option<u64>,
     close: bool,
     date: &[u8],
     out: &mut Vec<u8>,
 ) -> Out {
+    let status = parts.status;
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let (mut has_date, mut declared) = (false, None);
-    for (name, value) in headers {
+    if let Some(raw) = parts.extensions.get::<RawHeaders>() {
+        out.extend_from_slice(raw.lines());
+        (has_date, declared) = (raw.has_date, raw.content_length);
+    }
+    for (name, value) in &parts.headers {
         has_date |= name == http::header::DATE;
         if name == http::header::CONTENT_LENGTH {
             let n = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok());
@@ -489,16 +547,19 @@ mod tests {
     fn response_heads_say_how_their_body_ends_and_whether_the_connection_stays() {
         let h = head("HTTP/1.1 200 OK\r\ncontent-length: 3\r\nx: y\r\n\r\nabc", Method::GET).unwrap().unwrap();
         assert_eq!((h.status.as_u16(), h.framing, h.keep_alive), (200, Framing::Length(3), true));
-        assert_eq!(h.headers["x"], "y");
-        assert_eq!(h.headers["content-length"], "3");
+        assert_eq!(h.headers.lines(), b"content-length: 3\r\nx: y\r\n");
+        assert_eq!((h.headers.content_length, h.headers.has_date), (Some(3), false));
 
-        let h = head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n", Method::GET).unwrap().unwrap();
+        let text = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\ntransfer-encoding: gzip, chunked\r\nDate: d\r\n\r\n";
+        let h = head(text, Method::GET).unwrap().unwrap();
         assert_eq!(h.framing, Framing::Chunked);
-        assert!(!h.headers.contains_key("transfer-encoding"));
+        assert_eq!(h.headers.lines(), b"Date: d\r\n", "no framing header travels with a chunked body");
+        assert_eq!((h.headers.content_length, h.headers.has_date), (None, true));
 
         let h =
             head("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n", Method::GET).unwrap().unwrap();
-        assert!(!h.keep_alive && !h.headers.contains_key("connection"));
+        assert!(!h.keep_alive);
+        assert_eq!(h.headers.lines(), b"content-length: 0\r\n");
         let h = head("HTTP/1.0 200 OK\r\n\r\nbody", Method::GET).unwrap().unwrap();
         assert_eq!((h.framing, h.keep_alive), (Framing::Eof, false));
         let h = head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 4\r\n\r\n", Method::GET)
@@ -509,6 +570,17 @@ mod tests {
         assert_eq!(h.framing, Framing::Length(0));
         let h = head("HTTP/1.1 304 Not Modified\r\n\r\n", Method::GET).unwrap().unwrap();
         assert_eq!((h.framing, h.keep_alive), (Framing::Length(0), true));
+    }
+
+    #[test]
+    fn the_lines_that_travel_are_the_upstreams_own_whatever_their_case_or_line_ends() {
+        let lines = |text: &str| head(text, Method::GET).unwrap().unwrap().headers.lines().to_vec();
+        let text = "HTTP/1.1 200 OK\r\nServer: s\r\nX-A:  1 \r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(lines(text), b"Server: s\r\nX-A:  1 \r\nContent-Length: 2\r\n", "one length, written once");
+        let text = "HTTP/1.1 200 OK\r\nA: 1\r\nKeep-Alive: 5\r\nUpgrade: x\r\nB: 2\nTE: t\r\nC: 3\n\n";
+        assert_eq!(lines(text), b"A: 1\r\nB: 2\r\nC: 3\r\n", "connection headers out, bare LFs made CRLF");
+        assert_eq!(lines("HTTP/1.1 204 No Content\r\n\r\n"), b"");
+        assert_eq!(lines("HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"), b"");
     }
 
     #[test]
@@ -600,9 +672,14 @@ mod tests {
         headers.insert("connection", HeaderValue::from_static("keep-alive"));
         headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         let ok = StatusCode::OK;
+        let parts = |status, headers: &HeaderMap| {
+            let mut parts = http::Response::new(()).into_parts().0;
+            (parts.status, parts.headers) = (status, headers.clone());
+            parts
+        };
         let encode = |status, headers: &HeaderMap, head_request, length| {
             let mut out = Vec::new();
-            let framing = encode_response_head(status, headers, head_request, length, false, b"now", &mut out);
+            let framing = encode_response_head(&parts(status, headers), head_request, length, false, b"now", &mut out);
             (framing, String::from_utf8(out).unwrap())
         };
         assert_eq!(encode(ok, &headers, false, Some(3)).0, Out::Length(3));
@@ -610,7 +687,7 @@ mod tests {
         assert_eq!(encode(ok, &headers, true, Some(3)).0, Out::Nothing);
         assert_eq!(encode(StatusCode::NOT_MODIFIED, &headers, false, None).0, Out::Nothing);
         let mut out = Vec::new();
-        encode_response_head(ok, &headers, false, Some(3), true, b"Thu, 26 Nov 2026 23:00:00 GMT", &mut out);
+        encode_response_head(&parts(ok, &headers), false, Some(3), true, b"Thu, 26 Nov 2026 23:00:00 GMT", &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: Thu, 26 Nov 2026 23:00:00 GMT\r\ncontent-length: 3\r\nconnection: close\r\n\r\n"
@@ -635,6 +712,20 @@ mod tests {
         let (framing, text) = encode(ok, &headers, false, Some(4));
         assert_eq!(framing, Out::Length(4), "a broken length is not believed");
         assert!(text.contains("content-length: 4\r\n") && !text.contains("nine"), "{text}");
+
+        // An upstream's lines go out as they came, ahead of what the proxy added; their length
+        // and date are theirs.
+        let mut with_raw = parts(ok, &HeaderMap::new());
+        with_raw.headers.insert("x-added", HeaderValue::from_static("1"));
+        with_raw.headers.insert("content-length", HeaderValue::from_static("7"));
+        let raw = Bytes::from_static(b"Date: then\r\nContent-Length: 2\r\nX-Up: u\r\n");
+        with_raw.extensions.insert(RawHeaders::new(raw, Some(2), true));
+        let mut out = Vec::new();
+        assert_eq!(encode_response_head(&with_raw, false, None, false, b"now", &mut out), Out::Length(2));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nDate: then\r\nContent-Length: 2\r\nX-Up: u\r\nx-added: 1\r\n\r\n"
+        );
         let mut out = Vec::new();
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", HeaderValue::from_static("0"));

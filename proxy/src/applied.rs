@@ -1,16 +1,20 @@
 //! An applied config with what the data path precomputes from it: regular expressions are
-//! compiled once per config, never per request.
+//! compiled once per config, never per request, and each route's metric handles are found
+//! once per config.
 
 use crate::hash::Map;
-use trellis_model::ProxyConfig;
+use crate::metrics::{Handle, Metrics};
+use std::sync::OnceLock;
 use trellis_model::config::{HeaderValueMatch, PathConfig};
+use trellis_model::telemetry::Direction;
+use trellis_model::{ProxyConfig, RuleConfig, ServiceConfig};
 
 #[derive(Default)]
 pub struct Applied {
     pub config: ProxyConfig,
     regexes: Map<String, regex::Regex>,
-    /// Per service, the name of each rule as metrics label it (`trellis diff` names alike).
-    routes: Map<String, Vec<std::sync::Arc<str>>>,
+    /// Per service, each rule.
+    routes: Map<String, Vec<Rule>>,
     /// Who is at each endpoint address: its service, and its proxy's identity if it has one.
     by_addr: Map<String, (String, Option<String>)>,
     /// Each service, shareable by the requests placed on it.
@@ -37,11 +41,8 @@ impl Applied {
                 regexes.insert(p.clone(), re);
             }
         }
-        let routes = config
-            .services
-            .iter()
-            .map(|(name, s)| (name.clone(), s.rules.iter().map(|r| trellis_model::diff::describe(r).into()).collect()))
-            .collect();
+        let routes =
+            config.services.iter().map(|(name, s)| (name.clone(), s.rules.iter().map(Rule::new).collect())).collect();
         let by_addr = config
             .endpoints
             .iter()
@@ -56,9 +57,13 @@ impl Applied {
         self.shared.get(name)
     }
 
-    /// The label of rule `index` of `service`.
-    pub fn route_label(&self, service: &str, index: usize) -> Option<std::sync::Arc<str>> {
-        self.routes.get(service)?.get(index).cloned()
+    /// Where requests that rule `rule` of `service` sent to its backend `backend` are
+    /// counted: found in `metrics` by the first of them, then kept with this config.
+    pub fn handle(&self, service: &ServiceConfig, rule: usize, backend: usize, metrics: &Metrics) -> Option<Handle> {
+        let r = self.routes.get(&service.name)?.get(rule)?;
+        let version = &service.rules.get(rule)?.backends.get(backend)?.version;
+        let find = || metrics.handle(Direction::Outbound, &service.name, version, &r.label);
+        Some(r.handles.get(backend)?.get_or_init(find).clone())
     }
 
     /// Who the endpoint at `addr` must prove to be, when it has an identity.
@@ -73,6 +78,21 @@ impl Applied {
 
     pub fn is_match(&self, pattern: &str, text: &str) -> bool {
         self.regexes.get(pattern).is_some_and(|re| re.is_match(text))
+    }
+}
+
+/// A rule: its name as the metrics label it (`trellis diff` names alike), and its backends'
+/// metric handles once found.
+#[derive(Default)]
+struct Rule {
+    label: String,
+    handles: Vec<OnceLock<Handle>>,
+}
+
+impl Rule {
+    fn new(rule: &RuleConfig) -> Self {
+        let handles = rule.backends.iter().map(|_| OnceLock::new()).collect();
+        Rule { label: trellis_model::diff::describe(rule), handles }
     }
 }
 

@@ -294,9 +294,7 @@ impl Shared {
     pub(crate) fn complete(
         &self,
         arrival: Arrival,
-        service: &str,
-        version: &str,
-        route: &str,
+        dest: &stack::Dest,
         result: Result<http::Response<Body>, errors::ProxyError>,
     ) -> http::Response<Body> {
         let status = match &result {
@@ -304,7 +302,11 @@ impl Shared {
             Err(e) => e.kind(),
         };
         let seconds = clock::now().saturating_duration_since(arrival.started).as_secs_f64();
-        self.metrics.request(arrival.direction, service, version, route, status, seconds);
+        let (service, version) = (dest.service(), dest.version());
+        match dest {
+            stack::Dest::Routed(route) => route.metrics.request(status, seconds),
+            _ => self.metrics.request(arrival.direction, service, version, dest.route(), status, seconds),
+        }
         let resp = result.unwrap_or_else(errors::ProxyError::into_response);
         if let Some((method, path)) = &arrival.line {
             tracing::info!(

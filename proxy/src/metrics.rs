@@ -3,18 +3,23 @@
 //! Requests are counted twice, as Linkerd does: *effective* (`trellis_proxy_requests_total`,
 //! what the application saw, once per request) and *actual* (`trellis_proxy_attempts_total`,
 //! every attempt sent to an endpoint, retries included).
+//!
+//! A routed request counts through a [`Handle`], found by its labels once per config and
+//! kept with it (as Linkerd resolves its metric families per route, not per request); other
+//! counters are found by their labels when counted.
 
 use crate::hash::Map;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const REQUESTS: &str = "trellis_proxy_requests_total";
+const ATTEMPTS: &str = "trellis_proxy_attempts_total";
 
 /// Every metric, with its help text; rendering follows this order.
 const COUNTERS: &[(&str, &str)] = &[
     (REQUESTS, "Requests as the application saw them, by direction, destination and status class."),
-    ("trellis_proxy_attempts_total", "Attempts sent to endpoints, retries included."),
+    (ATTEMPTS, "Attempts sent to endpoints, retries included."),
     ("trellis_proxy_retries_total", "Retries, by destination and whether the budget allowed them."),
     ("trellis_proxy_ejections_total", "Endpoints ejected after consecutive errors."),
     ("trellis_proxy_shed_total", "Requests refused because the proxy was at its concurrency limit."),
@@ -86,23 +91,103 @@ fn find_or_add<T>(
 
 /// The requests of one label set: the series, and the counts by status.
 struct Requests {
-    series: Series,
+    direction: Direction,
+    service: String,
+    version: String,
+    route: String,
+    counts: Mutex<RequestCounts>,
+}
+
+#[derive(Default)]
+struct RequestCounts {
     by_status: Vec<(&'static str, u64)>,
+    requests: u64,
+    failures: u64,
+    buckets: [u64; BUCKETS],
+    sum_seconds: f64,
 }
 
 impl Requests {
     fn is(&self, direction: Direction, service: &str, version: &str, route: &str) -> bool {
-        let s = &self.series;
-        s.direction == direction && s.service == service && s.version == version && s.route == route
+        self.direction == direction && self.service == service && self.version == version && self.route == route
     }
 
     /// Its labels in Prometheus form, without the status.
     fn labels(&self) -> String {
-        let s = &self.series;
-        let direction = direction_label(s.direction);
-        let pairs =
-            [("direction", direction), ("dst_service", &s.service), ("dst_version", &s.version), ("route", &s.route)];
+        let direction = direction_label(self.direction);
+        let pairs = [
+            ("direction", direction),
+            ("dst_service", &self.service),
+            ("dst_version", &self.version),
+            ("route", &self.route),
+        ];
         render_labels(&pairs)
+    }
+
+    /// The effective request: counted and timed once. `status` is a class (`2xx`) or the kind
+    /// of error the proxy answered with.
+    fn record(&self, status: &'static str, seconds: f64) {
+        let mut c = lock(&self.counts);
+        add(&mut c.by_status, status);
+        // Client errors are the caller's; server errors and the proxy's own are failures.
+        let failed = status == "5xx" || !status.ends_with("xx");
+        c.requests += 1;
+        c.failures += u64::from(failed);
+        c.buckets[trellis_model::telemetry::bucket_of(seconds * 1000.0)] += 1;
+        c.sum_seconds += seconds;
+    }
+
+    fn series(&self) -> Series {
+        let c = lock(&self.counts);
+        Series {
+            direction: self.direction,
+            service: self.service.clone(),
+            version: self.version.clone(),
+            route: self.route.clone(),
+            requests: c.requests,
+            failures: c.failures,
+            buckets: c.buckets,
+            sum_seconds: c.sum_seconds,
+        }
+    }
+}
+
+/// The attempts sent to one service's version, by status.
+struct Attempts {
+    service: String,
+    version: String,
+    by_status: Mutex<Vec<(&'static str, u64)>>,
+}
+
+fn add(by_status: &mut Vec<(&'static str, u64)>, status: &'static str) {
+    match by_status.iter_mut().find(|(s, _)| *s == status) {
+        Some((_, n)) => *n += 1,
+        None => by_status.push((status, 1)),
+    }
+}
+
+/// Where a routed destination's requests (by direction, service, version and route) and
+/// attempts (by service and version) are counted.
+#[derive(Clone)]
+pub struct Handle {
+    requests: Arc<Requests>,
+    attempts: Arc<Attempts>,
+}
+
+impl Handle {
+    /// The rule's label.
+    pub fn route(&self) -> &str {
+        &self.requests.route
+    }
+
+    /// See [`Metrics::request`].
+    pub fn request(&self, status: &'static str, seconds: f64) {
+        self.requests.record(status, seconds);
+    }
+
+    /// An attempt sent to an endpoint, by its status class or how it failed.
+    pub fn attempt(&self, status: &'static str) {
+        add(&mut lock(&self.attempts.by_status), status);
     }
 }
 
@@ -117,7 +202,8 @@ fn direction_label(direction: Direction) -> &'static str {
 pub struct Metrics {
     // Short critical sections; both found by label values (see `find_or_add`).
     counters: Mutex<Map<u64, Vec<Counter>>>,
-    requests: Mutex<Map<u64, Vec<Requests>>>,
+    requests: Mutex<Map<u64, Vec<Arc<Requests>>>>,
+    attempts: Mutex<Map<u64, Vec<Arc<Attempts>>>>,
     /// Denied inbound requests by (caller, what denied them): for telemetry and the topology.
     denials: Mutex<HashMap<(String, String), u64>>,
     /// Unix seconds; 0 without a certificate.
@@ -168,6 +254,14 @@ impl Metrics {
             counts.entry(c.name).or_default().insert(render_labels(&c.labels), c.value);
         }
         counts.insert(REQUESTS, self.request_counts().into_iter().collect());
+        let mut attempts = Map::default();
+        for a in lock(&self.attempts).values().flatten() {
+            let labels = render_labels(&[("dst_service", &a.service), ("dst_version", &a.version)]);
+            for (status, n) in lock(&a.by_status).iter() {
+                attempts.insert(format!("{labels},{}", render_labels(&[("status", status)])), *n);
+            }
+        }
+        counts.insert(ATTEMPTS, attempts);
         counts
     }
 
@@ -193,33 +287,30 @@ impl Metrics {
         status: &'static str,
         seconds: f64,
     ) {
+        self.requests_of(direction, service, version, route).record(status, seconds);
+    }
+
+    fn requests_of(&self, direction: Direction, service: &str, version: &str, route: &str) -> Arc<Requests> {
         let mut all = lock(&self.requests);
-        let make = || Requests {
-            series: Series {
-                direction,
-                service: service.to_string(),
-                version: version.to_string(),
-                route: route.to_string(),
-                requests: 0,
-                failures: 0,
-                buckets: [0; BUCKETS],
-                sum_seconds: 0.0,
-            },
-            by_status: Vec::new(),
+        let make = || {
+            let (service, version, route) = (service.to_string(), version.to_string(), route.to_string());
+            Arc::new(Requests { direction, service, version, route, counts: Mutex::default() })
         };
         let key = (direction_label(direction), service, version, route);
-        let r = find_or_add(&mut all, key, |r| r.is(direction, service, version, route), make);
-        match r.by_status.iter_mut().find(|(s, _)| *s == status) {
-            Some((_, n)) => *n += 1,
-            None => r.by_status.push((status, 1)),
-        }
-        // Client errors are the caller's; server errors and the proxy's own are failures.
-        let failed = status == "5xx" || !status.ends_with("xx");
-        let s = &mut r.series;
-        s.requests += 1;
-        s.failures += u64::from(failed);
-        s.buckets[trellis_model::telemetry::bucket_of(seconds * 1000.0)] += 1;
-        s.sum_seconds += seconds;
+        find_or_add(&mut all, key, |r| r.is(direction, service, version, route), make).clone()
+    }
+
+    /// The handle a routed destination counts through.
+    pub fn handle(&self, direction: Direction, service: &str, version: &str, route: &str) -> Handle {
+        let requests = self.requests_of(direction, service, version, route);
+        let mut all = lock(&self.attempts);
+        let make = || {
+            let (service, version) = (service.to_string(), version.to_string());
+            Arc::new(Attempts { service, version, by_status: Mutex::default() })
+        };
+        let is = |a: &Arc<Attempts>| a.service == service && a.version == version;
+        let attempts = find_or_add(&mut all, (service, version), is, make).clone();
+        Handle { requests, attempts }
     }
 
     /// `trellis_proxy_requests_total` by label set, status included.
@@ -228,7 +319,7 @@ impl Metrics {
         let mut counts = Vec::new();
         for r in all.values().flatten() {
             let labels = r.labels();
-            for (status, n) in &r.by_status {
+            for (status, n) in &lock(&r.counts).by_status {
                 let status = render_labels(&[("status", status)]);
                 counts.push((format!("{labels},{status}"), *n));
             }
@@ -241,12 +332,14 @@ impl Metrics {
     /// traffic, and the control plane refuses a report with a series that names none.
     fn served<T>(&self, f: impl Fn(&Requests) -> T) -> Vec<T> {
         let all = lock(&self.requests);
-        all.values().flatten().filter(|r| !r.series.service.is_empty() && !r.series.version.is_empty()).map(f).collect()
+        let served = all.values().flatten().filter(|r| !r.service.is_empty() && !r.version.is_empty());
+        // A series a handle was made for but no request came through is not reported.
+        served.filter(|r| lock(&r.counts).requests > 0).map(|r| f(r)).collect()
     }
 
     /// Cumulative counts per series, for telemetry.
     pub fn series(&self) -> Vec<Series> {
-        self.served(|r| r.series.clone())
+        self.served(Requests::series)
     }
 
     /// The sum of a counter over the label sets that include `pairs`, for tests.
@@ -274,7 +367,7 @@ impl Metrics {
         }
         let name = "trellis_proxy_response_latency_seconds";
         let _ = writeln!(out, "# HELP {name} Time to response headers, per request.\n# TYPE {name} histogram");
-        let series: BTreeMap<String, Series> = self.served(|r| (r.labels(), r.series.clone())).into_iter().collect();
+        let series: BTreeMap<String, Series> = self.served(|r| (r.labels(), r.series())).into_iter().collect();
         for (l, s) in &series {
             let mut cumulative = 0;
             for (bound, n) in BUCKETS_MS.iter().zip(s.buckets) {
@@ -349,6 +442,35 @@ mod tests {
         // The control plane refuses a whole report with a series naming no service or version.
         let series: Vec<_> = m.series().into_iter().map(|s| (s.service, s.version)).collect();
         assert_eq!(series, [("inv".to_string(), "v1".to_string())]);
+    }
+
+    #[test]
+    fn handles_count_into_the_series_of_their_labels_and_an_unused_one_shows_nothing() {
+        let m = super::Metrics::default();
+        let out = trellis_model::telemetry::Direction::Outbound;
+        let unused = m.handle(out, "inv", "v2", "/stock");
+        let first = m.handle(out, "inv", "v1", "/stock");
+        first.request("2xx", 0.001);
+        first.attempt("5xx");
+        first.attempt("2xx");
+        // The next config's handle for the same labels: the counts go on.
+        let next = m.handle(out, "inv", "v1", "/stock");
+        next.request("5xx", 0.001);
+        next.attempt("2xx");
+        // Another rule to the same version: its own requests, the version's attempts.
+        m.handle(out, "inv", "v1", "/other").attempt("2xx");
+        m.request(out, "inv", "v1", "/stock", "2xx", 0.001);
+        let text = m.render("p", "r.1");
+        let requests = "trellis_proxy_requests_total{direction=\"outbound\",dst_service=\"inv\",dst_version=\"v1\",route=\"/stock\"";
+        assert!(text.contains(&format!("{requests},status=\"2xx\"}} 2")), "{text}");
+        assert!(text.contains(&format!("{requests},status=\"5xx\"}} 1")), "{text}");
+        let attempts = "trellis_proxy_attempts_total{dst_service=\"inv\",dst_version=\"v1\"";
+        assert!(text.contains(&format!("{attempts},status=\"2xx\"}} 3")), "{text}");
+        assert!(text.contains(&format!("{attempts},status=\"5xx\"}} 1")), "{text}");
+        assert!(!text.contains("v2") && !text.contains("/other"), "no request, no series: {text}");
+        let series: Vec<_> = m.series().into_iter().map(|s| (s.version, s.requests, s.failures)).collect();
+        assert_eq!(series, [("v1".to_string(), 3, 1)]);
+        drop(unused);
     }
 
     #[test]

@@ -94,16 +94,12 @@ impl Report {
             Ok(resp) => (Outcome::of_status(resp.status().as_u16()), status_class(resp.status())),
             Err(e) => (Outcome::GatewayError, attempt_failure(e)),
         };
-        let (service, version) = (&route.service, route.version());
-        let m = &shared.metrics;
-        m.inc(
-            "trellis_proxy_attempts_total",
-            &[("dst_service", &service.name), ("dst_version", version), ("status", status)],
-        );
-        let outlier = &service.traffic.outlier;
+        route.metrics.attempt(status);
+        let service = &route.service;
         let times = (sent, crate::clock::now());
-        if shared.endpoints.record(&in_flight, addr, times, outcome, route.endpoints(), outlier) {
-            m.inc("trellis_proxy_ejections_total", &[("dst_service", &service.name), ("endpoint", addr)]);
+        if shared.endpoints.record(&in_flight, addr, times, outcome, route.endpoints(), &service.traffic.outlier) {
+            let labels = [("dst_service", service.name.as_str()), ("endpoint", addr)];
+            shared.metrics.inc("trellis_proxy_ejections_total", &labels);
         }
     }
 }

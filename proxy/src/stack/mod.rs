@@ -199,7 +199,7 @@ impl Dest {
     /// The rule's label.
     pub fn route(&self) -> &str {
         match self {
-            Dest::Routed(route) => route.label.as_deref().unwrap_or_default(),
+            Dest::Routed(route) => route.metrics.route(),
             _ => "",
         }
     }
@@ -235,8 +235,8 @@ pub struct Route {
     /// always in range).
     rule: usize,
     backend: usize,
-    /// The rule's label in the metrics.
-    label: Option<Arc<str>>,
+    /// Where the request and its attempts are counted (the rule's label included).
+    pub metrics: crate::metrics::Handle,
 }
 
 impl Route {

@@ -62,6 +62,6 @@ impl<F: Future<Output = Result<Routed, Failed>>> Future for Observed<F> {
             Ok((resp, dest)) => (Ok(resp), dest),
             Err(Failed { error, dest }) => (Err(error), dest),
         };
-        Poll::Ready(Ok(shared.complete(arrival, dest.service(), dest.version(), dest.route(), result)))
+        Poll::Ready(Ok(shared.complete(arrival, &dest, result)))
     }
 }

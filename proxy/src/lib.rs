@@ -29,6 +29,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod alarm;
 pub mod applied;
 pub mod balance;
 pub mod batch;

@@ -87,8 +87,13 @@ async fn a_per_try_timeout_fires_and_the_request_timeout_bounds_the_whole() {
     let mut r = rule(&[("v1", 100)]);
     r.timeouts = Timeouts { request_ms: 200, per_try_ms: None };
     proxy.shared.config.store(Arc::new(Applied::new(config(service(r), &[("v1", &up)])).unwrap()));
+    let started = Instant::now();
     let (status, error) = get(proxy.outbound, "/").await;
     assert_eq!((status, error.as_deref()), (504, Some("timeout")));
+    // A chunked body sends the connection to hyper, where the timeouts keep timers of their own.
+    let (status, error, _) = post(proxy.outbound, "x", false).await;
+    assert_eq!((status, error.as_deref()), (504, Some("timeout")));
+    assert!(started.elapsed() < Duration::from_millis(1_500), "{:?}", started.elapsed());
 }
 
 #[tokio::test]

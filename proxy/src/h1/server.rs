@@ -142,7 +142,7 @@ where
         let method = head.method.clone();
         let mut req = Request::from_parts(head, body);
         crate::server::with_peer(&mut req, peer);
-        let resp = match service.call(req).await {
+        let resp = match alarmed(timer.as_mut(), service.call(req)).await {
             Ok(resp) => resp,
             Err(never) => match never {},
         };
@@ -203,6 +203,30 @@ async fn wait<F: Future>(
         () = fired => Wait::Late,
         () = async { match shutdown { Some(s) => s.await, None => std::future::pending().await } } => Wait::Shutdown,
     }
+}
+
+/// Runs a request's future with its deadlines served by the connection's `timer` (see
+/// `alarm`): the timer is moved only when it would fire after the earliest of them, or has
+/// fired already.
+async fn alarmed<F: Future>(mut timer: Pin<&mut Sleep>, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut fired = None;
+    std::future::poll_fn(|cx| {
+        loop {
+            let deadline = match crate::alarm::poll(fut.as_mut(), cx, fired.take()) {
+                (Poll::Ready(out), _) => return Poll::Ready(out),
+                (Poll::Pending, None) => return Poll::Pending,
+                (Poll::Pending, Some(deadline)) => Instant::from_std(deadline),
+            };
+            if timer.is_elapsed() || timer.deadline() > deadline {
+                timer.as_mut().reset(deadline);
+            }
+            // Fired: the futures whose deadline it reached are polled again to say so.
+            std::task::ready!(timer.as_mut().poll(cx));
+            fired = Some(timer.deadline().into_std());
+        }
+    })
+    .await
 }
 
 /// Reads what has arrived (at least one byte) before `deadline`. False: closed, failed or

@@ -2,12 +2,13 @@
 //! each one. A request that runs out is answered 504 (`timeout`).
 
 use super::{Attempt, Target, always_ready};
+use crate::alarm::{self, Asked};
 use crate::errors::ProxyError;
 use futures::future::Either;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 #[derive(Clone)]
 pub struct Timeout<S> {
@@ -68,17 +69,22 @@ where
 }
 
 pin_project_lite::pin_project! {
+    /// A future bounded by a deadline: served by the connection's timer where there is one
+    /// (see `alarm`), else by a timer of its own.
     pub struct Limited<F> {
         #[pin]
-        fut: tokio::time::Timeout<F>,
+        fut: F,
+        deadline: Instant,
+        // Boxed: rarely made, and inline it would be copied with every request's future.
+        own: Option<Pin<Box<tokio::time::Sleep>>>,
         ms: u64,
     }
 }
 
 impl<F: Future> Limited<F> {
     fn new(fut: F, ms: u64) -> Self {
-        let deadline = tokio::time::Instant::from_std(crate::clock::now()) + Duration::from_millis(ms);
-        Limited { fut: tokio::time::timeout_at(deadline, fut), ms }
+        let deadline = crate::clock::now() + Duration::from_millis(ms);
+        Limited { fut, deadline, own: None, ms }
     }
 }
 
@@ -86,6 +92,19 @@ impl<F: Future<Output = Answer>> Future for Limited<F> {
     type Output = Answer;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
         let this = self.project();
-        Poll::Ready(ready!(this.fut.poll(cx)).unwrap_or(Err(ProxyError::Timeout(*this.ms))))
+        if let Poll::Ready(answer) = this.fut.poll(cx) {
+            return Poll::Ready(answer);
+        }
+        if this.own.is_none() {
+            match alarm::ask(*this.deadline) {
+                Asked::Due => return Poll::Ready(Err(ProxyError::Timeout(*this.ms))),
+                Asked::Noted => return Poll::Pending,
+                Asked::Unserved => *this.own = Some(Box::pin(tokio::time::sleep_until((*this.deadline).into()))),
+            }
+        }
+        match this.own {
+            Some(own) => own.as_mut().poll(cx).map(|()| Err(ProxyError::Timeout(*this.ms))),
+            None => Poll::Pending,
+        }
     }
 }

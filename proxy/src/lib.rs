@@ -306,6 +306,7 @@ impl Shared {
         let (service, version) = (dest.service(), dest.version());
         match dest {
             stack::Dest::Routed(route) => route.metrics.request(status, seconds),
+            stack::Dest::Local(handle) => handle.request(status, seconds),
             _ => self.metrics.request(arrival.direction, service, version, dest.route(), status, seconds),
         }
         let resp = result.unwrap_or_else(errors::ProxyError::into_response);

@@ -5,8 +5,9 @@
 //! every attempt sent to an endpoint, retries included).
 //!
 //! A routed request counts through a [`Handle`], found by its labels once per config and
-//! kept with it (as Linkerd resolves its metric families per route, not per request); other
-//! counters are found by their labels when counted.
+//! kept with it (as Linkerd resolves its metric families per route, not per request), and an
+//! inbound one through the handle of the proxy's own service; other counters are found by
+//! their labels when counted.
 
 use crate::hash::Map;
 use std::collections::{BTreeMap, HashMap};
@@ -175,6 +176,14 @@ pub struct Handle {
 }
 
 impl Handle {
+    pub fn service(&self) -> &str {
+        &self.requests.service
+    }
+
+    pub fn version(&self) -> &str {
+        &self.requests.version
+    }
+
     /// The rule's label.
     pub fn route(&self) -> &str {
         &self.requests.route

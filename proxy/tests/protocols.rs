@@ -103,6 +103,17 @@ async fn http2_streams_both_ways_and_trailers_arrive_across_two_proxies() {
     let trailers = trailers.expect("trailers reach the client");
     assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(trailers["grpc-message"], "echoed 3");
+    // Each proxy counted the request once: the caller's as outbound on its route, the callee's
+    // as inbound to its own service.
+    let requests = |p: &trellis_proxy::Running, direction: &str| {
+        let labels = [("direction", direction), ("dst_service", "svc"), ("dst_version", "v1")];
+        p.shared.metrics.get("trellis_proxy_requests_total", &labels)
+    };
+    assert_eq!((requests(&caller, "outbound"), requests(&caller, "inbound")), (1, 0));
+    assert_eq!((requests(&callee, "outbound"), requests(&callee, "inbound")), (0, 1));
+    let series = callee.shared.metrics.series();
+    assert_eq!(series.len(), 1);
+    assert_eq!((series[0].direction, series[0].requests), (trellis_model::telemetry::Direction::Inbound, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

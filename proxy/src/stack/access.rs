@@ -12,6 +12,7 @@ use crate::errors::ProxyError;
 use crate::server::Peer;
 use futures::future::{Either, Ready, ready};
 use std::sync::Arc;
+use trellis_model::telemetry::Direction;
 
 #[derive(Clone)]
 pub struct Access<S> {
@@ -24,7 +25,7 @@ pub struct Access<S> {
 impl Access<()> {
     pub fn layer(shared: Arc<Shared>) -> Self {
         let s = &shared.settings;
-        let local = Dest::Local(s.service.as_str().into(), s.version.as_str().into());
+        let local = Dest::Local(shared.metrics.handle(Direction::Inbound, &s.service, &s.version, ""));
         Access { inner: (), shared, local }
     }
 }

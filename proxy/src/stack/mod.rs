@@ -174,8 +174,8 @@ pub enum Dest {
     /// The service is known; its rules placed the request nowhere.
     Service(Arc<ServiceConfig>),
     Routed(Arc<Route>),
-    /// This proxy's own service and version (inbound).
-    Local(Arc<str>, Arc<str>),
+    /// This proxy's own service and version (inbound), and where its requests are counted.
+    Local(crate::metrics::Handle),
 }
 
 impl Dest {
@@ -184,7 +184,7 @@ impl Dest {
             Dest::Nowhere => "",
             Dest::Service(service) => &service.name,
             Dest::Routed(route) => &route.service.name,
-            Dest::Local(service, _) => service,
+            Dest::Local(handle) => handle.service(),
         }
     }
 
@@ -192,7 +192,7 @@ impl Dest {
         match self {
             Dest::Nowhere | Dest::Service(_) => "",
             Dest::Routed(route) => route.version(),
-            Dest::Local(_, version) => version,
+            Dest::Local(handle) => handle.version(),
         }
     }
 

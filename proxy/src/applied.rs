@@ -83,7 +83,6 @@ impl Applied {
 
 /// A rule: its name as the metrics label it (`trellis diff` names alike), and its backends'
 /// metric handles once found.
-#[derive(Default)]
 struct Rule {
     label: String,
     handles: Vec<OnceLock<Handle>>,

@@ -72,13 +72,24 @@ def others(before, ours):
     return sum(by_pid.values()) / 1e9, (name, by_pid[top] / 1e9)
 
 
+def stolen():
+    """Seconds so far that the hypervisor gave CPUs 0 and 1 (the run's) to something else while
+    they had work to do: steal time, load that no process on this machine shows."""
+    ticks = 0
+    for line in open("/proc/stat"):
+        if line.startswith(("cpu0 ", "cpu1 ")):
+            ticks += int(line.split()[8])
+    return ticks / TICK
+
+
 def ours(procs):
     """The run's own processes: this script (its load generators are its reaped children) and the servers."""
     return {str(os.getpid())} | {str(p.pid) for p in procs.values()}
 
 
-def report_other_load(share, disturbed, kept):
-    print(f"\nOther processes used {share:.0%} of a CPU during the run.")
+def report_other_load(share, steal, disturbed, kept):
+    print(f"\nOther processes used {share:.0%} of a CPU during the run; the hypervisor took {steal:.1%} of"
+          " the run's two CPUs' time (steal: another machine's load, in 10 ms ticks, too coarse to place in a run).")
     if share > 0.1:
         print("warning: other work on the machine may have spoiled this run")
     if disturbed:
@@ -222,7 +233,7 @@ def main():
         for port in PORTS.values():
             wait_port(port)
         time.sleep(0.5)
-        started, since = time.time(), task_times()
+        started, since, steal_since = time.time(), task_times(), stolen()
         proxies = ["trellis", "nginx", "haproxy"]
         idle = {p: rss_mb(procs[p].pid) for p in proxies}
         targets = ["direct"] + proxies
@@ -280,6 +291,7 @@ def main():
             for s in socks:
                 s.close()
         other = others(since, own)[0] / (time.time() - started)
+        steal = (stolen() - steal_since) / (2 * (time.time() - started))
     finally:
         for p in procs.values():
             p.terminate()
@@ -321,7 +333,7 @@ def main():
         for pct in RATES:
             print(f"    p99 at {pct}% {paired(p99s('trellis', pct), p99s(peer, pct))}")
     print(f"  vs direct  req/s c=64 {paired(rps[('trellis', 64)], rps[('direct', 64)])}")
-    report_other_load(other, disturbed, kept)
+    report_other_load(other, steal, disturbed, kept)
 
 
 if __name__ == "__main__":

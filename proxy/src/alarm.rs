@@ -60,18 +60,9 @@ pub fn poll<F: Future + ?Sized>(
     cx: &mut Context<'_>,
     fired: Option<Instant>,
 ) -> (Poll<F::Output>, Option<Instant>) {
-    let _restore = Restore(ALARM.replace(Some(Alarm { earliest: None, fired })));
+    let _restore = crate::clock::Restore(&ALARM, ALARM.replace(Some(Alarm { earliest: None, fired })));
     let poll = fut.poll(cx);
     (poll, ALARM.get().and_then(|a| a.earliest))
-}
-
-/// Puts the outer alarm back, even if the poll panics (the task is then gone, the thread not).
-struct Restore(Option<Alarm>);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        ALARM.set(self.0);
-    }
 }
 
 #[cfg(test)]

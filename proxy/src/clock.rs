@@ -42,18 +42,18 @@ impl<F: Future> Future for Clocked<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         // Put back, not cleared: a Clocked future polled inside another keeps the outer's time
         // for the outer's remaining steps.
-        let outer = NOW.replace(Some(Instant::now()));
-        let _restore = Restore(outer);
+        let _restore = Restore(&NOW, NOW.replace(Some(Instant::now())));
         self.project().inner.poll(cx)
     }
 }
 
-/// Puts the outer time back even if the poll panics (the task is then gone, the thread not).
-struct Restore(Option<Instant>);
+/// Puts a thread-local's outer value back when dropped at the end of a poll, even if the poll
+/// panics (the task is then gone, the thread not).
+pub(crate) struct Restore<T: Copy + 'static>(pub(crate) &'static std::thread::LocalKey<Cell<T>>, pub(crate) T);
 
-impl Drop for Restore {
+impl<T: Copy + 'static> Drop for Restore<T> {
     fn drop(&mut self) {
-        NOW.set(self.0);
+        self.0.set(self.1);
     }
 }
 

@@ -46,7 +46,8 @@ impl<S> Route<S> {
         let total = split::total_weight(&picked.backends);
         let (backend, _) = split::pick_backend(&picked.backends, fastrand::u32(0..total.max(1)))
             .ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
-        let metrics = (applied.handle(&service, rule, backend, &self.shared.metrics))
+        let metrics = applied
+            .handle(&service, rule, backend, &self.shared.metrics)
             .ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
         let route = Arc::new(super::Route { applied, service, rule, backend, metrics });
         *dest = Dest::Routed(route.clone());

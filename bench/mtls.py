@@ -12,7 +12,7 @@ hop's TLS listener (one client: a floor on the server's rate, the same client fo
 import argparse, json, os, re, resource, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from run import cpu_seconds, wait_port, start, fmt, others, ours, report_other_load, stolen, task_times  # noqa: E402
+from run import cpu_seconds, wait_port, start, fmt, load_since, mark, ours, report_other_load  # noqa: E402
 
 DOMAIN = "bench.local"
 PORTS = {"upstream": 18921, "plain-a": 18922, "plain-b": 18923, "mtls-a": 18924, "mtls-b": 18925,
@@ -126,7 +126,7 @@ def main():
         for port in PORTS.values():
             wait_port(port)
         time.sleep(0.5)
-        started, since, steal_since = time.time(), task_times(), stolen()
+        since = mark()
         chains = {"trellis plaintext": ("plain-a", "plain-b"), "trellis mTLS": ("mtls-a", "mtls-b"),
                   "nginx mTLS": ("nginx-a", "nginx-b")}
         results = {(c, n): {"rps": [], "cpu": [], "p99": []} for c in chains for n in (16, 64)}
@@ -149,9 +149,7 @@ def main():
                         print(f"  ! {chain} c={conns}: {errors} non-2xx responses")
         shakes = {"trellis-proxy": handshakes(PORTS["mtls-b"], ida, args.seconds),
                   "nginx": handshakes(PORTS["nginx-b"], ida, args.seconds)}
-        elapsed = time.time() - started
-        other = others(since, ours(procs))[0] / elapsed
-        steal = (stolen() - steal_since) / (2 * elapsed)
+        other, steal = load_since(since, ours(procs))
     finally:
         for p in procs.values():
             p.terminate()

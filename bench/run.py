@@ -82,6 +82,19 @@ def stolen():
     return ticks / TICK
 
 
+def mark():
+    """Where a run starts, for `load_since`."""
+    return time.time(), task_times(), stolen()
+
+
+def load_since(since, own):
+    """Since `since` (a `mark`): the share of a CPU that processes outside `own` used, and the
+    share of the run's two CPUs' time that the hypervisor took."""
+    started, times, steal = since
+    elapsed = time.time() - started
+    return others(times, own)[0] / elapsed, (stolen() - steal) / (2 * elapsed)
+
+
 def ours(procs):
     """The run's own processes: this script (its load generators are its reaped children) and the servers."""
     return {str(os.getpid())} | {str(p.pid) for p in procs.values()}
@@ -233,7 +246,7 @@ def main():
         for port in PORTS.values():
             wait_port(port)
         time.sleep(0.5)
-        started, since, steal_since = time.time(), task_times(), stolen()
+        since = mark()
         proxies = ["trellis", "nginx", "haproxy"]
         idle = {p: rss_mb(procs[p].pid) for p in proxies}
         targets = ["direct"] + proxies
@@ -290,8 +303,7 @@ def main():
             held[p] = rss_mb(procs[p].pid)
             for s in socks:
                 s.close()
-        other = others(since, own)[0] / (time.time() - started)
-        steal = (stolen() - steal_since) / (2 * (time.time() - started))
+        other, steal = load_since(since, own)
     finally:
         for p in procs.values():
             p.terminate()

@@ -24,7 +24,7 @@
 use crate::transport::Wire;
 use io_uring::{IoUring, opcode, types};
 // MSG_NOSIGNAL: a peer gone is an error to report, not a SIGPIPE.
-use libc::{EAGAIN, EBUSY, EINTR, MSG_NOSIGNAL};
+use libc::{EAGAIN, EBUSY, EINTR, MSG_DONTWAIT, MSG_NOSIGNAL};
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
@@ -191,7 +191,7 @@ impl Ring {
         let rest = &w.buf[w.sent..];
         // SAFETY: `rest` is valid for its length; the descriptor is the connection's, open while
         // its write is held.
-        let n = unsafe { libc::send(w.fd, rest.as_ptr().cast(), rest.len(), MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+        let n = unsafe { libc::send(w.fd, rest.as_ptr().cast(), rest.len(), MSG_NOSIGNAL | MSG_DONTWAIT) };
         self.stats.alone += 1;
         let failed = match n {
             n if n >= 0 && w.sent + n as usize >= w.buf.len() => None,

@@ -160,6 +160,13 @@ struct Attempts {
     by_status: Mutex<Vec<(&'static str, u64)>>,
 }
 
+/// Counts by status as rendered label sets: `labels` with the status added.
+fn by_status(out: &mut Map<String, u64>, labels: &str, counts: &[(&'static str, u64)]) {
+    for (status, n) in counts {
+        out.insert(format!("{labels},{}", render_labels(&[("status", status)])), *n);
+    }
+}
+
 fn add(by_status: &mut Vec<(&'static str, u64)>, status: &'static str) {
     match by_status.iter_mut().find(|(s, _)| *s == status) {
         Some((_, n)) => *n += 1,
@@ -262,15 +269,15 @@ impl Metrics {
         for c in lock(&self.counters).values().flatten() {
             counts.entry(c.name).or_default().insert(render_labels(&c.labels), c.value);
         }
-        counts.insert(REQUESTS, self.request_counts().into_iter().collect());
-        let mut attempts = Map::default();
+        let requests = counts.entry(REQUESTS).or_default();
+        for r in lock(&self.requests).values().flatten() {
+            by_status(requests, &r.labels(), &lock(&r.counts).by_status);
+        }
+        let attempts = counts.entry(ATTEMPTS).or_default();
         for a in lock(&self.attempts).values().flatten() {
             let labels = render_labels(&[("dst_service", &a.service), ("dst_version", &a.version)]);
-            for (status, n) in lock(&a.by_status).iter() {
-                attempts.insert(format!("{labels},{}", render_labels(&[("status", status)])), *n);
-            }
+            by_status(attempts, &labels, &lock(&a.by_status));
         }
-        counts.insert(ATTEMPTS, attempts);
         counts
     }
 
@@ -320,20 +327,6 @@ impl Metrics {
         let is = |a: &Arc<Attempts>| a.service == service && a.version == version;
         let attempts = find_or_add(&mut all, (service, version), is, make).clone();
         Handle { requests, attempts }
-    }
-
-    /// `trellis_proxy_requests_total` by label set, status included.
-    fn request_counts(&self) -> Vec<(String, u64)> {
-        let all = lock(&self.requests);
-        let mut counts = Vec::new();
-        for r in all.values().flatten() {
-            let labels = r.labels();
-            for (status, n) in &lock(&r.counts).by_status {
-                let status = render_labels(&[("status", status)]);
-                counts.push((format!("{labels},{status}"), *n));
-            }
-        }
-        counts
     }
 
     /// Runs `f` over the requests that reached a service: a request that did not (unknown,

@@ -214,22 +214,19 @@ type Lines = smallvec::SmallVec<[(usize, usize, bool); 16]>;
 /// they do unless a connection header sat between them or a line ended in a bare LF;
 /// otherwise a copy with those lines left out and bare LFs made CRLF.
 fn kept_lines(head: &Bytes, lines: &Lines) -> Bytes {
-    let crlf = |(_, end, _): &(usize, usize, bool)| head[..*end].ends_with(b"\r\n");
+    let (Some(first), Some(last)) = (lines.first(), lines.last()) else { return Bytes::new() };
     let adjacent = lines.windows(2).all(|w| w[0].1 == w[1].0);
-    match (lines.first(), lines.last()) {
-        (Some(first), Some(last)) if adjacent && lines.iter().all(crlf) => head.slice(first.0..last.1),
-        (Some(_), Some(_)) => {
-            let mut out = Vec::with_capacity(lines.iter().map(|(start, end, _)| end - start + 1).sum());
-            for (start, end, _) in lines {
-                let line = &head[*start..*end];
-                let line = line.strip_suffix(b"\n").unwrap_or(line);
-                out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
-                out.extend_from_slice(b"\r\n");
-            }
-            Bytes::from(out)
-        }
-        _ => Bytes::new(),
+    if adjacent && lines.iter().all(|(_, end, _)| head[..*end].ends_with(b"\r\n")) {
+        return head.slice(first.0..last.1);
     }
+    let mut out = Vec::with_capacity(lines.iter().map(|(start, end, _)| end - start + 1).sum());
+    for (start, end, _) in lines {
+        let line = &head[*start..*end];
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        out.extend_from_slice(b"\r\n");
+    }
+    Bytes::from(out)
 }
 
 fn has_token(list: &str, token: &str) -> bool {

@@ -14,6 +14,7 @@ pub const ENV_APP_ADDR: &str = "TRELLIS_APP_ADDR";
 pub const ENV_ADVERTISE_IP: &str = "TRELLIS_ADVERTISE_IP";
 pub const ENV_CONTROL_PLANE_URL: &str = "TRELLIS_CONTROL_PLANE_URL";
 pub const ENV_DRAIN_GRACE: &str = "TRELLIS_DRAIN_GRACE_SECS";
+pub const ENV_HEADER_READ_TIMEOUT: &str = "TRELLIS_HEADER_READ_TIMEOUT_SECS";
 pub const ENV_MAX_CONCURRENT: &str = "TRELLIS_MAX_CONCURRENT_REQUESTS";
 pub const ENV_ACCESS_LOG: &str = "TRELLIS_ACCESS_LOG";
 pub const ENV_CONFIG_FILE: &str = "TRELLIS_CONFIG_FILE";
@@ -21,6 +22,9 @@ pub const ENV_WORKER_THREADS: &str = "TRELLIS_WORKER_THREADS";
 pub const ENV_JOIN_TOKEN: &str = "TRELLIS_JOIN_TOKEN";
 pub const ENV_IDENTITY_DIR: &str = "TRELLIS_IDENTITY_DIR";
 pub const ENV_IO_URING: &str = "TRELLIS_IO_URING";
+
+/// nginx's `client_header_timeout` is 60 s; a sidecar's clients are local and quick.
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -39,6 +43,9 @@ pub struct Settings {
     pub control_plane_url: String,
     /// How long requests in flight may take to finish after a shutdown signal.
     pub drain_grace: Duration,
+    /// A client must send each request's head within this, idle keep-alive included (nginx's
+    /// `client_header_timeout`): a silent or slow connection is closed, never held.
+    pub header_read_timeout: Duration,
     /// Requests in flight per listener beyond this are answered 503 at once (load shedding).
     pub max_concurrent_requests: usize,
     /// One structured event per request on the `access` target; off by default (it costs).
@@ -99,6 +106,7 @@ impl Settings {
             advertise_ip: None,
             control_plane_url: control_plane_url.trim_end_matches('/').to_string(),
             drain_grace: Duration::from_secs(10),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_concurrent_requests: 10_000,
             access_log: false,
             join_token: None,
@@ -146,13 +154,18 @@ impl Settings {
                 .map_err(|e| errors.push(format!("{ENV_ADVERTISE_IP}={raw:?} is not an IP address ({e})")))
                 .ok()
         });
-        let drain_grace = match get(ENV_DRAIN_GRACE) {
-            None => Duration::from_secs(10),
+        let mut seconds = |key: &str, default: Duration| match get(key) {
+            None => default,
             Some(raw) => raw.parse::<u64>().map(Duration::from_secs).unwrap_or_else(|_| {
-                errors.push(format!("{ENV_DRAIN_GRACE}={raw:?} is not a whole number of seconds"));
-                Duration::from_secs(10)
+                errors.push(format!("{key}={raw:?} is not a whole number of seconds"));
+                default
             }),
         };
+        let drain_grace = seconds(ENV_DRAIN_GRACE, Duration::from_secs(10));
+        let header_read_timeout = seconds(ENV_HEADER_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT);
+        if header_read_timeout.is_zero() {
+            errors.push(format!("{ENV_HEADER_READ_TIMEOUT} must be at least 1"));
+        }
         let max_concurrent_requests = match get(ENV_MAX_CONCURRENT) {
             None => 10_000,
             Some(raw) => raw.parse::<usize>().ok().filter(|n| *n > 0).unwrap_or_else(|| {
@@ -196,6 +209,7 @@ impl Settings {
             advertise_ip,
             control_plane_url: control_plane_url.trim_end_matches('/').to_string(),
             drain_grace,
+            header_read_timeout,
             max_concurrent_requests,
             access_log,
             config_file,

@@ -36,10 +36,10 @@ pub fn with_peer<B>(req: &mut http::Request<B>, peer: &Peer) {
 
 /// Requests whose headers exceed this are refused (431 / stream reset).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-/// A connection must deliver a request's headers within this time, idle keep-alive included.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serves until `shutdown` flips, then gives requests in flight up to `grace` to finish.
+/// Each connection must deliver each request's head within `header_timeout`, from its
+/// first byte or from the end of the previous request (idle keep-alive included), on the
+/// proxy's own server and on hyper's alike.
 /// `accept` turns each connection into its transport (a TLS handshake, say), or drops it.
 /// Each connection starts on the proxy's own HTTP/1.1 server and moves to hyper (HTTP/2,
 /// upgrades, streamed bodies) at its first request that needs it.
@@ -49,6 +49,7 @@ pub async fn serve<A, AFut, IO, S>(
     service: S,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    header_timeout: Duration,
 ) where
     A: Fn(TcpStream) -> AFut + Clone + Send + Sync + 'static,
     AFut: Future<Output = Option<(IO, Peer)>> + Send + 'static,
@@ -65,7 +66,7 @@ pub async fn serve<A, AFut, IO, S>(
         .timer(TokioTimer::new())
         .max_buf_size(MAX_HEADER_BYTES.max(8192) * 2)
         .max_headers(100)
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -92,7 +93,7 @@ pub async fn serve<A, AFut, IO, S>(
         tokio::spawn(crate::clock::Clocked::new(async move {
             let _open = open;
             let Some((io, who)) = accept(stream).await else { return };
-            let served = crate::h1::serve_connection(io, &who, &mut service, HEADER_READ_TIMEOUT, &mut stop).await;
+            let served = crate::h1::serve_connection(io, &who, &mut service, header_timeout, &mut stop).await;
             let crate::h1::Served::Handoff(io) = served else { return };
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let mut req = req.map(|b| b.boxed_unsync());

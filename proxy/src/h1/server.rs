@@ -105,6 +105,10 @@ where
                         }
                         return Served::Handoff(Rewind { prefix: buf.freeze(), io });
                     }
+                    wire::Request::Refused(refused) => {
+                        refuse(&mut io, &mut pending, refused, &mut out).await;
+                        return Served::Done;
+                    }
                     wire::Request::Partial => {}
                 }
             } else if *shutdown.borrow() {
@@ -155,6 +159,45 @@ where
             return Served::Done;
         }
     }
+}
+
+/// How long a refused connection's further bytes are read and dropped after the answer, so
+/// that closing it with bytes unread (which resets it) does not destroy the answer in flight.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Answers a head that was refused, closes the connection, and reads nothing after it as a
+/// request: what still comes is dropped for a moment (a lingering close, as nginx does).
+async fn refuse<IO>(io: &mut IO, pending: &mut crate::batch::Pending, refused: wire::Refused, out: &mut Vec<u8>)
+where
+    IO: AsyncRead + AsyncWrite + Wire + Unpin,
+{
+    let mut resp = Response::new(crate::errors::text(format!("{}\n", refused.why)));
+    *resp.status_mut() = refused.status;
+    let kind = match refused.status {
+        http::StatusCode::URI_TOO_LONG => "uri-too-long",
+        http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers-too-large",
+        _ => "bad-request",
+    };
+    resp.headers_mut().insert(crate::errors::ERROR_HEADER, http::HeaderValue::from_static(kind));
+    tracing::debug!(status = refused.status.as_u16(), why = refused.why, "request head refused");
+    if write_response(io, pending, resp, &Method::GET, true, false, out).await.is_err()
+        || pending.settle().await.is_err()
+        || io.shutdown().await.is_err()
+    {
+        return;
+    }
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut read = 0;
+        while read < LINGER_BYTES {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 fn readable(io: &impl Socket) -> impl Future<Output = io::Result<()>> + '_ {

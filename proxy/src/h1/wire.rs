@@ -334,47 +334,78 @@ pub enum Request {
     Simple { head: http::request::Parts, body: usize, close: bool, trailers: bool },
     /// Not all of the head has arrived.
     Partial,
-    /// Anything else: hyper serves it (or refuses it) with all its rules.
+    /// A well-formed head that hyper serves with all its rules (HTTP/2, HTTP/1.0, an upgrade,
+    /// `Expect`, a chunked or large body): `buf` is untouched and holds all of it.
     Other,
+    /// A head no server may act on: it is answered with this and the connection closed. What
+    /// was read of it may have left `buf`; nothing after it is ever read as a request.
+    Refused(Refused),
 }
+
+/// Why a request head was refused, and the status that says so.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub why: &'static str,
+}
+
+impl Refused {
+    const fn new(status: StatusCode, why: &'static str) -> Self {
+        Refused { status, why }
+    }
+}
+
+/// What HTTP/2 with prior knowledge opens with (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// The longest target `http::Uri` holds.
+const MAX_TARGET: usize = u16::MAX as usize - 1;
 
 /// Reads a request head from the front of `buf`. Simple means HTTP/1.1, no upgrade, no
 /// `Expect`, no `Transfer-Encoding`, and a `Content-Length` of at most `max_body`: then the
-/// head is taken off `buf` (its values sliced, not copied). Otherwise `buf` is untouched, so
-/// the connection can go to hyper with every byte read.
+/// head is taken off `buf` (its values sliced, not copied). Other leaves `buf` untouched, and
+/// is only ever a whole head (or the whole HTTP/2 preface), so that whoever serves it next
+/// never waits for its first bytes. A head that cannot be served is refused, never handed on.
 pub fn parse_request(buf: &mut BytesMut, max_body: usize) -> Request {
-    // HTTP/2 with prior knowledge starts `PRI * HTTP/2.0`.
-    if buf.starts_with(b"PRI ") {
-        return Request::Other;
+    let n = buf.len().min(PREFACE.len());
+    if buf[..n] == PREFACE[..n] {
+        return if n == PREFACE.len() { Request::Other } else { Request::Partial };
     }
     let mut slots = slots();
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut slots) {
-        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Request::Partial,
-        _ => return Request::Other,
+        Ok(_) => return Request::Refused(too_large(buf)),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Request::Refused(Refused::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many headers"));
+        }
+        Err(_) => return Request::Refused(Refused::new(StatusCode::BAD_REQUEST, "malformed request head")),
     };
-    let (Some(1), Some(method), Some(path)) = (parsed.version, parsed.method, parsed.path) else {
-        return Request::Other;
+    let bad = |why| Request::Refused(Refused::new(StatusCode::BAD_REQUEST, why));
+    let (Some(version), Some(method), Some(path)) = (parsed.version, parsed.method, parsed.path) else {
+        return bad("malformed request head");
     };
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Request::Other };
-    if method == Method::CONNECT {
+    if path.len() > MAX_TARGET {
+        return Request::Refused(Refused::new(StatusCode::URI_TOO_LONG, "request target too long"));
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else { return bad("malformed method") };
+    if version != 1 || method == Method::CONNECT {
         return Request::Other;
     }
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
     let path = offset(path.as_bytes());
-    let (mut body, mut close, mut trailers) = (None, false, false);
+    let (mut body, mut close, mut trailers, mut other) = (None, false, false, false);
     let mut spans = Spans::new();
     for h in parsed.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else { return Request::Other };
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else { return bad("malformed header name") };
         let text = std::str::from_utf8(h.value).unwrap_or_default();
         match name {
-            http::header::TRANSFER_ENCODING | http::header::UPGRADE | http::header::EXPECT => return Request::Other,
+            http::header::TRANSFER_ENCODING | http::header::UPGRADE | http::header::EXPECT => other = true,
             http::header::CONTENT_LENGTH => match (text.trim().parse::<usize>().ok(), body) {
-                (Some(n), None) if n <= max_body => body = Some(n),
+                (Some(n), None) => body = Some(n),
                 (Some(n), Some(m)) if n == m => {}
-                _ => return Request::Other,
+                _ => return bad("invalid Content-Length"),
             },
             http::header::CONNECTION => close |= has_token(text, "close"),
             http::header::TE => trailers |= has_token(text, "trailers"),
@@ -383,8 +414,18 @@ pub fn parse_request(buf: &mut BytesMut, max_body: usize) -> Request {
         let (at, n) = offset(h.value);
         spans.push((name, at, n));
     }
+    if other || body.is_some_and(|n| n > max_body) {
+        // Checked here too (a copy, off the common path), so that every head this server
+        // would refuse is refused the same way whoever serves the rest.
+        let target = &buf[path.0..path.0 + path.1];
+        return if http::Uri::try_from(target).is_ok() { Request::Other } else { bad("malformed request target") };
+    }
+    // From here on the head is this server's: a target it cannot parse is refused, and the
+    // head, taken off the buffer, is never read again.
     let head = buf.split_to(len).freeze();
-    let Ok(uri) = http::Uri::from_maybe_shared(head.slice(path.0..path.0 + path.1)) else { return Request::Other };
+    let Ok(uri) = http::Uri::from_maybe_shared(head.slice(path.0..path.0 + path.1)) else {
+        return bad("malformed request target");
+    };
     // Room for what the proxy adds (a `traceparent`) without growing the map.
     let mut headers = HeaderMap::with_capacity(spans.len() + 2);
     for (name, at, n) in spans.drain(..) {
@@ -393,6 +434,16 @@ pub fn parse_request(buf: &mut BytesMut, max_body: usize) -> Request {
     let mut parts = http::Request::new(()).into_parts().0;
     (parts.method, parts.uri, parts.headers) = (method, uri, headers);
     Request::Simple { head: parts, body: body.unwrap_or(0), close, trailers }
+}
+
+/// A head over [`MAX_HEAD`]: its request line alone (414), or its headers (431).
+fn too_large(buf: &[u8]) -> Refused {
+    match buf.iter().position(|b| *b == b'\n') {
+        Some(line) if line < MAX_HEAD => {
+            Refused::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large")
+        }
+        _ => Refused::new(StatusCode::URI_TOO_LONG, "request line too long"),
+    }
 }
 
 /// How a response's body is framed on the wire.
@@ -652,14 +703,38 @@ mod tests {
             "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "CONNECT a:443 HTTP/1.1\r\n\r\n",
-            "G@T / HTTP/1.1\r\n\r\n",
         ] {
             let (r, rest) = request(other);
             assert!(matches!(r, Request::Other), "{other}");
             assert_eq!(&rest[..], other.as_bytes(), "untouched: {other}");
         }
+        // The preface in pieces, and nothing at all, wait for more: hyper is never handed a
+        // connection whose first request it would have to wait for.
+        for partial in ["P", "PRI ", "PRI * HTTP/2.0\r\n"] {
+            assert!(matches!(request(partial).0, Request::Partial), "{partial}");
+        }
+    }
+
+    #[test]
+    fn a_head_that_cannot_be_served_is_refused_never_handed_on() {
+        let refused = |text: &str| match request(text).0 {
+            Request::Refused(r) => r.status.as_u16(),
+            other => panic!("{text:?}: {other:?}"),
+        };
+        for target in ["/c51<x>", "/`", "/>", "http:/c", "http://", "http://[::1/c", "http://svc:80:80/c"] {
+            let text = format!("GET {target} HTTP/1.1\r\nHost: svc\r\nContent-Length: 41\r\n\r\nGET /smuggled HTTP/1.1\r\n");
+            assert_eq!(refused(&text), 400, "{target}");
+        }
+        assert_eq!(refused("G@T / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(refused("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), 400);
+        assert_eq!(refused(&format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(MAX_TARGET))), 414);
+        assert_eq!(refused(&format!("GET /{}", "a".repeat(MAX_HEAD))), 414, "a request line that never ends");
+        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nx: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        assert_eq!(refused(&big), 431);
+        assert_eq!(refused(&format!("GET / HTTP/1.1\r\nHost: a\r\nx: {}", "a".repeat(MAX_HEAD))), 431);
+        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "x: y\r\n".repeat(MAX_HEADERS + 1));
+        assert_eq!(refused(&many), 431);
     }
 
     #[test]
@@ -777,6 +852,8 @@ mod tests {
             let mut buf = BytesMut::from(&input[..]);
             match parse_request(&mut buf, 16) {
                 Request::Simple { .. } => proptest::prop_assert!(buf.len() < input.len()),
+                // Whatever it took, the connection closes after the answer.
+                Request::Refused(r) => proptest::prop_assert!(r.status.is_client_error()),
                 Request::Partial | Request::Other => proptest::prop_assert_eq!(&buf[..], &input[..]),
             }
             for method in [Method::GET, Method::HEAD] {

@@ -41,7 +41,17 @@ pub async fn wait_listening(addr: SocketAddr) {
 /// A proxy routing service `svc` (of `protocol`) to `upstream`; for inbound use, its own
 /// service is `svc` too, so the inbound listener forwards to `upstream` as the app.
 pub async fn proxy_to(upstream: SocketAddr, protocol: Protocol) -> trellis_proxy::Running {
-    let settings = trellis_proxy::Settings::new("svc", "v1", upstream, "http://127.0.0.1:9");
+    proxy_with(upstream, protocol, |_| {}).await
+}
+
+/// The same, with settings of the test's own.
+pub async fn proxy_with(
+    upstream: SocketAddr,
+    protocol: Protocol,
+    set: impl FnOnce(&mut trellis_proxy::Settings),
+) -> trellis_proxy::Running {
+    let mut settings = trellis_proxy::Settings::new("svc", "v1", upstream, "http://127.0.0.1:9");
+    set(&mut settings);
     let running = trellis_proxy::start(settings).await.unwrap();
     let mut svc = ServiceConfig::new(
         "svc",

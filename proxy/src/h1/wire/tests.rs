@@ -1,0 +1,339 @@
+use super::request::MAX_TARGET;
+use super::*;
+use crate::h1::raw::RawHeaders;
+use bytes::BytesMut;
+use http::{HeaderMap, Method, StatusCode};
+
+fn head(text: &str, method: Method) -> Result<Option<Head>, WireError> {
+    parse_head(&mut BytesMut::from(text), &method)
+}
+
+/// What `value` relies on to skip the check: every value byte httparse lets through, in a
+/// request or a response, is one `HeaderValue` accepts.
+#[test]
+fn values_httparse_accepts_are_header_values() {
+    let mut accepted = 0;
+    for b in 0..=255u8 {
+        let text = [&b"x-a: a"[..], &[b], b"b\r\n\r\n"].concat();
+        let mut slots = [httparse::EMPTY_HEADER; 4];
+        let request = [&b"GET / HTTP/1.1\r\n"[..], &text].concat();
+        let response = [&b"HTTP/1.1 200 OK\r\n"[..], &text].concat();
+        let mut req = httparse::Request::new(&mut slots);
+        if let Ok(httparse::Status::Complete(_)) = req.parse(&request) {
+            assert!(HeaderValue::from_bytes(req.headers[0].value).is_ok(), "request byte {b:#x}");
+            accepted += 1;
+        }
+        let mut slots = [httparse::EMPTY_HEADER; 4];
+        let mut resp = httparse::Response::new(&mut slots);
+        if let Ok(httparse::Status::Complete(_)) = resp.parse(&response) {
+            assert!(HeaderValue::from_bytes(resp.headers[0].value).is_ok(), "response byte {b:#x}");
+            accepted += 1;
+        }
+    }
+    // Tab, 0x20-0x7e and 0x80-0xff, in both: the test is not vacuous.
+    assert_eq!(accepted, 2 * (1 + 95 + 128));
+}
+
+#[test]
+fn a_request_head_frames_its_body_by_length_and_keeps_host() {
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("catalog"));
+    headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+    headers.insert("x-a", HeaderValue::from_static("1"));
+    for hop in ["connection", "keep-alive", "expect", "te", "upgrade", "proxy-authorization"] {
+        headers.insert(hop, HeaderValue::from_static("x"));
+    }
+    let mut out = Vec::new();
+    encode_head(&Method::POST, "/p?q=1", &headers, "10.0.0.1:80", 12, &mut out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "POST /p?q=1 HTTP/1.1\r\nhost: catalog\r\nx-a: 1\r\ncontent-length: 12\r\n\r\n"
+    );
+    let mut out = Vec::new();
+    encode_head(&Method::GET, "/", &HeaderMap::new(), "10.0.0.1:80", 0, &mut out);
+    assert_eq!(String::from_utf8(out).unwrap(), "GET / HTTP/1.1\r\nhost: 10.0.0.1:80\r\n\r\n");
+}
+
+#[test]
+fn response_heads_say_how_their_body_ends_and_whether_the_connection_stays() {
+    let h = head("HTTP/1.1 200 OK\r\ncontent-length: 3\r\nx: y\r\n\r\nabc", Method::GET).unwrap().unwrap();
+    assert_eq!((h.status.as_u16(), h.framing, h.keep_alive), (200, Framing::Length(3), true));
+    assert_eq!(h.headers.lines(), b"content-length: 3\r\nx: y\r\n");
+    assert_eq!((h.headers.content_length, h.headers.has_date), (Some(3), false));
+
+    let text = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\ntransfer-encoding: gzip, chunked\r\nDate: d\r\n\r\n";
+    let h = head(text, Method::GET).unwrap().unwrap();
+    assert_eq!(h.framing, Framing::Chunked);
+    assert_eq!(h.headers.lines(), b"Date: d\r\n", "no framing header travels with a chunked body");
+    assert_eq!((h.headers.content_length, h.headers.has_date), (None, true));
+
+    let h =
+        head("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n", Method::GET).unwrap().unwrap();
+    assert!(!h.keep_alive);
+    assert_eq!(h.headers.lines(), b"content-length: 0\r\n");
+    let h = head("HTTP/1.0 200 OK\r\n\r\nbody", Method::GET).unwrap().unwrap();
+    assert_eq!((h.framing, h.keep_alive), (Framing::Eof, false));
+    let h = head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 4\r\n\r\n", Method::GET)
+        .unwrap()
+        .unwrap();
+    assert!(h.keep_alive);
+    let h = head("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", Method::HEAD).unwrap().unwrap();
+    assert_eq!(h.framing, Framing::Length(0));
+    let h = head("HTTP/1.1 304 Not Modified\r\n\r\n", Method::GET).unwrap().unwrap();
+    assert_eq!((h.framing, h.keep_alive), (Framing::Length(0), true));
+}
+
+#[test]
+fn the_lines_that_travel_are_the_upstreams_own_whatever_their_case_or_line_ends() {
+    let lines = |text: &str| head(text, Method::GET).unwrap().unwrap().headers.lines().to_vec();
+    let text = "HTTP/1.1 200 OK\r\nServer: s\r\nX-A:  1 \r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok";
+    assert_eq!(lines(text), b"Server: s\r\nX-A:  1 \r\nContent-Length: 2\r\n", "one length, written once");
+    let text = "HTTP/1.1 200 OK\r\nA: 1\r\nKeep-Alive: 5\r\nUpgrade: x\r\nB: 2\nTE: t\r\nC: 3\n\n";
+    assert_eq!(lines(text), b"A: 1\r\nB: 2\r\nC: 3\r\n", "connection headers out, bare LFs made CRLF");
+    assert_eq!(lines("HTTP/1.1 204 No Content\r\n\r\n"), b"");
+    assert_eq!(lines("HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"), b"");
+}
+
+#[test]
+fn interim_responses_are_skipped_and_partial_or_bad_heads_are_told_apart() {
+    let mut buf = BytesMut::from("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n");
+    assert_eq!(parse_head(&mut buf, &Method::POST).unwrap().unwrap().status.as_u16(), 201);
+    assert!(buf.is_empty());
+    assert!(head("HTTP/1.1 200 OK\r\ncontent-le", Method::GET).unwrap().is_none());
+    assert!(head("HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", Method::GET).is_err());
+    assert_eq!(
+        head("HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n", Method::GET).unwrap_err(),
+        WireError::ContentLength
+    );
+    assert!(head("NOT HTTP\r\n\r\n", Method::GET).is_err());
+    let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD + 1));
+    assert_eq!(head(&huge, Method::GET).unwrap_err(), WireError::HeadTooLarge);
+}
+
+#[test]
+fn a_chunked_body_decodes_across_any_split_with_its_trailers() {
+    let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\ngrpc-status: 0\r\n\r\nNEXT";
+    for split in 0..wire.len() {
+        let (mut buf, mut state, mut data, mut trailers) = (BytesMut::new(), Chunked::Size, Vec::new(), None);
+        let mut end = false;
+        for part in [&wire[..split], &wire[split..]] {
+            buf.extend_from_slice(part);
+            while state != Chunked::Done {
+                let Some(piece) = decode_chunked(&mut buf, &mut state).unwrap() else { break };
+                match piece {
+                    Piece::Data(d) => data.extend_from_slice(&d),
+                    Piece::Trailers(t) => trailers = Some(t),
+                    Piece::End => end = true,
+                }
+            }
+        }
+        assert_eq!(data, b"hello world", "split at {split}");
+        assert_eq!(trailers.as_ref().map(|t| t["grpc-status"].clone()), Some(HeaderValue::from_static("0")));
+        assert!(state == Chunked::Done && !end, "the trailers frame is the last");
+        assert_eq!(&buf[..], b"NEXT", "what follows the body stays for the next response");
+    }
+    let (mut buf, mut state) = (BytesMut::from("0\r\n\r\n"), Chunked::Size);
+    assert_eq!(decode_chunked(&mut buf, &mut state).unwrap(), Some(Piece::End));
+    let (mut buf, mut state) = (BytesMut::from("zz\r\n"), Chunked::Size);
+    assert_eq!(decode_chunked(&mut buf, &mut state), Err(WireError::Chunk));
+    let (mut buf, mut state) = (BytesMut::from("1\r\nab\r\n"), Chunked::Size);
+    assert!(matches!(decode_chunked(&mut buf, &mut state), Ok(Some(Piece::Data(_)))));
+    assert_eq!(decode_chunked(&mut buf, &mut state), Err(WireError::Chunk));
+}
+
+fn request(text: &str) -> (Request, BytesMut) {
+    let mut buf = BytesMut::from(text);
+    (parse_request(&mut buf, 16), buf)
+}
+
+#[test]
+fn simple_requests_are_taken_and_anything_else_is_left_whole_for_hyper() {
+    let (r, rest) = request("POST /p?q=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTE: trailers\r\n\r\nbodyGET");
+    let Request::Simple { head, body, close, trailers } = r else { panic!("simple") };
+    assert_eq!(
+        (head.method.as_str(), head.uri.to_string().as_str(), body, close, trailers),
+        ("POST", "/p?q=1", 4, false, true)
+    );
+    assert_eq!(head.headers["host"], "a");
+    assert_eq!(&rest[..], b"bodyGET", "the body and what follows stay");
+    let (r, _) = request("GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n");
+    assert!(matches!(r, Request::Simple { close: true, body: 0, .. }));
+    assert!(matches!(request("GET / HTTP/1.1\r\nHost: a\r\n").0, Request::Partial));
+    for other in [
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        "PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n",
+        "CONNECT a:443 HTTP/1.1\r\n\r\n",
+    ] {
+        let (r, rest) = request(other);
+        assert!(matches!(r, Request::Other), "{other}");
+        assert_eq!(&rest[..], other.as_bytes(), "untouched: {other}");
+    }
+    // The preface in pieces, and nothing at all, wait for more: hyper is never handed a
+    // connection whose first request it would have to wait for.
+    for partial in ["P", "PRI ", "PRI * HTTP/2.0\r\n"] {
+        assert!(matches!(request(partial).0, Request::Partial), "{partial}");
+    }
+}
+
+#[test]
+fn a_head_that_cannot_be_served_is_refused_never_handed_on() {
+    let refused = |text: &str| match request(text).0 {
+        Request::Refused(r) => r.status.as_u16(),
+        other => panic!("{text:?}: {other:?}"),
+    };
+    for target in ["/c51<x>", "/`", "/>", "http:/c", "http://", "http://[::1/c", "http://svc:80:80/c"] {
+        let text = format!("GET {target} HTTP/1.1\r\nHost: svc\r\nContent-Length: 41\r\n\r\nGET /smuggled HTTP/1.1\r\n");
+        assert_eq!(refused(&text), 400, "{target}");
+    }
+    assert_eq!(refused("G@T / HTTP/1.1\r\n\r\n"), 400);
+    assert_eq!(refused("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), 400);
+    assert_eq!(refused(&format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(MAX_TARGET))), 414);
+    assert_eq!(refused(&format!("GET /{}", "a".repeat(MAX_HEAD))), 414, "a request line that never ends");
+    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nx: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+    assert_eq!(refused(&big), 431);
+    assert_eq!(refused(&format!("GET / HTTP/1.1\r\nHost: a\r\nx: {}", "a".repeat(MAX_HEAD))), 431);
+    let many = format!("GET / HTTP/1.1\r\n{}\r\n", "x: y\r\n".repeat(MAX_HEADERS + 1));
+    assert_eq!(refused(&many), 431);
+}
+
+#[test]
+fn response_heads_frame_their_body_and_drop_connection_headers() {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-a", HeaderValue::from_static("1"));
+    headers.insert("connection", HeaderValue::from_static("keep-alive"));
+    headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+    let ok = StatusCode::OK;
+    let parts = |status, headers: &HeaderMap| {
+        let mut parts = http::Response::new(()).into_parts().0;
+        (parts.status, parts.headers) = (status, headers.clone());
+        parts
+    };
+    let encode = |status, headers: &HeaderMap, head_request, length| {
+        let mut out = Vec::new();
+        let framing = encode_response_head(&parts(status, headers), head_request, length, false, b"now", &mut out);
+        (framing, String::from_utf8(out).unwrap())
+    };
+    assert_eq!(encode(ok, &headers, false, Some(3)).0, Out::Length(3));
+    assert_eq!(encode(ok, &headers, false, None).0, Out::Chunked);
+    assert_eq!(encode(ok, &headers, true, Some(3)).0, Out::Nothing);
+    assert_eq!(encode(StatusCode::NOT_MODIFIED, &headers, false, None).0, Out::Nothing);
+    let mut out = Vec::new();
+    encode_response_head(&parts(ok, &headers), false, Some(3), true, b"Thu, 26 Nov 2026 23:00:00 GMT", &mut out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: Thu, 26 Nov 2026 23:00:00 GMT\r\ncontent-length: 3\r\nconnection: close\r\n\r\n"
+    );
+    let (framing, text) = encode(StatusCode::NOT_FOUND, &headers, false, None);
+    assert_eq!(framing, Out::Chunked);
+    assert!(
+        text.starts_with("HTTP/1.1 404 Not Found\r\n") && text.contains("transfer-encoding: chunked"),
+        "{text}"
+    );
+    headers.insert("content-length", HeaderValue::from_static("9"));
+    headers.insert("date", HeaderValue::from_static("then"));
+    let (framing, text) = encode(ok, &headers, false, None);
+    assert_eq!(framing, Out::Length(9), "a declared length wins");
+    assert_eq!(text.matches("content-length").count(), 1, "{text}");
+    assert_eq!(text.matches("date").count(), 1, "{text}");
+    assert!(text.contains("date: then\r\n") && !text.contains("chunked"), "{text}");
+    let (framing, text) = encode(ok, &headers, true, Some(0));
+    assert_eq!(framing, Out::Nothing);
+    assert!(text.contains("content-length: 9\r\n"), "a HEAD response says the length a GET's would have: {text}");
+    headers.insert("content-length", HeaderValue::from_static("nine"));
+    let (framing, text) = encode(ok, &headers, false, Some(4));
+    assert_eq!(framing, Out::Length(4), "a broken length is not believed");
+    assert!(text.contains("content-length: 4\r\n") && !text.contains("nine"), "{text}");
+
+    // An upstream's lines go out as they came, ahead of what the proxy added; their length
+    // and date are theirs.
+    let mut with_raw = parts(ok, &HeaderMap::new());
+    with_raw.headers.insert("x-added", HeaderValue::from_static("1"));
+    with_raw.headers.insert("content-length", HeaderValue::from_static("7"));
+    let raw = Bytes::from_static(b"Date: then\r\nContent-Length: 2\r\nX-Up: u\r\n");
+    with_raw.extensions.insert(RawHeaders::new(raw, Some(2), true));
+    let mut out = Vec::new();
+    assert_eq!(encode_response_head(&with_raw, false, None, false, b"now", &mut out), Out::Length(2));
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 200 OK\r\nDate: then\r\nContent-Length: 2\r\nX-Up: u\r\nx-added: 1\r\n\r\n"
+    );
+    let mut out = Vec::new();
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    last_chunk(Some(&trailers), &mut out);
+    assert_eq!(out, b"0\r\ngrpc-status: 0\r\n\r\n");
+}
+
+/// Bytes a peer might send: HTTP fragments, so that generated input gets deep into the
+/// parsers, mixed with anything at all.
+fn wire_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    const FRAGMENTS: &[&str] = &[
+        "GET ",
+        "POST ",
+        "HEAD ",
+        "PRI ",
+        "/",
+        "/p?q",
+        " HTTP/1.1",
+        " HTTP/1.0",
+        "HTTP/1.1 ",
+        "200 OK",
+        "100 Continue",
+        "204",
+        "\r\n",
+        "\r\n\r\n",
+        "Host: a",
+        "Content-Length: ",
+        "Transfer-Encoding: chunked",
+        "Connection: close",
+        "TE: trailers",
+        "Expect: 100-continue",
+        "0",
+        "5",
+        "ff",
+        "18446744073709551616",
+        ";x=1",
+        ":",
+        " ",
+        "hello",
+    ];
+    let piece = prop_oneof![
+        proptest::sample::select(FRAGMENTS).prop_map(|f| f.as_bytes().to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..8),
+    ];
+    proptest::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_parsers_never_panic_and_leave_what_they_do_not_take(input in wire_bytes()) {
+        let mut buf = BytesMut::from(&input[..]);
+        match parse_request(&mut buf, 16) {
+            Request::Simple { .. } => proptest::prop_assert!(buf.len() < input.len()),
+            // Whatever it took, the connection closes after the answer.
+            Request::Refused(r) => proptest::prop_assert!(r.status.is_client_error()),
+            Request::Partial | Request::Other => proptest::prop_assert_eq!(&buf[..], &input[..]),
+        }
+        for method in [Method::GET, Method::HEAD] {
+            let mut buf = BytesMut::from(&input[..]);
+            // Not all there yet: at most interim (1xx) heads were taken, off the front.
+            if let Ok(None) = parse_head(&mut buf, &method) {
+                proptest::prop_assert!(input.ends_with(&buf));
+            }
+        }
+        let (mut buf, mut state) = (BytesMut::from(&input[..]), Chunked::Size);
+        // Every step takes bytes, ends, fails or asks for more: it never spins.
+        for _ in 0..=input.len() + 2 {
+            let before = (buf.len(), state);
+            match decode_chunked(&mut buf, &mut state) {
+                Ok(Some(Piece::End)) | Ok(None) | Err(_) => break,
+                Ok(Some(_)) => proptest::prop_assert!((buf.len(), state) != before),
+            }
+        }
+    }
+}

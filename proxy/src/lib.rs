@@ -207,17 +207,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
     let out = stack::outbound(shared.clone());
     tasks.push(tokio::spawn(
-        server::serve(outbound_l, server::plain, out, rx.clone(), settings.drain_grace, settings.header_read_timeout).instrument(span.clone()),
+        server::serve(outbound_l, server::plain, out, rx.clone(), settings.drain_grace, settings.header_read_timeout)
+            .instrument(span.clone()),
     ));
     let inb = stack::inbound(shared.clone());
     let accepting = shared.clone();
     let accept = move |stream| inbound::accept(accepting.clone(), stream);
     tasks.push(tokio::spawn(
-        server::serve(inbound_l, accept, inb, rx.clone(), settings.drain_grace, settings.header_read_timeout).instrument(span.clone()),
+        server::serve(inbound_l, accept, inb, rx.clone(), settings.drain_grace, settings.header_read_timeout)
+            .instrument(span.clone()),
     ));
     let adm = admin::Admin(shared.clone());
     tasks.push(tokio::spawn(
-        server::serve(admin_l, server::plain, adm, rx.clone(), settings.drain_grace, settings.header_read_timeout).instrument(span.clone()),
+        server::serve(admin_l, server::plain, adm, rx.clone(), settings.drain_grace, settings.header_read_timeout)
+            .instrument(span.clone()),
     ));
     let registration = trellis_model::config::Registration {
         proxy_id: settings.proxy_id.clone(),

@@ -64,7 +64,7 @@ pub async fn serve<A, AFut, IO, S>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .max_buf_size(MAX_HEADER_BYTES.max(8192) * 2)
+        .max_buf_size(MAX_HEADER_BYTES)
         .max_headers(100)
         .header_read_timeout(header_timeout);
     builder
@@ -96,12 +96,19 @@ pub async fn serve<A, AFut, IO, S>(
             let served = crate::h1::serve_connection(io, &who, &mut service, header_timeout, &mut stop).await;
             let crate::h1::Served::Handoff(io) = served else { return };
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                let mut req = req.map(|b| b.boxed_unsync());
+                let (mut parts, body) = req.into_parts();
+                // What the proxy's own server checks as it reads a head, hyper's heads get here.
+                let checked = crate::h1::check_parsed(&mut parts);
+                let version = parts.version;
+                let mut req = http::Request::from_parts(parts, body.boxed_unsync());
                 with_peer(&mut req, &who);
-                // hyper writes the map: the upstream's raw header lines go into it first.
-                let answer = service.clone().call(req);
+                let answer = checked.map(|()| service.clone().call(req));
                 async move {
-                    let mut resp = answer.await?;
+                    let mut resp = match answer {
+                        Ok(answer) => answer.await?,
+                        Err(refused) => crate::h1::refusal(refused, version),
+                    };
+                    // hyper writes the map: the upstream's raw header lines go into it first.
                     crate::h1::into_header_map(&mut resp);
                     Ok::<_, std::convert::Infallible>(resp)
                 }

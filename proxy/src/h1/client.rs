@@ -254,8 +254,13 @@ impl Conn {
         };
         written.await.map_err(|e| Exchange::NothingBack(UpstreamError::io(e)))?;
         let mut got_any = !self.buf.is_empty();
+        let mut interim = Vec::new();
         loop {
-            match wire::parse_head(&mut self.buf, method) {
+            match wire::parse_head(&mut self.buf, method, &mut interim) {
+                Ok(Some(mut head)) if !interim.is_empty() => {
+                    head.headers = head.headers.with_interim(interim.into());
+                    return Ok(head);
+                }
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(e) => return Err(Exchange::Failed(UpstreamError::other(Box::new(e)))),

@@ -21,13 +21,25 @@ pub struct RawHeaders {
     pub content_length: Option<u64>,
     /// The lines include a `Date`.
     pub has_date: bool,
+    /// Interim (1xx) responses that came first, whole heads to forward ahead of this one;
+    /// empty mostly. Only an HTTP/1.1 client can be sent them (hyper's server cannot).
+    interim: Bytes,
 }
 
 impl RawHeaders {
     /// `lines` must be whole header lines, each ending in CRLF, that httparse accepted.
     pub(super) fn new(lines: Bytes, content_length: Option<u64>, has_date: bool) -> Self {
         debug_assert!(lines.is_empty() || lines.ends_with(b"\r\n"));
-        RawHeaders { lines, content_length, has_date }
+        RawHeaders { lines, content_length, has_date, interim: Bytes::new() }
+    }
+
+    /// With 1xx heads to go first.
+    pub(super) fn with_interim(self, interim: Bytes) -> Self {
+        RawHeaders { interim, ..self }
+    }
+
+    pub fn interim(&self) -> &[u8] {
+        &self.interim
     }
 
     pub fn lines(&self) -> &[u8] {

@@ -161,6 +161,25 @@ where
     }
 }
 
+/// The answer to a request refused before it was routed; it closes an HTTP/1 connection.
+pub fn refusal(refused: wire::Refused, version: http::Version) -> Response<crate::Body> {
+    let mut resp = Response::new(crate::errors::text(format!("{}\n", refused.why)));
+    *resp.status_mut() = refused.status;
+    let kind = match refused.status {
+        http::StatusCode::URI_TOO_LONG => "uri-too-long",
+        http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers-too-large",
+        http::StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        http::StatusCode::NOT_IMPLEMENTED => "not-implemented",
+        _ => "bad-request",
+    };
+    let headers = resp.headers_mut();
+    headers.insert(crate::errors::ERROR_HEADER, http::HeaderValue::from_static(kind));
+    if version < http::Version::HTTP_2 {
+        headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    resp
+}
+
 /// How long a refused connection's further bytes are read and dropped after the answer, so
 /// that closing it with bytes unread (which resets it) does not destroy the answer in flight.
 const LINGER: Duration = Duration::from_secs(2);
@@ -172,14 +191,7 @@ async fn refuse<IO>(io: &mut IO, pending: &mut crate::batch::Pending, refused: w
 where
     IO: AsyncRead + AsyncWrite + Wire + Unpin,
 {
-    let mut resp = Response::new(crate::errors::text(format!("{}\n", refused.why)));
-    *resp.status_mut() = refused.status;
-    let kind = match refused.status {
-        http::StatusCode::URI_TOO_LONG => "uri-too-long",
-        http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers-too-large",
-        _ => "bad-request",
-    };
-    resp.headers_mut().insert(crate::errors::ERROR_HEADER, http::HeaderValue::from_static(kind));
+    let resp = refusal(refused, http::Version::HTTP_11);
     tracing::debug!(status = refused.status.as_u16(), why = refused.why, "request head refused");
     if write_response(io, pending, resp, &Method::GET, true, false, out).await.is_err()
         || pending.settle().await.is_err()

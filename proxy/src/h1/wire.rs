@@ -7,7 +7,7 @@ mod request;
 mod response;
 
 pub use chunked::{Chunked, Piece, decode_chunked, last_chunk};
-pub use request::{Refused, Request, encode_head, parse_request};
+pub use request::{Refused, Request, check_parsed, encode_head, parse_request};
 pub use response::{Framing, Head, Out, encode_response_head, parse_head};
 
 use bytes::Bytes;
@@ -45,6 +45,8 @@ pub enum WireError {
     ContentLength,
     #[error("malformed chunked body")]
     Chunk,
+    #[error("101 Switching Protocols to a request that asked for no upgrade")]
+    Upgrade,
 }
 
 /// Headers that describe one connection, not the message, and so never cross this proxy
@@ -77,6 +79,17 @@ fn header_line(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// A length as RFC 9110 §8.6 writes it: digits only (no sign, no space, nothing else), and no
+/// larger than a u64 (`str::parse` takes a `+`, and `trim` takes Unicode spaces).
+fn digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, b| match b {
+        b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(b - b'0')),
+        _ => None,
+    })
+}
 
 #[cfg(test)]
 mod tests;

@@ -32,9 +32,7 @@ pub fn decode_chunked(buf: &mut BytesMut, state: &mut Chunked) -> Result<Option<
         match *state {
             Chunked::Size => {
                 let Some(line) = take_line(buf)? else { return Ok(None) };
-                let hex = line[..].split(|b| *b == b';').next().unwrap_or_default();
-                let hex = std::str::from_utf8(hex).map_err(|_| WireError::Chunk)?.trim();
-                let size = u64::from_str_radix(hex, 16).map_err(|_| WireError::Chunk)?;
+                let size = chunk_size(&line).ok_or(WireError::Chunk)?;
                 *state = if size == 0 { Chunked::Trailers } else { Chunked::Data(size) };
             }
             Chunked::Data(left) => {
@@ -79,6 +77,21 @@ pub fn decode_chunked(buf: &mut BytesMut, state: &mut Chunked) -> Result<Option<
     }
 }
 
+/// A chunk-size line's size (RFC 9112 §7.1): hex digits only (no sign, no space before), that
+/// fit a u64, then optional spaces or tabs and extensions, which are ignored.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(line.len());
+    if digits == 0 || digits > 16 {
+        return None;
+    }
+    let rest = &line[digits..];
+    let spaces = rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+    if !matches!(rest.get(spaces), None | Some(b';')) {
+        return None;
+    }
+    line[..digits].iter().try_fold(0u64, |n, b| Some(n << 4 | u64::from((*b as char).to_digit(16)?)))
+}
+
 /// A CRLF-terminated line off the front of `buf`, without its CRLF.
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, WireError> {
     match find(buf, b"\r\n") {
@@ -97,7 +110,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-
 /// The last chunk, with the trailers when the client takes them (`TE: trailers`).
 pub fn last_chunk(trailers: Option<&HeaderMap>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"0\r\n");
@@ -106,4 +118,3 @@ pub fn last_chunk(trailers: Option<&HeaderMap>, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(b"\r\n");
 }
-

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::h1::raw::RawHeaders;
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use http::{Method, StatusCode};
 
 /// How a response's body is delimited (RFC 9112 §6.3).
@@ -49,27 +49,29 @@ fn role(name: &str) -> Role {
 }
 
 /// Takes one response head off the front of `buf`. `Ok(None)`: not all of it has arrived.
-/// Interim (1xx) responses other than 101 are skipped, as a client that did not ask for them
-/// must. Connection-level headers stay behind: they describe the upstream's connection.
-pub fn parse_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, WireError> {
+/// Interim (1xx) heads before it are taken off too and appended to `interim`, as HTTP/1.1
+/// heads to forward ahead of it (RFC 9110 §15.2: a proxy forwards the 1xx it did not ask
+/// for). A `101` is an error: the pool never asks for an upgrade. Connection-level headers,
+/// and those a `Connection` header names, stay behind: they describe the upstream's
+/// connection.
+pub fn parse_head(buf: &mut BytesMut, request: &Method, interim: &mut Vec<u8>) -> Result<Option<Head>, WireError> {
     loop {
         if buf.is_empty() {
             return Ok(None);
         }
         let mut slots = slots();
         let mut parsed = httparse::Response::new(&mut []);
-        let len =
-            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
-                Ok(httparse::Status::Complete(len)) => len,
-                Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(WireError::HeadTooLarge),
-                Ok(httparse::Status::Partial) => return Ok(None),
-                Err(e) => return Err(WireError::Head(e)),
-            };
+        let config = httparse::ParserConfig::default();
+        let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(WireError::HeadTooLarge),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(WireError::Head(e)),
+        };
         let code = parsed.code.unwrap_or(0);
         let status = StatusCode::from_u16(code).map_err(|_| WireError::Head(httparse::Error::Status))?;
-        if status.is_informational() && code != 101 {
-            buf.advance(len);
-            continue;
+        if code == 101 {
+            return Err(WireError::Upgrade);
         }
         let http10 = parsed.version == Some(0);
         // Each line runs from its name to the next one's; the last, to the blank line.
@@ -78,37 +80,62 @@ pub fn parse_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, 
         let blank_line = if buf[..len].ends_with(b"\r\n\r\n") || buf[..len].ends_with(b"\n\r\n") { 2 } else { 1 };
         let ends = starts().skip(1).chain([len - blank_line]);
         let mut lines: Lines = Lines::new();
-        let (mut framing, mut keep_alive, mut has_date) = (None, !http10, false);
+        let (mut framing, mut keep_alive, mut has_date, mut nominates) = (None, !http10, false, false);
         for ((h, start), end) in parsed.headers.iter().zip(starts()).zip(ends) {
             // Only the framing headers' values are read.
             let text = || std::str::from_utf8(h.value).unwrap_or_default();
-            let role = role(h.name);
-            match role {
-                Role::Connection if has_token(text(), "close") => keep_alive = false,
-                Role::Connection if http10 && has_token(text(), "keep-alive") => keep_alive = true,
-                Role::TransferEncoding => {
-                    // Chunked must be the last coding; anything else is read to the end.
-                    let last = text().rsplit(',').next().unwrap_or_default();
-                    framing =
-                        Some(if last.trim().eq_ignore_ascii_case("chunked") { Framing::Chunked } else { Framing::Eof });
+            let kind = role(h.name);
+            match kind {
+                Role::Connection => {
+                    for token in text().split(',').map(|t| t.trim_matches([' ', '\t'])) {
+                        if token.eq_ignore_ascii_case("close") {
+                            keep_alive = false;
+                        } else if http10 && token.eq_ignore_ascii_case("keep-alive") {
+                            keep_alive = true;
+                        } else if role(token) == Role::Other && !token.is_empty() {
+                            nominates = true;
+                        }
+                    }
                 }
-                Role::ContentLength if !matches!(framing, Some(Framing::Chunked | Framing::Eof)) => {
-                    let n = text().trim().parse::<u64>().map_err(|_| WireError::ContentLength)?;
+                Role::TransferEncoding => {
+                    // Chunked must be the last coding, in HTTP/1.1; anything else is read to
+                    // the end (RFC 9112 §6.3), and with a Content-Length too, the connection is
+                    // not trusted again.
+                    let last = text().rsplit(',').next().unwrap_or_default();
+                    let chunked = last.trim_matches([' ', '\t']).eq_ignore_ascii_case("chunked");
+                    keep_alive &= !matches!(framing, Some(Framing::Length(_)));
+                    framing = Some(if chunked && !http10 { Framing::Chunked } else { Framing::Eof });
+                }
+                Role::ContentLength => {
+                    let n = digits(h.value).ok_or(WireError::ContentLength)?;
                     match framing {
                         Some(Framing::Length(m)) if m != n => return Err(WireError::ContentLength),
                         // The same length again says nothing more.
                         Some(Framing::Length(_)) => continue,
-                        _ => framing = Some(Framing::Length(n)),
+                        Some(Framing::Chunked | Framing::Eof) => keep_alive = false,
+                        None => framing = Some(Framing::Length(n)),
                     }
                 }
                 Role::Date => has_date = true,
                 _ => {}
             }
-            if matches!(role, Role::Other | Role::Date | Role::ContentLength) {
-                lines.push((start, end, role == Role::ContentLength));
+            if matches!(kind, Role::Other | Role::Date | Role::ContentLength) {
+                lines.push((start, end, kind == Role::ContentLength));
             }
         }
+        if nominates {
+            let named = nominated(parsed.headers);
+            // Never the length: the body's framing is decided, and must be written.
+            lines.retain(|(start, _, length)| *length || !named.iter().any(|n| names(&buf[*start..], n)));
+        }
         let head = buf.split_to(len).freeze();
+        if status.is_informational() {
+            status_line(status, interim);
+            lines.retain(|(_, _, length)| !*length);
+            interim.extend_from_slice(&kept_lines(&head, &lines));
+            interim.extend_from_slice(b"\r\n");
+            continue;
+        }
         // Transfer-Encoding wins over Content-Length, which must then not travel on.
         let declared = match framing {
             Some(Framing::Length(n)) => Some(n),
@@ -118,13 +145,38 @@ pub fn parse_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, 
             }
         };
         let headers = RawHeaders::new(kept_lines(&head, &lines), declared, has_date);
-        let bodiless = *request == Method::HEAD || code == 204 || code == 304 || code == 101;
+        let bodiless = *request == Method::HEAD || code == 204 || code == 304;
         let framing = if bodiless { Framing::Length(0) } else { framing.unwrap_or(Framing::Eof) };
-        if framing == Framing::Eof || code == 101 {
+        if framing == Framing::Eof {
             keep_alive = false;
         }
         return Ok(Some(Head { status, headers, framing, keep_alive }));
     }
+}
+
+fn status_line(status: StatusCode, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The header names `Connection` headers list, other than the connection's own.
+fn nominated(headers: &[httparse::Header<'_>]) -> Vec<String> {
+    let lists = headers.iter().filter(|h| role(h.name) == Role::Connection);
+    let tokens = lists.flat_map(|h| std::str::from_utf8(h.value).unwrap_or_default().split(','));
+    let named = tokens.map(|t| t.trim_matches([' ', '\t']));
+    named
+        .filter(|t| role(t) == Role::Other && !t.is_empty() && !t.eq_ignore_ascii_case("close"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether the header line at the start of `line` is named `name`.
+fn names(line: &[u8], name: &str) -> bool {
+    line.get(..name.len()).is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        && line.get(name.len()) == Some(&b':')
 }
 
 /// The lines of a head that travel on: where each starts and ends, and whether it is a
@@ -150,7 +202,6 @@ fn kept_lines(head: &Bytes, lines: &Lines) -> Bytes {
     Bytes::from(out)
 }
 
-
 /// How a response's body is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Out {
@@ -175,13 +226,13 @@ pub fn encode_response_head(
     out: &mut Vec<u8>,
 ) -> Out {
     let status = parts.status;
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let raw = parts.extensions.get::<RawHeaders>();
+    if let Some(raw) = raw {
+        out.extend_from_slice(raw.interim());
+    }
+    status_line(status, out);
     let (mut has_date, mut declared) = (false, None);
-    if let Some(raw) = parts.extensions.get::<RawHeaders>() {
+    if let Some(raw) = raw {
         out.extend_from_slice(raw.lines());
         (has_date, declared) = (raw.has_date, raw.content_length);
     }
@@ -223,4 +274,3 @@ pub fn encode_response_head(
     out.extend_from_slice(b"\r\n");
     framing
 }
-

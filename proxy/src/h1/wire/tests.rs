@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use http::{HeaderMap, Method, StatusCode};
 
 fn head(text: &str, method: Method) -> Result<Option<Head>, WireError> {
-    parse_head(&mut BytesMut::from(text), &method)
+    parse_head(&mut BytesMut::from(text), &method, &mut Vec::new())
 }
 
 /// What `value` relies on to skip the check: every value byte httparse lets through, in a
@@ -67,15 +67,13 @@ fn response_heads_say_how_their_body_ends_and_whether_the_connection_stays() {
     assert_eq!(h.headers.lines(), b"Date: d\r\n", "no framing header travels with a chunked body");
     assert_eq!((h.headers.content_length, h.headers.has_date), (None, true));
 
-    let h =
-        head("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n", Method::GET).unwrap().unwrap();
+    let h = head("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n", Method::GET).unwrap().unwrap();
     assert!(!h.keep_alive);
     assert_eq!(h.headers.lines(), b"content-length: 0\r\n");
     let h = head("HTTP/1.0 200 OK\r\n\r\nbody", Method::GET).unwrap().unwrap();
     assert_eq!((h.framing, h.keep_alive), (Framing::Eof, false));
-    let h = head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 4\r\n\r\n", Method::GET)
-        .unwrap()
-        .unwrap();
+    let h =
+        head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 4\r\n\r\n", Method::GET).unwrap().unwrap();
     assert!(h.keep_alive);
     let h = head("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", Method::HEAD).unwrap().unwrap();
     assert_eq!(h.framing, Framing::Length(0));
@@ -97,7 +95,9 @@ fn the_lines_that_travel_are_the_upstreams_own_whatever_their_case_or_line_ends(
 #[test]
 fn interim_responses_are_skipped_and_partial_or_bad_heads_are_told_apart() {
     let mut buf = BytesMut::from("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n");
-    assert_eq!(parse_head(&mut buf, &Method::POST).unwrap().unwrap().status.as_u16(), 201);
+    let mut interim = Vec::new();
+    assert_eq!(parse_head(&mut buf, &Method::POST, &mut interim).unwrap().unwrap().status.as_u16(), 201);
+    assert_eq!(interim, b"HTTP/1.1 100 Continue\r\n\r\n", "forwarded ahead of the response");
     assert!(buf.is_empty());
     assert!(head("HTTP/1.1 200 OK\r\ncontent-le", Method::GET).unwrap().is_none());
     assert!(head("HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", Method::GET).is_err());
@@ -156,27 +156,41 @@ fn simple_requests_are_taken_and_anything_else_is_left_whole_for_hyper() {
     );
     assert_eq!(head.headers["host"], "a");
     assert_eq!(&rest[..], b"bodyGET", "the body and what follows stay");
-    let (r, _) = request("GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n");
+    let (r, _) = request("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n");
     assert!(matches!(r, Request::Simple { close: true, body: 0, .. }));
     assert!(matches!(request("GET / HTTP/1.1\r\nHost: a\r\n").0, Request::Partial));
     for other in [
         "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         "GET / HTTP/1.0\r\n\r\n",
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-        "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-        "PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
-        "POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n",
-        "CONNECT a:443 HTTP/1.1\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n",
     ] {
         let (r, rest) = request(other);
         assert!(matches!(r, Request::Other), "{other}");
         assert_eq!(&rest[..], other.as_bytes(), "untouched: {other}");
     }
-    // The preface in pieces, and nothing at all, wait for more: hyper is never handed a
-    // connection whose first request it would have to wait for.
+    // The preface in pieces waits for more: hyper is never handed a connection whose first
+    // request it would have to wait for.
     for partial in ["P", "PRI ", "PRI * HTTP/2.0\r\n"] {
         assert!(matches!(request(partial).0, Request::Partial), "{partial}");
     }
+}
+
+#[test]
+fn an_absolute_target_names_the_host_and_nominated_headers_stay_behind() {
+    let text =
+        "GET http://svc:81/p?q HTTP/1.1\r\nHost: other\r\nConnection: x-hop, close\r\nX-Hop: 1\r\nX-End: 2\r\n\r\n";
+    let Request::Simple { head, close, .. } = request(text).0 else { panic!("simple") };
+    assert_eq!(head.headers["host"], "svc:81", "RFC 9112 §3.2.2: the target's authority, not Host");
+    assert_eq!(head.headers.get_all("host").iter().count(), 1);
+    assert_eq!(head.uri.path_and_query().unwrap().as_str(), "/p?q");
+    assert!(close && head.headers.get("x-hop").is_none() && head.headers["x-end"] == "2");
+    // Routing and framing are not a client's to take away.
+    let text = "POST / HTTP/1.1\r\nHost: a\r\nConnection: host, content-length\r\nContent-Length: 2\r\n\r\nok";
+    let Request::Simple { head, body: 2, .. } = request(text).0 else { panic!("simple") };
+    assert!(head.headers.contains_key("host") && head.headers.contains_key("content-length"));
 }
 
 #[test]
@@ -186,11 +200,39 @@ fn a_head_that_cannot_be_served_is_refused_never_handed_on() {
         other => panic!("{text:?}: {other:?}"),
     };
     for target in ["/c51<x>", "/`", "/>", "http:/c", "http://", "http://[::1/c", "http://svc:80:80/c"] {
-        let text = format!("GET {target} HTTP/1.1\r\nHost: svc\r\nContent-Length: 41\r\n\r\nGET /smuggled HTTP/1.1\r\n");
+        let text =
+            format!("GET {target} HTTP/1.1\r\nHost: svc\r\nContent-Length: 41\r\n\r\nGET /smuggled HTTP/1.1\r\n");
         assert_eq!(refused(&text), 400, "{target}");
     }
-    assert_eq!(refused("G@T / HTTP/1.1\r\n\r\n"), 400);
-    assert_eq!(refused("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), 400);
+    for (text, status) in [
+        ("G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\u{a0}\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        ("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+        ("GET http://u@svc/ HTTP/1.1\r\nHost: svc\r\n\r\n", 400),
+        ("GET svc:80 HTTP/1.1\r\nHost: svc\r\n\r\n", 400),
+        ("GET * HTTP/1.1\r\nHost: svc\r\n\r\n", 400),
+        ("GET ftp://svc/ HTTP/1.1\r\nHost: svc\r\n\r\n", 400),
+        // CL.TE and TE.CL: both framings at once.
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n", 400),
+        // TE.TE: a coding that is not chunked, last.
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
+        ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        ("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405),
+    ] {
+        assert_eq!(refused(text), status, "{text:?}");
+    }
     assert_eq!(refused(&format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(MAX_TARGET))), 414);
     assert_eq!(refused(&format!("GET /{}", "a".repeat(MAX_HEAD))), 414, "a request line that never ends");
     let big = format!("GET / HTTP/1.1\r\nHost: a\r\nx: {}\r\n\r\n", "a".repeat(MAX_HEAD));
@@ -229,10 +271,7 @@ fn response_heads_frame_their_body_and_drop_connection_headers() {
     );
     let (framing, text) = encode(StatusCode::NOT_FOUND, &headers, false, None);
     assert_eq!(framing, Out::Chunked);
-    assert!(
-        text.starts_with("HTTP/1.1 404 Not Found\r\n") && text.contains("transfer-encoding: chunked"),
-        "{text}"
-    );
+    assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n") && text.contains("transfer-encoding: chunked"), "{text}");
     headers.insert("content-length", HeaderValue::from_static("9"));
     headers.insert("date", HeaderValue::from_static("then"));
     let (framing, text) = encode(ok, &headers, false, None);
@@ -322,7 +361,7 @@ proptest::proptest! {
         for method in [Method::GET, Method::HEAD] {
             let mut buf = BytesMut::from(&input[..]);
             // Not all there yet: at most interim (1xx) heads were taken, off the front.
-            if let Ok(None) = parse_head(&mut buf, &method) {
+            if let Ok(None) = parse_head(&mut buf, &method, &mut Vec::new()) {
                 proptest::prop_assert!(input.ends_with(&buf));
             }
         }
@@ -335,5 +374,58 @@ proptest::proptest! {
                 Ok(Some(_)) => proptest::prop_assert!((buf.len(), state) != before),
             }
         }
+    }
+}
+
+#[test]
+fn hostile_response_heads_are_refused_or_made_safe() {
+    for text in [
+        "HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\ncontent-length: 2 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+    ] {
+        assert_eq!(head(text, Method::GET).unwrap_err(), WireError::ContentLength, "{text:?}");
+    }
+    assert_eq!(
+        head("HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n", Method::GET).unwrap_err(),
+        WireError::Upgrade
+    );
+    // Both framings: chunked wins, the length does not travel, the connection is not reused.
+    let h = head("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n", Method::GET)
+        .unwrap()
+        .unwrap();
+    assert_eq!((h.framing, h.keep_alive, h.headers.lines()), (Framing::Chunked, false, &b""[..]));
+    let h = head("HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", Method::GET).unwrap().unwrap();
+    assert_eq!((h.framing, h.keep_alive), (Framing::Eof, false), "RFC 9112 §6.1: HTTP/1.0 framing is faulty");
+    // What `Connection` names is the upstream's connection's, never the length.
+    let text =
+        "HTTP/1.1 200 OK\r\nConnection: X-Hop, Content-Length\r\nX-Hop: 1\r\nX-End: 2\r\nContent-Length: 0\r\n\r\n";
+    let h = head(text, Method::GET).unwrap().unwrap();
+    assert_eq!(h.headers.lines(), b"X-End: 2\r\nContent-Length: 0\r\n");
+}
+
+#[test]
+fn interim_responses_are_forwarded_ahead_of_the_final_one() {
+    let text = "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\nConnection: keep-alive\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+    let mut interim = Vec::new();
+    let h = parse_head(&mut BytesMut::from(text), &Method::GET, &mut interim).unwrap().unwrap();
+    assert_eq!(interim, b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n");
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.extensions.insert(h.headers.with_interim(interim.into()));
+    let mut out = Vec::new();
+    encode_response_head(&parts, false, None, false, b"now", &mut out);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with("HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\n"), "{text}");
+}
+
+#[test]
+fn chunk_sizes_are_hex_digits_only() {
+    for bad in ["+2", "-2", " 2", "0x2", "2 x", "", "11111111111111111", "2\u{a0}"] {
+        let (mut buf, mut state) = (BytesMut::from(format!("{bad}\r\nok\r\n0\r\n\r\n").as_str()), Chunked::Size);
+        assert_eq!(decode_chunked(&mut buf, &mut state), Err(WireError::Chunk), "{bad:?}");
+    }
+    for good in ["2", "02", "2 ", "2\t;ext=1", "2;a=b;c"] {
+        let (mut buf, mut state) = (BytesMut::from(format!("{good}\r\nok\r\n0\r\n\r\n").as_str()), Chunked::Size);
+        assert_eq!(decode_chunked(&mut buf, &mut state), Ok(Some(Piece::Data(Bytes::from_static(b"ok")))), "{good:?}");
     }
 }

@@ -89,6 +89,7 @@ fn retry(base: RetryConfig, spec: Option<&policy::RetrySpec>) -> RetryConfig {
     RetryConfig {
         attempts: spec.attempts.as_ref().map_or(base.attempts, |a| a.value),
         on: spec.on.clone().unwrap_or(base.on),
+        non_idempotent: spec.non_idempotent.as_ref().map_or(base.non_idempotent, |v| v.value),
         budget: RetryBudget {
             ratio: b.and_then(|b| b.ratio.as_ref()).map_or(base.budget.ratio, |r| r.value),
             min_per_second: b.and_then(|b| b.min_per_second.as_ref()).map_or(base.budget.min_per_second, |m| m.value),

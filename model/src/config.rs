@@ -128,6 +128,10 @@ pub struct RetryConfig {
     pub attempts: u32,
     pub on: Vec<RetryOn>,
     pub budget: RetryBudget,
+    /// Non-idempotent requests (POST, PATCH...) are retried on the same conditions, not only
+    /// when nothing was sent: the service tolerates a request processed twice.
+    #[serde(default)]
+    pub non_idempotent: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

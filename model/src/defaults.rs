@@ -16,6 +16,7 @@ pub fn retry() -> RetryConfig {
         attempts: 2,
         on: vec![RetryOn::ConnectFailure, RetryOn::Reset, RetryOn::GatewayError],
         budget: RetryBudget { ratio: 0.2, min_per_second: 10, window_ms: 10_000 },
+        non_idempotent: false,
     }
 }
 

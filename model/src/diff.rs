@@ -130,6 +130,15 @@ fn rule(out: &mut Changes, name: &String, label: &str, a: &RuleConfig, b: &RuleC
             format!("{name} {label}: retries on {} → {}", list(&ra.on), list(&rb.on)),
         );
     }
+    if ra.non_idempotent != rb.non_idempotent {
+        let say = |on: bool| if on { "retried" } else { "retried only when never sent" };
+        let text = format!(
+            "{name} {label}: non-idempotent requests {} → {}",
+            say(ra.non_idempotent),
+            say(rb.non_idempotent)
+        );
+        out.push(svc, ChangeKind::Resilience, text);
+    }
     if ra.budget.ratio != rb.budget.ratio {
         let (x, y) = (percent(ra.budget.ratio * 100.0), percent(rb.budget.ratio * 100.0));
         out.push(svc, ChangeKind::Resilience, format!("retry budget for {name} {label}: {x} → {y}"));

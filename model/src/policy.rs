@@ -186,6 +186,11 @@ pub struct RetrySpec {
     /// Which failures are retried.
     #[serde(default)]
     pub on: Option<Vec<RetryOn>>,
+    /// Retry non-idempotent requests (POST, PATCH, ...) on these conditions too. Off by
+    /// default: such a request is retried only when it never left the proxy (a connection
+    /// that could not be made), as it may have been processed (RFC 9110 §9.2.2).
+    #[serde(default)]
+    pub non_idempotent: Option<Sp<bool>>,
     #[serde(default)]
     pub budget: Option<BudgetSpec>,
 }

@@ -66,18 +66,34 @@ impl Clients {
         addr: &str,
         max_requests: u32,
     ) -> Result<http::Response<crate::Body>, UpstreamError> {
-        let body = match (protocol, body) {
+        let (body, client_failed) = match (protocol, body) {
             (Protocol::Http, Replay::Buffered(bytes)) => {
                 return self.0.fast.send(parts, bytes, addr, max_requests).await;
             }
-            (_, body) => body.into_body(),
+            (_, Replay::Buffered(bytes)) => (Replay::Buffered(bytes).into_body(), None),
+            (_, Replay::Streaming(body)) => {
+                let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let body = http_body_util::BodyExt::boxed_unsync(Watched { inner: body, failed: failed.clone() });
+                (body, Some(failed))
+            }
         };
         let mut req = http::Request::from_parts(parts.clone(), body);
         set_target(&mut req, addr).map_err(|e| UpstreamError::other(e.into()))?;
         *req.version_mut() = wire_version(protocol);
         let captured = (max_requests > 0).then(|| hyper_util::client::legacy::connect::capture_connection(&mut req));
         // Boxed: hyper's future is large, and inline it would be copied with every request's.
-        let resp = Box::pin(self.for_protocol(protocol).request(req)).await.map_err(UpstreamError::from)?;
+        let sent = Box::pin(self.for_protocol(protocol).request(req)).await;
+        let resp = match sent {
+            Ok(resp) => resp,
+            // The client's body broke, not the upstream: the client's error, not the endpoint's.
+            Err(e) if client_failed.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed)) => {
+                return Err(UpstreamError { cause: Cause::ClientBody, source: e.into() });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(UpstreamError::other("101 Switching Protocols to a request that asked for no upgrade".into()));
+        }
         if let Some(captured) = &captured {
             retire_if_spent(captured, &resp, max_requests);
         }
@@ -132,7 +148,8 @@ impl Replay {
     /// Buffers bodies with a known length up to [`MAX_REPLAY_BODY`] (and empty ones); streams
     /// the rest, which are then never retried.
     pub async fn read(body: ReqBody, headers: &http::HeaderMap) -> Result<Self, crate::errors::ProxyError> {
-        use http_body_util::{BodyExt, Limited};
+        use crate::errors::ProxyError;
+        use http_body_util::{BodyExt, LengthLimitError, Limited};
         use hyper::body::Body as _;
         if body.is_end_stream() {
             return Ok(Replay::Buffered(Bytes::new()));
@@ -141,8 +158,11 @@ impl Replay {
         match length {
             Some(n) if n <= MAX_REPLAY_BODY => {
                 let collected = Limited::new(body, MAX_REPLAY_BODY).collect().await;
-                let bytes = collected.map_err(|_| crate::errors::ProxyError::BodyTooLarge(MAX_REPLAY_BODY))?.to_bytes();
-                Ok(Replay::Buffered(bytes))
+                let bytes = collected.map_err(|e| match e.downcast::<LengthLimitError>() {
+                    Ok(_) => ProxyError::BodyTooLarge(MAX_REPLAY_BODY),
+                    Err(e) => ProxyError::BadRequestBody(e.to_string()),
+                })?;
+                Ok(Replay::Buffered(bytes.to_bytes()))
             }
             _ => Ok(Replay::Streaming(body)),
         }
@@ -165,20 +185,65 @@ impl Replay {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A client's streamed request body that remembers whether it failed: a request to an
+    /// upstream that failed because of it is the client's error, not the upstream's.
+    struct Watched {
+        #[pin]
+        inner: ReqBody,
+        failed: Arc<std::sync::atomic::AtomicBool>,
+    }
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            this.failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Why an upstream gave no response.
 #[derive(Debug)]
 pub struct UpstreamError {
-    connect: bool,
+    cause: Cause,
     source: BoxError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cause {
+    /// The connection could not be made.
+    Connect,
+    /// The exchange with the upstream failed.
+    Exchange,
+    /// The client's request body failed while it was being sent.
+    ClientBody,
 }
 
 impl UpstreamError {
     pub fn connect(source: BoxError) -> Self {
-        UpstreamError { connect: true, source }
+        UpstreamError { cause: Cause::Connect, source }
     }
 
     pub fn other(source: BoxError) -> Self {
-        UpstreamError { connect: false, source }
+        UpstreamError { cause: Cause::Exchange, source }
     }
 
     pub fn io(e: std::io::Error) -> Self {
@@ -191,7 +256,12 @@ impl UpstreamError {
 
     /// The connection could not be made: nothing reached the upstream.
     pub fn is_connect(&self) -> bool {
-        self.connect
+        self.cause == Cause::Connect
+    }
+
+    /// The client's body failed, not the upstream.
+    pub fn is_client_body(&self) -> bool {
+        self.cause == Cause::ClientBody
     }
 }
 
@@ -202,7 +272,8 @@ impl From<hyper_util::client::legacy::Error> for UpstreamError {
             Some(cause) => format!("{e}: {cause}"),
             None => e.to_string(),
         };
-        UpstreamError { connect: e.is_connect(), source: message.into() }
+        let cause = if e.is_connect() { Cause::Connect } else { Cause::Exchange };
+        UpstreamError { cause, source: message.into() }
     }
 }
 
@@ -413,6 +484,7 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
 /// proxies) says nothing about the connection our client opened, so the server picks its own.
 pub fn downstream(mut resp: http::Response<hyper::body::Incoming>) -> http::Response<crate::Body> {
     *resp.version_mut() = http::Version::default();
+    crate::h1::strip_nominated(resp.headers_mut());
     use http_body_util::BodyExt;
     resp.map(|b| b.map_err(Into::into).boxed_unsync())
 }

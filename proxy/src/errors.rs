@@ -37,6 +37,10 @@ pub enum ProxyError {
     ServiceOverloaded(String),
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// The client's body broke off or was malformed (a bad chunk): its error, not an
+    /// upstream's, so it never counts against an endpoint.
+    #[error("malformed request body: {0}")]
+    BadRequestBody(String),
     #[error("fault injected by policy")]
     FaultAbort(u16),
     #[error("access denied by {by}: {why}")]
@@ -50,7 +54,7 @@ impl ProxyError {
             | ProxyError::NoEndpoints { .. }
             | ProxyError::Overloaded
             | ProxyError::ServiceOverloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::NoAuthority => StatusCode::BAD_REQUEST,
+            ProxyError::NoAuthority | ProxyError::BadRequestBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnknownService(_) | ProxyError::NoRoute(_) => StatusCode::NOT_FOUND,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -73,9 +77,28 @@ impl ProxyError {
             ProxyError::Overloaded => "overloaded",
             ProxyError::ServiceOverloaded(_) => "service-overloaded",
             ProxyError::BodyTooLarge(_) => "body-too-large",
+            ProxyError::BadRequestBody(_) => "bad-request-body",
             ProxyError::FaultAbort(_) => "fault-injected",
             ProxyError::AccessDenied { .. } => "access-denied",
         }
+    }
+
+    /// What a request that failed so counts as in metrics: the kind of error, or `4xx` when
+    /// the client caused it (the service did not fail it).
+    pub fn status_label(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequestBody(_) => "4xx",
+            other => other.kind(),
+        }
+    }
+
+    /// The error for an upstream's failure to answer, or for the client's body failing
+    /// while it was sent.
+    pub fn upstream(addr: &str, source: crate::client::UpstreamError) -> Self {
+        if source.is_client_body() {
+            return ProxyError::BadRequestBody(source.to_string());
+        }
+        ProxyError::Upstream { addr: addr.to_string(), source }
     }
 
     pub fn into_response(self) -> Response<Body> {

@@ -21,5 +21,5 @@ mod wire;
 
 pub use client::Pool;
 pub use raw::{RawHeaders, into_header_map};
-pub use server::{Served, Socket, refusal, serve_connection};
-pub use wire::{Refused, check_parsed};
+pub use server::{Rewind, Served, Socket, refusal, serve_connection};
+pub use wire::{Refused, check_parsed, strip_nominated};

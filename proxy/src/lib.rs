@@ -303,7 +303,7 @@ impl Shared {
     ) -> http::Response<Body> {
         let status = match &result {
             Ok(resp) => metrics::status_class(resp.status()),
-            Err(e) => e.kind(),
+            Err(e) => e.status_label(),
         };
         let seconds = clock::now().saturating_duration_since(arrival.started).as_secs_f64();
         let (service, version) = (dest.service(), dest.version());

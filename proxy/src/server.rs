@@ -4,8 +4,6 @@
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -56,22 +54,9 @@ pub async fn serve<A, AFut, IO, S>(
     IO: AsyncRead + AsyncWrite + crate::h1::Socket + crate::transport::Wire + Unpin + Send + Sync + 'static,
     S: crate::stack::Listener,
 {
-    let graceful = GracefulShutdown::new();
     // Every connection's task holds a sender; all are gone once every connection closed.
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Bounded headers, and no connection may hold the proxy by sending them slowly.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .max_buf_size(MAX_HEADER_BYTES)
-        .max_headers(100)
-        .header_read_timeout(header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
-        .keep_alive_interval(Some(Duration::from_secs(20)));
+    let hyper = Hyper::new(header_timeout);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -86,8 +71,7 @@ pub async fn serve<A, AFut, IO, S>(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (mut service, accept, builder, watcher) =
-            (service.clone(), accept.clone(), builder.clone(), graceful.watcher());
+        let (mut service, accept, hyper) = (service.clone(), accept.clone(), hyper.clone());
         let (open, mut stop) = (open.clone(), shutdown.clone());
         // The transport is made in the connection's own task: a slow handshake holds no one else.
         tokio::spawn(crate::clock::Clocked::new(async move {
@@ -95,36 +79,101 @@ pub async fn serve<A, AFut, IO, S>(
             let Some((io, who)) = accept(stream).await else { return };
             let served = crate::h1::serve_connection(io, &who, &mut service, header_timeout, &mut stop).await;
             let crate::h1::Served::Handoff(io) = served else { return };
-            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                let (mut parts, body) = req.into_parts();
-                // What the proxy's own server checks as it reads a head, hyper's heads get here.
-                let checked = crate::h1::check_parsed(&mut parts);
-                let version = parts.version;
-                let mut req = http::Request::from_parts(parts, body.boxed_unsync());
-                with_peer(&mut req, &who);
-                let answer = checked.map(|()| service.clone().call(req));
-                async move {
-                    let mut resp = match answer {
-                        Ok(answer) => answer.await?,
-                        Err(refused) => crate::h1::refusal(refused, version),
-                    };
-                    // hyper writes the map: the upstream's raw header lines go into it first.
-                    crate::h1::into_header_map(&mut resp);
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-            if let Err(e) = watcher.watch(conn).await {
+            if let Err(e) = hyper.serve(io, who, service, stop).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         }));
     }
     drop((listener, open));
-    let drained = async {
-        graceful.shutdown().await;
-        while all_closed.recv().await.is_some() {}
-    };
+    let drained = async { while all_closed.recv().await.is_some() {} };
     if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!("drain grace elapsed with requests still in flight");
     }
+}
+
+/// hyper's servers, for the connections the proxy's own hands over: HTTP/2 when the bytes
+/// read so far are its preface, HTTP/1.1 otherwise (the hand-off always holds a whole head,
+/// so there is nothing left to sniff).
+#[derive(Clone)]
+struct Hyper {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+impl Hyper {
+    fn new(header_timeout: Duration) -> Self {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        // Bounded heads, and no connection may hold the proxy by sending them slowly.
+        http1
+            .timer(TokioTimer::new())
+            .max_header_size(MAX_HEADER_BYTES)
+            .max_headers(100)
+            .header_read_timeout(header_timeout);
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .keep_alive_interval(Some(Duration::from_secs(20)));
+        Hyper { http1, http2 }
+    }
+
+    /// Serves the rest of a connection; a shutdown lets the request in flight finish.
+    async fn serve<IO, S>(
+        &self,
+        io: crate::h1::Rewind<IO>,
+        who: Peer,
+        service: S,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), hyper::Error>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
+        S: crate::stack::Listener,
+    {
+        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let (mut parts, body) = req.into_parts();
+            // What the proxy's own server checks as it reads a head, hyper's heads get here.
+            let checked = crate::h1::check_parsed(&mut parts);
+            let version = parts.version;
+            let mut req = http::Request::from_parts(parts, body.boxed_unsync());
+            with_peer(&mut req, &who);
+            let answer = checked.map(|()| service.clone().call(req));
+            async move {
+                let mut resp = match answer {
+                    Ok(answer) => answer.await?,
+                    Err(refused) => crate::h1::refusal(refused, version),
+                };
+                // hyper writes the map: the upstream's raw header lines go into it first.
+                crate::h1::into_header_map(&mut resp);
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        });
+        let stopped = async move {
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        if io.is_http2() {
+            let conn = self.http2.serve_connection(TokioIo::new(io), service);
+            drain(conn, stopped, |c| c.graceful_shutdown()).await
+        } else {
+            let conn = self.http1.serve_connection(TokioIo::new(io), service).with_upgrades();
+            drain(conn, stopped, |c| c.graceful_shutdown()).await
+        }
+    }
+}
+
+/// Runs a connection until it ends; once `stopped`, it is asked to finish what is in flight
+/// and close.
+async fn drain<C, T>(conn: C, stopped: impl Future<Output = ()>, shut: impl FnOnce(std::pin::Pin<&mut C>)) -> T
+where
+    C: Future<Output = T>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        done = conn.as_mut() => return done,
+        () = stopped => shut(conn.as_mut()),
+    }
+    conn.await
 }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trellis_model::config::*;
 use trellis_model::{Backend, Endpoint, ProxyConfig, RuleConfig, ServiceConfig};
 use trellis_proxy::applied::Applied;
@@ -40,6 +41,7 @@ async fn retries_stop_at_the_budget_while_an_upstream_fails() {
         attempts: 3,
         on: vec![RetryOn::GatewayError],
         budget: RetryBudget { ratio: 0.2, min_per_second: 0, window_ms: 10_000 },
+        non_idempotent: false,
     };
     let proxy = proxy(service(r), &[("v1", &up)], 10_000).await;
     for _ in 0..100 {
@@ -58,6 +60,8 @@ async fn a_retry_rescues_a_failed_attempt_and_streamed_bodies_are_never_replayed
     up.set(Mode::FailFirst(1, 502));
     let mut r = rule(&[("v1", 100)]);
     r.retry.attempts = 2;
+    // A POST is retried on a 502 only where the route says a repeat is harmless.
+    r.retry.non_idempotent = true;
     let proxy = proxy(service(r), &[("v1", &up)], 10_000).await;
     let (status, _, body) = post(proxy.outbound, "hello", true).await;
     assert_eq!((status, body.as_str()), (200, "hello"), "the buffered body was replayed intact");
@@ -67,6 +71,54 @@ async fn a_retry_rescues_a_failed_attempt_and_streamed_bodies_are_never_replayed
     let (status, _, _) = post(proxy.outbound, "streamed", false).await;
     assert_eq!(status, 502, "a body without a length streams through once");
     assert_eq!(up.hits(), 3);
+}
+
+#[tokio::test]
+async fn a_request_the_upstream_may_have_processed_is_not_repeated_unless_it_is_idempotent() {
+    let up = Upstream::start().await;
+    // The default conditions include `reset`: the upstream read the request, then dropped it.
+    let proxy = proxy(service(rule(&[("v1", 100)])), &[("v1", &up)], 10_000).await;
+    up.set(Mode::DropFirst(1));
+    let (status, error, _) = post(proxy.outbound, "order-1", true).await;
+    assert_eq!((status, error.as_deref()), (502, Some("upstream-failed")));
+    assert_eq!(up.bodies(), ["order-1"], "RFC 9110 §9.2.2: a POST it may have processed is sent once");
+    up.set(Mode::DropFirst(1));
+    assert_eq!(get(proxy.outbound, "/").await.0, 200, "a GET is sent again");
+    assert_eq!(up.hits(), 3);
+
+    // A route that opts in has POSTs retried on the same conditions.
+    let mut r = rule(&[("v1", 100)]);
+    r.retry.non_idempotent = true;
+    proxy.shared.config.store(Arc::new(Applied::new(config(service(r), &[("v1", &up)])).unwrap()));
+    up.set(Mode::DropFirst(1));
+    assert_eq!(post(proxy.outbound, "order-2", true).await.0, 200);
+    assert_eq!(up.bodies()[3..], ["order-2", "order-2"]);
+}
+
+#[tokio::test]
+async fn a_clients_broken_body_is_a_400_and_never_counts_against_an_endpoint() {
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    let proxy = proxy(service(rule(&[("v1", 100)])), &[("v1", &a), ("v1", &b)], 10_000).await;
+    for bad in ["zz", "+5", "5 5"] {
+        for _ in 0..4 {
+            let mut s = tokio::net::TcpStream::connect(proxy.outbound).await.unwrap();
+            let request = format!(
+                "POST /orders HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n{bad}\r\nhello\r\n0\r\n\r\n"
+            );
+            s.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(answer.starts_with("HTTP/1.1 400"), "{bad}: {answer}");
+        }
+    }
+    let m = &proxy.shared.metrics;
+    assert_eq!(m.get("trellis_proxy_ejections_total", &[("dst_service", "svc")]), 0, "no endpoint was ejected");
+    for _ in 0..4 {
+        assert_eq!(get(proxy.outbound, "/").await.0, 200);
+    }
+    let text = m.render("p", "r.1");
+    assert!(!text.contains("status=\"5xx\"") && !text.contains("upstream-failed"), "{text}");
 }
 
 #[tokio::test]
@@ -241,6 +293,8 @@ enum Mode {
     FailFirst(u64, u16),
     /// The first n requests take this many ms, the rest are immediate.
     SlowFirst(u64, u64),
+    /// The first n requests are read whole, then the connection is dropped unanswered.
+    DropFirst(u64),
 }
 
 /// An HTTP/1.1 server that answers as told and counts what it saw. It echoes request bodies.
@@ -277,7 +331,7 @@ impl Upstream {
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let s = s.clone();
-                        async move { Ok::<_, std::convert::Infallible>(s.answer(req).await) }
+                        async move { s.answer(req).await.ok_or("dropped, unanswered") }
                     });
                     let _ =
                         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
@@ -301,7 +355,8 @@ impl Upstream {
 }
 
 impl UpstreamState {
-    async fn answer(&self, req: http::Request<hyper::body::Incoming>) -> http::Response<Full<Bytes>> {
+    /// The response, or none when the connection is to be dropped.
+    async fn answer(&self, req: http::Request<hyper::body::Incoming>) -> Option<http::Response<Full<Bytes>>> {
         let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         self.hits.fetch_add(1, Ordering::SeqCst);
         self.bodies.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
@@ -316,11 +371,13 @@ impl UpstreamState {
             Mode::Delay(ms) => (200, ms),
             Mode::FailFirst(n, s) => (if seen <= n { s } else { 200 }, 0),
             Mode::SlowFirst(n, ms) => (200, if seen <= n { ms } else { 0 }),
+            Mode::DropFirst(n) if seen <= n => return None,
+            Mode::DropFirst(_) => (200, 0),
         };
         tokio::time::sleep(Duration::from_millis(delay)).await;
         let mut resp = http::Response::new(Full::new(body));
         *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
-        resp
+        Some(resp)
     }
 }
 

@@ -399,6 +399,13 @@ pub struct Rewind<S> {
     io: S,
 }
 
+impl<S> Rewind<S> {
+    /// The bytes read so far open HTTP/2 with prior knowledge.
+    pub fn is_http2(&self) -> bool {
+        self.prefix.starts_with(wire::PREFACE)
+    }
+}
+
 impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();

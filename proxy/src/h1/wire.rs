@@ -7,7 +7,7 @@ mod request;
 mod response;
 
 pub use chunked::{Chunked, Piece, decode_chunked, last_chunk};
-pub use request::{Refused, Request, check_parsed, encode_head, parse_request};
+pub use request::{PREFACE, Refused, Request, check_parsed, encode_head, parse_request, strip_nominated};
 pub use response::{Framing, Head, Out, encode_response_head, parse_head};
 
 use bytes::Bytes;

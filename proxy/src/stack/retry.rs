@@ -1,6 +1,8 @@
 //! Retry: a request whose attempt failed as the rule's `retry.on` names is sent again, up to
 //! `retry.attempts` more times, when its body can be replayed, and only while the service's
-//! retry budget allows, so that an outage never multiplies the load on it.
+//! retry budget allows, so that an outage never multiplies the load on it. A non-idempotent
+//! request (POST, PATCH...) the upstream may have processed is not sent twice unless the rule
+//! says it may be (`nonIdempotent`): only a connection that could not be made is retried.
 
 use super::{Attempt, BoxFuture, Target, always_ready, layer_of};
 use crate::Shared;
@@ -53,7 +55,8 @@ where
                 let result = inner.call(attempt).await;
                 attempts += 1;
                 let Some(next) = again else { return result };
-                if attempts > rule.retry.attempts || !should_retry(&result, &rule.retry.on) {
+                let safe = rule.retry.non_idempotent || parts.method.is_idempotent();
+                if attempts > rule.retry.attempts || !should_retry(&result, &rule.retry.on, safe) {
                     return result;
                 }
                 let metrics = &shared.metrics;
@@ -71,10 +74,15 @@ where
 }
 
 /// The retry conditions, as Envoy names them: `5xx` includes gateway errors, connect failures
-/// and resets; `gateway-error` includes connect failures and per-try timeouts.
-pub fn should_retry(result: &Answer, on: &[RetryOn]) -> bool {
+/// and resets; `gateway-error` includes connect failures and per-try timeouts. Unless a repeat
+/// is `safe`, only a connection that could not be made counts: nothing reached the upstream.
+pub fn should_retry(result: &Answer, on: &[RetryOn], safe: bool) -> bool {
     let has = |c| on.contains(&c);
     match result {
+        Err(ProxyError::Upstream { source, .. }) if !safe && source.is_connect() => {
+            has(RetryOn::ConnectFailure) || has(RetryOn::GatewayError) || has(RetryOn::ServerError)
+        }
+        _ if !safe => false,
         Ok(resp) => {
             let s = resp.status().as_u16();
             (has(RetryOn::ServerError) && (500..600).contains(&s))
@@ -125,7 +133,19 @@ mod tests {
             (Err(ProxyError::NoRoute("a".into())), vec![ServerError, GatewayError, ConnectFailure, Reset], false),
         ] {
             let what = format!("{:?} on {on:?}", result.as_ref().map(|r| r.status()).map_err(|e| e.kind()));
-            assert_eq!(should_retry(&result, &on), retried, "{what}");
+            assert_eq!(should_retry(&result, &on, true), retried, "{what}");
         }
+    }
+
+    #[test]
+    fn a_request_that_may_have_been_processed_is_not_repeated_unless_it_is_safe() {
+        use RetryOn::*;
+        let all = [ServerError, GatewayError, ConnectFailure, Reset];
+        let reset = upstream(UpstreamError::closed());
+        assert!(!should_retry(&reset, &all, false), "a POST the upstream may have received");
+        assert!(!should_retry(&status(503), &all, false));
+        assert!(!should_retry(&Err(ProxyError::Timeout(100)), &all, false));
+        assert!(should_retry(&upstream(UpstreamError::connect("refused".into())), &all, false), "never sent");
+        assert!(should_retry(&reset, &all, true));
     }
 }

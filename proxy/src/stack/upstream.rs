@@ -55,7 +55,7 @@ impl tower_service::Service<Attempt> for Upstream {
             };
             let limit = service.traffic.limits.max_requests_per_connection;
             let sent = clients.send(service.protocol, &parts, body, addr, limit).await;
-            sent.map_err(|source| ProxyError::Upstream { addr: addr.clone(), source })
+            sent.map_err(|source| ProxyError::upstream(addr, source))
         })
     }
 }
@@ -74,7 +74,7 @@ impl tower_service::Service<http::Request<ReqBody>> for App {
             let (parts, body) = req.into_parts();
             let body = Replay::read(body, &parts.headers).await?;
             let sent = clients.send(protocol, &parts, body, &app, 0).await;
-            sent.map_err(|source| ProxyError::Upstream { addr: app.to_string(), source })
+            sent.map_err(|source| ProxyError::upstream(&app, source))
         })
     }
 }

@@ -59,7 +59,7 @@ impl Refused {
 }
 
 /// What HTTP/2 with prior knowledge opens with (RFC 9113 §3.4).
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The longest target `http::Uri` holds.
 pub(super) const MAX_TARGET: usize = u16::MAX as usize - 1;
 
@@ -151,6 +151,8 @@ pub fn parse_request(buf: &mut BytesMut, max_body: usize) -> Request {
 struct Seen {
     hosts: u8,
     body: Option<usize>,
+    /// A Content-Length that is not one valid length.
+    bad_length: bool,
     /// `Transfer-Encoding` lines, and whether the last coding of the last is `chunked`.
     codings: usize,
     chunked: bool,
@@ -175,7 +177,7 @@ impl Seen {
             http::header::CONTENT_LENGTH => match (digits(value), self.body) {
                 (Some(n), None) => self.body = Some(usize::try_from(n).unwrap_or(usize::MAX)),
                 (Some(n), Some(m)) if n as usize == m => {}
-                _ => return Err(Refused::BAD_LENGTH),
+                _ => self.bad_length = true,
             },
             http::header::TRANSFER_ENCODING => {
                 self.codings += text().split(',').count();
@@ -204,10 +206,11 @@ impl Seen {
         if self.hosts > 1 || (self.hosts == 0 && version == 1) {
             return Err(Refused::BAD_HOST);
         }
+        let lengths = self.body.is_some() || self.bad_length;
         if self.codings == 0 {
-            return Ok(());
+            return if self.bad_length { Err(Refused::BAD_LENGTH) } else { Ok(()) };
         }
-        if version == 0 || !self.chunked || self.body.is_some() {
+        if version == 0 || !self.chunked || lengths {
             return Err(Refused::BAD_FRAMING);
         }
         if self.codings > 1 {

@@ -63,7 +63,8 @@ pub fn parse_head(buf: &mut BytesMut, request: &Method, interim: &mut Vec<u8>) -
         let mut parsed = httparse::Response::new(&mut []);
         let config = httparse::ParserConfig::default();
         let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
-            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+            Ok(httparse::Status::Complete(_)) => return Err(WireError::HeadTooLarge),
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(WireError::HeadTooLarge),
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(WireError::Head(e)),

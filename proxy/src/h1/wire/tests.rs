@@ -429,3 +429,149 @@ fn chunk_sizes_are_hex_digits_only() {
         assert_eq!(decode_chunked(&mut buf, &mut state), Ok(Some(Piece::Data(Bytes::from_static(b"ok")))), "{good:?}");
     }
 }
+
+/// What a server made of a request head and the bytes after it.
+#[derive(Debug, PartialEq)]
+enum Decision {
+    /// Taken, with a body of this many bytes (`None`: the body could not be read).
+    Accepted(Option<usize>),
+    Refused(u16),
+    /// Still waiting for the rest of the head.
+    Incomplete,
+}
+
+/// hyper's HTTP/1.1 server, set up as the proxy sets it up, given `input` and then the end of
+/// the stream.
+fn hyper_decides(rt: &tokio::runtime::Runtime, input: &[u8]) -> Decision {
+    use http_body_util::BodyExt;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    rt.block_on(async {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let taken: Arc<Mutex<Option<Option<usize>>>> = Arc::default();
+        let record = taken.clone();
+        let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let record = record.clone();
+            async move {
+                let body = req.into_body().collect().await.ok().map(|b| b.to_bytes().len());
+                *record.lock().unwrap() = Some(body);
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<Bytes>::new()))
+            }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.max_header_size(MAX_HEAD).max_headers(MAX_HEADERS);
+        let conn = tokio::spawn(builder.serve_connection(hyper_util::rt::TokioIo::new(server), svc).with_upgrades());
+        client.write_all(input).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), client.read_to_end(&mut answer)).await;
+        conn.abort();
+        if let Some(body) = *taken.lock().unwrap() {
+            return Decision::Accepted(body);
+        }
+        match std::str::from_utf8(answer.get(9..12).unwrap_or_default()).ok().and_then(|s| s.parse().ok()) {
+            Some(status) => Decision::Refused(status),
+            None => Decision::Incomplete,
+        }
+    })
+}
+
+/// Request heads as an attacker writes them: every part drawn from what parsers are known to
+/// disagree on.
+fn hostile_heads() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    // Mostly the usual, so that most heads get past the request line.
+    let usual = |usual: &'static [&'static str], odd: &'static [&'static str]| prop_oneof![4 => select(usual), 1 => select(odd)];
+    let method = usual(&["GET", "POST", "PUT", "HEAD"], &["OPTIONS", "CONNECT", "G@T", "get", "PATCH"]);
+    let target = usual(
+        &["/", "/p?q=1", "http://svc/x"],
+        &["*", "https://svc:8443/", "svc:80", "/<x>", "http://u@svc/", "//x", "/%zz", "http://", "/a b"],
+    );
+    let version = usual(&["HTTP/1.1", "HTTP/1.0"], &["HTTP/1.2", "http/1.1", "HTTP/2.0", "HTTP/1"]);
+    let host = prop_oneof![4 => Just(vec!["Host: svc"]), 1 => Just(vec![])];
+    let header = usual(
+        &[
+            "X-A: 1",
+            "Content-Length: 0",
+            "Content-Length: 5",
+            "Content-Length: 60",
+            "Connection: close",
+            "TE: trailers",
+        ],
+        &[
+            "Host: svc",
+            "Host: evil",
+            "Host: a@b",
+            "Host: svc:80",
+            "Host:",
+            "Content-Length: 05",
+            "Content-Length: +5",
+            "Content-Length: -5",
+            "Content-Length: 5, 5",
+            "Content-Length: 5 ",
+            "Content-Length:\t5",
+            "Content-Length: 5\u{a0}",
+            "Content-Length: 99999999999999999999",
+            "Transfer-Encoding: chunked",
+            "Transfer-Encoding: Chunked",
+            "Transfer-Encoding: xchunked",
+            "Transfer-Encoding: gzip, chunked",
+            "Transfer-Encoding: chunked, x",
+            "Transfer-Encoding: chunked, chunked",
+            "Transfer-Encoding : chunked",
+            " Transfer-Encoding: chunked",
+            "Connection: keep-alive, x-a",
+            "Upgrade: websocket",
+            "Expect: 100-continue",
+            "X-A: a\u{0}b",
+            "Bad Name: 1",
+        ],
+    );
+    let eol = usual(&["\r\n"], &["\n"]);
+    let headers = proptest::collection::vec(header, 0..4);
+    (method, target, version, host, headers, eol).prop_map(|(m, t, v, host, headers, eol)| {
+        let mut head = format!("{m} {t} {v}{eol}");
+        for h in host.into_iter().chain(headers) {
+            head.push_str(h);
+            head.push_str(eol);
+        }
+        head.push_str(eol);
+        head.into_bytes()
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+    /// The proxy's parser and hyper's agree on every head the proxy serves itself: what it
+    /// takes, hyper takes with the same body; what it refuses, hyper refuses, unless the
+    /// proxy refuses on purpose what hyper lets through (see `Refused`'s constants). What it
+    /// leaves to hyper is hyper's to decide.
+    #[test]
+    fn the_parser_decides_as_hyper_does(head in hostile_heads()) {
+        const BODY_ROOM: usize = 64;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // Room for any length up to 64, or a chunked body, after the head.
+        let tail = format!("{:x<width$}", "5\r\nhello\r\n0\r\n\r\n", width = BODY_ROOM);
+        let input = [&head[..], tail.as_bytes()].concat();
+        let ours = match parse_request(&mut BytesMut::from(&input[..]), BODY_ROOM) {
+            Request::Simple { body, .. } => Decision::Accepted(Some(body)),
+            Request::Refused(r) => Decision::Refused(r.status.as_u16()),
+            Request::Partial => Decision::Incomplete,
+            Request::Other => return Ok(()),
+        };
+        let hyper = hyper_decides(&rt, &input);
+        let on_purpose = [Refused::BAD_HOST, Refused::BAD_FRAMING, Refused::CODING, Refused::CONNECT, Refused::BAD_TARGET];
+        let text = String::from_utf8_lossy(&head);
+        match (&ours, &hyper) {
+            (Decision::Accepted(a), Decision::Accepted(b)) => proptest::prop_assert_eq!(a, b, "framing of {:?}", text),
+            (Decision::Refused(_), Decision::Refused(_)) | (Decision::Incomplete, Decision::Incomplete) => {}
+            (Decision::Refused(_), Decision::Accepted(_)) => {
+                let Request::Refused(why) = parse_request(&mut BytesMut::from(&input[..]), BODY_ROOM) else { unreachable!() };
+                proptest::prop_assert!(on_purpose.contains(&why), "refused {:?} ({}), hyper took it", text, why.why);
+            }
+            _ => proptest::prop_assert!(false, "{:?}: proxy {:?}, hyper {:?}", text, ours, hyper),
+        }
+    }
+}

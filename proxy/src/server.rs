@@ -56,7 +56,8 @@ pub async fn serve<A, AFut, IO, S>(
 {
     // Every connection's task holds a sender; all are gone once every connection closed.
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
-    let hyper = Hyper::new(header_timeout);
+    // Shared: a connection's task holds a pointer, not two builders.
+    let hyper = std::sync::Arc::new(Hyper::new(header_timeout));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -79,7 +80,9 @@ pub async fn serve<A, AFut, IO, S>(
             let Some((io, who)) = accept(stream).await else { return };
             let served = crate::h1::serve_connection(io, &who, &mut service, header_timeout, &mut stop).await;
             let crate::h1::Served::Handoff(io) = served else { return };
-            if let Err(e) = hyper.serve(io, who, service, stop).await {
+            // Boxed: hyper's connection state would otherwise sit in every connection's task,
+            // and most connections never leave the proxy's own server.
+            if let Err(e) = Box::pin(hyper.serve(io, who, service, stop)).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         }));

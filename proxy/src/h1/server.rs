@@ -106,7 +106,8 @@ where
                         return Served::Handoff(Rewind { prefix: buf.freeze(), io });
                     }
                     wire::Request::Refused(refused) => {
-                        refuse(&mut io, &mut pending, refused, &mut out).await;
+                        // Boxed: its drain buffer would otherwise sit in every connection's task.
+                        Box::pin(refuse(&mut io, &mut pending, refused, &mut out)).await;
                         return Served::Done;
                     }
                     wire::Request::Partial => {}

@@ -72,7 +72,7 @@ pub(super) const MAX_TARGET: usize = u16::MAX as usize - 1;
 /// two parsers is how requests are smuggled (see [`Refused`]'s constants).
 pub fn parse_request(buf: &mut BytesMut, max_body: usize) -> Request {
     let n = buf.len().min(PREFACE.len());
-    if buf[..n] == PREFACE[..n] {
+    if buf.first() == Some(&b'P') && buf[..n] == PREFACE[..n] {
         return if n == PREFACE.len() { Request::Other } else { Request::Partial };
     }
     let mut slots = slots();

@@ -36,6 +36,7 @@ enum Role {
     Other,
 }
 
+#[inline]
 fn role(name: &str) -> Role {
     let is = |known: &str| name.eq_ignore_ascii_case(known);
     match name.len() {
@@ -91,8 +92,8 @@ pub fn parse_head(buf: &mut BytesMut, request: &Method, interim: &mut Vec<u8>) -
                     for token in text().split(',').map(|t| t.trim_matches([' ', '\t'])) {
                         if token.eq_ignore_ascii_case("close") {
                             keep_alive = false;
-                        } else if http10 && token.eq_ignore_ascii_case("keep-alive") {
-                            keep_alive = true;
+                        } else if token.eq_ignore_ascii_case("keep-alive") {
+                            keep_alive |= http10;
                         } else if role(token) == Role::Other && !token.is_empty() {
                             nominates = true;
                         }

@@ -210,7 +210,7 @@ async fn drain(store: &Store, spool: &mut Spool, tail: &mut Option<String>) -> R
             continue;
         };
         let batch: Vec<Spooled> = events.into_iter().map(|(e, _)| e).collect();
-        match store.append_chained(&batch, &prev).await {
+        match chain::append(store, &batch, &prev).await {
             Ok(last) => {
                 *tail = Some(last);
                 spool.ack(end).map_err(|e| e.to_string())?;

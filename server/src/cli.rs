@@ -157,7 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 listen: args.listen,
                 policy,
                 database_url,
-                site_root: args.site_root.unwrap_or_else(default_site_root),
+                site_root: args.site_root.unwrap_or_else(crate::serve::default_site_root),
                 webhook_secret: args.webhook_secret,
                 users: crate::auth::User::parse_list(args.tokens.as_deref().unwrap_or_default())
                     .map_err(|e| anyhow::anyhow!("TRELLIS_TOKENS: {e}"))?,
@@ -170,7 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }),
             })
             .await?;
-            shutdown_signal().await;
+            crate::serve::shutdown_signal().await;
             running.shutdown().await;
             Ok(0)
         }
@@ -200,30 +200,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// `target/site`: the build script puts the bundle beside the binaries' profile directories.
-pub fn default_site_root() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().and_then(|p| p.parent()).map(|t| t.join("site")))
-        .unwrap_or_else(|| PathBuf::from("target/site"))
-}
-
 fn init_tracing() {
     let filter = EnvFilter::try_from_env("TRELLIS_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,leptos=warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
-}
-
-pub async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -65,7 +65,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         listen: args.listen,
         policy: PolicySource::local(repo.path(), "main"),
         database_url,
-        site_root: args.site_root.clone().unwrap_or_else(crate::cli::default_site_root),
+        site_root: args.site_root.clone().unwrap_or_else(crate::serve::default_site_root),
         webhook_secret: None,
         users: users.clone(),
         // The demo's repository is its own: outcomes go straight to the watched branch.
@@ -130,7 +130,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  Ctrl-C stops everything.");
     println!();
 
-    crate::cli::shutdown_signal().await;
+    crate::serve::shutdown_signal().await;
     tracing::info!("stopping the demo");
     let _ = stop_load.send(true);
     let _ = load.await;

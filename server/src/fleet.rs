@@ -5,7 +5,6 @@
 //! a new revision reaches every proxy at once. Proxies ACK or NACK each version.
 
 pub mod slice;
-pub mod stream;
 pub mod tls;
 
 use crate::audit::Audit;

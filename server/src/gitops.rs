@@ -3,7 +3,6 @@
 //! the control plane. Local changes are noticed through `notify`, with a polling fallback and
 //! `POST /api/v1/hooks/git` for anything else.
 
-use crate::state::AppState;
 use git2::{Oid, Repository};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -179,8 +178,20 @@ fn scan(
     Ok(Some(Pass { head, judged, fallback, rewritten_from }))
 }
 
-/// Follows the branch until shutdown.
-pub async fn run(state: AppState, source: PolicySource, mut shutdown: watch::Receiver<bool>) {
+/// What the follower tells the control plane it serves, and what wakes it early.
+pub trait Follower: Send + Sync + 'static {
+    /// A commit was judged: recorded, and applied when valid.
+    fn judged(&self, judged: Judged) -> impl std::future::Future<Output = ()> + Send;
+    /// The branch was looked at: fine, or why not.
+    fn looked(&self, error: Option<String>);
+    /// The branch moved to a commit that does not descend from the one in force.
+    fn rewritten(&self, branch: &str, old: &str, new: &str);
+    /// Completes when the branch should be looked at now (the git webhook).
+    fn poked(&self) -> impl std::future::Future<Output = ()> + Send + '_;
+}
+
+/// Follows the branch until shutdown, telling `state` what it finds.
+pub async fn run(state: impl Follower, source: PolicySource, mut shutdown: watch::Receiver<bool>) {
     let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
     // Held for the life of the loop: dropping the watcher stops the events. A mirror changes
     // only when we fetch, so only local repositories are watched.
@@ -199,7 +210,7 @@ pub async fn run(state: AppState, source: PolicySource, mut shutdown: watch::Rec
             Ok(Ok(Some(pass))) => {
                 since = Some(pass.head);
                 if let Some(old) = pass.rewritten_from {
-                    state.history_rewritten(&source.branch, &old.to_string(), &pass.head.to_string());
+                    state.rewritten(&source.branch, &old.to_string(), &pass.head.to_string());
                 }
                 if let Some(fallback) = pass.fallback {
                     state.judged(fallback).await;
@@ -215,10 +226,10 @@ pub async fn run(state: AppState, source: PolicySource, mut shutdown: watch::Rec
             }
             Err(e) => tracing::error!(error = %e, "git scan panicked"),
         }
-        state.git_looked(fetch_error);
+        state.looked(fetch_error);
         tokio::select! {
             _ = wake_rx.recv() => {}
-            _ = state.git_hook.notified() => {}
+            _ = state.poked() => {}
             _ = tokio::time::sleep(source.poll_interval) => {}
             _ = shutdown.changed() => return,
         }

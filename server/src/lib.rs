@@ -1,22 +1,43 @@
 //! `trellis`: the control plane of the Trellis mesh, its API, the dashboard host and the CLI.
 //!
+//! # Layers
+//!
+//! Each module imports its own layer or lower ones, never a higher one, and no modules import
+//! each other in a circle (`tests/layers.rs` holds the line):
+//!
+//! ```text
+//! commands    cli, demo                      the `trellis` command line; the demo mesh
+//!   wiring    serve                          starts the services, workers and listeners
+//!     http    api, dashboard, fleet_api,     /api/v1, the dashboard, /fleet/v1 for proxies,
+//!             health                         the checks behind `trellis check`
+//!    state    state                          the revision in force; what every handler reads
+//! services    audit, fleet, gitops,          each owns its state; what it needs of the
+//!             rollouts, config               control plane it says in a trait (gitops::Follower,
+//!                                            rollouts::Env) that `state` implements
+//! foundation  store, auth, identity,         the database, users and sessions, the issuing CA,
+//!             source, telemetry, webhook,    policy files, golden metrics, webhook signatures,
+//!             testing                        policy repositories for tests
+//! ```
+//!
 //! # Layout
 //! - [`cli`]: the `trellis` command line.
+//! - [`demo`]: `trellis demo`, a whole mesh on one machine.
 //! - [`serve`]: starting and stopping the control plane.
-//! - [`gitops`]: git branch → judged revisions.
-//! - [`source`]: policy files from a commit or a directory.
-//! - [`state`]: the revision in force and change notifications.
-//! - [`fleet`]: proxy registry, config snapshots and the proxy stream protocol.
-//! - [`store`]: Postgres / SQLite through sqlx, with migrations.
-//! - [`audit`]: the audit trail writer.
-//! - [`telemetry`]: golden metrics aggregated from proxy reports.
-//! - [`rollouts`]: running canary rollouts against live telemetry.
-//! - [`auth`]: operators, viewers, sessions and CSRF.
-//! - [`health`]: the checks behind `trellis check`.
-//! - [`identity`]: the issuing CA and proxies' certificates.
 //! - [`api`]: the public JSON API under `/api/v1`.
 //! - [`dashboard`]: the Leptos dashboard host.
-//! - [`demo`]: `trellis demo`, a whole mesh on one machine.
+//! - [`fleet_api`]: the fleet protocol's endpoints (`/fleet/v1`), which proxies call.
+//! - [`health`]: the checks behind `trellis check`.
+//! - [`state`]: the revision in force and change notifications.
+//! - [`config`]: the control plane's settings.
+//! - [`gitops`]: git branch → judged revisions.
+//! - [`fleet`]: proxy registry and config snapshots.
+//! - [`rollouts`]: running canary rollouts against live telemetry.
+//! - [`audit`]: the audit trail writer and its hash chain.
+//! - [`store`]: Postgres / SQLite through sqlx, with migrations.
+//! - [`auth`]: operators, viewers, sessions and CSRF.
+//! - [`identity`]: the issuing CA and proxies' certificates.
+//! - [`source`]: policy files from a commit or a directory.
+//! - [`telemetry`]: golden metrics aggregated from proxy reports.
 //! - [`webhook`]: verifying signed git webhooks.
 //! - [`testing`]: policy repositories for tests and the demo.
 
@@ -24,9 +45,11 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod fleet;
+pub mod fleet_api;
 pub mod gitops;
 pub mod health;
 pub mod identity;

@@ -6,7 +6,6 @@
 //! carries out their results. One async lock serialises ticks and actions, and a state is
 //! saved before it takes effect, so what proxies run never gets ahead of the database.
 
-use crate::state::AppState;
 use std::collections::BTreeMap;
 use trellis_model::config::{MeshConfig, RolloutConfig, RolloutOutcome};
 use trellis_model::rollout::{self, Action, Event, Phase, Placement, RolloutState, Sample};
@@ -14,6 +13,20 @@ use trellis_web::api::{RolloutView, RolloutsView};
 
 /// How often rollouts are looked at; analyses run at their own interval.
 pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What the rollout runner needs of the control plane around it.
+pub trait Env: Clone + Send + Sync + 'static {
+    fn store(&self) -> &crate::store::Store;
+    fn audit(&self) -> &crate::audit::Audit;
+    fn fleet(&self) -> &crate::fleet::Fleet;
+    fn telemetry(&self) -> &crate::telemetry::Telemetry;
+    fn rollouts(&self) -> &Rollouts;
+    /// Where outcomes are committed.
+    fn policy(&self) -> &crate::gitops::PolicySource;
+    fn record_to(&self) -> crate::gitops::outcome::RecordTo;
+    /// Something the dashboard shows changed.
+    fn changed(&self);
+}
 
 #[derive(Default)]
 pub struct Rollouts(tokio::sync::Mutex<Inner>);
@@ -53,7 +66,7 @@ impl Rollouts {
     /// A new revision from git: starts rollouts that appeared or changed, drops the state of
     /// those that went away (an ended rollout keeps its state, for its history), and
     /// publishes the overlaid configuration.
-    pub async fn set_base(&self, app: &AppState, config: MeshConfig) {
+    pub async fn set_base(&self, app: &impl Env, config: MeshConfig) {
         let now = crate::now_ms() as u64;
         let mut inner = self.0.lock().await;
         let restoring = inner.base.is_none();
@@ -68,7 +81,7 @@ impl Rollouts {
             .collect();
         for name in gone {
             inner.states.remove(&name);
-            if let Err(e) = app.store.forget_rollout(&name).await {
+            if let Err(e) = app.store().forget_rollout(&name).await {
                 tracing::error!(rollout = %name, error = %e, "cannot forget a finished rollout's state");
             }
         }
@@ -86,13 +99,13 @@ impl Rollouts {
                 existing => {
                     let changed = existing.is_some();
                     let (state, events) = rollout::start(spec, now);
-                    if let Err(e) = app.store.save_rollout(&state, now as i64).await {
+                    if let Err(e) = app.store().save_rollout(&state, now as i64).await {
                         tracing::error!(rollout = %name, error = %e, "cannot save a new rollout; it starts when the database is back");
                         continue;
                     }
                     if changed {
                         let summary = format!("rollout {name} starts again: its spec or status changed in git");
-                        app.audit.system("rollout.restarted", Some(&spec.service), summary, serde_json::json!({}));
+                        app.audit().system("rollout.restarted", Some(&spec.service), summary, serde_json::json!({}));
                     }
                     record(app, spec, "trellis", &events);
                     inner.states.insert(name.clone(), state);
@@ -104,7 +117,7 @@ impl Rollouts {
     }
 
     /// Analyses what is due and moves what the analyses allow.
-    pub async fn tick(&self, app: &AppState) {
+    pub async fn tick(&self, app: &impl Env) {
         let now = crate::now_ms() as u64;
         let mut inner = self.0.lock().await;
         let Some(base) = &inner.base else { return };
@@ -118,7 +131,7 @@ impl Rollouts {
             if events.is_empty() {
                 continue;
             }
-            if let Err(e) = app.store.save_rollout(&next, now as i64).await {
+            if let Err(e) = app.store().save_rollout(&next, now as i64).await {
                 // Not saved, not applied: the same analysis runs again on the next tick.
                 tracing::error!(rollout = %name, error = %e, "cannot save rollout state; holding it where it is");
                 continue;
@@ -135,7 +148,7 @@ impl Rollouts {
     }
 
     /// An operator's action, saved and in force before this returns.
-    pub async fn act(&self, app: &AppState, name: &str, action: Action, actor: &str) -> Result<RolloutView, ActError> {
+    pub async fn act(&self, app: &impl Env, name: &str, action: Action, actor: &str) -> Result<RolloutView, ActError> {
         let now = crate::now_ms() as u64;
         let mut inner = self.0.lock().await;
         let spec = inner.base.as_ref().and_then(|b| b.rollouts.get(name)).cloned();
@@ -148,9 +161,9 @@ impl Rollouts {
         };
         let mut next = state.clone();
         let events = rollout::act(&spec, &mut next, action, actor, now)?;
-        app.store.save_rollout(&next, now as i64).await?;
+        app.store().save_rollout(&next, now as i64).await?;
         let summary = format!("{actor} chose {} on rollout {name}", action.name());
-        app.audit.record(crate::store::NewEvent {
+        app.audit().record(crate::store::NewEvent {
             at: now as i64,
             kind: format!("rollout.action.{}", action.name()),
             actor: actor.to_string(),
@@ -167,7 +180,7 @@ impl Rollouts {
         drop(inner);
         if ended {
             let app = app.clone();
-            tokio::spawn(async move { app.rollouts.record_outcomes(&app).await });
+            tokio::spawn(async move { app.rollouts().record_outcomes(&app).await });
         }
         Ok(view)
     }
@@ -175,7 +188,7 @@ impl Rollouts {
     /// Commits the outcome of every ended rollout that git does not know yet (retrying a
     /// refused commit every half minute). Once the commit is on the watched branch, the next
     /// revision carries the outcome: git and the applied configuration agree.
-    pub async fn record_outcomes(&self, app: &AppState) {
+    pub async fn record_outcomes(&self, app: &impl Env) {
         let now = crate::now_ms() as u64;
         let todo: Vec<(RolloutConfig, RolloutOutcome, String)> = {
             let mut inner = self.0.lock().await;
@@ -201,16 +214,16 @@ impl Rollouts {
         for (spec, outcome, by) in todo {
             let why = view(&spec, self.0.lock().await.states.get(&spec.name)).reason.unwrap_or_default();
             let name = &spec.name;
-            match crate::gitops::outcome::record(&app.policy, app.record_to, name, outcome, &by, &why).await {
+            match crate::gitops::outcome::record(app.policy(), app.record_to(), name, outcome, &by, &why).await {
                 Ok(recorded) => {
                     let mut inner = self.0.lock().await;
                     if let Some(state) = inner.states.get_mut(name) {
                         state.recorded = Some(recorded.sha.clone());
-                        if let Err(e) = app.store.save_rollout(state, now as i64).await {
+                        if let Err(e) = app.store().save_rollout(state, now as i64).await {
                             tracing::error!(rollout = %name, error = %e, "cannot save that the outcome was recorded");
                         }
                     }
-                    app.audit.record(crate::store::NewEvent {
+                    app.audit().record(crate::store::NewEvent {
                         at: crate::now_ms(),
                         kind: "rollout.recorded".into(),
                         actor: by.clone(),
@@ -228,7 +241,7 @@ impl Rollouts {
                 Err(e) => {
                     tracing::warn!(rollout = %name, error = %e, "cannot commit the rollout's outcome; retrying later");
                     let summary = format!("rollout {name}: committing its outcome to git failed: {e}");
-                    app.audit.system("rollout.record_failed", Some(&spec.service), summary, serde_json::json!({}));
+                    app.audit().system("rollout.record_failed", Some(&spec.service), summary, serde_json::json!({}));
                 }
             }
         }
@@ -249,10 +262,10 @@ impl Rollouts {
 
 /// The canary's traffic over the last interval, as its callers' proxies saw it: connection
 /// failures to a broken canary count against it, which its own proxy could not report.
-fn canary_sample(app: &AppState, spec: &RolloutConfig, now_ms: u64) -> Sample {
+fn canary_sample(app: &impl Env, spec: &RolloutConfig, now_ms: u64) -> Sample {
     let window_s = (spec.analysis.interval_ms / 1000).max(1);
     let mut counts = crate::telemetry::Counts::default();
-    for (key, c) in app.telemetry.window(now_ms / 1000, window_s) {
+    for (key, c) in app.telemetry().window(now_ms / 1000, window_s) {
         if key.caller.is_some() && key.service == spec.service && key.version == spec.canary {
             counts.merge(&c);
         }
@@ -263,7 +276,7 @@ fn canary_sample(app: &AppState, spec: &RolloutConfig, now_ms: u64) -> Sample {
 
 /// Lays every rollout's placement over the base and pushes it when anything moved (or the
 /// base itself changed).
-fn publish(app: &AppState, inner: &mut Inner, base_changed: bool) {
+fn publish(app: &impl Env, inner: &mut Inner, base_changed: bool) {
     let Some(base) = &inner.base else { return };
     let placements: Vec<(String, Placement)> = base
         .rollouts
@@ -276,15 +289,15 @@ fn publish(app: &AppState, inner: &mut Inner, base_changed: bool) {
     let mut config = base.clone();
     rollout::overlay(&mut config, &placements);
     inner.published = placements;
-    app.fleet.set_mesh(config);
+    app.fleet().set_mesh(config);
     app.changed();
 }
 
 /// Audits what happened, analyses with their numbers included.
-fn record(app: &AppState, spec: &RolloutConfig, actor: &str, events: &[Event]) {
+fn record(app: &impl Env, spec: &RolloutConfig, actor: &str, events: &[Event]) {
     for event in events {
         let actor = if matches!(event, Event::Analysed(_)) { "trellis" } else { actor };
-        app.audit.record(crate::store::NewEvent {
+        app.audit().record(crate::store::NewEvent {
             at: crate::now_ms(),
             kind: event.kind().to_string(),
             actor: actor.to_string(),

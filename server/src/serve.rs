@@ -1,7 +1,7 @@
 //! Starting and stopping the control plane: store, git follower, fleet, API and dashboard on
 //! one listener.
 
-use crate::gitops::PolicySource;
+pub use crate::config::{IdentityConfig, ServeConfig};
 use crate::state::AppState;
 use crate::store::Store;
 use std::net::SocketAddr;
@@ -9,66 +9,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument;
-
-#[derive(Clone, Debug)]
-pub struct ServeConfig {
-    pub listen: SocketAddr,
-    pub policy: PolicySource,
-    pub database_url: String,
-    /// Where the dashboard's browser bundle lives (`<site_root>/pkg`).
-    pub site_root: PathBuf,
-    /// The shared secret of the git webhook; unsigned hooks are refused when set.
-    pub webhook_secret: Option<String>,
-    /// Operators and viewers with their tokens; without any, nothing can be changed.
-    pub users: Vec<crate::auth::User>,
-    /// Where a rollout's outcome is committed.
-    pub record_to: crate::gitops::outcome::RecordTo,
-    /// The audit log's durable spool (events wait here while the database is away).
-    pub spool_dir: PathBuf,
-    /// The issuing CA: where its anchor and join secret live, and the trust domain. Without
-    /// it, proxies are not given certificates.
-    pub identity: Option<IdentityConfig>,
-}
-
-impl ServeConfig {
-    /// A control plane on any free local port, keeping its SQLite database and spool under
-    /// `data_dir`, with nothing optional switched on: no users, no webhook secret, no CA.
-    pub fn local(policy: PolicySource, data_dir: &std::path::Path) -> ServeConfig {
-        ServeConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            policy,
-            database_url: Store::sqlite_url(&data_dir.join("trellis.db")),
-            site_root: data_dir.join("site"),
-            webhook_secret: None,
-            users: Vec::new(),
-            record_to: Default::default(),
-            spool_dir: data_dir.join("audit-spool"),
-            identity: None,
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct IdentityConfig {
-    pub dir: PathBuf,
-    pub trust_domain: String,
-    /// How long proxies' certificates last; they renew at two thirds.
-    pub cert_lifetime: std::time::Duration,
-    /// Where certified proxies reach the control plane over mTLS.
-    pub fleet_listen: SocketAddr,
-}
-
-impl IdentityConfig {
-    /// Day-long certificates, the fleet's mTLS port on any free local port.
-    pub fn new(dir: PathBuf, trust_domain: &str) -> IdentityConfig {
-        IdentityConfig {
-            dir,
-            trust_domain: trust_domain.into(),
-            cert_lifetime: crate::identity::CERT_TTL,
-            fleet_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        }
-    }
-}
 
 pub struct Running {
     pub addr: SocketAddr,
@@ -148,7 +88,7 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     );
 
     let app = crate::api::router()
-        .merge(crate::fleet::stream::router())
+        .merge(crate::fleet_api::router())
         .with_state(state.clone())
         .merge(crate::dashboard::router(state.clone(), &config.site_root))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
@@ -182,7 +122,7 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     }));
     if let (Some(ca), Some(listener)) = (ca, fleet_listener) {
         let tls = crate::fleet::tls::server_config(ca.clone()).map_err(|e| anyhow::anyhow!("the fleet's TLS: {e}"))?;
-        let fleet_app = crate::fleet::stream::router()
+        let fleet_app = crate::fleet_api::router()
             .with_state(state.clone())
             .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
         let serving = crate::fleet::tls::serve(listener, tls, ca.trust_domain.clone(), fleet_app, shutdown_rx.clone());
@@ -201,4 +141,27 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     }));
     tracing::info!(%addr, "control plane listening");
     Ok(Running { addr, fleet_addr, state, shutdown, tasks })
+}
+
+/// `target/site`: the build script puts the bundle beside the binaries' profile directories.
+pub fn default_site_root() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(|p| p.parent()).map(|t| t.join("site")))
+        .unwrap_or_else(|| PathBuf::from("target/site"))
+}
+
+/// SIGINT or SIGTERM: the one shutdown signal every server drains on.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

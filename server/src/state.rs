@@ -66,7 +66,7 @@ impl AppState {
     pub fn new(
         store: Store,
         shutdown: watch::Receiver<bool>,
-        config: &crate::serve::ServeConfig,
+        config: &crate::config::ServeConfig,
         ca: Option<Arc<crate::identity::Ca>>,
         fleet_port: Option<u16>,
     ) -> std::io::Result<Self> {
@@ -181,5 +181,57 @@ impl AppState {
             None => tracing::warn!(errors = rev.errors.len(), "rejected revision; the previous one stays in force"),
         }
         self.changed();
+    }
+}
+
+impl crate::gitops::Follower for AppState {
+    async fn judged(&self, judged: Judged) {
+        AppState::judged(self, judged).await
+    }
+
+    fn looked(&self, error: Option<String>) {
+        self.git_looked(error)
+    }
+
+    fn rewritten(&self, branch: &str, old: &str, new: &str) {
+        self.history_rewritten(branch, old, new)
+    }
+
+    async fn poked(&self) {
+        self.git_hook.notified().await
+    }
+}
+
+impl crate::rollouts::Env for AppState {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
+    fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.telemetry
+    }
+
+    fn rollouts(&self) -> &crate::rollouts::Rollouts {
+        &self.rollouts
+    }
+
+    fn policy(&self) -> &crate::gitops::PolicySource {
+        &self.policy
+    }
+
+    fn record_to(&self) -> crate::gitops::outcome::RecordTo {
+        self.record_to
+    }
+
+    fn changed(&self) {
+        AppState::changed(self)
     }
 }

@@ -1,8 +1,6 @@
 //! The database: Postgres in production, an embedded SQLite file by default. One set of
 //! queries through sqlx's `Any` driver; migrations per engine under `migrations/`.
 
-use crate::audit::chain::ChainRow;
-use crate::audit::spool::Spooled;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 use trellis_model::rollout::RolloutState;
@@ -33,6 +31,30 @@ pub struct NewEvent {
     pub service: Option<String>,
     pub summary: String,
     pub detail: serde_json::Value,
+}
+
+/// An audit event as the chain appends it: its content, its unique id, and the hashes that
+/// link it to the event before.
+pub struct Linked<'a> {
+    pub event: &'a NewEvent,
+    pub uid: &'a str,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// One stored event with its chain columns, as `verify` reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainRow {
+    pub id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub actor: String,
+    pub revision: Option<String>,
+    pub service: Option<String>,
+    pub summary: String,
+    pub detail: String,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
 }
 
 impl Store {
@@ -114,15 +136,9 @@ impl Store {
         })
     }
 
-    /// Appends events in order in one transaction, each linked to the one before; returns the
-    /// hash of the last. A concurrent writer makes it fail (unique `prev_hash`) rather than fork.
-    pub async fn append_chained(&self, events: &[Spooled], prev: &str) -> Result<String, StoreError> {
-        let mut prev = prev.to_string();
-        let mut rows = Vec::with_capacity(events.len());
-        for e in events {
-            let hash = crate::audit::chain::hash_event(&prev, &e.event);
-            rows.push((&e.event, &e.uid, e.event.detail.to_string(), std::mem::replace(&mut prev, hash.clone()), hash));
-        }
+    /// Appends events already linked (by the audit chain's `link`) in one transaction. A
+    /// concurrent writer makes it fail (unique `prev_hash`) rather than fork the chain.
+    pub async fn append_linked(&self, rows: &[Linked<'_>]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         // Ten values a row: chunks stay under SQLite's limit on bound parameters.
         for chunk in rows.chunks(500) {
@@ -134,7 +150,7 @@ impl Store {
                 values.join(", ")
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (e, uid, detail, prev_hash, hash) in chunk {
+            for Linked { event: e, uid, prev_hash, hash } in chunk {
                 q = q
                     .bind(e.at)
                     .bind(e.kind.clone())
@@ -142,7 +158,7 @@ impl Store {
                     .bind(e.revision.clone())
                     .bind(e.service.clone())
                     .bind(e.summary.clone())
-                    .bind(detail.clone())
+                    .bind(e.detail.to_string())
                     .bind(uid.to_string())
                     .bind(prev_hash.clone())
                     .bind(hash.clone());
@@ -150,7 +166,7 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(prev)
+        Ok(())
     }
 
     /// Newest first, narrowed by `filter`; `before` is the `id` cursor of the previous page.

@@ -63,7 +63,7 @@ async fn exercise(url: &str) {
             summary: format!("Event {i}"),
             detail: serde_json::json!({ "i": i }),
         };
-        prev = store.append_chained(&[Spooled::new(e)], &prev).await.unwrap();
+        prev = trellis_server::audit::chain::append(&store, &[Spooled::new(e)], &prev).await.unwrap();
     }
     let all = AuditFilter::default();
     let first = store.events(&all, None, 3).await.unwrap();

@@ -2,7 +2,9 @@
 //! content and the previous event's hash, so changing, removing or reordering any stored event
 //! breaks every link after it. Pure functions; the store and `trellis audit verify` use them.
 
-use crate::store::NewEvent;
+use crate::audit::spool::Spooled;
+pub use crate::store::ChainRow;
+use crate::store::{Linked, NewEvent, Store, StoreError};
 use sha2::{Digest, Sha256};
 
 /// The `prev_hash` of the first chained event.
@@ -41,19 +43,28 @@ pub fn hash_event(prev: &str, e: &NewEvent) -> String {
     hash(prev, &c)
 }
 
-/// One stored event with its chain columns, as `verify` reads it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChainRow {
-    pub id: i64,
-    pub at: i64,
-    pub kind: String,
-    pub actor: String,
-    pub revision: Option<String>,
-    pub service: Option<String>,
-    pub summary: String,
-    pub detail: String,
-    pub prev_hash: Option<String>,
-    pub hash: Option<String>,
+/// Links `events` after the event whose hash is `prev`, each to the one before it.
+pub fn link<'a>(events: &'a [Spooled], prev: &str) -> Vec<Linked<'a>> {
+    let mut prev = prev.to_string();
+    let mut linked = Vec::with_capacity(events.len());
+    for e in events {
+        let hash = hash_event(&prev, &e.event);
+        linked.push(Linked {
+            event: &e.event,
+            uid: &e.uid,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+    }
+    linked
+}
+
+/// Appends events in order in one transaction, each linked to the one before; returns the
+/// hash of the last. A concurrent writer makes it fail (unique `prev_hash`) rather than fork.
+pub async fn append(store: &Store, events: &[Spooled], prev: &str) -> Result<String, StoreError> {
+    let linked = link(events, prev);
+    store.append_linked(&linked).await?;
+    Ok(linked.last().map_or_else(|| prev.to_string(), |l| l.hash.clone()))
 }
 
 /// The first link that does not hold.

@@ -3,9 +3,9 @@
 //! (a join token and a CSR for a certificate). With identities on, all but `certify` answer
 //! only proxies on the fleet's mTLS listener, each for its own service.
 
-use super::tls::FleetPeer;
-use super::{Fleet, ping_line};
 use crate::api::ApiError;
+use crate::fleet::tls::FleetPeer;
+use crate::fleet::{Fleet, ping_line};
 use crate::state::AppState;
 use axum::Extension;
 use axum::body::Body;
@@ -105,7 +105,7 @@ fn config_stream(
     fleet: Fleet,
     service: String,
     shutdown: watch::Receiver<bool>,
-    guard: super::StreamGuard,
+    guard: crate::fleet::StreamGuard,
 ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> {
     let mut snapshots = fleet.subscribe();
     snapshots.mark_changed();
@@ -162,8 +162,8 @@ async fn ack(
         authorize(&state, peer.as_deref(), &service, &ack.proxy_id)?;
     }
     state.fleet.ack(&ack).map_err(|e| match e {
-        super::FleetError::UnknownProxy(_) => ApiError::NotFound(e.to_string()),
-        super::FleetError::InvalidAck(_) => ApiError::invalid("invalid ack", e.to_string()),
+        crate::fleet::FleetError::UnknownProxy(_) => ApiError::NotFound(e.to_string()),
+        crate::fleet::FleetError::InvalidAck(_) => ApiError::invalid("invalid ack", e.to_string()),
     })?;
     Ok(http::StatusCode::NO_CONTENT)
 }

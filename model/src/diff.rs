@@ -132,11 +132,8 @@ fn rule(out: &mut Changes, name: &String, label: &str, a: &RuleConfig, b: &RuleC
     }
     if ra.non_idempotent != rb.non_idempotent {
         let say = |on: bool| if on { "retried" } else { "retried only when never sent" };
-        let text = format!(
-            "{name} {label}: non-idempotent requests {} → {}",
-            say(ra.non_idempotent),
-            say(rb.non_idempotent)
-        );
+        let text =
+            format!("{name} {label}: non-idempotent requests {} → {}", say(ra.non_idempotent), say(rb.non_idempotent));
         out.push(svc, ChangeKind::Resilience, text);
     }
     if ra.budget.ratio != rb.budget.ratio {

@@ -20,6 +20,8 @@
 //! - [`diff`]: what a change does to traffic, in plain words.
 //! - [`rollout`]: the canary state machine and its traffic overlay.
 
+#![forbid(unsafe_code)]
+
 pub mod compile;
 pub mod config;
 pub mod defaults;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Admin(pub Arc<Shared>);
 
-impl tower_service::Service<Request<crate::client::ReqBody>> for Admin {
+impl tower_service::Service<Request<crate::ReqBody>> for Admin {
     type Response = Response<Body>;
     type Error = std::convert::Infallible;
     type Future = crate::stack::BoxFuture<Result<Response<Body>, std::convert::Infallible>>;
@@ -18,7 +18,7 @@ impl tower_service::Service<Request<crate::client::ReqBody>> for Admin {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<crate::client::ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<crate::ReqBody>) -> Self::Future {
         let shared = self.0.clone();
         Box::pin(async move { Ok(handle(&shared, req.uri().path())) })
     }

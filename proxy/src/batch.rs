@@ -66,6 +66,7 @@ pub fn start() -> Mode {
         Err(e) => return Mode::Direct(format!("io_uring is not available: {e}")),
     };
     // SAFETY: the ring owns its descriptor, open until the ring (inside the AsyncFd) drops.
+    #[allow(unsafe_code)]
     let ring = match unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) } {
         Ok(ring) => ring,
         Err(e) => return Mode::Direct(format!("the io_uring could not be registered: {e}")),
@@ -156,7 +157,9 @@ impl Ring {
         for _ in 0..3 {
             // SAFETY: the buffer stays in its slot, unmoved (a Vec's heap block), until the
             // completion for this entry is reaped; a dropped ring leaks the buffers in flight.
-            if unsafe { self.ring.get_mut().submission().push(&entry) }.is_ok() {
+            #[allow(unsafe_code)]
+            let pushed = unsafe { self.ring.get_mut().submission().push(&entry) };
+            if pushed.is_ok() {
                 self.queued += 1;
                 return true;
             }
@@ -191,6 +194,7 @@ impl Ring {
         let rest = &w.buf[w.sent..];
         // SAFETY: `rest` is valid for its length; the descriptor is the connection's, open while
         // its write is held.
+        #[allow(unsafe_code)]
         let n = unsafe { libc::send(w.fd, rest.as_ptr().cast(), rest.len(), MSG_NOSIGNAL | MSG_DONTWAIT) };
         self.stats.alone += 1;
         let failed = match n {

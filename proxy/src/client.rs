@@ -5,21 +5,18 @@
 //! bodies are buffered here when small ([`Replay`]), and [`UpstreamError`] says why an
 //! upstream gave no response.
 
-use crate::Shared;
-use crate::transport::{Held, Stream};
+use crate::errors::UpstreamError;
+use crate::transport::Connector;
+use crate::{MAX_REPLAY_BODY, ReqBody, Shared};
 use bytes::Bytes;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::future::Future;
+use hyper_util::rt::TokioExecutor;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use trellis_model::config::Protocol;
 
-/// Request bodies as the proxy sends them: streamed through, or replayed from a buffer.
-pub type ReqBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
 pub type HttpClient = Client<Connector, ReqBody>;
 
 /// The upstream clients; cheap to clone (one shared set), as every request's stack does.
@@ -48,7 +45,7 @@ impl Clients {
             b.pool_idle_timeout(Duration::from_secs(30)).pool_max_idle_per_host(128);
             b
         };
-        let connector = |h2| Connector { http: http.clone(), mesh: mesh.clone(), h2, fixed: None };
+        let connector = |h2| Connector::new(http.clone(), mesh.clone(), h2, None);
         Clients(Arc::new(Pools {
             http1: builder().build(connector(false)),
             http2: builder().http2_only(true).build(connector(true)),
@@ -87,7 +84,7 @@ impl Clients {
             Ok(resp) => resp,
             // The client's body broke, not the upstream: the client's error, not the endpoint's.
             Err(e) if client_failed.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed)) => {
-                return Err(UpstreamError { cause: Cause::ClientBody, source: e.into() });
+                return Err(UpstreamError::client_body(e.into()));
             }
             Err(e) => return Err(e.into()),
         };
@@ -134,9 +131,6 @@ fn retire_if_spent(
         connection.poison();
     }
 }
-
-/// Bodies up to this size are buffered so the request can be retried or mirrored.
-pub const MAX_REPLAY_BODY: usize = 64 * 1024;
 
 /// A request body: buffered (and so replayable) when small, otherwise streamed once.
 pub enum Replay {
@@ -220,157 +214,6 @@ impl http_body::Body for Watched {
     }
 }
 
-/// Why an upstream gave no response.
-#[derive(Debug)]
-pub struct UpstreamError {
-    cause: Cause,
-    source: BoxError,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Cause {
-    /// The connection could not be made.
-    Connect,
-    /// The exchange with the upstream failed.
-    Exchange,
-    /// The client's request body failed while it was being sent.
-    ClientBody,
-}
-
-impl UpstreamError {
-    pub fn connect(source: BoxError) -> Self {
-        UpstreamError { cause: Cause::Connect, source }
-    }
-
-    pub fn other(source: BoxError) -> Self {
-        UpstreamError { cause: Cause::Exchange, source }
-    }
-
-    pub fn io(e: std::io::Error) -> Self {
-        Self::other(Box::new(e))
-    }
-
-    pub fn closed() -> Self {
-        Self::other("the upstream closed the connection before the response was complete".into())
-    }
-
-    /// The connection could not be made: nothing reached the upstream.
-    pub fn is_connect(&self) -> bool {
-        self.cause == Cause::Connect
-    }
-
-    /// The client's body failed, not the upstream.
-    pub fn is_client_body(&self) -> bool {
-        self.cause == Cause::ClientBody
-    }
-}
-
-impl From<hyper_util::client::legacy::Error> for UpstreamError {
-    fn from(e: hyper_util::client::legacy::Error) -> Self {
-        // The legacy client's error hides its cause in `source`; keep it in the message.
-        let message = match std::error::Error::source(&e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        };
-        let cause = if e.is_connect() { Cause::Connect } else { Cause::Exchange };
-        UpstreamError { cause, source: message.into() }
-    }
-}
-
-impl std::fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.source.fmt(f)
-    }
-}
-
-impl std::error::Error for UpstreamError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.source.as_ref())
-    }
-}
-
-/// A connection to an upstream: TLS or plaintext, holding its `maxConnections` slot.
-pub type Upstream = Held<Stream<tokio_rustls::client::TlsStream<TcpStream>>>;
-/// The same, as hyper's client takes it.
-pub type Connection = TokioIo<Upstream>;
-/// How long a connection waits for a slot under its service's `maxConnections` (meanwhile a
-/// connection that comes free serves the request) before the attempt fails.
-const SLOT_WAIT: Duration = Duration::from_secs(10);
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// TCP, then TLS when the endpoint at that address has an identity and this proxy has a
-/// certificate. An endpoint with an identity reached without one gets plaintext, which a
-/// strict peer refuses with a clear answer.
-#[derive(Clone)]
-pub struct Connector {
-    http: HttpConnector,
-    mesh: Option<Arc<Shared>>,
-    /// ALPN to offer: h2, or http/1.1.
-    h2: bool,
-    /// The service every address must prove to be, instead of the config's endpoint identities.
-    fixed: Option<&'static str>,
-}
-
-impl tower_service::Service<http::Uri> for Connector {
-    type Response = Connection;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Connection, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.http.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let addr = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
-        let (mut tls, mut slots) = (None, None);
-        if let Some(shared) = &self.mesh {
-            let config = shared.config.load();
-            tls = shared.tls.load_full().and_then(|tls| {
-                let identity = match self.fixed {
-                    Some(service) => trellis_model::config::spiffe_id(&tls.domain, service),
-                    None => config.identity_at(&addr)?.to_string(),
-                };
-                Some((tls, identity))
-            });
-            slots = config.service_at(&addr).and_then(|service| {
-                let limit = config.services.get(service)?.traffic.limits.max_connections;
-                Some((
-                    service.to_string(),
-                    shared.connections.get(service, limit, tokio::sync::Semaphore::new),
-                    shared.clone(),
-                ))
-            });
-        }
-        let (connecting, h2) = (self.http.call(uri), self.h2);
-        Box::pin(async move {
-            let slot = match slots {
-                None => None,
-                Some((service, slots, shared)) => Some(match slots.clone().try_acquire_owned() {
-                    Ok(slot) => slot,
-                    Err(_) => {
-                        shared.metrics.inc("trellis_proxy_connection_limit_waits_total", &[("dst_service", &service)]);
-                        tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
-                            .await
-                            .map_err(|_| format!("{service} is at its maxConnections"))?
-                            .map_err(|e| e.to_string())?
-                    }
-                }),
-            };
-            let tcp = connecting.await?.into_inner();
-            let Some((tls, identity)) = tls else {
-                return Ok(TokioIo::new(Held { io: Stream::Plain(tcp), _slot: slot, served: Default::default() }));
-            };
-            let name =
-                crate::tls::server_name(&identity).ok_or_else(|| format!("{identity} is not a mesh identity"))?;
-            let stream = tokio_rustls::TlsConnector::from(tls.client(h2))
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("mTLS to {identity}: {e}"))?;
-            Ok(TokioIo::new(Held { io: Stream::Tls(Box::new(stream)), _slot: slot, served: Default::default() }))
-        })
-    }
-}
-
 /// Requests to the control plane: plaintext to `TRELLIS_CONTROL_PLANE_URL` while the proxy has
 /// no identity, then mTLS to the fleet port it learned with its certificate, checking the
 /// server is the control plane of its trust domain. One per proxy, shared: the config stream,
@@ -402,7 +245,7 @@ impl ControlPlane {
             b
         };
         let plain = builder().build(http.clone());
-        let connector = Connector { http, mesh: Some(shared.clone()), h2: true, fixed: Some(CONTROL_PLANE) };
+        let connector = Connector::new(http, Some(shared.clone()), true, Some(CONTROL_PLANE));
         ControlPlane { mtls: builder().build(connector), plain, shared }
     }
 

@@ -2,6 +2,8 @@
 //! JSON), an ACK or NACK for each, and reconnection with jittered backoff. While disconnected
 //! the proxy keeps serving its last applied config.
 
+pub mod certify;
+
 use crate::Shared;
 use bytes::BytesMut;
 use http_body_util::BodyExt;

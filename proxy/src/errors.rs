@@ -27,7 +27,7 @@ pub enum ProxyError {
     Upstream {
         addr: String,
         #[source]
-        source: crate::client::UpstreamError,
+        source: UpstreamError,
     },
     #[error("no response within {0} ms")]
     Timeout(u64),
@@ -94,7 +94,7 @@ impl ProxyError {
 
     /// The error for an upstream's failure to answer, or for the client's body failing
     /// while it was sent.
-    pub fn upstream(addr: &str, source: crate::client::UpstreamError) -> Self {
+    pub fn upstream(addr: &str, source: UpstreamError) -> Self {
         if source.is_client_body() {
             return ProxyError::BadRequestBody(source.to_string());
         }
@@ -121,4 +121,79 @@ impl ProxyError {
 /// A small local body.
 pub fn text(s: impl Into<Bytes>) -> Body {
     Full::new(s.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why an upstream gave no response.
+#[derive(Debug)]
+pub struct UpstreamError {
+    cause: Cause,
+    source: BoxError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cause {
+    /// The connection could not be made.
+    Connect,
+    /// The exchange with the upstream failed.
+    Exchange,
+    /// The client's request body failed while it was being sent.
+    ClientBody,
+}
+
+impl UpstreamError {
+    pub fn client_body(source: BoxError) -> Self {
+        UpstreamError { cause: Cause::ClientBody, source }
+    }
+
+    pub fn connect(source: BoxError) -> Self {
+        UpstreamError { cause: Cause::Connect, source }
+    }
+
+    pub fn other(source: BoxError) -> Self {
+        UpstreamError { cause: Cause::Exchange, source }
+    }
+
+    pub fn io(e: std::io::Error) -> Self {
+        Self::other(Box::new(e))
+    }
+
+    pub fn closed() -> Self {
+        Self::other("the upstream closed the connection before the response was complete".into())
+    }
+
+    /// The connection could not be made: nothing reached the upstream.
+    pub fn is_connect(&self) -> bool {
+        self.cause == Cause::Connect
+    }
+
+    /// The client's body failed, not the upstream.
+    pub fn is_client_body(&self) -> bool {
+        self.cause == Cause::ClientBody
+    }
+}
+
+impl From<hyper_util::client::legacy::Error> for UpstreamError {
+    fn from(e: hyper_util::client::legacy::Error) -> Self {
+        // The legacy client's error hides its cause in `source`; keep it in the message.
+        let message = match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        };
+        let cause = if e.is_connect() { Cause::Connect } else { Cause::Exchange };
+        UpstreamError { cause, source: message.into() }
+    }
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
 }

@@ -22,4 +22,4 @@ mod wire;
 pub use client::Pool;
 pub use raw::{RawHeaders, into_header_map};
 pub use server::{Rewind, Served, Socket, refusal, serve_connection};
-pub use wire::{Refused, check_parsed, strip_nominated};
+pub use wire::{MAX_HEAD, Refused, check_parsed, strip_nominated};

@@ -1,17 +1,10 @@
-//! The proxy's identity: a key made here (it never leaves the process), a CSR sent to the
-//! control plane with the service's join token, and the certificate that comes back, renewed
-//! at two thirds of its lifetime. Each new certificate becomes new mTLS configs ([`crate::tls`]);
+//! The proxy's identity: the certificate the control plane issued (its renewal is
+//! `control::certify`'s) or one an operator placed in files, and the key made for it, which
+//! never leaves the process. Each new certificate becomes new mTLS configs ([`crate::tls`]);
 //! connections already open keep theirs.
 
 use crate::Shared;
-use crate::client::ControlPlane;
-use http_body_util::BodyExt;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::watch;
-
-const RETRY_MIN: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What the control plane issued, and the key it belongs to.
 #[derive(Clone, serde::Deserialize)]
@@ -27,35 +20,6 @@ pub struct Certified {
     pub key_pem: String,
 }
 
-/// Keeps a valid certificate until shutdown.
-pub async fn maintain(shared: Arc<Shared>, client: ControlPlane, token: String, mut shutdown: watch::Receiver<bool>) {
-    let mut retry = RETRY_MIN;
-    loop {
-        let wait = match certify(&client, &shared, &token).await {
-            Ok(cert) => {
-                let left = (cert.not_after_ms - now_ms()).max(0) as u64;
-                tracing::info!(identity = %cert.identity, expires_in_s = left / 1000, "certificate issued");
-                if let Err(e) = install(&shared, cert) {
-                    tracing::error!(error = %e, "the issued certificate cannot be used for mTLS");
-                }
-                retry = RETRY_MIN;
-                // Renew at two thirds of the lifetime: a day-long certificate lasts 16 hours.
-                Duration::from_millis(left * 2 / 3).max(RETRY_MIN)
-            }
-            Err(why) => {
-                tracing::warn!(%why, retry_in = ?retry, "no certificate yet");
-                let wait = retry;
-                retry = (retry * 2).min(RETRY_MAX);
-                wait
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
 /// Makes `cert` the proxy's identity: its mTLS configs, and its expiry in the metrics.
 pub fn install(shared: &Shared, cert: Certified) -> Result<(), String> {
     shared.metrics.set_identity_expiry(cert.not_after_ms / 1000);
@@ -63,32 +27,6 @@ pub fn install(shared: &Shared, cert: Certified) -> Result<(), String> {
     shared.identity.store(Some(Arc::new(cert)));
     shared.tls.store(Some(Arc::new(tls?)));
     Ok(())
-}
-
-async fn certify(client: &ControlPlane, shared: &Shared, token: &str) -> Result<Certified, String> {
-    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-        .and_then(|p| p.serialize_request(&key))
-        .and_then(|r| r.pem())
-        .map_err(|e| e.to_string())?;
-    let s = &shared.settings;
-    let body = serde_json::json!({ "proxy_id": s.proxy_id, "service": s.service, "token": token, "csr": csr });
-    let resp = client
-        .post_plain("/fleet/v1/certify", body.to_string().into_bytes())
-        .await
-        .map_err(|e| format!("cannot reach the control plane: {e}"))?;
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    if !status.is_success() {
-        return Err(format!("the control plane answered {status}: {}", String::from_utf8_lossy(&bytes)));
-    }
-    let mut cert: Certified = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-    cert.key_pem = key.serialize_pem();
-    Ok(cert)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Reads a certificate an operator issued (`trellis issue-cert SERVICE --out DIR`).

@@ -2,7 +2,7 @@
 //! mode allows it. What each request may do is the access layer's decision (`stack::access`).
 
 use crate::Shared;
-use crate::server::Peer;
+use crate::transport::Peer;
 use crate::transport::{Stream, TLS_HANDSHAKE};
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,16 +16,28 @@
 //! - [`stack`]: the request paths as tower layers, one per feature, assembled per listener.
 //! - [`inbound`]: what the inbound listener makes of a connection (mTLS or plaintext).
 //! - [`identity`], [`tls`], [`transport`]: the proxy's certificate, mTLS configs built from it,
-//!   and connections that are TLS or plaintext; [`access`] decides who may call.
-//! - [`errors`]: typed data-path errors and the one place they become responses.
+//!   and connections that are TLS or plaintext, accepted (with what they proved about the
+//!   peer) or made (the `Connector`); [`access`] decides who may call.
+//! - [`errors`]: typed data-path errors (and why an upstream gave no answer), and the one
+//!   place they become responses.
+//! - [`gate`]: atomic limits (load shedding, pending requests, mirroring) that never lock.
+//! - [`clock`], [`alarm`]: the time read once per poll of a connection's task, and the
+//!   connection's one timer that request deadlines share.
+//! - [`batch`]: socket writes of a single-threaded runtime submitted together (io_uring).
+//! - [`hash`]: the fast hasher of the proxy's maps.
 //! - [`metrics`]: counters in Prometheus text format.
-//! - [`control`]: the config stream from the control plane, ACK/NACK, reconnect with backoff.
+//! - [`control`]: the config stream from the control plane, ACK/NACK, reconnect with backoff;
+//!   certificates from it and their renewal (`control::certify`).
 //! - [`admin`]: the admin listener.
 //! - [`telemetry`]: counts pushed to the control plane every two seconds.
 //! - [`trace`]: W3C traceparent propagation.
 //! - [`upgrade`]: WebSocket and other connection upgrades, spliced through.
 //! - [`server`]: the shared accept loop with graceful drain; [`h1`]: HTTP/1.1 of the proxy's
 //!   own for the common request, in front of hyper.
+//!
+//! Modules depend one way: `errors` and `transport` below `h1` (its wire format, pool and
+//! server), below `client`, below `stack`, below `server`; the only circles are of two
+//! (`identity`/`tls`, `batch`/`transport`).
 
 pub mod access;
 pub mod admin;
@@ -66,7 +78,12 @@ use tracing::Instrument;
 pub use env::Settings;
 
 /// The body every listener answers with: a streamed upstream body or a small local one.
-pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, client::BoxError>;
+pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, errors::BoxError>;
+/// Request bodies as the proxy sends them: streamed through, or replayed from a buffer.
+pub type ReqBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, hyper::Error>;
+/// Bodies up to this size are buffered so the request can be retried or mirrored, and the
+/// proxy's own HTTP/1.1 server reads them whole before the request goes on.
+pub const MAX_REPLAY_BODY: usize = 64 * 1024;
 
 /// The state the listeners share.
 pub struct Shared {
@@ -244,7 +261,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         None => {
             let cp = client::ControlPlane::new(shared.clone());
             if let Some(token) = &settings.join_token {
-                let certify = identity::maintain(shared.clone(), cp.clone(), token.0.clone(), rx.clone());
+                let certify = control::certify::maintain(shared.clone(), cp.clone(), token.0.clone(), rx.clone());
                 tasks.push(tokio::spawn(certify.instrument(span.clone())));
             }
             let push = telemetry::push(shared.clone(), cp.clone(), rx.clone());

@@ -10,30 +10,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// What a connection proved about its peer before HTTP started.
-#[derive(Clone, Debug)]
-pub enum Peer {
-    Plaintext,
-    /// mTLS; the mesh service its client certificate names, if it names one of this trust
-    /// domain's (resolved once per connection, not per request).
-    Mtls(Option<std::sync::Arc<str>>),
-}
+use crate::h1::MAX_HEAD as MAX_HEADER_BYTES;
+pub use crate::transport::Peer;
+use crate::transport::with_peer;
 
 /// The transport of a listener that takes connections as they come.
 pub async fn plain(stream: TcpStream) -> Option<(TcpStream, Peer)> {
     Some((stream, Peer::Plaintext))
 }
 
-/// Puts a verified caller in the request's extensions for the access layer; plaintext, the
-/// default, costs nothing.
-pub fn with_peer<B>(req: &mut http::Request<B>, peer: &Peer) {
-    if let Peer::Mtls(_) = peer {
-        req.extensions_mut().insert(peer.clone());
-    }
-}
-
-/// Requests whose headers exceed this are refused (431 / stream reset).
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Serves until `shutdown` flips, then gives requests in flight up to `grace` to finish.
 /// Each connection must deliver each request's head within `header_timeout`, from its
 /// first byte or from the end of the previous request (idle keep-alive included), on the

@@ -36,6 +36,7 @@ pub fn ensure(headers: &mut HeaderMap) -> TraceId {
     let mut id = [0u8; 32];
     id.copy_from_slice(&value[3..35]);
     // SAFETY: hex digits and dashes, every one a valid header value byte.
+    #[allow(unsafe_code)]
     let v = unsafe { http::HeaderValue::from_maybe_shared_unchecked(bytes::Bytes::copy_from_slice(&value)) };
     headers.insert(TRACEPARENT, v);
     TraceId(id)

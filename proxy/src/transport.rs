@@ -2,10 +2,17 @@
 //! both (in permissive mode, or to answer plaintext with a clear refusal), and the outbound
 //! client speaks mTLS only to endpoints with an identity.
 
+use crate::Shared;
+use crate::errors::BoxError;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -202,5 +209,111 @@ write_through!(Held);
 impl<S: hyper_util::client::legacy::connect::Connection> hyper_util::client::legacy::connect::Connection for Held<S> {
     fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
         self.io.connected().extra(self.served.clone())
+    }
+}
+
+/// A connection to an upstream: TLS or plaintext, holding its `maxConnections` slot.
+pub type Upstream = Held<Stream<tokio_rustls::client::TlsStream<TcpStream>>>;
+/// The same, as hyper's client takes it.
+pub type Connection = TokioIo<Upstream>;
+/// How long a connection waits for a slot under its service's `maxConnections` (meanwhile a
+/// connection that comes free serves the request) before the attempt fails.
+const SLOT_WAIT: Duration = Duration::from_secs(10);
+
+/// TCP, then TLS when the endpoint at that address has an identity and this proxy has a
+/// certificate. An endpoint with an identity reached without one gets plaintext, which a
+/// strict peer refuses with a clear answer.
+#[derive(Clone)]
+pub struct Connector {
+    http: HttpConnector,
+    mesh: Option<Arc<Shared>>,
+    /// ALPN to offer: h2, or http/1.1.
+    h2: bool,
+    /// The service every address must prove to be, instead of the config's endpoint identities.
+    fixed: Option<&'static str>,
+}
+
+impl Connector {
+    /// `h2` offers ALPN h2 rather than http/1.1; `fixed` names the service every address must
+    /// prove to be (the control plane), instead of the config's endpoint identities.
+    pub fn new(http: HttpConnector, mesh: Option<Arc<Shared>>, h2: bool, fixed: Option<&'static str>) -> Self {
+        Connector { http, mesh, h2, fixed }
+    }
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = Connection;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Connection, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let addr = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        let (mut tls, mut slots) = (None, None);
+        if let Some(shared) = &self.mesh {
+            let config = shared.config.load();
+            tls = shared.tls.load_full().and_then(|tls| {
+                let identity = match self.fixed {
+                    Some(service) => trellis_model::config::spiffe_id(&tls.domain, service),
+                    None => config.identity_at(&addr)?.to_string(),
+                };
+                Some((tls, identity))
+            });
+            slots = config.service_at(&addr).and_then(|service| {
+                let limit = config.services.get(service)?.traffic.limits.max_connections;
+                Some((
+                    service.to_string(),
+                    shared.connections.get(service, limit, tokio::sync::Semaphore::new),
+                    shared.clone(),
+                ))
+            });
+        }
+        let (connecting, h2) = (self.http.call(uri), self.h2);
+        Box::pin(async move {
+            let slot = match slots {
+                None => None,
+                Some((service, slots, shared)) => Some(match slots.clone().try_acquire_owned() {
+                    Ok(slot) => slot,
+                    Err(_) => {
+                        shared.metrics.inc("trellis_proxy_connection_limit_waits_total", &[("dst_service", &service)]);
+                        tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
+                            .await
+                            .map_err(|_| format!("{service} is at its maxConnections"))?
+                            .map_err(|e| e.to_string())?
+                    }
+                }),
+            };
+            let tcp = connecting.await?.into_inner();
+            let Some((tls, identity)) = tls else {
+                return Ok(TokioIo::new(Held { io: Stream::Plain(tcp), _slot: slot, served: Default::default() }));
+            };
+            let name =
+                crate::tls::server_name(&identity).ok_or_else(|| format!("{identity} is not a mesh identity"))?;
+            let stream = tokio_rustls::TlsConnector::from(tls.client(h2))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("mTLS to {identity}: {e}"))?;
+            Ok(TokioIo::new(Held { io: Stream::Tls(Box::new(stream)), _slot: slot, served: Default::default() }))
+        })
+    }
+}
+
+/// What a connection proved about its peer before HTTP started.
+#[derive(Clone, Debug)]
+pub enum Peer {
+    Plaintext,
+    /// mTLS; the mesh service its client certificate names, if it names one of this trust
+    /// domain's (resolved once per connection, not per request).
+    Mtls(Option<std::sync::Arc<str>>),
+}
+
+/// Puts a verified caller in the request's extensions for the access layer; plaintext, the
+/// default, costs nothing.
+pub fn with_peer<B>(req: &mut http::Request<B>, peer: &Peer) {
+    if let Peer::Mtls(_) = peer {
+        req.extensions_mut().insert(peer.clone());
     }
 }

@@ -23,7 +23,7 @@ pub fn is_upgrade(headers: &http::HeaderMap) -> bool {
 /// upgraded connections together in the background.
 pub async fn forward(
     client: &HttpClient,
-    mut req: Request<crate::client::ReqBody>,
+    mut req: Request<crate::ReqBody>,
     addr: &str,
 ) -> Result<Response<Body>, ProxyError> {
     let client_side = hyper::upgrade::on(&mut req);

@@ -41,6 +41,8 @@
 //! - [`webhook`]: verifying signed git webhooks.
 //! - [`testing`]: policy repositories for tests and the demo.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod audit;
 pub mod auth;

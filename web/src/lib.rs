@@ -10,6 +10,7 @@
 //! - [`session`]: logging in and out, and who the page is talking to.
 //! - `ssr`: the server-side hook through which the control plane supplies data.
 
+#![forbid(unsafe_code)]
 // Leptos views are deeply nested types; the default limit is too low for a whole page.
 #![recursion_limit = "256"]
 

@@ -1,7 +1,8 @@
 //! The upstream side: requests whose body is in hand, over pooled connections.
 
 use super::wire::{self, Chunked, Framing, Piece};
-use crate::client::{BoxError, Connector, UpstreamError};
+use crate::errors::{BoxError, UpstreamError};
+use crate::transport::Connector;
 use bytes::{Bytes, BytesMut};
 use http::{Method, Response};
 use http_body::{Frame, SizeHint};
@@ -48,7 +49,7 @@ struct Conn {
     /// Before `io`, as fields drop in order: a request still queued is submitted before the
     /// socket closes.
     pending: crate::batch::Pending,
-    io: crate::client::Upstream,
+    io: crate::transport::Upstream,
     /// Bytes read and not yet used.
     buf: BytesMut,
     served: u32,

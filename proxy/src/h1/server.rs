@@ -3,8 +3,8 @@
 //! far, to hyper for the rest of its life.
 
 use super::wire::{self, Out};
-use crate::client::MAX_REPLAY_BODY;
-use crate::server::Peer;
+use crate::MAX_REPLAY_BODY;
+use crate::transport::Peer;
 use crate::transport::{Stream, Wire};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, Response};
@@ -76,7 +76,12 @@ pub async fn serve_connection<IO, S>(
 ) -> Served<IO>
 where
     IO: AsyncRead + AsyncWrite + Socket + Wire + Unpin,
-    S: crate::stack::Listener,
+    S: tower_service::Service<
+            Request<crate::ReqBody>,
+            Response = Response<crate::Body>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        >,
 {
     // Dropped before `io` (locals go before arguments): a response still queued is submitted
     // before the socket closes.
@@ -146,7 +151,7 @@ where
         };
         let method = head.method.clone();
         let mut req = Request::from_parts(head, body);
-        crate::server::with_peer(&mut req, peer);
+        crate::transport::with_peer(&mut req, peer);
         let resp = match alarmed(timer.as_mut(), service.call(req)).await {
             Ok(resp) => resp,
             Err(never) => match never {},
@@ -441,7 +446,7 @@ mod tests {
     #[derive(Clone)]
     struct Ok200;
 
-    impl tower_service::Service<Request<crate::client::ReqBody>> for Ok200 {
+    impl tower_service::Service<Request<crate::ReqBody>> for Ok200 {
         type Response = Response<crate::Body>;
         type Error = std::convert::Infallible;
         type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
@@ -450,7 +455,7 @@ mod tests {
             Poll::Ready(Ok(()))
         }
 
-        fn call(&mut self, _: Request<crate::client::ReqBody>) -> Self::Future {
+        fn call(&mut self, _: Request<crate::ReqBody>) -> Self::Future {
             std::future::ready(Ok(Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync())))
         }
     }

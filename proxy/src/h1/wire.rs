@@ -13,8 +13,8 @@ pub use response::{Framing, Head, Out, encode_response_head, parse_head};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
-/// A response head may be at most this large; beyond it the response is refused.
-pub const MAX_HEAD: usize = crate::server::MAX_HEADER_BYTES;
+/// A request or response head may be at most this large; beyond it, it is refused (431 / 502).
+pub const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 
 /// Room for a head's headers, left uninitialised: filling a hundred slots per message costs
@@ -28,6 +28,7 @@ fn slots<'b>() -> [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
 type Spans = smallvec::SmallVec<[(HeaderName, usize, usize); 16]>;
 
 /// The value at `at..at + n` of a head httparse has checked, sliced out of it, not copied.
+#[allow(unsafe_code)]
 fn value(head: &Bytes, at: usize, n: usize) -> HeaderValue {
     // SAFETY: httparse accepts in a value exactly the bytes `HeaderValue` does (tab,
     // 0x20-0x7e, 0x80-0xff; `values_httparse_accepts_are_header_values` holds it to that), so

@@ -5,11 +5,11 @@
 
 use super::route::Labelled;
 use super::{Dest, Failed, Routed, always_ready, layer_of};
+use crate::ReqBody;
 use crate::Shared;
 use crate::access::{Caller, Decision};
-use crate::client::ReqBody;
 use crate::errors::ProxyError;
-use crate::server::Peer;
+use crate::transport::Peer;
 use futures::future::{Either, Ready, ready};
 use std::sync::Arc;
 use trellis_model::telemetry::Direction;

@@ -21,9 +21,10 @@ mod timeout;
 mod tunnel;
 mod upstream;
 
+use crate::ReqBody;
 use crate::Shared;
 use crate::applied::Applied;
-use crate::client::{Clients, ReqBody};
+use crate::client::Clients;
 use crate::errors::ProxyError;
 use std::future::Future;
 use std::pin::Pin;
@@ -77,7 +78,7 @@ pub fn outbound(shared: Arc<Shared>) -> impl Listener {
 }
 
 /// The inbound listener's stack: other proxies call this proxy's service, which it forwards to
-/// the local application. The caller's [`Peer`](crate::server::Peer) rides in the extensions.
+/// the local application. The caller's [`Peer`](crate::transport::Peer) rides in the extensions.
 pub fn inbound(shared: Arc<Shared>) -> impl Listener {
     let (s, clients) = (&shared, Clients::new(None));
     stack![

@@ -3,7 +3,7 @@
 //! proxy error into its response: the one place where that happens.
 
 use super::{Failed, Routed, always_ready, layer_of};
-use crate::client::ReqBody;
+use crate::ReqBody;
 use crate::{Arrival, Shared};
 use std::convert::Infallible;
 use std::future::Future;

@@ -2,7 +2,8 @@
 //! and sent again; a larger or unsized one streams through and is sent once.
 
 use super::{BoxFuture, Target, always_ready, layer_of};
-use crate::client::{Replay, ReqBody};
+use crate::ReqBody;
+use crate::client::Replay;
 use crate::errors::ProxyError;
 use futures::future::Either;
 use http_body::Body as _;

@@ -100,7 +100,7 @@ pub fn should_retry(result: &Answer, on: &[RetryOn], safe: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::UpstreamError;
+    use crate::errors::UpstreamError;
 
     fn status(code: u16) -> Answer {
         let mut resp = http::Response::new(crate::errors::text(""));

@@ -3,7 +3,7 @@
 //! loaded once here: the request runs on it to the end, whatever swaps meanwhile.
 
 use super::{Dest, Failed, Routed, Target, always_ready, layer_of};
-use crate::client::ReqBody;
+use crate::ReqBody;
 use crate::errors::ProxyError;
 use crate::{Shared, split};
 use futures::future::{Either, Ready, ready};

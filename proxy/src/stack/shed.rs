@@ -2,8 +2,8 @@
 //! answered 503 (`overloaded`, `Retry-After`) at once, before any work is done for it.
 
 use super::{Failed, Hold, Routed, always_ready, layer_of};
+use crate::ReqBody;
 use crate::Shared;
-use crate::client::ReqBody;
 use crate::errors::ProxyError;
 use futures::future::{Either, Ready, ready};
 use std::sync::Arc;

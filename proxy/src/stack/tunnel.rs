@@ -3,8 +3,9 @@
 //! On the inbound side the endpoint is the local application.
 
 use super::{BoxFuture, Target, always_ready, layer_of};
+use crate::ReqBody;
 use crate::Shared;
-use crate::client::{Clients, ReqBody};
+use crate::client::Clients;
 use crate::errors::ProxyError;
 use futures::future::Either;
 use std::sync::Arc;

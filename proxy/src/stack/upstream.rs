@@ -2,8 +2,9 @@
 //! attempt was given (mesh), or to the local application (inbound).
 
 use super::{Attempt, BoxFuture, always_ready};
+use crate::ReqBody;
 use crate::Shared;
-use crate::client::{Clients, Replay, ReqBody};
+use crate::client::{Clients, Replay};
 use crate::errors::ProxyError;
 use std::sync::Arc;
 

@@ -385,37 +385,6 @@ pub struct ProxyConfig {
     pub endpoints: BTreeMap<String, Vec<Endpoint>>,
 }
 
-/// A proxy announcing itself on its config stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Registration {
-    pub proxy_id: String,
-    pub service: String,
-    pub version: String,
-    /// Where other proxies reach this one's inbound listener.
-    pub inbound_addr: String,
-    pub admin_addr: String,
-    pub proxy_version: String,
-}
-
-/// One line of the config stream.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum StreamMessage {
-    Config(ProxyConfig),
-    /// Keeps idle streams alive through intermediaries and lets both sides notice a dead peer.
-    Ping,
-}
-
-/// A proxy's answer to a pushed config.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ack {
-    pub proxy_id: String,
-    pub version: String,
-    /// `None` when applied; the reason when refused (a NACK), in which case the proxy keeps
-    /// its previous config.
-    pub error: Option<String>,
-}
-
 /// A service's identity in trust domain `domain`, as its certificate's URI SAN names it.
 pub fn spiffe_id(domain: &str, service: &str) -> String {
     format!("spiffe://{domain}/svc/{service}")

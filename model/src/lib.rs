@@ -12,7 +12,8 @@
 //! - [`policy`]: the resource kinds as users write them.
 //! - [`parse`]: multi-document YAML files into resources.
 //! - [`validate`]: rules across resources and files.
-//! - [`config`]: the compiled configuration and the proxy wire types.
+//! - [`config`]: the compiled configuration proxies run.
+//! - [`fleet`]: the fleet protocol between proxies and the control plane: paths and messages.
 //! - [`defaults`]: every default, in one place.
 //! - [`duration`], [`spanned`]: value types of the language.
 //! - [`telemetry`]: the reports proxies push, and their checks.
@@ -28,6 +29,7 @@ pub mod defaults;
 pub mod diagnostic;
 pub mod diff;
 pub mod duration;
+pub mod fleet;
 pub mod parse;
 pub mod policy;
 pub mod rollout;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use trellis_model::ProxyConfig;
-use trellis_model::config::{Ack, Registration, StreamMessage};
+use trellis_model::fleet::{self, Ack, Registration, StreamMessage};
 
 /// The control plane pings every few seconds; silence this long means the stream is dead.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -72,7 +72,7 @@ async fn stream_once(
     backoff: &mut Duration,
 ) -> Result<(), StreamError> {
     let body = serde_json::to_vec(registration).unwrap_or_default();
-    let resp = client.post("/fleet/v1/stream", body).await.map_err(StreamError::Connect)?;
+    let resp = client.post(fleet::STREAM, body).await.map_err(StreamError::Connect)?;
     if !resp.status().is_success() {
         return Err(StreamError::Status(resp.status()));
     }
@@ -144,7 +144,7 @@ pub fn check(config: &ProxyConfig) -> Result<(), String> {
 
 async fn send_ack(client: &CpClient, ack: &Ack) -> Result<(), StreamError> {
     let body = serde_json::to_vec(ack).unwrap_or_default();
-    let resp = client.post("/fleet/v1/ack", body).await.map_err(StreamError::Connect)?;
+    let resp = client.post(fleet::ACK, body).await.map_err(StreamError::Connect)?;
     if !resp.status().is_success() {
         return Err(StreamError::Status(resp.status()));
     }

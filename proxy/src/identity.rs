@@ -7,17 +7,23 @@ use crate::Shared;
 use std::sync::Arc;
 
 /// What the control plane issued, and the key it belongs to.
-#[derive(Clone, serde::Deserialize)]
+#[derive(Clone)]
 pub struct Certified {
     pub identity: String,
     pub chain_pem: String,
     pub anchor_pem: String,
     pub not_after_ms: i64,
     /// The control plane's mTLS port for certified proxies.
-    #[serde(default)]
     pub fleet_port: Option<u16>,
-    #[serde(skip)]
     pub key_pem: String,
+}
+
+impl Certified {
+    /// The control plane's answer, with the key the request was made from.
+    pub fn new(issued: trellis_model::fleet::Issued, key_pem: String) -> Self {
+        let trellis_model::fleet::Issued { identity, chain_pem, anchor_pem, not_after_ms, fleet_port } = issued;
+        Certified { identity, chain_pem, anchor_pem, not_after_ms, fleet_port, key_pem }
+    }
 }
 
 /// Makes `cert` the proxy's identity: its mTLS configs, and its expiry in the metrics.

@@ -239,7 +239,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         server::serve(admin_l, server::plain, adm, rx.clone(), settings.drain_grace, settings.header_read_timeout)
             .instrument(span.clone()),
     ));
-    let registration = trellis_model::config::Registration {
+    let registration = trellis_model::fleet::Registration {
         proxy_id: settings.proxy_id.clone(),
         service: settings.service.clone(),
         version: settings.version.clone(),

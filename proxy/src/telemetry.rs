@@ -40,7 +40,7 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
         seq += 1;
         let report = Report { proxy_id: shared.settings.proxy_id.clone(), seq, series, denied };
         let body = serde_json::to_vec(&report).unwrap_or_default();
-        match client.post("/fleet/v1/telemetry", body).await {
+        match client.post(trellis_model::fleet::TELEMETRY, body).await {
             Ok(resp) if resp.status().is_success() => {
                 for s in now {
                     accepted.insert((s.direction, s.service, s.version, s.route), (s.requests, s.failures, s.buckets));

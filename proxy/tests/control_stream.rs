@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use trellis_model::config::{Ack, StreamMessage};
+use trellis_model::fleet::{Ack, StreamMessage};
 use trellis_model::{Backend, Endpoint, ProxyConfig, RuleConfig, ServiceConfig};
 
 #[tokio::test]

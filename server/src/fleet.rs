@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use trellis_model::config::{Ack, Registration, StreamMessage};
+use trellis_model::fleet::{Ack, Registration, StreamMessage};
 use trellis_model::{Endpoint, MeshConfig};
 use trellis_web::api::ProxyView;
 

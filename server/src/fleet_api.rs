@@ -14,29 +14,20 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use std::time::Duration;
 use tokio::sync::watch;
-use trellis_model::config::{Ack, Registration};
+use trellis_model::fleet::{self, Ack, CertifyRequest, Issued, Registration};
 
 /// Within the proxies' idle timeout, with room for a slow network.
 const PING_EVERY: Duration = Duration::from_secs(5);
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
-        .route("/fleet/v1/stream", axum::routing::post(open_stream))
-        .route("/fleet/v1/ack", axum::routing::post(ack))
-        .route("/fleet/v1/telemetry", axum::routing::post(telemetry))
-        .route("/fleet/v1/certify", axum::routing::post(certify))
+        .route(fleet::STREAM, axum::routing::post(open_stream))
+        .route(fleet::ACK, axum::routing::post(ack))
+        .route(fleet::TELEMETRY, axum::routing::post(telemetry))
+        .route(fleet::CERTIFY, axum::routing::post(certify))
 }
 
-/// A proxy asks for its certificate: its service's join token and a CSR (its key stays home).
-#[derive(serde::Deserialize)]
-struct CertifyRequest {
-    proxy_id: String,
-    service: String,
-    token: String,
-    csr: String,
-}
-
-async fn certify(State(state): State<AppState>, body: Bytes) -> Result<axum::Json<crate::identity::Issued>, ApiError> {
+async fn certify(State(state): State<AppState>, body: Bytes) -> Result<axum::Json<Issued>, ApiError> {
     let req: CertifyRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid certificate request", e.to_string()))?;
     let Some(ca) = &state.ca else {
@@ -46,7 +37,7 @@ async fn certify(State(state): State<AppState>, body: Bytes) -> Result<axum::Jso
         Ok(issued) => {
             state.fleet.certified(&req.proxy_id, &issued.identity, issued.not_after_ms);
             tracing::info!(proxy_id = %req.proxy_id, identity = %issued.identity, "certificate issued");
-            Ok(axum::Json(crate::identity::Issued { fleet_port: state.fleet_port, ..issued }))
+            Ok(axum::Json(Issued { fleet_port: state.fleet_port, ..issued }))
         }
         Err(e @ crate::identity::IdentityError::BadToken(_)) => {
             let summary = format!("certificate for proxy {} refused: {e}", req.proxy_id);

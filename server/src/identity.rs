@@ -54,18 +54,8 @@ pub struct Ca {
     pub cert_ttl: Duration,
 }
 
-/// What a proxy receives: its certificate with the issuer's, the anchor to trust, and when
-/// its certificate expires.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Issued {
-    pub identity: String,
-    pub chain_pem: String,
-    pub anchor_pem: String,
-    pub not_after_ms: i64,
-    /// Where the control plane takes certified proxies (mTLS), on its own host.
-    #[serde(default)]
-    pub fleet_port: Option<u16>,
-}
+/// What a proxy receives: the fleet protocol's answer to a certificate request.
+pub use trellis_model::fleet::Issued;
 
 impl Ca {
     /// Loads `anchor.pem` / `anchor.key` from `dir` (an operator's own anchor goes there), or

@@ -9,6 +9,7 @@ use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use trellis_model::fleet;
 
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
@@ -49,19 +50,22 @@ async fn certify(client: &ControlPlane, shared: &Shared, token: &str) -> Result<
         .and_then(|r| r.pem())
         .map_err(|e| e.to_string())?;
     let s = &shared.settings;
-    let body = serde_json::json!({ "proxy_id": s.proxy_id, "service": s.service, "token": token, "csr": csr });
-    let resp = client
-        .post_plain("/fleet/v1/certify", body.to_string().into_bytes())
-        .await
-        .map_err(|e| format!("cannot reach the control plane: {e}"))?;
+    let body = fleet::CertifyRequest {
+        proxy_id: s.proxy_id.clone(),
+        service: s.service.clone(),
+        token: token.to_string(),
+        csr,
+    };
+    let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    let resp =
+        client.post_plain(fleet::CERTIFY, body).await.map_err(|e| format!("cannot reach the control plane: {e}"))?;
     let status = resp.status();
     let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     if !status.is_success() {
         return Err(format!("the control plane answered {status}: {}", String::from_utf8_lossy(&bytes)));
     }
-    let mut cert: Certified = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-    cert.key_pem = key.serialize_pem();
-    Ok(cert)
+    let issued: fleet::Issued = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    Ok(Certified::new(issued, key.serialize_pem()))
 }
 
 fn now_ms() -> i64 {

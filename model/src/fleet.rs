@@ -1,0 +1,70 @@
+//! The fleet protocol between proxies and the control plane, in one place for both: the paths
+//! a proxy calls and the JSON each carries. A proxy opens its config stream (`STREAM`, body a
+//! [`Registration`], answer newline-delimited [`StreamMessage`]s), ACKs or NACKs each config
+//! ([`ACK`], an [`Ack`]), reports its counts ([`TELEMETRY`], a `telemetry::Report`) and asks
+//! for its certificate ([`CERTIFY`], a [`CertifyRequest`], answered with [`Issued`]).
+
+use crate::config::ProxyConfig;
+use serde::{Deserialize, Serialize};
+
+pub const STREAM: &str = "/fleet/v1/stream";
+pub const ACK: &str = "/fleet/v1/ack";
+pub const TELEMETRY: &str = "/fleet/v1/telemetry";
+/// The one path open on the plaintext port once identities are on: a join token proves the
+/// caller.
+pub const CERTIFY: &str = "/fleet/v1/certify";
+
+/// A proxy announcing itself on its config stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub proxy_id: String,
+    pub service: String,
+    pub version: String,
+    /// Where other proxies reach this one's inbound listener.
+    pub inbound_addr: String,
+    pub admin_addr: String,
+    pub proxy_version: String,
+}
+
+/// One line of the config stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamMessage {
+    Config(ProxyConfig),
+    /// Keeps idle streams alive through intermediaries and lets both sides notice a dead peer.
+    Ping,
+}
+
+/// A proxy's answer to a pushed config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub proxy_id: String,
+    pub version: String,
+    /// `None` when applied; the reason when refused (a NACK), in which case the proxy keeps
+    /// its previous config.
+    pub error: Option<String>,
+}
+
+/// A proxy asks for its certificate: its service's join token and a CSR (its key stays home).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertifyRequest {
+    pub proxy_id: String,
+    pub service: String,
+    pub token: String,
+    /// PEM; whatever names it asks for, the certificate names the token's service.
+    pub csr: String,
+}
+
+/// A certificate the control plane issued, with the chain and anchor to verify peers by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issued {
+    /// `spiffe://<trust-domain>/svc/<service>`.
+    pub identity: String,
+    /// PEM: the leaf, then the issuer.
+    pub chain_pem: String,
+    pub anchor_pem: String,
+    pub not_after_ms: i64,
+    /// Where the control plane takes certified proxies (mTLS), on its own host.
+    #[serde(default)]
+    pub fleet_port: Option<u16>,
+}

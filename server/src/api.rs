@@ -5,8 +5,8 @@ use crate::state::AppState;
 use crate::telemetry::Counts;
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -18,7 +18,10 @@ use trellis_web::api::{
 };
 
 pub mod audit;
+mod error;
 pub mod rollouts;
+
+pub use error::{ApiError, ApiJson, log_errors};
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
@@ -37,64 +40,6 @@ pub fn router() -> axum::Router<AppState> {
         .route("/metrics", get(prometheus))
         .route("/api/v1/events", get(events))
         .route("/api/v1/hooks/git", post(git_hook))
-}
-
-/// Errors as clients see them: a stable code and a clean message; causes are logged here.
-#[derive(Debug)]
-pub enum ApiError {
-    NotFound(String),
-    Unauthorized(String),
-    Forbidden(String),
-    TooMany(String),
-    /// The request is understood but the resource's state refuses it.
-    Conflict(String),
-    Invalid {
-        message: String,
-        detail: String,
-    },
-    Internal(String),
-}
-
-impl ApiError {
-    pub fn invalid(message: &str, detail: impl Into<String>) -> Self {
-        ApiError::Invalid { message: message.to_string(), detail: detail.into() }
-    }
-}
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(error = %e, "store error while serving a request");
-        ApiError::Internal("the database is unavailable; try again shortly".into())
-    }
-}
-
-impl ApiError {
-    /// The HTTP status and the message a client sees.
-    pub fn status_and_message(self) -> (http::StatusCode, String) {
-        let (status, _, message, _) = self.parts();
-        (status, message)
-    }
-
-    fn parts(self) -> (http::StatusCode, &'static str, String, Option<String>) {
-        match self {
-            ApiError::NotFound(m) => (http::StatusCode::NOT_FOUND, "not_found", m, None),
-            ApiError::Unauthorized(m) => (http::StatusCode::UNAUTHORIZED, "unauthorized", m, None),
-            ApiError::Forbidden(m) => (http::StatusCode::FORBIDDEN, "forbidden", m, None),
-            ApiError::TooMany(m) => (http::StatusCode::TOO_MANY_REQUESTS, "rate_limited", m, None),
-            ApiError::Conflict(m) => (http::StatusCode::CONFLICT, "conflict", m, None),
-            ApiError::Invalid { message, detail } => {
-                (http::StatusCode::BAD_REQUEST, "invalid_request", message, Some(detail))
-            }
-            ApiError::Internal(m) => (http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message, detail) = self.parts();
-        (status, Json(json!({ "error": { "code": code, "message": message, "detail": detail } }))).into_response()
-    }
 }
 
 #[derive(Serialize)]

@@ -18,7 +18,7 @@ pub const OUTPUT_NAME: &str = "trellis_web";
 
 impl DataSource for AppState {
     fn overview(&self) -> BoxFuture<'_, Result<Overview, String>> {
-        Box::pin(async move { crate::api::build_overview(self).await.map_err(|e| format!("{e:?}")) })
+        Box::pin(async move { crate::api::build_overview(self).await.map_err(|e| e.to_string()) })
     }
 
     fn topology(&self, window_s: u64) -> TopologyView {
@@ -34,7 +34,7 @@ impl DataSource for AppState {
     }
 
     fn policy(&self) -> BoxFuture<'_, Result<PolicyView, String>> {
-        Box::pin(async move { crate::api::build_policy(self).await.map_err(|e| format!("{e:?}")) })
+        Box::pin(async move { crate::api::build_policy(self).await.map_err(|e| e.to_string()) })
     }
 
     fn rollouts(&self) -> BoxFuture<'_, RolloutsView> {

@@ -3,7 +3,7 @@
 //! (a join token and a CSR for a certificate). With identities on, all but `certify` answer
 //! only proxies on the fleet's mTLS listener, each for its own service.
 
-use crate::api::ApiError;
+use crate::api::{ApiError, ApiJson};
 use crate::fleet::tls::FleetPeer;
 use crate::fleet::{Fleet, ping_line};
 use crate::state::AppState;
@@ -27,9 +27,10 @@ pub fn router() -> axum::Router<AppState> {
         .route(fleet::CERTIFY, axum::routing::post(certify))
 }
 
-async fn certify(State(state): State<AppState>, body: Bytes) -> Result<axum::Json<Issued>, ApiError> {
-    let req: CertifyRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid certificate request", e.to_string()))?;
+async fn certify(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CertifyRequest>,
+) -> Result<axum::Json<Issued>, ApiError> {
     let Some(ca) = &state.ca else {
         return Err(ApiError::NotFound("this control plane issues no certificates (identity is off)".into()));
     };
@@ -77,10 +78,8 @@ fn authorize(state: &AppState, peer: Option<&FleetPeer>, service: &str, proxy_id
 async fn open_stream(
     State(state): State<AppState>,
     peer: Option<Extension<FleetPeer>>,
-    body: Bytes,
+    ApiJson(reg): ApiJson<Registration>,
 ) -> Result<Response, ApiError> {
-    let reg: Registration =
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid registration", e.to_string()))?;
     check_registration(&reg)?;
     authorize(&state, peer.as_deref(), &reg.service, &reg.proxy_id)?;
     tracing::info!(proxy_id = %reg.proxy_id, service = %reg.service, version = %reg.version, "proxy connected");
@@ -146,16 +145,12 @@ fn check_registration(reg: &Registration) -> Result<(), ApiError> {
 async fn ack(
     State(state): State<AppState>,
     peer: Option<Extension<FleetPeer>>,
-    body: Bytes,
+    ApiJson(ack): ApiJson<Ack>,
 ) -> Result<http::StatusCode, ApiError> {
-    let ack: Ack = serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid ack", e.to_string()))?;
     if let Some(service) = state.fleet.service_of(&ack.proxy_id) {
         authorize(&state, peer.as_deref(), &service, &ack.proxy_id)?;
     }
-    state.fleet.ack(&ack).map_err(|e| match e {
-        crate::fleet::FleetError::UnknownProxy(_) => ApiError::NotFound(e.to_string()),
-        crate::fleet::FleetError::InvalidAck(_) => ApiError::invalid("invalid ack", e.to_string()),
-    })?;
+    state.fleet.ack(&ack)?;
     Ok(http::StatusCode::NO_CONTENT)
 }
 
@@ -164,12 +159,11 @@ async fn ack(
 async fn telemetry(
     State(state): State<AppState>,
     peer: Option<Extension<FleetPeer>>,
-    body: Bytes,
+    report: Result<ApiJson<trellis_model::telemetry::Report>, ApiError>,
 ) -> Result<http::StatusCode, ApiError> {
     use crate::telemetry::Rejection;
-    let report: trellis_model::telemetry::Report = serde_json::from_slice(&body).map_err(|e| {
+    let ApiJson(report) = report.inspect_err(|_| {
         state.telemetry.reject(Rejection::Unreadable);
-        ApiError::invalid("unreadable telemetry report", e.to_string())
     })?;
     if let Err(why) = report.check() {
         state.telemetry.reject(Rejection::Invalid);

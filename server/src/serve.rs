@@ -91,6 +91,7 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         .merge(crate::fleet_api::router())
         .with_state(state.clone())
         .merge(crate::dashboard::router(state.clone(), &config.site_root))
+        .layer(axum::middleware::from_fn(crate::api::log_errors))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
 
     let mut tasks = Vec::new();
@@ -124,6 +125,7 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         let tls = crate::fleet::tls::server_config(ca.clone()).map_err(|e| anyhow::anyhow!("the fleet's TLS: {e}"))?;
         let fleet_app = crate::fleet_api::router()
             .with_state(state.clone())
+            .layer(axum::middleware::from_fn(crate::api::log_errors))
             .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
         let serving = crate::fleet::tls::serve(listener, tls, ca.trust_domain.clone(), fleet_app, shutdown_rx.clone());
         tasks.push(tokio::spawn(serving.instrument(tracing::info_span!("fleet-tls"))));

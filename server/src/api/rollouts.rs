@@ -2,8 +2,7 @@
 //! dashboard's login).
 
 use super::ApiError;
-use crate::auth::{CSRF_HEADER, Denied, Role, SESSION_COOKIE};
-use crate::rollouts::ActError;
+use crate::auth::{CSRF_HEADER, Role, SESSION_COOKIE};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -56,23 +55,9 @@ pub async fn perform(
     let operator = state.auth.operator(headers).map_err(|denied| {
         let summary = format!("{} on rollout {name} refused: {denied}", action.name());
         state.audit.system("auth.denied", None, summary, json!({ "rollout": name, "action": action.name() }));
-        denied_error(denied)
+        ApiError::from(denied)
     })?;
-    match state.rollouts.act(state, name, action, &operator.name).await {
-        Ok(view) => Ok(view),
-        Err(ActError::NotFound(n)) => {
-            Err(ApiError::NotFound(format!("no rollout named {n:?} in the applied revision")))
-        }
-        Err(ActError::Refused(r)) => Err(ApiError::Conflict(r.to_string())),
-        Err(e @ ActError::Store(_)) => Err(ApiError::Internal(e.to_string())),
-    }
-}
-
-fn denied_error(denied: Denied) -> ApiError {
-    match denied {
-        Denied::Forbidden(_) => ApiError::Forbidden(denied.to_string()),
-        _ => ApiError::Unauthorized(denied.to_string()),
-    }
+    Ok(state.rollouts.act(state, name, action, &operator.name).await?)
 }
 
 /// Who the dashboard is talking to: a signed-in user with their CSRF token, or a viewer.
@@ -138,10 +123,7 @@ pub fn start_session(
         Err(denied) => {
             let summary = format!("dashboard login from {client} refused: {denied}");
             state.audit.system("auth.denied", None, summary, json!({ "client": client.to_string() }));
-            Err(match denied {
-                Denied::RateLimited(_) => ApiError::TooMany(denied.to_string()),
-                _ => ApiError::Unauthorized(denied.to_string()),
-            })
+            Err(denied.into())
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::balance::{Candidate, PeakEwma, choose};
 use crate::outlier::{Outcome, Outlier, may_eject};
+use crate::sync::Locked;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -49,17 +50,13 @@ impl Default for Endpoints {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Endpoints {
     pub fn now_ms(&self) -> u64 {
         crate::clock::now().saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     fn state(&self, addr: &str) -> Arc<EndpointState> {
-        let mut states = lock(&self.states);
+        let mut states = self.states.locked();
         if let Some(s) = states.get(addr) {
             return s.clone();
         }
@@ -68,7 +65,7 @@ impl Endpoints {
 
     /// Forgets endpoints no longer in any config, so the map never grows without bound.
     pub fn retain(&self, live: &std::collections::HashSet<&str>) {
-        lock(&self.states).retain(|addr, _| live.contains(addr.as_str()));
+        self.states.locked().retain(|addr, _| live.contains(addr.as_str()));
     }
 
     /// Picks an endpoint of `version` (its index in `all`), skipping ejected ones unless every
@@ -80,14 +77,14 @@ impl Endpoints {
         SCRATCH.with_borrow_mut(|Scratch { pool, candidates }| {
             {
                 // One lock for the whole lookup, not one per endpoint.
-                let mut states = lock(&self.states);
+                let mut states = self.states.locked();
                 pool.extend(all.iter().enumerate().filter(|(_, e)| e.version == version).map(|(i, e)| {
                     // Looked up by reference: an owned key would allocate on every request.
                     let state = match states.get(&e.addr) {
                         Some(s) => s.clone(),
                         None => states.entry(e.addr.clone()).or_default().clone(),
                     };
-                    let ejected = lock(&state.outlier).is_ejected_at(now);
+                    let ejected = state.outlier.locked().is_ejected_at(now);
                     (i, state, ejected)
                 }));
             }
@@ -96,7 +93,7 @@ impl Endpoints {
             }
             candidates.extend(pool.iter().map(|(_, s, _)| {
                 let in_flight = s.in_flight.load(Ordering::Relaxed);
-                Candidate { cost: lock(&s.ewma).cost(in_flight), in_flight }
+                Candidate { cost: s.ewma.locked().cost(in_flight), in_flight }
             }));
             let turn = self.turn.fetch_add(1, Ordering::Relaxed);
             let picked = choose(lb, candidates, fastrand::usize(..), fastrand::usize(..), turn).map(|i| {
@@ -125,16 +122,16 @@ impl Endpoints {
         let now = answered.saturating_duration_since(self.epoch).as_millis() as u64;
         let rtt_ms = answered.saturating_duration_since(sent).as_secs_f64() * 1000.0;
         let state = &picked.0;
-        lock(&state.ewma).observe(rtt_ms, now);
-        if !lock(&state.outlier).observe(outcome, config) {
+        state.ewma.locked().observe(rtt_ms, now);
+        if !state.outlier.locked().observe(outcome, config) {
             return false;
         }
         let ejected =
-            peers.iter().filter(|p| p.addr != addr && lock(&self.state(&p.addr).outlier).is_ejected(now)).count();
+            peers.iter().filter(|p| p.addr != addr && self.state(&p.addr).outlier.locked().is_ejected(now)).count();
         if !may_eject(ejected, peers.len(), config.max_ejected_percent) {
             return false;
         }
-        let until = lock(&state.outlier).eject(now, config);
+        let until = state.outlier.locked().eject(now, config);
         tracing::warn!(endpoint = addr, for_ms = until - now, "ejected endpoint after consecutive errors");
         true
     }

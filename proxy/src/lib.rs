@@ -24,7 +24,7 @@
 //! - [`clock`], [`alarm`]: the time read once per poll of a connection's task, and the
 //!   connection's one timer that request deadlines share.
 //! - [`batch`]: socket writes of a single-threaded runtime submitted together (io_uring).
-//! - [`hash`]: the fast hasher of the proxy's maps.
+//! - [`hash`]: the fast hasher of the proxy's maps; [`sync`]: locks that outlive a panic.
 //! - [`metrics`]: counters in Prometheus text format.
 //! - [`control`]: the config stream from the control plane, ACK/NACK, reconnect with backoff;
 //!   certificates from it and their renewal (`control::certify`).
@@ -62,12 +62,14 @@ pub mod outlier;
 pub mod server;
 pub mod split;
 pub mod stack;
+pub mod sync;
 pub mod telemetry;
 pub mod tls;
 pub mod trace;
 pub mod transport;
 pub mod upgrade;
 
+use crate::sync::Locked;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -150,7 +152,7 @@ impl Shared {
         config: &trellis_model::config::RetryBudget,
         f: impl FnOnce(&mut budget::Budget) -> T,
     ) -> T {
-        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut budgets = self.budgets.locked();
         if let Some(b) = budgets.get_mut(service) {
             if b.config() != config {
                 *b = budget::Budget::new(config.clone());
@@ -173,7 +175,7 @@ impl<T> Default for PerService<T> {
 
 impl<T> PerService<T> {
     pub fn get(&self, service: &str, limit: u32, make: impl FnOnce(usize) -> T) -> Arc<T> {
-        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.0.locked();
         match all.get(service) {
             Some((l, s)) if *l == limit => s.clone(),
             _ => {

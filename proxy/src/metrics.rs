@@ -10,6 +10,7 @@
 //! their labels when counted.
 
 use crate::hash::Map;
+use crate::sync::Locked;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
@@ -128,7 +129,7 @@ impl Requests {
     /// The effective request: counted and timed once. `status` is a class (`2xx`) or the kind
     /// of error the proxy answered with.
     fn record(&self, status: &'static str, seconds: f64) {
-        let mut c = lock(&self.counts);
+        let mut c = self.counts.locked();
         add(&mut c.by_status, status);
         // Client errors are the caller's; server errors and the proxy's own are failures.
         let failed = status == "5xx" || !status.ends_with("xx");
@@ -139,7 +140,7 @@ impl Requests {
     }
 
     fn series(&self) -> Series {
-        let c = lock(&self.counts);
+        let c = self.counts.locked();
         Series {
             direction: self.direction,
             service: self.service.clone(),
@@ -203,7 +204,7 @@ impl Handle {
 
     /// An attempt sent to an endpoint, by its status class or how it failed.
     pub fn attempt(&self, status: &'static str) {
-        add(&mut lock(&self.attempts.by_status), status);
+        add(&mut self.attempts.by_status.locked(), status);
     }
 }
 
@@ -252,13 +253,9 @@ fn push_escaped(buf: &mut String, v: &str) {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Metrics {
     pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
-        let mut all = lock(&self.counters);
+        let mut all = self.counters.locked();
         let make = || Counter { name, labels: pairs.iter().map(|(k, v)| (*k, v.to_string())).collect(), value: 0 };
         find_or_add(&mut all, (name, pairs), |c| c.is(name, pairs), make).value += 1;
     }
@@ -266,17 +263,17 @@ impl Metrics {
     /// Every counter's value by metric and rendered labels.
     fn counts(&self) -> Map<&'static str, Map<String, u64>> {
         let mut counts: Map<&'static str, Map<String, u64>> = Map::default();
-        for c in lock(&self.counters).values().flatten() {
+        for c in self.counters.locked().values().flatten() {
             counts.entry(c.name).or_default().insert(render_labels(&c.labels), c.value);
         }
         let requests = counts.entry(REQUESTS).or_default();
-        for r in lock(&self.requests).values().flatten() {
-            by_status(requests, &r.labels(), &lock(&r.counts).by_status);
+        for r in self.requests.locked().values().flatten() {
+            by_status(requests, &r.labels(), &r.counts.locked().by_status);
         }
         let attempts = counts.entry(ATTEMPTS).or_default();
-        for a in lock(&self.attempts).values().flatten() {
+        for a in self.attempts.locked().values().flatten() {
             let labels = render_labels(&[("dst_service", &a.service), ("dst_version", &a.version)]);
-            by_status(attempts, &labels, &lock(&a.by_status));
+            by_status(attempts, &labels, &a.by_status.locked());
         }
         counts
     }
@@ -284,12 +281,12 @@ impl Metrics {
     /// A request the inbound side denied: counted for `/metrics` and for telemetry.
     pub fn denied(&self, caller: &str, by: &str) {
         self.inc("trellis_proxy_access_denied_total", &[("caller", caller), ("by", by)]);
-        *lock(&self.denials).entry((caller.to_string(), by.to_string())).or_default() += 1;
+        *self.denials.locked().entry((caller.to_string(), by.to_string())).or_default() += 1;
     }
 
     /// Totals of denied requests by (caller, what denied them).
     pub fn denials(&self) -> Vec<((String, String), u64)> {
-        lock(&self.denials).iter().map(|(k, n)| (k.clone(), *n)).collect()
+        self.denials.locked().iter().map(|(k, n)| (k.clone(), *n)).collect()
     }
 
     /// The effective request: counted and timed once. `status` is a class (`2xx`) or the
@@ -307,7 +304,7 @@ impl Metrics {
     }
 
     fn requests_of(&self, direction: Direction, service: &str, version: &str, route: &str) -> Arc<Requests> {
-        let mut all = lock(&self.requests);
+        let mut all = self.requests.locked();
         let make = || {
             let (service, version, route) = (service.to_string(), version.to_string(), route.to_string());
             Arc::new(Requests { direction, service, version, route, counts: Mutex::default() })
@@ -319,7 +316,7 @@ impl Metrics {
     /// The handle a routed destination counts through.
     pub fn handle(&self, direction: Direction, service: &str, version: &str, route: &str) -> Handle {
         let requests = self.requests_of(direction, service, version, route);
-        let mut all = lock(&self.attempts);
+        let mut all = self.attempts.locked();
         let make = || {
             let (service, version) = (service.to_string(), version.to_string());
             Arc::new(Attempts { service, version, by_status: Mutex::default() })
@@ -333,10 +330,10 @@ impl Metrics {
     /// no config, shed) is counted in `trellis_proxy_requests_total` only. It is no service's
     /// traffic, and the control plane refuses a report with a series that names none.
     fn served<T>(&self, f: impl Fn(&Requests) -> T) -> Vec<T> {
-        let all = lock(&self.requests);
+        let all = self.requests.locked();
         let served = all.values().flatten().filter(|r| !r.service.is_empty() && !r.version.is_empty());
         // A series a handle was made for but no request came through is not reported.
-        served.filter(|r| lock(&r.counts).requests > 0).map(|r| f(r)).collect()
+        served.filter(|r| r.counts.locked().requests > 0).map(|r| f(r)).collect()
     }
 
     /// Cumulative counts per series, for telemetry.

@@ -7,6 +7,7 @@ pub mod export;
 pub mod spool;
 
 use crate::store::{NewEvent, Store};
+use crate::sync::Locked;
 use serde_json::json;
 use spool::{Spool, Spooled};
 use std::time::Duration;
@@ -56,7 +57,7 @@ impl Audit {
 
     /// Events written to the spool but not yet to the database.
     pub fn backlog(&self) -> Backlog {
-        self.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.health.locked().clone()
     }
 
     pub fn record(&self, event: NewEvent) {
@@ -165,8 +166,7 @@ async fn write(
         let due = retry_at.is_none_or(|at| tokio::time::Instant::now() >= at) || !flushes.is_empty();
         if due && spool.backlog() > 0 {
             let result = drain(&store, &mut spool, &mut tail).await;
-            *health.lock().unwrap_or_else(|p| p.into_inner()) =
-                Backlog { bytes: spool.backlog(), error: result.as_ref().err().cloned() };
+            *health.locked() = Backlog { bytes: spool.backlog(), error: result.as_ref().err().cloned() };
             match result {
                 Ok(()) => {
                     delay = Duration::from_millis(100);

@@ -7,6 +7,7 @@
 //! `name:role:sha256:<hex>` so that the configuration never holds a usable token. Only the
 //! SHA-256 of a token is kept in memory. Failed logins are limited per client address.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -116,7 +117,7 @@ pub struct Auth {
 /// SHA-256 of a token, hex.
 pub fn token_hash(token: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 impl Auth {
@@ -148,7 +149,7 @@ impl Auth {
     pub fn login(&self, token: &str, client: std::net::IpAddr) -> Result<(Principal, String, String), Denied> {
         let now = Instant::now();
         {
-            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let mut failures = self.failures.locked();
             failures.retain(|_, (since, _)| now.duration_since(*since) < FAILED_WINDOW);
             if let Some((since, n)) = failures.get(&client)
                 && *n >= FAILED_LOGINS
@@ -157,14 +158,14 @@ impl Auth {
             }
         }
         let Some(user) = self.by_token(token) else {
-            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let mut failures = self.failures.locked();
             if failures.len() < MAX_TRACKED || failures.contains_key(&client) {
                 failures.entry(client).or_insert((now, 0)).1 += 1;
             }
             return Err(Denied::BadToken);
         };
         let (id, csrf) = (random_token(), random_token());
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self.sessions.locked();
         let now = Instant::now();
         sessions.retain(|_, s| s.expires > now);
         if sessions.len() >= MAX_SESSIONS
@@ -177,12 +178,12 @@ impl Auth {
     }
 
     pub fn logout(&self, session: &str) {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(session);
+        self.sessions.locked().remove(session);
     }
 
     /// The user behind a session cookie, and its CSRF token.
     pub fn session(&self, id: &str) -> Option<(Principal, String)> {
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let sessions = self.sessions.locked();
         sessions.get(id).filter(|s| s.expires > Instant::now()).map(|s| (s.user.clone(), s.csrf.clone()))
     }
 
@@ -234,7 +235,7 @@ pub fn random_token() -> String {
         // for a session table that also expires.
         bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 #[cfg(test)]

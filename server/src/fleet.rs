@@ -8,6 +8,7 @@ pub mod slice;
 pub mod tls;
 
 use crate::audit::Audit;
+use crate::sync::Locked;
 use bytes::Bytes;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -186,7 +187,7 @@ impl Fleet {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.0.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.inner.locked()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {

@@ -2,6 +2,7 @@
 //! passing, warning or failing with what was found and a hint, in the manner of `linkerd check`.
 
 use crate::state::AppState;
+use crate::sync::Locked;
 use serde::{Deserialize, Serialize};
 
 /// A proxy lagging longer than this is a failure rather than a change still rolling out.
@@ -77,7 +78,7 @@ pub async fn report(state: &AppState) -> Report {
             Some("fix it in a new commit; the applied revision stays in force meanwhile"),
         ),
     });
-    let git = state.git.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let git = state.git.locked().clone();
     checks.push(match (&git.error, git.last_ok_ms) {
         (None, Some(at)) => {
             check(g, "git is reachable", Status::Ok, format!("looked {} s ago", (now - at) / 1000), None)

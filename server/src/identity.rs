@@ -134,7 +134,7 @@ impl Ca {
         let (ipad, opad): (Vec<u8>, Vec<u8>) = key.iter().map(|b| (b ^ 0x36, b ^ 0x5c)).unzip();
         let inner = Sha256::new().chain_update(&ipad).chain_update(format!("trellis-join:{service}")).finalize();
         let mac = Sha256::new().chain_update(&opad).chain_update(inner).finalize();
-        mac.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(mac)
     }
 
     pub fn identity_of(&self, service: &str) -> String {

@@ -16,7 +16,7 @@
 //!                                            rollouts::Env) that `state` implements
 //! foundation  store, auth, identity,         the database, users and sessions, the issuing CA,
 //!             source, telemetry, webhook,    policy files, golden metrics, webhook signatures,
-//!             testing                        policy repositories for tests
+//!             sync, testing                  locks, policy repositories for tests
 //! ```
 //!
 //! # Layout
@@ -39,6 +39,7 @@
 //! - [`source`]: policy files from a commit or a directory.
 //! - [`telemetry`]: golden metrics aggregated from proxy reports.
 //! - [`webhook`]: verifying signed git webhooks.
+//! - [`sync`]: locks that outlive a panic.
 //! - [`testing`]: policy repositories for tests and the demo.
 
 #![forbid(unsafe_code)]
@@ -60,6 +61,7 @@ pub mod serve;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod testing;
 pub mod webhook;

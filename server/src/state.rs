@@ -5,6 +5,7 @@ use crate::audit::Audit;
 use crate::fleet::Fleet;
 use crate::gitops::Judged;
 use crate::store::Store;
+use crate::sync::Locked;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
@@ -97,7 +98,7 @@ impl AppState {
     }
 
     pub fn revisions(&self) -> Revisions {
-        self.revisions.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.revisions.locked().clone()
     }
 
     /// The policy files of a revision, read from its commit.
@@ -114,7 +115,7 @@ impl AppState {
 
     /// The git follower looked at the branch: fine, or why not.
     pub fn git_looked(&self, error: Option<String>) {
-        let mut git = self.git.lock().unwrap_or_else(|p| p.into_inner());
+        let mut git = self.git.locked();
         match error {
             None => *git = GitHealth { last_ok_ms: Some(crate::now_ms()), error: None },
             Some(e) => git.error = Some(e),
@@ -164,7 +165,7 @@ impl AppState {
             self.audit.revision(&rev);
         }
         {
-            let mut revisions = self.revisions.lock().unwrap_or_else(|p| p.into_inner());
+            let mut revisions = self.revisions.locked();
             match judged.config {
                 Some(_) => {
                     revisions.applied = Some(rev.clone());

@@ -5,6 +5,7 @@
 //! covers. Inbound series (what a service received) make the node metrics; outbound series
 //! (what a caller sent) make the edges.
 
+use crate::sync::Locked;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use trellis_model::telemetry::{BUCKETS, Direction, Report, quantile_ms};
@@ -94,7 +95,7 @@ struct Inner {
 
 impl Telemetry {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.locked()
     }
 
     /// Adds a checked report from a proxy of `reporter` (its service) at `now_s`.

@@ -2,6 +2,7 @@
 
 use super::wire::{self, Chunked, Framing, Piece};
 use crate::errors::{BoxError, UpstreamError};
+use crate::sync::Locked;
 use crate::transport::Connector;
 use bytes::{Bytes, BytesMut};
 use http::{Method, Response};
@@ -140,7 +141,7 @@ impl Pool {
 
     /// The most recently used idle connection to `addr` that is still open.
     fn checkout(&self, addr: &str) -> Option<Conn> {
-        let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.0.idle.locked();
         let list = idle.get_mut(addr)?;
         while let Some(Idle { mut conn, since }) = list.pop() {
             if crate::clock::now().saturating_duration_since(since) > IDLE_TIMEOUT {
@@ -161,7 +162,7 @@ impl Pool {
             return;
         }
         {
-            let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = self.0.idle.locked();
             let list = match idle.get_mut(addr) {
                 Some(list) => list,
                 None => idle.entry(addr.into()).or_default(),
@@ -225,7 +226,7 @@ async fn reap(pool: Weak<Inner>) {
     loop {
         tokio::time::sleep(IDLE_TIMEOUT / 2).await;
         let Some(pool) = pool.upgrade() else { return };
-        let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = pool.idle.locked();
         idle.retain(|_, list| {
             list.retain(|i| i.since.elapsed() <= IDLE_TIMEOUT);
             !list.is_empty()

@@ -26,7 +26,7 @@ pub struct Content<'a> {
 pub fn hash(prev: &str, c: &Content) -> String {
     // A JSON array is an unambiguous encoding of the fields: no separator can be forged.
     let canonical = serde_json::json!([prev, c.at, c.kind, c.actor, c.revision, c.service, c.summary, c.detail]);
-    Sha256::digest(canonical.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 pub fn hash_event(prev: &str, e: &NewEvent) -> String {

@@ -4,6 +4,7 @@
 //! certificate (`trellis.svc.<domain>`) is issued by its CA and renewed before it expires.
 
 use crate::identity::Ca;
+use crate::sync::Locked;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
@@ -95,7 +96,7 @@ struct OwnCert {
 
 impl OwnCert {
     fn renewed(&self) -> Option<Arc<CertifiedKey>> {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = self.current.locked();
         let now = crate::now_ms();
         if let Some((key, issued, expires)) = &*current
             && now < expires - (expires - issued) / 3

@@ -9,7 +9,6 @@ use bytes::BytesMut;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use trellis_model::ProxyConfig;
 use trellis_model::fleet::{self, Ack, Registration, StreamMessage};
 
@@ -40,7 +39,7 @@ pub async fn follow(
     shared: Arc<Shared>,
     client: CpClient,
     registration: Registration,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: crate::sync::Shutdown,
 ) {
     let mut backoff = BACKOFF_MIN;
     if !shared.wait_for_identity(&mut shutdown).await {
@@ -49,7 +48,7 @@ pub async fn follow(
     loop {
         let result = tokio::select! {
             r = stream_once(&client, &shared, &registration, &mut backoff) => r,
-            _ = shutdown.changed() => return,
+            () = shutdown.recv() => return,
         };
         match result {
             Ok(()) => tracing::info!("control plane closed the config stream"),
@@ -59,7 +58,7 @@ pub async fn follow(
         let wait = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
+            () = shutdown.recv() => return,
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }

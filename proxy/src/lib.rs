@@ -135,11 +135,11 @@ impl Shared {
 
     /// Waits until the proxy holds its certificate, when it is meant to have one (a join
     /// token): the control plane then knows it by it. False when shutdown came first.
-    pub async fn wait_for_identity(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+    pub async fn wait_for_identity(&self, shutdown: &mut sync::Shutdown) -> bool {
         while self.settings.has_identity() && self.tls.load().is_none() {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
-                _ = shutdown.changed() => return false,
+                () = shutdown.recv() => return false,
             }
         }
         true
@@ -221,7 +221,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         }
     }
     let shared = Arc::new(Shared::new(settings.clone()));
-    let (shutdown, rx) = watch::channel(false);
+    let (shutdown, rx) = sync::Shutdown::new();
     let span = tracing::info_span!("proxy", proxy_id = %settings.proxy_id, service = %settings.service);
     let mut tasks = Vec::new();
     let out = stack::outbound(shared.clone());

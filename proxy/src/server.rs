@@ -1,6 +1,7 @@
 //! The accept loop every listener shares: HTTP/1.1 and h2 (cleartext or over the transport
 //! `accept` makes of each connection), graceful drain on shutdown.
 
+use crate::sync::Shutdown;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -8,7 +9,6 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 use crate::h1::MAX_HEAD as MAX_HEADER_BYTES;
 pub use crate::transport::Peer;
@@ -30,7 +30,7 @@ pub async fn serve<A, AFut, IO, S>(
     listener: TcpListener,
     accept: A,
     service: S,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
     grace: Duration,
     header_timeout: Duration,
 ) where
@@ -54,16 +54,16 @@ pub async fn serve<A, AFut, IO, S>(
                     continue;
                 }
             },
-            _ = shutdown.changed() => break,
+            () = shutdown.recv() => break,
         };
         let _ = stream.set_nodelay(true);
         let (mut service, accept, hyper) = (service.clone(), accept.clone(), hyper.clone());
-        let (open, mut stop) = (open.clone(), shutdown.clone());
+        let (open, stop) = (open.clone(), shutdown.clone());
         // The transport is made in the connection's own task: a slow handshake holds no one else.
         tokio::spawn(crate::clock::Clocked::new(async move {
             let _open = open;
             let Some((io, who)) = accept(stream).await else { return };
-            let served = crate::h1::serve_connection(io, &who, &mut service, header_timeout, &mut stop).await;
+            let served = crate::h1::serve_connection(io, &who, &mut service, header_timeout, &stop).await;
             let crate::h1::Served::Handoff(io) = served else { return };
             // Boxed: hyper's connection state would otherwise sit in every connection's task,
             // and most connections never leave the proxy's own server.
@@ -111,7 +111,7 @@ impl Hyper {
         io: crate::h1::Rewind<IO>,
         who: Peer,
         service: S,
-        mut stop: watch::Receiver<bool>,
+        mut stop: Shutdown,
     ) -> Result<(), hyper::Error>
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
@@ -135,13 +135,7 @@ impl Hyper {
                 Ok::<_, std::convert::Infallible>(resp)
             }
         });
-        let stopped = async move {
-            while !*stop.borrow_and_update() {
-                if stop.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
+        let stopped = async move { stop.recv().await };
         if io.is_http2() {
             let conn = self.http2.serve_connection(TokioIo::new(io), service);
             drain(conn, stopped, |c| c.graceful_shutdown()).await

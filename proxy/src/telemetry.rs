@@ -6,14 +6,13 @@ use crate::Shared;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use trellis_model::telemetry::{BUCKETS, Denial, Direction, Report, Series};
 
 const EVERY: Duration = Duration::from_secs(2);
 
 type Key = (Direction, String, String, String);
 
-pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut shutdown: watch::Receiver<bool>) {
+pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut shutdown: crate::sync::Shutdown) {
     if !shared.wait_for_identity(&mut shutdown).await {
         return;
     }
@@ -23,7 +22,7 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
-            _ = shutdown.changed() => return,
+            () = shutdown.recv() => return,
         }
         let now = shared.metrics.series();
         // Sent even when empty: a report is also the proxy's heartbeat.

@@ -343,7 +343,7 @@ async fn events(State(state): State<AppState>) -> impl IntoResponse {
                 let event = Event::default().data(json!({ "generation": generation }).to_string());
                 Some((Ok::<_, std::convert::Infallible>(event), (changes, shutdown)))
             }
-            _ = shutdown.changed() => None,
+            () = shutdown.recv() => None,
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

@@ -109,7 +109,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let storefront = &sidecars[0].1;
     wait_ready(storefront.admin).await;
-    let (stop_load, load_rx) = tokio::sync::watch::channel(false);
+    let (stop_load, load_rx) = crate::sync::Shutdown::new();
     let ca = cp.state.ca.clone().ok_or_else(|| anyhow::anyhow!("the demo's control plane has no CA"))?;
     let load =
         tokio::spawn(load::run(ca, storefront.inbound, "storefront".into(), args.rps, fail_flag.clone(), load_rx));

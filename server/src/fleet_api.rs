@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use std::time::Duration;
-use tokio::sync::watch;
 use trellis_model::fleet::{self, Ack, CertifyRequest, Issued, Registration};
 
 /// Within the proxies' idle timeout, with room for a slow network.
@@ -94,7 +93,7 @@ async fn open_stream(
 fn config_stream(
     fleet: Fleet,
     service: String,
-    shutdown: watch::Receiver<bool>,
+    shutdown: crate::sync::Shutdown,
     guard: crate::fleet::StreamGuard,
 ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> {
     let mut snapshots = fleet.subscribe();
@@ -108,7 +107,7 @@ fn config_stream(
                 if !fleet.is_released() {
                     tokio::select! {
                         _ = fleet.released() => {}
-                        _ = shutdown.changed() => return None,
+                        () = shutdown.recv() => return None,
                     }
                 }
                 tokio::select! {
@@ -122,7 +121,7 @@ fn config_stream(
                         }
                     }
                     _ = tokio::time::sleep(PING_EVERY) => return Some((Ok(ping_line()), (snapshots, shutdown, guard, service, fleet))),
-                    _ = shutdown.changed() => return None,
+                    () = shutdown.recv() => return None,
                 }
             }
         },

@@ -6,7 +6,6 @@
 use git2::{Oid, Repository};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::sync::watch;
 use trellis_model::MeshConfig;
 use trellis_web::api::RevisionView;
 
@@ -191,7 +190,7 @@ pub trait Follower: Send + Sync + 'static {
 }
 
 /// Follows the branch until shutdown, telling `state` what it finds.
-pub async fn run(state: impl Follower, source: PolicySource, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(state: impl Follower, source: PolicySource, mut shutdown: crate::sync::Shutdown) {
     let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
     // Held for the life of the loop: dropping the watcher stops the events. A mirror changes
     // only when we fetch, so only local repositories are watched.
@@ -231,7 +230,7 @@ pub async fn run(state: impl Follower, source: PolicySource, mut shutdown: watch
             _ = wake_rx.recv() => {}
             _ = state.poked() => {}
             _ = tokio::time::sleep(source.poll_interval) => {}
-            _ = shutdown.changed() => return,
+            () = shutdown.recv() => return,
         }
     }
 }

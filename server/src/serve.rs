@@ -4,6 +4,7 @@
 pub use crate::config::{IdentityConfig, ServeConfig};
 use crate::state::AppState;
 use crate::store::Store;
+use crate::sync::Shutdown;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,7 +62,7 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     let store = Store::connect(&config.database_url).await?;
     let listener = listen(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (shutdown, shutdown_rx) = Shutdown::new();
     let (ca, fleet_listener) = match &config.identity {
         Some(id) => {
             let mut ca = crate::identity::Ca::load_or_create(&id.dir, &id.trust_domain)
@@ -100,27 +101,18 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
             .instrument(tracing::info_span!("gitops")),
     ));
     let fleet = state.fleet.clone();
-    let mut sweep_stop = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(5)) => fleet.sweep(),
-                _ = sweep_stop.changed() => return,
-            }
+    tasks.push(tokio::spawn(every(Duration::from_secs(5), shutdown_rx.clone(), move || {
+        fleet.sweep();
+        std::future::ready(())
+    })));
+    let rollouts = state.clone();
+    tasks.push(tokio::spawn(every(crate::rollouts::TICK, shutdown_rx.clone(), move || {
+        let app = rollouts.clone();
+        async move {
+            app.rollouts.tick(&app).await;
+            app.rollouts.record_outcomes(&app).await;
         }
-    }));
-    let (rollouts, mut rollouts_stop) = (state.clone(), shutdown_rx.clone());
-    tasks.push(tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(crate::rollouts::TICK) => {
-                    rollouts.rollouts.tick(&rollouts).await;
-                    rollouts.rollouts.record_outcomes(&rollouts).await;
-                }
-                _ = rollouts_stop.changed() => return,
-            }
-        }
-    }));
+    })));
     if let (Some(ca), Some(listener)) = (ca, fleet_listener) {
         let tls = crate::fleet::tls::server_config(ca.clone()).map_err(|e| anyhow::anyhow!("the fleet's TLS: {e}"))?;
         let fleet_app = crate::fleet_api::router()
@@ -135,7 +127,7 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         // Connection info gives login rate limiting the client's address.
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = serve_stop.changed().await;
+            serve_stop.recv().await;
         });
         if let Err(e) = server.await {
             tracing::error!(error = %e, "server failed");
@@ -143,6 +135,20 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     }));
     tracing::info!(%addr, "control plane listening");
     Ok(Running { addr, fleet_addr, state, shutdown, tasks })
+}
+
+/// Runs `tick` every `period` until shutdown (a tick in progress finishes first).
+async fn every<F, Fut>(period: Duration, mut shutdown: Shutdown, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => tick().await,
+            () = shutdown.recv() => return,
+        }
+    }
 }
 
 /// `target/site`: the build script puts the bundle beside the binaries' profile directories.

@@ -24,7 +24,7 @@ pub struct Inner {
     /// Wakes the git follower (webhook).
     pub git_hook: Notify,
     /// Flips to true at shutdown; long-lived streams end on it so the server can drain.
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: crate::sync::Shutdown,
     /// When set, `POST /api/v1/hooks/git` must carry a GitHub-style HMAC signature.
     pub webhook_secret: Option<String>,
     /// Where revisions' files are read from, for the API and the Policy page.
@@ -66,7 +66,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(
         store: Store,
-        shutdown: watch::Receiver<bool>,
+        shutdown: crate::sync::Shutdown,
         config: &crate::config::ServeConfig,
         ca: Option<Arc<crate::identity::Ca>>,
         fleet_port: Option<u16>,

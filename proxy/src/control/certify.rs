@@ -8,14 +8,13 @@ use crate::identity::{Certified, install};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use trellis_model::fleet;
 
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Keeps a valid certificate until shutdown.
-pub async fn maintain(shared: Arc<Shared>, client: ControlPlane, token: String, mut shutdown: watch::Receiver<bool>) {
+pub async fn maintain(shared: Arc<Shared>, client: ControlPlane, token: String, mut shutdown: crate::sync::Shutdown) {
     let mut retry = RETRY_MIN;
     loop {
         let wait = match certify(&client, &shared, &token).await {
@@ -38,7 +37,7 @@ pub async fn maintain(shared: Arc<Shared>, client: ControlPlane, token: String, 
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
+            () = shutdown.recv() => return,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use super::wire::{self, Out};
 use crate::MAX_REPLAY_BODY;
+use crate::sync::Shutdown;
 use crate::transport::Peer;
 use crate::transport::{Stream, Wire};
 use bytes::{Buf, Bytes, BytesMut};
@@ -16,7 +17,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 /// A connection's read buffer, shared with the heads sliced out of it; room for a read is
@@ -72,7 +72,7 @@ pub async fn serve_connection<IO, S>(
     peer: &Peer,
     service: &mut S,
     header_timeout: Duration,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &Shutdown,
 ) -> Served<IO>
 where
     IO: AsyncRead + AsyncWrite + Socket + Wire + Unpin,
@@ -92,9 +92,7 @@ where
     tokio::pin!(timer);
     // Listened to for the connection's whole life: a registration per idle wait costs more.
     let mut stop = shutdown.clone();
-    let stopped = async move {
-        let _ = stop.changed().await;
-    };
+    let stopped = async move { stop.recv().await };
     tokio::pin!(stopped);
     loop {
         let now = Instant::from_std(crate::clock::now());
@@ -117,7 +115,7 @@ where
                     }
                     wire::Request::Partial => {}
                 }
-            } else if *shutdown.borrow() {
+            } else if shutdown.is_shutdown() {
                 return Served::Done;
             } else {
                 let waited = match wait(timer.as_mut(), readable(&io), keep_until, Some(stopped.as_mut())).await {
@@ -156,7 +154,7 @@ where
             Ok(resp) => resp,
             Err(never) => match never {},
         };
-        let close = close || *shutdown.borrow();
+        let close = close || shutdown.is_shutdown();
         let written = write_response(&mut io, &mut pending, resp, &method, close, trailers, &mut out).await;
         if written.is_err() || close {
             // The response goes out before the FIN.
@@ -466,8 +464,8 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (io, _) = listener.accept().await.unwrap();
         let server = tokio::spawn(async move {
-            let (_keep, mut shutdown) = watch::channel(false);
-            serve_connection(io, &Peer::Plaintext, &mut Ok200, timeout, &mut shutdown).await;
+            let (_keep, shutdown) = Shutdown::new();
+            serve_connection(io, &Peer::Plaintext, &mut Ok200, timeout, &shutdown).await;
         });
         (client, server)
     }

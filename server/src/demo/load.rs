@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// The header that asks the demo's services to fail when they run the named version.
 pub const FAIL_HEADER: &str = "x-demo-fail";
@@ -29,7 +28,7 @@ pub async fn run(
     service: String,
     rps: u32,
     fail_flag: std::path::PathBuf,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: crate::sync::Shutdown,
 ) {
     let ingress = Arc::new(Ingress { ca, target, service, conn: tokio::sync::Mutex::new(None) });
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -63,7 +62,7 @@ pub async fn run(
             _ = report.tick() => {
                 tracing::info!(ok = ok.load(Ordering::Relaxed), failed = failed.load(Ordering::Relaxed), "demo load");
             }
-            _ = shutdown.changed() => return,
+            () = shutdown.recv() => return,
         }
     }
 }

@@ -13,7 +13,6 @@ use rustls::sign::CertifiedKey;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// The service a connected proxy's certificate names.
 #[derive(Clone, Debug)]
@@ -49,7 +48,7 @@ pub async fn serve(
     config: Arc<rustls::ServerConfig>,
     domain: String,
     app: axum::Router,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: crate::sync::Shutdown,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     loop {
@@ -62,7 +61,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.changed() => return,
+            () = shutdown.recv() => return,
         };
         let (acceptor, app, domain) = (acceptor.clone(), app.clone(), domain.clone());
         tokio::spawn(async move {

@@ -36,6 +36,22 @@ impl Phase {
         matches!(self, Phase::Completed { .. } | Phase::Aborted { .. })
     }
 
+    /// Whether an operator may take `action` now: nothing once the rollout ended, no pause
+    /// of a paused one, no resume of one that is not. [`act`] refuses the rest; the dashboard
+    /// offers exactly these.
+    pub fn allows(&self, action: Action) -> bool {
+        match self {
+            Phase::Completed { .. } | Phase::Aborted { .. } => false,
+            Phase::Paused { .. } => action != Action::Pause,
+            Phase::Progressing | Phase::AwaitingPromotion => action != Action::Resume,
+        }
+    }
+
+    /// The actions [`Phase::allows`], in the order the dashboard shows them.
+    pub fn actions(&self) -> Vec<Action> {
+        Action::ALL.into_iter().filter(|a| self.allows(*a)).collect()
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Phase::Progressing => "progressing",
@@ -357,16 +373,14 @@ pub fn act(
 ) -> Result<Vec<Event>, Refused> {
     let refuse =
         |state: &RolloutState| Refused { action: action.name(), name: spec.name.clone(), phase: state.phase.name() };
-    if state.phase.is_terminal() {
+    if !state.phase.allows(action) {
         return Err(refuse(state));
     }
     let mut events = Vec::new();
     match action {
         Action::Promote => next_step(spec, state, now_ms, &mut events),
         Action::PromoteFull => complete(state, actor, &mut events),
-        Action::Pause if matches!(state.phase, Phase::Paused { .. }) => return Err(refuse(state)),
         Action::Pause => pause(state, format!("paused by {actor}"), &mut events),
-        Action::Resume if !matches!(state.phase, Phase::Paused { .. }) => return Err(refuse(state)),
         Action::Resume => {
             state.inconclusive = 0;
             state.step_started_ms = now_ms;

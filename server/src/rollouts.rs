@@ -328,11 +328,10 @@ fn view(spec: &RolloutConfig, state: Option<&RolloutState>) -> RolloutView {
             },
         ),
     };
-    let actions = match phase.as_str() {
-        "progressing" | "awaiting-promotion" => {
-            vec![Action::Promote, Action::PromoteFull, Action::Pause, Action::Abort]
-        }
-        "paused" => vec![Action::Promote, Action::PromoteFull, Action::Resume, Action::Abort],
+    // An outcome recorded in git ends the rollout, whatever its saved state says.
+    let recorded_in_git = spec.status.is_some();
+    let actions = match state {
+        Some(state) if !recorded_in_git => state.phase.actions(),
         _ => vec![],
     };
     let a = &spec.analysis;

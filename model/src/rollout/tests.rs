@@ -282,3 +282,24 @@ fn the_overlay_reweights_split_rules_keeps_pinned_ones_and_adds_header_rules() {
     assert_eq!(rules[1].matches[0].headers[0].name, "x-canary", "the header copy comes before the rule it copies");
     assert_eq!(rules[2].backends[1], Backend { version: "v2".into(), weight: 0 });
 }
+
+#[test]
+fn the_actions_a_phase_allows_are_exactly_those_act_takes() {
+    let spec = spec();
+    let phases = [
+        Phase::Progressing,
+        Phase::AwaitingPromotion,
+        Phase::Paused { reason: "by ann".into() },
+        Phase::Completed { by: "ann".into() },
+        Phase::Aborted { reason: "p99".into(), by: "trellis".into() },
+    ];
+    for phase in phases {
+        for action in Action::ALL {
+            let mut state = start(&spec, 0).0;
+            state.phase = phase.clone();
+            let taken = act(&spec, &mut state, action, "ann", 0).is_ok();
+            assert_eq!(taken, phase.allows(action), "{} in {}", action.name(), phase.name());
+            assert_eq!(phase.actions().contains(&action), taken);
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! What the proxy remembers about each endpoint across requests and config versions: latency
 //! estimate, requests in flight, ejection state. Keyed by address.
 
-use crate::balance::{Candidate, PeakEwma, choose};
-use crate::outlier::{Outcome, Outlier, may_eject};
+use crate::decide::balance::{Candidate, PeakEwma, choose};
+use crate::decide::outlier::{Outcome, Outlier, may_eject};
 use crate::sync::Locked;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

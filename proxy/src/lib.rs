@@ -9,15 +9,15 @@
 //! # Layout
 //! - [`env`]: settings from `TRELLIS_*` variables, every bad value reported at once.
 //! - [`applied`]: an applied config and what is precomputed from it.
-//! - [`balance`], [`outlier`], [`budget`]: pure decisions of load balancing, ejection and
-//!   retry budgets; [`endpoints`] keeps their state per endpoint.
+//! - [`decide`]: the pure decisions, plain functions over plain data: routing ([`decide::split`]),
+//!   load balancing, outlier ejection, retry budgets and access policy. [`stack`] holds the
+//!   layers that act on them; [`endpoints`] keeps their state per endpoint.
 //! - [`client`]: pooled HTTP/1.1 and HTTP/2 upstream clients.
-//! - [`split`]: pure routing decisions (rule match, weighted pick, endpoint choice).
 //! - [`stack`]: the request paths as tower layers, one per feature, assembled per listener.
 //! - [`inbound`]: what the inbound listener makes of a connection (mTLS or plaintext).
 //! - [`identity`], [`tls`], [`transport`]: the proxy's certificate, mTLS configs built from it,
 //!   and connections that are TLS or plaintext, accepted (with what they proved about the
-//!   peer) or made (the `Connector`); [`access`] decides who may call.
+//!   peer) or made (the `Connector`).
 //! - [`errors`]: typed data-path errors (and why an upstream gave no answer), and the one
 //!   place they become responses.
 //! - [`gate`]: atomic limits (load shedding, pending requests, mirroring) that never lock.
@@ -39,16 +39,14 @@
 //! server), below `client`, below `stack`, below `server`; the only circles are of two
 //! (`identity`/`tls`, `batch`/`transport`).
 
-pub mod access;
 pub mod admin;
 pub mod alarm;
 pub mod applied;
-pub mod balance;
 pub mod batch;
-pub mod budget;
 pub mod client;
 pub mod clock;
 pub mod control;
+pub mod decide;
 pub mod endpoints;
 pub mod env;
 pub mod errors;
@@ -58,9 +56,7 @@ pub mod hash;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
-pub mod outlier;
 pub mod server;
-pub mod split;
 pub mod stack;
 pub mod sync;
 pub mod telemetry;
@@ -71,6 +67,7 @@ pub mod upgrade;
 
 use crate::sync::Locked;
 use arc_swap::ArcSwap;
+use decide::budget;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;

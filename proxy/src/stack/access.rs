@@ -7,7 +7,7 @@ use super::route::Labelled;
 use super::{Dest, Failed, Routed, always_ready, layer_of};
 use crate::ReqBody;
 use crate::Shared;
-use crate::access::{Caller, Decision};
+use crate::decide::access::{Caller, Decision};
 use crate::errors::ProxyError;
 use crate::transport::Peer;
 use futures::future::{Either, Ready, ready};
@@ -41,7 +41,7 @@ impl<S> Access<S> {
         };
         let enforcing = self.shared.settings.has_identity();
         let (method, path) = (req.method().as_str(), req.uri().path());
-        match crate::access::decide(&config.mesh, &service.access, enforcing, &caller, method, path) {
+        match crate::decide::access::decide(&config.mesh, &service.access, enforcing, &caller, method, path) {
             Decision::Allow => Ok(()),
             Decision::Deny { by, why } => {
                 self.shared.metrics.denied(caller.label(), &by);

@@ -4,10 +4,10 @@
 
 use super::{Attempt, always_ready, layer_of};
 use crate::Shared;
+use crate::decide::outlier::Outcome;
 use crate::endpoints::InFlight;
 use crate::errors::ProxyError;
 use crate::metrics::status_class;
-use crate::outlier::Outcome;
 use futures::future::{Either, Ready, ready};
 use std::future::Future;
 use std::pin::Pin;

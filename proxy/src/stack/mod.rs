@@ -55,7 +55,7 @@ pub fn outbound(shared: Arc<Shared>) -> impl Listener {
         // Refuses before any work is done when the proxy is at its limit.
         shed::Shed::layer(s.clone(), "outbound"),
         // Everything below depends on the rule and version; `maxPendingRequests` is per service.
-        route::Route::layer(s.clone()),
+        route::Router::layer(s.clone()),
         // Injected before any endpoint is touched, like a real upstream failure.
         fault::Fault::layer(s.clone()),
         // A tunnel is neither buffered, mirrored nor retried: one endpoint for as long as it lasts.

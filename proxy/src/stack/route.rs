@@ -1,11 +1,12 @@
-//! Route: the service a request names (`Host` or `:authority`), its first matching rule, and
+//! Router: the service a request names (`Host` or `:authority`), its first matching rule, and
 //! a version picked by the rule's weights; `maxPendingRequests` of that service. The config is
 //! loaded once here: the request runs on it to the end, whatever swaps meanwhile.
 
 use super::{Dest, Failed, Routed, Target, always_ready, layer_of};
 use crate::ReqBody;
+use crate::Shared;
+use crate::decide::split;
 use crate::errors::ProxyError;
-use crate::{Shared, split};
 use futures::future::{Either, Ready, ready};
 use std::future::Future;
 use std::pin::Pin;
@@ -13,19 +14,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready as ready_poll};
 
 #[derive(Clone)]
-pub struct Route<S> {
+pub struct Router<S> {
     inner: S,
     shared: Arc<Shared>,
 }
 
-impl Route<()> {
+impl Router<()> {
     pub fn layer(shared: Arc<Shared>) -> Self {
-        Route { inner: (), shared }
+        Router { inner: (), shared }
     }
 }
-layer_of!(Route { shared });
+layer_of!(Router { shared });
 
-impl<S> Route<S> {
+impl<S> Router<S> {
     /// Places the request, filling in `dest` as far as it gets.
     fn place(
         &self,
@@ -59,7 +60,7 @@ impl<S> Route<S> {
     }
 }
 
-impl<S> tower_service::Service<http::Request<ReqBody>> for Route<S>
+impl<S> tower_service::Service<http::Request<ReqBody>> for Router<S>
 where
     S: tower_service::Service<Target<ReqBody>, Response = http::Response<crate::Body>, Error = ProxyError>,
 {

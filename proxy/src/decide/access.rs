@@ -1,7 +1,7 @@
 //! Who may call this proxy's service: the pure decision the inbound side makes for each
 //! request from the mesh mode, the service's access policy and the caller's verified identity.
 
-use crate::split::prefix_matches;
+use crate::decide::split::prefix_matches;
 use trellis_model::config::{AccessConfig, AccessMode, MeshSettings, MtlsMode};
 
 /// Who is calling, as the connection proved it.

@@ -39,31 +39,35 @@
 //! server), below `client`, below `stack`, below `server`; the only circles are of two
 //! (`identity`/`tls`, `batch`/`transport`).
 
-pub mod admin;
-pub mod alarm;
+// The layout above names the crate's own modules; read these docs with
+// `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
+
+pub(crate) mod admin;
+pub(crate) mod alarm;
 pub mod applied;
 pub mod batch;
-pub mod client;
-pub mod clock;
-pub mod control;
-pub mod decide;
-pub mod endpoints;
+pub(crate) mod client;
+pub(crate) mod clock;
+pub(crate) mod control;
+pub(crate) mod decide;
+pub(crate) mod endpoints;
 pub mod env;
-pub mod errors;
-pub mod gate;
-pub mod h1;
-pub mod hash;
-pub mod identity;
-pub mod inbound;
-pub mod metrics;
-pub mod server;
-pub mod stack;
-pub mod sync;
-pub mod telemetry;
-pub mod tls;
-pub mod trace;
-pub mod transport;
-pub mod upgrade;
+pub(crate) mod errors;
+pub(crate) mod gate;
+pub(crate) mod h1;
+pub(crate) mod hash;
+pub(crate) mod identity;
+pub(crate) mod inbound;
+pub(crate) mod metrics;
+pub(crate) mod server;
+pub(crate) mod stack;
+pub(crate) mod sync;
+pub(crate) mod telemetry;
+pub(crate) mod tls;
+pub(crate) mod trace;
+pub(crate) mod transport;
+pub(crate) mod upgrade;
 
 use crate::sync::Locked;
 use arc_swap::ArcSwap;

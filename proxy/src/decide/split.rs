@@ -2,7 +2,7 @@
 
 use crate::applied::Applied;
 use trellis_model::config::{HeaderValueMatch, MatchConfig, PathConfig};
-use trellis_model::{Backend, Endpoint, RuleConfig, ServiceConfig};
+use trellis_model::{Backend, RuleConfig, ServiceConfig};
 
 /// What routing looks at in a request.
 pub struct RequestFacts<'a> {
@@ -63,15 +63,6 @@ pub fn pick_backend(backends: &[Backend], roll: u32) -> Option<(usize, &Backend)
 
 pub fn total_weight(backends: &[Backend]) -> u32 {
     backends.iter().map(|b| b.weight).sum()
-}
-
-/// Round-robin over the endpoints of one version; `turn` is a counter the caller advances.
-pub fn pick_endpoint<'a>(endpoints: &'a [Endpoint], version: &str, turn: usize) -> Option<&'a Endpoint> {
-    let n = endpoints.iter().filter(|e| e.version == version).count();
-    if n == 0 {
-        return None;
-    }
-    endpoints.iter().filter(|e| e.version == version).nth(turn % n)
 }
 
 #[cfg(test)]
@@ -146,14 +137,5 @@ mod tests {
     #[test]
     fn a_config_with_a_broken_regex_is_refused() {
         assert!(Applied::new(config_with(path(PathConfig::Regex("(".into())))).is_err());
-    }
-
-    #[test]
-    fn endpoints_rotate_within_a_version() {
-        let e = |v: &str, a: &str| Endpoint { version: v.into(), addr: a.into(), proxy_id: a.into(), identity: None };
-        let eps = vec![e("v1", "a"), e("v2", "b"), e("v1", "c")];
-        let picked: Vec<&str> = (0..4).map(|t| pick_endpoint(&eps, "v1", t).unwrap().addr.as_str()).collect();
-        assert_eq!(picked, vec!["a", "c", "a", "c"]);
-        assert!(pick_endpoint(&eps, "v3", 0).is_none());
     }
 }

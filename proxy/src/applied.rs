@@ -59,6 +59,13 @@ impl Applied {
 
     /// Where requests that rule `rule` of `service` sent to its backend `backend` are
     /// counted: found in `metrics` by the first of them, then kept with this config.
+    /// The retry budget rule `rule` of `service` draws on, found in `shared` once per config.
+    pub fn budget(&self, service: &ServiceConfig, rule: usize, shared: &crate::Shared) -> Option<&crate::SharedBudget> {
+        let r = self.routes.get(&service.name)?.get(rule)?;
+        let config = &service.rules.get(rule)?.retry.budget;
+        Some(r.budget.get_or_init(|| shared.budget(&service.name, config)))
+    }
+
     pub fn handle(&self, service: &ServiceConfig, rule: usize, backend: usize, metrics: &Metrics) -> Option<Handle> {
         let r = self.routes.get(&service.name)?.get(rule)?;
         let version = &service.rules.get(rule)?.backends.get(backend)?.version;
@@ -86,12 +93,13 @@ impl Applied {
 struct Rule {
     label: String,
     handles: Vec<OnceLock<Handle>>,
+    budget: OnceLock<crate::SharedBudget>,
 }
 
 impl Rule {
     fn new(rule: &RuleConfig) -> Self {
         let handles = rule.backends.iter().map(|_| OnceLock::new()).collect();
-        Rule { label: trellis_model::diff::describe(rule), handles }
+        Rule { label: trellis_model::diff::describe(rule), handles, budget: OnceLock::new() }
     }
 }
 

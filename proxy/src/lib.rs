@@ -88,6 +88,9 @@ pub type ReqBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, hype
 /// proxy's own HTTP/1.1 server reads them whole before the request goes on.
 pub const MAX_REPLAY_BODY: usize = 64 * 1024;
 
+/// A retry budget, shared by the requests that draw on it; each locks it alone.
+pub type SharedBudget = Arc<std::sync::Mutex<budget::Budget>>;
+
 /// The state the listeners share.
 pub struct Shared {
     pub settings: Settings,
@@ -99,8 +102,8 @@ pub struct Shared {
     pub limit: Arc<gate::Gate>,
     /// Mirrored copies in flight beyond this are skipped, so mirroring never queues.
     pub mirror_limit: Arc<gate::Gate>,
-    /// Retry budgets per destination service.
-    budgets: std::sync::Mutex<hash::Map<String, budget::Budget>>,
+    /// Retry budgets per destination service, one per distinct budget setting.
+    budgets: std::sync::Mutex<hash::Map<String, Vec<(trellis_model::config::RetryBudget, SharedBudget)>>>,
     /// Requests in flight per destination service, bounded by its `maxPendingRequests`.
     pending: PerService<gate::Gate>,
     /// Upstream connections per destination service, bounded by its `maxConnections`: a
@@ -146,21 +149,22 @@ impl Shared {
         true
     }
 
-    /// Runs `f` on the service's budget, recreating it when the policy changed it.
-    pub fn with_budget<T>(
-        &self,
-        service: &str,
-        config: &trellis_model::config::RetryBudget,
-        f: impl FnOnce(&mut budget::Budget) -> T,
-    ) -> T {
+    /// The retry budget of `service` under `config`: the same one for every rule (and every
+    /// config applied since) that sets the same budget, so its count carries on across
+    /// swaps. Found once per config and rule ([`applied::Applied::budget`]), not per request.
+    pub fn budget(&self, service: &str, config: &trellis_model::config::RetryBudget) -> SharedBudget {
         let mut budgets = self.budgets.locked();
-        if let Some(b) = budgets.get_mut(service) {
-            if b.config() != config {
-                *b = budget::Budget::new(config.clone());
-            }
-            return f(b);
+        let kept = budgets.entry(service.to_string()).or_default();
+        if let Some((_, b)) = kept.iter().find(|(c, _)| c == config) {
+            return b.clone();
         }
-        f(budgets.entry(service.to_string()).or_insert_with(|| budget::Budget::new(config.clone())))
+        // A service's budgets are few (one per distinct setting); the oldest goes first.
+        if kept.len() >= 8 {
+            kept.remove(0);
+        }
+        let b = Arc::new(std::sync::Mutex::new(budget::Budget::new(config.clone())));
+        kept.push((config.clone(), b.clone()));
+        b
     }
 }
 

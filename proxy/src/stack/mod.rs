@@ -245,6 +245,11 @@ impl Route {
         &self.service.rules[self.rule]
     }
 
+    /// The retry budget the rule draws on.
+    pub fn budget(&self, shared: &crate::Shared) -> Option<&crate::SharedBudget> {
+        self.applied.budget(&self.service, self.rule, shared)
+    }
+
     /// The version the rule's weights picked.
     pub fn version(&self) -> &str {
         &self.rule().backends[self.backend].version

@@ -8,6 +8,7 @@ use super::{Attempt, BoxFuture, Target, always_ready, layer_of};
 use crate::Shared;
 use crate::client::Replay;
 use crate::errors::ProxyError;
+use crate::sync::Locked;
 use std::sync::Arc;
 use trellis_model::config::RetryOn;
 
@@ -44,9 +45,12 @@ where
         Box::pin(async move {
             let parts = Arc::new(parts);
             let (service, rule) = (&route.service, route.rule());
-            let budget = &rule.retry.budget;
+            // Only a route placed in this very config has a rule: the budget is always there.
+            let budget = route.budget(&shared);
             let now = shared.endpoints.now_ms();
-            shared.with_budget(&service.name, budget, |b| b.deposit(now));
+            if let Some(b) = budget {
+                b.locked().deposit(now);
+            }
             let (mut body, mut attempts) = (body, 0);
             loop {
                 // A buffered body can be sent again; a streamed one only once.
@@ -61,7 +65,7 @@ where
                 }
                 let metrics = &shared.metrics;
                 let now = shared.endpoints.now_ms();
-                if !shared.with_budget(&service.name, budget, |b| b.try_withdraw(now)) {
+                if !budget.as_ref().is_some_and(|b| b.locked().try_withdraw(now)) {
                     let labels = [("dst_service", service.name.as_str()), ("result", "budget_exhausted")];
                     metrics.inc("trellis_proxy_retries_total", &labels);
                     return result;
@@ -147,5 +151,20 @@ mod tests {
         assert!(!should_retry(&Err(ProxyError::Timeout(100)), &all, false));
         assert!(should_retry(&upstream(UpstreamError::connect("refused".into())), &all, false), "never sent");
         assert!(should_retry(&reset, &all, true));
+    }
+
+    #[test]
+    fn a_budget_is_one_per_service_and_setting_and_outlives_a_config() {
+        let shared = Shared::new(crate::Settings::new("a", "v1", "127.0.0.1:1".parse().unwrap(), "http://x"));
+        let tight = trellis_model::config::RetryBudget { ratio: 0.1, min_per_second: 1, window_ms: 10_000 };
+        let loose = trellis_model::config::RetryBudget { ratio: 0.5, ..tight.clone() };
+        let first = shared.budget("svc", &tight);
+        first.locked().deposit(0);
+        // Another rule with another setting gets its own, and does not reset the first (it was
+        // recreated whenever rules of one service alternated).
+        let other = shared.budget("svc", &loose);
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert!(Arc::ptr_eq(&first, &shared.budget("svc", &tight)), "the same setting, the same count");
+        assert!(!Arc::ptr_eq(&first, &shared.budget("other", &tight)));
     }
 }

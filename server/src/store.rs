@@ -22,7 +22,7 @@ pub struct Store {
 }
 
 /// An audit event about to be appended.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NewEvent {
     pub at: i64,
     pub kind: String,

@@ -1,0 +1,340 @@
+//! The fleet's registry, as plain data: which proxies exist, what each runs, which revision is
+//! in force, and the configs each service's proxies are sent. Every change is a method that
+//! takes the time and returns the [`Effect`]s to carry out (audit events, membership to
+//! remember, snapshots to publish); `Fleet` carries them out. Tested without a runtime, a
+//! store or a clock, as linkerd2's policy-controller tests its index.
+
+use super::{FORGET_AFTER, FleetError, HEARTBEAT_TIMEOUT, Snapshot, revision_of, slice};
+use crate::store::NewEvent;
+use bytes::Bytes;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use trellis_model::fleet::{Ack, Registration, StreamMessage};
+use trellis_model::{Endpoint, MeshConfig};
+use trellis_web::api::ProxyView;
+
+/// What a change asks of the world around the registry.
+#[derive(Debug, PartialEq)]
+pub enum Effect {
+    /// An event for the audit log.
+    Audit(NewEvent),
+    /// Fleet membership to remember across restarts, or to forget.
+    Remember {
+        proxy_id: String,
+        service: String,
+    },
+    Forget(String),
+    /// A new snapshot for every stream, now.
+    Publish,
+    /// Endpoints changed: a new snapshot once the debounce has gathered what else changes.
+    PublishSoon,
+    /// The fleet known before a restart is back: configs may be sent.
+    Release,
+    /// Something the dashboard shows changed.
+    Changed,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    mesh: Option<Arc<MeshConfig>>,
+    proxies: BTreeMap<String, Entry>,
+    generation: u64,
+    next_stream: u64,
+    /// Proxies known before a restart that have not reconnected yet.
+    awaited: HashSet<String>,
+    /// An endpoint change is waiting for the debounced publish.
+    publish_pending: bool,
+    /// When the current revision was applied: a proxy not running it lags since then (or
+    /// since it joined, if later).
+    revision_since: i64,
+    boot_ms: i64,
+    /// The last revision audited as synced on every proxy.
+    synced_audited: Option<String>,
+    /// Each proxy's certificate, by proxy id. Proxies certify before they register, so this
+    /// outlives and precedes registry entries (bounded by `sweep`).
+    certs: BTreeMap<String, Cert>,
+}
+
+struct Cert {
+    identity: String,
+    /// Unix ms.
+    not_after: i64,
+}
+
+struct Entry {
+    reg: Registration,
+    /// The stream currently serving this proxy; a reconnect replaces it.
+    stream: Option<u64>,
+    disconnected_at: Option<i64>,
+    last_seen: i64,
+    joined_at: i64,
+    acked: Option<String>,
+    nack: Option<String>,
+}
+
+fn system(at: i64, kind: &str, service: Option<&str>, summary: String, detail: serde_json::Value) -> Effect {
+    Effect::Audit(NewEvent {
+        at,
+        kind: kind.into(),
+        actor: crate::audit::SYSTEM.into(),
+        revision: None,
+        service: service.map(str::to_string),
+        summary,
+        detail,
+    })
+}
+
+impl Registry {
+    /// A registry whose config versions carry `boot_ms`, unique across restarts.
+    pub fn new(boot_ms: i64) -> Self {
+        Registry { boot_ms, ..Registry::default() }
+    }
+
+    /// After a restart: the proxies to wait for before configs go out.
+    pub fn await_fleet(&mut self, expected: impl IntoIterator<Item = String>) {
+        self.awaited = expected.into_iter().collect();
+    }
+
+    /// The wait for the previous fleet is over: whoever is missing, configs go out now.
+    pub fn stop_waiting(&mut self) -> (Vec<String>, Vec<Effect>) {
+        let missing: Vec<String> = std::mem::take(&mut self.awaited).into_iter().collect();
+        let effects = if missing.is_empty() { vec![] } else { vec![Effect::Publish] };
+        (missing, effects)
+    }
+
+    pub fn mesh(&self) -> Option<Arc<MeshConfig>> {
+        self.mesh.clone()
+    }
+
+    pub fn set_mesh(&mut self, mesh: MeshConfig, now: i64) -> Vec<Effect> {
+        if self.mesh.as_ref().is_none_or(|m| m.revision != mesh.revision) {
+            self.revision_since = now;
+        }
+        self.mesh = Some(Arc::new(mesh));
+        vec![Effect::Publish]
+    }
+
+    /// A proxy opened its stream; returns the stream's number, which its end must name.
+    pub fn connect(&mut self, reg: Registration, now: i64) -> (u64, Vec<Effect>) {
+        let mut effects = Vec::new();
+        self.next_stream += 1;
+        let stream = self.next_stream;
+        let id = reg.proxy_id.clone();
+        let joined = !self.proxies.contains_key(&id);
+        if joined {
+            let summary = format!("proxy {id} ({}/{}) joined at {}", reg.service, reg.version, reg.inbound_addr);
+            let detail = json!({ "proxy_id": id, "version": reg.version, "address": reg.inbound_addr });
+            effects.push(system(now, "proxy.joined", Some(&reg.service), summary, detail));
+        }
+        let entry = self.proxies.entry(id.clone()).or_insert_with(|| Entry {
+            reg: reg.clone(),
+            stream: None,
+            disconnected_at: None,
+            last_seen: now,
+            joined_at: now,
+            acked: None,
+            nack: None,
+        });
+        let endpoint_changed = entry.reg.inbound_addr != reg.inbound_addr || entry.disconnected_at.is_some();
+        effects.push(Effect::Remember { proxy_id: id.clone(), service: reg.service.clone() });
+        entry.reg = reg;
+        entry.stream = Some(stream);
+        entry.disconnected_at = None;
+        entry.last_seen = now;
+        if self.awaited.remove(&id) && self.awaited.is_empty() {
+            // The snapshot streams send on release must list everyone: publish now, not after
+            // the debounce.
+            effects.extend([Effect::Publish, Effect::Release]);
+        }
+        effects.push(if joined || endpoint_changed { Effect::PublishSoon } else { Effect::Changed });
+        (stream, effects)
+    }
+
+    /// A proxy's stream `stream` ended (a newer one of the same proxy may have taken over).
+    pub fn disconnect(&mut self, proxy_id: &str, stream: u64, now: i64) -> Vec<Effect> {
+        match self.proxies.get_mut(proxy_id) {
+            Some(e) if e.stream == Some(stream) => {
+                e.stream = None;
+                e.disconnected_at = Some(now);
+                vec![Effect::Changed]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// Forgets proxies disconnected for longer than [`FORGET_AFTER`] and those whose stream
+    /// is open but silent for [`HEARTBEAT_TIMEOUT`] (hung).
+    pub fn sweep(&mut self, now: i64) -> Vec<Effect> {
+        let cutoff = now - FORGET_AFTER.as_millis() as i64;
+        let silent = now - HEARTBEAT_TIMEOUT.as_millis() as i64;
+        let gone: Vec<String> = self
+            .proxies
+            .iter()
+            .filter(|(_, e)| {
+                e.disconnected_at.is_some_and(|t| t < cutoff) || (e.stream.is_some() && e.last_seen < silent)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut effects = Vec::new();
+        for id in &gone {
+            effects.push(Effect::Forget(id.clone()));
+            if let Some(e) = self.proxies.remove(id) {
+                let summary = format!("proxy {id} ({}/{}) left", e.reg.service, e.reg.version);
+                effects.push(system(now, "proxy.left", Some(&e.reg.service), summary, json!({ "proxy_id": id })));
+            }
+        }
+        // Certificates of proxies that are neither registered nor still valid are forgotten.
+        let Registry { certs, proxies, .. } = self;
+        certs.retain(|id, c| proxies.contains_key(id) || c.not_after > now);
+        if !gone.is_empty() {
+            effects.push(Effect::PublishSoon);
+        }
+        effects
+    }
+
+    pub fn ack(&mut self, ack: &Ack, now: i64) -> Result<Vec<Effect>, FleetError> {
+        // Versions are ours (`<sha>.<generation>`); anything else is a confused proxy.
+        if ack.version.is_empty() || ack.version.len() > 128 || ack.error.as_ref().is_some_and(|e| e.len() > 4096) {
+            return Err(FleetError::InvalidAck(ack.proxy_id.clone()));
+        }
+        let e = self.proxies.get_mut(&ack.proxy_id).ok_or_else(|| FleetError::UnknownProxy(ack.proxy_id.clone()))?;
+        e.last_seen = now;
+        let mut effects = Vec::new();
+        match &ack.error {
+            None => {
+                e.acked = Some(ack.version.clone());
+                e.nack = None;
+            }
+            Some(reason) => {
+                if e.nack.as_ref() != Some(reason) {
+                    let summary = format!("proxy {} refused config {}: {reason}", ack.proxy_id, ack.version);
+                    let detail = json!({ "proxy_id": ack.proxy_id, "version": ack.version, "reason": reason });
+                    effects.push(system(now, "proxy.nacked", Some(&e.reg.service), summary, detail));
+                }
+                e.nack = Some(reason.clone());
+            }
+        }
+        effects.extend(self.synced(now));
+        effects.push(Effect::Changed);
+        Ok(effects)
+    }
+
+    /// The sync outcome of a revision, once: every live proxy runs it, and how long that took.
+    fn synced(&mut self, now: i64) -> Option<Effect> {
+        let revision = self.mesh.as_ref()?.revision.clone();
+        let all = !self.proxies.is_empty()
+            && self.proxies.values().all(|e| e.acked.as_deref().map(revision_of) == Some(revision.as_str()));
+        if !all || self.synced_audited.as_ref() == Some(&revision) {
+            return None;
+        }
+        let (took, n) = (now - self.revision_since, self.proxies.len());
+        self.synced_audited = Some(revision.clone());
+        Some(Effect::Audit(NewEvent {
+            at: now,
+            kind: "revision.synced".into(),
+            actor: crate::audit::SYSTEM.into(),
+            revision: Some(revision.clone()),
+            service: None,
+            summary: format!(
+                "revision {} synced: {n} of {n} proxies run it, {took} ms after it was applied",
+                crate::audit::short(&revision)
+            ),
+            detail: json!({ "proxies": n, "took_ms": took }),
+        }))
+    }
+
+    /// A proxy received a certificate naming `identity`, expiring at `not_after_ms`. Its
+    /// callers learn the identity (and so to speak mTLS to it) with the next endpoints.
+    pub fn certified(&mut self, proxy_id: &str, identity: &str, not_after_ms: i64) -> Vec<Effect> {
+        let cert = Cert { identity: identity.to_string(), not_after: not_after_ms };
+        let before = self.certs.insert(proxy_id.to_string(), cert).map(|c| c.identity);
+        let mut effects = Vec::new();
+        if self.proxies.contains_key(proxy_id) && before.as_deref() != Some(identity) {
+            effects.push(Effect::PublishSoon);
+        }
+        effects.push(Effect::Changed);
+        effects
+    }
+
+    /// The service a registered proxy serves.
+    pub fn service_of(&self, proxy_id: &str) -> Option<String> {
+        self.proxies.get(proxy_id).map(|e| e.reg.service.clone())
+    }
+
+    /// The service a registered proxy serves, recording that it was heard from.
+    pub fn heartbeat(&mut self, proxy_id: &str, now: i64) -> Option<String> {
+        let e = self.proxies.get_mut(proxy_id)?;
+        e.last_seen = now;
+        Some(e.reg.service.clone())
+    }
+
+    /// Marks a debounced publish as due; false when one already is.
+    pub fn publish_soon(&mut self) -> bool {
+        !std::mem::replace(&mut self.publish_pending, true)
+    }
+
+    pub fn publish_pending(&self) -> bool {
+        self.publish_pending
+    }
+
+    /// The next snapshot: one config line per served service, each sliced to what its
+    /// proxies need. `None` before the first valid revision.
+    pub fn snapshot(&mut self) -> Option<Snapshot> {
+        self.publish_pending = false;
+        self.generation += 1;
+        let mesh = self.mesh.clone()?;
+        let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
+        for (id, e) in &self.proxies {
+            endpoints.entry(e.reg.service.clone()).or_default().push(Endpoint {
+                version: e.reg.version.clone(),
+                addr: e.reg.inbound_addr.clone(),
+                proxy_id: id.clone(),
+                identity: self.certs.get(id).map(|c| c.identity.clone()),
+            });
+        }
+        // The boot time keeps versions unique across control-plane restarts.
+        let version = format!("{}.{:x}-{}", mesh.revision, self.boot_ms, self.generation);
+        let served: BTreeSet<&String> = self.proxies.values().map(|e| &e.reg.service).collect();
+        let lines = served
+            .into_iter()
+            .map(|service| {
+                let config = slice::slice(&mesh, &endpoints, service, &version);
+                let mut line = serde_json::to_vec(&StreamMessage::Config(config)).unwrap_or_default();
+                line.push(b'\n');
+                (service.clone(), Bytes::from(line))
+            })
+            .collect();
+        Some(Snapshot { version, revision: mesh.revision.clone(), lines })
+    }
+
+    /// Every proxy with an open stream, for the API and the dashboard.
+    pub fn proxies(&self) -> Vec<ProxyView> {
+        let current = self.mesh.as_ref().map(|m| m.revision.clone());
+        self.proxies
+            .iter()
+            .filter(|(_, e)| e.stream.is_some())
+            .map(|(id, e)| {
+                let applied_revision = e.acked.as_deref().map(revision_of).map(str::to_string);
+                let synced = current.is_some() && applied_revision == current;
+                ProxyView {
+                    id: id.clone(),
+                    service: e.reg.service.clone(),
+                    version: e.reg.version.clone(),
+                    address: e.reg.inbound_addr.clone(),
+                    admin: e.reg.admin_addr.clone(),
+                    cert_expires: self.certs.get(id).map(|c| c.not_after),
+                    synced,
+                    applied_version: e.acked.clone(),
+                    applied_revision,
+                    nack: e.nack.clone(),
+                    last_seen: e.last_seen,
+                    lagging_since: (!synced).then(|| self.revision_since.max(e.joined_at)),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

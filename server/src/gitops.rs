@@ -7,7 +7,6 @@ use git2::{Oid, Repository};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use trellis_model::MeshConfig;
-use trellis_web::api::RevisionView;
 
 /// The most commits judged in one pass; older ones in a huge push are skipped, not queued.
 const MAX_COMMITS_PER_PASS: usize = 100;
@@ -60,11 +59,23 @@ impl PolicySource {
     }
 }
 
-/// One commit judged.
+/// A commit, as git describes it.
+#[derive(Clone, Debug)]
+pub struct Commit {
+    pub sha: String,
+    /// `Name <email>`.
+    pub author: String,
+    pub message: String,
+    /// Unix milliseconds.
+    pub committed_at: i64,
+}
+
+/// One commit judged: its configuration when valid, every error when not.
 #[derive(Clone, Debug)]
 pub struct Judged {
-    pub revision: RevisionView,
+    pub commit: Commit,
     pub config: Option<MeshConfig>,
+    pub errors: Vec<trellis_model::Diagnostic>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,22 +99,17 @@ pub fn judge(repo: &Repository, oid: Oid, signers: Option<&signing::Signers>) ->
         None => crate::source::load(crate::source::read_commit(repo, oid)?, &sha),
     };
     let author = commit.author();
-    let (outcome, errors, config) = match result {
-        Ok(config) => ("applied", Vec::new(), Some(config)),
-        Err(errors) => ("rejected", errors, None),
+    let (config, errors) = match result {
+        Ok(config) => (Some(config), Vec::new()),
+        Err(errors) => (None, errors),
     };
-    Ok(Judged {
-        revision: RevisionView {
-            sha,
-            author: format!("{} <{}>", author.name().unwrap_or("?"), author.email().unwrap_or("?")),
-            message: commit.message().unwrap_or_default().trim().to_string(),
-            committed_at: commit.time().seconds() * 1000,
-            outcome: outcome.to_string(),
-            errors,
-            changes: Vec::new(),
-        },
-        config,
-    })
+    let commit = Commit {
+        sha,
+        author: format!("{} <{}>", author.name().unwrap_or("?"), author.email().unwrap_or("?")),
+        message: commit.message().unwrap_or_default().trim().to_string(),
+        committed_at: commit.time().seconds() * 1000,
+    };
+    Ok(Judged { commit, config, errors })
 }
 
 fn branch_head(repo: &Repository, branch: &str) -> Result<Oid, GitError> {

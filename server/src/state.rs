@@ -144,12 +144,21 @@ impl AppState {
     /// Takes a judged commit: records it, and applies it when valid. Invalid commits change
     /// nothing in the fleet.
     pub async fn judged(&self, judged: Judged) {
-        let span = tracing::info_span!("revision", revision = %judged.revision.short());
+        let span = tracing::info_span!("revision", revision = %crate::audit::short(&judged.commit.sha));
         self.judged_inner(judged).instrument(span).await
     }
 
     async fn judged_inner(&self, judged: Judged) {
-        let mut rev = judged.revision.clone();
+        let c = &judged.commit;
+        let mut rev = RevisionView {
+            sha: c.sha.clone(),
+            author: c.author.clone(),
+            message: c.message.clone(),
+            committed_at: c.committed_at,
+            outcome: if judged.config.is_some() { "applied" } else { "rejected" }.to_string(),
+            errors: judged.errors.clone(),
+            changes: Vec::new(),
+        };
         if let Some(config) = &judged.config {
             let before = self.rollouts.base().await.unwrap_or_default();
             rev.changes = trellis_model::diff::diff(&before, config);

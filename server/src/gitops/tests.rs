@@ -9,7 +9,7 @@ fn judges_the_commit_tree_not_the_working_directory() {
     std::fs::write(repo.path().join("broken.yaml"), "kind: [").unwrap();
     let r = Repository::open(repo.path()).unwrap();
     let judged = judge(&r, first, None).unwrap();
-    assert_eq!(judged.revision.outcome, "applied", "{:?}", judged.revision.errors);
+    assert!(judged.config.is_some(), "{:?}", judged.errors);
     assert_eq!(judged.config.unwrap().services.len(), 3);
 }
 
@@ -20,10 +20,10 @@ fn invalid_head_falls_back_to_the_last_good_commit() {
     repo.commit("routes/inventory.yaml", "kind: Route\nname: [", "break it");
     let pass = scan(repo.path(), "main", None, None).unwrap().unwrap();
     assert_eq!(pass.judged.len(), 1);
-    assert_eq!(pass.judged[0].revision.outcome, "rejected");
-    let e = &pass.judged[0].revision.errors[0];
+    assert!(pass.judged[0].config.is_none(), "rejected");
+    let e = &pass.judged[0].errors[0];
     assert_eq!((e.code.as_str(), e.file.as_str(), e.line), ("TR0001", "routes/inventory.yaml", 2));
-    assert_eq!(pass.fallback.unwrap().revision.sha, good.to_string());
+    assert_eq!(pass.fallback.unwrap().commit.sha, good.to_string());
 }
 
 #[test]
@@ -33,7 +33,7 @@ fn later_passes_judge_every_new_commit_in_order() {
     let a = repo.set_inventory_split(50, 50, "half");
     let b = repo.set_inventory_split(0, 100, "all in");
     let pass = scan(repo.path(), "main", Some(start), None).unwrap().unwrap();
-    let shas: Vec<String> = pass.judged.iter().map(|j| j.revision.sha.clone()).collect();
+    let shas: Vec<String> = pass.judged.iter().map(|j| j.commit.sha.clone()).collect();
     assert_eq!(shas, vec![a.to_string(), b.to_string()]);
     assert!(scan(repo.path(), "main", Some(b), None).unwrap().is_none());
 }
@@ -59,7 +59,7 @@ async fn outcomes_are_committed_to_a_branch_or_the_watched_one_with_the_checkout
     let r = Repository::open(repo.path()).unwrap();
     assert!(r.statuses(None).unwrap().iter().all(|s| s.status() == git2::Status::CURRENT || s.status().is_wt_new()));
     let judged = judge(&r, repo.head(), None).unwrap();
-    assert_eq!(judged.revision.outcome, "applied", "{:?}", judged.revision.errors);
+    assert!(judged.config.is_some(), "{:?}", judged.errors);
 }
 
 #[tokio::test]

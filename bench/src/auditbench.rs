@@ -5,10 +5,10 @@
 
 use clap::Parser;
 use std::time::{Duration, Instant};
+use trellis_api::AuditFilter;
 use trellis_server::audit::Audit;
 use trellis_server::store::{NewEvent, Store};
 use trellis_server::testing::PgDatabase;
-use trellis_web::api::AuditFilter;
 
 #[derive(Parser)]
 struct Args {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use trellis_web::api::{
+use trellis_api::{
     EdgeView, FleetView, NodeView, Overview, Point, PolicyFile, PolicyView, RevisionView, RouteTraffic, ServiceTraffic,
     ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
 };
@@ -84,7 +84,7 @@ async fn overview(State(state): State<AppState>) -> Result<Json<Overview>, ApiEr
     Ok(Json(build_overview(&state).await?))
 }
 
-fn service_views(state: &AppState, proxies: &[trellis_web::api::ProxyView]) -> Vec<ServiceView> {
+fn service_views(state: &AppState, proxies: &[trellis_api::ProxyView]) -> Vec<ServiceView> {
     let Some(mesh) = state.fleet.mesh() else { return Vec::new() };
     mesh.services
         .values()
@@ -327,7 +327,7 @@ async fn services(State(state): State<AppState>) -> Json<Page<ServiceView>> {
     Json(Page { items: service_views(&state, &state.fleet.proxies()), next: None })
 }
 
-async fn proxies(State(state): State<AppState>) -> Json<Page<trellis_web::api::ProxyView>> {
+async fn proxies(State(state): State<AppState>) -> Json<Page<trellis_api::ProxyView>> {
     Json(Page { items: state.fleet.proxies(), next: None })
 }
 

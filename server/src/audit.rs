@@ -12,8 +12,8 @@ use serde_json::json;
 use spool::{Spool, Spooled};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use trellis_web::api::RevisionView;
-pub use trellis_web::api::short_sha as short;
+use trellis_api::RevisionView;
+pub use trellis_api::short_sha as short;
 
 /// Events between producers and the spool. The writer empties it into the spool whether or
 /// not the database answers, so it fills only if the disk stalls.

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::path::Path;
 use std::sync::Arc;
-use trellis_web::api::{
+use trellis_api::{
     AuditFilter, AuditPage, FleetView, Overview, PolicyView, RolloutView, RolloutsView, SessionView, TopologyView,
     TrafficView,
 };

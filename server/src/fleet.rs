@@ -16,9 +16,9 @@ use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
+use trellis_api::ProxyView;
 use trellis_model::MeshConfig;
 use trellis_model::fleet::{Ack, Registration, StreamMessage};
-use trellis_web::api::ProxyView;
 
 /// A proxy whose stream dropped stays an endpoint this long: a control-plane hiccup must not
 /// take healthy endpoints out of rotation. After it, the proxy is forgotten.

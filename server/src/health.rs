@@ -162,7 +162,7 @@ pub async fn report(state: &AppState) -> Report {
                     g,
                     name,
                     Status::Fail,
-                    format!("expired {}", trellis_web::api::format_time(at)),
+                    format!("expired {}", trellis_api::format_time(at)),
                     Some("replace it: proxies cannot be certified"),
                 )
             } else if left < warn_days * day {

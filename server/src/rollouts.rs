@@ -7,9 +7,9 @@
 //! saved before it takes effect, so what proxies run never gets ahead of the database.
 
 use std::collections::BTreeMap;
+use trellis_api::{RolloutView, RolloutsView};
 use trellis_model::config::{MeshConfig, RolloutConfig, RolloutOutcome};
 use trellis_model::rollout::{self, Action, Event, Phase, Placement, RolloutState, Sample};
-use trellis_web::api::{RolloutView, RolloutsView};
 
 /// How often rollouts are looked at; analyses run at their own interval.
 pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);

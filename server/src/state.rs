@@ -9,7 +9,7 @@ use crate::sync::Locked;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
-use trellis_web::api::RevisionView;
+use trellis_api::RevisionView;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -102,7 +102,7 @@ impl AppState {
     }
 
     /// The policy files of a revision, read from its commit.
-    pub async fn revision_files(&self, sha: &str) -> Result<Vec<trellis_web::api::PolicyFile>, String> {
+    pub async fn revision_files(&self, sha: &str) -> Result<Vec<trellis_api::PolicyFile>, String> {
         let (repo, sha) = (self.policy.repo.clone(), sha.to_string());
         let read = tokio::task::spawn_blocking(move || {
             let repo = git2::Repository::open(&repo)?;
@@ -110,7 +110,7 @@ impl AppState {
             crate::source::read_commit(&repo, oid)
         });
         let (files, _) = read.await.map_err(|e| e.to_string())?.map_err(|e| e.message().to_string())?;
-        Ok(files.into_iter().map(|f| trellis_web::api::PolicyFile { path: f.path, text: f.text }).collect())
+        Ok(files.into_iter().map(|f| trellis_api::PolicyFile { path: f.path, text: f.text }).collect())
     }
 
     /// The git follower looked at the branch: fine, or why not.

@@ -3,8 +3,8 @@
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
+use trellis_api::{AuditEntry, AuditFilter, RevisionView};
 use trellis_model::rollout::RolloutState;
-use trellis_web::api::{AuditEntry, AuditFilter, RevisionView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -8,8 +8,8 @@
 use crate::sync::Locked;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
+use trellis_api::Golden;
 use trellis_model::telemetry::{BUCKETS, Direction, Report, quantile_ms};
-use trellis_web::api::Golden;
 
 /// Fifteen minutes of one-second buckets: the Traffic page's span.
 const RETENTION_S: u64 = 900;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
+use trellis_api::AuditFilter;
 use trellis_server::audit::Audit;
 use trellis_server::store::{NewEvent, Store};
 use trellis_server::testing::PgDatabase;
-use trellis_web::api::AuditFilter;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_produced_while_the_database_is_cut_off_all_land_in_order() {

@@ -1,12 +1,12 @@
 //! The store against both engines: a real Postgres (its own database, dropped afterwards) and
 //! an embedded SQLite file. Postgres must be reachable: these tests fail, never skip, without it.
 
+use trellis_api::{AuditFilter, RevisionView};
 use trellis_model::diff::{Change, ChangeKind};
 use trellis_model::{Code, Diagnostic, diagnostic::Pos};
 use trellis_server::audit::spool::Spooled;
 use trellis_server::store::{NewEvent, Store};
 use trellis_server::testing::PgDatabase;
-use trellis_web::api::{AuditFilter, RevisionView};
 
 /// Runs `trellis audit ARGS` against the database; returns exit code and stdout.
 async fn audit_cli(url: &str, args: &[&str]) -> (i32, String) {

@@ -14,7 +14,8 @@
 // Leptos views are deeply nested types; the default limit is too low for a whole page.
 #![recursion_limit = "256"]
 
-pub mod api;
+/// The API's shapes, from the crate the control plane shares.
+pub use trellis_api as api;
 pub mod app;
 pub mod components;
 pub mod live;

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use trellis_web::api::{AuditEntry, AuditFilter, AuditPage};
+use trellis_api::{AuditEntry, AuditFilter, AuditPage};
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
+use trellis_api::{RolloutView, RolloutsView, SessionView};
 use trellis_model::rollout::Action;
-use trellis_web::api::{RolloutView, RolloutsView, SessionView};
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()

@@ -3,7 +3,7 @@
 
 use super::chain::{Broken, Verifier};
 use crate::store::{Store, StoreError};
-use trellis_web::api::AuditEntry;
+use trellis_api::AuditEntry;
 
 pub const CSV_HEADER: &str = "id,at_ms,time,kind,actor,service,revision,summary,hash\n";
 
@@ -15,7 +15,7 @@ pub fn lines(items: &[AuditEntry], csv: bool) -> String {
             let fields = [
                 e.id.to_string(),
                 e.at.to_string(),
-                trellis_web::api::format_time(e.at),
+                trellis_api::format_time(e.at),
                 e.kind.clone(),
                 e.actor.clone(),
                 e.service.clone().unwrap_or_default(),

@@ -3,7 +3,7 @@
 
 use crate::store::Store;
 use std::path::PathBuf;
-use trellis_web::api::{AuditFilter, format_time, parse_time};
+use trellis_api::{AuditFilter, format_time, parse_time};
 
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use trellis_web::api::{RolloutView, RolloutsView};
+use trellis_api::{RolloutView, RolloutsView};
 
 #[derive(clap::Args, Debug)]
 pub struct RolloutArgs {

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
+use trellis_api::ProxyView;
 use trellis_model::fleet::{Ack, Registration, StreamMessage};
 use trellis_model::{Endpoint, MeshConfig};
-use trellis_web::api::ProxyView;
 
 /// What a change asks of the world around the registry.
 #[derive(Debug, PartialEq)]

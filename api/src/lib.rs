@@ -1,5 +1,10 @@
-//! What the dashboard shows, as plain serialisable data. The control plane builds these from
-//! its state; the REST API returns the same shapes.
+//! `trellis-api`: the shapes of the public API under `/api/v1`, as plain serialisable data.
+//! The control plane builds them from its state, the REST API returns them, the dashboard
+//! renders them (on the server and in the browser), and scripts read them: one definition
+//! for all, in a crate that depends on nothing but the policy model, so that neither the
+//! control plane's domain nor the dashboard owns the other's types.
+
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 use trellis_model::Diagnostic;

@@ -21,16 +21,29 @@
 //! and an error is not lost; a connection dropped with a write still queued submits it first,
 //! so its descriptor cannot be closed, and the number reused, before the kernel holds the socket.
 
-use crate::transport::Wire;
 use io_uring::{IoUring, opcode, types};
+use std::os::fd::{AsRawFd, RawFd};
 // MSG_NOSIGNAL: a peer gone is an error to report, not a SIGPIPE.
 use libc::{EAGAIN, EBUSY, EINTR, MSG_DONTWAIT, MSG_NOSIGNAL};
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::RawFd;
 use std::task::{Context, Poll, Waker};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// A connection whose bytes on the wire this proxy can make itself, for the batch to send.
+pub trait Wire {
+    /// Appends to `out` what carries `plain` to the peer (the bytes themselves, or the TLS
+    /// records sealing them) and gives the socket to send it on.
+    fn wire(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<RawFd>;
+}
+
+impl Wire for tokio::net::TcpStream {
+    fn wire(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<RawFd> {
+        out.extend_from_slice(plain);
+        Ok(self.as_raw_fd())
+    }
+}
 
 /// Submission queue entries; a pass rarely queues more than one write per connection.
 const ENTRIES: u32 = 1024;

@@ -27,7 +27,7 @@ struct Pools {
     http1: HttpClient,
     http2: HttpClient,
     /// HTTP/1.1 for requests whose body is in hand: most of them.
-    fast: crate::h1::Pool,
+    fast: crate::transport::h1::Pool,
 }
 
 impl Clients {
@@ -49,7 +49,7 @@ impl Clients {
         Clients(Arc::new(Pools {
             http1: builder().build(connector(false)),
             http2: builder().http2_only(true).build(connector(true)),
-            fast: crate::h1::Pool::new(connector(false)),
+            fast: crate::transport::h1::Pool::new(connector(false)),
         }))
     }
 
@@ -327,7 +327,7 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
 /// proxies) says nothing about the connection our client opened, so the server picks its own.
 pub fn downstream(mut resp: http::Response<hyper::body::Incoming>) -> http::Response<crate::Body> {
     *resp.version_mut() = http::Version::default();
-    crate::h1::strip_nominated(resp.headers_mut());
+    crate::transport::h1::strip_nominated(resp.headers_mut());
     use http_body_util::BodyExt;
     resp.map(|b| b.map_err(Into::into).boxed_unsync())
 }

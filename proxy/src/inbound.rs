@@ -32,7 +32,7 @@ pub async fn accept(shared: Arc<Shared>, stream: TcpStream) -> Option<(InboundSt
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(s)) => {
-            let identity = crate::tls::peer_identity(s.get_ref().1.peer_certificates());
+            let identity = crate::transport::tls::peer_identity(s.get_ref().1.peer_certificates());
             let service = identity.as_deref().and_then(|id| trellis_model::config::identity_service(id, &tls.domain));
             m.inc("trellis_proxy_inbound_connections_total", &[("transport", "mtls")]);
             Some((Stream::Tls(Box::new(s)), Peer::Mtls(service.map(Arc::from))))

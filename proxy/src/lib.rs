@@ -15,9 +15,10 @@
 //! - [`client`]: pooled HTTP/1.1 and HTTP/2 upstream clients.
 //! - [`stack`]: the request paths as tower layers, one per feature, assembled per listener.
 //! - [`inbound`]: what the inbound listener makes of a connection (mTLS or plaintext).
-//! - [`identity`], [`tls`], [`transport`]: the proxy's certificate, mTLS configs built from it,
-//!   and connections that are TLS or plaintext, accepted (with what they proved about the
-//!   peer) or made (the `Connector`).
+//! - [`transport`]: connections that are TLS or plaintext, accepted (with what they proved
+//!   about the peer) or made (the `Connector`); the proxy's certificate and the mTLS configs
+//!   built from it ([`transport::tls`]); HTTP/1.1 of the proxy's own for the common request,
+//!   in front of hyper ([`transport::h1`]: its wire format, pool and server).
 //! - [`errors`]: typed data-path errors (and why an upstream gave no answer), and the one
 //!   place they become responses.
 //! - [`gate`]: atomic limits (load shedding, pending requests, mirroring) that never lock.
@@ -32,12 +33,10 @@
 //! - [`telemetry`]: counts pushed to the control plane every two seconds.
 //! - [`trace`]: W3C traceparent propagation.
 //! - [`upgrade`]: WebSocket and other connection upgrades, spliced through.
-//! - [`server`]: the shared accept loop with graceful drain; [`h1`]: HTTP/1.1 of the proxy's
-//!   own for the common request, in front of hyper.
+//! - [`server`]: the shared accept loop with graceful drain.
 //!
-//! Modules depend one way: `errors` and `transport` below `h1` (its wire format, pool and
-//! server), below `client`, below `stack`, below `server`; the only circles are of two
-//! (`identity`/`tls`, `batch`/`transport`).
+//! Modules depend one way, with no circle: `errors` and `batch` below `transport`, below
+//! `client`, below `stack`, below `server` (`tests/module_cycles.rs` holds the line).
 
 // The layout above names the crate's own modules; read these docs with
 // `cargo doc --document-private-items`.
@@ -55,16 +54,13 @@ pub(crate) mod endpoints;
 pub mod env;
 pub(crate) mod errors;
 pub(crate) mod gate;
-pub(crate) mod h1;
 pub(crate) mod hash;
-pub(crate) mod identity;
 pub(crate) mod inbound;
 pub(crate) mod metrics;
 pub(crate) mod server;
 pub(crate) mod stack;
 pub(crate) mod sync;
 pub(crate) mod telemetry;
-pub(crate) mod tls;
 pub(crate) mod trace;
 pub(crate) mod transport;
 pub(crate) mod upgrade;
@@ -110,9 +106,9 @@ pub struct Shared {
     /// request may wait for one.
     pub connections: PerService<tokio::sync::Semaphore>,
     /// This proxy's certificate and key, once the control plane issued them.
-    pub identity: arc_swap::ArcSwapOption<identity::Certified>,
+    pub identity: arc_swap::ArcSwapOption<transport::tls::Certified>,
     /// mTLS configs made from that certificate.
-    pub tls: arc_swap::ArcSwapOption<tls::Tls>,
+    pub tls: arc_swap::ArcSwapOption<transport::tls::Tls>,
 }
 
 impl Shared {
@@ -255,9 +251,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         proxy_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     if let Some(dir) = &settings.identity_dir {
-        let cert = identity::load(dir).map_err(|e| anyhow::anyhow!("{}: {e}", env::ENV_IDENTITY_DIR))?;
+        let cert = transport::tls::load(dir).map_err(|e| anyhow::anyhow!("{}: {e}", env::ENV_IDENTITY_DIR))?;
         tracing::info!(identity = %cert.identity, "identity from files");
-        identity::install(&shared, cert).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        transport::tls::install(&shared, cert).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     }
     match &settings.config_file {
         Some(path) => {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::h1::MAX_HEAD as MAX_HEADER_BYTES;
 pub use crate::transport::Peer;
+use crate::transport::h1::MAX_HEAD as MAX_HEADER_BYTES;
 use crate::transport::with_peer;
 
 /// The transport of a listener that takes connections as they come.
@@ -36,7 +36,7 @@ pub async fn serve<A, AFut, IO, S>(
 ) where
     A: Fn(TcpStream) -> AFut + Clone + Send + Sync + 'static,
     AFut: Future<Output = Option<(IO, Peer)>> + Send + 'static,
-    IO: AsyncRead + AsyncWrite + crate::h1::Socket + crate::transport::Wire + Unpin + Send + Sync + 'static,
+    IO: AsyncRead + AsyncWrite + crate::transport::h1::Socket + crate::batch::Wire + Unpin + Send + Sync + 'static,
     S: crate::stack::Listener,
 {
     // Every connection's task holds a sender; all are gone once every connection closed.
@@ -63,8 +63,8 @@ pub async fn serve<A, AFut, IO, S>(
         tokio::spawn(crate::clock::Clocked::new(async move {
             let _open = open;
             let Some((io, who)) = accept(stream).await else { return };
-            let served = crate::h1::serve_connection(io, &who, &mut service, header_timeout, &stop).await;
-            let crate::h1::Served::Handoff(io) = served else { return };
+            let served = crate::transport::h1::serve_connection(io, &who, &mut service, header_timeout, &stop).await;
+            let crate::transport::h1::Served::Handoff(io) = served else { return };
             // Boxed: hyper's connection state would otherwise sit in every connection's task,
             // and most connections never leave the proxy's own server.
             if let Err(e) = Box::pin(hyper.serve(io, who, service, stop)).await {
@@ -108,7 +108,7 @@ impl Hyper {
     /// Serves the rest of a connection; a shutdown lets the request in flight finish.
     async fn serve<IO, S>(
         &self,
-        io: crate::h1::Rewind<IO>,
+        io: crate::transport::h1::Rewind<IO>,
         who: Peer,
         service: S,
         mut stop: Shutdown,
@@ -120,7 +120,7 @@ impl Hyper {
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let (mut parts, body) = req.into_parts();
             // What the proxy's own server checks as it reads a head, hyper's heads get here.
-            let checked = crate::h1::check_parsed(&mut parts);
+            let checked = crate::transport::h1::check_parsed(&mut parts);
             let version = parts.version;
             let mut req = http::Request::from_parts(parts, body.boxed_unsync());
             with_peer(&mut req, &who);
@@ -128,10 +128,10 @@ impl Hyper {
             async move {
                 let mut resp = match answer {
                     Ok(answer) => answer.await?,
-                    Err(refused) => crate::h1::refusal(refused, version),
+                    Err(refused) => crate::transport::h1::refusal(refused, version),
                 };
                 // hyper writes the map: the upstream's raw header lines go into it first.
-                crate::h1::into_header_map(&mut resp);
+                crate::transport::h1::into_header_map(&mut resp);
                 Ok::<_, std::convert::Infallible>(resp)
             }
         });

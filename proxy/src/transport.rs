@@ -2,7 +2,11 @@
 //! both (in permissive mode, or to answer plaintext with a clear refusal), and the outbound
 //! client speaks mTLS only to endpoints with an identity.
 
+pub mod h1;
+pub mod tls;
+
 use crate::Shared;
+use crate::batch::Wire;
 use crate::errors::BoxError;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
@@ -20,21 +24,6 @@ pub enum Stream<T> {
     Plain(TcpStream),
     /// Boxed: a TLS session is large, and most plaintext connections should not pay for it.
     Tls(Box<T>),
-}
-
-/// A connection whose bytes on the wire this proxy can make itself, for [`crate::batch`] to
-/// send.
-pub trait Wire {
-    /// Appends to `out` what carries `plain` to the peer (the bytes themselves, or the TLS
-    /// records sealing them) and gives the socket to send it on.
-    fn wire(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<RawFd>;
-}
-
-impl Wire for TcpStream {
-    fn wire(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<RawFd> {
-        out.extend_from_slice(plain);
-        Ok(self.as_raw_fd())
-    }
 }
 
 impl<T: Wire> Wire for Stream<T> {
@@ -290,8 +279,8 @@ impl tower_service::Service<http::Uri> for Connector {
             let Some((tls, identity)) = tls else {
                 return Ok(TokioIo::new(Held { io: Stream::Plain(tcp), _slot: slot, served: Default::default() }));
             };
-            let name =
-                crate::tls::server_name(&identity).ok_or_else(|| format!("{identity} is not a mesh identity"))?;
+            let name = crate::transport::tls::server_name(&identity)
+                .ok_or_else(|| format!("{identity} is not a mesh identity"))?;
             let stream = tokio_rustls::TlsConnector::from(tls.client(h2))
                 .connect(name, tcp)
                 .await

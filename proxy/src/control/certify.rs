@@ -4,7 +4,8 @@
 
 use crate::Shared;
 use crate::client::ControlPlane;
-use crate::identity::{Certified, install};
+use crate::transport::tls::Certified;
+use crate::transport::tls::install;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;

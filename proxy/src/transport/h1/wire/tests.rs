@@ -1,6 +1,6 @@
 use super::request::MAX_TARGET;
 use super::*;
-use crate::h1::raw::RawHeaders;
+use crate::transport::h1::raw::RawHeaders;
 use bytes::BytesMut;
 use http::{HeaderMap, Method, StatusCode};
 

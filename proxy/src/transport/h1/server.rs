@@ -4,9 +4,10 @@
 
 use super::wire::{self, Out};
 use crate::MAX_REPLAY_BODY;
+use crate::batch::Wire;
 use crate::sync::Shutdown;
 use crate::transport::Peer;
-use crate::transport::{Stream, Wire};
+use crate::transport::Stream;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Empty, Full};

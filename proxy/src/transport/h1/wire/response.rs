@@ -1,7 +1,7 @@
 //! Response heads: read in by the pool, written out by the proxy's HTTP/1.1 server.
 
 use super::*;
-use crate::h1::raw::RawHeaders;
+use crate::transport::h1::raw::RawHeaders;
 use bytes::BytesMut;
 use http::{Method, StatusCode};
 

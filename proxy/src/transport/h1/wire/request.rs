@@ -153,7 +153,7 @@ struct Seen {
     body: Option<usize>,
     /// A Content-Length that is not one valid length.
     bad_length: bool,
-    /// `Transfer-Encoding` lines, and whether the last coding of the last is `chunked`.
+    /// How many codings the `Transfer-Encoding` lines list, and whether the last is `chunked`.
     codings: usize,
     chunked: bool,
     upgrade: bool,

@@ -106,7 +106,25 @@ async fn handle_line(client: &CpClient, shared: &Shared, line: &[u8]) {
         }
     };
     let version = config.version.clone();
-    let error = match check(&config).and_then(|()| crate::applied::Applied::new(config)) {
+    // Versions name their content: the same one again (after a reconnect, or from another
+    // replica) changes nothing, and the config in force, with its metric handles and
+    // budgets, stays.
+    let error = if shared.config.load().version == version {
+        tracing::debug!(%version, "config already applied");
+        None
+    } else {
+        apply(shared, config)
+    };
+    let ack = Ack { proxy_id: shared.settings.proxy_id.clone(), version, error };
+    if let Err(e) = send_ack(client, &ack).await {
+        tracing::warn!(error = %e, "could not acknowledge config");
+    }
+}
+
+/// Checks and swaps in a config; the reason when it is refused.
+fn apply(shared: &Shared, config: ProxyConfig) -> Option<String> {
+    let version = config.version.clone();
+    match check(&config).and_then(|()| crate::applied::Applied::new(config)) {
         Ok(applied) => {
             let live: std::collections::HashSet<&str> =
                 applied.endpoints.values().flatten().map(|e| e.addr.as_str()).collect();
@@ -119,10 +137,6 @@ async fn handle_line(client: &CpClient, shared: &Shared, line: &[u8]) {
             tracing::warn!(%version, %reason, "refused config; keeping the previous one");
             Some(reason)
         }
-    };
-    let ack = Ack { proxy_id: shared.settings.proxy_id.clone(), version, error };
-    if let Err(e) = send_ack(client, &ack).await {
-        tracing::warn!(error = %e, "could not acknowledge config");
     }
 }
 

@@ -31,6 +31,13 @@ async fn a_config_the_proxy_cannot_apply_is_nacked_and_the_last_good_one_keeps_s
     );
     assert_eq!(get(proxy.outbound).await, 200, "the applied config routes to the upstream");
 
+    // The same version again (a reconnect, another replica) is ACKed and changes nothing.
+    let applied = proxy.shared.config.load_full();
+    cp.push(config("r1.a-1", &upstream.to_string())).await;
+    let again = cp.next_ack().await;
+    assert_eq!((again.version.as_str(), again.error), ("r1.a-1", None));
+    assert!(std::sync::Arc::ptr_eq(&applied, &proxy.shared.config.load_full()), "the config in force stays");
+
     cp.push(config("r2.a-2", "not-an-address")).await;
     let second = cp.next_ack().await;
     assert_eq!(second.version, "r2.a-2");

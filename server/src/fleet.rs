@@ -92,7 +92,7 @@ impl Fleet {
         let (snapshot, _) = watch::channel(Arc::new(empty));
         let (released, _) = watch::channel(true);
         Fleet(Arc::new(Shared {
-            registry: Mutex::new(Registry::new(crate::now_ms())),
+            registry: Mutex::new(Registry::new()),
             snapshot,
             on_change: Box::new(on_change),
             audit,

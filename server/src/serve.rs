@@ -18,6 +18,8 @@ pub struct Running {
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Held while this control plane runs: no second one may share its data directory.
+    _lock: std::fs::File,
 }
 
 impl Running {
@@ -59,6 +61,7 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         tracing::warn!("signed commits are required: rollout outcomes are committed to a branch, not the watched one");
         config.record_to = crate::gitops::outcome::RecordTo::Branch;
     }
+    let lock = lock_data_dir(&config.spool_dir)?;
     let store = Store::connect(&config.database_url).await?;
     let listener = listen(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -134,7 +137,32 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         }
     }));
     tracing::info!(%addr, "control plane listening");
-    Ok(Running { addr, fleet_addr, state, shutdown, tasks })
+    Ok(Running { addr, fleet_addr, state, shutdown, tasks, _lock: lock })
+}
+
+/// Locks the data directory (its audit spool, and with SQLite the database beside it) for
+/// this process: a second control plane on the same directory would interleave the spool and
+/// corrupt state. Replicas share one Postgres, each with a directory of its own.
+fn lock_data_dir(spool_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(spool_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create the audit spool in {}: {e}", spool_dir.display()))?;
+    let path = spool_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "another trellis serve is running on the data directory of {} (it holds {}): give each control \
+             plane its own --data-dir; replicas share one Postgres (DATABASE_URL), never a data directory",
+            spool_dir.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
+    }
 }
 
 /// Runs `tick` every `period` until shutdown (a tick in progress finishes first).

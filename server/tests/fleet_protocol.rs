@@ -109,3 +109,24 @@ async fn a_proxy_that_stops_heartbeating_is_dropped_though_its_stream_stays_open
     );
     cp.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_second_control_plane_on_the_same_data_directory_refuses_to_start() {
+    let (repo, dir) = (PolicyRepo::demo(), tempfile::tempdir().unwrap());
+    let first = control_plane(&repo, dir.path()).await;
+    let config = ServeConfig::local(PolicySource::local(repo.path(), "main"), dir.path());
+    let Err(refused) = trellis_server::serve::start(config.clone()).await else {
+        panic!("two control planes shared one data directory")
+    };
+    let message = refused.to_string();
+    assert!(message.contains("another trellis serve") && message.contains("--data-dir"), "{message}");
+    // Its own directory, or the same one once the first has stopped, is fine.
+    let other = tempfile::tempdir().unwrap();
+    trellis_server::serve::start(ServeConfig::local(PolicySource::local(repo.path(), "main"), other.path()))
+        .await
+        .unwrap()
+        .shutdown()
+        .await;
+    first.shutdown().await;
+    trellis_server::serve::start(config).await.unwrap().shutdown().await;
+}

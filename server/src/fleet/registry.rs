@@ -39,7 +39,6 @@ pub enum Effect {
 pub struct Registry {
     mesh: Option<Arc<MeshConfig>>,
     proxies: BTreeMap<String, Entry>,
-    generation: u64,
     next_stream: u64,
     /// Proxies known before a restart that have not reconnected yet.
     awaited: HashSet<String>,
@@ -48,7 +47,6 @@ pub struct Registry {
     /// When the current revision was applied: a proxy not running it lags since then (or
     /// since it joined, if later).
     revision_since: i64,
-    boot_ms: i64,
     /// The last revision audited as synced on every proxy.
     synced_audited: Option<String>,
     /// Each proxy's certificate, by proxy id. Proxies certify before they register, so this
@@ -86,9 +84,8 @@ fn system(at: i64, kind: &str, service: Option<&str>, summary: String, detail: s
 }
 
 impl Registry {
-    /// A registry whose config versions carry `boot_ms`, unique across restarts.
-    pub fn new(boot_ms: i64) -> Self {
-        Registry { boot_ms, ..Registry::default() }
+    pub fn new() -> Self {
+        Registry::default()
     }
 
     /// After a restart: the proxies to wait for before configs go out.
@@ -194,7 +191,7 @@ impl Registry {
     }
 
     pub fn ack(&mut self, ack: &Ack, now: i64) -> Result<Vec<Effect>, FleetError> {
-        // Versions are ours (`<sha>.<generation>`); anything else is a confused proxy.
+        // Versions are ours (`<sha>.<content>`); anything else is a confused proxy.
         if ack.version.is_empty() || ack.version.len() > 128 || ack.error.as_ref().is_some_and(|e| e.len() > 4096) {
             return Err(FleetError::InvalidAck(ack.proxy_id.clone()));
         }
@@ -282,7 +279,6 @@ impl Registry {
     /// proxies need. `None` before the first valid revision.
     pub fn snapshot(&mut self) -> Option<Snapshot> {
         self.publish_pending = false;
-        self.generation += 1;
         let mesh = self.mesh.clone()?;
         let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
         for (id, e) in &self.proxies {
@@ -293,8 +289,7 @@ impl Registry {
                 identity: self.certs.get(id).map(|c| c.identity.clone()),
             });
         }
-        // The boot time keeps versions unique across control-plane restarts.
-        let version = format!("{}.{:x}-{}", mesh.revision, self.boot_ms, self.generation);
+        let version = version_of(&mesh, &endpoints);
         let served: BTreeSet<&String> = self.proxies.values().map(|e| &e.reg.service).collect();
         let lines = served
             .into_iter()
@@ -334,6 +329,18 @@ impl Registry {
             })
             .collect()
     }
+}
+
+/// A snapshot's version: its revision, then a digest of everything its configs are made of
+/// (the mesh with every rollout's weights, the endpoints with their identities). The same
+/// inputs give the same version on every replica and after every restart, so a proxy that
+/// moves to another replica is not sent a change; any change of content gives a new one.
+pub fn version_of(mesh: &MeshConfig, endpoints: &BTreeMap<String, Vec<Endpoint>>) -> String {
+    use sha2::{Digest, Sha256};
+    // Maps are ordered (BTreeMap all the way down): the encoding is canonical.
+    let content = serde_json::to_vec(&(mesh, endpoints)).unwrap_or_default();
+    let digest = hex::encode(Sha256::digest(&content));
+    format!("{}.{}", mesh.revision, &digest[..16])
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ fn ack(id: &str, version: &str, error: Option<&str>) -> Ack {
 
 #[test]
 fn nothing_is_published_before_the_first_revision_and_a_revision_publishes_at_once() {
-    let mut r = Registry::new(1);
+    let mut r = Registry::new();
     let (_, effects) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     assert_eq!(audited(&effects), ["proxy.joined"]);
     assert!(effects.contains(&Effect::Remember { proxy_id: "a".into(), service: "inventory".into() }));
@@ -48,7 +48,7 @@ fn nothing_is_published_before_the_first_revision_and_a_revision_publishes_at_on
 
 #[test]
 fn a_reconnect_on_the_same_address_is_no_endpoint_change_and_an_old_streams_end_is_ignored() {
-    let mut r = Registry::new(1);
+    let mut r = Registry::new();
     let (first, _) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     let (second, effects) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 5);
     assert!(
@@ -62,7 +62,7 @@ fn a_reconnect_on_the_same_address_is_no_endpoint_change_and_an_old_streams_end_
 
 #[test]
 fn sync_is_audited_once_per_revision_and_a_nack_once_per_reason() {
-    let mut r = Registry::new(1);
+    let mut r = Registry::new();
     r.set_mesh(mesh("r1"), 0);
     r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     r.connect(reg("b", "storefront", "10.0.0.2:4143"), 0);
@@ -84,7 +84,7 @@ fn sync_is_audited_once_per_revision_and_a_nack_once_per_reason() {
 
 #[test]
 fn a_dropped_proxy_stays_an_endpoint_until_forgotten_and_a_silent_one_is_dropped() {
-    let mut r = Registry::new(1);
+    let mut r = Registry::new();
     let (stream, _) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     r.connect(reg("hung", "inventory", "10.0.0.2:4143"), 0);
     r.disconnect("a", stream, 1_000);
@@ -99,13 +99,13 @@ fn a_dropped_proxy_stays_an_endpoint_until_forgotten_and_a_silent_one_is_dropped
 
 #[test]
 fn after_a_restart_configs_wait_for_the_previous_fleet() {
-    let mut r = Registry::new(1);
+    let mut r = Registry::new();
     r.await_fleet(["a".to_string(), "b".to_string()]);
     let (_, effects) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     assert!(!effects.contains(&Effect::Release));
     let (_, effects) = r.connect(reg("b", "inventory", "10.0.0.2:4143"), 0);
     assert!(effects.contains(&Effect::Publish) && effects.contains(&Effect::Release), "{effects:?}");
-    let mut late = Registry::new(1);
+    let mut late = Registry::new();
     late.await_fleet(["gone".to_string()]);
     let (missing, effects) = late.stop_waiting();
     assert_eq!((missing, effects), (vec!["gone".to_string()], vec![Effect::Publish]));
@@ -113,7 +113,7 @@ fn after_a_restart_configs_wait_for_the_previous_fleet() {
 
 #[test]
 fn a_new_certificate_reaches_callers_with_the_next_endpoints() {
-    let mut r = Registry::new(1);
+    let mut r = Registry::new();
     r.set_mesh(mesh("r1"), 0);
     assert_eq!(r.certified("a", "spiffe://t/svc/inventory", 10), [Effect::Changed], "not registered yet");
     r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
@@ -125,4 +125,26 @@ fn a_new_certificate_reaches_callers_with_the_next_endpoints() {
     assert!(r.publish_soon() && !r.publish_soon(), "one debounced publish at a time");
     r.snapshot();
     assert!(!r.publish_pending());
+}
+
+#[test]
+fn a_version_names_the_content_the_same_on_every_replica() {
+    let fill = |r: &mut Registry| {
+        r.set_mesh(mesh("r1"), 0);
+        r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
+        r.connect(reg("b", "storefront", "10.0.0.2:4143"), 0);
+    };
+    let (mut one, mut two) = (Registry::new(), Registry::new());
+    fill(&mut one);
+    fill(&mut two);
+    let version = one.snapshot().unwrap().version;
+    assert!(version.starts_with("r1."), "{version}");
+    assert_eq!(two.snapshot().unwrap().version, version, "another replica, the same inputs");
+    assert_eq!(one.snapshot().unwrap().version, version, "published again with nothing changed");
+    one.connect(reg("c", "inventory", "10.0.0.3:4143"), 1);
+    assert_ne!(one.snapshot().unwrap().version, version, "a new endpoint, a new version");
+    let mut reweighted = mesh("r1");
+    reweighted.services.get_mut("inventory").unwrap().versions.push("v2".into());
+    two.set_mesh(reweighted, 1);
+    assert_ne!(two.snapshot().unwrap().version, version, "the same revision, other content");
 }

@@ -16,9 +16,9 @@ use trellis_model::config::Protocol;
 mod common;
 
 /// How long the proxy (and the reference server) waits for a request's head in these tests.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a client waits for the proxy to close; a connection still open then is held.
-const CLIENT_WAIT: Duration = Duration::from_secs(3);
+const CLIENT_WAIT: Duration = Duration::from_secs(5);
 
 const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
@@ -119,8 +119,10 @@ impl Got {
     }
 }
 
-/// A server that sends nothing for this long after its answers is keeping the connection.
-const QUIET: Duration = Duration::from_millis(300);
+/// A server that sends nothing for this long after its answers is keeping the connection:
+/// long enough for a slow answer on a busy machine, well short of the header timeout that
+/// would close it.
+const QUIET: Duration = Duration::from_millis(1000);
 
 /// Sends `bytes` (a byte every 100 ms when `drip`), then reads until the server closes, or,
 /// when a connection `held` is expected, until it has been quiet for [`QUIET`]: the header

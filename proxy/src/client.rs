@@ -67,7 +67,7 @@ impl Clients {
             (Protocol::Http, Replay::Buffered(bytes)) => {
                 return self.0.fast.send(parts, bytes, addr, max_requests).await;
             }
-            (_, Replay::Buffered(bytes)) => (Replay::Buffered(bytes).into_body(), None),
+            (_, body @ Replay::Buffered(_)) => (body.into_body(), None),
             (_, Replay::Streaming(body)) => {
                 let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let body = http_body_util::BodyExt::boxed_unsync(Watched { inner: body, failed: failed.clone() });

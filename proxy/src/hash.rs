@@ -6,24 +6,3 @@
 /// A `HashMap` with rustc's Fx hashing.
 pub type Map<K, V> = rustc_hash::FxHashMap<K, V>;
 pub use rustc_hash::FxHasher as Fx;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::hash::{BuildHasher, BuildHasherDefault};
-
-    #[test]
-    fn keys_that_differ_hash_apart_and_a_map_works() {
-        let h = |s: &str| BuildHasherDefault::<Fx>::default().hash_one(s);
-        let names = ["catalog", "catalog2", "inventory", "127.0.0.1:8080", "127.0.0.1:8081", "", "a", "b"];
-        for (i, a) in names.iter().enumerate() {
-            for b in &names[i + 1..] {
-                assert_ne!(h(a), h(b), "{a} vs {b}");
-            }
-        }
-        let mut m: Map<String, u32> = Map::default();
-        m.insert("catalog".into(), 1);
-        assert_eq!(m.get("catalog"), Some(&1));
-        assert_eq!(m.get("catalog2"), None);
-    }
-}

@@ -99,7 +99,7 @@ pub struct Shared {
     /// Mirrored copies in flight beyond this are skipped, so mirroring never queues.
     pub mirror_limit: Arc<gate::Gate>,
     /// Retry budgets per destination service, one per distinct budget setting.
-    budgets: std::sync::Mutex<hash::Map<String, Vec<(trellis_model::config::RetryBudget, SharedBudget)>>>,
+    budgets: std::sync::Mutex<hash::Map<String, Vec<SharedBudget>>>,
     /// Requests in flight per destination service, bounded by its `maxPendingRequests`.
     pending: PerService<gate::Gate>,
     /// Upstream connections per destination service, bounded by its `maxConnections`: a
@@ -151,7 +151,7 @@ impl Shared {
     pub fn budget(&self, service: &str, config: &trellis_model::config::RetryBudget) -> SharedBudget {
         let mut budgets = self.budgets.locked();
         let kept = budgets.entry(service.to_string()).or_default();
-        if let Some((_, b)) = kept.iter().find(|(c, _)| c == config) {
+        if let Some(b) = kept.iter().find(|b| b.locked().config() == config) {
             return b.clone();
         }
         // A service's budgets are few (one per distinct setting); the oldest goes first.
@@ -159,7 +159,7 @@ impl Shared {
             kept.remove(0);
         }
         let b = Arc::new(std::sync::Mutex::new(budget::Budget::new(config.clone())));
-        kept.push((config.clone(), b.clone()));
+        kept.push(b.clone());
         b
     }
 }

@@ -82,7 +82,6 @@ pub async fn serve<A, AFut, IO, S>(
 /// hyper's servers, for the connections the proxy's own hands over: HTTP/2 when the bytes
 /// read so far are its preface, HTTP/1.1 otherwise (the hand-off always holds a whole head,
 /// so there is nothing left to sniff).
-#[derive(Clone)]
 struct Hyper {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,

@@ -8,7 +8,7 @@ mod registry;
 pub mod slice;
 pub mod tls;
 
-pub use registry::{Effect, Registry};
+use registry::{Effect, Registry};
 
 use crate::audit::Audit;
 use crate::sync::Locked;
@@ -92,7 +92,7 @@ impl Fleet {
         let (snapshot, _) = watch::channel(Arc::new(empty));
         let (released, _) = watch::channel(true);
         Fleet(Arc::new(Shared {
-            registry: Mutex::new(Registry::new()),
+            registry: Mutex::new(Registry::default()),
             snapshot,
             on_change: Box::new(on_change),
             audit,

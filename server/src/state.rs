@@ -149,17 +149,17 @@ impl AppState {
     }
 
     async fn judged_inner(&self, judged: Judged) {
-        let c = &judged.commit;
+        let Judged { commit, config, errors } = judged;
         let mut rev = RevisionView {
-            sha: c.sha.clone(),
-            author: c.author.clone(),
-            message: c.message.clone(),
-            committed_at: c.committed_at,
-            outcome: if judged.config.is_some() { "applied" } else { "rejected" }.to_string(),
-            errors: judged.errors.clone(),
+            sha: commit.sha,
+            author: commit.author,
+            message: commit.message,
+            committed_at: commit.committed_at,
+            outcome: if config.is_some() { "applied" } else { "rejected" }.to_string(),
+            errors,
             changes: Vec::new(),
         };
-        if let Some(config) = &judged.config {
+        if let Some(config) = &config {
             let before = self.rollouts.base().await.unwrap_or_default();
             rev.changes = trellis_model::diff::diff(&before, config);
         }
@@ -175,7 +175,7 @@ impl AppState {
         }
         {
             let mut revisions = self.revisions.locked();
-            match judged.config {
+            match config {
                 Some(_) => {
                     revisions.applied = Some(rev.clone());
                     revisions.rejected = None;
@@ -183,7 +183,7 @@ impl AppState {
                 None => revisions.rejected = Some(rev.clone()),
             }
         }
-        match judged.config {
+        match config {
             Some(config) => {
                 tracing::info!(message = %rev.message, "applying revision");
                 self.rollouts.set_base(self, config).await;

@@ -1,6 +1,7 @@
-//! The shutdown signal, and a mutex lock that outlives a panic elsewhere. Every value kept behind these locks is left
-//! whole by each operation on it (no half-made updates), so after a panic in one request or
-//! task the rest of the process carries on with it rather than panicking in turn.
+//! The shutdown signal, and a mutex lock that outlives a panic elsewhere. Every value kept
+//! behind these locks is left whole by each operation on it (no half-made updates), so after
+//! a panic in one request or task the rest of the process carries on with it rather than
+//! panicking in turn.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

@@ -60,3 +60,16 @@ fn services_mesh_settings_and_rollouts() {
         vec!["rollout inv-v2 starts: inventory v1 → v2 (canary, steps 10%, 50%)"]
     );
 }
+
+#[test]
+fn retrying_non_idempotent_requests_is_spelled_out() {
+    let route = |on: bool| {
+        format!(
+            "kind: Route\nname: pay\nservice: payments\nrules:\n  - backends: [{{ version: v1, weight: 100 }}]\n    retries: {{ nonIdempotent: {on} }}\n"
+        )
+    };
+    assert_eq!(
+        texts(&route(false), &route(true)),
+        vec!["payments (all requests): non-idempotent requests retried only when never sent → retried"]
+    );
+}

@@ -84,10 +84,6 @@ fn system(at: i64, kind: &str, service: Option<&str>, summary: String, detail: s
 }
 
 impl Registry {
-    pub fn new() -> Self {
-        Registry::default()
-    }
-
     /// After a restart: the proxies to wait for before configs go out.
     pub fn await_fleet(&mut self, expected: impl IntoIterator<Item = String>) {
         self.awaited = expected.into_iter().collect();

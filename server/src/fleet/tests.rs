@@ -10,7 +10,7 @@ async fn fleet() -> Fleet {
     Fleet::new(Audit::start(store, &spool).unwrap(), None, Duration::ZERO, || {})
 }
 
-fn reg(id: &str, service: &str, version: &str, addr: &str) -> Registration {
+pub(super) fn reg(id: &str, service: &str, version: &str, addr: &str) -> Registration {
     Registration {
         proxy_id: id.into(),
         service: service.into(),
@@ -21,7 +21,7 @@ fn reg(id: &str, service: &str, version: &str, addr: &str) -> Registration {
     }
 }
 
-fn mesh(revision: &str) -> MeshConfig {
+pub(super) fn mesh(revision: &str) -> MeshConfig {
     let services = ["inventory", "storefront"].map(|n| (n.to_string(), ServiceConfig::new(n, &["v1"], vec![])));
     MeshConfig { revision: revision.into(), services: services.into(), ..Default::default() }
 }

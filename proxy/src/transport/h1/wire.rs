@@ -67,8 +67,22 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-connection",
 ];
 
+/// The items of a comma-separated header value, without the spaces and tabs around them.
+fn tokens(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(|t| t.trim_matches([' ', '\t'])).filter(|t| !t.is_empty())
+}
+
 fn has_token(list: &str, token: &str) -> bool {
-    list.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+    tokens(list).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// Whether a `Connection` token names a header meant for this hop alone, to be dropped
+/// (RFC 9110 §7.6.1). Not `close`, not the connection's own headers (dropped anyway), and
+/// never a header the proxy's own decisions rest on: `Host` routes, `Content-Length` frames,
+/// `Date` is written once. A peer must not be able to make the proxy lose those.
+fn nominates(token: &str) -> bool {
+    let is = |name: &str| token.eq_ignore_ascii_case(name);
+    !(is("close") || is("host") || is("content-length") || is("date") || HOP_BY_HOP.iter().any(|h| is(h)))
 }
 
 fn header_line(name: &[u8], value: &[u8], out: &mut Vec<u8>) {

@@ -1,20 +1,9 @@
 use super::*;
-use trellis_model::ServiceConfig;
+use crate::fleet::tests::mesh;
 
+/// A proxy of `service` registering at `addr`.
 fn reg(id: &str, service: &str, addr: &str) -> Registration {
-    Registration {
-        proxy_id: id.into(),
-        service: service.into(),
-        version: "v1".into(),
-        inbound_addr: addr.into(),
-        admin_addr: "127.0.0.1:1".into(),
-        proxy_version: "test".into(),
-    }
-}
-
-fn mesh(revision: &str) -> MeshConfig {
-    let services = ["inventory", "storefront"].map(|n| (n.to_string(), ServiceConfig::new(n, &["v1"], vec![])));
-    MeshConfig { revision: revision.into(), services: services.into(), ..Default::default() }
+    crate::fleet::tests::reg(id, service, "v1", addr)
 }
 
 /// The audit kinds among `effects`, in order.
@@ -34,7 +23,7 @@ fn ack(id: &str, version: &str, error: Option<&str>) -> Ack {
 
 #[test]
 fn nothing_is_published_before_the_first_revision_and_a_revision_publishes_at_once() {
-    let mut r = Registry::new();
+    let mut r = Registry::default();
     let (_, effects) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     assert_eq!(audited(&effects), ["proxy.joined"]);
     assert!(effects.contains(&Effect::Remember { proxy_id: "a".into(), service: "inventory".into() }));
@@ -48,7 +37,7 @@ fn nothing_is_published_before_the_first_revision_and_a_revision_publishes_at_on
 
 #[test]
 fn a_reconnect_on_the_same_address_is_no_endpoint_change_and_an_old_streams_end_is_ignored() {
-    let mut r = Registry::new();
+    let mut r = Registry::default();
     let (first, _) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     let (second, effects) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 5);
     assert!(
@@ -62,7 +51,7 @@ fn a_reconnect_on_the_same_address_is_no_endpoint_change_and_an_old_streams_end_
 
 #[test]
 fn sync_is_audited_once_per_revision_and_a_nack_once_per_reason() {
-    let mut r = Registry::new();
+    let mut r = Registry::default();
     r.set_mesh(mesh("r1"), 0);
     r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     r.connect(reg("b", "storefront", "10.0.0.2:4143"), 0);
@@ -84,7 +73,7 @@ fn sync_is_audited_once_per_revision_and_a_nack_once_per_reason() {
 
 #[test]
 fn a_dropped_proxy_stays_an_endpoint_until_forgotten_and_a_silent_one_is_dropped() {
-    let mut r = Registry::new();
+    let mut r = Registry::default();
     let (stream, _) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     r.connect(reg("hung", "inventory", "10.0.0.2:4143"), 0);
     r.disconnect("a", stream, 1_000);
@@ -99,13 +88,13 @@ fn a_dropped_proxy_stays_an_endpoint_until_forgotten_and_a_silent_one_is_dropped
 
 #[test]
 fn after_a_restart_configs_wait_for_the_previous_fleet() {
-    let mut r = Registry::new();
+    let mut r = Registry::default();
     r.await_fleet(["a".to_string(), "b".to_string()]);
     let (_, effects) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     assert!(!effects.contains(&Effect::Release));
     let (_, effects) = r.connect(reg("b", "inventory", "10.0.0.2:4143"), 0);
     assert!(effects.contains(&Effect::Publish) && effects.contains(&Effect::Release), "{effects:?}");
-    let mut late = Registry::new();
+    let mut late = Registry::default();
     late.await_fleet(["gone".to_string()]);
     let (missing, effects) = late.stop_waiting();
     assert_eq!((missing, effects), (vec!["gone".to_string()], vec![Effect::Publish]));
@@ -113,7 +102,7 @@ fn after_a_restart_configs_wait_for_the_previous_fleet() {
 
 #[test]
 fn a_new_certificate_reaches_callers_with_the_next_endpoints() {
-    let mut r = Registry::new();
+    let mut r = Registry::default();
     r.set_mesh(mesh("r1"), 0);
     assert_eq!(r.certified("a", "spiffe://t/svc/inventory", 10), [Effect::Changed], "not registered yet");
     r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
@@ -134,7 +123,7 @@ fn a_version_names_the_content_the_same_on_every_replica() {
         r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
         r.connect(reg("b", "storefront", "10.0.0.2:4143"), 0);
     };
-    let (mut one, mut two) = (Registry::new(), Registry::new());
+    let (mut one, mut two) = (Registry::default(), Registry::default());
     fill(&mut one);
     fill(&mut two);
     let version = one.snapshot().unwrap().version;

@@ -185,12 +185,9 @@ impl Seen {
                 self.chunked = last.trim_matches([' ', '\t']).eq_ignore_ascii_case("chunked");
             }
             http::header::CONNECTION => {
-                for token in text().split(',').map(|t| t.trim_matches([' ', '\t'])) {
-                    if token.eq_ignore_ascii_case("close") {
-                        self.close = true;
-                    } else if !HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h)) && !token.is_empty() {
-                        self.nominates = true;
-                    }
+                for token in tokens(text()) {
+                    self.close |= token.eq_ignore_ascii_case("close");
+                    self.nominates |= nominates(token);
                 }
             }
             http::header::TE => self.trailers |= has_token(text(), "trailers"),
@@ -274,18 +271,15 @@ pub fn set_host(headers: &mut HeaderMap, authority: &http::uri::Authority) {
     }
 }
 
-/// Removes the headers a `Connection` header names (RFC 9110 §7.6.1): they were meant for
-/// this hop. Never `Host` or `Content-Length`: routing and framing are the proxy's own
-/// decisions, made already, and a peer must not be able to make it drop them. The connection's
-/// standard headers are dropped on forwarding anyway.
+/// Removes the headers a `Connection` header names for this hop (see [`nominates`]).
 pub fn strip_nominated(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim_matches([' ', '\t']).as_bytes()).ok())
-        .filter(|n| !matches!(*n, http::header::HOST | http::header::CONTENT_LENGTH) && !is_hop_by_hop(n))
+        .flat_map(tokens)
+        .filter(|t| nominates(t))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);

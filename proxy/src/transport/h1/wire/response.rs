@@ -89,13 +89,13 @@ pub fn parse_head(buf: &mut BytesMut, request: &Method, interim: &mut Vec<u8>) -
             let kind = role(h.name);
             match kind {
                 Role::Connection => {
-                    for token in text().split(',').map(|t| t.trim_matches([' ', '\t'])) {
+                    for token in tokens(text()) {
                         if token.eq_ignore_ascii_case("close") {
                             keep_alive = false;
                         } else if token.eq_ignore_ascii_case("keep-alive") {
                             keep_alive |= http10;
-                        } else if role(token) == Role::Other && !token.is_empty() {
-                            nominates = true;
+                        } else {
+                            nominates |= super::nominates(token);
                         }
                     }
                 }
@@ -127,8 +127,7 @@ pub fn parse_head(buf: &mut BytesMut, request: &Method, interim: &mut Vec<u8>) -
         }
         if nominates {
             let named = nominated(parsed.headers);
-            // Never the length: the body's framing is decided, and must be written.
-            lines.retain(|(start, _, length)| *length || !named.iter().any(|n| names(&buf[*start..], n)));
+            lines.retain(|(start, _, _)| !named.iter().any(|n| names(&buf[*start..], n)));
         }
         let head = buf.split_to(len).freeze();
         if status.is_informational() {
@@ -164,14 +163,12 @@ fn status_line(status: StatusCode, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The header names `Connection` headers list, other than the connection's own.
-fn nominated(headers: &[httparse::Header<'_>]) -> Vec<String> {
+/// The header names `Connection` headers drop at this hop (see [`super::nominates`]).
+fn nominated<'h>(headers: &[httparse::Header<'h>]) -> Vec<&'h str> {
     let lists = headers.iter().filter(|h| role(h.name) == Role::Connection);
-    let tokens = lists.flat_map(|h| std::str::from_utf8(h.value).unwrap_or_default().split(','));
-    let named = tokens.map(|t| t.trim_matches([' ', '\t']));
-    named
-        .filter(|t| role(t) == Role::Other && !t.is_empty() && !t.eq_ignore_ascii_case("close"))
-        .map(str::to_string)
+    lists
+        .flat_map(|h| tokens(std::str::from_utf8(h.value).unwrap_or_default()))
+        .filter(|t| super::nominates(t))
         .collect()
 }
 

@@ -243,6 +243,42 @@ pub struct FleetView {
     /// The server's clock when this was built, so expiry warnings render the same everywhere.
     #[serde(default)]
     pub now_ms: i64,
+    /// The control plane's replicas and which of them leads.
+    #[serde(default)]
+    pub control_plane: ClusterView,
+}
+
+/// The control plane's replicas as the one answering sees them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// The replica that answered.
+    pub replica: String,
+    /// The leader's replica id, when one holds the lease.
+    pub leader: Option<String>,
+    /// When the leader's term began (unix ms).
+    pub leader_since: Option<i64>,
+    /// The leader's fencing token: it grows by one at every change of leader.
+    pub term: i64,
+    /// How long ago the leader last renewed its lease (ms).
+    pub lease_age_ms: Option<i64>,
+    /// Replicas seen in the last minute, oldest first.
+    pub replicas: Vec<ReplicaView>,
+    /// Why the database could not be asked, when it could not.
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaView {
+    pub id: String,
+    /// Where it serves the API, the dashboard and proxies.
+    pub address: String,
+    pub version: String,
+    pub started_at: i64,
+    /// How long ago it last said it was alive (ms).
+    pub seen_ago_ms: i64,
+    /// It said so lately enough to count as running.
+    pub up: bool,
+    pub leader: bool,
 }
 
 /// Renders unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC` without a date library, on both

@@ -19,6 +19,7 @@ use trellis_api::{
 
 pub mod audit;
 mod error;
+pub mod forward;
 pub mod rollouts;
 
 pub use error::{ApiError, ApiJson, log_errors};
@@ -278,6 +279,7 @@ pub fn build_fleet(state: &AppState) -> FleetView {
         issuer_expires: state.ca.as_ref().map(|ca| ca.issuer_not_after_ms),
         anchor_expires: state.ca.as_ref().map(|ca| ca.anchor_not_after_ms),
         now_ms: crate::now_ms(),
+        control_plane: state.cluster.view(),
     }
 }
 
@@ -310,6 +312,18 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
             out.push_str(&format!("# TYPE {name} gauge\n{name} {}\n", at / 1000));
         }
     }
+    let cp = &fleet.control_plane;
+    let leads = cp.leader.as_deref() == Some(cp.replica.as_str());
+    out.push_str("# HELP trellis_control_plane_leader Whether this replica leads the control plane (1) or follows (0).\n# TYPE trellis_control_plane_leader gauge\n");
+    out.push_str(&format!("trellis_control_plane_leader{{replica=\"{}\"}} {}\n", cp.replica, u8::from(leads)));
+    out.push_str("# HELP trellis_control_plane_lease_age_seconds Since the leader last renewed its lease (it renews every second; over 3 s a new leader takes over).\n# TYPE trellis_control_plane_lease_age_seconds gauge\n");
+    if let Some(age) = cp.lease_age_ms {
+        out.push_str(&format!("trellis_control_plane_lease_age_seconds {:.3}\n", age as f64 / 1000.0));
+    }
+    out.push_str("# HELP trellis_control_plane_term The leader's fencing token: it grows by one at every change of leader.\n# TYPE trellis_control_plane_term gauge\n");
+    out.push_str(&format!("trellis_control_plane_term {}\n", cp.term));
+    out.push_str("# HELP trellis_control_plane_replicas Replicas that said they were alive in the last 10 s.\n# TYPE trellis_control_plane_replicas gauge\n");
+    out.push_str(&format!("trellis_control_plane_replicas {}\n", cp.replicas.iter().filter(|r| r.up).count()));
     let name = "trellis_proxy_certificate_expiry_timestamp_seconds";
     out.push_str(&format!("# HELP {name} When each proxy's certificate expires.\n# TYPE {name} gauge\n"));
     for p in fleet.proxies.iter().filter(|p| p.cert_expires.is_some()) {
@@ -365,5 +379,9 @@ async fn git_hook(
         }
     }
     state.git_hook.notify_one();
+    // A load balancer hands the hook to one replica; the others fetch now too.
+    if let Err(e) = state.store.notify(crate::store::topic::GIT).await {
+        tracing::debug!(error = %e, "cannot pass the webhook on to the other replicas; they fetch at their next poll");
+    }
     Ok(http::StatusCode::ACCEPTED)
 }

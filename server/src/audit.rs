@@ -131,7 +131,6 @@ async fn write(
     mut rx: mpsc::Receiver<Msg>,
     health: std::sync::Arc<std::sync::Mutex<Backlog>>,
 ) {
-    let mut tail: Option<String> = None;
     let mut delay = Duration::from_millis(100);
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
@@ -144,7 +143,7 @@ async fn write(
         };
         let Some(first) = first else {
             // Every producer is gone: one last attempt; what remains waits in the spool.
-            let _ = drain(&store, &mut spool, &mut tail).await;
+            let _ = drain(&store, &mut spool).await;
             return;
         };
         let (mut batch, mut flushes) = (Vec::new(), Vec::new());
@@ -165,12 +164,14 @@ async fn write(
         }
         let due = retry_at.is_none_or(|at| tokio::time::Instant::now() >= at) || !flushes.is_empty();
         if due && spool.backlog() > 0 {
-            let result = drain(&store, &mut spool, &mut tail).await;
+            let result = drain(&store, &mut spool).await;
             *health.locked() = Backlog { bytes: spool.backlog(), error: result.as_ref().err().cloned() };
             match result {
                 Ok(()) => {
                     delay = Duration::from_millis(100);
                     retry_at = None;
+                    // The other replicas' audit pages update too.
+                    let _ = store.notify(crate::store::topic::AUDIT).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, backlog_bytes = spool.backlog(), retry_in = ?delay, "audit events wait in the spool");
@@ -186,40 +187,14 @@ async fn write(
 }
 
 /// Stores everything spooled, oldest first, in batches.
-async fn drain(store: &Store, spool: &mut Spool, tail: &mut Option<String>) -> Result<(), String> {
+async fn drain(store: &Store, spool: &mut Spool) -> Result<(), String> {
     loop {
-        let mut events = spool.peek(BATCH).map_err(|e| e.to_string())?;
-        if events.is_empty() {
-            return Ok(());
-        }
-        let prev = match tail.clone() {
-            Some(prev) => prev,
-            None => {
-                let (hash, uid) = store.audit_tail().await.map_err(|e| e.to_string())?.unwrap_or_default();
-                // After a crash between storing and acknowledging, the spool still holds
-                // events the database has: skip through the newest stored one.
-                if let Some(i) = uid.and_then(|uid| events.iter().position(|(e, _)| e.uid == uid)) {
-                    spool.ack(events[i].1).map_err(|e| e.to_string())?;
-                    events.drain(..=i);
-                }
-                hash
-            }
-        };
+        let events = spool.peek(BATCH).map_err(|e| e.to_string())?;
         let Some(end) = events.last().map(|(_, end)| *end) else {
-            *tail = Some(prev);
-            continue;
+            return Ok(());
         };
         let batch: Vec<Spooled> = events.into_iter().map(|(e, _)| e).collect();
-        match chain::append(store, &batch, &prev).await {
-            Ok(last) => {
-                *tail = Some(last);
-                spool.ack(end).map_err(|e| e.to_string())?;
-            }
-            Err(e) => {
-                // Re-read the tail next time: another writer may have moved it.
-                *tail = None;
-                return Err(e.to_string());
-            }
-        }
+        chain::append(store, &batch).await.map_err(|e| e.to_string())?;
+        spool.ack(end).map_err(|e| e.to_string())?;
     }
 }

@@ -5,8 +5,11 @@
 //!
 //! Users are configured as `name:role:token` entries (`TRELLIS_TOKENS`, comma-separated), or
 //! `name:role:sha256:<hex>` so that the configuration never holds a usable token. Only the
-//! SHA-256 of a token is kept in memory. Failed logins are limited per client address.
+//! SHA-256 of a token is kept in memory. Sessions live in the database (by the SHA-256 of
+//! their id), so every replica knows them and a restart logs nobody out. Failed logins are
+//! limited per client address, by each replica.
 
+use crate::store::{SessionRow, Store};
 use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,8 +18,8 @@ use std::time::{Duration, Instant};
 pub const SESSION_COOKIE: &str = "trellis_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Bounds the session table: beyond it the oldest session is dropped.
-const MAX_SESSIONS: usize = 10_000;
+/// Bounds the session table: beyond it the sessions nearest their end are dropped.
+const MAX_SESSIONS: i64 = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,6 +96,8 @@ pub enum Denied {
     Forbidden(String),
     #[error("too many failed logins from this address; try again in {0} s")]
     RateLimited(u64),
+    #[error("sessions are kept in the database, which is unavailable; try again shortly, or send a bearer token")]
+    Unavailable,
 }
 
 /// Failed logins one client address may make per window before it must wait.
@@ -101,16 +106,10 @@ const FAILED_WINDOW: Duration = Duration::from_secs(60);
 /// Bounds the table of addresses with recent failures.
 const MAX_TRACKED: usize = 10_000;
 
-struct Session {
-    user: Principal,
-    csrf: String,
-    expires: Instant,
-}
-
 pub struct Auth {
     /// Each user with the SHA-256 (hex) of their token; the token itself is not kept.
     users: Vec<(Principal, String)>,
-    sessions: Mutex<HashMap<String, Session>>,
+    store: Store,
     failures: Mutex<HashMap<std::net::IpAddr, (Instant, u32)>>,
 }
 
@@ -121,7 +120,7 @@ pub fn token_hash(token: &str) -> String {
 }
 
 impl Auth {
-    pub fn new(users: Vec<User>) -> Self {
+    pub fn new(users: Vec<User>, store: Store) -> Self {
         let users = users
             .into_iter()
             .map(|u| {
@@ -129,7 +128,7 @@ impl Auth {
                 (Principal { name: u.name, role: u.role }, hash)
             })
             .collect();
-        Auth { users, sessions: Mutex::new(HashMap::new()), failures: Mutex::new(HashMap::new()) }
+        Auth { users, store, failures: Mutex::new(HashMap::new()) }
     }
 
     fn by_token(&self, token: &str) -> Option<Principal> {
@@ -146,7 +145,7 @@ impl Auth {
 
     /// A login from `client`: the session id (for the cookie) and its CSRF token. After
     /// [`FAILED_LOGINS`] failures in a minute, the address waits out the minute.
-    pub fn login(&self, token: &str, client: std::net::IpAddr) -> Result<(Principal, String, String), Denied> {
+    pub async fn login(&self, token: &str, client: std::net::IpAddr) -> Result<(Principal, String, String), Denied> {
         let now = Instant::now();
         {
             let mut failures = self.failures.locked();
@@ -165,34 +164,49 @@ impl Auth {
             return Err(Denied::BadToken);
         };
         let (id, csrf) = (random_token(), random_token());
-        let mut sessions = self.sessions.locked();
-        let now = Instant::now();
-        sessions.retain(|_, s| s.expires > now);
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| k.clone())
-        {
-            sessions.remove(&oldest);
-        }
-        sessions.insert(id.clone(), Session { user: user.clone(), csrf: csrf.clone(), expires: now + SESSION_TTL });
+        let now = crate::now_ms();
+        let row = SessionRow {
+            user: user.name.clone(),
+            role: role_name(user.role).into(),
+            csrf: csrf.clone(),
+            expires_at: now + SESSION_TTL.as_millis() as i64,
+        };
+        self.store.create_session(&token_hash(&id), &row, now, MAX_SESSIONS).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot store a new session");
+            Denied::Unavailable
+        })?;
         Ok((user, id, csrf))
     }
 
-    pub fn logout(&self, session: &str) {
-        self.sessions.locked().remove(session);
+    pub async fn logout(&self, session: &str) {
+        if let Err(e) = self.store.delete_session(&token_hash(session)).await {
+            tracing::error!(error = %e, "cannot end a session");
+        }
     }
 
-    /// The user behind a session cookie, and its CSRF token.
-    pub fn session(&self, id: &str) -> Option<(Principal, String)> {
-        let sessions = self.sessions.locked();
-        sessions.get(id).filter(|s| s.expires > Instant::now()).map(|s| (s.user.clone(), s.csrf.clone()))
+    /// The user behind a session cookie, and its CSRF token. While the database is away no
+    /// session is known (bearer tokens still work).
+    pub async fn session(&self, id: &str) -> Option<(Principal, String)> {
+        let row = match self.store.session(&token_hash(id), crate::now_ms()).await {
+            Ok(row) => row?,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a session");
+                return None;
+            }
+        };
+        let role = match row.role.as_str() {
+            "operator" => Role::Operator,
+            _ => Role::Viewer,
+        };
+        Some((Principal { name: row.user, role }, row.csrf))
     }
 
     /// The operator behind a change request, from its headers.
-    pub fn operator(&self, headers: &http::HeaderMap) -> Result<Principal, Denied> {
+    pub async fn operator(&self, headers: &http::HeaderMap) -> Result<Principal, Denied> {
         let principal = if let Some(bearer) = bearer(headers) {
             self.by_token(bearer).ok_or(Denied::BadToken)?
         } else if let Some(id) = cookie(headers, SESSION_COOKIE) {
-            let (user, csrf) = self.session(id).ok_or(Denied::BadSession)?;
+            let (user, csrf) = self.session(id).await.ok_or(Denied::BadSession)?;
             let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
             if !constant_eq(sent.as_bytes(), csrf.as_bytes()) {
                 return Err(Denied::Csrf);
@@ -205,6 +219,13 @@ impl Auth {
             Role::Operator => Ok(principal),
             Role::Viewer => Err(Denied::Forbidden(principal.name)),
         }
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Operator => "operator",
+        Role::Viewer => "viewer",
     }
 }
 
@@ -242,8 +263,12 @@ pub fn random_token() -> String {
 mod tests {
     use super::*;
 
-    fn auth() -> Auth {
-        Auth::new(User::parse_list("ann:operator:ann-token-0123456789, vic:viewer:vic-token-0123456789").unwrap())
+    /// Users and a SQLite store of their own (kept alive by the returned directory).
+    async fn auth() -> (Auth, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&Store::sqlite_url(&dir.path().join("auth.db"))).await.unwrap();
+        let users = User::parse_list("ann:operator:ann-token-0123456789, vic:viewer:vic-token-0123456789").unwrap();
+        (Auth::new(users, store), dir)
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
@@ -256,59 +281,66 @@ mod tests {
         assert!(!format!("{u:?}").contains("ann-token"), "{u:?}");
     }
 
-    #[test]
-    fn users_parse_from_name_role_token_and_bad_entries_say_why() {
-        assert_eq!(auth().users.len(), 2);
+    #[tokio::test]
+    async fn users_parse_from_name_role_token_and_bad_entries_say_why() {
+        assert_eq!(auth().await.0.users.len(), 2);
         assert!(User::parse("ann:admin:0123456789abcdef").unwrap_err().contains("neither operator nor viewer"));
         assert!(User::parse("ann:operator:short").unwrap_err().contains("16 characters"));
         assert!(User::parse("ann").unwrap_err().contains("name:role:token"));
     }
 
-    #[test]
-    fn bearer_tokens_name_the_operator_and_viewers_are_forbidden() {
-        let a = auth();
-        let ann = a.operator(&headers(&[("authorization", "Bearer ann-token-0123456789")])).unwrap();
+    #[tokio::test]
+    async fn bearer_tokens_name_the_operator_and_viewers_are_forbidden() {
+        let (a, _dir) = auth().await;
+        let ann = a.operator(&headers(&[("authorization", "Bearer ann-token-0123456789")])).await.unwrap();
         assert_eq!(ann, Principal { name: "ann".into(), role: Role::Operator });
-        let vic = a.operator(&headers(&[("authorization", "Bearer vic-token-0123456789")]));
+        let vic = a.operator(&headers(&[("authorization", "Bearer vic-token-0123456789")])).await;
         assert_eq!(vic, Err(Denied::Forbidden("vic".into())));
-        assert_eq!(a.operator(&headers(&[("authorization", "Bearer nope")])), Err(Denied::BadToken));
-        assert_eq!(a.operator(&headers(&[])), Err(Denied::Unauthenticated));
+        assert_eq!(a.operator(&headers(&[("authorization", "Bearer nope")])).await, Err(Denied::BadToken));
+        assert_eq!(a.operator(&headers(&[])).await, Err(Denied::Unauthenticated));
     }
 
-    #[test]
-    fn a_session_cookie_needs_its_csrf_token_for_changes() {
-        let a = auth();
-        let (_, id, csrf) = a.login("ann-token-0123456789", LOCAL).unwrap();
+    #[tokio::test]
+    async fn a_session_cookie_needs_its_csrf_token_for_changes() {
+        let (a, _dir) = auth().await;
+        let (_, id, csrf) = a.login("ann-token-0123456789", LOCAL).await.unwrap();
         let cookie = format!("theme=dark; {SESSION_COOKIE}={id}");
-        assert_eq!(a.operator(&headers(&[("cookie", &cookie)])), Err(Denied::Csrf));
-        assert_eq!(a.operator(&headers(&[("cookie", &cookie), ("x-csrf-token", "guess")])), Err(Denied::Csrf));
-        assert_eq!(a.operator(&headers(&[("cookie", &cookie), ("x-csrf-token", &csrf)])).unwrap().name, "ann");
-        a.logout(&id);
-        assert_eq!(a.operator(&headers(&[("cookie", &cookie), ("x-csrf-token", &csrf)])), Err(Denied::BadSession));
-        assert_eq!(a.login("wrong", LOCAL).unwrap_err(), Denied::BadToken);
+        assert_eq!(a.operator(&headers(&[("cookie", &cookie)])).await, Err(Denied::Csrf));
+        let guessed = headers(&[("cookie", &cookie), ("x-csrf-token", "guess")]);
+        assert_eq!(a.operator(&guessed).await, Err(Denied::Csrf));
+        let signed = headers(&[("cookie", &cookie), ("x-csrf-token", &csrf)]);
+        assert_eq!(a.operator(&signed).await.unwrap().name, "ann");
+        // Another Auth on the same database (another replica, or this one restarted) knows it.
+        let other = Auth::new(Vec::new(), a.store.clone());
+        assert_eq!(other.operator(&signed).await.unwrap().name, "ann");
+        assert_eq!(a.store.session(&id, 0).await.unwrap(), None, "only the id's hash is stored");
+        a.logout(&id).await;
+        assert_eq!(other.operator(&signed).await, Err(Denied::BadSession));
+        assert_eq!(a.login("wrong", LOCAL).await.unwrap_err(), Denied::BadToken);
     }
 
     const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-    #[test]
-    fn tokens_are_kept_as_hashes_and_may_be_configured_as_hashes() {
+    #[tokio::test]
+    async fn tokens_are_kept_as_hashes_and_may_be_configured_as_hashes() {
         let hash = token_hash("ann-token-0123456789");
-        let a = Auth::new(vec![User::parse(&format!("ann:operator:sha256:{hash}")).unwrap()]);
+        let (base, _dir) = auth().await;
+        let a = Auth::new(vec![User::parse(&format!("ann:operator:sha256:{hash}")).unwrap()], base.store.clone());
         assert!(a.users.iter().all(|(_, h)| h == &hash));
-        let ann = a.operator(&headers(&[("authorization", "Bearer ann-token-0123456789")])).unwrap();
+        let ann = a.operator(&headers(&[("authorization", "Bearer ann-token-0123456789")])).await.unwrap();
         assert_eq!(ann.name, "ann");
         assert!(User::parse("ann:operator:sha256:abc").unwrap_err().contains("64 hex digits"));
     }
 
-    #[test]
-    fn failed_logins_are_limited_per_address() {
-        let a = auth();
+    #[tokio::test]
+    async fn failed_logins_are_limited_per_address() {
+        let (a, _dir) = auth().await;
         let other = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9));
         for _ in 0..FAILED_LOGINS {
-            assert_eq!(a.login("guess", LOCAL).unwrap_err(), Denied::BadToken);
+            assert_eq!(a.login("guess", LOCAL).await.unwrap_err(), Denied::BadToken);
         }
-        let limited = a.login("ann-token-0123456789", LOCAL).unwrap_err();
+        let limited = a.login("ann-token-0123456789", LOCAL).await.unwrap_err();
         assert!(matches!(limited, Denied::RateLimited(s) if s <= 60), "{limited:?}");
-        assert!(a.login("ann-token-0123456789", other).is_ok(), "other addresses are not locked out");
+        assert!(a.login("ann-token-0123456789", other).await.is_ok(), "other addresses are not locked out");
     }
 }

@@ -101,7 +101,15 @@ pub struct ServeArgs {
     /// Where certified proxies reach the control plane over mTLS (proxies learn the port with
     /// their certificate and dial the host of TRELLIS_CONTROL_PLANE_URL).
     #[arg(long, env = "TRELLIS_FLEET_LISTEN", default_value = "127.0.0.1:8443")]
-    pub fleet_listen: SocketAddr,
+    pub fleet_listen: std::net::SocketAddr,
+    /// This replica's name among the control plane's replicas (default: made up once and kept
+    /// in the data directory).
+    #[arg(long, env = "TRELLIS_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// Where the other replicas reach this one, e.g. http://10.0.0.5:8080 (default: the listen
+    /// address, or the host's name when listening on every address).
+    #[arg(long, env = "TRELLIS_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
 }
 
 fn lifetime(text: &str) -> Result<std::time::Duration, String> {
@@ -168,6 +176,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     fleet_listen: args.fleet_listen,
                     ..crate::serve::IdentityConfig::new(args.data_dir.join("identity"), &args.trust_domain)
                 }),
+                replica_id: args.replica_id,
+                advertise_url: args.advertise_url,
             })
             .await?;
             crate::serve::shutdown_signal().await;

@@ -23,6 +23,12 @@ pub struct ServeConfig {
     /// The issuing CA: where its anchor and join secret live, and the trust domain. Without
     /// it, proxies are not given certificates.
     pub identity: Option<IdentityConfig>,
+    /// This replica's name among the control plane's replicas; by default one made up once
+    /// and kept in the data directory, so a restart is the same replica.
+    pub replica_id: Option<String>,
+    /// Where the other replicas and the dashboard's users reach this one (`http://host:port`);
+    /// by default its listen address (the host's name when it listens on every address).
+    pub advertise_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -39,6 +45,8 @@ impl ServeConfig {
             record_to: Default::default(),
             spool_dir: data_dir.join("audit-spool"),
             identity: None,
+            replica_id: None,
+            advertise_url: None,
         }
     }
 }

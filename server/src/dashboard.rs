@@ -47,21 +47,29 @@ impl DataSource for AppState {
         })
     }
 
-    fn session(&self, headers: &http::HeaderMap) -> SessionView {
-        crate::api::rollouts::session_of(self, headers)
+    fn session<'a>(&'a self, headers: &'a http::HeaderMap) -> BoxFuture<'a, SessionView> {
+        Box::pin(crate::api::rollouts::session_of(self, headers))
     }
 
-    fn login(&self, token: &str, client: std::net::IpAddr) -> Result<(SessionView, String), (u16, String)> {
-        crate::api::rollouts::start_session(self, token, client).map_err(|e| {
-            let (status, message) = e.status_and_message();
-            (status.as_u16(), message)
+    fn login<'a>(
+        &'a self,
+        token: &'a str,
+        client: std::net::IpAddr,
+    ) -> BoxFuture<'a, Result<(SessionView, String), (u16, String)>> {
+        Box::pin(async move {
+            crate::api::rollouts::start_session(self, token, client).await.map_err(|e| {
+                let (status, message) = e.status_and_message();
+                (status.as_u16(), message)
+            })
         })
     }
 
-    fn logout(&self, headers: &http::HeaderMap) {
-        if let Some(id) = crate::auth::cookie(headers, crate::auth::SESSION_COOKIE) {
-            self.auth.logout(id);
-        }
+    fn logout<'a>(&'a self, headers: &'a http::HeaderMap) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some(id) = crate::auth::cookie(headers, crate::auth::SESSION_COOKIE) {
+                self.auth.logout(id).await;
+            }
+        })
     }
 
     fn act<'a>(

@@ -72,6 +72,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         record_to: crate::gitops::outcome::RecordTo::Watched,
         spool_dir: data_dir.join("audit-spool"),
         identity: Some(crate::serve::IdentityConfig::new(data_dir.join("identity"), "trellis.local")),
+        replica_id: None,
+        advertise_url: None,
     })
     .await?;
 

@@ -54,6 +54,8 @@ pub async fn report(state: &AppState) -> Report {
         None,
     )];
 
+    checks.extend(replica_checks(&state.cluster.view()));
+
     let revisions = state.revisions();
     let g = "policy";
     checks.push(match &revisions.applied {
@@ -248,6 +250,98 @@ pub async fn report(state: &AppState) -> Report {
     Report { ok, checks }
 }
 
+/// The control plane's replicas: one leads, with a fresh lease; none has gone quiet.
+fn replica_checks(view: &trellis_api::ClusterView) -> Vec<Check> {
+    let g = "control plane";
+    let lead = match (&view.leader, view.lease_age_ms, &view.error) {
+        (_, _, Some(e)) => check(
+            g,
+            "one replica leads",
+            Status::Fail,
+            format!("the lease cannot be read: {e}"),
+            Some("check the database: rollouts do not move while no replica leads (traffic is not affected)"),
+        ),
+        (Some(leader), Some(age), None) => {
+            let who = if *leader == view.replica { "this replica".to_string() } else { leader.clone() };
+            let since = view.leader_since.map(trellis_api::format_time).unwrap_or_default();
+            let detail = format!("{who} leads (term {}, since {since}); lease renewed {age} ms ago", view.term);
+            check(g, "one replica leads", Status::Ok, detail, None)
+        }
+        _ => check(
+            g,
+            "one replica leads",
+            Status::Warn,
+            "no replica holds the lease right now",
+            Some("a replica takes it within 5 s; if this lasts, check that the replicas reach the database"),
+        ),
+    };
+    let down: Vec<String> = view
+        .replicas
+        .iter()
+        .filter(|r| !r.up)
+        .map(|r| format!("{} ({}, not heard from for {} s)", r.id, r.address, r.seen_ago_ms / 1000))
+        .collect();
+    let up = view.replicas.iter().filter(|r| r.up).count();
+    let replicas = if down.is_empty() {
+        check(g, "every replica is alive", Status::Ok, format!("{up} running; this is {}", view.replica), None)
+    } else {
+        check(
+            g,
+            "every replica is alive",
+            Status::Warn,
+            format!("{up} running; gone quiet: {}", down.join(", ")),
+            Some(
+                "a stopped replica's proxies move to the others; restart it, or ignore this once it drops off in a minute",
+            ),
+        )
+    };
+    vec![lead, replicas]
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trellis_api::{ClusterView, ReplicaView};
+
+    fn replica(id: &str, up: bool) -> ReplicaView {
+        ReplicaView {
+            id: id.into(),
+            address: format!("http://{id}:8080"),
+            up,
+            seen_ago_ms: if up { 500 } else { 42_000 },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_replicas_checks_name_the_leader_and_the_quiet_ones() {
+        let mut view = ClusterView {
+            replica: "a".into(),
+            leader: Some("b".into()),
+            leader_since: Some(0),
+            term: 7,
+            lease_age_ms: Some(300),
+            replicas: vec![replica("a", true), replica("b", true)],
+            error: None,
+        };
+        let checks = replica_checks(&view);
+        assert_eq!(checks[0].status, Status::Ok);
+        assert!(checks[0].detail.starts_with("b leads (term 7"), "{}", checks[0].detail);
+        assert_eq!(checks[1].status, Status::Ok);
+
+        view.leader = None;
+        view.lease_age_ms = None;
+        view.replicas.push(replica("c", false));
+        let checks = replica_checks(&view);
+        assert_eq!(checks[0].status, Status::Warn);
+        assert_eq!(checks[1].status, Status::Warn);
+        assert!(checks[1].detail.contains("c (http://c:8080, not heard from for 42 s)"), "{}", checks[1].detail);
+
+        view.error = Some("connection refused".into());
+        assert_eq!(replica_checks(&view)[0].status, Status::Fail);
+    }
 }

@@ -11,7 +11,7 @@
 //!     http    api, dashboard, fleet_api,     /api/v1, the dashboard, /fleet/v1 for proxies,
 //!             health                         the checks behind `trellis check`
 //!    state    state                          the revision in force; what every handler reads
-//! services    audit, fleet, gitops,          each owns its state; what it needs of the
+//! services    audit, cluster, fleet, gitops, each owns its state; what it needs of the
 //!             rollouts, config               control plane it says in a trait (gitops::Follower,
 //!                                            rollouts::Env) that `state` implements
 //! foundation  store, auth, identity,         the database, users and sessions, the issuing CA,
@@ -32,6 +32,7 @@
 //! - [`gitops`]: git branch → judged revisions.
 //! - [`fleet`]: proxy registry and config snapshots.
 //! - [`rollouts`]: running canary rollouts against live telemetry.
+//! - [`cluster`]: replicas on one database, and the leader's lease.
 //! - [`audit`]: the audit trail writer and its hash chain.
 //! - [`store`]: Postgres / SQLite through sqlx, with migrations.
 //! - [`auth`]: operators, viewers, sessions and CSRF.
@@ -48,6 +49,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod demo;

@@ -6,6 +6,7 @@
 //! carries out their results. One async lock serialises ticks and actions, and a state is
 //! saved before it takes effect, so what proxies run never gets ahead of the database.
 
+use crate::store::Fence;
 use std::collections::BTreeMap;
 use trellis_api::{RolloutView, RolloutsView};
 use trellis_model::config::{MeshConfig, RolloutConfig, RolloutOutcome};
@@ -26,6 +27,8 @@ pub trait Env: Clone + Send + Sync + 'static {
     fn record_to(&self) -> crate::gitops::outcome::RecordTo;
     /// Something the dashboard shows changed.
     fn changed(&self);
+    /// The leader's fence while this replica leads; `None` on the others, which only follow.
+    fn fence(&self) -> Option<Fence>;
 }
 
 #[derive(Default)]
@@ -42,6 +45,76 @@ struct Inner {
     record_attempts: BTreeMap<String, u64>,
 }
 
+impl Inner {
+    /// Sets aside states made for a spec other than the base's (the leader has not caught up
+    /// with this revision, or this replica with the leader's).
+    fn keep_matching(&mut self) {
+        let Some(base) = &self.base else { return };
+        self.states.retain(|n, s| base.rollouts.get(n).is_some_and(|spec| s.fingerprint == rollout::fingerprint(spec)));
+    }
+}
+
+/// The leader's part of a new base: starts rollouts that appeared or changed and forgets
+/// those that went away. `restoring`: the states come from the database, saved by a
+/// control plane that is gone; each running one waits for a fresh analysis.
+async fn reconcile(app: &impl Env, inner: &mut Inner, fence: &Fence, restoring: bool) {
+    let now = crate::now_ms() as u64;
+    let Some(config) = inner.base.clone() else { return };
+    let live: BTreeMap<String, RolloutConfig> =
+        config.rollouts.iter().filter(|(_, r)| r.status.is_none()).map(|(n, r)| (n.clone(), r.clone())).collect();
+    let gone: Vec<String> = inner
+        .states
+        .iter()
+        .filter(|(n, s)| config.rollouts.get(*n).is_none_or(|spec| s.fingerprint != rollout::fingerprint(spec)))
+        .map(|(n, _)| n.clone())
+        .filter(|n| !live.contains_key(n))
+        .collect();
+    for name in gone {
+        inner.states.remove(&name);
+        if let Err(e) = app.store().forget_rollout(&name, fence).await {
+            tracing::error!(rollout = %name, error = %e, "cannot forget a finished rollout's state");
+        }
+    }
+    for (name, spec) in &live {
+        match inner.states.get_mut(name) {
+            // Removing the recorded `status:` from an ended rollout runs it again.
+            Some(state)
+                if state.fingerprint == rollout::fingerprint(spec)
+                    && !(state.phase.is_terminal() && state.recorded.is_some()) =>
+            {
+                if restoring {
+                    rollout::restored(spec, state, now);
+                }
+            }
+            existing => {
+                let changed = existing.is_some();
+                let (state, events) = rollout::start(spec, now);
+                if let Err(e) = app.store().save_rollout(&state, now as i64, fence).await {
+                    tracing::error!(rollout = %name, error = %e, "cannot save a new rollout; it starts when the database is back");
+                    continue;
+                }
+                if changed {
+                    let summary = format!("rollout {name} starts again: its spec or status changed in git");
+                    app.audit().system("rollout.restarted", Some(&spec.service), summary, serde_json::json!({}));
+                }
+                record(app, spec, "trellis", &events);
+                inner.states.insert(name.clone(), state);
+                saved(app);
+            }
+        }
+    }
+}
+
+/// Tells the other replicas that a rollout's state changed.
+fn saved(app: &impl Env) {
+    let store = app.store().clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.notify(crate::store::topic::ROLLOUTS).await {
+            tracing::debug!(error = %e, "cannot notify the other replicas; they catch up within a second");
+        }
+    });
+}
+
 /// How long to wait before trying again to commit an outcome git refused.
 const RECORD_RETRY_MS: u64 = 30_000;
 
@@ -53,6 +126,8 @@ pub enum ActError {
     Refused(#[from] rollout::Refused),
     #[error("the rollout state could not be saved: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("no replica of the control plane leads right now (a new leader takes over within 5 s); try again")]
+    NoLeader,
 }
 
 impl Rollouts {
@@ -63,61 +138,53 @@ impl Rollouts {
         inner.states = saved.into_iter().map(|s| (s.name.clone(), s)).collect();
     }
 
-    /// A new revision from git: starts rollouts that appeared or changed, drops the state of
-    /// those that went away (an ended rollout keeps its state, for its history), and
-    /// publishes the overlaid configuration.
+    /// A new revision from git. The leader starts rollouts that appeared or changed and
+    /// drops the state of those that went away (an ended rollout keeps its state, for its
+    /// history); other replicas set aside states made for another spec and wait for the
+    /// leader's. Either way, the overlaid configuration is published.
     pub async fn set_base(&self, app: &impl Env, config: MeshConfig) {
-        let now = crate::now_ms() as u64;
         let mut inner = self.0.lock().await;
         let restoring = inner.base.is_none();
-        let live: BTreeMap<String, RolloutConfig> =
-            config.rollouts.iter().filter(|(_, r)| r.status.is_none()).map(|(n, r)| (n.clone(), r.clone())).collect();
-        let gone: Vec<String> = inner
-            .states
-            .iter()
-            .filter(|(n, s)| config.rollouts.get(*n).is_none_or(|spec| s.fingerprint != rollout::fingerprint(spec)))
-            .map(|(n, _)| n.clone())
-            .filter(|n| !live.contains_key(n))
-            .collect();
-        for name in gone {
-            inner.states.remove(&name);
-            if let Err(e) = app.store().forget_rollout(&name).await {
-                tracing::error!(rollout = %name, error = %e, "cannot forget a finished rollout's state");
-            }
-        }
-        for (name, spec) in &live {
-            match inner.states.get_mut(name) {
-                // Removing the recorded `status:` from an ended rollout runs it again.
-                Some(state)
-                    if state.fingerprint == rollout::fingerprint(spec)
-                        && !(state.phase.is_terminal() && state.recorded.is_some()) =>
-                {
-                    if restoring {
-                        rollout::restored(spec, state, now);
-                    }
-                }
-                existing => {
-                    let changed = existing.is_some();
-                    let (state, events) = rollout::start(spec, now);
-                    if let Err(e) = app.store().save_rollout(&state, now as i64).await {
-                        tracing::error!(rollout = %name, error = %e, "cannot save a new rollout; it starts when the database is back");
-                        continue;
-                    }
-                    if changed {
-                        let summary = format!("rollout {name} starts again: its spec or status changed in git");
-                        app.audit().system("rollout.restarted", Some(&spec.service), summary, serde_json::json!({}));
-                    }
-                    record(app, spec, "trellis", &events);
-                    inner.states.insert(name.clone(), state);
-                }
-            }
-        }
         inner.base = Some(config);
+        match app.fence() {
+            Some(fence) => reconcile(app, &mut inner, &fence, restoring).await,
+            None => inner.keep_matching(),
+        }
         publish(app, &mut inner, true);
+    }
+
+    /// This replica became the leader: it takes the states as the database has them (the
+    /// last leader's), starts what the last one had not, and runs on from there. Each running
+    /// rollout waits one analysis interval of fresh traffic before its next step.
+    pub async fn take_over(&self, app: &impl Env, saved: Vec<RolloutState>) {
+        let Some(fence) = app.fence() else { return };
+        let mut inner = self.0.lock().await;
+        inner.states = saved.into_iter().map(|s| (s.name.clone(), s)).collect();
+        reconcile(app, &mut inner, &fence, true).await;
+        publish(app, &mut inner, false);
+        app.changed();
+    }
+
+    /// Another replica leads: takes the states it saved. Returns whether any changed.
+    pub async fn follow(&self, app: &impl Env, saved: Vec<RolloutState>) -> bool {
+        if app.fence().is_some() {
+            return false;
+        }
+        let mut inner = self.0.lock().await;
+        let saved: BTreeMap<String, RolloutState> = saved.into_iter().map(|s| (s.name.clone(), s)).collect();
+        if saved == inner.states {
+            return false;
+        }
+        inner.states = saved;
+        inner.keep_matching();
+        publish(app, &mut inner, false);
+        app.changed();
+        true
     }
 
     /// Analyses what is due and moves what the analyses allow.
     pub async fn tick(&self, app: &impl Env) {
+        let Some(fence) = app.fence() else { return };
         let now = crate::now_ms() as u64;
         let mut inner = self.0.lock().await;
         let Some(base) = &inner.base else { return };
@@ -131,11 +198,12 @@ impl Rollouts {
             if events.is_empty() {
                 continue;
             }
-            if let Err(e) = app.store().save_rollout(&next, now as i64).await {
+            if let Err(e) = app.store().save_rollout(&next, now as i64, &fence).await {
                 // Not saved, not applied: the same analysis runs again on the next tick.
                 tracing::error!(rollout = %name, error = %e, "cannot save rollout state; holding it where it is");
                 continue;
             }
+            saved(app);
             record(app, spec, "trellis", &events);
             inner.states.insert(name.clone(), next);
             changed = true;
@@ -161,7 +229,12 @@ impl Rollouts {
         };
         let mut next = state.clone();
         let events = rollout::act(&spec, &mut next, action, actor, now)?;
-        app.store().save_rollout(&next, now as i64).await?;
+        let fence = app.fence().ok_or(ActError::NoLeader)?;
+        app.store().save_rollout(&next, now as i64, &fence).await.map_err(|e| match e {
+            crate::store::StoreError::Fenced => ActError::NoLeader,
+            e => e.into(),
+        })?;
+        saved(app);
         let summary = format!("{actor} chose {} on rollout {name}", action.name());
         app.audit().record(crate::store::NewEvent {
             at: now as i64,
@@ -189,6 +262,9 @@ impl Rollouts {
     /// refused commit every half minute). Once the commit is on the watched branch, the next
     /// revision carries the outcome: git and the applied configuration agree.
     pub async fn record_outcomes(&self, app: &impl Env) {
+        if app.fence().is_none() {
+            return;
+        }
         let now = crate::now_ms() as u64;
         let todo: Vec<(RolloutConfig, RolloutOutcome, String)> = {
             let mut inner = self.0.lock().await;
@@ -217,10 +293,13 @@ impl Rollouts {
             match crate::gitops::outcome::record(app.policy(), app.record_to(), name, outcome, &by, &why).await {
                 Ok(recorded) => {
                     let mut inner = self.0.lock().await;
-                    if let Some(state) = inner.states.get_mut(name) {
+                    if let (Some(state), Some(fence)) = (inner.states.get_mut(name), app.fence()) {
                         state.recorded = Some(recorded.sha.clone());
-                        if let Err(e) = app.store().save_rollout(state, now as i64).await {
-                            tracing::error!(rollout = %name, error = %e, "cannot save that the outcome was recorded");
+                        match app.store().save_rollout(state, now as i64, &fence).await {
+                            Ok(()) => saved(app),
+                            Err(e) => {
+                                tracing::error!(rollout = %name, error = %e, "cannot save that the outcome was recorded")
+                            }
                         }
                     }
                     app.audit().record(crate::store::NewEvent {

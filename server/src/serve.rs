@@ -78,12 +78,17 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         None => (None, None),
     };
     let fleet_addr = fleet_listener.as_ref().map(|l| l.local_addr()).transpose()?;
-    let state = AppState::new(store.clone(), shutdown_rx.clone(), &config, ca.clone(), fleet_addr.map(|a| a.port()))
-        .map_err(|e| anyhow::anyhow!("cannot open the audit spool in {}: {e}", config.spool_dir.display()))?;
+    let replica = (replica_id(&config)?, advertise_url(&config, addr));
+    let state =
+        AppState::new(store.clone(), shutdown_rx.clone(), &config, replica, ca.clone(), fleet_addr.map(|a| a.port()))
+            .map_err(|e| anyhow::anyhow!("cannot open the audit spool in {}: {e}", config.spool_dir.display()))?;
     // Proxies heard from in the last ten minutes are the fleet a restart must wait for.
     let known = store.recent_members(crate::now_ms() - 600_000).await.unwrap_or_default();
     state.fleet.hold_until_rejoined(known, REJOIN_GRACE);
     state.rollouts.restore(store.rollouts().await?).await;
+    // Lead at once when no other replica does: a lone control plane's rollouts and outcome
+    // commits do not wait for the first turn of the lease loop.
+    state.cluster.claim_now().await;
     state.audit.system(
         "control_plane.started",
         None,
@@ -108,14 +113,23 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         fleet.sweep();
         std::future::ready(())
     })));
-    let rollouts = state.clone();
-    tasks.push(tokio::spawn(every(crate::rollouts::TICK, shutdown_rx.clone(), move || {
-        let app = rollouts.clone();
-        async move {
-            app.rollouts.tick(&app).await;
-            app.rollouts.record_outcomes(&app).await;
+    tasks.push(tokio::spawn(state.cluster.clone().run(shutdown_rx.clone()).instrument(tracing::info_span!("cluster"))));
+    let follow_now = std::sync::Arc::new(tokio::sync::Notify::new());
+    let heard = {
+        let (state, follow_now) = (state.clone(), follow_now.clone());
+        move |topic: &str| {
+            use crate::store::topic;
+            if topic == topic::ROLLOUTS || topic == topic::ALL {
+                follow_now.notify_one();
+            }
+            if topic == topic::GIT || topic == topic::ALL {
+                state.git_hook.notify_one();
+            }
+            state.changed();
         }
-    })));
+    };
+    tasks.push(tokio::spawn(crate::cluster::listen(store.clone(), heard, shutdown_rx.clone())));
+    tasks.push(tokio::spawn(run_rollouts(state.clone(), follow_now, shutdown_rx.clone())));
     if let (Some(ca), Some(listener)) = (ca, fleet_listener) {
         let tls = crate::fleet::tls::server_config(ca.clone()).map_err(|e| anyhow::anyhow!("the fleet's TLS: {e}"))?;
         let fleet_app = crate::fleet_api::router()
@@ -163,6 +177,81 @@ fn lock_data_dir(spool_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
         )),
         Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
     }
+}
+
+/// The rollouts' loop. On the leader: analyse and step every tick, commit outcomes; on taking
+/// the lead, first take the states as the last leader left them. On the other replicas:
+/// follow the leader's states, at once when it notifies, every tick when a notice was lost.
+async fn run_rollouts(app: AppState, follow_now: std::sync::Arc<tokio::sync::Notify>, mut shutdown: Shutdown) {
+    let mut terms = app.cluster.terms();
+    let mut led: Option<i64> = None;
+    loop {
+        let term = app.cluster.fence().map(|f| f.token);
+        match term {
+            Some(token) => {
+                if led != Some(token) {
+                    match app.store.rollouts().await {
+                        Ok(saved) => {
+                            app.rollouts.take_over(&app, saved).await;
+                            led = Some(token);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot read the rollouts to take the lead; trying again"),
+                    }
+                }
+                if led == Some(token) {
+                    app.rollouts.tick(&app).await;
+                    app.rollouts.record_outcomes(&app).await;
+                }
+            }
+            None => {
+                led = None;
+                match app.store.rollouts().await {
+                    Ok(saved) => {
+                        app.rollouts.follow(&app, saved).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "cannot read the leader's rollout states"),
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(crate::rollouts::TICK) => {}
+            _ = follow_now.notified() => {}
+            _ = terms.changed() => {}
+            () = shutdown.recv() => return,
+        }
+    }
+}
+
+/// This replica's id: configured, or made up once and kept in the data directory, so that a
+/// restart is the same replica (and renews its own lease at once).
+fn replica_id(config: &ServeConfig) -> anyhow::Result<String> {
+    if let Some(id) = &config.replica_id {
+        return Ok(id.clone());
+    }
+    let path = config.spool_dir.join("replica-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    let id = format!("{}-{}", if host.is_empty() { "trellis" } else { &host }, &crate::auth::random_token()[..6]);
+    std::fs::write(&path, &id).map_err(|e| anyhow::anyhow!("cannot keep the replica id in {}: {e}", path.display()))?;
+    Ok(id)
+}
+
+/// Where the others reach this replica: configured, or its listen address (with the host's
+/// name in place of an address that means every address).
+fn advertise_url(config: &ServeConfig, addr: SocketAddr) -> String {
+    if let Some(url) = &config.advertise_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    if addr.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        return format!("http://{}:{}", host.trim(), addr.port());
+    }
+    format!("http://{addr}")
 }
 
 /// Runs `tick` every `period` until shutdown (a tick in progress finishes first).

@@ -40,6 +40,8 @@ pub struct Inner {
     pub ca: Option<Arc<crate::identity::Ca>>,
     /// The fleet's mTLS port, told to proxies with their certificate.
     pub fleet_port: Option<u16>,
+    /// The other replicas, and whether this one leads.
+    pub cluster: crate::cluster::Cluster,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -68,6 +70,7 @@ impl AppState {
         store: Store,
         shutdown: crate::sync::Shutdown,
         config: &crate::config::ServeConfig,
+        replica: (String, String),
         ca: Option<Arc<crate::identity::Ca>>,
         fleet_port: Option<u16>,
     ) -> std::io::Result<Self> {
@@ -77,7 +80,9 @@ impl AppState {
         let fleet = Fleet::new(audit.clone(), Some(store.clone()), crate::fleet::DEBOUNCE, move || {
             changes_for_fleet.send_modify(|n| *n += 1)
         });
+        let cluster = crate::cluster::Cluster::new(store.clone(), audit.clone(), replica.0, replica.1);
         Ok(AppState(Arc::new(Inner {
+            auth: crate::auth::Auth::new(config.users.clone(), store.clone()),
             store,
             fleet,
             audit,
@@ -89,11 +94,11 @@ impl AppState {
             policy: config.policy.clone(),
             telemetry: Default::default(),
             rollouts: Default::default(),
-            auth: crate::auth::Auth::new(config.users.clone()),
             record_to: config.record_to,
             git: Mutex::new(GitHealth::default()),
             ca,
             fleet_port,
+            cluster,
         })))
     }
 
@@ -243,5 +248,9 @@ impl crate::rollouts::Env for AppState {
 
     fn changed(&self) {
         AppState::changed(self)
+    }
+
+    fn fence(&self) -> Option<crate::store::Fence> {
+        self.cluster.fence()
     }
 }

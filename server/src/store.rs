@@ -3,6 +3,7 @@
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
+use std::collections::HashSet;
 use trellis_api::{AuditEntry, AuditFilter, RevisionView};
 use trellis_model::rollout::RolloutState;
 
@@ -14,11 +15,21 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported DATABASE_URL {0:?}: use postgres://... or sqlite://...")]
     Unsupported(String),
+    #[error("refused: this replica is no longer the leader (the lease moved on)")]
+    Fenced,
 }
+
+mod cluster;
+mod sessions;
+
+pub use cluster::{CHANNEL, Fence, LEADER, Lease, ReplicaRow, topic};
+pub use sessions::SessionRow;
 
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    sqlite: bool,
+    url: String,
 }
 
 /// An audit event about to be appended.
@@ -72,7 +83,17 @@ impl Store {
         } else {
             sqlx::migrate!("../migrations/postgres").run(&pool).await?;
         }
-        Ok(Store { pool })
+        Ok(Store { pool, sqlite, url: url.to_string() })
+    }
+
+    /// Postgres: replicas may share it. SQLite: one control plane alone.
+    pub fn is_shared(&self) -> bool {
+        !self.sqlite
+    }
+
+    /// Where the database is, for a connection of its own (`LISTEN`).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The embedded default: a SQLite file, created if missing.
@@ -125,21 +146,39 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get::<i64, _>("seq")?, revision_from_row(r)?))).collect()
     }
 
-    /// The newest chained event: its hash (the next event's `prev_hash`) and its uid.
-    pub async fn audit_tail(&self) -> Result<Option<(String, Option<String>)>, StoreError> {
-        let row = sqlx::query("SELECT hash, uid FROM audit_events WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(r) => Some((r.try_get("hash")?, r.try_get("uid")?)),
-            None => None,
-        })
-    }
-
-    /// Appends events already linked (by the audit chain's `link`) in one transaction. A
-    /// concurrent writer makes it fail (unique `prev_hash`) rather than fork the chain.
-    pub async fn append_linked(&self, rows: &[Linked<'_>]) -> Result<(), StoreError> {
+    /// Appends events to the hash chain in one transaction. Writers take turns (an advisory
+    /// lock on Postgres; SQLite has one connection): each reads the chain's tail inside its
+    /// transaction, so replicas appending at once neither fork the chain nor leave a gap.
+    /// `link` gets the tail's hash and the uids of `uids` already stored (a spool replayed
+    /// after a crash), and links what remains.
+    pub async fn append_chained<'e>(
+        &self,
+        uids: &[&str],
+        link: impl FnOnce(&str, &HashSet<String>) -> Vec<Linked<'e>>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        if !self.sqlite {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_LOCK).execute(&mut *tx).await?;
+        }
+        let tail: Option<String> =
+            sqlx::query("SELECT hash FROM audit_events WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("hash"))
+                .transpose()?;
+        let mut stored = HashSet::new();
+        for chunk in uids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT uid FROM audit_events WHERE uid IN ({})", marks.join(", "));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for uid in chunk {
+                q = q.bind(uid.to_string());
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                stored.insert(row.try_get::<String, _>("uid")?);
+            }
+        }
+        let rows = link(tail.as_deref().unwrap_or_default(), &stored);
         // Ten values a row: chunks stay under SQLite's limit on bound parameters.
         for chunk in rows.chunks(500) {
             let values: Vec<String> = (0..chunk.len())
@@ -297,20 +336,28 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get::<String, _>("proxy_id")?)).collect()
     }
 
-    /// Saves a rollout's state after a change (an upsert: one row per rollout).
-    pub async fn save_rollout(&self, state: &RolloutState, at: i64) -> Result<(), StoreError> {
+    /// Saves a rollout's state after a change (an upsert: one row per rollout), for the
+    /// leader's term `fence`: refused with [`StoreError::Fenced`] once that term is over.
+    pub async fn save_rollout(&self, state: &RolloutState, at: i64, fence: &Fence) -> Result<(), StoreError> {
         let json = serde_json::to_string(state).unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO rollouts (name, fingerprint, state, updated_at) VALUES ($1, $2, $3, $4) \
+        let sql = format!(
+            "INSERT INTO rollouts (name, fingerprint, state, updated_at) SELECT $1, $2, $3, $4 WHERE {} \
              ON CONFLICT (name) DO UPDATE SET fingerprint = excluded.fingerprint, state = excluded.state, \
              updated_at = excluded.updated_at",
-        )
-        .bind(&state.name)
-        .bind(&state.fingerprint)
-        .bind(json)
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
+            Store::fenced(5)
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&state.name)
+            .bind(&state.fingerprint)
+            .bind(json)
+            .bind(at)
+            .bind(&fence.holder)
+            .bind(fence.token)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Fenced);
+        }
         Ok(())
     }
 
@@ -331,8 +378,10 @@ impl Store {
         Ok(states)
     }
 
-    pub async fn forget_rollout(&self, name: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM rollouts WHERE name = $1").bind(name).execute(&self.pool).await?;
+    pub async fn forget_rollout(&self, name: &str, fence: &Fence) -> Result<(), StoreError> {
+        let sql = format!("DELETE FROM rollouts WHERE name = $1 AND {}", Store::fenced(2));
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(name).bind(&fence.holder).bind(fence.token);
+        q.execute(&self.pool).await?;
         Ok(())
     }
 
@@ -364,6 +413,9 @@ fn revision_from_row(r: &sqlx::any::AnyRow) -> Result<RevisionView, StoreError> 
         changes: serde_json::from_str(&r.try_get::<String, _>("changes")?).unwrap_or_default(),
     })
 }
+
+/// The advisory lock key under which audit writers take turns ("trellis" in ASCII).
+const AUDIT_LOCK: i64 = 0x0074_7265_6c6c_6973;
 
 /// Escapes LIKE's wildcards (with `\` as the escape character) in user text.
 fn like_escape(s: &str) -> String {

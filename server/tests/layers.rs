@@ -14,7 +14,7 @@ use support::imports::{circles, imports};
 /// Lowest first, as `src/lib.rs` draws them. A new module must be placed here.
 const LAYERS: &[(&str, &[&str])] = &[
     ("foundation", &["auth", "identity", "source", "store", "sync", "telemetry", "testing", "webhook"]),
-    ("services", &["audit", "config", "fleet", "gitops", "rollouts"]),
+    ("services", &["audit", "cluster", "config", "fleet", "gitops", "rollouts"]),
     ("state", &["state"]),
     ("http", &["api", "dashboard", "fleet_api", "health"]),
     ("wiring", &["serve"]),

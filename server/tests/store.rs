@@ -5,7 +5,7 @@ use trellis_api::{AuditFilter, RevisionView};
 use trellis_model::diff::{Change, ChangeKind};
 use trellis_model::{Code, Diagnostic, diagnostic::Pos};
 use trellis_server::audit::spool::Spooled;
-use trellis_server::store::{NewEvent, Store};
+use trellis_server::store::{Fence, LEADER, NewEvent, ReplicaRow, SessionRow, Store, StoreError};
 use trellis_server::testing::PgDatabase;
 
 /// Runs `trellis audit ARGS` against the database; returns exit code and stdout.
@@ -52,7 +52,6 @@ async fn exercise(url: &str) {
     assert_eq!(next[0].1.sha, "aaa");
 
     // As the control plane's writer does: each batch links to the stored tail.
-    let mut prev = store.audit_tail().await.unwrap().map(|(hash, _)| hash).unwrap_or_default();
     for i in 0..5 {
         let e = NewEvent {
             at: 1000 + i,
@@ -63,7 +62,7 @@ async fn exercise(url: &str) {
             summary: format!("Event {i}"),
             detail: serde_json::json!({ "i": i }),
         };
-        prev = trellis_server::audit::chain::append(&store, &[Spooled::new(e)], &prev).await.unwrap();
+        trellis_server::audit::chain::append(&store, &[Spooled::new(e)]).await.unwrap();
     }
     let all = AuditFilter::default();
     let first = store.events(&all, None, 3).await.unwrap();
@@ -125,6 +124,24 @@ async fn exercise(url: &str) {
     assert!(out.starts_with(&format!("audit chain broken at event {target}:")), "{out}");
     raw.close().await;
 
+    // A spool replayed after a crash: what already landed is skipped, not stored twice.
+    let replayed = Spooled {
+        uid: "replayed-uid".into(),
+        event: NewEvent {
+            at: 999,
+            kind: "auth.login".into(),
+            actor: "cy".into(),
+            revision: None,
+            service: None,
+            summary: "replayed".into(),
+            detail: serde_json::json!({}),
+        },
+    };
+    trellis_server::audit::chain::append(&store, std::slice::from_ref(&replayed)).await.unwrap();
+    trellis_server::audit::chain::append(&store, &[replayed]).await.unwrap();
+    let by_cy = AuditFilter { actor: Some("cy".into()), ..Default::default() };
+    assert_eq!(store.events(&by_cy, None, 10).await.unwrap().len(), 1, "stored once");
+
     // Rollout states: one row per rollout, the newest state wins, gone when forgotten.
     let mut state = trellis_model::rollout::RolloutState {
         name: "shop-v2".into(),
@@ -139,13 +156,58 @@ async fn exercise(url: &str) {
         analyses: Vec::new(),
         recorded: None,
     };
-    store.save_rollout(&state, 1).await.unwrap();
+    // Rollout states are written for the leader's term only.
+    let a = store.claim_lease(LEADER, "a", 60_000, false).await.unwrap().expect("a free lease is taken");
+    assert_eq!((a.holder.as_str(), a.token), ("a", 1));
+    assert!(a.expires_at >= a.now + 59_000, "{a:?}");
+    assert_eq!(store.claim_lease(LEADER, "b", 60_000, false).await.unwrap(), None, "a holds it");
+    let renewed = store.claim_lease(LEADER, "a", 60_000, false).await.unwrap().unwrap();
+    assert_eq!((renewed.token, renewed.acquired_at), (1, a.acquired_at), "a renewal is the same term");
+    let fence_a = Fence { holder: "a".into(), token: 1 };
+    store.save_rollout(&state, 1, &fence_a).await.unwrap();
     state.step = 1;
     state.phase = trellis_model::rollout::Phase::Paused { reason: "paused by ann".into() };
-    store.save_rollout(&state, 2).await.unwrap();
-    assert_eq!(store.rollouts().await.unwrap(), vec![state]);
-    store.forget_rollout("shop-v2").await.unwrap();
+    store.save_rollout(&state, 2, &fence_a).await.unwrap();
+    assert_eq!(store.rollouts().await.unwrap(), vec![state.clone()]);
+
+    // b takes over (forced here; in service, once a's lease expires): a's writes are refused.
+    let b = store.claim_lease(LEADER, "b", 60_000, true).await.unwrap().unwrap();
+    assert_eq!(b.token, 2, "a new holder is a new term");
+    let mut stale = state.clone();
+    stale.step = 7;
+    assert!(matches!(store.save_rollout(&stale, 3, &fence_a).await, Err(StoreError::Fenced)));
+    store.forget_rollout("shop-v2", &fence_a).await.unwrap();
+    assert_eq!(store.rollouts().await.unwrap(), vec![state], "the old leader changed nothing");
+    assert_eq!(store.lease(LEADER).await.unwrap().unwrap().holder, "b");
+    store.release_lease(LEADER, "b").await.unwrap();
+    let c = store.claim_lease(LEADER, "c", 60_000, false).await.unwrap().expect("a released lease is free");
+    assert_eq!(c.token, 3);
+    store.forget_rollout("shop-v2", &Fence { holder: "c".into(), token: 3 }).await.unwrap();
     assert!(store.rollouts().await.unwrap().is_empty());
+
+    // Replicas say they are alive; the list holds those seen lately.
+    let row =
+        ReplicaRow { id: "r1".into(), address: "http://r1".into(), version: "1".into(), started_at: 5, seen_at: 0 };
+    store.replica_alive(&row).await.unwrap();
+    let (replicas, now) = store.replicas(10_000).await.unwrap();
+    assert_eq!(replicas.len(), 1);
+    assert!((replicas[0].seen_at - now).abs() < 5_000, "{replicas:?} at {now}");
+    store.notify("changed").await.unwrap();
+
+    // Sessions: found until they expire or are deleted.
+    let session = SessionRow { user: "ann".into(), role: "operator".into(), csrf: "c".into(), expires_at: 2_000 };
+    store.create_session("h1", &session, 1_000, 10).await.unwrap();
+    assert_eq!(store.session("h1", 1_500).await.unwrap(), Some(session.clone()));
+    assert_eq!(store.session("h1", 2_500).await.unwrap(), None, "expired");
+    store.delete_session("h1").await.unwrap();
+    assert_eq!(store.session("h1", 1_500).await.unwrap(), None);
+    // Beyond the bound, the sessions nearest their end go first.
+    for i in 0..4 {
+        let s = SessionRow { expires_at: 10_000 + i, ..session.clone() };
+        store.create_session(&format!("s{i}"), &s, 1_000, 3).await.unwrap();
+    }
+    assert_eq!(store.session("s0", 1_000).await.unwrap(), None);
+    assert!(store.session("s3", 1_000).await.unwrap().is_some());
     store.close().await;
 }
 
@@ -153,6 +215,42 @@ async fn exercise(url: &str) {
 async fn postgres_store() {
     let db = PgDatabase::create().await;
     exercise(&db.url).await;
+    db.drop_it().await;
+}
+
+/// Replicas append at once, each with its own pool: one chain, nothing lost, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_keep_one_chain() {
+    let db = PgDatabase::create().await;
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let store = Store::connect(&db.url).await.unwrap();
+        writers.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let e = NewEvent {
+                    at: i,
+                    kind: "test.event".into(),
+                    actor: format!("writer-{w}"),
+                    revision: None,
+                    service: None,
+                    summary: format!("event {i} of writer {w}"),
+                    detail: serde_json::json!({}),
+                };
+                let batch = [Spooled::new(e.clone()), Spooled::new(NewEvent { at: i + 1000, ..e })];
+                trellis_server::audit::chain::append(&store, &batch).await.unwrap();
+            }
+            store.close().await;
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let (code, out) = audit_cli(&db.url, &["verify"]).await;
+    assert_eq!(code, 0, "{out}");
+    let store = Store::connect(&db.url).await.unwrap();
+    let kind = AuditFilter { kind: Some("test.event".into()), ..Default::default() };
+    assert_eq!(store.events(&kind, None, 500).await.unwrap().len(), 200);
+    store.close().await;
     db.drop_it().await;
 }
 

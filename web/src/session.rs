@@ -11,7 +11,7 @@ pub async fn get_session() -> Result<SessionView, ServerFnError> {
     // no backend: nobody is signed in then.
     let Some(backend) = use_context::<crate::ssr::Backend>() else { return Ok(SessionView::default()) };
     let headers: http::HeaderMap = leptos_axum::extract().await?;
-    Ok(backend.0.session(&headers))
+    Ok(backend.0.session(&headers).await)
 }
 
 #[server(prefix = "/api/v1/ui", endpoint = "login")]
@@ -20,7 +20,7 @@ pub async fn login(token: String) -> Result<SessionView, ServerFnError> {
     let response = expect_context::<leptos_axum::ResponseOptions>();
     let axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr> =
         leptos_axum::extract().await?;
-    match backend.0.login(token.trim(), client.ip()) {
+    match backend.0.login(token.trim(), client.ip()).await {
         Ok((session, cookie)) => {
             if let Ok(value) = http::HeaderValue::from_str(&cookie) {
                 response.insert_header(http::header::SET_COOKIE, value);
@@ -38,10 +38,10 @@ pub async fn login(token: String) -> Result<SessionView, ServerFnError> {
 pub async fn logout(csrf: String) -> Result<(), ServerFnError> {
     let headers: http::HeaderMap = leptos_axum::extract().await?;
     let backend = expect_context::<crate::ssr::Backend>();
-    if backend.0.session(&headers).csrf.as_deref() != Some(csrf.as_str()) {
+    if backend.0.session(&headers).await.csrf.as_deref() != Some(csrf.as_str()) {
         return Err(ServerFnError::new("missing or wrong CSRF token for this session"));
     }
-    backend.0.logout(&headers);
+    backend.0.logout(&headers).await;
     let expired = "trellis_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0";
     expect_context::<leptos_axum::ResponseOptions>()
         .insert_header(http::header::SET_COOKIE, http::HeaderValue::from_static(expired));

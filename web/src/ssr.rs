@@ -21,10 +21,14 @@ pub trait DataSource: Send + Sync + 'static {
     /// A page of the audit log; `cursor` is the previous page's `next`.
     fn audit(&self, filter: AuditFilter, cursor: Option<String>) -> BoxFuture<'_, Result<AuditPage, String>>;
     /// Who sent these request headers (their session cookie).
-    fn session(&self, headers: &http::HeaderMap) -> SessionView;
+    fn session<'a>(&'a self, headers: &'a http::HeaderMap) -> BoxFuture<'a, SessionView>;
     /// A login with a token: the session and the `Set-Cookie` value, or why not.
-    fn login(&self, token: &str, client: std::net::IpAddr) -> Result<(SessionView, String), (u16, String)>;
-    fn logout(&self, headers: &http::HeaderMap);
+    fn login<'a>(
+        &'a self,
+        token: &'a str,
+        client: std::net::IpAddr,
+    ) -> BoxFuture<'a, Result<(SessionView, String), (u16, String)>>;
+    fn logout<'a>(&'a self, headers: &'a http::HeaderMap) -> BoxFuture<'a, ()>;
     /// An operator's action on a rollout; refusals carry their HTTP status.
     fn act<'a>(
         &'a self,

@@ -21,6 +21,10 @@ pub enum ApiError {
         message: String,
         detail: String,
     },
+    /// Not now, but soon (no leader during a takeover): the client retries.
+    Unavailable(String),
+    /// The leader's own answer to a request this replica passed on to it, as it was.
+    Relayed(http::StatusCode, Bytes),
     /// Nothing the client can fix; `cause` is logged, never sent.
     Internal {
         message: String,
@@ -49,6 +53,15 @@ impl ApiError {
             ApiError::Invalid { message, detail } => {
                 (http::StatusCode::BAD_REQUEST, "invalid_request", message, Some(detail))
             }
+            ApiError::Unavailable(m) => (http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
+            ApiError::Relayed(status, body) => {
+                // The leader's own message, when it sent one in the API's error shape.
+                let message = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+                (status, "relayed", message, None)
+            }
             ApiError::Internal { message, .. } => (http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, None),
         }
     }
@@ -62,7 +75,9 @@ impl std::fmt::Display for ApiError {
             | ApiError::Unauthorized(m)
             | ApiError::Forbidden(m)
             | ApiError::TooMany(m)
-            | ApiError::Conflict(m) => f.write_str(m),
+            | ApiError::Conflict(m)
+            | ApiError::Unavailable(m) => f.write_str(m),
+            ApiError::Relayed(status, body) => write!(f, "{status}: {}", String::from_utf8_lossy(body)),
             ApiError::Invalid { message, detail } => write!(f, "{message}: {detail}"),
             ApiError::Internal { message, .. } => f.write_str(message),
         }
@@ -75,6 +90,9 @@ struct Cause(String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Relayed(status, body) = self {
+            return (status, [(http::header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
         let cause = match &self {
             ApiError::Internal { cause, .. } => Some(Cause(cause.clone())),
             _ => None,
@@ -113,6 +131,7 @@ impl From<crate::rollouts::ActError> for ApiError {
             ActError::NotFound(_) => ApiError::NotFound(e.to_string()),
             ActError::Refused(r) => ApiError::Conflict(r.to_string()),
             ActError::Store(e) => e.into(),
+            ActError::NoLeader => ApiError::Unavailable(e.to_string()),
         }
     }
 }
@@ -123,6 +142,7 @@ impl From<crate::auth::Denied> for ApiError {
         match denied {
             Denied::Forbidden(_) => ApiError::Forbidden(denied.to_string()),
             Denied::RateLimited(_) => ApiError::TooMany(denied.to_string()),
+            Denied::Unavailable => ApiError::Unavailable(denied.to_string()),
             _ => ApiError::Unauthorized(denied.to_string()),
         }
     }

@@ -52,7 +52,10 @@ pub async fn perform(
         let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
         return Err(ApiError::NotFound(format!("no action {action:?}: use one of {}", names.join(", "))));
     };
-    let operator = state.auth.operator(headers).map_err(|denied| {
+    if !state.cluster.leads() {
+        return super::forward::to_leader(state, headers, &format!("/api/v1/rollouts/{name}/{}", action.name())).await;
+    }
+    let operator = state.auth.operator(headers).await.map_err(|denied| {
         let summary = format!("{} on rollout {name} refused: {denied}", action.name());
         state.audit.system("auth.denied", None, summary, json!({ "rollout": name, "action": action.name() }));
         ApiError::from(denied)
@@ -62,11 +65,15 @@ pub async fn perform(
 
 /// Who the dashboard is talking to: a signed-in user with their CSRF token, or a viewer.
 async fn session(State(state): State<AppState>, headers: http::HeaderMap) -> Json<SessionView> {
-    Json(session_of(&state, &headers))
+    Json(session_of(&state, &headers).await)
 }
 
-pub fn session_of(state: &AppState, headers: &http::HeaderMap) -> SessionView {
-    match crate::auth::cookie(headers, SESSION_COOKIE).and_then(|id| state.auth.session(id)) {
+pub async fn session_of(state: &AppState, headers: &http::HeaderMap) -> SessionView {
+    let session = match crate::auth::cookie(headers, SESSION_COOKIE) {
+        Some(id) => state.auth.session(id).await,
+        None => None,
+    };
+    match session {
         Some((user, csrf)) => {
             SessionView { user: Some(user.name), operator: user.role == Role::Operator, csrf: Some(csrf) }
         }
@@ -87,7 +94,7 @@ async fn login(
     let Ok(Json(login)) = body else {
         return ApiError::invalid("expected {\"token\": \"...\"}", "the body is not a login").into_response();
     };
-    match start_session(&state, &login.token, client.ip()) {
+    match start_session(&state, &login.token, client.ip()).await {
         Ok((view, cookie)) => {
             let mut resp = Json(view).into_response();
             if let Ok(v) = cookie.parse() {
@@ -100,12 +107,12 @@ async fn login(
 }
 
 /// A login with a token: the session and the `Set-Cookie` value that carries it.
-pub fn start_session(
+pub async fn start_session(
     state: &AppState,
     token: &str,
     client: std::net::IpAddr,
 ) -> Result<(SessionView, String), ApiError> {
-    match state.auth.login(token, client) {
+    match state.auth.login(token, client).await {
         Ok((user, id, csrf)) => {
             state.audit.record(crate::store::NewEvent {
                 at: crate::now_ms(),
@@ -132,8 +139,8 @@ async fn logout(State(state): State<AppState>, headers: http::HeaderMap) -> Resp
     if let Some(id) = crate::auth::cookie(&headers, SESSION_COOKIE) {
         // Logging out is a change too: it needs the session's CSRF token.
         let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        if state.auth.session(id).is_some_and(|(_, expected)| Some(expected.as_str()) == csrf) {
-            state.auth.logout(id);
+        if state.auth.session(id).await.is_some_and(|(_, expected)| Some(expected.as_str()) == csrf) {
+            state.auth.logout(id).await;
         }
     }
     let mut resp = http::StatusCode::NO_CONTENT.into_response();

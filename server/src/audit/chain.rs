@@ -45,6 +45,10 @@ pub fn hash_event(prev: &str, e: &NewEvent) -> String {
 
 /// Links `events` after the event whose hash is `prev`, each to the one before it.
 pub fn link<'a>(events: &'a [Spooled], prev: &str) -> Vec<Linked<'a>> {
+    link_refs(&events.iter().collect::<Vec<_>>(), prev)
+}
+
+fn link_refs<'a>(events: &[&'a Spooled], prev: &str) -> Vec<Linked<'a>> {
     let mut prev = prev.to_string();
     let mut linked = Vec::with_capacity(events.len());
     for e in events {
@@ -59,12 +63,17 @@ pub fn link<'a>(events: &'a [Spooled], prev: &str) -> Vec<Linked<'a>> {
     linked
 }
 
-/// Appends events in order in one transaction, each linked to the one before; returns the
-/// hash of the last. A concurrent writer makes it fail (unique `prev_hash`) rather than fork.
-pub async fn append(store: &Store, events: &[Spooled], prev: &str) -> Result<String, StoreError> {
-    let linked = link(events, prev);
-    store.append_linked(&linked).await?;
-    Ok(linked.last().map_or_else(|| prev.to_string(), |l| l.hash.clone()))
+/// Appends events in order after the chain's tail, in one transaction, each linked to the one
+/// before; events whose uid is already stored (a spool replayed after a crash) are skipped.
+/// Writers take turns, so replicas appending at once keep one chain.
+pub async fn append(store: &Store, events: &[Spooled]) -> Result<(), StoreError> {
+    let uids: Vec<&str> = events.iter().map(|e| e.uid.as_str()).collect();
+    store
+        .append_chained(&uids, |tail, stored| {
+            let fresh: Vec<&Spooled> = events.iter().filter(|e| !stored.contains(&e.uid)).collect();
+            link_refs(&fresh, tail)
+        })
+        .await
 }
 
 /// The first link that does not hold.

@@ -1,6 +1,6 @@
 //! `/fleet`: every live proxy, what it runs, and whether the fleet has caught up.
 
-use crate::api::{FleetView, format_time, short_sha};
+use crate::api::{ClusterView, FleetView, format_time, short_sha};
 use crate::components::ProxyRow;
 use leptos::prelude::*;
 
@@ -44,6 +44,7 @@ fn FleetContent(fleet: FleetView) -> impl IntoView {
             view! { <p class=class data-testid=testid>{format!("{what} expires {}", format_time(at))}</p> }
         })
     };
+    let control_plane = fleet.control_plane.clone();
     view! {
         <section class=format!("card sync {state}") data-testid="fleet-sync">
             <h2>"Sync status"</h2>
@@ -52,6 +53,7 @@ fn FleetContent(fleet: FleetView) -> impl IntoView {
             {expiry("The issuer", fleet.issuer_expires, 7 * 86_400_000, "issuer-expiry")}
             {expiry("The trust anchor", fleet.anchor_expires, 30 * 86_400_000, "anchor-expiry")}
         </section>
+        <ControlPlane view=control_plane/>
         <section class="card">
             <h2>"Proxies"</h2>
             <table data-testid="fleet-proxies">
@@ -61,4 +63,48 @@ fn FleetContent(fleet: FleetView) -> impl IntoView {
         </section>
     }
     .into_any()
+}
+
+/// The control plane's replicas: where each serves, which one leads and since when.
+#[component]
+fn ControlPlane(view: ClusterView) -> impl IntoView {
+    let leader = match (&view.leader, view.leader_since) {
+        (Some(l), Some(since)) => format!("{l} leads (term {}) since {}", view.term, format_time(since)),
+        _ => "No replica leads right now: a replica takes over within 5 s".to_string(),
+    };
+    let rows = view
+        .replicas
+        .into_iter()
+        .map(|r| {
+            let role = if r.leader {
+                "leader"
+            } else if r.up {
+                "follower"
+            } else {
+                "down"
+            };
+            let here = if r.id == view.replica { " (answering this page)" } else { "" };
+            view! {
+                <tr data-testid="replica" class=if r.up { "" } else { "warn" }>
+                    <td>{r.id.clone()}{here}</td>
+                    <td>{r.address}</td>
+                    <td data-testid="replica-role">{role}</td>
+                    <td>{r.version}</td>
+                    <td>{format_time(r.started_at)}</td>
+                    <td>{format!("{:.1} s ago", r.seen_ago_ms as f64 / 1000.0)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card">
+            <h2>"Control plane"</h2>
+            <p data-testid="control-plane-leader">{leader}</p>
+            {view.error.map(|e| view! { <p class="error">{format!("The database cannot be asked: {e}")}</p> })}
+            <table data-testid="control-plane-replicas">
+                <thead><tr><th>"Replica"</th><th>"Address"</th><th>"Role"</th><th>"Version"</th><th>"Started"</th><th>"Last heard"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </section>
+    }
 }

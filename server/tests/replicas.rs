@@ -1,0 +1,244 @@
+//! Replicas of the control plane on one Postgres, as real `trellis serve` processes: one leads
+//! at a time, a killed leader is replaced within 5 s, operators' actions sent to any replica
+//! reach the leader (a session made on one replica works on another), rollout state carries
+//! over to the new leader, and the audit log stays one unbroken chain.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+use trellis_server::testing::{PgDatabase, PolicyRepo, http_request};
+
+const ANN: &str = "ann-token-0123456789";
+
+struct Replica {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Replica {
+    fn start(repo: &Path, db: &str, dir: PathBuf) -> Replica {
+        let addr = free_addr();
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_trellis"))
+            .args(["serve", "--repo"])
+            .arg(repo)
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--listen", &addr.to_string(), "--fleet-listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", db)
+            .env("TRELLIS_TOKENS", format!("ann:operator:{ANN}"))
+            .env("TRELLIS_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Replica { child, addr, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// The control plane as this replica sees it, when it answers.
+    async fn view(&self) -> Option<serde_json::Value> {
+        let (status, body) =
+            http_request(http::Method::GET, self.addr, "/api/v1/fleet", &[], Default::default()).await.ok()?;
+        let fleet: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (status == 200).then(|| fleet["control_plane"].clone())
+    }
+
+    async fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+        let (status, body) =
+            http_request(http::Method::POST, self.addr, path, headers, body.to_string().into()).await.unwrap();
+        (status.as_u16(), body)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// Polls `f` every 50 ms until it gives a value, for at most `within`.
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    within: Duration,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The leader every answering replica names, once they all agree and see `up` replicas.
+async fn agreed_leader(replicas: &[&Replica], up: usize) -> (String, i64) {
+    wait_for("the replicas agree on one leader", Duration::from_secs(60), || async {
+        let mut leaders = Vec::new();
+        for r in replicas {
+            let v = r.view().await?;
+            let running = v["replicas"].as_array()?.iter().filter(|r| r["up"] == true).count();
+            if running != up {
+                return None;
+            }
+            leaders.push((v["leader"].as_str()?.to_string(), v["term"].as_i64()?));
+        }
+        leaders.windows(2).all(|w| w[0] == w[1]).then(|| leaders[0].clone())
+    })
+    .await
+}
+
+async fn rollout_phase(r: &Replica) -> Option<(String, u64)> {
+    let (status, body) =
+        http_request(http::Method::GET, r.addr, "/api/v1/rollouts/inventory-v2", &[], Default::default()).await.ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    (status == 200).then(|| (v["phase"].as_str().unwrap_or_default().to_string(), v["step"].as_u64().unwrap_or(0)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_leader_and_a_killed_leader_is_replaced_within_5s() {
+    let db = PgDatabase::create().await;
+    let repo = PolicyRepo::demo();
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas: Vec<Replica> =
+        (0..3).map(|i| Replica::start(repo.path(), &db.url, dir.path().join(format!("r{i}")))).collect();
+    let (leader, term) = agreed_leader(&replicas.iter().collect::<Vec<_>>(), 3).await;
+    let ids: Vec<String> = {
+        let v = replicas[0].view().await.unwrap();
+        v["replicas"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids.len(), 3, "three replicas, each with an id of its own: {ids:?}");
+    // Which process leads: the replica whose own id is the leader's.
+    let mut leader_ix = None;
+    for (i, r) in replicas.iter().enumerate() {
+        if r.view().await.unwrap()["replica"] == leader.as_str() {
+            leader_ix = Some(i);
+        }
+    }
+    let leader_ix = leader_ix.expect("the leader is one of the three");
+    let follower = &replicas[(leader_ix + 1) % 3];
+    let other = &replicas[(leader_ix + 2) % 3];
+
+    // The demo's canary waits at its first step for an operator. One pauses it through a
+    // follower: the follower passes the request to the leader.
+    wait_for("the canary waits on every replica", Duration::from_secs(30), || async {
+        for r in [follower, other] {
+            rollout_phase(r).await.filter(|(phase, _)| phase == "awaiting-promotion")?;
+        }
+        Some(())
+    })
+    .await;
+    let bearer = format!("Bearer {ANN}");
+    let (status, body) = follower.post("/api/v1/rollouts/inventory-v2/pause", &[("authorization", &bearer)], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"phase\":\"paused\""), "{body}");
+    wait_for("every replica shows the pause", Duration::from_secs(5), || async {
+        for r in &replicas {
+            rollout_phase(r).await.filter(|(phase, _)| phase == "paused")?;
+        }
+        Some(())
+    })
+    .await;
+    // Refusals come back from the leader as they are: pausing twice is a conflict.
+    let (status, body) = other.post("/api/v1/rollouts/inventory-v2/pause", &[("authorization", &bearer)], "").await;
+    assert_eq!(status, 409, "{body}");
+
+    // A session made on one replica changes things through another.
+    let (cookie, csrf) = login_cookie(follower).await;
+    let session = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let (status, body) = other.post("/api/v1/rollouts/inventory-v2/resume", &session, "").await;
+    assert_eq!(status, 200, "a session from another replica: {body}");
+    let before = wait_for("every replica shows the resume", Duration::from_secs(5), || async {
+        let mut seen = Vec::new();
+        for r in &replicas {
+            seen.push(rollout_phase(r).await.filter(|(phase, _)| phase != "paused")?);
+        }
+        seen.windows(2).all(|w| w[0] == w[1]).then(|| seen[0].clone())
+    })
+    .await;
+
+    // kill -9 the leader: another takes over within 5 s, with a new term.
+    let killed_at = Instant::now();
+    let mut dead = replicas.remove(leader_ix);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let survivors: Vec<&Replica> = replicas.iter().collect();
+    let (new_leader, new_term) = wait_for("a new leader", Duration::from_secs(10), || async {
+        let v = survivors[0].view().await?;
+        let l = v["leader"].as_str()?.to_string();
+        (l != leader).then(|| (l, v["term"].as_i64().unwrap_or(0)))
+    })
+    .await;
+    let takeover = killed_at.elapsed();
+    assert!(takeover < Duration::from_secs(5), "a new leader after {takeover:?}:\n{}", dead.log());
+    assert!(new_term > term, "a new term: {term} then {new_term}");
+    assert!(survivors.iter().any(|r| r.log().contains("this replica leads")), "the new leader says so in its log");
+    eprintln!("leader takeover after kill -9: {takeover:?} ({leader} -> {new_leader})");
+
+    // The new leader carries the rollout on where the old one left it, and takes actions.
+    for r in &survivors {
+        assert_eq!(rollout_phase(r).await.unwrap(), before, "the rollout goes on from where it was");
+    }
+    let (status, body) =
+        survivors[0].post("/api/v1/rollouts/inventory-v2/pause", &[("authorization", &bearer)], "").await;
+    assert_eq!(status, 200, "{body}");
+
+    // The dead replica shows as down; the metrics say who leads.
+    let (_, metrics) =
+        http_request(http::Method::GET, survivors[0].addr, "/metrics", &[], Default::default()).await.unwrap();
+    assert!(metrics.contains("trellis_control_plane_lease_age_seconds"), "{metrics}");
+    wait_for("exactly one replica says it leads", Duration::from_secs(5), || async {
+        let mut leading = 0;
+        for r in &survivors {
+            let (_, m) = http_request(http::Method::GET, r.addr, "/metrics", &[], Default::default()).await.ok()?;
+            leading +=
+                u32::from(m.lines().any(|l| l.starts_with("trellis_control_plane_leader{") && l.ends_with(" 1")));
+        }
+        (leading == 1).then_some(())
+    })
+    .await;
+    let view = survivors[0].view().await.unwrap();
+    let down: Vec<&serde_json::Value> =
+        view["replicas"].as_array().unwrap().iter().filter(|r| r["up"] == false).collect();
+    assert!(down.len() <= 1, "{view}");
+
+    // One audit chain, written by every replica, verifies.
+    drop(replicas);
+    let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    db.drop_it().await;
+}
+
+/// Logs in on `r`: the session cookie (name=value) and its CSRF token.
+async fn login_cookie(r: &Replica) -> (String, String) {
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = http::Request::post(format!("http://{}/api/v1/session", r.addr))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(format!("{{\"token\":\"{ANN}\"}}"))))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()[http::header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string();
+    use http_body_util::BodyExt;
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let csrf = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["csrf"].as_str().unwrap().to_string();
+    (cookie, csrf)
+}

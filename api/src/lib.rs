@@ -102,6 +102,9 @@ pub struct ProxyView {
     /// For a proxy not yet on the current revision: since when it lags (unix ms).
     #[serde(default)]
     pub lagging_since: Option<i64>,
+    /// The control-plane replica it is connected to, when not the one answering.
+    #[serde(default)]
+    pub replica: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

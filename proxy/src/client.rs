@@ -5,6 +5,8 @@
 //! bodies are buffered here when small ([`Replay`]), and [`UpstreamError`] says why an
 //! upstream gave no response.
 
+pub mod targets;
+
 use crate::errors::UpstreamError;
 use crate::transport::Connector;
 use crate::{MAX_REPLAY_BODY, ReqBody, Shared};
@@ -223,6 +225,8 @@ pub struct ControlPlane {
     shared: Arc<Shared>,
     plain: Client<HttpConnector, http_body_util::Full<Bytes>>,
     mtls: Client<Connector, http_body_util::Full<Bytes>>,
+    /// The replicas, and the one followed now: every request goes to it.
+    pub targets: Arc<targets::Targets>,
 }
 
 /// What the control plane calls itself in its trust domain.
@@ -246,26 +250,26 @@ impl ControlPlane {
         };
         let plain = builder().build(http.clone());
         let connector = Connector::new(http, Some(shared.clone()), true, Some(CONTROL_PLANE));
-        ControlPlane { mtls: builder().build(connector), plain, shared }
+        let targets = Arc::new(targets::Targets::new(&shared.settings.control_planes));
+        ControlPlane { mtls: builder().build(connector), plain, shared, targets }
     }
 
     /// POSTs JSON to `path` over whichever way the proxy may take now.
     pub async fn post(&self, path: &str, body: Vec<u8>) -> Result<http::Response<hyper::body::Incoming>, String> {
+        let target = self.targets.current().ok_or("no control plane is configured (TRELLIS_CONTROL_PLANE_URL)")?;
         let port = self.shared.identity.load().as_ref().and_then(|c| c.fleet_port);
         match port.filter(|_| self.shared.tls.load().is_some()) {
             // Scheme http: TLS is the connector's business, not the URI's.
-            Some(port) => {
-                let base = format!("http://{}:{port}", self.shared.settings.control_plane_host());
-                self.send(&self.mtls, &base, path, body).await
-            }
-            None => self.send(&self.plain, &self.shared.settings.control_plane_url, path, body).await,
+            Some(port) => self.send(&self.mtls, &target.with_port(port), path, body).await,
+            None => self.send(&self.plain, &target.base, path, body).await,
         }
     }
 
     /// POSTs JSON to `path` in plaintext, as a certificate request must go: the join token is
     /// the proof, and an expired certificate could not open the mTLS port.
     pub async fn post_plain(&self, path: &str, body: Vec<u8>) -> Result<http::Response<hyper::body::Incoming>, String> {
-        self.send(&self.plain, &self.shared.settings.control_plane_url, path, body).await
+        let target = self.targets.current().ok_or("no control plane is configured (TRELLIS_CONTROL_PLANE_URL)")?;
+        self.send(&self.plain, &target.base, path, body).await
     }
 
     async fn send<C>(

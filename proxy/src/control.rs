@@ -1,6 +1,7 @@
 //! Following the control plane: one long-lived stream of config snapshots (newline-delimited
-//! JSON), an ACK or NACK for each, and reconnection with jittered backoff. While disconnected
-//! the proxy keeps serving its last applied config.
+//! JSON), an ACK or NACK for each, and reconnection with jittered backoff. A lost replica is
+//! left for the next one at once; backoff grows only once every replica has failed in a row.
+//! While disconnected the proxy keeps serving its last applied config.
 
 pub mod certify;
 
@@ -42,25 +43,40 @@ pub async fn follow(
     mut shutdown: crate::sync::Shutdown,
 ) {
     let mut backoff = BACKOFF_MIN;
+    client.targets.resolve().await;
     if !shared.wait_for_identity(&mut shutdown).await {
         return;
     }
     loop {
+        let target = client.targets.current().map(|t| t.base).unwrap_or_default();
         let result = tokio::select! {
             r = stream_once(&client, &shared, &registration, &mut backoff) => r,
             () = shutdown.recv() => return,
         };
+        // A replica that closed the stream is going away (a restart): follow another too.
+        let round = client.targets.fail();
+        let next = client.targets.current().map(|t| t.base).unwrap_or_default();
         match result {
-            Ok(()) => tracing::info!("control plane closed the config stream"),
-            Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "config stream down; serving the last config"),
+            Ok(()) => tracing::info!(%target, %next, "the control plane closed the config stream"),
+            Err(e) => {
+                tracing::warn!(%target, %next, error = %e, "config stream down; serving the last config")
+            }
         }
-        // Full jitter spreads a fleet's reconnects after a control-plane restart.
-        let wait = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
+        // Another replica is tried at once (jittered a little, so that a replica's whole fleet
+        // does not arrive in one instant); after a full round of failures, back off, with full
+        // jitter to spread a fleet's reconnects, and look the names up again.
+        let wait = if round {
+            client.targets.resolve().await;
+            let wait = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            wait
+        } else {
+            BACKOFF_MIN.mul_f64(fastrand::f64())
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             () = shutdown.recv() => return,
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 
@@ -89,6 +105,7 @@ async fn stream_once(
             let line = buf.split_to(i + 1);
             handle_line(client, shared, &line[..i]).await;
             *backoff = BACKOFF_MIN;
+            client.targets.succeed();
         }
         if buf.len() > MAX_MESSAGE {
             return Err(StreamError::TooLarge);

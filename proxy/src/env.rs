@@ -39,8 +39,9 @@ pub struct Settings {
     pub app_addr: SocketAddr,
     /// The address other proxies use to reach this one, when listeners bind a wildcard.
     pub advertise_ip: Option<IpAddr>,
-    /// e.g. `http://127.0.0.1:8080`.
-    pub control_plane_url: String,
+    /// The control plane's replicas, e.g. `http://10.0.0.5:8080`; the proxy follows one at a
+    /// time and moves to the next when it is lost.
+    pub control_planes: Vec<String>,
     /// How long requests in flight may take to finish after a shutdown signal.
     pub drain_grace: Duration,
     /// A client must send each request's head within this, idle keep-alive included (nginx's
@@ -79,16 +80,15 @@ impl std::fmt::Debug for Secret {
 #[error("invalid proxy settings:\n  {}", .0.join("\n  "))]
 pub struct SettingsError(pub Vec<String>);
 
+/// The replicas `TRELLIS_CONTROL_PLANE_URL` lists, comma-separated, without trailing slashes.
+pub fn control_plane_urls(raw: &str) -> Vec<String> {
+    raw.split(',').map(|u| u.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty()).collect()
+}
+
 impl Settings {
     /// Whether this proxy is meant to have an identity: then it speaks and demands mTLS.
     pub fn has_identity(&self) -> bool {
         self.join_token.is_some() || self.identity_dir.is_some()
-    }
-
-    /// The control plane's host, as `TRELLIS_CONTROL_PLANE_URL` names it.
-    pub fn control_plane_host(&self) -> String {
-        let uri: Option<http::Uri> = self.control_plane_url.parse().ok();
-        uri.and_then(|u| u.host().map(str::to_string)).unwrap_or_else(|| "127.0.0.1".into())
     }
 
     /// Settings with defaults for everything but identity and the control plane; ports are 0
@@ -104,7 +104,7 @@ impl Settings {
             admin_addr: any,
             app_addr,
             advertise_ip: None,
-            control_plane_url: control_plane_url.trim_end_matches('/').to_string(),
+            control_planes: control_plane_urls(control_plane_url),
             drain_grace: Duration::from_secs(10),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_concurrent_requests: 10_000,
@@ -137,6 +137,7 @@ impl Settings {
             Some(_) => get(ENV_CONTROL_PLANE_URL).unwrap_or_default(),
             None => required(ENV_CONTROL_PLANE_URL),
         };
+        let control_planes = control_plane_urls(&control_plane_url);
         let mut addr = |key: &str, default: &str| {
             let raw = get(key).unwrap_or_else(|| default.to_string());
             raw.parse::<SocketAddr>().unwrap_or_else(|e| {
@@ -191,8 +192,13 @@ impl Settings {
         };
         let access_log = flag(ENV_ACCESS_LOG, false);
         let io_uring = flag(ENV_IO_URING, true);
-        if !control_plane_url.is_empty() && !control_plane_url.starts_with("http://") {
-            errors.push(format!("{ENV_CONTROL_PLANE_URL}={control_plane_url:?} must start with http://"));
+        for url in &control_planes {
+            let host = url.strip_prefix("http://").and_then(|rest| rest.parse::<http::uri::Authority>().ok());
+            if host.is_none() {
+                errors.push(format!(
+                    "{ENV_CONTROL_PLANE_URL}: {url:?} is not http://HOST:PORT (several replicas are separated by commas)"
+                ));
+            }
         }
         let proxy_id = get(ENV_PROXY_ID).unwrap_or_else(|| format!("{service}-{version}-{:08x}", fastrand::u32(..)));
         if !errors.is_empty() {
@@ -207,7 +213,7 @@ impl Settings {
             admin_addr,
             app_addr,
             advertise_ip,
-            control_plane_url: control_plane_url.trim_end_matches('/').to_string(),
+            control_planes,
             drain_grace,
             header_read_timeout,
             max_concurrent_requests,
@@ -255,8 +261,21 @@ mod tests {
             [(ENV_SERVICE, "a"), (ENV_VERSION, "v1"), (ENV_CONTROL_PLANE_URL, "http://cp:8080/")].into();
         let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(s.outbound_addr.port(), 4140);
-        assert_eq!(s.control_plane_url, "http://cp:8080");
+        assert_eq!(s.control_planes, vec!["http://cp:8080"]);
         assert_eq!(s.advertise(s.inbound_addr).to_string(), "127.0.0.1:4143");
         assert!(s.io_uring && !s.access_log);
+    }
+
+    #[test]
+    fn several_control_plane_replicas_are_listed_with_commas() {
+        let env: HashMap<&str, &str> =
+            [(ENV_SERVICE, "a"), (ENV_VERSION, "v1"), (ENV_CONTROL_PLANE_URL, "http://cp-0:8080, http://cp-1:8080/,")]
+                .into();
+        let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(s.control_planes, vec!["http://cp-0:8080", "http://cp-1:8080"]);
+        let env: HashMap<&str, &str> =
+            [(ENV_SERVICE, "a"), (ENV_VERSION, "v1"), (ENV_CONTROL_PLANE_URL, "http://cp-0:8080,https://cp-1")].into();
+        let err = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap_err().to_string();
+        assert!(err.contains("\"https://cp-1\" is not http://HOST:PORT"), "{err}");
     }
 }

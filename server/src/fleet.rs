@@ -33,11 +33,16 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Fleet(Arc<Shared>);
 
 struct Shared {
+    /// This replica's id: the fleet's rows it writes carry it.
+    replica: String,
     registry: Mutex<Registry>,
+    /// Rows for the other replicas, gathered for one write.
+    outbox: Mutex<std::collections::BTreeMap<String, Share>>,
     snapshot: watch::Sender<Arc<Snapshot>>,
     on_change: Box<dyn Fn() + Send + Sync>,
     audit: Audit,
-    /// Where fleet membership is remembered across restarts; `None` in unit tests.
+    /// Where fleet membership is shared with the other replicas and remembered across
+    /// restarts; `None` in unit tests.
     store: Option<crate::store::Store>,
     /// False while waiting for the previous fleet to reconnect after a restart: streams send
     /// nothing, so proxies keep their last config instead of a half-empty one.
@@ -81,8 +86,22 @@ pub enum FleetError {
     InvalidAck(String),
 }
 
+/// A change of a proxy's row, waiting in the outbox; the newest one of a proxy wins.
+enum Share {
+    Row(Box<(Registration, crate::store::MemberStatus)>),
+    Disconnected,
+    Forget,
+}
+
+/// How long the outbox gathers rows before one write.
+const SHARE_EVERY: Duration = Duration::from_millis(100);
+/// A proxy connected elsewhere whose row is older than this is not counted (its replica
+/// refreshes its rows every few seconds while it runs).
+pub const REMOTE_FRESH: Duration = Duration::from_secs(15);
+
 impl Fleet {
     pub fn new(
+        replica: String,
         audit: Audit,
         store: Option<crate::store::Store>,
         debounce: Duration,
@@ -92,6 +111,8 @@ impl Fleet {
         let (snapshot, _) = watch::channel(Arc::new(empty));
         let (released, _) = watch::channel(true);
         Fleet(Arc::new(Shared {
+            replica,
+            outbox: Mutex::new(Default::default()),
             registry: Mutex::new(Registry::default()),
             snapshot,
             on_change: Box::new(on_change),
@@ -149,12 +170,9 @@ impl Fleet {
         for effect in effects {
             match effect {
                 Effect::Audit(event) => self.0.audit.record(event),
-                Effect::Remember { proxy_id, service } => self.remember(move |store| {
-                    Box::pin(async move { store.remember_member(&proxy_id, &service, crate::now_ms()).await })
-                }),
-                Effect::Forget(proxy_id) => {
-                    self.remember(move |store| Box::pin(async move { store.forget_member(&proxy_id).await }))
-                }
+                Effect::Share(reg, status) => self.share(reg.proxy_id.clone(), Share::Row(Box::new((reg, status)))),
+                Effect::Disconnected(proxy_id) => self.share(proxy_id, Share::Disconnected),
+                Effect::Forget(proxy_id) => self.share(proxy_id, Share::Forget),
                 Effect::Publish => self.publish(registry),
                 Effect::PublishSoon => self.publish_soon(registry),
                 Effect::Release => {
@@ -166,14 +184,60 @@ impl Fleet {
         }
     }
 
-    fn remember(&self, f: impl FnOnce(crate::store::Store) -> BoxFuture + Send + 'static) {
-        if let Some(store) = self.0.store.clone() {
-            tokio::spawn(async move {
-                if let Err(e) = f(store).await {
-                    tracing::warn!(error = %e, "cannot record fleet membership");
-                }
-            });
+    /// Puts a proxy's row in the outbox; the first one in sends the outbox shortly after.
+    fn share(&self, proxy_id: String, change: Share) {
+        let Some(store) = self.0.store.clone() else { return };
+        let first = {
+            let mut outbox = self.0.outbox.locked();
+            outbox.insert(proxy_id, change);
+            outbox.len() == 1
+        };
+        if !first {
+            return;
         }
+        let fleet = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SHARE_EVERY).await;
+            let changes = std::mem::take(&mut *fleet.0.outbox.locked());
+            let me = &fleet.0.replica;
+            let mut rows = Vec::new();
+            let mut done: Result<(), crate::store::StoreError> = Ok(());
+            for (proxy_id, change) in changes {
+                let result = match change {
+                    Share::Row(row) => {
+                        rows.push(*row);
+                        Ok(())
+                    }
+                    Share::Disconnected => store.member_disconnected(me, &proxy_id).await,
+                    Share::Forget => store.forget_member(me, &proxy_id).await,
+                };
+                done = done.and(result);
+            }
+            if let Err(e) = done.and(store.share_members(me, &rows).await) {
+                tracing::warn!(error = %e, "cannot share fleet membership; the other replicas catch up on the next change");
+            }
+        });
+    }
+
+    /// This replica leads (it records who joins and leaves the fleet), or no longer does.
+    pub fn set_leads(&self, leads: bool) {
+        self.lock().set_leads(leads);
+    }
+
+    /// Takes what the database says of the other replicas' proxies, and keeps this replica's
+    /// own rows fresh. Run every second or so.
+    pub async fn exchange(&self, leads: bool, touch: bool) -> Result<(), crate::store::StoreError> {
+        let Some(store) = self.0.store.clone() else { return Ok(()) };
+        if touch {
+            store.touch_members(&self.0.replica).await?;
+        }
+        let fresh = REMOTE_FRESH.as_millis() as i64;
+        let members = store.members_elsewhere(&self.0.replica, fresh, FORGET_AFTER.as_millis() as i64).await?;
+        let mut registry = self.lock();
+        registry.set_leads(leads);
+        let effects = registry.set_remote(members, crate::now_ms());
+        self.carry_out(&mut registry, effects);
+        Ok(())
     }
 
     /// Endpoint churn is coalesced: a fleet rolling out (or reconnecting after a restart) would
@@ -282,8 +346,6 @@ impl Fleet {
         self.lock().proxies()
     }
 }
-
-type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::store::StoreError>> + Send>>;
 
 /// Config versions are `<revision>.<boot>-<generation>`.
 pub fn revision_of(version: &str) -> &str {

@@ -60,8 +60,8 @@ fn authorize(state: &AppState, peer: Option<&FleetPeer>, service: &str, proxy_id
         return Ok(());
     }
     match peer {
-        Some(FleetPeer(certified)) if certified == service => Ok(()),
-        Some(FleetPeer(certified)) => {
+        Some(FleetPeer(certified, _)) if certified == service => Ok(()),
+        Some(FleetPeer(certified, _)) => {
             let summary = format!("proxy {proxy_id}, certified as {certified}, tried to speak for {service}");
             let detail = serde_json::json!({ "proxy_id": proxy_id, "certified": certified, "claimed": service });
             state.audit.system("identity.denied", Some(service), summary, detail);
@@ -83,6 +83,10 @@ async fn open_stream(
     authorize(&state, peer.as_deref(), &reg.service, &reg.proxy_id)?;
     tracing::info!(proxy_id = %reg.proxy_id, service = %reg.service, version = %reg.version, "proxy connected");
     let service = reg.service.clone();
+    // Certified by whichever replica: its callers learn its identity from this one too.
+    if let Some(Extension(FleetPeer(_, cert))) = &peer {
+        state.fleet.certified(&reg.proxy_id, &cert.identity, cert.not_after);
+    }
     let guard = state.fleet.connected(reg);
     let stream = config_stream(state.fleet.clone(), service, state.shutdown.clone(), guard);
     Ok(([(http::header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())

@@ -5,6 +5,10 @@
 //! a secret only the control plane holds), and receives a short-lived certificate naming it
 //! `spiffe://<trust-domain>/svc/<service>`.
 
+mod shared;
+
+pub use shared::load_shared;
+
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -193,6 +197,11 @@ fn ca_params(name: &str, ttl: Duration) -> Result<CertificateParams, rcgen::Erro
 pub fn not_after_ms(pem: &str) -> i64 {
     let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(pem.as_bytes()) else { return 0 };
     pem.parse_x509().map(|c| c.validity().not_after.timestamp() * 1000).unwrap_or(0)
+}
+
+/// When a DER certificate expires (unix ms); 0 when it does not read.
+pub fn der_not_after_ms(der: &[u8]) -> i64 {
+    x509_parser::parse_x509_certificate(der).map(|(_, c)| c.validity().not_after.timestamp() * 1000).unwrap_or(0)
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

@@ -68,8 +68,13 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     let (shutdown, shutdown_rx) = Shutdown::new();
     let (ca, fleet_listener) = match &config.identity {
         Some(id) => {
-            let mut ca = crate::identity::Ca::load_or_create(&id.dir, &id.trust_domain)
-                .map_err(|e| anyhow::anyhow!("the issuing CA in {}: {e}", id.dir.display()))?;
+            // Replicas share one anchor (through the database); a lone one keeps its own.
+            let ca = if store.is_shared() {
+                crate::identity::load_shared(&store, &id.dir, &id.trust_domain).await.map_err(anyhow::Error::msg)
+            } else {
+                crate::identity::Ca::load_or_create(&id.dir, &id.trust_domain).map_err(anyhow::Error::from)
+            };
+            let mut ca = ca.map_err(|e| anyhow::anyhow!("the issuing CA in {}: {e}", id.dir.display()))?;
             ca.cert_ttl = id.cert_lifetime;
             let fleet = listen(id.fleet_listen)
                 .map_err(|e| anyhow::anyhow!("cannot listen for the fleet on {}: {e}", id.fleet_listen))?;
@@ -83,12 +88,13 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         AppState::new(store.clone(), shutdown_rx.clone(), &config, replica, ca.clone(), fleet_addr.map(|a| a.port()))
             .map_err(|e| anyhow::anyhow!("cannot open the audit spool in {}: {e}", config.spool_dir.display()))?;
     // Proxies heard from in the last ten minutes are the fleet a restart must wait for.
-    let known = store.recent_members(crate::now_ms() - 600_000).await.unwrap_or_default();
+    let known = store.recent_members(state.cluster.id(), 600_000).await.unwrap_or_default();
     state.fleet.hold_until_rejoined(known, REJOIN_GRACE);
     state.rollouts.restore(store.rollouts().await?).await;
     // Lead at once when no other replica does: a lone control plane's rollouts and outcome
     // commits do not wait for the first turn of the lease loop.
     state.cluster.claim_now().await;
+    state.fleet.set_leads(state.cluster.leads());
     state.audit.system(
         "control_plane.started",
         None,
@@ -112,6 +118,18 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     tasks.push(tokio::spawn(every(Duration::from_secs(5), shutdown_rx.clone(), move || {
         fleet.sweep();
         std::future::ready(())
+    })));
+    // The other replicas' proxies, every second; this one's rows kept fresh every third.
+    let exchanging = state.clone();
+    let mut turn = 0u64;
+    tasks.push(tokio::spawn(every(Duration::from_secs(1), shutdown_rx.clone(), move || {
+        let app = exchanging.clone();
+        turn += 1;
+        async move {
+            if let Err(e) = app.fleet.exchange(app.cluster.leads(), turn.is_multiple_of(3)).await {
+                tracing::warn!(error = %e, "cannot read the other replicas' proxies");
+            }
+        }
     })));
     tasks.push(tokio::spawn(state.cluster.clone().run(shutdown_rx.clone()).instrument(tracing::info_span!("cluster"))));
     let follow_now = std::sync::Arc::new(tokio::sync::Notify::new());

@@ -77,9 +77,10 @@ impl AppState {
         let (changes, _) = watch::channel(0);
         let changes_for_fleet = changes.clone();
         let audit = Audit::start(store.clone(), &config.spool_dir)?;
-        let fleet = Fleet::new(audit.clone(), Some(store.clone()), crate::fleet::DEBOUNCE, move || {
-            changes_for_fleet.send_modify(|n| *n += 1)
-        });
+        let fleet =
+            Fleet::new(replica.0.clone(), audit.clone(), Some(store.clone()), crate::fleet::DEBOUNCE, move || {
+                changes_for_fleet.send_modify(|n| *n += 1)
+            });
         let cluster = crate::cluster::Cluster::new(store.clone(), audit.clone(), replica.0, replica.1);
         Ok(AppState(Arc::new(Inner {
             auth: crate::auth::Auth::new(config.users.clone(), store.clone()),

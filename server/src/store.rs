@@ -20,9 +20,11 @@ pub enum StoreError {
 }
 
 mod cluster;
+mod fleet;
 mod sessions;
 
-pub use cluster::{CHANNEL, Fence, LEADER, Lease, ReplicaRow, topic};
+pub use cluster::{CHANNEL, Fence, IdentityRow, LEADER, Lease, ReplicaRow, topic};
+pub use fleet::{Member, MemberStatus};
 pub use sessions::SessionRow;
 
 #[derive(Clone)]
@@ -306,34 +308,6 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    /// Remembers a proxy of the fleet (see `fleet::Fleet::hold_until_rejoined`).
-    pub async fn remember_member(&self, proxy_id: &str, service: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO fleet_members (proxy_id, service, seen_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (proxy_id) DO UPDATE SET service = excluded.service, seen_at = excluded.seen_at",
-        )
-        .bind(proxy_id)
-        .bind(service)
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn forget_member(&self, proxy_id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM fleet_members WHERE proxy_id = $1").bind(proxy_id).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Proxies seen since `since` (unix ms).
-    pub async fn recent_members(&self, since: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT proxy_id FROM fleet_members WHERE seen_at >= $1")
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>("proxy_id")?)).collect()
     }
 
     /// Saves a rollout's state after a change (an upsert: one row per rollout), for the

@@ -19,7 +19,11 @@ struct Replica {
 
 impl Replica {
     fn start(repo: &Path, db: &str, dir: PathBuf) -> Replica {
-        let addr = free_addr();
+        Replica::start_at(repo, db, dir, free_addr(), "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// A replica serving on `addr`, its fleet's mTLS port on `fleet`.
+    fn start_at(repo: &Path, db: &str, dir: PathBuf, addr: SocketAddr, fleet: SocketAddr) -> Replica {
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("serve.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_trellis"))
@@ -27,7 +31,7 @@ impl Replica {
             .arg(repo)
             .arg("--data-dir")
             .arg(&dir)
-            .args(["--listen", &addr.to_string(), "--fleet-listen", "127.0.0.1:0"])
+            .args(["--listen", &addr.to_string(), "--fleet-listen", &fleet.to_string()])
             .env("DATABASE_URL", db)
             .env("TRELLIS_TOKENS", format!("ann:operator:{ANN}"))
             .env("TRELLIS_LOG", "info")
@@ -241,4 +245,200 @@ async fn login_cookie(r: &Replica) -> (String, String) {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     let csrf = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["csrf"].as_str().unwrap().to_string();
     (cookie, csrf)
+}
+
+/// Ports free on each of `hosts` (loopback addresses standing in for hosts).
+fn ports_free_on(hosts: &[std::net::Ipv4Addr]) -> (u16, u16) {
+    loop {
+        let a = free_addr().port();
+        let f = free_addr().port();
+        let free = |p: u16| hosts.iter().all(|h| std::net::TcpListener::bind((*h, p)).is_ok());
+        if a != f && free(a) && free(f) {
+            return (a, f);
+        }
+    }
+}
+
+/// Requests through `caller` until told to stop: (sent, failed, the first failures).
+fn load(
+    caller: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, u64, Vec<String>)> {
+    tokio::spawn(async move {
+        let (mut sent, mut failed, mut why) = (0u64, 0u64, Vec::new());
+        // Bounded: at most ten minutes of requests, whatever happens to the test.
+        let until = Instant::now() + Duration::from_secs(600);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
+            sent += 1;
+            match http_request(http::Method::GET, caller, "/stock", &[("host", "inventory")], Default::default()).await
+            {
+                Ok((status, _)) if status == 200 => {}
+                other => {
+                    failed += 1;
+                    if why.len() < 5 {
+                        why.push(format!("{other:?}"));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (sent, failed, why)
+    })
+}
+
+/// Which replica each proxy is connected to, as `r` sees the fleet.
+async fn placement(r: &Replica) -> Option<Vec<(String, String)>> {
+    let (status, body) =
+        http_request(http::Method::GET, r.addr, "/api/v1/fleet", &[], Default::default()).await.ok()?;
+    let fleet: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let me = fleet["control_plane"]["replica"].as_str()?.to_string();
+    let proxies = fleet["proxies"].as_array()?;
+    (status == 200).then(|| {
+        proxies
+            .iter()
+            .map(|p| {
+                (p["id"].as_str().unwrap_or_default().to_string(), p["replica"].as_str().unwrap_or(&me).to_string())
+            })
+            .collect()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_fail_over_between_replicas_and_traffic_never_stops() {
+    let db = PgDatabase::create().await;
+    let repo = PolicyRepo::demo();
+    let dir = tempfile::tempdir().unwrap();
+    // Three "hosts" on loopback addresses, each replica on the same ports, as on real hosts.
+    let hosts = [2, 3, 4].map(|n| std::net::Ipv4Addr::new(127, 0, 0, n));
+    let (api, fleet) = ports_free_on(&hosts);
+    let start = |i: usize| {
+        let at = |port| SocketAddr::from((hosts[i], port));
+        Replica::start_at(repo.path(), &db.url, dir.path().join(format!("r{i}")), at(api), at(fleet))
+    };
+    let mut replicas: Vec<Option<Replica>> = (0..3).map(|i| Some(start(i))).collect();
+    let all: Vec<&Replica> = replicas.iter().flatten().collect();
+    agreed_leader(&all, 3).await;
+
+    // Every proxy lists all three; each gets its certificate from whichever it follows.
+    let urls = hosts.map(|h| format!("http://{h}:{api}")).join(",");
+    let token = |service: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+            .args(["join-token", service, "--data-dir"])
+            .arg(dir.path().join("r0"))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let mut proxies = Vec::new();
+    for (service, version) in [("inventory", "v1"), ("inventory", "v2")] {
+        let app = trellis_server::testing::fixed_app("inventory", 200).await;
+        let mut settings = trellis_proxy::Settings::new(service, version, app, &urls);
+        settings.join_token = Some(trellis_proxy::env::Secret(token(service)));
+        proxies.push(trellis_proxy::start(settings).await.unwrap());
+    }
+    let app = trellis_server::testing::fixed_app("storefront", 200).await;
+    let mut settings = trellis_proxy::Settings::new("storefront", "v1", app, &urls);
+    settings.join_token = Some(trellis_proxy::env::Secret(token("storefront")));
+    let caller = trellis_proxy::start(settings).await.unwrap();
+    wait_for("the caller knows both inventory proxies, with identities", Duration::from_secs(30), || async {
+        let config = caller.shared.config.load();
+        let inventory = config.endpoints.get("inventory")?;
+        (inventory.len() == 2 && inventory.iter().all(|e| e.identity.is_some())).then_some(())
+    })
+    .await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = load(caller.outbound, stop.clone());
+
+    // kill -9 the replica that holds the most proxies: they move to the others.
+    let before = wait_for("every replica sees the three proxies", Duration::from_secs(10), || async {
+        let mut seen = Vec::new();
+        for r in replicas.iter().flatten() {
+            seen.push(placement(r).await.filter(|p| p.len() == 3)?);
+        }
+        Some(seen.swap_remove(0))
+    })
+    .await;
+    let victim_id = {
+        let mut count: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (_, r) in &before {
+            *count.entry(r).or_default() += 1;
+        }
+        count.into_iter().max_by_key(|(_, n)| *n).unwrap().0.to_string()
+    };
+    let mut victim = None;
+    for (i, r) in replicas.iter().enumerate() {
+        let r = r.as_ref().unwrap();
+        let view = r.view().await.unwrap_or_else(|| panic!("replica {i} does not answer:\n{}", r.log()));
+        if view["replica"] == victim_id.as_str() {
+            victim = Some(i);
+        }
+    }
+    let victim = victim.unwrap();
+    let moved: Vec<String> = before.iter().filter(|(_, r)| *r == victim_id).map(|(p, _)| p.clone()).collect();
+    let killed_at = Instant::now();
+    let mut dead = replicas[victim].take().unwrap();
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let witness = replicas.iter().flatten().next().unwrap();
+    wait_for("the dead replica's proxies are connected elsewhere", Duration::from_secs(15), || async {
+        let now = placement(witness).await?;
+        (now.len() == 3 && now.iter().all(|(_, r)| *r != victim_id)).then_some(())
+    })
+    .await;
+    eprintln!("{} proxies of a killed replica connected elsewhere after {:?}", moved.len(), killed_at.elapsed());
+
+    // A rolling restart of the other two, one at a time, then the killed one comes back.
+    for i in 0..3 {
+        if let Some(mut r) = replicas[i].take() {
+            let pid = r.child.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+            r.child.wait().unwrap();
+        }
+        replicas[i] = Some(start(i));
+        let all: Vec<&Replica> = replicas.iter().flatten().collect();
+        agreed_leader(&all, all.len()).await;
+    }
+    let all: Vec<&Replica> = replicas.iter().flatten().collect();
+    let last = std::sync::Mutex::new(String::new());
+    let synced = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let mut done = true;
+            let mut bodies = Vec::new();
+            for r in &all {
+                let (_, body) =
+                    http_request(http::Method::GET, r.addr, "/api/v1/fleet", &[], Default::default()).await.unwrap();
+                let fleet: serde_json::Value = serde_json::from_str(&body).unwrap();
+                done &= fleet["total"] == 3 && fleet["synced"] == 3;
+                bodies.push(format!(
+                    "{body}\n{}",
+                    r.log()
+                        .lines()
+                        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ));
+            }
+            *last.lock().unwrap() = bodies.join("\n\n");
+            if done {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let versions: Vec<String> =
+        proxies.iter().chain([&caller]).map(|p| p.shared.config.load().version.clone()).collect();
+    assert!(synced.await.is_ok(), "every replica sees every proxy synced ({versions:?}): {}", last.lock().unwrap());
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed, why) = traffic.await.unwrap();
+    eprintln!("{sent} requests through a replica killed and a rolling restart, {failed} failed");
+    assert!(sent > 100, "the load ran: {sent}");
+    assert_eq!(failed, 0, "no request failed: {why:?}");
+    for p in proxies {
+        p.shutdown().await;
+    }
+    caller.shutdown().await;
+    drop(replicas);
+    db.drop_it().await;
 }

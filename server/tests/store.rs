@@ -5,7 +5,7 @@ use trellis_api::{AuditFilter, RevisionView};
 use trellis_model::diff::{Change, ChangeKind};
 use trellis_model::{Code, Diagnostic, diagnostic::Pos};
 use trellis_server::audit::spool::Spooled;
-use trellis_server::store::{Fence, LEADER, NewEvent, ReplicaRow, SessionRow, Store, StoreError};
+use trellis_server::store::{Fence, LEADER, MemberStatus, NewEvent, ReplicaRow, SessionRow, Store, StoreError};
 use trellis_server::testing::PgDatabase;
 
 /// Runs `trellis audit ARGS` against the database; returns exit code and stdout.
@@ -193,6 +193,36 @@ async fn exercise(url: &str) {
     assert_eq!(replicas.len(), 1);
     assert!((replicas[0].seen_at - now).abs() < 5_000, "{replicas:?} at {now}");
     store.notify("changed").await.unwrap();
+
+    // The fleet's rows: written by the replica each proxy is connected to, read by the others.
+    let member = |id: &str| {
+        let reg = trellis_model::fleet::Registration {
+            proxy_id: id.into(),
+            service: "shop".into(),
+            version: "v1".into(),
+            inbound_addr: "10.0.0.1:4143".into(),
+            admin_addr: "10.0.0.1:4191".into(),
+            proxy_version: "t".into(),
+        };
+        (reg, MemberStatus { acked: Some("r.1".into()), ..Default::default() })
+    };
+    store.share_members("r1", &[member("p1"), member("p2")]).await.unwrap();
+    let seen = store.members_elsewhere("r2", 10_000, 10_000).await.unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|m| m.connected && m.replica == "r1" && m.status.acked.as_deref() == Some("r.1")));
+    assert!(store.members_elsewhere("r1", 10_000, 10_000).await.unwrap().is_empty(), "not its own");
+    store.share_members("r2", &[member("p2")]).await.unwrap();
+    store.member_disconnected("r1", "p2").await.unwrap();
+    store.member_disconnected("r1", "p1").await.unwrap();
+    let seen = store.members_elsewhere("r3", 10_000, 10_000).await.unwrap();
+    let p2 = seen.iter().find(|m| m.registration.proxy_id == "p2").unwrap();
+    assert!(p2.connected && p2.replica == "r2", "the newest connection keeps the row: {p2:?}");
+    assert!(!seen.iter().find(|m| m.registration.proxy_id == "p1").unwrap().connected);
+    store.touch_members("r2").await.unwrap();
+    assert_eq!(store.recent_members("r2", 60_000).await.unwrap(), vec!["p2".to_string()]);
+    store.forget_member("r1", "p2").await.unwrap();
+    store.forget_member("r1", "p1").await.unwrap();
+    assert_eq!(store.members_elsewhere("r3", 10_000, 10_000).await.unwrap().len(), 1, "p2 is r2's to forget");
 
     // Sessions: found until they expire or are deleted.
     let session = SessionRow { user: "ann".into(), role: "operator".into(), csrf: "c".into(), expires_at: 2_000 };

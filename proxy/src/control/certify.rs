@@ -30,10 +30,18 @@ pub async fn maintain(shared: Arc<Shared>, client: ControlPlane, token: String, 
                 Duration::from_millis(left * 2 / 3).max(RETRY_MIN)
             }
             Err(why) => {
-                tracing::warn!(%why, retry_in = ?retry, "no certificate yet");
-                let wait = retry;
-                retry = (retry * 2).min(RETRY_MAX);
-                wait
+                // Another replica is asked at once; after all of them, back off.
+                let target = client.targets.current().map(|t| t.base).unwrap_or_default();
+                if client.targets.fail() {
+                    client.targets.resolve().await;
+                    tracing::warn!(%why, %target, retry_in = ?retry, "no certificate yet");
+                    let wait = retry;
+                    retry = (retry * 2).min(RETRY_MAX);
+                    wait
+                } else {
+                    tracing::warn!(%why, %target, "no certificate from this replica; asking the next");
+                    RETRY_MIN / 10
+                }
             }
         };
         tokio::select! {

@@ -5,7 +5,7 @@
 //! store or a clock, as linkerd2's policy-controller tests its index.
 
 use super::{FORGET_AFTER, FleetError, HEARTBEAT_TIMEOUT, Snapshot, revision_of, slice};
-use crate::store::NewEvent;
+use crate::store::{Member, MemberStatus, NewEvent};
 use bytes::Bytes;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -19,11 +19,11 @@ use trellis_model::{Endpoint, MeshConfig};
 pub enum Effect {
     /// An event for the audit log.
     Audit(NewEvent),
-    /// Fleet membership to remember across restarts, or to forget.
-    Remember {
-        proxy_id: String,
-        service: String,
-    },
+    /// A proxy connected here, or what it runs changed: the other replicas are told.
+    Share(Registration, MemberStatus),
+    /// A proxy's stream here closed.
+    Disconnected(String),
+    /// A proxy is forgotten here.
     Forget(String),
     /// A new snapshot for every stream, now.
     Publish,
@@ -52,6 +52,13 @@ pub struct Registry {
     /// Each proxy's certificate, by proxy id. Proxies certify before they register, so this
     /// outlives and precedes registry entries (bounded by `sweep`).
     certs: BTreeMap<String, Cert>,
+    /// Proxies connected to the other replicas, as the database last said.
+    remote: BTreeMap<String, Member>,
+    /// Only the leader records who joined and left the fleet; the others keep count quietly,
+    /// so that a new leader does not see the whole fleet join.
+    leads: bool,
+    /// The whole fleet (here and elsewhere) as last judged: id → service and version.
+    members: BTreeMap<String, (String, String)>,
 }
 
 struct Cert {
@@ -114,12 +121,9 @@ impl Registry {
         self.next_stream += 1;
         let stream = self.next_stream;
         let id = reg.proxy_id.clone();
+        // New here (its service may not have a config line yet), or moved from another
+        // replica: either way the snapshot is rebuilt for it.
         let joined = !self.proxies.contains_key(&id);
-        if joined {
-            let summary = format!("proxy {id} ({}/{}) joined at {}", reg.service, reg.version, reg.inbound_addr);
-            let detail = json!({ "proxy_id": id, "version": reg.version, "address": reg.inbound_addr });
-            effects.push(system(now, "proxy.joined", Some(&reg.service), summary, detail));
-        }
         let entry = self.proxies.entry(id.clone()).or_insert_with(|| Entry {
             reg: reg.clone(),
             stream: None,
@@ -130,11 +134,12 @@ impl Registry {
             nack: None,
         });
         let endpoint_changed = entry.reg.inbound_addr != reg.inbound_addr || entry.disconnected_at.is_some();
-        effects.push(Effect::Remember { proxy_id: id.clone(), service: reg.service.clone() });
         entry.reg = reg;
         entry.stream = Some(stream);
         entry.disconnected_at = None;
         entry.last_seen = now;
+        effects.extend(self.share(&id));
+        effects.extend(self.judge(now));
         if self.awaited.remove(&id) && self.awaited.is_empty() {
             // The snapshot streams send on release must list everyone: publish now, not after
             // the debounce.
@@ -150,7 +155,7 @@ impl Registry {
             Some(e) if e.stream == Some(stream) => {
                 e.stream = None;
                 e.disconnected_at = Some(now);
-                vec![Effect::Changed]
+                vec![Effect::Disconnected(proxy_id.to_string()), Effect::Changed]
             }
             _ => vec![],
         }
@@ -172,11 +177,9 @@ impl Registry {
         let mut effects = Vec::new();
         for id in &gone {
             effects.push(Effect::Forget(id.clone()));
-            if let Some(e) = self.proxies.remove(id) {
-                let summary = format!("proxy {id} ({}/{}) left", e.reg.service, e.reg.version);
-                effects.push(system(now, "proxy.left", Some(&e.reg.service), summary, json!({ "proxy_id": id })));
-            }
+            self.proxies.remove(id);
         }
+        effects.extend(self.judge(now));
         // Certificates of proxies that are neither registered nor still valid are forgotten.
         let Registry { certs, proxies, .. } = self;
         certs.retain(|id, c| proxies.contains_key(id) || c.not_after > now);
@@ -193,6 +196,7 @@ impl Registry {
         }
         let e = self.proxies.get_mut(&ack.proxy_id).ok_or_else(|| FleetError::UnknownProxy(ack.proxy_id.clone()))?;
         e.last_seen = now;
+        let before = (e.acked.clone(), e.nack.clone());
         let mut effects = Vec::new();
         match &ack.error {
             None => {
@@ -208,6 +212,9 @@ impl Registry {
                 e.nack = Some(reason.clone());
             }
         }
+        if before != (e.acked.clone(), e.nack.clone()) {
+            effects.extend(self.share(&ack.proxy_id));
+        }
         effects.extend(self.synced(now));
         effects.push(Effect::Changed);
         Ok(effects)
@@ -216,12 +223,16 @@ impl Registry {
     /// The sync outcome of a revision, once: every live proxy runs it, and how long that took.
     fn synced(&mut self, now: i64) -> Option<Effect> {
         let revision = self.mesh.as_ref()?.revision.clone();
-        let all = !self.proxies.is_empty()
-            && self.proxies.values().all(|e| e.acked.as_deref().map(revision_of) == Some(revision.as_str()));
+        let fleet = self.proxies();
+        let all = !fleet.is_empty() && fleet.iter().all(|p| p.applied_revision.as_deref() == Some(revision.as_str()));
         if !all || self.synced_audited.as_ref() == Some(&revision) {
             return None;
         }
-        let (took, n) = (now - self.revision_since, self.proxies.len());
+        self.synced_audited = Some(revision.clone());
+        if !self.leads {
+            return None;
+        }
+        let (took, n) = (now - self.revision_since, fleet.len());
         self.synced_audited = Some(revision.clone());
         Some(Effect::Audit(NewEvent {
             at: now,
@@ -237,6 +248,119 @@ impl Registry {
         }))
     }
 
+    /// The row the other replicas read for proxy `id`, while it is connected here.
+    fn share(&self, id: &str) -> Option<Effect> {
+        let e = self.proxies.get(id).filter(|e| e.stream.is_some())?;
+        let cert = self.certs.get(id);
+        let status = MemberStatus {
+            acked: e.acked.clone(),
+            nack: e.nack.clone(),
+            identity: cert.map(|c| c.identity.clone()),
+            cert_expires: cert.map(|c| c.not_after),
+            joined_at: e.joined_at,
+            last_seen: e.last_seen,
+        };
+        Some(Effect::Share(e.reg.clone(), status))
+    }
+
+    /// This replica leads, or no longer does.
+    pub fn set_leads(&mut self, leads: bool) {
+        self.leads = leads;
+    }
+
+    /// The proxies of the other replicas, as the database says now. A proxy awaited after a
+    /// restart that is connected elsewhere is not waited for.
+    pub fn set_remote(&mut self, members: Vec<Member>, now: i64) -> Vec<Effect> {
+        let remote: BTreeMap<String, Member> =
+            members.into_iter().map(|m| (m.registration.proxy_id.clone(), m)).collect();
+        let endpoints = |r: &Registry| r.endpoints();
+        let before = endpoints(self);
+        let changed = remote != self.remote;
+        self.remote = remote;
+        let mut effects = Vec::new();
+        let was_waiting = !self.awaited.is_empty();
+        let Registry { awaited, remote, .. } = self;
+        awaited.retain(|id| !remote.get(id).is_some_and(|m| m.connected));
+        if was_waiting && self.awaited.is_empty() {
+            effects.extend([Effect::Publish, Effect::Release]);
+        }
+        if endpoints(self) != before {
+            effects.push(Effect::PublishSoon);
+        }
+        effects.extend(self.judge(now));
+        effects.extend(self.synced(now));
+        if changed {
+            effects.push(Effect::Changed);
+        }
+        effects
+    }
+
+    /// Who joined and left the whole fleet since the last look (the leader says so; the
+    /// others only keep count).
+    fn judge(&mut self, now: i64) -> Vec<Effect> {
+        let mut fleet: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+        for m in self.remote.values() {
+            let r = &m.registration;
+            fleet.insert(r.proxy_id.clone(), (r.service.clone(), r.version.clone(), r.inbound_addr.clone()));
+        }
+        for (id, e) in &self.proxies {
+            fleet.insert(id.clone(), (e.reg.service.clone(), e.reg.version.clone(), e.reg.inbound_addr.clone()));
+        }
+        let mut effects = Vec::new();
+        if self.leads {
+            for (id, (service, version, addr)) in fleet.iter().filter(|(id, _)| !self.members.contains_key(*id)) {
+                let summary = format!("proxy {id} ({service}/{version}) joined at {addr}");
+                let detail = json!({ "proxy_id": id, "version": version, "address": addr });
+                effects.push(system(now, "proxy.joined", Some(service), summary, detail));
+            }
+            for (id, (service, version)) in self.members.iter().filter(|(id, _)| !fleet.contains_key(*id)) {
+                let summary = format!("proxy {id} ({service}/{version}) left");
+                effects.push(system(now, "proxy.left", Some(service), summary, json!({ "proxy_id": id })));
+            }
+        }
+        self.members = fleet.into_iter().map(|(id, (service, version, _))| (id, (service, version))).collect();
+        effects
+    }
+
+    /// Every endpoint of the whole fleet, by service: the proxies here (a disconnected one
+    /// stays until forgotten), and those connected elsewhere. A proxy connected here is
+    /// described as it is here; one that left here for another replica, as it is there.
+    fn endpoints(&self) -> BTreeMap<String, Vec<Endpoint>> {
+        let mut by_id: BTreeMap<&str, Endpoint> = BTreeMap::new();
+        let mut service_of: BTreeMap<&str, &str> = BTreeMap::new();
+        for (id, m) in &self.remote {
+            let r = &m.registration;
+            by_id.insert(
+                id,
+                Endpoint {
+                    version: r.version.clone(),
+                    addr: r.inbound_addr.clone(),
+                    proxy_id: id.clone(),
+                    identity: m.status.identity.clone(),
+                },
+            );
+            service_of.insert(id, &r.service);
+        }
+        for (id, e) in &self.proxies {
+            if e.stream.is_none() && self.remote.get(id).is_some_and(|m| m.connected) {
+                continue;
+            }
+            let endpoint = Endpoint {
+                version: e.reg.version.clone(),
+                addr: e.reg.inbound_addr.clone(),
+                proxy_id: id.clone(),
+                identity: self.certs.get(id).map(|c| c.identity.clone()),
+            };
+            by_id.insert(id, endpoint);
+            service_of.insert(id, &e.reg.service);
+        }
+        let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
+        for (id, endpoint) in by_id {
+            endpoints.entry(service_of[id].to_string()).or_default().push(endpoint);
+        }
+        endpoints
+    }
+
     /// A proxy received a certificate naming `identity`, expiring at `not_after_ms`. Its
     /// callers learn the identity (and so to speak mTLS to it) with the next endpoints.
     pub fn certified(&mut self, proxy_id: &str, identity: &str, not_after_ms: i64) -> Vec<Effect> {
@@ -246,6 +370,7 @@ impl Registry {
         if self.proxies.contains_key(proxy_id) && before.as_deref() != Some(identity) {
             effects.push(Effect::PublishSoon);
         }
+        effects.extend(self.share(proxy_id));
         effects.push(Effect::Changed);
         effects
     }
@@ -276,15 +401,7 @@ impl Registry {
     pub fn snapshot(&mut self) -> Option<Snapshot> {
         self.publish_pending = false;
         let mesh = self.mesh.clone()?;
-        let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
-        for (id, e) in &self.proxies {
-            endpoints.entry(e.reg.service.clone()).or_default().push(Endpoint {
-                version: e.reg.version.clone(),
-                addr: e.reg.inbound_addr.clone(),
-                proxy_id: id.clone(),
-                identity: self.certs.get(id).map(|c| c.identity.clone()),
-            });
-        }
+        let endpoints = self.endpoints();
         let version = version_of(&mesh, &endpoints);
         let served: BTreeSet<&String> = self.proxies.values().map(|e| &e.reg.service).collect();
         let lines = served
@@ -299,31 +416,39 @@ impl Registry {
         Some(Snapshot { version, revision: mesh.revision.clone(), lines })
     }
 
-    /// Every proxy with an open stream, for the API and the dashboard.
+    /// Every proxy with an open stream, here or on another replica, for the API and the
+    /// dashboard. `replica` names this one.
     pub fn proxies(&self) -> Vec<ProxyView> {
         let current = self.mesh.as_ref().map(|m| m.revision.clone());
-        self.proxies
-            .iter()
-            .filter(|(_, e)| e.stream.is_some())
-            .map(|(id, e)| {
-                let applied_revision = e.acked.as_deref().map(revision_of).map(str::to_string);
-                let synced = current.is_some() && applied_revision == current;
-                ProxyView {
-                    id: id.clone(),
-                    service: e.reg.service.clone(),
-                    version: e.reg.version.clone(),
-                    address: e.reg.inbound_addr.clone(),
-                    admin: e.reg.admin_addr.clone(),
-                    cert_expires: self.certs.get(id).map(|c| c.not_after),
-                    synced,
-                    applied_version: e.acked.clone(),
-                    applied_revision,
-                    nack: e.nack.clone(),
-                    last_seen: e.last_seen,
-                    lagging_since: (!synced).then(|| self.revision_since.max(e.joined_at)),
-                }
-            })
-            .collect()
+        let view = |reg: &Registration, status: MemberStatus, replica: Option<String>| {
+            let applied_revision = status.acked.as_deref().map(revision_of).map(str::to_string);
+            let synced = current.is_some() && applied_revision == current;
+            ProxyView {
+                id: reg.proxy_id.clone(),
+                service: reg.service.clone(),
+                version: reg.version.clone(),
+                address: reg.inbound_addr.clone(),
+                admin: reg.admin_addr.clone(),
+                cert_expires: status.cert_expires,
+                synced,
+                applied_version: status.acked,
+                applied_revision,
+                nack: status.nack,
+                last_seen: status.last_seen,
+                lagging_since: (!synced).then(|| self.revision_since.max(status.joined_at)),
+                replica,
+            }
+        };
+        let mut views: BTreeMap<&str, ProxyView> = BTreeMap::new();
+        for (id, m) in self.remote.iter().filter(|(_, m)| m.connected) {
+            views.insert(id, view(&m.registration, m.status.clone(), Some(m.replica.clone())));
+        }
+        for (id, e) in self.proxies.iter().filter(|(_, e)| e.stream.is_some()) {
+            let Some(Effect::Share(reg, status)) = self.share(id) else { continue };
+            views.insert(id, view(&reg, status, None));
+            let _ = e;
+        }
+        views.into_values().collect()
     }
 }
 

@@ -7,7 +7,7 @@ async fn fleet() -> Fleet {
     let store = Store::connect("sqlite::memory:").await.unwrap();
     // The spool directory outlives the test's writer; the OS cleans its temp dir.
     let spool = std::env::temp_dir().join(format!("trellis-fleet-test-{:x}", fastrand::u64(..)));
-    Fleet::new(Audit::start(store, &spool).unwrap(), None, Duration::ZERO, || {})
+    Fleet::new("test".into(), Audit::start(store, &spool).unwrap(), None, Duration::ZERO, || {})
 }
 
 pub(super) fn reg(id: &str, service: &str, version: &str, addr: &str) -> Registration {

@@ -14,9 +14,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// The service a connected proxy's certificate names.
+/// The service a connected proxy's certificate names, with the certificate's identity and
+/// expiry (so a replica that did not issue it still tells callers to speak mTLS to it).
 #[derive(Clone, Debug)]
-pub struct FleetPeer(pub String);
+pub struct FleetPeer(pub String, pub Certificate);
+
+#[derive(Clone, Debug)]
+pub struct Certificate {
+    pub identity: String,
+    /// Unix ms.
+    pub not_after: i64,
+}
 
 /// The control plane's name in its own trust domain.
 pub const CONTROL_PLANE: &str = "trellis";
@@ -70,13 +78,15 @@ pub async fn serve(
                 Ok(Err(e)) => return tracing::info!(%peer, error = %e, "fleet mTLS handshake refused"),
                 Err(_) => return,
             };
-            let certs = tls.get_ref().1.peer_certificates();
-            let identity = certs.and_then(|c| c.first()).and_then(|c| crate::identity::spiffe_of(c));
+            let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+            let identity = leaf.and_then(|c| crate::identity::spiffe_of(c));
+            let not_after = leaf.map_or(0, |c| crate::identity::der_not_after_ms(c));
             let Some(service) = identity.as_deref().and_then(|id| trellis_model::config::identity_service(id, &domain))
             else {
                 return tracing::info!(%peer, ?identity, "fleet peer names no service of this trust domain");
             };
-            let app = app.layer(axum::Extension(FleetPeer(service.to_string())));
+            let cert = Certificate { identity: identity.clone().unwrap_or_default(), not_after };
+            let app = app.layer(axum::Extension(FleetPeer(service.to_string(), cert)));
             let service = hyper_util::service::TowerToHyperService::new(app);
             if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await
             {

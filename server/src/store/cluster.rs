@@ -54,7 +54,7 @@ pub mod topic {
 
 impl Store {
     /// Unix ms by the database's clock: every replica measures leases with the same clock.
-    fn db_now(&self) -> &'static str {
+    pub(super) fn db_now(&self) -> &'static str {
         if self.sqlite {
             "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
         } else {
@@ -186,4 +186,38 @@ fn lease_from_row(r: &sqlx::any::AnyRow) -> Result<Lease, StoreError> {
         expires_at: r.try_get("expires_at")?,
         now: r.try_get("now")?,
     })
+}
+
+/// The trust anchor and join secret the replicas share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityRow {
+    pub anchor_pem: String,
+    pub anchor_key: String,
+    pub join_secret: String,
+}
+
+impl Store {
+    /// Offers `mine` as the shared identity of `trust_domain`; returns the one shared (the
+    /// first offered wins).
+    pub async fn share_identity(&self, trust_domain: &str, mine: &IdentityRow) -> Result<IdentityRow, StoreError> {
+        sqlx::query(
+            "INSERT INTO identity (trust_domain, anchor_pem, anchor_key, join_secret) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (trust_domain) DO NOTHING",
+        )
+        .bind(trust_domain)
+        .bind(&mine.anchor_pem)
+        .bind(&mine.anchor_key)
+        .bind(&mine.join_secret)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT anchor_pem, anchor_key, join_secret FROM identity WHERE trust_domain = $1")
+            .bind(trust_domain)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(IdentityRow {
+            anchor_pem: row.try_get("anchor_pem")?,
+            anchor_key: row.try_get("anchor_key")?,
+            join_secret: row.try_get("join_secret")?,
+        })
+    }
 }

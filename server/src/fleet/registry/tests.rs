@@ -17,16 +17,23 @@ fn audited(effects: &[Effect]) -> Vec<&str> {
         .collect()
 }
 
+/// A registry of the leading replica, which records who joins and leaves.
+fn leading() -> Registry {
+    let mut r = Registry::default();
+    r.set_leads(true);
+    r
+}
+
 fn ack(id: &str, version: &str, error: Option<&str>) -> Ack {
     Ack { proxy_id: id.into(), version: version.into(), error: error.map(str::to_string) }
 }
 
 #[test]
 fn nothing_is_published_before_the_first_revision_and_a_revision_publishes_at_once() {
-    let mut r = Registry::default();
+    let mut r = leading();
     let (_, effects) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     assert_eq!(audited(&effects), ["proxy.joined"]);
-    assert!(effects.contains(&Effect::Remember { proxy_id: "a".into(), service: "inventory".into() }));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Share(reg, _) if reg.proxy_id == "a")), "told to the others");
     assert!(effects.contains(&Effect::PublishSoon), "a new endpoint is endpoint churn: debounced");
     assert!(r.snapshot().is_none());
     assert_eq!(r.set_mesh(mesh("r1"), 10), [Effect::Publish]);
@@ -37,21 +44,21 @@ fn nothing_is_published_before_the_first_revision_and_a_revision_publishes_at_on
 
 #[test]
 fn a_reconnect_on_the_same_address_is_no_endpoint_change_and_an_old_streams_end_is_ignored() {
-    let mut r = Registry::default();
+    let mut r = leading();
     let (first, _) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     let (second, effects) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 5);
     assert!(
         audited(&effects).is_empty() && effects.contains(&Effect::Changed) && !effects.contains(&Effect::PublishSoon)
     );
     assert!(r.disconnect("a", first, 6).is_empty(), "the newer stream serves the proxy");
-    assert_eq!(r.disconnect("a", second, 7), [Effect::Changed]);
+    assert_eq!(r.disconnect("a", second, 7), [Effect::Disconnected("a".into()), Effect::Changed]);
     let (_, effects) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 8);
     assert!(effects.contains(&Effect::PublishSoon), "back from a disconnect: an endpoint again");
 }
 
 #[test]
 fn sync_is_audited_once_per_revision_and_a_nack_once_per_reason() {
-    let mut r = Registry::default();
+    let mut r = leading();
     r.set_mesh(mesh("r1"), 0);
     r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     r.connect(reg("b", "storefront", "10.0.0.2:4143"), 0);
@@ -62,7 +69,7 @@ fn sync_is_audited_once_per_revision_and_a_nack_once_per_reason() {
     assert!(audited(&r.ack(&ack("b", &version, Some("regex too big")), 160).unwrap()).is_empty());
     let synced = r.ack(&ack("b", &version, None), 200).unwrap();
     assert_eq!(audited(&synced), ["revision.synced"]);
-    let Some(Effect::Audit(event)) = synced.first() else { unreachable!() };
+    let Some(Effect::Audit(event)) = synced.iter().find(|e| matches!(e, Effect::Audit(_))) else { unreachable!() };
     assert_eq!(event.detail["took_ms"], 200);
     assert!(audited(&r.ack(&ack("a", &version, None), 300).unwrap()).is_empty(), "once");
     let views = r.proxies();
@@ -73,7 +80,7 @@ fn sync_is_audited_once_per_revision_and_a_nack_once_per_reason() {
 
 #[test]
 fn a_dropped_proxy_stays_an_endpoint_until_forgotten_and_a_silent_one_is_dropped() {
-    let mut r = Registry::default();
+    let mut r = leading();
     let (stream, _) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     r.connect(reg("hung", "inventory", "10.0.0.2:4143"), 0);
     r.disconnect("a", stream, 1_000);
@@ -88,13 +95,13 @@ fn a_dropped_proxy_stays_an_endpoint_until_forgotten_and_a_silent_one_is_dropped
 
 #[test]
 fn after_a_restart_configs_wait_for_the_previous_fleet() {
-    let mut r = Registry::default();
+    let mut r = leading();
     r.await_fleet(["a".to_string(), "b".to_string()]);
     let (_, effects) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     assert!(!effects.contains(&Effect::Release));
     let (_, effects) = r.connect(reg("b", "inventory", "10.0.0.2:4143"), 0);
     assert!(effects.contains(&Effect::Publish) && effects.contains(&Effect::Release), "{effects:?}");
-    let mut late = Registry::default();
+    let mut late = leading();
     late.await_fleet(["gone".to_string()]);
     let (missing, effects) = late.stop_waiting();
     assert_eq!((missing, effects), (vec!["gone".to_string()], vec![Effect::Publish]));
@@ -102,15 +109,21 @@ fn after_a_restart_configs_wait_for_the_previous_fleet() {
 
 #[test]
 fn a_new_certificate_reaches_callers_with_the_next_endpoints() {
-    let mut r = Registry::default();
+    let mut r = leading();
     r.set_mesh(mesh("r1"), 0);
     assert_eq!(r.certified("a", "spiffe://t/svc/inventory", 10), [Effect::Changed], "not registered yet");
     r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     r.connect(reg("caller", "storefront", "10.0.0.9:4143"), 0);
     let line = r.snapshot().unwrap().line_for("storefront").unwrap();
     assert!(String::from_utf8_lossy(&line).contains("spiffe://t/svc/inventory"), "{}", String::from_utf8_lossy(&line));
-    assert_eq!(r.certified("a", "spiffe://t/svc/inventory", 20), [Effect::Changed], "the same identity");
-    assert_eq!(r.certified("a", "spiffe://t/svc/other", 20), [Effect::PublishSoon, Effect::Changed]);
+    let renewed = r.certified("a", "spiffe://t/svc/inventory", 20);
+    assert!(!renewed.contains(&Effect::PublishSoon), "the same identity: {renewed:?}");
+    assert!(
+        renewed.iter().any(|e| matches!(e, Effect::Share(_, s) if s.cert_expires == Some(20))),
+        "its expiry is told"
+    );
+    let other = r.certified("a", "spiffe://t/svc/other", 20);
+    assert_eq!(other.first(), Some(&Effect::PublishSoon));
     assert!(r.publish_soon() && !r.publish_soon(), "one debounced publish at a time");
     r.snapshot();
     assert!(!r.publish_pending());
@@ -123,7 +136,7 @@ fn a_version_names_the_content_the_same_on_every_replica() {
         r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
         r.connect(reg("b", "storefront", "10.0.0.2:4143"), 0);
     };
-    let (mut one, mut two) = (Registry::default(), Registry::default());
+    let (mut one, mut two) = (leading(), leading());
     fill(&mut one);
     fill(&mut two);
     let version = one.snapshot().unwrap().version;
@@ -136,4 +149,74 @@ fn a_version_names_the_content_the_same_on_every_replica() {
     reweighted.services.get_mut("inventory").unwrap().versions.push("v2".into());
     two.set_mesh(reweighted, 1);
     assert_ne!(two.snapshot().unwrap().version, version, "the same revision, other content");
+}
+
+fn elsewhere(id: &str, service: &str, addr: &str, connected: bool) -> Member {
+    Member {
+        replica: "other".into(),
+        registration: reg(id, service, addr),
+        status: MemberStatus { identity: Some(format!("spiffe://t/svc/{service}")), ..Default::default() },
+        connected,
+    }
+}
+
+fn endpoint_addrs(r: &mut Registry, service: &str) -> Vec<String> {
+    let snapshot = r.snapshot().unwrap();
+    let line = snapshot.line_for(service).unwrap();
+    let StreamMessage::Config(c) = serde_json::from_slice(&line).unwrap() else { unreachable!() };
+    let mut addrs: Vec<String> = c.endpoints.values().flatten().map(|e| e.addr.clone()).collect();
+    addrs.sort();
+    addrs
+}
+
+#[test]
+fn the_whole_fleet_is_sent_whichever_replica_each_proxy_is_connected_to() {
+    let mut r = Registry::default();
+    r.set_mesh(mesh("r1"), 0);
+    let (stream, effects) = r.connect(reg("here", "inventory", "10.0.0.1:4143"), 0);
+    assert!(audited(&effects).is_empty(), "only the leader records who joins");
+    r.connect(reg("caller", "storefront", "10.0.0.9:4143"), 0);
+    let effects = r.set_remote(vec![elsewhere("there", "inventory", "10.0.0.2:4143", true)], 10);
+    assert!(effects.contains(&Effect::PublishSoon), "a new endpoint elsewhere is endpoint churn");
+    assert_eq!(endpoint_addrs(&mut r, "storefront"), ["10.0.0.1:4143", "10.0.0.2:4143"]);
+    let views = r.proxies();
+    assert_eq!(views.len(), 3);
+    assert_eq!(views.iter().find(|p| p.id == "there").unwrap().replica.as_deref(), Some("other"));
+
+    // "here" moves to the other replica at a new address: one endpoint, as it is there.
+    r.disconnect("here", stream, 20);
+    let moved = elsewhere("here", "inventory", "10.0.0.3:4143", true);
+    r.set_remote(vec![elsewhere("there", "inventory", "10.0.0.2:4143", true), moved], 30);
+    assert_eq!(endpoint_addrs(&mut r, "storefront"), ["10.0.0.2:4143", "10.0.0.3:4143"]);
+    assert_eq!(r.proxies().len(), 3, "each proxy once");
+    // The same inputs on another replica give the same version.
+    assert_eq!(r.snapshot().unwrap().version, r.snapshot().unwrap().version);
+}
+
+#[test]
+fn the_leader_records_who_joins_and_leaves_the_whole_fleet_and_moves_are_neither() {
+    let mut r = leading();
+    let effects = r.set_remote(vec![elsewhere("p", "inventory", "10.0.0.2:4143", true)], 0);
+    assert_eq!(audited(&effects), ["proxy.joined"]);
+    // The proxy moves here from the other replica: not a join.
+    let (stream, effects) = r.connect(reg("p", "inventory", "10.0.0.2:4143"), 10);
+    assert!(audited(&effects).is_empty(), "{effects:?}");
+    assert!(audited(&r.set_remote(vec![], 20)).is_empty(), "still here");
+    r.disconnect("p", stream, 30);
+    let effects = r.sweep(30 + FORGET_AFTER.as_millis() as i64 + 1);
+    assert_eq!(audited(&effects), ["proxy.left"]);
+
+    // A follower keeps count quietly: when it leads, the fleet it knows does not join again.
+    let mut f = Registry::default();
+    f.set_remote(vec![elsewhere("q", "inventory", "10.0.0.4:4143", true)], 0);
+    f.set_leads(true);
+    assert!(audited(&f.set_remote(vec![elsewhere("q", "inventory", "10.0.0.4:4143", true)], 10)).is_empty());
+}
+
+#[test]
+fn after_a_restart_a_proxy_connected_to_another_replica_is_not_waited_for() {
+    let mut r = leading();
+    r.await_fleet(["p".to_string()]);
+    let effects = r.set_remote(vec![elsewhere("p", "inventory", "10.0.0.2:4143", true)], 0);
+    assert!(effects.contains(&Effect::Release), "{effects:?}");
 }

@@ -119,18 +119,10 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         fleet.sweep();
         std::future::ready(())
     })));
-    // The other replicas' proxies, every second; this one's rows kept fresh every third.
-    let exchanging = state.clone();
-    let mut turn = 0u64;
-    tasks.push(tokio::spawn(every(Duration::from_secs(1), shutdown_rx.clone(), move || {
-        let app = exchanging.clone();
-        turn += 1;
-        async move {
-            if let Err(e) = app.fleet.exchange(app.cluster.leads(), turn.is_multiple_of(3)).await {
-                tracing::warn!(error = %e, "cannot read the other replicas' proxies");
-            }
-        }
-    })));
+    if store.is_shared() {
+        state.telemetry.share();
+    }
+    tasks.push(tokio::spawn(exchange(state.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(state.cluster.clone().run(shutdown_rx.clone()).instrument(tracing::info_span!("cluster"))));
     let follow_now = std::sync::Arc::new(tokio::sync::Notify::new());
     let heard = {
@@ -238,6 +230,59 @@ async fn run_rollouts(app: AppState, follow_now: std::sync::Arc<tokio::sync::Not
             () = shutdown.recv() => return,
         }
     }
+}
+
+/// What replicas share every second: the proxies connected to each (this one's rows kept
+/// fresh every third second), and the seconds of telemetry each one's proxies reported.
+async fn exchange(app: AppState, mut shutdown: Shutdown) {
+    let mut imported: std::collections::BTreeSet<(String, u64)> = Default::default();
+    for turn in 1u64.. {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = shutdown.recv() => return,
+        }
+        if let Err(e) = app.fleet.exchange(app.cluster.leads(), turn.is_multiple_of(3)).await {
+            tracing::warn!(error = %e, "cannot read the other replicas' proxies");
+        }
+        if app.store.is_shared()
+            && let Err(e) = exchange_telemetry(&app, &mut imported).await
+        {
+            tracing::warn!(error = %e, "cannot share telemetry with the other replicas");
+        }
+    }
+}
+
+/// Adds the other replicas' seconds not yet added, then hands this one's finished seconds
+/// on. A second written late (its replica was slow to commit) is still taken within ten seconds.
+/// The first time, this replica's own seconds from before a restart are taken back too.
+async fn exchange_telemetry(
+    app: &AppState,
+    imported: &mut std::collections::BTreeSet<(String, u64)>,
+) -> Result<(), crate::store::StoreError> {
+    const LOOKBACK_S: u64 = 10;
+    let now_s = (crate::now_ms() / 1000) as u64;
+    let first = imported.is_empty();
+    let since = now_s.saturating_sub(if first { crate::telemetry::RETENTION_S } else { LOOKBACK_S });
+    imported.retain(|(_, s)| *s >= since);
+    let me = app.cluster.id();
+    for (replica, at, data) in app.store.telemetry_seconds(since).await? {
+        if (replica == me && !first) || !imported.insert((replica, at)) {
+            continue;
+        }
+        match serde_json::from_str::<crate::telemetry::Second>(&data) {
+            Ok(second) => app.telemetry.merge(at, &second, now_s),
+            Err(e) => tracing::debug!(error = %e, "a second of telemetry this version cannot read"),
+        }
+    }
+    // Never empty from here on: the next turns leave this replica's own seconds out.
+    imported.insert((me.to_string(), now_s));
+    let mine: Vec<(u64, String)> = app
+        .telemetry
+        .take_finished(now_s)
+        .into_iter()
+        .map(|(at, second)| (at, serde_json::to_string(&second).unwrap_or_default()))
+        .collect();
+    app.store.share_seconds(me, &mine, now_s.saturating_sub(crate::telemetry::RETENTION_S)).await
 }
 
 /// This replica's id: configured, or made up once and kept in the data directory, so that a

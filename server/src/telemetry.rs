@@ -4,17 +4,22 @@
 //! Reports are kept in one-second buckets for fifteen minutes; a window sums the buckets it
 //! covers. Inbound series (what a service received) make the node metrics; outbound series
 //! (what a caller sent) make the edges.
+//!
+//! Replicas share what their own proxies reported: each hands on its finished seconds
+//! ([`Telemetry::take_finished`]) and adds the others' into the same buckets
+//! ([`Telemetry::merge`]), so every replica (and the leader's rollout analyses) counts the
+//! traffic of the whole fleet.
 
 use crate::sync::Locked;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use trellis_api::Golden;
 use trellis_model::telemetry::{BUCKETS, Direction, Report, quantile_ms};
 
 /// Fifteen minutes of one-second buckets: the Traffic page's span.
-const RETENTION_S: u64 = 900;
+pub const RETENTION_S: u64 = 900;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Key {
     /// The calling service for edges; `None` for what a service received.
     pub caller: Option<String>,
@@ -24,7 +29,7 @@ pub struct Key {
     pub route: String,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub requests: u64,
     pub failures: u64,
@@ -83,14 +88,60 @@ pub struct Telemetry(Mutex<Inner>);
 /// Denied calls: (caller, callee, what denied them).
 pub type DeniedKey = (String, String, String);
 
+/// One second of one replica's proxies' reports, as replicas hand them to each other.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Second {
+    pub series: Vec<(Key, Counts)>,
+    pub denied: Vec<(DeniedKey, u64)>,
+}
+
 #[derive(Default)]
 struct Inner {
-    seconds: VecDeque<(u64, HashMap<Key, Counts>)>,
+    /// Every replica's reports, by second.
+    seconds: BTreeMap<u64, HashMap<Key, Counts>>,
     /// Denied calls in one-second buckets, kept as long as `seconds`.
-    denials: VecDeque<(u64, HashMap<DeniedKey, u64>)>,
+    denials: BTreeMap<u64, HashMap<DeniedKey, u64>>,
+    /// This replica's own reports of the seconds not yet handed on (with replicas only).
+    own: BTreeMap<u64, Second>,
+    sharing: bool,
     last_seq: HashMap<String, u64>,
     rejected: BTreeMap<Rejection, u64>,
     accepted: u64,
+}
+
+impl Inner {
+    fn forget_before(&mut self, now_s: u64) {
+        let oldest = now_s.saturating_sub(RETENTION_S - 1);
+        self.seconds = self.seconds.split_off(&oldest);
+        self.denials = self.denials.split_off(&oldest);
+        self.own = self.own.split_off(&oldest);
+    }
+
+    fn add(&mut self, at_s: u64, second: &Second) {
+        let bucket = self.seconds.entry(at_s).or_default();
+        for (key, c) in &second.series {
+            bucket.entry(key.clone()).or_default().merge(c);
+        }
+        if !second.denied.is_empty() {
+            let denied = self.denials.entry(at_s).or_default();
+            for (key, n) in &second.denied {
+                *denied.entry(key.clone()).or_default() += n;
+            }
+        }
+    }
+}
+
+/// One entry per key: a second's reports summed.
+fn compact(second: Second) -> Second {
+    let mut series: BTreeMap<Key, Counts> = BTreeMap::new();
+    for (k, c) in second.series {
+        series.entry(k).or_default().merge(&c);
+    }
+    let mut denied: BTreeMap<DeniedKey, u64> = BTreeMap::new();
+    for (k, n) in second.denied {
+        *denied.entry(k).or_default() += n;
+    }
+    Second { series: series.into_iter().collect(), denied: denied.into_iter().collect() }
 }
 
 impl Telemetry {
@@ -111,35 +162,51 @@ impl Telemetry {
         }
         inner.last_seq.insert(report.proxy_id.clone(), report.seq);
         inner.accepted += 1;
-        while inner.seconds.front().is_some_and(|(s, _)| s + RETENTION_S <= now_s) {
-            inner.seconds.pop_front();
+        inner.forget_before(now_s);
+        let mut own = Second::default();
+        for d in &report.denied {
+            own.denied.push(((d.caller.clone(), reporter.to_string(), d.by.clone()), d.requests));
         }
-        if inner.seconds.back().is_none_or(|(s, _)| *s != now_s) {
-            inner.seconds.push_back((now_s, HashMap::new()));
-        }
-        while inner.denials.front().is_some_and(|(s, _)| s + RETENTION_S <= now_s) {
-            inner.denials.pop_front();
-        }
-        if !report.denied.is_empty() {
-            if inner.denials.back().is_none_or(|(s, _)| *s != now_s) {
-                inner.denials.push_back((now_s, HashMap::new()));
-            }
-            if let Some((_, denied)) = inner.denials.back_mut() {
-                for d in &report.denied {
-                    *denied.entry((d.caller.clone(), reporter.to_string(), d.by.clone())).or_default() += d.requests;
-                }
-            }
-        }
-        let Some((_, bucket)) = inner.seconds.back_mut() else { unreachable!("pushed above") };
         for s in &report.series {
             let caller = match s.direction {
                 Direction::Outbound => Some(reporter.to_string()),
                 Direction::Inbound => None,
             };
             let key = Key { caller, service: s.service.clone(), version: s.version.clone(), route: s.route.clone() };
-            bucket.entry(key).or_default().add(s.requests, s.failures, &s.buckets);
+            let mut counts = Counts::default();
+            counts.add(s.requests, s.failures, &s.buckets);
+            own.series.push((key, counts));
+        }
+        inner.add(now_s, &own);
+        if inner.sharing {
+            let mine = inner.own.entry(now_s).or_default();
+            mine.series.extend(own.series);
+            mine.denied.extend(own.denied);
         }
         Ok(())
+    }
+
+    /// Keeps this replica's own seconds to hand on: there are other replicas.
+    pub fn share(&self) {
+        self.lock().sharing = true;
+    }
+
+    /// This replica's own seconds before `now_s`, to hand on to the others (each once).
+    pub fn take_finished(&self, now_s: u64) -> Vec<(u64, Second)> {
+        let mut inner = self.lock();
+        let keep = inner.own.split_off(&now_s);
+        let done = std::mem::replace(&mut inner.own, keep);
+        done.into_iter().map(|(s, second)| (s, compact(second))).collect()
+    }
+
+    /// Adds a second another replica's proxies reported.
+    pub fn merge(&self, at_s: u64, second: &Second, now_s: u64) {
+        if at_s + RETENTION_S <= now_s {
+            return;
+        }
+        let mut inner = self.lock();
+        inner.forget_before(now_s);
+        inner.add(at_s, second);
     }
 
     pub fn reject(&self, why: Rejection) -> Rejection {
@@ -272,6 +339,28 @@ mod tests {
         let key = ("catalog".to_string(), "inventory".to_string(), "AccessPolicy/inventory-readers".to_string());
         assert_eq!(t.denied(105, 10).get(&key), Some(&3));
         assert!(t.denied(120, 10).is_empty(), "out of the window");
+    }
+
+    #[test]
+    fn replicas_hand_on_their_own_seconds_once_and_count_each_others() {
+        let (a, b) = (Telemetry::default(), Telemetry::default());
+        a.share();
+        let r = report(1, vec![(Direction::Outbound, "inventory", "v2", 10, 1, 5.0)]);
+        a.ingest("storefront", &r, 100).unwrap();
+        a.ingest("storefront", &report(2, vec![(Direction::Outbound, "inventory", "v2", 5, 0, 5.0)]), 100).unwrap();
+        assert!(a.take_finished(100).is_empty(), "second 100 is not over at 100");
+        let handed = a.take_finished(101);
+        assert_eq!(handed.len(), 1);
+        assert_eq!(handed[0].1.series.len(), 1, "one entry per key");
+        assert!(a.take_finished(101).is_empty(), "each second once");
+        for (at, second) in &handed {
+            b.merge(*at, second, 101);
+        }
+        let window = b.window(101, 10);
+        let counts = window.values().next().unwrap();
+        assert_eq!((counts.requests, counts.failures), (15, 1));
+        b.merge(1, &handed[0].1, 101 + RETENTION_S);
+        assert!(b.window(1, 10).is_empty(), "too old to keep");
     }
 
     #[test]

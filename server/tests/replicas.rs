@@ -435,6 +435,25 @@ async fn proxies_fail_over_between_replicas_and_traffic_never_stops() {
     eprintln!("{sent} requests through a replica killed and a rolling restart, {failed} failed");
     assert!(sent > 100, "the load ran: {sent}");
     assert_eq!(failed, 0, "no request failed: {why:?}");
+
+    // Every replica counts the whole fleet's traffic, whichever replica heard it reported.
+    let all: Vec<&Replica> = replicas.iter().flatten().collect();
+    let counted = wait_for("every replica counts the same traffic", Duration::from_secs(20), || async {
+        let mut counts = Vec::new();
+        for r in &all {
+            let (_, body) =
+                http_request(http::Method::GET, r.addr, "/api/v1/topology?window=10m", &[], Default::default())
+                    .await
+                    .ok()?;
+            let topology: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let edges = topology["edges"].as_array()?;
+            let edge = edges.iter().find(|e| e["from"] == "storefront" && e["to"] == "inventory")?;
+            counts.push(edge["golden"]["requests"].as_u64()?);
+        }
+        (counts.windows(2).all(|w| w[0] == w[1]) && counts[0] >= sent).then_some(counts[0])
+    })
+    .await;
+    eprintln!("each replica counted {counted} of the {sent} requests");
     for p in proxies {
         p.shutdown().await;
     }

@@ -224,6 +224,16 @@ async fn exercise(url: &str) {
     store.forget_member("r1", "p1").await.unwrap();
     assert_eq!(store.members_elsewhere("r3", 10_000, 10_000).await.unwrap().len(), 1, "p2 is r2's to forget");
 
+    // Seconds of telemetry: each replica's once, old ones removed.
+    store.share_seconds("r1", &[(100, "a".into()), (101, "b".into())], 0).await.unwrap();
+    store.share_seconds("r2", &[(101, "c".into())], 0).await.unwrap();
+    store.share_seconds("r1", &[(101, "again".into())], 0).await.unwrap();
+    let seconds = store.telemetry_seconds(101).await.unwrap();
+    assert_eq!(seconds.len(), 2, "{seconds:?}");
+    assert!(seconds.contains(&("r1".to_string(), 101, "b".to_string())), "written once: {seconds:?}");
+    store.share_seconds("r2", &[], 101).await.unwrap();
+    assert_eq!(store.telemetry_seconds(0).await.unwrap().len(), 2, "second 100 is gone");
+
     // Sessions: found until they expire or are deleted.
     let session = SessionRow { user: "ann".into(), role: "operator".into(), csrf: "c".into(), expires_at: 2_000 };
     store.create_session("h1", &session, 1_000, 10).await.unwrap();

@@ -133,3 +133,37 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get::<String, _>("proxy_id")?)).collect()
     }
 }
+
+impl Store {
+    /// Hands on `replica`'s finished seconds of telemetry (JSON each) and removes seconds
+    /// older than `oldest`.
+    pub async fn share_seconds(&self, replica: &str, seconds: &[(u64, String)], oldest: u64) -> Result<(), StoreError> {
+        for chunk in seconds.chunks(100) {
+            let values: Vec<String> =
+                (0..chunk.len()).map(|i| format!("($1, ${}, ${})", i * 2 + 2, i * 2 + 3)).collect();
+            let sql = format!(
+                "INSERT INTO telemetry_seconds (replica, second, data) VALUES {} ON CONFLICT (replica, second) DO NOTHING",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(replica);
+            for (second, data) in chunk {
+                q = q.bind(*second as i64).bind(data.clone());
+            }
+            q.execute(&self.pool).await?;
+        }
+        sqlx::query("DELETE FROM telemetry_seconds WHERE second < $1").bind(oldest as i64).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Every replica's seconds from `since` on: (replica, second, JSON).
+    pub async fn telemetry_seconds(&self, since: u64) -> Result<Vec<(String, u64, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT replica, second, data FROM telemetry_seconds WHERE second >= $1 ORDER BY second")
+                .bind(since as i64)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("replica")?, r.try_get::<i64, _>("second")?.max(0) as u64, r.try_get("data")?)))
+            .collect()
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod load;
+mod replicas;
 
 use crate::gitops::PolicySource;
 use crate::serve::ServeConfig;
@@ -31,6 +32,39 @@ pub struct DemoArgs {
     /// The dashboard's built browser bundle.
     #[arg(long, env = "TRELLIS_SITE_ROOT")]
     pub site_root: Option<PathBuf>,
+    /// Control-plane replicas, each a `trellis serve` process on 127.0.0.1, .2, ... sharing
+    /// one Postgres (DATABASE_URL, or a cluster the demo starts in its data directory).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub replicas: u16,
+}
+
+/// The demo's control plane: in this process, or replicas of their own.
+enum ControlPlane {
+    One(crate::serve::Running),
+    Replicas(replicas::Replicas),
+}
+
+impl ControlPlane {
+    fn urls(&self) -> Vec<String> {
+        match self {
+            ControlPlane::One(cp) => vec![cp.url()],
+            ControlPlane::Replicas(r) => r.urls.clone(),
+        }
+    }
+
+    fn ca(&self) -> Option<std::sync::Arc<crate::identity::Ca>> {
+        match self {
+            ControlPlane::One(cp) => cp.state.ca.clone(),
+            ControlPlane::Replicas(r) => Some(r.ca.clone()),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            ControlPlane::One(cp) => cp.shutdown().await,
+            ControlPlane::Replicas(r) => r.stop().await,
+        }
+    }
 }
 
 /// The demo mesh: storefront calls catalog and inventory; inventory runs v1 and v2.
@@ -61,21 +95,32 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let fail_flag = data_dir.join("fail-version");
     let _ = std::fs::remove_file(&fail_flag);
-    let cp = crate::serve::start(ServeConfig {
-        listen: args.listen,
-        policy: PolicySource::local(repo.path(), "main"),
-        database_url,
-        site_root: args.site_root.clone().unwrap_or_else(crate::serve::default_site_root),
-        webhook_secret: None,
-        users: users.clone(),
-        // The demo's repository is its own: outcomes go straight to the watched branch.
-        record_to: crate::gitops::outcome::RecordTo::Watched,
-        spool_dir: data_dir.join("audit-spool"),
-        identity: Some(crate::serve::IdentityConfig::new(data_dir.join("identity"), "trellis.local")),
-        replica_id: None,
-        advertise_url: None,
-    })
-    .await?;
+    let site_root = args.site_root.clone().unwrap_or_else(crate::serve::default_site_root);
+    let cp = if args.replicas > 1 {
+        let n = usize::from(args.replicas);
+        let r = replicas::start(n, args.listen, args.database_url.clone(), &data_dir, repo.path(), &users, &site_root);
+        ControlPlane::Replicas(r.await?)
+    } else {
+        ControlPlane::One(
+            crate::serve::start(ServeConfig {
+                listen: args.listen,
+                policy: PolicySource::local(repo.path(), "main"),
+                database_url,
+                site_root: site_root.clone(),
+                webhook_secret: None,
+                users: users.clone(),
+                // The demo's repository is its own: outcomes go straight to the watched branch.
+                record_to: crate::gitops::outcome::RecordTo::Watched,
+                spool_dir: data_dir.join("audit-spool"),
+                identity: Some(crate::serve::IdentityConfig::new(data_dir.join("identity"), "trellis.local")),
+                replica_id: None,
+                advertise_url: None,
+            })
+            .await?,
+        )
+    };
+    let ca = cp.ca().ok_or_else(|| anyhow::anyhow!("the demo's control plane has no CA"))?;
+    let urls = cp.urls();
 
     let exe = std::env::current_exe()?;
     let proxy_exe = exe.with_file_name("trellis-proxy");
@@ -103,8 +148,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .env("TRELLIS_OUTBOUND_ADDR", outbound.to_string())
                 .env("TRELLIS_INBOUND_ADDR", inbound.to_string())
                 .env("TRELLIS_ADMIN_ADDR", admin.to_string())
-                .env("TRELLIS_CONTROL_PLANE_URL", cp.url())
-                .env("TRELLIS_JOIN_TOKEN", cp.state.ca.as_ref().map(|ca| ca.join_token(service)).unwrap_or_default())
+                .env("TRELLIS_CONTROL_PLANE_URL", urls.join(","))
+                .env("TRELLIS_JOIN_TOKEN", ca.join_token(service))
                 .env("TRELLIS_LOG", "warn"),
         )?);
         sidecars.push((format!("{service}/{version}"), Sidecar { inbound, admin }));
@@ -112,16 +157,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let storefront = &sidecars[0].1;
     wait_ready(storefront.admin).await;
     let (stop_load, load_rx) = crate::sync::Shutdown::new();
-    let ca = cp.state.ca.clone().ok_or_else(|| anyhow::anyhow!("the demo's control plane has no CA"))?;
     let load =
         tokio::spawn(load::run(ca, storefront.inbound, "storefront".into(), args.rps, fail_flag.clone(), load_rx));
 
     println!();
     println!("  Trellis demo is running.");
-    println!("  Dashboard:          {}", cp.url());
+    println!("  Dashboard:          {}", urls[0]);
     println!("  Policy repository:  {}", repo.path().display());
     println!("  Change the mesh:    edit files there, check them with `trellis validate`, and git commit");
-    println!("  Canary:  inventory v2 waits at 10 % for an operator: {}/rollouts, Promote", cp.url());
+    println!("  Canary:  inventory v2 waits at 10 % for an operator: {}/rollouts, Promote", urls[0]);
+    if let ControlPlane::Replicas(r) = &cp {
+        for (url, child) in r.urls.iter().zip(&r.children) {
+            println!("  Replica {url}  pid {}  (kill -9 it and watch the others carry on)", child.id().unwrap_or(0));
+        }
+        println!("  Which replica leads, and since when: {}/fleet", urls[0]);
+    }
     for u in &users {
         println!("  Log in as {:<14} ({:?}) with token {}", u.name, u.role, u.token);
     }
@@ -142,7 +192,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for child in &mut children {
         let _ = child.wait().await;
     }
-    cp.shutdown().await;
+    cp.stop().await;
     Ok(())
 }
 
@@ -175,16 +225,40 @@ fn free_ports<const N: usize>() -> std::io::Result<[SocketAddr; N]> {
     Ok(addrs)
 }
 
-async fn wait_ready(admin: SocketAddr) {
+/// Waits until a control plane answers at `url` (a minute at most).
+async fn wait_answering(url: &str) -> anyhow::Result<()> {
     let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    for _ in 0..100 {
-        if let Ok(uri) = format!("http://{admin}/ready").parse::<http::Uri>()
-            && client.get(uri).await.is_ok_and(|r| r.status().is_success())
-        {
-            return;
+    let uri: http::Uri = format!("{url}/api/v1/fleet").parse()?;
+    for _ in 0..600 {
+        if client.get(uri.clone()).await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tracing::warn!(%admin, "storefront sidecar not ready after 10 s; starting load anyway");
+    anyhow::bail!("the replica at {url} did not start: see its serve.log")
+}
+
+/// Waits until the storefront's sidecar is ready and knows every proxy it calls (with
+/// replicas, each learns of the proxies connected to the others within a second or two).
+async fn wait_ready(admin: SocketAddr) {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let callees: Vec<String> =
+        SERVICES.iter().filter(|(s, _)| *s != "storefront").map(|(s, v)| format!("\"{s}-{v}\"")).collect();
+    for _ in 0..200 {
+        if let Ok(uri) = format!("http://{admin}/config").parse::<http::Uri>()
+            && let Ok(resp) = client.get(uri).await
+            && resp.status().is_success()
+            && let Ok(body) = resp.into_body().collect().await
+        {
+            let config = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+            if callees.iter().all(|id| config.contains(id.as_str())) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!(%admin, "the storefront's sidecar does not know every service after 20 s; starting load anyway");
 }

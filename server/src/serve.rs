@@ -95,6 +95,9 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     // commits do not wait for the first turn of the lease loop.
     state.cluster.claim_now().await;
     state.fleet.set_leads(state.cluster.leads());
+    // The other replicas' proxies before the first of its own: a proxy that fails over to
+    // this replica is never sent endpoints of only the proxies connected here.
+    state.fleet.exchange(state.cluster.leads(), false).await?;
     state.audit.system(
         "control_plane.started",
         None,

@@ -1,0 +1,185 @@
+//! `trellis demo --replicas N`: the control plane as N `trellis serve` processes on one
+//! Postgres (`DATABASE_URL`, or a cluster of the demo's own, started and stopped with it), so
+//! that anyone can kill one (the leader too) and watch the others carry on. Each replica
+//! listens on a loopback address of its own (127.0.0.1, .2, .3 ...) with the same ports, as
+//! replicas on separate hosts would.
+
+use super::spawn;
+use crate::identity::Ca;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::process::{Child, Command};
+
+pub struct Replicas {
+    pub urls: Vec<String>,
+    pub children: Vec<Child>,
+    pub ca: Arc<Ca>,
+    postgres: Option<Cluster>,
+}
+
+impl Replicas {
+    pub async fn stop(mut self) {
+        for child in &mut self.children {
+            if let Some(pid) = child.id() {
+                // SIGTERM: each replica gives up its lease and flushes its audit spool.
+                let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            }
+        }
+        for child in &mut self.children {
+            let _ = child.wait().await;
+        }
+        if let Some(pg) = self.postgres.take() {
+            pg.stop();
+        }
+    }
+}
+
+/// Starts `n` replicas following `repo`, with `users`, the first on `listen`.
+pub async fn start(
+    n: usize,
+    listen: SocketAddr,
+    database_url: Option<String>,
+    data_dir: &Path,
+    repo: &Path,
+    users: &[crate::auth::User],
+    site_root: &Path,
+) -> anyhow::Result<Replicas> {
+    let SocketAddr::V4(first) = listen else { anyhow::bail!("--replicas needs a 127.0.0.1 listen address") };
+    anyhow::ensure!(
+        first.ip().is_loopback()
+            && u32::from(*first.ip()) as usize + n < u32::from(Ipv4Addr::new(127, 255, 255, 255)) as usize,
+        "--replicas puts replicas on 127.0.0.1, .2, ...: listen on a loopback address"
+    );
+    let (database_url, postgres) = match database_url {
+        Some(url) if url.starts_with("sqlite:") => {
+            anyhow::bail!(
+                "replicas share one Postgres: set DATABASE_URL=postgres://..., or leave it unset for a cluster of the demo's own"
+            )
+        }
+        Some(url) => (url, None),
+        None => {
+            let pg = Cluster::start(&data_dir.join("postgres"))?;
+            (pg.url(), Some(pg))
+        }
+    };
+    // The demo's own CA (for its load generator) takes the anchor the replicas will share.
+    let store = crate::store::Store::connect(&database_url).await?;
+    let ca = crate::identity::load_shared(&store, &data_dir.join("identity"), "trellis.local")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    store.close().await;
+    let exe = std::env::current_exe()?;
+    let tokens = users
+        .iter()
+        .map(|u| {
+            format!(
+                "{}:{}:{}",
+                u.name,
+                if u.role == crate::auth::Role::Operator { "operator" } else { "viewer" },
+                u.token
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let fleet_port = super::free_ports::<1>()?[0].port();
+    let (mut urls, mut children) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let host = Ipv4Addr::from(u32::from(*first.ip()) + i as u32);
+        let dir = data_dir.join(format!("replica-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let log = std::fs::File::create(dir.join("serve.log"))?;
+        children.push(spawn(
+            Command::new(&exe)
+                .args(["serve", "--repo"])
+                .arg(repo)
+                .arg("--data-dir")
+                .arg(&dir)
+                .args(["--listen", &SocketAddr::from((host, first.port())).to_string()])
+                .args(["--fleet-listen", &SocketAddr::from((host, fleet_port)).to_string()])
+                .args(["--record-outcome", "watched", "--site-root"])
+                .arg(site_root)
+                .env("DATABASE_URL", &database_url)
+                .env("TRELLIS_TOKENS", &tokens)
+                .env("TRELLIS_REPLICA_ID", format!("replica-{i}"))
+                .stdout(log.try_clone()?)
+                .stderr(log),
+        )?);
+        urls.push(format!("http://{host}:{}", first.port()));
+    }
+    for url in &urls {
+        super::wait_answering(url).await?;
+    }
+    Ok(Replicas { urls, children, ca: Arc::new(ca), postgres })
+}
+
+/// A Postgres cluster of the demo's own, kept in its data directory between runs.
+struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> anyhow::Result<Cluster> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                let mut found: Vec<PathBuf> =
+                    versions.flatten().map(|v| v.path().join("bin")).filter(|b| b.join("pg_ctl").exists()).collect();
+                found.sort();
+                found.pop()
+            })
+            .ok_or_else(|| {
+                anyhow::anyhow!("no Postgres to start: install it (apt-get install -y postgresql), or set DATABASE_URL")
+            })?;
+        let port = super::free_ports::<1>()?[0].port();
+        let cluster = Cluster { bin, dir: dir.to_path_buf(), port };
+        std::fs::create_dir_all(dir)?;
+        if as_root() {
+            let _ = std::process::Command::new("chown").args(["-R", "postgres"]).arg(dir).status();
+        }
+        if !dir.join("data").join("PG_VERSION").exists() {
+            cluster.run("initdb", &["-D", &cluster.path("data"), "-U", "postgres", "-A", "trust"])?;
+        }
+        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", dir.display());
+        let log = cluster.path("log");
+        cluster.run("pg_ctl", &["-D", &cluster.path("data"), "-l", &log, "-w", "-o", &options, "start"])?;
+        Ok(cluster)
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// Runs a Postgres tool, as the postgres user when this is root (initdb refuses root).
+    fn run(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
+        let program = self.bin.join(tool);
+        let mut cmd = if as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        let out = cmd.args(args).output()?;
+        anyhow::ensure!(out.status.success(), "{tool} failed: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    }
+
+    fn stop(self) {
+        if let Err(e) = self.run("pg_ctl", &["-D", &self.path("data"), "-m", "fast", "stop"]) {
+            tracing::warn!(error = %e, "cannot stop the demo's Postgres");
+        }
+    }
+}
+
+fn as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}

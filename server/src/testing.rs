@@ -206,3 +206,82 @@ impl PgDatabase {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
     }
 }
+
+/// A Postgres cluster of its own (Debian's initdb and pg_ctl), for the demo's replicas and
+/// for tests whose processes reach it across network namespaces: it listens on `listen`.
+/// Its data stays in `dir` between runs.
+pub struct PgCluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    listen: std::net::IpAddr,
+    port: u16,
+}
+
+impl PgCluster {
+    pub fn start(dir: &Path, listen: std::net::IpAddr) -> anyhow::Result<PgCluster> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                let mut found: Vec<PathBuf> =
+                    versions.flatten().map(|v| v.path().join("bin")).filter(|b| b.join("pg_ctl").exists()).collect();
+                found.sort();
+                found.pop()
+            })
+            .ok_or_else(|| {
+                anyhow::anyhow!("no Postgres to start: install it (apt-get install -y postgresql), or set DATABASE_URL")
+            })?;
+        let port = std::net::TcpListener::bind((listen, 0))?.local_addr()?.port();
+        let cluster = PgCluster { bin, dir: dir.to_path_buf(), listen, port };
+        std::fs::create_dir_all(dir)?;
+        if as_root() {
+            let _ = std::process::Command::new("chown").args(["-R", "postgres"]).arg(dir).status();
+        }
+        if !dir.join("data").join("PG_VERSION").exists() {
+            cluster.run("initdb", &["-D", &cluster.path("data"), "-U", "postgres", "-A", "trust"])?;
+            // Clients on the networks it listens on (hosts of a test bed) may connect too.
+            let hba = dir.join("data").join("pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba)?;
+            text.push_str("host all all samenet trust\n");
+            std::fs::write(&hba, text)?;
+        }
+        let options = format!("-p {port} -k {} -c listen_addresses={listen} -c fsync=off", dir.display());
+        let log = cluster.path("log");
+        cluster.run("pg_ctl", &["-D", &cluster.path("data"), "-l", &log, "-w", "-o", &options, "start"])?;
+        Ok(cluster)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@{}/postgres", std::net::SocketAddr::new(self.listen, self.port))
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// Runs a Postgres tool, as the postgres user when this is root (initdb refuses root).
+    fn run(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
+        let program = self.bin.join(tool);
+        let mut cmd = if as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        let out = cmd.args(args).output()?;
+        anyhow::ensure!(out.status.success(), "{tool} failed: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    }
+
+    pub fn stop(self) {
+        if let Err(e) = self.run("pg_ctl", &["-D", &self.path("data"), "-m", "fast", "stop"]) {
+            tracing::warn!(error = %e, "cannot stop the demo's Postgres");
+        }
+    }
+}
+
+fn as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}

@@ -6,8 +6,9 @@
 
 use super::spawn;
 use crate::identity::Ca;
+use crate::testing::PgCluster;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tokio::process::{Child, Command};
 
@@ -15,7 +16,7 @@ pub struct Replicas {
     pub urls: Vec<String>,
     pub children: Vec<Child>,
     pub ca: Arc<Ca>,
-    postgres: Option<Cluster>,
+    postgres: Option<PgCluster>,
 }
 
 impl Replicas {
@@ -59,7 +60,7 @@ pub async fn start(
         }
         Some(url) => (url, None),
         None => {
-            let pg = Cluster::start(&data_dir.join("postgres"))?;
+            let pg = PgCluster::start(&data_dir.join("postgres"), std::net::Ipv4Addr::LOCALHOST.into())?;
             (pg.url(), Some(pg))
         }
     };
@@ -111,75 +112,4 @@ pub async fn start(
         super::wait_answering(url).await?;
     }
     Ok(Replicas { urls, children, ca: Arc::new(ca), postgres })
-}
-
-/// A Postgres cluster of the demo's own, kept in its data directory between runs.
-struct Cluster {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Cluster {
-    fn start(dir: &Path) -> anyhow::Result<Cluster> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .and_then(|versions| {
-                let mut found: Vec<PathBuf> =
-                    versions.flatten().map(|v| v.path().join("bin")).filter(|b| b.join("pg_ctl").exists()).collect();
-                found.sort();
-                found.pop()
-            })
-            .ok_or_else(|| {
-                anyhow::anyhow!("no Postgres to start: install it (apt-get install -y postgresql), or set DATABASE_URL")
-            })?;
-        let port = super::free_ports::<1>()?[0].port();
-        let cluster = Cluster { bin, dir: dir.to_path_buf(), port };
-        std::fs::create_dir_all(dir)?;
-        if as_root() {
-            let _ = std::process::Command::new("chown").args(["-R", "postgres"]).arg(dir).status();
-        }
-        if !dir.join("data").join("PG_VERSION").exists() {
-            cluster.run("initdb", &["-D", &cluster.path("data"), "-U", "postgres", "-A", "trust"])?;
-        }
-        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", dir.display());
-        let log = cluster.path("log");
-        cluster.run("pg_ctl", &["-D", &cluster.path("data"), "-l", &log, "-w", "-o", &options, "start"])?;
-        Ok(cluster)
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-
-    /// Runs a Postgres tool, as the postgres user when this is root (initdb refuses root).
-    fn run(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
-        let program = self.bin.join(tool);
-        let mut cmd = if as_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&program);
-            c
-        } else {
-            std::process::Command::new(&program)
-        };
-        let out = cmd.args(args).output()?;
-        anyhow::ensure!(out.status.success(), "{tool} failed: {}", String::from_utf8_lossy(&out.stderr));
-        Ok(())
-    }
-
-    fn stop(self) {
-        if let Err(e) = self.run("pg_ctl", &["-D", &self.path("data"), "-m", "fast", "stop"]) {
-            tracing::warn!(error = %e, "cannot stop the demo's Postgres");
-        }
-    }
-}
-
-fn as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
 }

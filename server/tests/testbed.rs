@@ -1,0 +1,279 @@
+//! The control plane and the mesh across hosts: Linux network namespaces on a bridge
+//! (`scripts/testbed.sh`), addressed from 198.18.0.0/15, with three replicas on hosts of their
+//! own, a Postgres cluster on the bridge, and an application with its `trellis-proxy` on each
+//! other host. One bed for the whole file; every scenario runs with load going through it.
+//! Where namespaces cannot be made the test fails and says why: it never skips.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use trellis_server::testing::{PgCluster, PolicyRepo, http_request};
+
+const TOKENS: &str = "ann:operator:ann-token-0123456789";
+const REPLICAS: [&str; 3] = ["cp0", "cp1", "cp2"];
+/// The hosts of the mesh: h0 calls inventory, which runs on h1 and h2.
+const HOSTS: [(&str, &str, &str); 3] =
+    [("h0", "storefront", "v1"), ("h1", "inventory", "v1"), ("h2", "inventory", "v1")];
+/// Inventory with a tight per-try timeout and retries: a request that meets a host cut off
+/// is tried again elsewhere within the request's time.
+const ROUTE: &str = "kind: Route\nname: inventory\nservice: inventory\nrules:\n  - backends: [{ version: v1, weight: 100 }]\n    timeouts: { request: 5s, perTry: 400ms }\n    retries: { attempts: 3, on: [gateway-error, connect-failure, reset] }\n";
+
+struct Bed {
+    name: String,
+    net: String,
+    hosts: Vec<&'static str>,
+    children: Vec<Child>,
+    logs: PathBuf,
+}
+
+impl Bed {
+    fn script(args: &[&str]) -> Result<(), String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/testbed.sh");
+        let out = Command::new(&script).args(args).output().map_err(|e| format!("{}: {e}", script.display()))?;
+        if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+    }
+
+    fn up(logs: PathBuf) -> Bed {
+        let n = 20 + fastrand::u8(0..200);
+        let (name, net) = (format!("tb{n}"), format!("198.18.{n}"));
+        let hosts: Vec<&'static str> = REPLICAS.iter().copied().chain(HOSTS.iter().map(|h| h.0)).collect();
+        let mut args = vec!["up", name.as_str(), net.as_str()];
+        args.extend(hosts.iter().copied());
+        if let Err(why) = Bed::script(&args) {
+            let mut down = vec!["down", name.as_str()];
+            down.extend(hosts.iter().copied());
+            let _ = Bed::script(&down);
+            panic!("cannot make the test bed of network namespaces (this test needs root and iproute2): {why}");
+        }
+        Bed { name, net, hosts, children: Vec::new(), logs }
+    }
+
+    /// The address of host `host` (in the order the bed was made).
+    fn ip(&self, host: &str) -> Ipv4Addr {
+        let i = self.hosts.iter().position(|h| *h == host).expect("a host of the bed");
+        format!("{}.{}", self.net, 10 + i).parse().unwrap()
+    }
+
+    fn bridge_ip(&self) -> Ipv4Addr {
+        format!("{}.1", self.net).parse().unwrap()
+    }
+
+    /// Runs `program` on `host`, its output in `<logs>/<name>.log`.
+    fn run(&mut self, host: &str, name: &str, program: &Path, args: &[&str], env: &[(&str, String)]) {
+        let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &format!("{}-{host}", self.name)]).arg(program).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+        self.children.push(child);
+    }
+
+    fn cut(&self, host: &str) {
+        Bed::script(&["cut", &self.name, host]).unwrap();
+    }
+
+    fn mend(&self, host: &str) {
+        Bed::script(&["mend", &self.name, host]).unwrap();
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let mut down = vec!["down", self.name.as_str()];
+        down.extend(self.hosts.iter().copied());
+        let _ = Bed::script(&down);
+    }
+}
+
+/// Polls `f` every 20 ms until it gives a value, for at most `within`.
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    within: Duration,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn get_json(addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
+    let (status, body) = http_request(http::Method::GET, addr, path, &[], Default::default()).await.ok()?;
+    if status != 200 {
+        return None;
+    }
+    serde_json::from_str(&body).ok()
+}
+
+/// Requests to inventory through h0's proxy until stopped: (sent, failed, first failures).
+fn load(
+    caller: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, u64, Vec<String>)> {
+    tokio::spawn(async move {
+        let (mut sent, mut failed, mut why) = (0u64, 0u64, Vec::new());
+        let until = Instant::now() + Duration::from_secs(300);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
+            sent += 1;
+            match http_request(http::Method::GET, caller, "/stock", &[("host", "inventory")], Default::default()).await
+            {
+                Ok((status, _)) if status == 200 => {}
+                other => {
+                    failed += 1;
+                    if why.len() < 5 {
+                        why.push(format!("{other:?}"));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        (sent, failed, why)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_across_hosts_follows_commits_and_survives_a_host_cut_off() {
+    let trellis = PathBuf::from(env!("CARGO_BIN_EXE_trellis"));
+    let proxy = trellis.with_file_name("trellis-proxy");
+    assert!(proxy.exists(), "{} is missing: build it first (cargo build --bins)", proxy.display());
+    let logs = tempfile::tempdir().unwrap();
+    let mut bed = Bed::up(logs.path().to_path_buf());
+    let pg_dir = tempfile::tempdir().unwrap();
+    let pg = PgCluster::start(pg_dir.path(), bed.bridge_ip().into()).unwrap();
+    let repo = PolicyRepo::demo();
+    let data = tempfile::tempdir().unwrap();
+    let repo_path = repo.path().display().to_string();
+
+    let api = |bed: &Bed, host: &str| SocketAddr::from((bed.ip(host), 8080));
+    for cp in REPLICAS {
+        let dir = data.path().join(cp).display().to_string();
+        let (listen, fleet) = (api(&bed, cp).to_string(), SocketAddr::from((bed.ip(cp), 8443)).to_string());
+        let args = ["serve", "--repo", &repo_path, "--data-dir", &dir, "--listen", &listen, "--fleet-listen", &fleet];
+        let env =
+            [("DATABASE_URL", pg.url()), ("TRELLIS_TOKENS", TOKENS.to_string()), ("TRELLIS_LOG", "info".to_string())];
+        bed.run(cp, cp, &trellis, &args, &env);
+    }
+    for cp in REPLICAS {
+        let addr = api(&bed, cp);
+        let answered = tokio::time::timeout(Duration::from_secs(60), async {
+            while get_json(addr, "/api/v1/fleet").await.is_none() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        assert!(answered.await.is_ok(), "replica {cp} does not answer:\n{}", bed.log(cp));
+    }
+    let urls = REPLICAS.map(|cp| format!("http://{}", api(&bed, cp))).join(",");
+    for (host, service, version) in HOSTS {
+        let token = Command::new(&trellis)
+            .args(["join-token", service, "--data-dir"])
+            .arg(data.path().join("cp0"))
+            .output()
+            .unwrap();
+        let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+        let app_args = ["demo-app", "--service", service, "--version", version, "--listen", "127.0.0.1:9000"];
+        bed.run(host, &format!("{host}-app"), &trellis, &app_args, &[]);
+        let ip = bed.ip(host);
+        let outbound = if host == "h0" { format!("{ip}:4140") } else { "127.0.0.1:4140".into() };
+        let env = [
+            ("TRELLIS_SERVICE", service.to_string()),
+            ("TRELLIS_VERSION", version.to_string()),
+            ("TRELLIS_PROXY_ID", host.to_string()),
+            ("TRELLIS_APP_ADDR", "127.0.0.1:9000".to_string()),
+            ("TRELLIS_OUTBOUND_ADDR", outbound),
+            ("TRELLIS_INBOUND_ADDR", format!("{ip}:4143")),
+            ("TRELLIS_ADMIN_ADDR", format!("{ip}:4191")),
+            ("TRELLIS_CONTROL_PLANE_URL", urls.clone()),
+            ("TRELLIS_JOIN_TOKEN", token),
+            ("TRELLIS_LOG", "info".to_string()),
+        ];
+        bed.run(host, host, &proxy, &[], &env);
+    }
+    let caller = SocketAddr::from((bed.ip("h0"), 4140));
+    let admin = |bed: &Bed, host: &str| SocketAddr::from((bed.ip(host), 4191));
+    let h0_admin = admin(&bed, "h0");
+    wait_for("the caller knows both inventory hosts", Duration::from_secs(60), || async {
+        let config = get_json(h0_admin, "/config").await?;
+        (config["endpoints"]["inventory"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+
+    // The demo's canary of inventory v2 goes (no host runs v2); retries come.
+    let _ = std::fs::remove_file(repo.path().join(trellis_server::testing::INVENTORY_ROLLOUT));
+    let sha = repo.commit("routes/inventory.yaml", ROUTE, "Inventory: per-try timeout and retries").to_string();
+    wait_for("the caller runs the route with retries", Duration::from_secs(30), || async {
+        (get_json(h0_admin, "/config").await?["revision"] == sha.as_str()).then_some(())
+    })
+    .await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = load(caller, stop.clone());
+
+    // A commit is applied by every replica and every proxy within 2 s.
+    let committed_at = Instant::now();
+    let tighter = ROUTE.replace("perTry: 400ms", "perTry: 300ms");
+    let sha = repo.commit("routes/inventory.yaml", &tighter, "Inventory: a tighter per-try timeout").to_string();
+    let everywhere = wait_for("the commit applied everywhere", Duration::from_secs(30), || async {
+        for cp in REPLICAS {
+            let fleet = get_json(api(&bed, cp), "/api/v1/fleet").await?;
+            (fleet["revision"] == sha.as_str()).then_some(())?;
+        }
+        for (host, _, _) in HOSTS {
+            let config = get_json(admin(&bed, host), "/config").await?;
+            (config["revision"] == sha.as_str()).then_some(())?;
+        }
+        Some(committed_at.elapsed())
+    })
+    .await;
+    eprintln!("commit applied by 3 replicas and 3 proxies across hosts after {everywhere:?}");
+    assert!(everywhere < Duration::from_secs(2), "a commit took {everywhere:?} to reach every replica and proxy");
+
+    // Cut h1 off: callers stop sending to it, and success stays at 99.9 % or more.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    bed.cut("h1");
+    wait_for(
+        "the control plane drops the silent host from the caller's endpoints",
+        Duration::from_secs(40),
+        || async {
+            let config = get_json(h0_admin, "/config").await?;
+            let inventory = config["endpoints"]["inventory"].as_array()?;
+            (inventory.len() == 1 && inventory[0]["proxy_id"] == "h2").then_some(())
+        },
+    )
+    .await;
+    // Bring it back: it rejoins and syncs.
+    bed.mend("h1");
+    wait_for("h1 rejoins and syncs", Duration::from_secs(60), || async {
+        let config = get_json(h0_admin, "/config").await?;
+        (config["endpoints"]["inventory"].as_array()?.len() == 2).then_some(())?;
+        let fleet = get_json(api(&bed, "cp0"), "/api/v1/fleet").await?;
+        let h1 = fleet["proxies"].as_array()?.iter().find(|p| p["id"] == "h1")?.clone();
+        (h1["synced"] == true).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed, why) = traffic.await.unwrap();
+    let success = 100.0 * (sent - failed) as f64 / sent.max(1) as f64;
+    eprintln!(
+        "{sent} requests while a host was cut off and came back: {failed} failed ({success:.3} % succeeded): {why:?}"
+    );
+    assert!(sent > 500, "the load ran: {sent}\n{}", bed.log("h0"));
+    assert!(success >= 99.9, "{success:.3} % succeeded: {why:?}\n{}", bed.log("h0"));
+    drop(bed);
+    pg.stop();
+}

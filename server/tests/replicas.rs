@@ -3,10 +3,15 @@
 //! reach the leader (a session made on one replica works on another), rollout state carries
 //! over to the new leader, and the audit log stays one unbroken chain.
 
+mod support {
+    pub mod traffic;
+}
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+use support::traffic::{Load, wait_for};
 use trellis_server::testing::{PgDatabase, PolicyRepo, http_request};
 
 const ANN: &str = "ann-token-0123456789";
@@ -70,22 +75,6 @@ impl Drop for Replica {
 
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// Polls `f` every 50 ms until it gives a value, for at most `within`.
-async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    within: Duration,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The leader every answering replica names, once they all agree and see `up` replicas.
@@ -259,33 +248,6 @@ fn ports_free_on(hosts: &[std::net::Ipv4Addr]) -> (u16, u16) {
     }
 }
 
-/// Requests through `caller` until told to stop: (sent, failed, the first failures).
-fn load(
-    caller: SocketAddr,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> tokio::task::JoinHandle<(u64, u64, Vec<String>)> {
-    tokio::spawn(async move {
-        let (mut sent, mut failed, mut why) = (0u64, 0u64, Vec::new());
-        // Bounded: at most ten minutes of requests, whatever happens to the test.
-        let until = Instant::now() + Duration::from_secs(600);
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
-            sent += 1;
-            match http_request(http::Method::GET, caller, "/stock", &[("host", "inventory")], Default::default()).await
-            {
-                Ok((status, _)) if status == 200 => {}
-                other => {
-                    failed += 1;
-                    if why.len() < 5 {
-                        why.push(format!("{other:?}"));
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        (sent, failed, why)
-    })
-}
-
 /// Which replica each proxy is connected to, as `r` sees the fleet.
 async fn placement(r: &Replica) -> Option<Vec<(String, String)>> {
     let (status, body) =
@@ -347,8 +309,7 @@ async fn proxies_fail_over_between_replicas_and_traffic_never_stops() {
     })
     .await;
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let traffic = load(caller.outbound, stop.clone());
+    let traffic = Load::start(caller.outbound);
 
     // kill -9 the replica that holds the most proxies: they move to the others.
     let before = wait_for("every replica sees the three proxies", Duration::from_secs(10), || async {
@@ -430,9 +391,12 @@ async fn proxies_fail_over_between_replicas_and_traffic_never_stops() {
         proxies.iter().chain([&caller]).map(|p| p.shared.config.load().version.clone()).collect();
     assert!(synced.await.is_ok(), "every replica sees every proxy synced ({versions:?}): {}", last.lock().unwrap());
 
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (sent, failed, why) = traffic.await.unwrap();
-    eprintln!("{sent} requests through a replica killed and a rolling restart, {failed} failed");
+    let outcome = traffic.stop().await;
+    let success = outcome.success_percent();
+    let (sent, failed, why) = (outcome.sent, outcome.failed, outcome.why);
+    eprintln!(
+        "{sent} requests through a replica killed and a rolling restart, {failed} failed ({success:.3} % succeeded)"
+    );
     assert!(sent > 100, "the load ran: {sent}");
     assert_eq!(failed, 0, "no request failed: {why:?}");
 

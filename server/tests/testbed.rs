@@ -4,10 +4,15 @@
 //! other host. One bed for the whole file; every scenario runs with load going through it.
 //! Where namespaces cannot be made the test fails and says why: it never skips.
 
+mod support {
+    pub mod traffic;
+}
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::traffic::{Load, wait_for};
 use trellis_server::testing::{PgCluster, PolicyRepo, http_request};
 
 const TOKENS: &str = "ann:operator:ann-token-0123456789";
@@ -96,54 +101,12 @@ impl Drop for Bed {
     }
 }
 
-/// Polls `f` every 20 ms until it gives a value, for at most `within`.
-async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    within: Duration,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn get_json(addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
     let (status, body) = http_request(http::Method::GET, addr, path, &[], Default::default()).await.ok()?;
     if status != 200 {
         return None;
     }
     serde_json::from_str(&body).ok()
-}
-
-/// Requests to inventory through h0's proxy until stopped: (sent, failed, first failures).
-fn load(
-    caller: SocketAddr,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> tokio::task::JoinHandle<(u64, u64, Vec<String>)> {
-    tokio::spawn(async move {
-        let (mut sent, mut failed, mut why) = (0u64, 0u64, Vec::new());
-        let until = Instant::now() + Duration::from_secs(300);
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
-            sent += 1;
-            match http_request(http::Method::GET, caller, "/stock", &[("host", "inventory")], Default::default()).await
-            {
-                Ok((status, _)) if status == 200 => {}
-                other => {
-                    failed += 1;
-                    if why.len() < 5 {
-                        why.push(format!("{other:?}"));
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        (sent, failed, why)
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,8 +183,7 @@ async fn a_mesh_across_hosts_follows_commits_and_survives_a_host_cut_off() {
     })
     .await;
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let traffic = load(caller, stop.clone());
+    let traffic = Load::start(caller);
 
     // A commit is applied by every replica and every proxy within 2 s.
     let committed_at = Instant::now();
@@ -266,9 +228,9 @@ async fn a_mesh_across_hosts_follows_commits_and_survives_a_host_cut_off() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (sent, failed, why) = traffic.await.unwrap();
-    let success = 100.0 * (sent - failed) as f64 / sent.max(1) as f64;
+    let outcome = traffic.stop().await;
+    let success = outcome.success_percent();
+    let (sent, failed, why) = (outcome.sent, outcome.failed, outcome.why);
     eprintln!(
         "{sent} requests while a host was cut off and came back: {failed} failed ({success:.3} % succeeded): {why:?}"
     );

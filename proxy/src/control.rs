@@ -13,8 +13,9 @@ use std::time::Duration;
 use trellis_model::ProxyConfig;
 use trellis_model::fleet::{self, Ack, Registration, StreamMessage};
 
-/// The control plane pings every few seconds; silence this long means the stream is dead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The control plane pings every two seconds; silence this long (three pings missed) means
+/// the stream is dead, as when the replica's host is cut off: the proxy moves to another.
+const IDLE_TIMEOUT: Duration = Duration::from_millis(6500);
 /// A snapshot larger than this is refused rather than buffered without bound.
 const MAX_MESSAGE: usize = 16 << 20;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use trellis_model::fleet::{self, Ack, CertifyRequest, Issued, Registration};
 
 /// Within the proxies' idle timeout, with room for a slow network.
-const PING_EVERY: Duration = Duration::from_secs(5);
+const PING_EVERY: Duration = Duration::from_secs(2);
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()

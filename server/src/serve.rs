@@ -34,6 +34,10 @@ impl Running {
             let _ = t.await;
         }
         self.state.audit.system("control_plane.stopped", None, "control plane stopped".into(), serde_json::json!({}));
+        // The other replicas keep counting what this one's proxies last reported.
+        if self.state.store.is_shared() {
+            let _ = hand_on_telemetry(&self.state, u64::MAX).await;
+        }
         // Whatever the database does not take now stays spooled for the next start.
         self.state.audit.flush(Duration::from_secs(5)).await;
         self.state.store.close().await;
@@ -279,13 +283,20 @@ async fn exchange_telemetry(
     }
     // Never empty from here on: the next turns leave this replica's own seconds out.
     imported.insert((me.to_string(), now_s));
+    hand_on_telemetry(app, now_s).await
+}
+
+/// Writes this replica's own seconds before `until_s` for the others (each once), and
+/// removes seconds older than the buckets keep.
+async fn hand_on_telemetry(app: &AppState, until_s: u64) -> Result<(), crate::store::StoreError> {
     let mine: Vec<(u64, String)> = app
         .telemetry
-        .take_finished(now_s)
+        .take_finished(until_s)
         .into_iter()
         .map(|(at, second)| (at, serde_json::to_string(&second).unwrap_or_default()))
         .collect();
-    app.store.share_seconds(me, &mine, now_s.saturating_sub(crate::telemetry::RETENTION_S)).await
+    let now_s = (crate::now_ms() / 1000) as u64;
+    app.store.share_seconds(app.cluster.id(), &mine, now_s.saturating_sub(crate::telemetry::RETENTION_S)).await
 }
 
 /// This replica's id: configured, or made up once and kept in the data directory, so that a

@@ -309,7 +309,7 @@ async fn proxies_fail_over_between_replicas_and_traffic_never_stops() {
     })
     .await;
 
-    let traffic = Load::start(caller.outbound);
+    let (traffic, load_started) = (Load::start(caller.outbound), Instant::now());
 
     // kill -9 the replica that holds the most proxies: they move to the others.
     let before = wait_for("every replica sees the three proxies", Duration::from_secs(10), || async {
@@ -392,6 +392,7 @@ async fn proxies_fail_over_between_replicas_and_traffic_never_stops() {
     assert!(synced.await.is_ok(), "every replica sees every proxy synced ({versions:?}): {}", last.lock().unwrap());
 
     let outcome = traffic.stop().await;
+    let load_s = load_started.elapsed().as_secs_f64();
     let success = outcome.success_percent();
     let (sent, failed, why) = (outcome.sent, outcome.failed, outcome.why);
     eprintln!(
@@ -414,7 +415,11 @@ async fn proxies_fail_over_between_replicas_and_traffic_never_stops() {
             let edge = edges.iter().find(|e| e["from"] == "storefront" && e["to"] == "inventory")?;
             counts.push(edge["golden"]["requests"].as_u64()?);
         }
-        (counts.windows(2).all(|w| w[0] == w[1]) && counts[0] >= sent).then_some(counts[0])
+        // A replica killed with -9 takes the reports it had not handed on yet (at most the
+        // last two or three seconds of its proxies') with it; everything else is counted, and
+        // the same everywhere.
+        let lost = sent.saturating_sub(counts[0]) as f64;
+        (counts.windows(2).all(|w| w[0] == w[1]) && lost <= sent as f64 * 4.0 / load_s).then_some(counts[0])
     })
     .await;
     eprintln!("each replica counted {counted} of the {sent} requests");

@@ -443,10 +443,11 @@ impl Registry {
         for (id, m) in self.remote.iter().filter(|(_, m)| m.connected) {
             views.insert(id, view(&m.registration, m.status.clone(), Some(m.replica.clone())));
         }
-        for (id, e) in self.proxies.iter().filter(|(_, e)| e.stream.is_some()) {
-            let Some(Effect::Share(reg, status)) = self.share(id) else { continue };
-            views.insert(id, view(&reg, status, None));
-            let _ = e;
+        // Connected here: described as this replica knows it.
+        for id in self.proxies.keys() {
+            if let Some(Effect::Share(reg, status)) = self.share(id) {
+                views.insert(id, view(&reg, status, None));
+            }
         }
         views.into_values().collect()
     }

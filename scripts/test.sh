@@ -35,6 +35,10 @@ scripts/build-web.sh
 cargo build --bins
 cargo test --workspace
 
+# --- Benchmarks: the fleet benchmark in a tiny smoke run, so that a change that breaks it
+# fails here (figures come from full runs: see bench/README.md) ----------------------------
+TRELLIS_BENCH_PROFILE=debug bench/fleet.sh 20
+
 # --- Browser --------------------------------------------------------------------------------
 export TRELLIS_BIN="$target_dir/debug/trellis"
 export TRELLIS_SITE_ROOT="$target_dir/site"

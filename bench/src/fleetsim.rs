@@ -1,6 +1,8 @@
-//! `fleetsim`: N lightweight simulated proxies against one control plane. Each opens a config
-//! stream and ACKs every config it receives, as `trellis-proxy` does. The harness commits to
-//! the policy repository and measures how long each proxy takes to ACK the new revision.
+//! `fleetsim`: N lightweight simulated proxies against one control plane. Each joins as
+//! `trellis-proxy` does: a certificate for its join token, then its config stream over mTLS on
+//! the fleet's port, ACKing every config it receives (so handshakes and certificates count
+//! too). The harness commits to the policy repository and measures how long each proxy takes
+//! to ACK the new revision.
 //!
 //! Prints one JSON object: proxies, commit-to-ACK p50/p99/max in ms, and the control plane's
 //! resident memory and CPU seconds (read from /proc of `--cp-pid`).
@@ -26,6 +28,9 @@ struct Args {
     repo: String,
     #[arg(long, default_value_t = 1000)]
     proxies: usize,
+    /// The inventory service's join token (`trellis join-token inventory`).
+    #[arg(long, env = "TRELLIS_JOIN_TOKEN")]
+    join_token: String,
 }
 
 /// What each simulated proxy has seen: the revision it last ACKed, and when.
@@ -40,10 +45,23 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let seen: Seen = Arc::new(Mutex::new(vec![None; args.proxies]));
     for i in 0..args.proxies {
-        let (seen, cp) = (seen.clone(), args.control_plane.clone());
+        let (seen, cp, token) = (seen.clone(), args.control_plane.clone(), args.join_token.clone());
         tokio::spawn(async move {
+            let mut identity = None;
             loop {
-                let _ = proxy(i, &cp, &seen).await;
+                if identity.is_none() {
+                    match certify(i, &cp, &token).await {
+                        Ok(certified) => identity = Some(certified),
+                        Err(e) if i == 0 => eprintln!("fleetsim: no certificate yet: {e}"),
+                        Err(_) => {}
+                    }
+                }
+                if let Some(identity) = &identity
+                    && let Err(e) = proxy(i, &cp, identity, &seen).await
+                    && i == 0
+                {
+                    eprintln!("fleetsim: stream down: {e}");
+                }
                 tokio::time::sleep(Duration::from_millis(200 + fastrand::u64(0..300))).await;
             }
         });
@@ -106,11 +124,67 @@ struct Message {
     revision: String,
 }
 
-/// One simulated proxy: its own h2c connection, as `trellis-proxy` has; register on the
-/// stream, ACK every config line on the same connection.
-async fn proxy(i: usize, cp: &str, seen: &Seen) -> anyhow::Result<()> {
+/// A simulated proxy's certificate: how it reaches the fleet's mTLS port.
+struct Identity {
+    tls: Arc<rustls::ClientConfig>,
+    /// The control plane's name in the certificate it shows.
+    server: rustls::pki_types::ServerName<'static>,
+    fleet: std::net::SocketAddr,
+}
+
+/// A key made here, a CSR with the join token, and the certificate that comes back.
+async fn certify(i: usize, cp: &str, token: &str) -> anyhow::Result<Identity> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let key = rcgen::KeyPair::generate()?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())?.serialize_request(&key)?.pem()?;
+    let request = trellis_model::fleet::CertifyRequest {
+        proxy_id: format!("sim-{i}"),
+        service: "inventory".into(),
+        token: token.into(),
+        csr,
+    };
+    let client = h2c(cp).await?;
+    let req = http::Request::post(format!("{cp}{}", trellis_model::fleet::CERTIFY))
+        .body(Full::new(Bytes::from(serde_json::to_vec(&request)?)))?;
+    let resp = client.clone().send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(status.is_success(), "certify: {status} {}", String::from_utf8_lossy(&body));
+    let issued: trellis_model::fleet::Issued = serde_json::from_slice(&body)?;
+    let chain = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(issued.anchor_pem.as_bytes())?)?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())?)?;
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let (domain, _) = issued.identity.trim_start_matches("spiffe://").split_once('/').unwrap_or_default();
+    let name = trellis_model::config::identity_dns_name(&format!("spiffe://{domain}/svc/trellis"))
+        .ok_or_else(|| anyhow::anyhow!("{} names no trust domain", issued.identity))?;
+    let port = issued.fleet_port.ok_or_else(|| anyhow::anyhow!("the control plane told no fleet port"))?;
+    let host: std::net::SocketAddr = cp.trim_start_matches("http://").parse()?;
+    Ok(Identity {
+        tls: Arc::new(tls),
+        server: rustls::pki_types::ServerName::try_from(name)?,
+        fleet: (host.ip(), port).into(),
+    })
+}
+
+/// A plaintext HTTP/2 connection, for the certificate request.
+async fn h2c(cp: &str) -> anyhow::Result<hyper::client::conn::http2::SendRequest<Full<Bytes>>> {
     let tcp = tokio::net::TcpStream::connect(cp.trim_start_matches("http://")).await?;
     let (client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// One simulated proxy: its own mTLS connection, as `trellis-proxy` has; register on the
+/// stream, ACK every config line on the same connection.
+async fn proxy(i: usize, cp: &str, identity: &Identity, seen: &Seen) -> anyhow::Result<()> {
+    let tcp = tokio::net::TcpStream::connect(identity.fleet).await?;
+    let tls = tokio_rustls::TlsConnector::from(identity.tls.clone()).connect(identity.server.clone(), tcp).await?;
+    let (client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
     tokio::spawn(conn);
     let id = format!("sim-{i}");
     let reg = serde_json::json!({

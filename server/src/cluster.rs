@@ -204,7 +204,12 @@ impl Cluster {
             }
         };
         let before = self.0.term.borrow().clone();
-        let next = after_claim(before.as_ref(), started, Instant::now(), answer.as_ref().map(Option::as_ref));
+        let mut next = after_claim(before.as_ref(), started, Instant::now(), answer.as_ref().map(Option::as_ref));
+        // SQLite: the data directory's lock already makes this the only control plane, so a
+        // slow database (one connection, a busy moment) never costs it the lead.
+        if !self.0.store.is_shared() && answer.is_none() {
+            next = before.clone().map(|t| Term { deadline: Instant::now() + LEASE_TTL, ..t });
+        }
         self.became(before.as_ref(), next.as_ref());
         self.0.term.send_if_modified(|t| {
             let changed = t.as_ref().map(|t| t.token) != next.as_ref().map(|n| n.token);

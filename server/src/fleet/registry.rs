@@ -139,7 +139,7 @@ impl Registry {
         entry.disconnected_at = None;
         entry.last_seen = now;
         effects.extend(self.share(&id));
-        effects.extend(self.judge(now));
+        effects.extend(self.judge_one(&id, now));
         if self.awaited.remove(&id) && self.awaited.is_empty() {
             // The snapshot streams send on release must list everyone: publish now, not after
             // the debounce.
@@ -223,17 +223,31 @@ impl Registry {
     /// The sync outcome of a revision, once: every live proxy runs it, and how long that took.
     fn synced(&mut self, now: i64) -> Option<Effect> {
         let revision = self.mesh.as_ref()?.revision.clone();
-        let fleet = self.proxies();
-        let all = !fleet.is_empty() && fleet.iter().all(|p| p.applied_revision.as_deref() == Some(revision.as_str()));
-        if !all || self.synced_audited.as_ref() == Some(&revision) {
+        if self.synced_audited.as_ref() == Some(&revision) {
+            return None;
+        }
+        // Every connected proxy, here or elsewhere, once; no copies: this runs on every ACK.
+        let runs = |acked: Option<&str>| acked.map(revision_of) == Some(revision.as_str());
+        let here = self.proxies.values().filter(|e| e.stream.is_some());
+        let elsewhere = self
+            .remote
+            .iter()
+            .filter(|(id, m)| m.connected && self.proxies.get(*id).is_none_or(|e| e.stream.is_none()));
+        let mut n = 0;
+        for acked in here.map(|e| e.acked.as_deref()).chain(elsewhere.map(|(_, m)| m.status.acked.as_deref())) {
+            if !runs(acked) {
+                return None;
+            }
+            n += 1;
+        }
+        if n == 0 {
             return None;
         }
         self.synced_audited = Some(revision.clone());
         if !self.leads {
             return None;
         }
-        let (took, n) = (now - self.revision_since, fleet.len());
-        self.synced_audited = Some(revision.clone());
+        let took = now - self.revision_since;
         Some(Effect::Audit(NewEvent {
             at: now,
             kind: "revision.synced".into(),

@@ -41,6 +41,23 @@ impl Registry {
         effects
     }
 
+    /// Proxy `id` connected here: a join when the fleet did not know it (the whole fleet is
+    /// judged on the sweeps and looks at the others; this runs on every connect).
+    pub(super) fn judge_one(&mut self, id: &str, now: i64) -> Vec<Effect> {
+        let Some(e) = self.proxies.get(id) else { return vec![] };
+        if self.members.contains_key(id) {
+            return vec![];
+        }
+        let r = &e.reg;
+        self.members.insert(id.to_string(), (r.service.clone(), r.version.clone()));
+        if !self.leads {
+            return vec![];
+        }
+        let summary = format!("proxy {id} ({}/{}) joined at {}", r.service, r.version, r.inbound_addr);
+        let detail = json!({ "proxy_id": id, "version": r.version, "address": r.inbound_addr });
+        vec![system(now, "proxy.joined", Some(&r.service), summary, detail)]
+    }
+
     /// Who joined and left the whole fleet since the last look (the leader says so; the
     /// others only keep count).
     pub(super) fn judge(&mut self, now: i64) -> Vec<Effect> {

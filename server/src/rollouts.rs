@@ -172,11 +172,12 @@ impl Rollouts {
         }
         let mut inner = self.0.lock().await;
         let saved: BTreeMap<String, RolloutState> = saved.into_iter().map(|s| (s.name.clone(), s)).collect();
-        if saved == inner.states {
+        let before = std::mem::replace(&mut inner.states, saved);
+        inner.keep_matching();
+        // Compared once set aside: a state kept for another spec is no change each second.
+        if inner.states == before {
             return false;
         }
-        inner.states = saved;
-        inner.keep_matching();
         publish(app, &mut inner, false);
         app.changed();
         true

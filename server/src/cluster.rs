@@ -216,21 +216,22 @@ impl Cluster {
             *t = next.clone();
             changed
         });
-        if let Some(Some(lease)) = &answer {
-            self.0.seen.locked().lease = Some(lease.clone());
-        }
-        if answer.is_some() {
-            self.look().await;
+        if let Some(answer) = &answer {
+            // A granted claim is the lease as it stands: only someone else's is read again.
+            self.look(answer.clone()).await;
         }
         answer.is_some()
     }
 
-    /// Says this replica is alive and reads the lease and the replicas.
-    async fn look(&self) {
+    /// Says this replica is alive and reads the replicas, and the lease unless `granted`.
+    async fn look(&self, granted: Option<Lease>) {
         let store = &self.0.store;
         let looked = async {
             store.replica_alive(&self.0.me).await?;
-            let lease = store.lease(LEADER).await?;
+            let lease = match granted {
+                Some(lease) => Some(lease),
+                None => store.lease(LEADER).await?,
+            };
             let (replicas, db_now) = store.replicas(REPLICA_LISTED.as_millis() as i64).await?;
             Ok::<_, crate::store::StoreError>((lease, replicas, db_now))
         };

@@ -210,8 +210,7 @@ fn replica_id(config: &ServeConfig) -> anyhow::Result<String> {
     {
         return Ok(id.trim().to_string());
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    let host: String = hostname().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
     let id = format!("{}-{}", if host.is_empty() { "trellis" } else { &host }, &crate::auth::random_token()[..6]);
     std::fs::write(&path, &id).map_err(|e| anyhow::anyhow!("cannot keep the replica id in {}: {e}", path.display()))?;
     Ok(id)
@@ -224,10 +223,14 @@ fn advertise_url(config: &ServeConfig, addr: SocketAddr) -> String {
         return url.trim_end_matches('/').to_string();
     }
     if addr.ip().is_unspecified() {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        return format!("http://{}:{}", host.trim(), addr.port());
+        return format!("http://{}:{}", hostname(), addr.port());
     }
     format!("http://{addr}")
+}
+
+/// This host's name, as the kernel has it.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
 }
 
 /// Runs `tick` every `period` until shutdown (a tick in progress finishes first).

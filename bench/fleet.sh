@@ -1,35 +1,71 @@
 #!/usr/bin/env bash
-# The fleet at scale: one control plane (`trellis serve`, SQLite) and N simulated proxies
-# (`fleetsim`) that join as real ones do (a join token, a certificate, mTLS), then a commit;
-# reports commit-to-ACK p50/p99/max and the control plane's memory and CPU.
-# Usage: bench/fleet.sh [N ...]   (default: 1000 5000)
-# TRELLIS_BENCH_PROFILE=debug uses the debug binaries as they are (the test command's smoke run).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
-profile="${TRELLIS_BENCH_PROFILE:-release}"
-if [[ "$profile" == release ]]; then
-  cargo build --release -q -p trellis-server -p trellis-bench
+# The fleet at scale: a control plane (`trellis serve`) and N simulated proxies (`fleetsim`)
+# that join as real ones do (a join token, a certificate, mTLS), then a commit; reports
+# commit-to-ACK p50/p99/max and the control plane's memory and CPU.
+# With --replicas R (R > 1): R replicas on 127.0.0.1, .2, ... sharing a fresh database on the
+# Postgres server (TRELLIS_TEST_POSTGRES_URL, or the local one), the proxies spread across
+# them; then the leader is killed (SIGKILL): takeover time, the p99 time for its proxies to be
+# connected elsewhere, and a commit's ACKs on the replicas left.
+# Usage: bench/fleet.sh [--replicas R] [N ...]   (default: one replica on SQLite, 1000 5000)
+# TRELLIS_BENCH_SMOKE=1 (the test command's smoke run): the debug binaries, N=20 by default.
+source "$(dirname "$0")/common.sh"
+replicas=1
+if [[ "${1:-}" == --replicas ]]; then
+  replicas=$2
+  shift 2
 fi
-bin="$target_dir/$profile"
+need curl curl
+((replicas == 1)) || need postgresql-client psql
+bin=$(built release trellis-server trellis-bench)
+postgres="${TRELLIS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 ulimit -n "$(ulimit -Hn)"
-for n in "${@:-1000 5000}"; do
+
+work="" db="" pids=()
+# Stops what a run started, also when it failed.
+cleanup() {
+  ((${#pids[@]})) && { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
+  [[ -n "$db" ]] && psql "$postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+  [[ -n "$work" ]] && rm -rf "$work"
+  work="" db="" pids=()
+}
+trap cleanup EXIT
+
+# run N: one measured run with $replicas replicas.
+run() {
+  local count=$1 urls=() r host token result
+  work=$(mktemp -d /tmp/trellis-fleet.XXXXXX)
+  unset DATABASE_URL
+  if ((replicas > 1)); then
+    db="trellis_fleet_bench_$$"
+    psql "$postgres" -qc "CREATE DATABASE $db" >/dev/null
+    export DATABASE_URL="${postgres%/*}/$db"
+  fi
+  mkdir -p "$work/policy"
+  cp -r policies/. "$work/policy/"
+  git -C "$work/policy" init -q -b main
+  git -C "$work/policy" -c user.name=bench -c user.email=bench@trellis.invalid add -A
+  git -C "$work/policy" -c user.name=bench -c user.email=bench@trellis.invalid commit -qm seed
+  for ((r = 0; r < replicas; r++)); do
+    host="127.0.0.$((r + 1))"
+    TRELLIS_LOG=warn TRELLIS_REPLICA_ID="replica-$r" "$bin/trellis" serve --repo "$work/policy" \
+      --listen "$host:18980" --fleet-listen "$host:18981" --data-dir "$work/data-$r" &
+    pids+=($!)
+    urls+=("http://$host:18980")
+  done
+  for ((r = 0; r < replicas; r++)); do
+    for _ in $(seq 300); do curl -sfo /dev/null "${urls[r]}/api/v1/fleet" && break; sleep 0.1; done
+  done
+  token=$("$bin/trellis" join-token inventory --data-dir "$work/data-0")
+  result=$("$bin/fleetsim" --control-plane "$(IFS=,; echo "${urls[*]}")" --cp-pid "$(IFS=,; echo "${pids[*]}")" \
+    --repo "$work/policy" --proxies "$count" --join-token "$token")
+  echo "N=$count replicas=$replicas: $result"
+  cleanup
+}
+
+defaults="1000 5000"
+[[ -n "$smoke" ]] && defaults=20
+for n in "${@:-$defaults}"; do
   for count in $n; do
-    work=$(mktemp -d /tmp/trellis-fleet.XXXXXX)
-    mkdir -p "$work/policy/routes"
-    cp -r policies/. "$work/policy/"
-    git -C "$work/policy" init -q -b main
-    git -C "$work/policy" -c user.name=bench -c user.email=bench@trellis.invalid add -A
-    git -C "$work/policy" -c user.name=bench -c user.email=bench@trellis.invalid commit -qm seed
-    TRELLIS_LOG=warn "$bin/trellis" serve --repo "$work/policy" --listen 127.0.0.1:18980 \
-      --fleet-listen 127.0.0.1:18981 --data-dir "$work/data" &
-    cp_pid=$!
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18980) 2>/dev/null && break; sleep 0.1; done
-    token=$("$bin/trellis" join-token inventory --data-dir "$work/data")
-    result=$("$bin/fleetsim" --control-plane http://127.0.0.1:18980 --cp-pid $cp_pid --repo "$work/policy" \
-      --proxies "$count" --join-token "$token") || { kill $cp_pid; rm -rf "$work"; exit 1; }
-    echo "N=$count: $result"
-    kill $cp_pid; wait $cp_pid 2>/dev/null || true
-    rm -rf "$work"
+    run "$count"
   done
 done

@@ -4,5 +4,5 @@
 # haproxy.
 source "$(dirname "$0")/common.sh"
 need "valgrind nginx-light haproxy" valgrind callgrind_control nginx haproxy python3
-cargo build --profile dist -q -p trellis-proxy
-exec python3 bench/instructions.py --bin-dir "$target_dir/dist" "$@"
+proxy_dir=$(built dist trellis-proxy)
+exec python3 bench/instructions.py --bin-dir "$proxy_dir" ${smoke:+--requests 100} "$@"

@@ -114,7 +114,11 @@ def main():
     ap.add_argument("--trellis", required=True, help="the trellis binary, to issue the certificates")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true",
+                    help="the test command's run: each step once, briefly, failing on any error; figures mean nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.seconds, args.reps = 1, 1
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     work = tempfile.mkdtemp(prefix="trellis-mtls-bench-")
@@ -147,6 +151,8 @@ def main():
                     r["p99"].append(p99)
                     if errors:
                         print(f"  ! {chain} c={conns}: {errors} non-2xx responses")
+                        if args.smoke:
+                            sys.exit(f"bench: {chain} answered errors in the smoke run")
         shakes = {"trellis-proxy": handshakes(PORTS["mtls-b"], ida, args.seconds),
                   "nginx": handshakes(PORTS["nginx-b"], ida, args.seconds)}
         other, steal = load_since(since, ours(procs))

@@ -4,7 +4,7 @@
 # Needs Debian's nginx-light, wrk, openssl and python3.
 source "$(dirname "$0")/common.sh"
 need "nginx-light wrk openssl util-linux" nginx wrk openssl taskset python3
-cargo build --profile dist -q -p trellis-proxy
+proxy_dir=$(built dist trellis-proxy)
 # Only to issue the certificates: the dev build the tests use will do.
-cargo build -q -p trellis-server --bin trellis
-exec python3 bench/mtls.py --bin-dir "$target_dir/dist" --trellis "$target_dir/debug/trellis" "$@"
+[[ -n "$smoke" ]] || cargo build -q -p trellis-server --bin trellis
+exec python3 bench/mtls.py --bin-dir "$proxy_dir" --trellis "$target_dir/debug/trellis" ${smoke:+--smoke} "$@"

@@ -233,7 +233,12 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--open-reps", type=int, default=5, help="interleaved repetitions of each open-loop rate")
+    ap.add_argument("--smoke", action="store_true",
+                    help="the test command's run: each step once, briefly, failing on any error; figures mean nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.seconds, args.reps, args.open_reps = 1, 1, 1
+    h2_requests, held_conns = (2000, 50) if args.smoke else (50000, 1000)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if os.cpu_count() < 2:
@@ -263,6 +268,8 @@ def main():
                     r, total, errors = wrk(port_of[t], c, args.seconds)
                     if errors:
                         print(f"warning: {t} answered {errors} non-2xx at c={c}")
+                        if args.smoke:
+                            sys.exit(f"bench: {t} answered errors in the smoke run")
                     rps[(t, c)].append(r)
                     if t in proxies and c == 64:
                         user, system = (b - a for a, b in zip(before, cpu_seconds(procs[t].pid)))
@@ -289,16 +296,20 @@ def main():
                     else:
                         kept += 1
                     openloop[(t, pct)].append(json.loads(out))
+                    if args.smoke and openloop[(t, pct)][-1]["errors"]:
+                        sys.exit(f"bench: {t} answered errors in the smoke run (open loop)")
         h2 = {}
         for p in proxies:
-            out = subprocess.run(["taskset", "-c", "1", "h2load", "-n", "50000", "-c", "16", "-m", "10", "-H",
+            out = subprocess.run(["taskset", "-c", "1", "h2load", "-n", str(h2_requests), "-c", "16", "-m", "10", "-H",
                                   ":authority: bench", f"http://127.0.0.1:{H2_PORTS[p]}/"], capture_output=True, text=True).stdout
             m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
             ok = re.search(r"(\d+) succeeded", out)
             h2[p] = (float(m.group(1)) if m else float("nan"), int(ok.group(1)) if ok else 0)
+            if args.smoke and h2[p][1] != h2_requests:
+                sys.exit(f"bench: {p} answered {h2[p][1]} of {h2_requests} HTTP/2 requests in the smoke run")
         held = {}
         for p in proxies:
-            socks = hold_connections(PORTS[p], 1000)
+            socks = hold_connections(PORTS[p], held_conns)
             time.sleep(0.5)
             held[p] = rss_mb(procs[p].pid)
             for s in socks:
@@ -333,7 +344,7 @@ def main():
             behind = sum(fell_behind(o) for o in runs)
             print(f"    {t:10} {med('p50_us'):>8,} {fmt([o['p99_us'] for o in runs]):>24} {med('p999_us'):>8,}"
                   f" {med('max_us'):>9,}  errors {errors}  behind {behind}")
-    print("\nResident memory (MB): idle / after load / holding 1,000 idle connections")
+    print(f"\nResident memory (MB): idle / after load / holding {held_conns:,} idle connections")
     for p in proxies:
         print(f"  {p:10} {idle[p]:6.1f} {after[p]:6.1f} {held[p]:6.1f}")
     p99s = lambda t, pct: [o["p99_us"] for o in openloop[(t, pct)]]

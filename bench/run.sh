@@ -4,6 +4,6 @@
 # Needs Debian's nginx-light, haproxy, wrk, nghttp2-client (h2load) and python3.
 source "$(dirname "$0")/common.sh"
 need "nginx-light haproxy wrk nghttp2-client util-linux" nginx haproxy wrk h2load taskset python3
-cargo build --profile dist -q -p trellis-proxy
-cargo build --release -q -p trellis-bench
-exec python3 bench/run.py --bin-dir "$target_dir/release" --proxy-dir "$target_dir/dist" "$@"
+proxy_dir=$(built dist trellis-proxy)
+bin_dir=$(built release trellis-bench)
+exec python3 bench/run.py --bin-dir "$bin_dir" --proxy-dir "$proxy_dir" ${smoke:+--smoke} "$@"

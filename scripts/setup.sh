@@ -44,6 +44,8 @@ fi
 if $for_tests; then
   # Real peers for conformance tests: curl and h2load as clients; ssh-keygen signs commits.
   apt_install chromium curl nghttp2-client openssh-client
+  # The benchmarks' peers and tools, for their smoke runs (bench/common.sh).
+  apt_install nginx-light haproxy wrk valgrind openssl util-linux
   if ! (command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1); then
     apt_install postgresql
   fi

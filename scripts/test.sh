@@ -35,9 +35,16 @@ scripts/build-web.sh
 cargo build --bins
 cargo test --workspace
 
-# --- Benchmarks: the fleet benchmark in a tiny smoke run, so that a change that breaks it
-# fails here (figures come from full runs: see bench/README.md) ----------------------------
-TRELLIS_BENCH_PROFILE=debug bench/fleet.sh 20
+# --- Benchmarks: each once in its smoke mode (debug binaries, tiny sizes, any error fails), so
+# that a change that breaks one fails here; figures come from full runs (bench/README.md) ----
+export TRELLIS_BENCH_SMOKE=1
+bench/fleet.sh 20
+bench/fleet.sh --replicas 3 30
+bench/run.sh
+bench/mtls.sh
+bench/instructions.sh
+bench/audit.sh
+unset TRELLIS_BENCH_SMOKE
 
 # --- Browser --------------------------------------------------------------------------------
 export TRELLIS_BIN="$target_dir/debug/trellis"

@@ -150,6 +150,26 @@ pub struct JoinTokenArgs {
     pub data_dir: PathBuf,
     #[arg(long, env = "TRELLIS_TRUST_DOMAIN", default_value = "trellis.local")]
     pub trust_domain: String,
+    /// With replicas on Postgres: the anchor and join secret they share come from there.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl JoinTokenArgs {
+    /// The CA the control plane issues with: the replicas' shared one on Postgres, else the
+    /// data directory's own.
+    async fn authority(&self) -> anyhow::Result<crate::identity::Ca> {
+        let dir = self.data_dir.join("identity");
+        match &self.database_url {
+            Some(url) if !url.starts_with("sqlite:") => {
+                let store = crate::store::Store::connect(url).await?;
+                let ca = crate::identity::load_shared(&store, &dir, &self.trust_domain).await;
+                store.close().await;
+                ca.map_err(anyhow::Error::msg)
+            }
+            _ => Ok(crate::identity::Ca::load_or_create(&dir, &self.trust_domain)?),
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -190,13 +210,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(args) => audit::run(args).await,
         Command::Check(args) => check::run(args).await,
         Command::JoinToken(args) => {
-            let ca = crate::identity::Ca::load_or_create(&args.data_dir.join("identity"), &args.trust_domain)?;
-            println!("{}", ca.join_token(&args.service));
+            println!("{}", args.authority().await?.join_token(&args.service));
             Ok(0)
         }
         Command::IssueCert { ca, out } => {
-            let authority = crate::identity::Ca::load_or_create(&ca.data_dir.join("identity"), &ca.trust_domain)?;
-            let issued = authority.issue_files(&ca.service, &out)?;
+            let issued = ca.authority().await?.issue_files(&ca.service, &out)?;
             let days = (issued.not_after_ms - crate::now_ms()) as f64 / 86_400_000.0;
             println!("{} in {} (valid {days:.1} days)", issued.identity, out.display());
             Ok(0)

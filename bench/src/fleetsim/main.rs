@@ -1,0 +1,149 @@
+//! `fleetsim`: N lightweight simulated proxies against a control plane of one or more
+//! replicas, spread across them. Each joins as `trellis-proxy` does (so handshakes and
+//! certificates count too). The harness commits to the policy repository and measures how long
+//! each proxy takes to ACK the new revision. With several replicas it then kills the leader
+//! (SIGKILL) and measures how long the others take to elect a new one, how long the killed
+//! replica's proxies take to be connected elsewhere, and a commit's ACKs once more.
+//!
+//! Prints one JSON object: the figures in ms (takeover in s), and the control plane's resident
+//! memory and CPU seconds (read from /proc of `--cp-pid`).
+
+mod harness;
+mod proxy;
+
+use clap::Parser;
+use harness::{Quantiles, ack_times, commit, proc_stats};
+use proxy::{Fleet, Slot};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// The control plane's replicas, comma-separated, e.g. http://127.0.0.1:18980,http://127.0.0.2:18980.
+    #[arg(long, value_delimiter = ',', required = true)]
+    control_plane: Vec<String>,
+    /// Their process ids, in the same order, to read memory and CPU and to kill the leader.
+    #[arg(long, value_delimiter = ',', required = true)]
+    cp_pid: Vec<u32>,
+    /// The policy repository to commit to.
+    #[arg(long)]
+    repo: String,
+    #[arg(long, default_value_t = 1000)]
+    proxies: usize,
+    /// The inventory service's join token (`trellis join-token inventory`).
+    #[arg(long, env = "TRELLIS_JOIN_TOKEN")]
+    join_token: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.control_plane.len() == args.cp_pid.len(), "one --cp-pid per --control-plane");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let fleet: Fleet = Arc::new(Mutex::new(vec![Slot::default(); args.proxies]));
+    let replicas = Arc::new(args.control_plane.clone());
+    for i in 0..args.proxies {
+        tokio::spawn(proxy::run(i, replicas.clone(), args.join_token.clone(), fleet.clone()));
+        // Stagger the joins a little, as a fleet rolling out would.
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Every proxy has a config before the measured commit.
+    let joined = Instant::now();
+    harness::wait(Duration::from_secs(120), "every simulated proxy to get a config", || {
+        harness::snapshot(&fleet).iter().all(|s| s.acked.is_some()).then_some(())
+    })
+    .await?;
+    let join_s = joined.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spread = harness::snapshot(&fleet).iter().fold(vec![0; replicas.len()], |mut n, s| {
+        if let Some((r, _)) = s.on {
+            n[r] += 1;
+        }
+        n
+    });
+    let (rss_before, cpu_before) = proc_stats(&args.cp_pid);
+    let ack = commit_and_wait(&args.repo, &fleet).await?;
+    let (rss_after, cpu_after) = proc_stats(&args.cp_pid);
+    let mut report = serde_json::json!({
+        "proxies": args.proxies,
+        "replicas": replicas.len(),
+        "spread": spread,
+        "join_s": join_s,
+        "commit_to_ack_ms": ack,
+        "cp_rss_mb": { "fleet_joined": rss_before, "after_commit": rss_after },
+        "cp_cpu_s_for_commit": cpu_after - cpu_before,
+    });
+    if replicas.len() > 1 {
+        report["leader_killed"] = kill_leader(&args, &fleet).await?;
+    }
+    println!("{report}");
+    Ok(())
+}
+
+/// Commits and waits for every proxy to ACK the new revision: commit-to-ACK quantiles.
+async fn commit_and_wait(repo: &str, fleet: &Fleet) -> anyhow::Result<Quantiles> {
+    let committed = commit(repo)?;
+    let start = Instant::now();
+    let times = harness::wait(Duration::from_secs(60), "every proxy to ACK the commit", || {
+        ack_times(&harness::snapshot(fleet), &committed, start)
+    })
+    .await?;
+    Ok(Quantiles::of(times))
+}
+
+/// SIGKILLs the leader, then measures the takeover, the moves of its proxies, and a commit.
+async fn kill_leader(args: &Args, fleet: &Fleet) -> anyhow::Result<serde_json::Value> {
+    let replicas = &args.control_plane;
+    let mut leader = None;
+    let asked = Instant::now();
+    while leader.is_none() {
+        anyhow::ensure!(asked.elapsed() < Duration::from_secs(20), "no replica says it leads");
+        leader = harness::leader(replicas, &[]).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let leader = leader.unwrap_or_default();
+    let victims: Vec<usize> = harness::snapshot(fleet)
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.on, Some((r, _)) if r == leader))
+        .map(|(i, _)| i)
+        .collect();
+    std::process::Command::new("kill").args(["-9", &args.cp_pid[leader].to_string()]).status()?;
+    let killed = Instant::now();
+    let (mut takeover, mut moved) = (None, None);
+    while takeover.is_none() || moved.is_none() {
+        anyhow::ensure!(killed.elapsed() < Duration::from_secs(60), "no takeover or not every proxy moved in 60 s");
+        if takeover.is_none() && harness::leader(replicas, &[leader]).await.is_some() {
+            takeover = Some(killed.elapsed().as_secs_f64());
+        }
+        if moved.is_none() {
+            let now = harness::snapshot(fleet);
+            let times: Option<Vec<f64>> = victims
+                .iter()
+                .map(|&i| match now[i].on {
+                    Some((r, at)) if r != leader && at > killed => Some(ms(at - killed)),
+                    _ => None,
+                })
+                .collect();
+            moved = times;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ack = commit_and_wait(&args.repo, fleet).await?;
+    Ok(serde_json::json!({
+        "replica": replicas[leader],
+        "takeover_s": takeover,
+        "proxies_moved": victims.len(),
+        "reconnect_ms": moved.map(Quantiles::of),
+        "commit_to_ack_ms": ack,
+    }))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

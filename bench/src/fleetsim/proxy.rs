@@ -1,0 +1,162 @@
+//! One simulated proxy. It joins as `trellis-proxy` does (a key made here, a CSR with the join
+//! token, the certificate that comes back) and holds one mTLS config stream, ACKing every
+//! config on the same connection. With several replicas it fails over as the real one does:
+//! on losing its stream it tries the next replica at once, and backs off (jittered) only after
+//! a full round of them failed.
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What one simulated proxy has seen.
+#[derive(Clone, Default)]
+pub struct Slot {
+    /// The revision it last ACKed, and when.
+    pub acked: Option<(String, Instant)>,
+    /// The replica its stream is on, and when that stream delivered its first config.
+    pub on: Option<(usize, Instant)>,
+}
+
+pub type Fleet = Arc<Mutex<Vec<Slot>>>;
+
+/// Runs proxy `i` for ever, starting on replica `i % replicas`.
+pub async fn run(i: usize, replicas: Arc<Vec<String>>, token: String, fleet: Fleet) {
+    let mut at = i % replicas.len();
+    let mut identity = None;
+    let mut misses = 0;
+    loop {
+        let mut delivered = false;
+        let outcome = match &identity {
+            None => match certify(i, &replicas[at], &token).await {
+                Ok(certified) => {
+                    identity = Some(certified);
+                    continue; // open the stream on the same replica
+                }
+                Err(e) => Err(e),
+            },
+            Some(id) => stream(i, at, &replicas[at], id, &fleet, &mut delivered).await,
+        };
+        if let Err(e) = outcome
+            && i == 0
+        {
+            eprintln!("fleetsim: proxy 0 on {}: {e}", replicas[at]);
+        }
+        misses = if delivered { 1 } else { misses + 1 };
+        at = (at + 1) % replicas.len();
+        if misses % replicas.len() == 0 {
+            tokio::time::sleep(Duration::from_millis(200 + fastrand::u64(0..300))).await;
+        }
+    }
+}
+
+/// The fields of a stream message the simulation reads; the rest is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct Message {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    revision: String,
+}
+
+/// A simulated proxy's certificate: how it reaches a replica's fleet (mTLS) port.
+pub struct Identity {
+    tls: Arc<rustls::ClientConfig>,
+    /// The control plane's name in the certificate it shows.
+    server: rustls::pki_types::ServerName<'static>,
+    /// Every replica serves the fleet on the same port.
+    fleet_port: u16,
+}
+
+async fn certify(i: usize, cp: &str, token: &str) -> anyhow::Result<Identity> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let key = rcgen::KeyPair::generate()?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())?.serialize_request(&key)?.pem()?;
+    let request = trellis_model::fleet::CertifyRequest {
+        proxy_id: format!("sim-{i}"),
+        service: "inventory".into(),
+        token: token.into(),
+        csr,
+    };
+    let req = http::Request::post(format!("{cp}{}", trellis_model::fleet::CERTIFY))
+        .body(Full::new(Bytes::from(serde_json::to_vec(&request)?)))?;
+    let (status, body) = h2c(cp, req).await?;
+    anyhow::ensure!(status.is_success(), "certify: {status} {}", String::from_utf8_lossy(&body));
+    let issued: trellis_model::fleet::Issued = serde_json::from_slice(&body)?;
+    let chain = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(issued.anchor_pem.as_bytes())?)?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())?)?;
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let (domain, _) = issued.identity.trim_start_matches("spiffe://").split_once('/').unwrap_or_default();
+    let name = trellis_model::config::identity_dns_name(&format!("spiffe://{domain}/svc/trellis"))
+        .ok_or_else(|| anyhow::anyhow!("{} names no trust domain", issued.identity))?;
+    Ok(Identity {
+        tls: Arc::new(tls),
+        server: rustls::pki_types::ServerName::try_from(name)?,
+        fleet_port: issued.fleet_port.ok_or_else(|| anyhow::anyhow!("the control plane told no fleet port"))?,
+    })
+}
+
+/// One request on a plaintext HTTP/2 connection of its own: (status, body).
+pub async fn h2c(cp: &str, req: http::Request<Full<Bytes>>) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    let tcp = tokio::net::TcpStream::connect(cp.trim_start_matches("http://")).await?;
+    let (mut client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let resp = client.send_request(req).await?;
+    let status = resp.status();
+    Ok((status, resp.into_body().collect().await?.to_bytes()))
+}
+
+/// Registers on replica `at`'s stream and ACKs every config line until the stream ends.
+async fn stream(
+    i: usize,
+    at: usize,
+    cp: &str,
+    identity: &Identity,
+    fleet: &Fleet,
+    delivered: &mut bool,
+) -> anyhow::Result<()> {
+    let host: std::net::SocketAddr = cp.trim_start_matches("http://").parse()?;
+    let tcp = tokio::net::TcpStream::connect((host.ip(), identity.fleet_port)).await?;
+    let tls = tokio_rustls::TlsConnector::from(identity.tls.clone()).connect(identity.server.clone(), tcp).await?;
+    let (client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    let id = format!("sim-{i}");
+    let reg = serde_json::json!({
+        "proxy_id": id, "service": "inventory", "version": if i.is_multiple_of(2) { "v1" } else { "v2" },
+        "inbound_addr": format!("127.1.{}.{}:4143", i / 250, i % 250 + 1), "admin_addr": "127.0.0.1:1", "proxy_version": "sim",
+    });
+    let req = http::Request::post(format!("{cp}/fleet/v1/stream")).body(Full::new(Bytes::from(reg.to_string())))?;
+    let mut body = client.clone().send_request(req).await?.into_body();
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        buf.extend_from_slice(&data);
+        while let Some(n) = buf.iter().position(|b| *b == b'\n') {
+            let line = buf.split_to(n + 1);
+            let msg: Message = serde_json::from_slice(&line[..n])?;
+            if msg.kind != "config" {
+                continue;
+            }
+            let ack = serde_json::json!({ "proxy_id": id, "version": msg.version, "error": null });
+            let req =
+                http::Request::post(format!("{cp}/fleet/v1/ack")).body(Full::new(Bytes::from(ack.to_string())))?;
+            let _ = client.clone().send_request(req).await?.into_body().collect().await;
+            let now = Instant::now();
+            let mut fleet = fleet.lock().unwrap_or_else(|e| e.into_inner());
+            fleet[i].acked = Some((msg.revision, now));
+            if !*delivered {
+                fleet[i].on = Some((at, now));
+                *delivered = true;
+            }
+        }
+    }
+    Ok(())
+}

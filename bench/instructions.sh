@@ -5,4 +5,4 @@
 source "$(dirname "$0")/common.sh"
 need "valgrind nginx-light haproxy" valgrind callgrind_control nginx haproxy python3
 proxy_dir=$(built dist trellis-proxy)
-exec python3 bench/instructions.py --bin-dir "$proxy_dir" ${smoke:+--requests 100} "$@"
+exec python3 bench/instructions.py --bin-dir "$proxy_dir" ${smoke:+--smoke} "$@"

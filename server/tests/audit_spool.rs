@@ -1,6 +1,7 @@
 //! Nothing is lost when the database goes away: the connection to a real Postgres is cut while
 //! events are produced; they wait in the spool and land afterwards, every one, in order, with
-//! the hash chain intact.
+//! the hash chain intact. A replica that dies with events in its spool writes them when it
+//! comes back, into the one chain the others went on writing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +49,52 @@ async fn events_produced_while_the_database_is_cut_off_all_land_in_order() {
     let verified = trellis_server::audit::export::verify(&store).await.unwrap();
     assert!(verified.broken.is_none(), "{:?}", verified.broken);
     assert_eq!(verified.verifier.chained, 200);
+
+    store.close().await;
+    db.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_replicas_spooled_events_land_once_in_the_shared_chain_when_it_returns() {
+    let db = PgDatabase::create().await;
+    let cutter = Cutter::start(postgres_addr(&db.url)).await;
+    let through_cutter = db.url.replacen(&postgres_addr(&db.url).to_string(), &cutter.addr.to_string(), 1);
+    let store = Store::connect(&db.url).await.unwrap();
+    let (spool_a, spool_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+
+    // Replica A writes, loses the database, spools, and dies: its disk is what it left.
+    let a = Audit::start(Store::connect(&through_cutter).await.unwrap(), spool_a.path()).unwrap();
+    (0..20).for_each(|i| a.record(event(i)));
+    a.flush(Duration::from_secs(10)).await;
+    cutter.cut();
+    (20..60).for_each(|i| a.record(event(i)));
+    a.flush(Duration::from_secs(3)).await;
+    let disk = tempfile::tempdir().unwrap();
+    std::fs::copy(spool_a.path().join("events.jsonl"), disk.path().join("events.jsonl")).unwrap();
+    drop(a);
+
+    // Replica B goes on writing meanwhile.
+    let b = Audit::start(store.clone(), spool_b.path()).unwrap();
+    (60..90).for_each(|i| b.record(event(i)));
+    b.flush(Duration::from_secs(10)).await;
+    assert_eq!(count(&store).await, 50, "A's first 20 and B's 30 are stored, A's spool waits");
+
+    // A comes back on its disk: what it spooled lands, once, after B's.
+    let back = Audit::start(store.clone(), disk.path()).unwrap();
+    back.flush(Duration::from_secs(10)).await;
+    let started = Instant::now();
+    while count(&store).await < 90 {
+        assert!(started.elapsed() < Duration::from_secs(30), "only {} of 90 landed", count(&store).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut stored = store.events(&AuditFilter::default(), None, 500).await.unwrap();
+    stored.reverse();
+    let summaries: Vec<String> = stored.iter().map(|e| e.summary.clone()).collect();
+    let expected: Vec<String> = (0..20).chain(60..90).chain(20..60).map(|i| format!("event {i}")).collect();
+    assert_eq!(summaries, expected, "every event once: A's, B's, then A's spool");
+    let verified = trellis_server::audit::export::verify(&store).await.unwrap();
+    assert!(verified.broken.is_none(), "{:?}", verified.broken);
+    assert_eq!(verified.verifier.chained, 90);
 
     store.close().await;
     db.drop_it().await;

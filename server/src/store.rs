@@ -93,6 +93,11 @@ impl Store {
         !self.sqlite
     }
 
+    /// Closed at shutdown: what is still to write waits for the next start, or is moot.
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
     /// Where the database is, for a connection of its own (`LISTEN`).
     pub fn url(&self) -> &str {
         &self.url

@@ -224,6 +224,33 @@ async fn exercise(url: &str) {
     store.forget_member("r1", "p1").await.unwrap();
     assert_eq!(store.members_elsewhere("r3", 10_000, 10_000).await.unwrap().len(), 1, "p2 is r2's to forget");
 
+    // Two replicas writing the same rows at once, in opposite orders, with the same proxy twice
+    // (its newest status kept), and one keeping its rows fresh: none is a deadlock's victim.
+    if store.is_shared() {
+        let ids: Vec<String> = (0..150).map(|i| format!("m{i:03}")).collect();
+        let forward: Vec<_> = ids.iter().map(|id| member(id)).collect();
+        let mut backward: Vec<_> = forward.iter().rev().cloned().collect();
+        backward.push((member("m000").0, MemberStatus { acked: Some("r.2".into()), ..Default::default() }));
+        for _ in 0..20 {
+            let (a, b, c) = tokio::join!(
+                store.share_members("r1", &forward),
+                store.share_members("r2", &backward),
+                store.touch_members("r1"),
+            );
+            a.unwrap();
+            b.unwrap();
+            c.unwrap();
+        }
+        store.share_members("r2", &backward).await.unwrap();
+        let seen = store.members_elsewhere("r3", 10_000, 10_000).await.unwrap();
+        let m000 = seen.iter().find(|m| m.registration.proxy_id == "m000").unwrap();
+        assert_eq!(m000.status.acked.as_deref(), Some("r.2"), "the later of two rows for one proxy: {m000:?}");
+        for id in &ids {
+            store.forget_member("r1", id).await.unwrap();
+            store.forget_member("r2", id).await.unwrap();
+        }
+    }
+
     // Seconds of telemetry: each replica's once, old ones removed.
     store.share_seconds("r1", &[(100, "a".into()), (101, "b".into())], 0).await.unwrap();
     store.share_seconds("r2", &[(101, "c".into())], 0).await.unwrap();

@@ -30,12 +30,19 @@ pub struct MemberStatus {
 impl Store {
     /// Writes the rows of proxies connected to `replica` (after a connect, an ACK, a new
     /// certificate), in one statement per chunk.
-    pub async fn share_members(
+    pub async fn share_members<'a>(
         &self,
         replica: &str,
-        members: &[(Registration, MemberStatus)],
+        members: impl IntoIterator<Item = &'a (Registration, MemberStatus)>,
     ) -> Result<(), StoreError> {
         let now = self.db_now();
+        // Rows locked in one order by every replica, so two that write the same rows (a proxy
+        // moving between them) wait for each other instead of deadlocking; one row per proxy,
+        // as one statement may touch a row only once.
+        let mut members: Vec<&(Registration, MemberStatus)> = members.into_iter().collect();
+        members.reverse();
+        members.sort_by(|a, b| a.0.proxy_id.cmp(&b.0.proxy_id));
+        members.dedup_by(|a, b| a.0.proxy_id == b.0.proxy_id);
         for chunk in members.chunks(200) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| format!("(${}, ${}, ${}, ${}, $1, 1, {now})", i * 4 + 2, i * 4 + 3, i * 4 + 4, i * 4 + 5))
@@ -48,7 +55,7 @@ impl Store {
                 values.join(", ")
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(replica);
-            for (reg, status) in chunk {
+            for (reg, status) in chunk.iter().copied() {
                 q = q
                     .bind(reg.proxy_id.clone())
                     .bind(reg.service.clone())
@@ -62,7 +69,16 @@ impl Store {
 
     /// Every proxy still connected to `replica` is: its rows stay fresh.
     pub async fn touch_members(&self, replica: &str) -> Result<(), StoreError> {
-        let sql = format!("UPDATE fleet_members SET seen_at = {} WHERE replica = $1 AND connected = 1", self.db_now());
+        let sql = if self.is_shared() {
+            // In proxy_id order, as `share_members` locks them.
+            format!(
+                "UPDATE fleet_members SET seen_at = {} WHERE proxy_id IN (SELECT proxy_id FROM fleet_members \
+                 WHERE replica = $1 AND connected = 1 ORDER BY proxy_id FOR UPDATE)",
+                self.db_now()
+            )
+        } else {
+            format!("UPDATE fleet_members SET seen_at = {} WHERE replica = $1 AND connected = 1", self.db_now())
+        };
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(replica).execute(&self.pool).await?;
         Ok(())
     }

@@ -31,6 +31,7 @@ fi
 echo "test: Postgres at $TRELLIS_TEST_POSTGRES_URL"
 
 # --- Rust -----------------------------------------------------------------------------------
+export TRELLIS_TEST_PYTHON="$root/tools/venv/bin/python"  # with grpcio (scripts/setup.sh)
 scripts/build-web.sh
 cargo build --bins
 cargo test --workspace

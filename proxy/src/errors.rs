@@ -101,10 +101,48 @@ impl ProxyError {
         ProxyError::Upstream { addr: addr.to_string(), source }
     }
 
+    /// The code a gRPC client gets for this error.
+    pub fn grpc_code(&self) -> u8 {
+        use crate::grpc;
+        match self {
+            ProxyError::NoConfig
+            | ProxyError::NoEndpoints { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::Overloaded
+            | ProxyError::ServiceOverloaded(_) => grpc::UNAVAILABLE,
+            ProxyError::Timeout(_) => grpc::DEADLINE_EXCEEDED,
+            ProxyError::UnknownService(_) | ProxyError::NoRoute(_) => grpc::UNIMPLEMENTED,
+            ProxyError::NoAuthority | ProxyError::BadRequestBody(_) => grpc::INTERNAL,
+            ProxyError::BodyTooLarge(_) => grpc::RESOURCE_EXHAUSTED,
+            ProxyError::FaultAbort(status) => grpc::from_http(*status),
+            ProxyError::AccessDenied { .. } => grpc::PERMISSION_DENIED,
+        }
+    }
+
+    /// What a gRPC client gets: a trailers-only response (HTTP 200, the code and the message
+    /// in its headers), so that its library reports the proxy's error as a gRPC status
+    /// rather than a protocol error.
+    pub fn into_grpc_response(self) -> Response<Body> {
+        tracing::debug!(error = %self, "gRPC request failed in the proxy");
+        let mut resp = Response::new(text(Bytes::new()));
+        let headers = resp.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", http::HeaderValue::from_static(crate::grpc::LABELS[self.grpc_code() as usize]));
+        if let Ok(message) = http::HeaderValue::from_str(&crate::grpc::encode_message(&self.to_string())) {
+            headers.insert("grpc-message", message);
+        }
+        self.tag(resp)
+    }
+
     pub fn into_response(self) -> Response<Body> {
         tracing::debug!(error = %self, "request failed in the proxy");
         let mut resp = Response::new(text(format!("{self}\n")));
         *resp.status_mut() = self.status();
+        self.tag(resp)
+    }
+
+    /// The headers that say the proxy answered, and why, on either kind of response.
+    fn tag(self, mut resp: Response<Body>) -> Response<Body> {
         resp.headers_mut().insert(ERROR_HEADER, http::HeaderValue::from_static(self.kind()));
         if let ProxyError::AccessDenied { by, .. } = &self
             && let Ok(v) = http::HeaderValue::from_str(by)

@@ -19,6 +19,8 @@
 //!   about the peer) or made (the `Connector`); the proxy's certificate and the mTLS configs
 //!   built from it ([`transport::tls`]); HTTP/1.1 of the proxy's own for the common request,
 //!   in front of hyper ([`transport::h1`]: its wire format, pool and server).
+//! - [`grpc`]: gRPC's statuses: which are the service's failures, the proxy's errors as gRPC
+//!   statuses, and a response body that tells the call's status when its trailers pass.
 //! - [`errors`]: typed data-path errors (and why an upstream gave no answer), and the one
 //!   place they become responses.
 //! - [`gate`]: atomic limits (load shedding, pending requests, mirroring) that never lock.
@@ -35,7 +37,7 @@
 //! - [`upgrade`]: WebSocket and other connection upgrades, spliced through.
 //! - [`server`]: the shared accept loop with graceful drain.
 //!
-//! Modules depend one way, with no circle: `errors` and `batch` below `transport`, below
+//! Modules depend one way, with no circle: `grpc` below `errors`; `errors` and `batch` below `transport`, below
 //! `client`, below `stack`, below `server` (`tests/module_cycles.rs` holds the line).
 
 // The layout above names the crate's own modules; read these docs with
@@ -54,6 +56,7 @@ pub(crate) mod endpoints;
 pub mod env;
 pub(crate) mod errors;
 pub(crate) mod gate;
+pub(crate) mod grpc;
 pub(crate) mod hash;
 pub(crate) mod inbound;
 pub(crate) mod metrics;
@@ -295,6 +298,8 @@ pub(crate) struct Arrival {
     direction: trellis_model::telemetry::Direction,
     started: std::time::Instant,
     trace_id: trace::TraceId,
+    /// A gRPC call: its outcome is its `grpc-status`, and the proxy's errors are gRPC's.
+    grpc: bool,
     /// Method and path, kept only when access logs are on.
     line: Option<(http::Method, String)>,
 }
@@ -308,44 +313,81 @@ impl Arrival {
     ) -> Self {
         let trace_id = trace::ensure(req.headers_mut());
         let line = shared.settings.access_log.then(|| (req.method().clone(), req.uri().path().to_string()));
-        Arrival { direction, started: clock::now(), trace_id, line }
+        let grpc = grpc::is_grpc(req.headers());
+        Arrival { direction, started: clock::now(), trace_id, grpc, line }
     }
 }
 
 impl Shared {
     /// Counts and times a finished request, logs it when access logs are on, and turns a
-    /// proxy error into its response.
+    /// proxy error into its response. A gRPC call whose status comes in the trailers is
+    /// counted when they pass (timed to its response headers, as every request is).
     pub(crate) fn complete(
-        &self,
+        self: &Arc<Self>,
         arrival: Arrival,
         dest: &stack::Dest,
         result: Result<http::Response<Body>, errors::ProxyError>,
     ) -> http::Response<Body> {
-        let status = match &result {
-            Ok(resp) => metrics::status_class(resp.status()),
-            Err(e) => e.status_label(),
-        };
         let seconds = clock::now().saturating_duration_since(arrival.started).as_secs_f64();
-        let (service, version) = (dest.service(), dest.version());
+        let (resp, status, code) = match result {
+            Ok(resp) => {
+                let status = metrics::status_class(resp.status());
+                let code = if arrival.grpc { grpc::status(resp.headers()) } else { None };
+                if arrival.grpc && code.is_none() && resp.status() == http::StatusCode::OK {
+                    // Its status comes in the trailers: counted when they pass.
+                    let (shared, to, direction) = (self.clone(), dest.clone(), arrival.direction);
+                    let tell: grpc::OnStatus =
+                        Box::new(move |code| shared.count(direction, &to, status, Some(code), seconds));
+                    let resp = resp.map(|body| http_body_util::BodyExt::boxed_unsync(grpc::Watched::new(body, tell)));
+                    self.log(&arrival, dest, &resp, seconds);
+                    return resp;
+                }
+                (resp, status, code)
+            }
+            Err(e) => {
+                let status = e.status_label();
+                match arrival.grpc {
+                    true => {
+                        let code = e.grpc_code();
+                        (e.into_grpc_response(), status, Some(code))
+                    }
+                    false => (e.into_response(), status, None),
+                }
+            }
+        };
+        self.count(arrival.direction, dest, status, code, seconds);
+        self.log(&arrival, dest, &resp, seconds);
+        resp
+    }
+
+    fn count(
+        &self,
+        direction: trellis_model::telemetry::Direction,
+        dest: &stack::Dest,
+        status: &'static str,
+        grpc: Option<u8>,
+        seconds: f64,
+    ) {
         match dest {
-            stack::Dest::Routed(route) => route.metrics.request(status, seconds),
-            stack::Dest::Local(handle) => handle.request(status, seconds),
-            _ => self.metrics.request(arrival.direction, service, version, dest.route(), status, seconds),
+            stack::Dest::Routed(route) => route.metrics.request(status, grpc, seconds),
+            stack::Dest::Local(handle) => handle.request(status, grpc, seconds),
+            _ => self.metrics.request(direction, dest.service(), dest.version(), dest.route(), status, grpc, seconds),
         }
-        let resp = result.unwrap_or_else(errors::ProxyError::into_response);
+    }
+
+    fn log(&self, arrival: &Arrival, dest: &stack::Dest, resp: &http::Response<Body>, seconds: f64) {
         if let Some((method, path)) = &arrival.line {
             tracing::info!(
                 target: "access",
                 direction = ?arrival.direction,
                 method = %method,
                 path,
-                dst_service = service,
-                dst_version = version,
+                dst_service = dest.service(),
+                dst_version = dest.version(),
                 status = resp.status().as_u16(),
                 duration_ms = seconds * 1000.0,
                 trace_id = %arrival.trace_id,
             );
         }
-        resp
     }
 }

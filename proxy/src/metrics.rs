@@ -20,7 +20,10 @@ const ATTEMPTS: &str = "trellis_proxy_attempts_total";
 
 /// Every metric, with its help text; rendering follows this order.
 const COUNTERS: &[(&str, &str)] = &[
-    (REQUESTS, "Requests as the application saw them, by direction, destination and status class."),
+    (
+        REQUESTS,
+        "Requests as the application saw them, by direction, destination and status class (and grpc_status, for gRPC).",
+    ),
     (ATTEMPTS, "Attempts sent to endpoints, retries included."),
     ("trellis_proxy_retries_total", "Retries, by destination and whether the budget allowed them."),
     ("trellis_proxy_ejections_total", "Endpoints ejected after consecutive errors."),
@@ -100,9 +103,12 @@ struct Requests {
     counts: Mutex<RequestCounts>,
 }
 
+/// A status class (`2xx`) or the kind of error the proxy answered with, and a gRPC call's code.
+type Status = (&'static str, Option<u8>);
+
 #[derive(Default)]
 struct RequestCounts {
-    by_status: Vec<(&'static str, u64)>,
+    by_status: Vec<(Status, u64)>,
     requests: u64,
     failures: u64,
     buckets: [u64; BUCKETS],
@@ -127,12 +133,13 @@ impl Requests {
     }
 
     /// The effective request: counted and timed once. `status` is a class (`2xx`) or the kind
-    /// of error the proxy answered with.
-    fn record(&self, status: &'static str, seconds: f64) {
+    /// of error the proxy answered with; `grpc`, a gRPC call's code.
+    fn record(&self, status: &'static str, grpc: Option<u8>, seconds: f64) {
         let mut c = self.counts.locked();
-        add(&mut c.by_status, status);
-        // Client errors are the caller's; server errors and the proxy's own are failures.
-        let failed = status == "5xx" || !status.ends_with("xx");
+        add(&mut c.by_status, (status, grpc));
+        // Client errors are the caller's; server errors and the proxy's own are failures, and
+        // so is a gRPC call the service failed, whatever its HTTP status.
+        let failed = status == "5xx" || !status.ends_with("xx") || grpc.is_some_and(crate::grpc::is_failure);
         c.requests += 1;
         c.failures += u64::from(failed);
         c.buckets[trellis_model::telemetry::bucket_of(seconds * 1000.0)] += 1;
@@ -158,17 +165,21 @@ impl Requests {
 struct Attempts {
     service: String,
     version: String,
-    by_status: Mutex<Vec<(&'static str, u64)>>,
+    by_status: Mutex<Vec<(Status, u64)>>,
 }
 
-/// Counts by status as rendered label sets: `labels` with the status added.
-fn by_status(out: &mut Map<String, u64>, labels: &str, counts: &[(&'static str, u64)]) {
-    for (status, n) in counts {
-        out.insert(format!("{labels},{}", render_labels(&[("status", status)])), *n);
+/// Counts by status as rendered label sets: `labels` with the status (and gRPC code) added.
+fn by_status(out: &mut Map<String, u64>, labels: &str, counts: &[(Status, u64)]) {
+    for ((status, grpc), n) in counts {
+        let status = match grpc {
+            Some(code) => render_labels(&[("status", status), ("grpc_status", &crate::grpc::LABELS[*code as usize])]),
+            None => render_labels(&[("status", status)]),
+        };
+        out.insert(format!("{labels},{status}"), *n);
     }
 }
 
-fn add(by_status: &mut Vec<(&'static str, u64)>, status: &'static str) {
+fn add(by_status: &mut Vec<(Status, u64)>, status: Status) {
     match by_status.iter_mut().find(|(s, _)| *s == status) {
         Some((_, n)) => *n += 1,
         None => by_status.push((status, 1)),
@@ -198,13 +209,13 @@ impl Handle {
     }
 
     /// See [`Metrics::request`].
-    pub fn request(&self, status: &'static str, seconds: f64) {
-        self.requests.record(status, seconds);
+    pub fn request(&self, status: &'static str, grpc: Option<u8>, seconds: f64) {
+        self.requests.record(status, grpc, seconds);
     }
 
     /// An attempt sent to an endpoint, by its status class or how it failed.
     pub fn attempt(&self, status: &'static str) {
-        add(&mut self.attempts.by_status.locked(), status);
+        add(&mut self.attempts.by_status.locked(), (status, None));
     }
 }
 
@@ -290,7 +301,8 @@ impl Metrics {
     }
 
     /// The effective request: counted and timed once. `status` is a class (`2xx`) or the
-    /// kind of error the proxy answered with.
+    /// kind of error the proxy answered with; `grpc`, a gRPC call's code.
+    #[allow(clippy::too_many_arguments)] // the labels, then what is counted
     pub fn request(
         &self,
         direction: Direction,
@@ -298,9 +310,10 @@ impl Metrics {
         version: &str,
         route: &str,
         status: &'static str,
+        grpc: Option<u8>,
         seconds: f64,
     ) {
-        self.requests_of(direction, service, version, route).record(status, seconds);
+        self.requests_of(direction, service, version, route).record(status, grpc, seconds);
     }
 
     fn requests_of(&self, direction: Direction, service: &str, version: &str, route: &str) -> Arc<Requests> {
@@ -417,8 +430,8 @@ mod tests {
     fn renders_counters_and_cumulative_buckets() {
         let m = super::Metrics::default();
         let out = trellis_model::telemetry::Direction::Outbound;
-        m.request(out, "inv", "v1", "/stock", "2xx", 0.003);
-        m.request(out, "inv", "v1", "/stock", "2xx", 0.2);
+        m.request(out, "inv", "v1", "/stock", "2xx", None, 0.003);
+        m.request(out, "inv", "v1", "/stock", "2xx", None, 0.2);
         m.inc("trellis_proxy_retries_total", &[("dst_service", "inv"), ("result", "sent")]);
         let text = m.render("p", "r.1");
         assert!(text.contains("trellis_proxy_requests_total{direction=\"outbound\",dst_service=\"inv\",dst_version=\"v1\",route=\"/stock\",status=\"2xx\"} 2"));
@@ -434,9 +447,9 @@ mod tests {
     fn requests_that_reached_no_service_are_counted_but_are_no_series() {
         let m = super::Metrics::default();
         let out = trellis_model::telemetry::Direction::Outbound;
-        m.request(out, "", "", "", "unknown-service", 0.001);
-        m.request(out, "inv", "", "", "no-route", 0.001);
-        m.request(out, "inv", "v1", "", "2xx", 0.001);
+        m.request(out, "", "", "", "unknown-service", None, 0.001);
+        m.request(out, "inv", "", "", "no-route", None, 0.001);
+        m.request(out, "inv", "v1", "", "2xx", None, 0.001);
         assert_eq!(m.get("trellis_proxy_requests_total", &[("status", "unknown-service")]), 1);
         // The control plane refuses a whole report with a series naming no service or version.
         let series: Vec<_> = m.series().into_iter().map(|s| (s.service, s.version)).collect();
@@ -449,16 +462,16 @@ mod tests {
         let out = trellis_model::telemetry::Direction::Outbound;
         let unused = m.handle(out, "inv", "v2", "/stock");
         let first = m.handle(out, "inv", "v1", "/stock");
-        first.request("2xx", 0.001);
+        first.request("2xx", None, 0.001);
         first.attempt("5xx");
         first.attempt("2xx");
         // The next config's handle for the same labels: the counts go on.
         let next = m.handle(out, "inv", "v1", "/stock");
-        next.request("5xx", 0.001);
+        next.request("5xx", None, 0.001);
         next.attempt("2xx");
         // Another rule to the same version: its own requests, the version's attempts.
         m.handle(out, "inv", "v1", "/other").attempt("2xx");
-        m.request(out, "inv", "v1", "/stock", "2xx", 0.001);
+        m.request(out, "inv", "v1", "/stock", "2xx", None, 0.001);
         let text = m.render("p", "r.1");
         let requests = "trellis_proxy_requests_total{direction=\"outbound\",dst_service=\"inv\",dst_version=\"v1\",route=\"/stock\"";
         assert!(text.contains(&format!("{requests},status=\"2xx\"}} 2")), "{text}");
@@ -470,6 +483,22 @@ mod tests {
         let series: Vec<_> = m.series().into_iter().map(|s| (s.version, s.requests, s.failures)).collect();
         assert_eq!(series, [("v1".to_string(), 3, 1)]);
         drop(unused);
+    }
+
+    #[test]
+    fn a_grpc_call_the_service_failed_is_a_failure_whatever_its_http_status() {
+        let m = super::Metrics::default();
+        let h = m.handle(trellis_model::telemetry::Direction::Inbound, "inv", "v1", "");
+        h.request("2xx", Some(crate::grpc::OK), 0.001);
+        h.request("2xx", Some(crate::grpc::UNAVAILABLE), 0.001);
+        h.request("2xx", Some(crate::grpc::CANCELLED), 0.001);
+        h.request("timeout", Some(crate::grpc::DEADLINE_EXCEEDED), 0.001);
+        let text = m.render("p", "r.1");
+        assert!(text.contains("route=\"\",status=\"2xx\",grpc_status=\"14\"} 1"), "{text}");
+        assert!(text.contains("route=\"\",status=\"2xx\",grpc_status=\"0\"} 1"), "{text}");
+        assert_eq!(m.get("trellis_proxy_requests_total", &[("status", "2xx")]), 3);
+        let series: Vec<_> = m.series().into_iter().map(|s| (s.requests, s.failures)).collect();
+        assert_eq!(series, [(4, 2)], "UNAVAILABLE and the proxy's timeout; not OK, not CANCELLED");
     }
 
     #[test]

@@ -1,0 +1,109 @@
+//! gRPC through two proxies with a real gRPC client and server (grpcio, from PyPI): statuses
+//! pass through, in trailers and trailers-only responses alike; a call the service failed
+//! counts as a failure though its HTTP status is 200; an error the proxy makes reaches the
+//! client as a gRPC status with its message.
+
+mod common;
+
+use common::proxy_to;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use trellis_model::config::Protocol;
+
+/// The Python with grpcio: `TRELLIS_TEST_PYTHON` (scripts/test.sh sets up one), else python3.
+fn python() -> String {
+    std::env::var("TRELLIS_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn script() -> String {
+    format!("{}/tests/grpc/app.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn grpc_server() -> (Server, SocketAddr) {
+    let mut child = Command::new(python())
+        .args([script().as_str(), "server"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is required for this test");
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut port).unwrap();
+    let port: u16 = port.trim().parse().unwrap_or_else(|_| {
+        panic!("the gRPC server did not start: is grpcio installed for {}? (scripts/setup.sh --for-tests)", python())
+    });
+    (Server(child), SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Makes `calls` (METHOD ARG) through `addr` naming `authority`: (code, details, messages) each.
+fn calls(addr: SocketAddr, authority: &str, calls: &[&str]) -> Vec<(String, String, Vec<String>)> {
+    let mut child = Command::new(python())
+        .args([script().as_str(), "client", &addr.to_string(), authority])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(calls.join("\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the gRPC client failed");
+    let lines = String::from_utf8(out.stdout).unwrap();
+    lines
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let messages = v["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_string()).collect();
+            (v["code"].as_str().unwrap().to_string(), v["details"].as_str().unwrap().to_string(), messages)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_statuses_pass_through_and_count_as_the_services_failures() {
+    let (_server, app) = grpc_server();
+    let callee = proxy_to(app, Protocol::Grpc).await;
+    let caller = proxy_to(callee.inbound, Protocol::Grpc).await;
+    let outbound = caller.outbound;
+    let answers = tokio::task::spawn_blocking(move || {
+        calls(outbound, "svc", &["Say ok", "Say fail:14", "Say fail:5", "Count 3:0", "Count 2:14"])
+    })
+    .await
+    .unwrap();
+    let codes: Vec<&str> = answers.iter().map(|(c, _, _)| c.as_str()).collect();
+    assert_eq!(codes, ["OK", "UNAVAILABLE", "NOT_FOUND", "OK", "UNAVAILABLE"], "{answers:?}");
+    assert_eq!(answers[0].2, ["hello ok"]);
+    assert_eq!(answers[1].1, "asked to fail");
+    assert_eq!(answers[3].2, ["0", "1", "2"]);
+    assert_eq!((answers[4].1.as_str(), answers[4].2.len()), ("stream ends with 14", 2), "messages, then trailers");
+
+    // Both proxies count each call once, by its gRPC status; the two UNAVAILABLE are failures
+    // (NOT_FOUND is the caller's), though every response was HTTP 200.
+    for (proxy, direction) in [(&caller, "outbound"), (&callee, "inbound")] {
+        let count = |grpc_status: &str| {
+            let labels = [("direction", direction), ("dst_service", "svc")];
+            let all = proxy.shared.metrics.get("trellis_proxy_requests_total", &labels);
+            let labels = [("status", "2xx"), ("grpc_status", grpc_status)];
+            (all, proxy.shared.metrics.get("trellis_proxy_requests_total", &labels))
+        };
+        assert_eq!(count("0"), (5, 2), "{direction}");
+        assert_eq!(count("14").1, 2, "{direction}");
+        assert_eq!(count("5").1, 1, "{direction}");
+        let series = proxy.shared.metrics.series();
+        let (requests, failures) = series.iter().fold((0, 0), |(r, f), s| (r + s.requests, f + s.failures));
+        assert_eq!((requests, failures), (5, 2), "{direction}: what telemetry and rollout analysis count");
+    }
+
+    // An error the proxy makes is a gRPC status with its message, not an HTTP error page.
+    let answers = tokio::task::spawn_blocking(move || calls(outbound, "nosuch", &["Say ok"])).await.unwrap();
+    assert_eq!(answers[0].0, "UNIMPLEMENTED", "{answers:?}");
+    assert_eq!(answers[0].1, "unknown service `nosuch`");
+    let labels = [("status", "unknown-service"), ("grpc_status", "12")];
+    assert_eq!(caller.shared.metrics.get("trellis_proxy_requests_total", &labels), 1);
+}

@@ -313,7 +313,8 @@ impl Arrival {
     ) -> Self {
         let trace_id = trace::ensure(req.headers_mut());
         let line = shared.settings.access_log.then(|| (req.method().clone(), req.uri().path().to_string()));
-        let grpc = grpc::is_grpc(req.headers());
+        // gRPC runs on HTTP/2 only: an HTTP/1.1 request's headers are not even looked at.
+        let grpc = req.version() == http::Version::HTTP_2 && grpc::is_grpc(req.headers());
         Arrival { direction, started: clock::now(), trace_id, grpc, line }
     }
 }
@@ -360,6 +361,7 @@ impl Shared {
         resp
     }
 
+    #[inline]
     fn count(
         &self,
         direction: trellis_model::telemetry::Direction,
@@ -375,6 +377,7 @@ impl Shared {
         }
     }
 
+    #[inline]
     fn log(&self, arrival: &Arrival, dest: &stack::Dest, resp: &http::Response<Body>, seconds: f64) {
         if let Some((method, path)) = &arrival.line {
             tracing::info!(

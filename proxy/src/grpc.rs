@@ -72,6 +72,33 @@ pub fn encode_message(message: &str) -> String {
     out
 }
 
+/// The status of a trailers-only response (the status in its headers), the only kind a proxy
+/// can act on before the body streams: retries and outlier ejection. HTTP/2 only, as gRPC.
+pub fn early_status<B>(resp: &http::Response<B>) -> Option<u8> {
+    (resp.version() == http::Version::HTTP_2).then(|| status(resp.headers())).flatten()
+}
+
+/// `grpc-timeout` (RFC-like "1-8 digits, then H, M, S, m, u or n") in milliseconds, rounded
+/// up: the caller's deadline for the call. `None` when absent or malformed.
+pub fn timeout_ms(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get("grpc-timeout")?.as_bytes();
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    let ns_per = match unit {
+        b"H" => 3_600_000_000_000,
+        b"M" => 60_000_000_000,
+        b"S" => 1_000_000_000,
+        b"m" => 1_000_000,
+        b"u" => 1_000,
+        b"n" => 1,
+        _ => return None,
+    };
+    Some((n * ns_per).div_ceil(1_000_000))
+}
+
 /// What a watched body tells when the call's status is known.
 pub type OnStatus = Box<dyn FnOnce(u8) + Send>;
 
@@ -163,6 +190,14 @@ mod tests {
         let failures: Vec<u8> = (0..=16).filter(|c| is_failure(*c)).collect();
         assert_eq!(failures, [UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS]);
         assert_eq!((from_http(503), from_http(404), from_http(403), from_http(418)), (14, 12, 7, 2));
+    }
+
+    #[test]
+    fn grpc_timeout_is_read_in_every_unit_and_rounded_up() {
+        let t = |v: &'static str| timeout_ms(&headers(&[("grpc-timeout", v)]));
+        assert_eq!((t("1S"), t("250m"), t("2M"), t("1H")), (Some(1_000), Some(250), Some(120_000), Some(3_600_000)));
+        assert_eq!((t("1500u"), t("1n"), t("0m")), (Some(2), Some(1), Some(0)));
+        assert_eq!((t("123456789S"), t("10"), t("S"), t("1s"), t("-1S")), (None, None, None, None, None));
     }
 
     #[test]

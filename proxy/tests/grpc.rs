@@ -1,11 +1,14 @@
 //! gRPC through two proxies with a real gRPC client and server (grpcio, from PyPI): statuses
 //! pass through, in trailers and trailers-only responses alike; a call the service failed
 //! counts as a failure though its HTTP status is 200; an error the proxy makes reaches the
-//! client as a gRPC status with its message.
+//! client as a gRPC status with its message; a caller's `grpc-timeout` is the call's deadline.
 
 mod common;
 
+use bytes::Bytes;
 use common::proxy_to;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -106,4 +109,30 @@ async fn grpc_statuses_pass_through_and_count_as_the_services_failures() {
     assert_eq!(answers[0].1, "unknown service `nosuch`");
     let labels = [("status", "unknown-service"), ("grpc_status", "12")];
     assert_eq!(caller.shared.metrics.get("trellis_proxy_requests_total", &labels), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_grpc_timeout_is_the_calls_deadline() {
+    let (_server, app) = grpc_server();
+    let caller = proxy_to(app, Protocol::Grpc).await;
+    let io = TokioIo::new(tokio::net::TcpStream::connect(caller.outbound).await.unwrap());
+    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+    tokio::spawn(conn);
+    // One length-prefixed message, as gRPC frames it: the server sleeps 3 s before answering.
+    let payload = b"slow:3000";
+    let mut message = vec![0u8];
+    message.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    message.extend_from_slice(payload);
+    let req = http::Request::post("http://svc/trellis.test.Echo/Say")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "200m")
+        .body(Full::new(Bytes::from(message)))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["grpc-status"], "4", "DEADLINE_EXCEEDED, trailers-only: {:?}", resp.headers());
+    assert_eq!(resp.headers()["x-trellis-error"], "timeout", "the proxy's deadline, not the server's answer");
+    assert_eq!(resp.headers()["grpc-message"], "no response within 200 ms");
+    assert!(resp.into_body().collect().await.unwrap().to_bytes().is_empty());
 }

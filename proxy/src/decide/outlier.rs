@@ -23,6 +23,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A gRPC call's status: UNAVAILABLE as a 503, the service's other failures as a 500.
+    pub fn of_grpc(code: u8) -> Self {
+        match code {
+            crate::grpc::UNAVAILABLE => Outcome::GatewayError,
+            c if crate::grpc::is_failure(c) => Outcome::ServerError,
+            _ => Outcome::Success,
+        }
+    }
+
     pub fn of_status(status: u16) -> Self {
         match status {
             502..=504 => Outcome::GatewayError,
@@ -96,6 +105,14 @@ mod tests {
             base_ejection_ms: 1_000,
             max_ejected_percent: 50,
         }
+    }
+
+    #[test]
+    fn a_grpc_status_is_judged_as_its_http_kin() {
+        assert_eq!(Outcome::of_grpc(14), Outcome::GatewayError, "UNAVAILABLE, as a 503");
+        assert_eq!(Outcome::of_grpc(13), Outcome::ServerError, "INTERNAL, as a 500");
+        assert_eq!(Outcome::of_grpc(0), Outcome::Success);
+        assert_eq!(Outcome::of_grpc(5), Outcome::Success, "NOT_FOUND is the caller's, as a 404");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Timeout: the rule's request timeout around all attempts, and its per-try timeout around
-//! each one. A request that runs out is answered 504 (`timeout`).
+//! Timeout: the rule's request timeout (or a gRPC caller's `grpc-timeout`, when shorter)
+//! around all attempts, and its per-try timeout around each one. A request that runs out is
+//! answered 504 (`timeout`), or DEADLINE_EXCEEDED to a gRPC client.
 
 use super::{Attempt, Target, always_ready};
 use crate::alarm::{self, Asked};
@@ -46,7 +47,13 @@ where
     always_ready!();
 
     fn call(&mut self, target: Target<B>) -> Self::Future {
-        let ms = target.route.rule().timeouts.request_ms;
+        let mut ms = target.route.rule().timeouts.request_ms;
+        // A gRPC caller's own deadline, when shorter: never longer than the rule's.
+        if target.parts.version == http::Version::HTTP_2
+            && let Some(caller) = crate::grpc::timeout_ms(&target.parts.headers)
+        {
+            ms = ms.min(caller);
+        }
         Limited::new(self.inner.call(target), ms)
     }
 }

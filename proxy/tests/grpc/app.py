@@ -4,6 +4,7 @@ makes the calls the test asks for on stdin (one per line: METHOD ARG) and prints
 line per call: the status code's name, the details and the messages received."""
 import json
 import sys
+import time
 from concurrent import futures
 
 import grpc
@@ -19,6 +20,9 @@ def say(request, context):
     # "fail:N" ends the call with status N before any message: a trailers-only response.
     if request.startswith(b"fail:"):
         context.abort(code_of(int(request[5:])), "asked to fail")
+    # "slow:MS" answers after MS milliseconds.
+    if request.startswith(b"slow:"):
+        time.sleep(int(request[5:]) / 1000)
     return b"hello " + request
 
 
@@ -48,13 +52,15 @@ def serve():
 def client(addr, authority):
     channel = grpc.insecure_channel(addr, options=[("grpc.default_authority", authority)])
     for line in sys.stdin:
-        method, arg = line.split()
+        # METHOD ARG [TIMEOUT_S]: the call's deadline, sent as grpc-timeout.
+        method, arg, *deadline = line.split()
+        timeout = float(deadline[0]) if deadline else 10
         messages, code, details = [], grpc.StatusCode.OK, ""
         try:
             if method == "Say":
-                messages.append(channel.unary_unary(f"/{SERVICE}/Say")(arg.encode(), timeout=10).decode())
+                messages.append(channel.unary_unary(f"/{SERVICE}/Say")(arg.encode(), timeout=timeout).decode())
             else:
-                for m in channel.unary_stream(f"/{SERVICE}/Count")(arg.encode(), timeout=10):
+                for m in channel.unary_stream(f"/{SERVICE}/Count")(arg.encode(), timeout=timeout):
                     messages.append(m.decode())
         except grpc.RpcError as e:
             code, details = e.code(), e.details()

@@ -157,6 +157,31 @@ pub enum RetryOn {
     ConnectFailure,
     /// The connection was reset before a response.
     Reset,
+    /// gRPC UNAVAILABLE (14) in a trailers-only response: the server says it did not take
+    /// the call up. gRPC conditions retry whatever the method (every gRPC call is a POST).
+    Unavailable,
+    /// gRPC RESOURCE_EXHAUSTED (8).
+    ResourceExhausted,
+    /// gRPC CANCELLED (1).
+    Cancelled,
+    /// gRPC DEADLINE_EXCEEDED (4).
+    DeadlineExceeded,
+    /// gRPC INTERNAL (13).
+    Internal,
+}
+
+impl RetryOn {
+    /// The gRPC status code a gRPC condition names.
+    pub fn grpc_code(self) -> Option<u8> {
+        match self {
+            RetryOn::Unavailable => Some(14),
+            RetryOn::ResourceExhausted => Some(8),
+            RetryOn::Cancelled => Some(1),
+            RetryOn::DeadlineExceeded => Some(4),
+            RetryOn::Internal => Some(13),
+            RetryOn::ServerError | RetryOn::GatewayError | RetryOn::ConnectFailure | RetryOn::Reset => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

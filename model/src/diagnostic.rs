@@ -91,6 +91,8 @@ codes! {
         "header names are tokens; give `value` or `regex`, not both";
     InvalidMethod = "TR0120", "not an HTTP method",
         "use an uppercase method such as GET, POST, PUT, DELETE";
+    GrpcCondition = "TR0121", "a gRPC retry condition on a service that does not speak gRPC",
+        "give the service `protocol: grpc`, or retry on HTTP conditions (5xx, gateway-error, connect-failure, reset)";
 }
 
 impl Code {

@@ -44,7 +44,9 @@ pub fn validate(policy: &Policy) -> Result<(), Vec<Diagnostic>> {
         cx.unique("Route", &here, &r.name);
         cx.one_per_service("Route", &here, &r.service, &r.name, &mut routed);
         if let Some(versions) = cx.service(&here, &r.service) {
-            rules::check(&mut cx, &here, &r.service.value, &versions, &r.rules);
+            let service = policy.services.iter().find(|s| s.value.name.value == r.service.value);
+            let grpc = service.is_some_and(|s| s.value.protocol == crate::policy::Protocol::Grpc);
+            rules::check(&mut cx, &here, (&r.service.value, grpc), &versions, &r.rules);
         }
     }
     resources::traffic_policies(&mut cx, &policy.traffic_policies);

@@ -5,6 +5,7 @@
 //! bodies are buffered here when small ([`Replay`]), and [`UpstreamError`] says why an
 //! upstream gave no response.
 
+mod tee;
 pub mod targets;
 
 use crate::errors::UpstreamError;
@@ -70,8 +71,9 @@ impl Clients {
                 return self.0.fast.send(parts, bytes, addr, max_requests).await;
             }
             (_, body @ Replay::Buffered(_)) => (body.into_body(), None),
-            (_, Replay::Streaming(body)) => {
+            (_, body) => {
                 let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let body = body.into_body();
                 let body = http_body_util::BodyExt::boxed_unsync(Watched { inner: body, failed: failed.clone() });
                 (body, Some(failed))
             }
@@ -134,16 +136,24 @@ fn retire_if_spent(
     }
 }
 
-/// A request body: buffered (and so replayable) when small, otherwise streamed once.
+/// A request body: buffered (and so replayable) when small with a known length; teed (sent as
+/// it comes, and replayable while the copy holds it) when its length is unknown and it may be
+/// retried; otherwise streamed once.
 pub enum Replay {
     Buffered(Bytes),
+    Teed(tee::Tee),
     Streaming(ReqBody),
 }
 
 impl Replay {
-    /// Buffers bodies with a known length up to [`MAX_REPLAY_BODY`] (and empty ones); streams
-    /// the rest, which are then never retried.
-    pub async fn read(body: ReqBody, headers: &http::HeaderMap) -> Result<Self, crate::errors::ProxyError> {
+    /// Buffers bodies with a known length up to [`MAX_REPLAY_BODY`] (and empty ones); tees
+    /// those of unknown length when the request may be `retried`; streams the rest, which are
+    /// then never retried.
+    pub async fn read(
+        body: ReqBody,
+        headers: &http::HeaderMap,
+        retried: bool,
+    ) -> Result<Self, crate::errors::ProxyError> {
         use crate::errors::ProxyError;
         use http_body_util::{BodyExt, LengthLimitError, Limited};
         use hyper::body::Body as _;
@@ -160,14 +170,17 @@ impl Replay {
                 })?;
                 Ok(Replay::Buffered(bytes.to_bytes()))
             }
+            None if retried => Ok(Replay::Teed(tee::Tee::new(body))),
             _ => Ok(Replay::Streaming(body)),
         }
     }
 
-    /// This body to send once more, when it can be: a buffered copy is cheap.
+    /// This body to send once more, when it can be: a buffered copy is cheap; a teed one can
+    /// be while its copy holds all that was read (ask once the attempt before is over).
     pub fn again(&self) -> Option<Replay> {
         match self {
             Replay::Buffered(b) => Some(Replay::Buffered(b.clone())),
+            Replay::Teed(t) => t.replay().map(Replay::Teed),
             Replay::Streaming(_) => None,
         }
     }
@@ -176,6 +189,7 @@ impl Replay {
         use http_body_util::BodyExt;
         match self {
             Replay::Buffered(b) => http_body_util::Full::new(b).map_err(|never| match never {}).boxed_unsync(),
+            Replay::Teed(t) => t.boxed_unsync(),
             Replay::Streaming(b) => b,
         }
     }

@@ -72,10 +72,11 @@ pub fn encode_message(message: &str) -> String {
     out
 }
 
-/// The status of a trailers-only response (the status in its headers), the only kind a proxy
-/// can act on before the body streams: retries and outlier ejection. HTTP/2 only, as gRPC.
-pub fn early_status<B>(resp: &http::Response<B>) -> Option<u8> {
-    (resp.version() == http::Version::HTTP_2).then(|| status(resp.headers())).flatten()
+/// The status of a trailers-only response (in its headers) from a service that speaks gRPC:
+/// the only kind a proxy can act on before the body streams (retries, outlier ejection). Other
+/// services' responses are not looked at.
+pub fn early_status<B>(service: &trellis_model::ServiceConfig, resp: &http::Response<B>) -> Option<u8> {
+    (service.protocol == trellis_model::config::Protocol::Grpc).then(|| status(resp.headers())).flatten()
 }
 
 /// `grpc-timeout` (RFC-like "1-8 digits, then H, M, S, m, u or n") in milliseconds, rounded

@@ -1,14 +1,17 @@
 //! gRPC through two proxies with a real gRPC client and server (grpcio, from PyPI): statuses
 //! pass through, in trailers and trailers-only responses alike; a call the service failed
 //! counts as a failure though its HTTP status is 200; an error the proxy makes reaches the
-//! client as a gRPC status with its message; a caller's `grpc-timeout` is the call's deadline.
+//! client as a gRPC status with its message; `retries.on: [unavailable]` retries a call the
+//! server refused (its body, of unknown length, sent again from the copy kept); a caller's
+//! `grpc-timeout` is the call's deadline.
 
 mod common;
 
 use bytes::Bytes;
-use common::proxy_to;
+use common::{proxy_serving, proxy_to};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use trellis_model::config::RetryOn;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -135,4 +138,25 @@ async fn a_callers_grpc_timeout_is_the_calls_deadline() {
     assert_eq!(resp.headers()["x-trellis-error"], "timeout", "the proxy's deadline, not the server's answer");
     assert_eq!(resp.headers()["grpc-message"], "no response within 200 ms");
     assert!(resp.into_body().collect().await.unwrap().to_bytes().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_server_refused_is_retried_on_unavailable() {
+    let (_server, app) = grpc_server();
+    let callee = proxy_to(app, Protocol::Grpc).await;
+    let retrying = |on: Vec<RetryOn>| {
+        proxy_serving(callee.inbound, Protocol::Grpc, |_| {}, move |svc| {
+            svc.rules[0].retry.attempts = 2;
+            svc.rules[0].retry.on = on;
+        })
+    };
+    let (plain, retried) = (retrying(vec![RetryOn::GatewayError]).await, retrying(vec![RetryOn::Unavailable]).await);
+    let (a, b) = (plain.outbound, retried.outbound);
+    let answers = tokio::task::spawn_blocking(move || (calls(a, "svc", &["Say once:a"]), calls(b, "svc", &["Say once:b"])))
+        .await
+        .unwrap();
+    assert_eq!(answers.0[0].0, "UNAVAILABLE", "gateway-error is HTTP's: {answers:?}");
+    assert_eq!((answers.1[0].0.as_str(), answers.1[0].2.as_slice()), ("OK", ["hello once:b".to_string()].as_slice()));
+    let sent = retried.shared.metrics.get("trellis_proxy_retries_total", &[("result", "sent")]);
+    assert_eq!(sent, 1, "one retry, from the shared budget");
 }

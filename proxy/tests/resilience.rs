@@ -55,7 +55,7 @@ async fn retries_stop_at_the_budget_while_an_upstream_fails() {
 }
 
 #[tokio::test]
-async fn a_retry_rescues_a_failed_attempt_and_streamed_bodies_are_never_replayed() {
+async fn a_retry_rescues_a_failed_attempt_with_its_body_and_a_long_streamed_one_is_sent_once() {
     let up = Upstream::start().await;
     up.set(Mode::FailFirst(1, 502));
     let mut r = rule(&[("v1", 100)]);
@@ -67,10 +67,17 @@ async fn a_retry_rescues_a_failed_attempt_and_streamed_bodies_are_never_replayed
     assert_eq!((status, body.as_str()), (200, "hello"), "the buffered body was replayed intact");
     assert_eq!(up.hits(), 2);
 
+    // Without a length, the body streams as it comes, a copy kept: the retry sends the copy.
     up.set(Mode::FailFirst(1, 502));
-    let (status, _, _) = post(proxy.outbound, "streamed", false).await;
-    assert_eq!(status, 502, "a body without a length streams through once");
-    assert_eq!(up.hits(), 3);
+    let (status, _, body) = post(proxy.outbound, "streamed", false).await;
+    assert_eq!((status, body.as_str()), (200, "streamed"), "the teed body was replayed intact");
+    assert_eq!(up.hits(), 4);
+    // Beyond what the copy keeps, it is sent once.
+    up.set(Mode::FailFirst(1, 502));
+    let long = "x".repeat(trellis_proxy::MAX_REPLAY_BODY + 1);
+    let (status, _, _) = post(proxy.outbound, &long, false).await;
+    assert_eq!(status, 502, "a body without a length, longer than the copy, streams through once");
+    assert_eq!(up.hits(), 5);
 }
 
 #[tokio::test]

@@ -7,7 +7,14 @@ use std::collections::BTreeSet;
 
 const HOUR_MS: u64 = 3_600_000;
 
-pub(super) fn check(cx: &mut Cx, here: &Here, service: &str, versions: &BTreeSet<String>, rules: &[Sp<Rule>]) {
+/// `service`: its name, and whether it speaks gRPC.
+pub(super) fn check(
+    cx: &mut Cx,
+    here: &Here,
+    (service, grpc): (&str, bool),
+    versions: &BTreeSet<String>,
+    rules: &[Sp<Rule>],
+) {
     for (i, rule) in rules.iter().enumerate() {
         let r = &rule.value;
         for m in &r.matches {
@@ -39,6 +46,12 @@ pub(super) fn check(cx: &mut Cx, here: &Here, service: &str, versions: &BTreeSet
         }
         if let Some(retries) = &r.retries {
             retry(cx, here, retries);
+            let on = retries.on.iter().flatten();
+            if let Some(c) = on.filter(|c| c.grpc_code().is_some()).find(|_| !grpc) {
+                let word = serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                let msg = format!("retries on `{word}`, a gRPC status, but service `{service}` is not `protocol: grpc`");
+                cx.push(Code::GrpcCondition, here, rule, msg);
+            }
         }
         if let Some(fault) = &r.fault {
             if let Some(d) = &fault.delay {

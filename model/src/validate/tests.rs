@@ -71,6 +71,7 @@ fn examples() -> Vec<(Code, String)> {
             route(&format!("  - matches: [{{ headers: [{{ name: \"x y\", value: a }}] }}]\n{ONE_BACKEND}")),
         ),
         (Code::InvalidMethod, route(&format!("  - matches: [{{ method: get }}]\n{ONE_BACKEND}"))),
+        (Code::GrpcCondition, route(&format!("  - retries: {{ on: [unavailable, 5xx] }}\n{ONE_BACKEND}"))),
     ]
 }
 
@@ -123,4 +124,12 @@ fn narrower_rules_after_broader_ones_are_reported_and_the_reverse_is_fine() {
         "  - matches: [{{ path: {{ prefix: / }}, headers: [{{ name: x-canary }}] }}]\n{ONE_BACKEND}  - matches: [{{ path: {{ prefix: /a }} }}]\n{ONE_BACKEND}"
     ));
     assert!(codes_of(&header_first).is_empty(), "{:?}", codes_of(&header_first));
+}
+
+#[test]
+fn grpc_retry_conditions_are_for_grpc_services() {
+    let grpc = "kind: Service\nname: rpc\nversions: [v1]\nprotocol: grpc\n---\nkind: Route\nname: rpc\nservice: rpc\nrules:\n  - retries: { on: [unavailable, resource-exhausted, cancelled, deadline-exceeded, internal, reset] }\n    backends: [{ version: v1, weight: 100 }]\n";
+    assert!(codes_of(grpc).is_empty(), "{:?}", codes_of(grpc));
+    let http = grpc.replace("protocol: grpc", "protocol: http");
+    assert_eq!(codes_of(&http), vec![Code::GrpcCondition]);
 }

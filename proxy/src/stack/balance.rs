@@ -91,7 +91,7 @@ impl Report {
         let Report { shared, route, at, in_flight, sent } = self;
         let addr = &route.endpoints()[at].addr;
         let (outcome, status) = match result {
-            Ok(resp) => match crate::grpc::early_status(resp) {
+            Ok(resp) => match crate::grpc::early_status(&route.service, resp) {
                 Some(code) => (Outcome::of_grpc(code), status_class(resp.status())),
                 None => (Outcome::of_status(resp.status().as_u16()), status_class(resp.status())),
             },

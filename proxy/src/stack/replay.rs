@@ -1,5 +1,6 @@
 //! Buffer: a body with a known length up to 64 KiB is read whole, so that it can be mirrored
-//! and sent again; a larger or unsized one streams through and is sent once.
+//! and sent again; one of unknown length is teed when the rule retries (sent as it comes,
+//! with a copy for a retry); a larger one streams through and is sent once.
 
 use super::{BoxFuture, Target, always_ready, layer_of};
 use crate::ReqBody;
@@ -40,7 +41,7 @@ where
         }
         let mut inner = self.inner.clone();
         Either::Right(Box::pin(async move {
-            let body = Replay::read(body, &parts.headers).await?;
+            let body = Replay::read(body, &parts.headers, route.rule().retry.attempts > 0).await?;
             inner.call(Target { parts, body, route }).await
         }))
     }

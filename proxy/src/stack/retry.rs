@@ -10,6 +10,7 @@ use crate::client::Replay;
 use crate::errors::ProxyError;
 use crate::sync::Locked;
 use std::sync::Arc;
+use trellis_model::ServiceConfig;
 use trellis_model::config::RetryOn;
 
 #[derive(Clone)]
@@ -58,9 +59,10 @@ where
                 let attempt = Attempt { parts: parts.clone(), body, route: route.clone(), endpoint: None };
                 let result = inner.call(attempt).await;
                 attempts += 1;
-                let Some(next) = again else { return result };
+                // A teed body's copy may have overflowed during the attempt: asked again now.
+                let Some(next) = again.and_then(|b| b.again()) else { return result };
                 let safe = rule.retry.non_idempotent || parts.method.is_idempotent();
-                if attempts > rule.retry.attempts || !should_retry(&result, &rule.retry.on, safe) {
+                if attempts > rule.retry.attempts || !should_retry(&result, service, &rule.retry.on, safe) {
                     return result;
                 }
                 let metrics = &shared.metrics;
@@ -80,8 +82,17 @@ where
 /// The retry conditions, as Envoy names them: `5xx` includes gateway errors, connect failures
 /// and resets; `gateway-error` includes connect failures and per-try timeouts. Unless a repeat
 /// is `safe`, only a connection that could not be made counts: nothing reached the upstream.
-pub fn should_retry(result: &Answer, on: &[RetryOn], safe: bool) -> bool {
+/// A trailers-only gRPC response is retried when its status is one the conditions name
+/// (`unavailable`, `resource-exhausted`, `cancelled`, `deadline-exceeded`, `internal`).
+pub fn should_retry(result: &Answer, service: &ServiceConfig, on: &[RetryOn], safe: bool) -> bool {
     let has = |c| on.contains(&c);
+    // A gRPC condition is the server's own word on the call, and every gRPC call is a POST:
+    // it is retried whatever the method.
+    if let Ok(resp) = result
+        && let Some(code) = crate::grpc::early_status(service, resp)
+    {
+        return on.iter().any(|c| c.grpc_code() == Some(code));
+    }
     match result {
         Err(ProxyError::Upstream { source, .. }) if !safe && source.is_connect() => {
             has(RetryOn::ConnectFailure) || has(RetryOn::GatewayError) || has(RetryOn::ServerError)
@@ -106,6 +117,12 @@ mod tests {
     use super::*;
     use crate::errors::UpstreamError;
 
+    fn service(protocol: trellis_model::config::Protocol) -> ServiceConfig {
+        let mut svc = ServiceConfig::new("svc", &["v1"], vec![]);
+        svc.protocol = protocol;
+        svc
+    }
+
     fn status(code: u16) -> Answer {
         let mut resp = http::Response::new(crate::errors::text(""));
         *resp.status_mut() = http::StatusCode::from_u16(code).unwrap();
@@ -119,6 +136,7 @@ mod tests {
     #[test]
     fn the_conditions_name_what_envoy_names() {
         use RetryOn::*;
+        let http = service(Default::default());
         let connect = || upstream(UpstreamError::connect("refused".into()));
         let reset = || upstream(UpstreamError::closed());
         for (result, on, retried) in [
@@ -137,20 +155,41 @@ mod tests {
             (Err(ProxyError::NoRoute("a".into())), vec![ServerError, GatewayError, ConnectFailure, Reset], false),
         ] {
             let what = format!("{:?} on {on:?}", result.as_ref().map(|r| r.status()).map_err(|e| e.kind()));
-            assert_eq!(should_retry(&result, &on, true), retried, "{what}");
+            assert_eq!(should_retry(&result, &http, &on, true), retried, "{what}");
         }
+    }
+
+    #[test]
+    fn a_trailers_only_grpc_status_is_retried_when_a_condition_names_it_whatever_the_method() {
+        use RetryOn::*;
+        let (rpc, http) = (service(trellis_model::config::Protocol::Grpc), service(Default::default()));
+        let grpc = |code: &'static str| -> Answer {
+            let mut resp = http::Response::new(crate::errors::text(""));
+            resp.headers_mut().insert("grpc-status", http::HeaderValue::from_static(code));
+            Ok(resp)
+        };
+        assert!(should_retry(&grpc("14"), &rpc, &[Unavailable], false), "a POST, as every gRPC call");
+        assert!(should_retry(&grpc("8"), &rpc, &[ResourceExhausted], false));
+        assert!(should_retry(&grpc("1"), &rpc, &[Cancelled], false));
+        assert!(should_retry(&grpc("4"), &rpc, &[DeadlineExceeded], false));
+        assert!(should_retry(&grpc("13"), &rpc, &[Internal], false));
+        assert!(!should_retry(&grpc("14"), &rpc, &[Internal, ServerError, GatewayError, Reset], true));
+        assert!(!should_retry(&grpc("0"), &rpc, &[Unavailable, Internal], true), "OK is done");
+        assert!(!should_retry(&grpc("5"), &rpc, &[Unavailable, Internal], true), "NOT_FOUND is the caller's");
+        assert!(!should_retry(&grpc("14"), &http, &[Unavailable], true), "not a gRPC service: not looked at");
     }
 
     #[test]
     fn a_request_that_may_have_been_processed_is_not_repeated_unless_it_is_safe() {
         use RetryOn::*;
+        let http = service(Default::default());
         let all = [ServerError, GatewayError, ConnectFailure, Reset];
         let reset = upstream(UpstreamError::closed());
-        assert!(!should_retry(&reset, &all, false), "a POST the upstream may have received");
-        assert!(!should_retry(&status(503), &all, false));
-        assert!(!should_retry(&Err(ProxyError::Timeout(100)), &all, false));
-        assert!(should_retry(&upstream(UpstreamError::connect("refused".into())), &all, false), "never sent");
-        assert!(should_retry(&reset, &all, true));
+        assert!(!should_retry(&reset, &http, &all, false), "a POST the upstream may have received");
+        assert!(!should_retry(&status(503), &http, &all, false));
+        assert!(!should_retry(&Err(ProxyError::Timeout(100)), &http, &all, false));
+        assert!(should_retry(&upstream(UpstreamError::connect("refused".into())), &http, &all, false), "never sent");
+        assert!(should_retry(&reset, &http, &all, true));
     }
 
     #[test]

@@ -73,7 +73,8 @@ impl tower_service::Service<http::Request<ReqBody>> for App {
             let s = &shared.settings;
             let protocol = shared.config.load().services.get(&s.service).map(|svc| svc.protocol).unwrap_or_default();
             let (parts, body) = req.into_parts();
-            let body = Replay::read(body, &parts.headers).await?;
+            // Nothing is retried on the way to the application: its body streams.
+            let body = Replay::read(body, &parts.headers, false).await?;
             let sent = clients.send(protocol, &parts, body, &app, 0).await;
             sent.map_err(|source| ProxyError::upstream(&app, source))
         })

@@ -50,6 +50,16 @@ pub async fn proxy_with(
     protocol: Protocol,
     set: impl FnOnce(&mut trellis_proxy::Settings),
 ) -> trellis_proxy::Running {
+    proxy_serving(upstream, protocol, set, |_| {}).await
+}
+
+/// The same, with the service's config (its rule, its traffic policy) of the test's own.
+pub async fn proxy_serving(
+    upstream: SocketAddr,
+    protocol: Protocol,
+    set: impl FnOnce(&mut trellis_proxy::Settings),
+    edit: impl FnOnce(&mut ServiceConfig),
+) -> trellis_proxy::Running {
     let mut settings = trellis_proxy::Settings::new("svc", "v1", upstream, "http://127.0.0.1:9");
     set(&mut settings);
     let running = trellis_proxy::start(settings).await.unwrap();
@@ -59,6 +69,7 @@ pub async fn proxy_with(
         vec![RuleConfig::catch_all(vec![Backend { version: "v1".into(), weight: 100 }])],
     );
     svc.protocol = protocol;
+    edit(&mut svc);
     let endpoint = Endpoint { version: "v1".into(), addr: upstream.to_string(), proxy_id: "up".into(), identity: None };
     let config = ProxyConfig {
         version: "t.1".into(),

@@ -16,10 +16,17 @@ def code_of(n):
     return next(c for c in grpc.StatusCode if c.value[0] == n)
 
 
+SEEN = set()
+
+
 def say(request, context):
     # "fail:N" ends the call with status N before any message: a trailers-only response.
     if request.startswith(b"fail:"):
         context.abort(code_of(int(request[5:])), "asked to fail")
+    # "once:X" fails UNAVAILABLE the first time X is asked, and answers after.
+    if request.startswith(b"once:") and request not in SEEN:
+        SEEN.add(request)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "not yet")
     # "slow:MS" answers after MS milliseconds.
     if request.startswith(b"slow:"):
         time.sleep(int(request[5:]) / 1000)

@@ -176,12 +176,23 @@ impl Replay {
     }
 
     /// This body to send once more, when it can be: a buffered copy is cheap; a teed one can
-    /// be while its copy holds all that was read (ask once the attempt before is over).
+    /// be while its copy holds all that was read (see [`Replay::still`]).
+    #[inline]
     pub fn again(&self) -> Option<Replay> {
         match self {
             Replay::Buffered(b) => Some(Replay::Buffered(b.clone())),
             Replay::Teed(t) => t.replay().map(Replay::Teed),
             Replay::Streaming(_) => None,
+        }
+    }
+
+    /// A copy made by [`Replay::again`] before an attempt, if it can still be sent once the
+    /// attempt is over: a teed body's copy may have overflowed meanwhile.
+    #[inline]
+    pub fn still(self) -> Option<Replay> {
+        match self {
+            Replay::Teed(t) if t.spoiled() => None,
+            other => Some(other),
         }
     }
 

@@ -340,7 +340,9 @@ impl Shared {
                     let tell: grpc::OnStatus =
                         Box::new(move |code| shared.count(direction, &to, status, Some(code), seconds));
                     let resp = resp.map(|body| http_body_util::BodyExt::boxed_unsync(grpc::Watched::new(body, tell)));
-                    self.log(&arrival, dest, &resp, seconds);
+                    if arrival.line.is_some() {
+                        self.log(&arrival, dest, &resp, seconds);
+                    }
                     return resp;
                 }
                 (resp, status, code)
@@ -357,11 +359,13 @@ impl Shared {
             }
         };
         self.count(arrival.direction, dest, status, code, seconds);
-        self.log(&arrival, dest, &resp, seconds);
+        if arrival.line.is_some() {
+            self.log(&arrival, dest, &resp, seconds);
+        }
         resp
     }
 
-    #[inline]
+    #[inline(always)]
     fn count(
         &self,
         direction: trellis_model::telemetry::Direction,
@@ -377,7 +381,7 @@ impl Shared {
         }
     }
 
-    #[inline]
+    #[cold]
     fn log(&self, arrival: &Arrival, dest: &stack::Dest, resp: &http::Response<Body>, seconds: f64) {
         if let Some((method, path)) = &arrival.line {
             tracing::info!(

@@ -39,8 +39,12 @@ impl Tee {
 
     /// Another reading from the start, when the copy holds all that was read.
     pub fn replay(&self) -> Option<Tee> {
-        let spoiled = self.state.lock().unwrap_or_else(|e| e.into_inner()).spoiled;
-        (!spoiled).then(|| Tee { state: self.state.clone(), at: 0, ended: false })
+        (!self.spoiled()).then(|| Tee { state: self.state.clone(), at: 0, ended: false })
+    }
+
+    /// The copy no longer holds all that was read: no replay.
+    pub fn spoiled(&self) -> bool {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).spoiled
     }
 }
 

@@ -59,8 +59,7 @@ where
                 let attempt = Attempt { parts: parts.clone(), body, route: route.clone(), endpoint: None };
                 let result = inner.call(attempt).await;
                 attempts += 1;
-                // A teed body's copy may have overflowed during the attempt: asked again now.
-                let Some(next) = again.and_then(|b| b.again()) else { return result };
+                let Some(next) = again.and_then(Replay::still) else { return result };
                 let safe = rule.retry.non_idempotent || parts.method.is_idempotent();
                 if attempts > rule.retry.attempts || !should_retry(&result, service, &rule.retry.on, safe) {
                     return result;

@@ -37,8 +37,9 @@
 //! - [`upgrade`]: WebSocket and other connection upgrades, spliced through.
 //! - [`server`]: the shared accept loop with graceful drain.
 //!
-//! Modules depend one way, with no circle: `grpc` below `errors`; `errors` and `batch` below `transport`, below
-//! `client`, below `stack`, below `server` (`tests/module_cycles.rs` holds the line).
+//! Modules depend one way, with no circle: `grpc` below `errors`; `errors` and `batch` below
+//! `transport`, below `client`, below `stack`, below `server` (`tests/module_cycles.rs` holds
+//! the line).
 
 // The layout above names the crate's own modules; read these docs with
 // `cargo doc --document-private-items`.
@@ -347,15 +348,13 @@ impl Shared {
                 }
                 (resp, status, code)
             }
+            Err(e) if arrival.grpc => {
+                let (status, code) = (e.status_label(), e.grpc_code());
+                (e.into_grpc_response(), status, Some(code))
+            }
             Err(e) => {
                 let status = e.status_label();
-                match arrival.grpc {
-                    true => {
-                        let code = e.grpc_code();
-                        (e.into_grpc_response(), status, Some(code))
-                    }
-                    false => (e.into_response(), status, None),
-                }
+                (e.into_response(), status, None)
             }
         };
         self.count(arrival.direction, dest, status, code, seconds);

@@ -15,6 +15,8 @@ use std::task::{Context, Poll, ready};
 /// One reading of the body: the first attempt's, or a replay's.
 pub struct Tee {
     state: Arc<Mutex<State>>,
+    /// Readings are numbered in the order they were made.
+    id: usize,
     /// How many of the kept chunks this reading has given out.
     at: usize,
     /// This reading has given out the end (and the trailers, if any).
@@ -29,17 +31,27 @@ struct State {
     spoiled: bool,
     /// The original has ended, with these trailers.
     done: Option<Option<http::HeaderMap>>,
+    /// The newest reading that read from the original: an older one (an attempt given up,
+    /// whose sender may still poll) reads no more of it, so that it never takes the original
+    /// from the retry, nor its wake-up.
+    reader: usize,
+    readings: usize,
 }
 
 impl Tee {
     pub fn new(original: ReqBody) -> Self {
-        let state = State { original, kept: Vec::new(), size: 0, spoiled: false, done: None };
-        Tee { state: Arc::new(Mutex::new(state)), at: 0, ended: false }
+        let state = State { original, kept: Vec::new(), size: 0, spoiled: false, done: None, reader: 0, readings: 1 };
+        Tee { state: Arc::new(Mutex::new(state)), id: 0, at: 0, ended: false }
     }
 
     /// Another reading from the start, when the copy holds all that was read.
     pub fn replay(&self) -> Option<Tee> {
-        (!self.spoiled()).then(|| Tee { state: self.state.clone(), at: 0, ended: false })
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.spoiled {
+            return None;
+        }
+        state.readings += 1;
+        Some(Tee { state: self.state.clone(), id: state.readings - 1, at: 0, ended: false })
     }
 
     /// The copy no longer holds all that was read: no replay.
@@ -67,6 +79,10 @@ impl Body for Tee {
             this.ended = true;
             return Poll::Ready(trailers.clone().map(|t| Ok(Frame::trailers(t))));
         }
+        if this.id < state.reader {
+            return Poll::Pending; // given up: a newer reading has the original
+        }
+        state.reader = this.id;
         let frame = ready!(Pin::new(&mut state.original).poll_frame(cx));
         match &frame {
             Some(Ok(f)) => match f.data_ref() {
@@ -132,6 +148,23 @@ mod tests {
         // The replay gives them from the copy, then reads on: the whole body, trailers and all.
         assert_eq!(read(again.replay().unwrap(), 10).await, (b"abcdef".to_vec(), true));
         assert_eq!(read(again, 10).await, (b"abcdef".to_vec(), true), "and once more");
+    }
+
+    #[tokio::test]
+    async fn a_reading_given_up_reads_no_more_of_the_original_once_a_replay_has() {
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Frame<Bytes>, hyper::Error>>();
+        let mut first = Tee::new(StreamBody::new(rx).boxed_unsync());
+        tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"ab")))).unwrap();
+        assert_eq!(first.frame().await.unwrap().unwrap().into_data().unwrap(), "ab");
+        let mut replay = first.replay().unwrap();
+        assert_eq!(replay.frame().await.unwrap().unwrap().into_data().unwrap(), "ab", "from the copy");
+        tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"cd")))).unwrap();
+        assert_eq!(replay.frame().await.unwrap().unwrap().into_data().unwrap(), "cd", "from the original");
+        tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"ef")))).unwrap();
+        assert_eq!(first.frame().await.unwrap().unwrap().into_data().unwrap(), "cd", "the copy is anyone's");
+        let stale = futures::poll!(first.frame());
+        assert!(stale.is_pending(), "the first reading was given up: the original is the replay's");
+        assert_eq!(replay.frame().await.unwrap().unwrap().into_data().unwrap(), "ef", "nothing taken from the retry");
     }
 
     #[tokio::test]

@@ -211,6 +211,11 @@ impl Cluster {
             next = before.clone().map(|t| Term { deadline: Instant::now() + LEASE_TTL, ..t });
         }
         self.became(before.as_ref(), next.as_ref());
+        // The lease as granted is seen before this replica says it leads: a view in between
+        // would show it leading under the previous leader's term.
+        if let Some(Some(lease)) = &answer {
+            self.0.seen.locked().lease = Some(lease.clone());
+        }
         self.0.term.send_if_modified(|t| {
             let changed = t.as_ref().map(|t| t.token) != next.as_ref().map(|n| n.token);
             *t = next.clone();

@@ -72,9 +72,13 @@ test('an operator logs in on one replica and promotes the canary through another
   await card.getByTestId('action-promote').click();
   await expect(card.getByTestId('rollout-weight-canary')).toHaveText('v2 50%');
 
-  // The first replica shows the same, and the audit log names the operator.
-  const rollout = await (await request.get(`${first}/api/v1/rollouts/inventory-v2`)).json();
-  expect(rollout.canary_weight).toBe(50);
+  // The first replica shows the same within moments (it hears of the change by NOTIFY, or
+  // at the latest on its next look a second later), and the audit log names the operator.
+  await expect
+    .poll(async () => (await (await request.get(`${first}/api/v1/rollouts/inventory-v2`)).json()).canary_weight, {
+      timeout: 5_000,
+    })
+    .toBe(50);
   await expect
     .poll(async () => {
       const audit = await (await request.get(`${first}/api/v1/audit?kind=rollout.action`)).json();

@@ -199,9 +199,11 @@ impl Fleet {
         }
     }
 
-    /// Writes the outbox after `SHARE_EVERY`. What the database refuses (it is away, or chose
-    /// this write as a deadlock's victim) goes back in, unless a newer change of the same proxy
-    /// came meanwhile, and is tried again: no other replica is left with a stale row.
+    /// Writes the outbox after `SHARE_EVERY`. What Postgres gave up for another writer (a
+    /// deadlock's victim) goes back in, unless a newer change of the same proxy came meanwhile,
+    /// and is tried again. What it refused because it was away is dropped: written later, a row
+    /// would take back a proxy that has since moved to another replica; the rows of the
+    /// proxies still here are written again on their next change, and kept fresh meanwhile.
     fn send_outbox_soon(&self) {
         let Some(store) = self.0.store.clone() else { return };
         let fleet = self.clone();
@@ -230,7 +232,11 @@ impl Fleet {
             if store.is_closed() {
                 return; // stopping: the rows go stale and the others count these proxies gone
             }
-            tracing::warn!(error = %e, "cannot share fleet membership yet; trying again");
+            if !e.is_contention() {
+                tracing::warn!(error = %e, "cannot share fleet membership; the other replicas catch up on the next change");
+                return;
+            }
+            tracing::info!(error = %e, "fleet membership write gave way to another replica's; trying again");
             let again = {
                 let mut outbox = fleet.0.outbox.locked();
                 let was_empty = outbox.is_empty();

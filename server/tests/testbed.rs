@@ -380,17 +380,32 @@ async fn leader_of(bed: &Bed) -> (&'static str, String) {
     .await
 }
 
-/// Waits until every replica answers, counts three up, and sees every proxy synced.
+/// Waits until every replica answers, counts three up, and sees every proxy synced; says
+/// what each replica last showed when they do not.
 async fn all_up_and_synced(bed: &Bed, what: &str) {
-    wait_for(what, Duration::from_secs(60), || async {
+    let started = Instant::now();
+    loop {
+        let mut seen = Vec::new();
         for cp in REPLICAS {
-            let fleet = get_json(api(bed, cp), "/api/v1/fleet").await?;
-            let up = fleet["control_plane"]["replicas"].as_array()?.iter().filter(|r| r["up"] == true).count();
-            (up == 3 && fleet["total"] == HOSTS.len() && fleet["synced"] == HOSTS.len()).then_some(())?;
+            let Some(fleet) = get_json(api(bed, cp), "/api/v1/fleet").await else {
+                seen.push(format!("{cp}: no answer"));
+                continue;
+            };
+            let replicas = fleet["control_plane"]["replicas"].as_array().cloned().unwrap_or_default();
+            let up = replicas.iter().filter(|r| r["up"] == true).count();
+            let ok = up == 3 && fleet["total"] == HOSTS.len() && fleet["synced"] == HOSTS.len();
+            let proxies: Vec<String> = fleet["proxies"]
+                .as_array()
+                .map(|ps| ps.iter().map(|p| format!("{}@{} synced={}", p["id"], p["replica"], p["synced"])).collect())
+                .unwrap_or_default();
+            seen.push(format!("{cp}: ok={ok} up={up} total={} synced={} {proxies:?}", fleet["total"], fleet["synced"]));
         }
-        Some(())
-    })
-    .await
+        if seen.iter().all(|s| s.contains("ok=true")) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{what}: not within 60 s:\n{}", seen.join("\n"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Every audit event as (id, hash), in order.

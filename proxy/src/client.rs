@@ -5,8 +5,8 @@
 //! bodies are buffered here when small ([`Replay`]), and [`UpstreamError`] says why an
 //! upstream gave no response.
 
-mod tee;
 pub mod targets;
+mod tee;
 
 use crate::errors::UpstreamError;
 use crate::transport::Connector;

@@ -24,7 +24,8 @@ pub const DATA_LOSS: u8 = 15;
 pub const UNAUTHENTICATED: u8 = 16;
 
 /// The codes as label values, so that counting one allocates nothing.
-pub const LABELS: [&str; 17] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"];
+pub const LABELS: [&str; 17] =
+    ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"];
 
 /// `application/grpc`, with or without a codec (`+proto`) or parameters; not gRPC-Web, whose
 /// status travels in the body.

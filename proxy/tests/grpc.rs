@@ -11,11 +11,11 @@ use bytes::Bytes;
 use common::{proxy_serving, proxy_to};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use trellis_model::config::RetryOn;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use trellis_model::config::Protocol;
+use trellis_model::config::RetryOn;
 
 /// The Python with grpcio: `TRELLIS_TEST_PYTHON` (scripts/test.sh sets up one), else python3.
 fn python() -> String {
@@ -145,16 +145,22 @@ async fn a_call_the_server_refused_is_retried_on_unavailable() {
     let (_server, app) = grpc_server();
     let callee = proxy_to(app, Protocol::Grpc).await;
     let retrying = |on: Vec<RetryOn>| {
-        proxy_serving(callee.inbound, Protocol::Grpc, |_| {}, move |svc| {
-            svc.rules[0].retry.attempts = 2;
-            svc.rules[0].retry.on = on;
-        })
+        proxy_serving(
+            callee.inbound,
+            Protocol::Grpc,
+            |_| {},
+            move |svc| {
+                svc.rules[0].retry.attempts = 2;
+                svc.rules[0].retry.on = on;
+            },
+        )
     };
     let (plain, retried) = (retrying(vec![RetryOn::GatewayError]).await, retrying(vec![RetryOn::Unavailable]).await);
     let (a, b) = (plain.outbound, retried.outbound);
-    let answers = tokio::task::spawn_blocking(move || (calls(a, "svc", &["Say once:a"]), calls(b, "svc", &["Say once:b"])))
-        .await
-        .unwrap();
+    let answers =
+        tokio::task::spawn_blocking(move || (calls(a, "svc", &["Say once:a"]), calls(b, "svc", &["Say once:b"])))
+            .await
+            .unwrap();
     assert_eq!(answers.0[0].0, "UNAVAILABLE", "gateway-error is HTTP's: {answers:?}");
     assert_eq!((answers.1[0].0.as_str(), answers.1[0].2.as_slice()), ("OK", ["hello once:b".to_string()].as_slice()));
     let sent = retried.shared.metrics.get("trellis_proxy_retries_total", &[("result", "sent")]);

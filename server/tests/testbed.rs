@@ -86,11 +86,8 @@ impl Bed {
 
     /// `ip netns exec` replaces itself with the program: the child is the program.
     fn spawn(&self, name: &str, command: &[String], env: &[(String, String)]) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.logs.join(format!("{name}.log")))
-            .unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.logs.join(format!("{name}.log"))).unwrap();
         let mut cmd = Command::new("ip");
         cmd.args(command).envs(env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap()

@@ -48,8 +48,10 @@ pub(super) fn check(
             retry(cx, here, retries);
             let on = retries.on.iter().flatten();
             if let Some(c) = on.filter(|c| c.grpc_code().is_some()).find(|_| !grpc) {
-                let word = serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                let msg = format!("retries on `{word}`, a gRPC status, but service `{service}` is not `protocol: grpc`");
+                let word =
+                    serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                let msg =
+                    format!("retries on `{word}`, a gRPC status, but service `{service}` is not `protocol: grpc`");
                 cx.push(Code::GrpcCondition, here, rule, msg);
             }
         }

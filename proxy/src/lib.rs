@@ -339,7 +339,7 @@ impl Shared {
                     // Its status comes in the trailers: counted when they pass.
                     let (shared, to, direction) = (self.clone(), dest.clone(), arrival.direction);
                     let tell: grpc::OnStatus =
-                        Box::new(move |code| shared.count(direction, &to, status, Some(code), seconds));
+                        Box::new(move |code| shared.count(direction, &to, (status, Some(code)), seconds));
                     let resp = resp.map(|body| http_body_util::BodyExt::boxed_unsync(grpc::Watched::new(body, tell)));
                     if arrival.line.is_some() {
                         self.log(&arrival, dest, &resp, seconds);
@@ -357,7 +357,7 @@ impl Shared {
                 (e.into_response(), status, None)
             }
         };
-        self.count(arrival.direction, dest, status, code, seconds);
+        self.count(arrival.direction, dest, (status, code), seconds);
         if arrival.line.is_some() {
             self.log(&arrival, dest, &resp, seconds);
         }
@@ -369,14 +369,13 @@ impl Shared {
         &self,
         direction: trellis_model::telemetry::Direction,
         dest: &stack::Dest,
-        status: &'static str,
-        grpc: Option<u8>,
+        status: metrics::Status,
         seconds: f64,
     ) {
         match dest {
-            stack::Dest::Routed(route) => route.metrics.request(status, grpc, seconds),
-            stack::Dest::Local(handle) => handle.request(status, grpc, seconds),
-            _ => self.metrics.request(direction, dest.service(), dest.version(), dest.route(), status, grpc, seconds),
+            stack::Dest::Routed(route) => route.metrics.request(status, seconds),
+            stack::Dest::Local(handle) => handle.request(status, seconds),
+            _ => self.metrics.request(direction, dest.service(), dest.version(), dest.route(), status, seconds),
         }
     }
 

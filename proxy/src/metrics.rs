@@ -104,7 +104,7 @@ struct Requests {
 }
 
 /// A status class (`2xx`) or the kind of error the proxy answered with, and a gRPC call's code.
-type Status = (&'static str, Option<u8>);
+pub type Status = (&'static str, Option<u8>);
 
 #[derive(Default)]
 struct RequestCounts {
@@ -133,8 +133,8 @@ impl Requests {
     }
 
     /// The effective request: counted and timed once. `status` is a class (`2xx`) or the kind
-    /// of error the proxy answered with; `grpc`, a gRPC call's code.
-    fn record(&self, status: &'static str, grpc: Option<u8>, seconds: f64) {
+    /// of error the proxy answered with, with a gRPC call's code.
+    fn record(&self, (status, grpc): Status, seconds: f64) {
         let mut c = self.counts.locked();
         add(&mut c.by_status, (status, grpc));
         // Client errors are the caller's; server errors and the proxy's own are failures, and
@@ -212,8 +212,8 @@ impl Handle {
     }
 
     /// See [`Metrics::request`].
-    pub fn request(&self, status: &'static str, grpc: Option<u8>, seconds: f64) {
-        self.requests.record(status, grpc, seconds);
+    pub fn request(&self, status: Status, seconds: f64) {
+        self.requests.record(status, seconds);
     }
 
     /// An attempt sent to an endpoint, by its status class or how it failed.
@@ -304,19 +304,17 @@ impl Metrics {
     }
 
     /// The effective request: counted and timed once. `status` is a class (`2xx`) or the
-    /// kind of error the proxy answered with; `grpc`, a gRPC call's code.
-    #[allow(clippy::too_many_arguments)] // the labels, then what is counted
+    /// kind of error the proxy answered with, with a gRPC call's code.
     pub fn request(
         &self,
         direction: Direction,
         service: &str,
         version: &str,
         route: &str,
-        status: &'static str,
-        grpc: Option<u8>,
+        status: Status,
         seconds: f64,
     ) {
-        self.requests_of(direction, service, version, route).record(status, grpc, seconds);
+        self.requests_of(direction, service, version, route).record(status, seconds);
     }
 
     fn requests_of(&self, direction: Direction, service: &str, version: &str, route: &str) -> Arc<Requests> {
@@ -433,8 +431,8 @@ mod tests {
     fn renders_counters_and_cumulative_buckets() {
         let m = super::Metrics::default();
         let out = trellis_model::telemetry::Direction::Outbound;
-        m.request(out, "inv", "v1", "/stock", "2xx", None, 0.003);
-        m.request(out, "inv", "v1", "/stock", "2xx", None, 0.2);
+        m.request(out, "inv", "v1", "/stock", ("2xx", None), 0.003);
+        m.request(out, "inv", "v1", "/stock", ("2xx", None), 0.2);
         m.inc("trellis_proxy_retries_total", &[("dst_service", "inv"), ("result", "sent")]);
         let text = m.render("p", "r.1");
         assert!(text.contains("trellis_proxy_requests_total{direction=\"outbound\",dst_service=\"inv\",dst_version=\"v1\",route=\"/stock\",status=\"2xx\"} 2"));
@@ -450,9 +448,9 @@ mod tests {
     fn requests_that_reached_no_service_are_counted_but_are_no_series() {
         let m = super::Metrics::default();
         let out = trellis_model::telemetry::Direction::Outbound;
-        m.request(out, "", "", "", "unknown-service", None, 0.001);
-        m.request(out, "inv", "", "", "no-route", None, 0.001);
-        m.request(out, "inv", "v1", "", "2xx", None, 0.001);
+        m.request(out, "", "", "", ("unknown-service", None), 0.001);
+        m.request(out, "inv", "", "", ("no-route", None), 0.001);
+        m.request(out, "inv", "v1", "", ("2xx", None), 0.001);
         assert_eq!(m.get("trellis_proxy_requests_total", &[("status", "unknown-service")]), 1);
         // The control plane refuses a whole report with a series naming no service or version.
         let series: Vec<_> = m.series().into_iter().map(|s| (s.service, s.version)).collect();
@@ -465,16 +463,16 @@ mod tests {
         let out = trellis_model::telemetry::Direction::Outbound;
         let unused = m.handle(out, "inv", "v2", "/stock");
         let first = m.handle(out, "inv", "v1", "/stock");
-        first.request("2xx", None, 0.001);
+        first.request(("2xx", None), 0.001);
         first.attempt("5xx");
         first.attempt("2xx");
         // The next config's handle for the same labels: the counts go on.
         let next = m.handle(out, "inv", "v1", "/stock");
-        next.request("5xx", None, 0.001);
+        next.request(("5xx", None), 0.001);
         next.attempt("2xx");
         // Another rule to the same version: its own requests, the version's attempts.
         m.handle(out, "inv", "v1", "/other").attempt("2xx");
-        m.request(out, "inv", "v1", "/stock", "2xx", None, 0.001);
+        m.request(out, "inv", "v1", "/stock", ("2xx", None), 0.001);
         let text = m.render("p", "r.1");
         let requests = "trellis_proxy_requests_total{direction=\"outbound\",dst_service=\"inv\",dst_version=\"v1\",route=\"/stock\"";
         assert!(text.contains(&format!("{requests},status=\"2xx\"}} 2")), "{text}");
@@ -492,10 +490,10 @@ mod tests {
     fn a_grpc_call_the_service_failed_is_a_failure_whatever_its_http_status() {
         let m = super::Metrics::default();
         let h = m.handle(trellis_model::telemetry::Direction::Inbound, "inv", "v1", "");
-        h.request("2xx", Some(crate::grpc::OK), 0.001);
-        h.request("2xx", Some(crate::grpc::UNAVAILABLE), 0.001);
-        h.request("2xx", Some(crate::grpc::CANCELLED), 0.001);
-        h.request("timeout", Some(crate::grpc::DEADLINE_EXCEEDED), 0.001);
+        h.request(("2xx", Some(crate::grpc::OK)), 0.001);
+        h.request(("2xx", Some(crate::grpc::UNAVAILABLE)), 0.001);
+        h.request(("2xx", Some(crate::grpc::CANCELLED)), 0.001);
+        h.request(("timeout", Some(crate::grpc::DEADLINE_EXCEEDED)), 0.001);
         let text = m.render("p", "r.1");
         assert!(text.contains("route=\"\",status=\"2xx\",grpc_status=\"14\"} 1"), "{text}");
         assert!(text.contains("route=\"\",status=\"2xx\",grpc_status=\"0\"} 1"), "{text}");

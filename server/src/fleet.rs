@@ -185,68 +185,44 @@ impl Fleet {
     }
 
     /// Puts a proxy's row in the outbox; the first one in sends the outbox shortly after.
+    /// Every replica writes rows in proxy order, so two never deadlock on them; a write the
+    /// database refuses is dropped (written late, a row would take back a proxy that has since
+    /// moved to another replica): the rows of the proxies still here are written again on
+    /// their next change, and kept fresh meanwhile.
     fn share(&self, proxy_id: String, change: Share) {
-        if self.0.store.is_none() {
-            return;
-        }
+        let Some(store) = self.0.store.clone() else { return };
         let first = {
             let mut outbox = self.0.outbox.locked();
             outbox.insert(proxy_id, change);
             outbox.len() == 1
         };
-        if first {
-            self.send_outbox_soon();
+        if !first {
+            return;
         }
-    }
-
-    /// Writes the outbox after `SHARE_EVERY`. What Postgres gave up for another writer (a
-    /// deadlock's victim) goes back in, unless a newer change of the same proxy came meanwhile,
-    /// and is tried again. What it refused because it was away is dropped: written later, a row
-    /// would take back a proxy that has since moved to another replica; the rows of the
-    /// proxies still here are written again on their next change, and kept fresh meanwhile.
-    fn send_outbox_soon(&self) {
-        let Some(store) = self.0.store.clone() else { return };
         let fleet = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(SHARE_EVERY).await;
             let changes = std::mem::take(&mut *fleet.0.outbox.locked());
             let me = &fleet.0.replica;
-            let (mut refused, mut error) = (Vec::new(), None);
-            let (rows, others): (Vec<_>, Vec<_>) = changes.into_iter().partition(|(_, c)| matches!(c, Share::Row(_)));
-            for (proxy_id, change) in others {
+            let mut rows = Vec::new();
+            let mut done: Result<(), crate::store::StoreError> = Ok(());
+            for (proxy_id, change) in changes {
                 let result = match change {
+                    Share::Row(row) => {
+                        rows.push(*row);
+                        Ok(())
+                    }
                     Share::Disconnected => store.member_disconnected(me, &proxy_id).await,
-                    _ => store.forget_member(me, &proxy_id).await,
+                    Share::Forget => store.forget_member(me, &proxy_id).await,
                 };
-                if let Err(e) = result {
-                    error = Some(e);
-                    refused.push((proxy_id, change));
-                }
+                done = done.and(result);
             }
-            let members = rows.iter().filter_map(|(_, c)| if let Share::Row(row) = c { Some(&**row) } else { None });
-            if let Err(e) = store.share_members(me, members).await {
-                error = Some(e);
-                refused.extend(rows);
-            }
-            let Some(e) = error else { return };
-            if store.is_closed() {
-                return; // stopping: the rows go stale and the others count these proxies gone
-            }
-            if !e.is_contention() {
+            // Stopping closes the database: the rows go stale and the others count these
+            // proxies gone, as they are.
+            if let Err(e) = done.and(store.share_members(me, &rows).await)
+                && !store.is_closed()
+            {
                 tracing::warn!(error = %e, "cannot share fleet membership; the other replicas catch up on the next change");
-                return;
-            }
-            tracing::info!(error = %e, "fleet membership write gave way to another replica's; trying again");
-            let again = {
-                let mut outbox = fleet.0.outbox.locked();
-                let was_empty = outbox.is_empty();
-                for (proxy_id, change) in refused {
-                    outbox.entry(proxy_id).or_insert(change);
-                }
-                was_empty && !outbox.is_empty()
-            };
-            if again {
-                fleet.send_outbox_soon();
             }
         });
     }

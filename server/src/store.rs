@@ -19,17 +19,6 @@ pub enum StoreError {
     Fenced,
 }
 
-impl StoreError {
-    /// Postgres gave this write up to let another through (a deadlock's victim, a
-    /// serialization failure): the same write, tried again, goes through.
-    pub fn is_contention(&self) -> bool {
-        match self {
-            StoreError::Db(sqlx::Error::Database(e)) => matches!(e.code().as_deref(), Some("40P01" | "40001")),
-            _ => false,
-        }
-    }
-}
-
 mod cluster;
 mod fleet;
 mod sessions;

@@ -91,10 +91,13 @@ impl Report {
         let Report { shared, route, at, in_flight, sent } = self;
         let addr = &route.endpoints()[at].addr;
         let (outcome, status) = match result {
-            Ok(resp) => match crate::grpc::early_status(&route.service, resp) {
-                Some(code) => (Outcome::of_grpc(code), status_class(resp.status())),
-                None => (Outcome::of_status(resp.status().as_u16()), status_class(resp.status())),
-            },
+            Ok(resp) => {
+                let outcome = match crate::grpc::early_status(&route.service, resp) {
+                    Some(code) => Outcome::of_grpc(code),
+                    None => Outcome::of_status(resp.status().as_u16()),
+                };
+                (outcome, status_class(resp.status()))
+            }
             // The client's body broke: the endpoint did nothing wrong, and is not judged on it.
             Err(e @ ProxyError::BadRequestBody(_)) => return route.metrics.attempt(e.status_label()),
             Err(e) => (Outcome::GatewayError, attempt_failure(e)),

@@ -49,7 +49,7 @@ where
     fn call(&mut self, target: Target<B>) -> Self::Future {
         let mut ms = target.route.rule().timeouts.request_ms;
         // A gRPC caller's own deadline, when shorter: never longer than the rule's.
-        if target.parts.version == http::Version::HTTP_2
+        if target.route.service.protocol == trellis_model::config::Protocol::Grpc
             && let Some(caller) = crate::grpc::timeout_ms(&target.parts.headers)
         {
             ms = ms.min(caller);

@@ -205,6 +205,22 @@ pub struct ServiceTraffic {
     /// As callers' route rules matched it, all versions together.
     #[serde(default)]
     pub routes: Vec<RouteTraffic>,
+    /// The rate limits the service's policy sets, in words (`TrafficPolicy/inventory: ...`).
+    #[serde(default)]
+    pub rate_limits: Vec<String>,
+    /// Requests its proxies refused by a rate limit over the last minute, by caller and limit.
+    #[serde(default)]
+    pub limited: Vec<LimitedTraffic>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LimitedTraffic {
+    /// The calling service, or `plaintext` / `unknown`.
+    pub caller: String,
+    /// The limit that refused them: `TrafficPolicy/<name>`, `Route/<name>: <rule>`.
+    pub by: String,
+    pub requests: u64,
+    pub rps: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

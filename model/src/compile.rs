@@ -16,6 +16,7 @@ pub fn compile(policy: &Policy, revision: &str) -> MeshConfig {
         load_balancer: mesh_defaults.and_then(|d| d.load_balancer).unwrap_or(defaults::LOAD_BALANCER),
         outlier: outlier(defaults::outlier(), mesh_defaults.and_then(|d| d.outlier_detection.as_ref())),
         limits: defaults::connection_limits(),
+        rate_limit: None,
     };
     let settings = MeshSettings {
         mtls: mesh.and_then(|m| m.mtls).unwrap_or(defaults::MTLS),
@@ -28,7 +29,12 @@ pub fn compile(policy: &Policy, revision: &str) -> MeshConfig {
         let name = s.name.value.clone();
         let versions: Vec<String> = s.versions.iter().map(|v| v.value.clone()).collect();
         let rules = match policy.routes.iter().find(|r| r.value.service.value == name) {
-            Some(route) => route.value.rules.iter().map(|r| rule(&r.value, &base_timeouts, &base_retry)).collect(),
+            Some(route) => route
+                .value
+                .rules
+                .iter()
+                .map(|r| rule(&route.value.name.value, &r.value, &base_timeouts, &base_retry))
+                .collect(),
             None => vec![RuleConfig {
                 timeouts: base_timeouts.clone(),
                 retry: base_retry.clone(),
@@ -129,11 +135,33 @@ fn traffic(base: &TrafficConfig, p: &policy::TrafficPolicy) -> TrafficConfig {
                 base.limits.max_requests_per_connection,
             ),
         },
+        rate_limit: p.rate_limit.as_ref().map(|l| rate_limit(format!("TrafficPolicy/{}", p.name.value), &l.value)),
     }
 }
 
-fn rule(r: &policy::Rule, base_timeouts: &Timeouts, base_retry: &RetryConfig) -> RuleConfig {
-    RuleConfig {
+fn rate_limit(by: String, l: &policy::RateLimitSpec) -> RateLimitConfig {
+    // One second's worth at once by default, as Linkerd's limits allow.
+    let rate = |per_second: &Sp<u32>, burst: &Option<Sp<u32>>| Rate {
+        per_second: per_second.value,
+        burst: burst.as_ref().map_or(per_second.value, |b| b.value),
+    };
+    RateLimitConfig {
+        by,
+        total: l.total.as_ref().map(|r| rate(&r.value.requests_per_second, &r.value.burst)),
+        per_caller: l.per_caller.as_ref().map(|r| rate(&r.value.requests_per_second, &r.value.burst)),
+        overrides: l
+            .overrides
+            .iter()
+            .map(|o| RateOverride {
+                callers: o.value.from.iter().map(|c| c.value.clone()).collect(),
+                rate: rate(&o.value.requests_per_second, &o.value.burst),
+            })
+            .collect(),
+    }
+}
+
+fn rule(route: &str, r: &policy::Rule, base_timeouts: &Timeouts, base_retry: &RetryConfig) -> RuleConfig {
+    let mut out = RuleConfig {
         matches: r.matches.iter().map(|m| match_config(&m.value)).collect(),
         backends: r
             .backends
@@ -156,7 +184,12 @@ fn rule(r: &policy::Rule, base_timeouts: &Timeouts, base_retry: &RetryConfig) ->
             .mirror
             .as_ref()
             .map(|m| MirrorConfig { version: m.value.version.value.clone(), percent: m.value.percent.value }),
-    }
+        rate_limit: None,
+    };
+    // Named by what the rule matches, as the Traffic page and `trellis diff` name rules.
+    let by = format!("Route/{route}: {}", crate::diff::describe(&out));
+    out.rate_limit = r.rate_limit.as_ref().map(|l| rate_limit(by, &l.value));
+    out
 }
 
 fn match_config(m: &policy::Match) -> MatchConfig {

@@ -61,6 +61,9 @@ pub struct RuleConfig {
     pub fault: Option<FaultConfig>,
     #[serde(default)]
     pub mirror: Option<MirrorConfig>,
+    /// Enforced by the service's own proxies on requests this rule matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl RuleConfig {
@@ -73,6 +76,7 @@ impl RuleConfig {
             retry: crate::defaults::retry(),
             fault: None,
             mirror: None,
+            rate_limit: None,
         }
     }
 }
@@ -213,6 +217,9 @@ pub struct TrafficConfig {
     pub load_balancer: LoadBalancer,
     pub outlier: OutlierConfig,
     pub limits: ConnectionLimits,
+    /// Enforced by the service's own proxies on every request they receive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl Default for TrafficConfig {
@@ -221,6 +228,7 @@ impl Default for TrafficConfig {
             load_balancer: crate::defaults::LOAD_BALANCER,
             outlier: crate::defaults::outlier(),
             limits: crate::defaults::connection_limits(),
+            rate_limit: None,
         }
     }
 }
@@ -244,6 +252,36 @@ pub struct OutlierConfig {
     pub interval_ms: u64,
     pub base_ejection_ms: u64,
     pub max_ejected_percent: u32,
+}
+
+/// Local rate limits, as Linkerd's HTTPLocalRateLimitPolicy and Envoy's local_ratelimit keep
+/// them: token buckets in each of the service's proxies, on the inbound side, so the limit is
+/// per proxy instance. A request must fit every bucket that applies to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitConfig {
+    /// What set the limit, named in refusals: `TrafficPolicy/inventory`, `Route/catalog: GET /api/*`.
+    pub by: String,
+    /// All callers together.
+    pub total: Option<Rate>,
+    /// Each caller identity alone; callers without one (plaintext) share one bucket.
+    pub per_caller: Option<Rate>,
+    /// Named callers get this rate instead of `per_caller`; `total` still applies to them.
+    #[serde(default)]
+    pub overrides: Vec<RateOverride>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rate {
+    pub per_second: u32,
+    /// Requests admitted at once after a quiet spell: the bucket's size.
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateOverride {
+    /// Calling services.
+    pub callers: Vec<String>,
+    pub rate: Rate,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -77,7 +77,7 @@ codes! {
         "use a value within the range given in the message";
     DuplicateRollout = "TR0113", "two Rollouts for one service",
         "finish or remove one rollout before starting another";
-    UnknownIdentity = "TR0114", "an access rule names a caller that is not a mesh service",
+    UnknownIdentity = "TR0114", "an access rule or rate-limit override names a caller that is not a mesh service",
         "callers are named by service; define the service or fix the name";
     InvalidRegex = "TR0115", "a regular expression that does not compile",
         "check the pattern's syntax (RE2-like, no look-around)";
@@ -93,6 +93,8 @@ codes! {
         "use an uppercase method such as GET, POST, PUT, DELETE";
     GrpcCondition = "TR0121", "a gRPC retry condition on a service that does not speak gRPC",
         "give the service `protocol: grpc`, or retry on HTTP conditions (5xx, gateway-error, connect-failure, reset)";
+    RateLimit = "TR0122", "a rate limit that limits nothing, or gives one caller two overrides",
+        "set `total`, `perCaller` or `overrides`, and name each caller in one override only";
 }
 
 impl Code {

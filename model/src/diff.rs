@@ -160,6 +160,35 @@ fn rule(out: &mut Changes, name: &String, label: &str, a: &RuleConfig, b: &RuleC
         };
         out.push(svc, ChangeKind::Traffic, text);
     }
+    if a.rate_limit != b.rate_limit {
+        out.push(svc, ChangeKind::Resilience, format!("{name} {label}: {}", rate_limit(b.rate_limit.as_ref())));
+    }
+}
+
+fn rate_limit(limit: Option<&RateLimitConfig>) -> String {
+    match limit {
+        Some(l) => format!("now rate-limited to {} on each proxy", rates(l)),
+        None => "rate limit removed".into(),
+    }
+}
+
+/// "100/s in all, 20/s per caller, 50/s for storefront".
+pub fn rates(l: &RateLimitConfig) -> String {
+    let rate = |r: &Rate| {
+        let burst = if r.burst == r.per_second { String::new() } else { format!(" (bursts of {})", r.burst) };
+        format!("{}/s{burst}", r.per_second)
+    };
+    let mut parts = Vec::new();
+    if let Some(t) = &l.total {
+        parts.push(format!("{} in all", rate(t)));
+    }
+    if let Some(c) = &l.per_caller {
+        parts.push(format!("{} per caller", rate(c)));
+    }
+    for o in &l.overrides {
+        parts.push(format!("{} for {}", rate(&o.rate), o.callers.join(", ")));
+    }
+    parts.join(", ")
 }
 
 /// "10% moves from v1 to v2" when one version gives to one other; the full before/after
@@ -258,6 +287,9 @@ fn traffic(out: &mut Changes, name: &String, a: &TrafficConfig, b: &TrafficConfi
             b.limits.max_pending_requests
         );
         out.push(svc, ChangeKind::Resilience, text);
+    }
+    if a.rate_limit != b.rate_limit {
+        out.push(svc, ChangeKind::Resilience, format!("{name}: {}", rate_limit(b.rate_limit.as_ref())));
     }
 }
 

@@ -117,6 +117,10 @@ pub struct Rule {
     pub fault: Option<FaultSpec>,
     #[serde(default)]
     pub mirror: Option<Sp<MirrorSpec>>,
+    /// Requests this rule matches that the service's proxies admit, on top of the service's
+    /// own limit (TrafficPolicy `rateLimit`).
+    #[serde(default)]
+    pub rate_limit: Option<Sp<RateLimitSpec>>,
 }
 
 /// Every condition given must hold.
@@ -259,6 +263,48 @@ pub struct TrafficPolicy {
     pub outlier_detection: Option<OutlierSpec>,
     #[serde(default)]
     pub connection_limits: Option<LimitsSpec>,
+    /// Requests each of the service's proxies admits; beyond it callers get 429.
+    #[serde(default)]
+    pub rate_limit: Option<Sp<RateLimitSpec>>,
+}
+
+/// Local rate limits (Linkerd's HTTPLocalRateLimitPolicy): every proxy of the service keeps
+/// its own token buckets, so the limits are per proxy instance. A caller over a limit gets
+/// 429 with `Retry-After` (a gRPC caller RESOURCE_EXHAUSTED).
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimitSpec {
+    /// All callers together.
+    #[serde(default)]
+    pub total: Option<Sp<RateSpec>>,
+    /// Each caller identity alone; callers without one (plaintext) share one limit.
+    #[serde(default)]
+    pub per_caller: Option<Sp<RateSpec>>,
+    /// Named callers get their own rate instead of `perCaller`; `total` still applies.
+    #[serde(default)]
+    pub overrides: Vec<Sp<RateOverrideSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateSpec {
+    pub requests_per_second: Sp<u32>,
+    /// Requests admitted at once after a quiet spell; one second's worth by default.
+    #[serde(default)]
+    pub burst: Option<Sp<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateOverrideSpec {
+    /// Calling services (their mesh identities).
+    pub from: Vec<Sp<String>>,
+    pub requests_per_second: Sp<u32>,
+    #[serde(default)]
+    pub burst: Option<Sp<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -33,6 +33,9 @@ pub struct Report {
     /// Requests this proxy's inbound side denied, by verified caller and what denied them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied: Vec<Denial>,
+    /// Requests its inbound side refused by a rate limit (`by` names the limit), by caller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limited: Vec<Denial>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,10 +69,10 @@ impl Report {
         if self.series.len() > MAX_SERIES {
             return Err(format!("{} series; at most {MAX_SERIES}", self.series.len()));
         }
-        if self.denied.len() > MAX_SERIES {
-            return Err(format!("{} denials; at most {MAX_SERIES}", self.denied.len()));
+        if self.denied.len() > MAX_SERIES || self.limited.len() > MAX_SERIES {
+            return Err(format!("{} denials; at most {MAX_SERIES}", self.denied.len().max(self.limited.len())));
         }
-        for d in &self.denied {
+        for d in self.denied.iter().chain(&self.limited) {
             if d.caller.is_empty() || d.caller.len() > 253 || d.by.is_empty() || d.by.len() > 1024 {
                 return Err(format!("denial {:?} by {:?}: caller 1 to 253 characters, by 1 to 1024", d.caller, d.by));
             }
@@ -141,7 +144,7 @@ mod tests {
             failures,
             buckets,
         };
-        Report { proxy_id: "p".into(), seq: 1, series: vec![s], denied: Vec::new() }
+        Report { proxy_id: "p".into(), seq: 1, series: vec![s], denied: Vec::new(), limited: Vec::new() }
     }
 
     #[test]

@@ -199,6 +199,16 @@ impl Cx {
         }
     }
 
+    /// A calling service named by identity (access rules, rate-limit overrides).
+    pub fn caller(&mut self, here: &Here, caller: &Sp<String>) {
+        if !self.services.contains_key(&caller.value) {
+            let known: Vec<&str> = self.services.keys().map(String::as_str).collect();
+            let msg =
+                format!("`{}` is not a mesh identity{}", caller.value, crate::parse::suggest(&caller.value, &known));
+            self.push(Code::UnknownIdentity, here, caller, msg);
+        }
+    }
+
     pub fn path(&mut self, here: &Here, path: &Sp<String>) {
         if !path.value.starts_with('/') {
             self.push(Code::InvalidPath, here, path, format!("path `{}` does not start with '/'", path.value));

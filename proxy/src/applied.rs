@@ -19,6 +19,9 @@ pub struct Applied {
     by_addr: Map<String, (String, Option<String>)>,
     /// Each service, shareable by the requests placed on it.
     shared: Map<String, std::sync::Arc<trellis_model::ServiceConfig>>,
+    /// The services with a rate limit of their own or on a rule, and the buckets of the
+    /// former once found.
+    limited: Map<String, OnceLock<Option<crate::SharedLimiter>>>,
 }
 
 impl Applied {
@@ -49,7 +52,13 @@ impl Applied {
             .flat_map(|(service, all)| all.iter().map(move |e| (e.addr.clone(), (service.clone(), e.identity.clone()))))
             .collect();
         let shared = config.services.iter().map(|(name, s)| (name.clone(), std::sync::Arc::new(s.clone()))).collect();
-        Ok(Applied { config, regexes, routes, by_addr, shared })
+        let limited = config
+            .services
+            .iter()
+            .filter(|(_, s)| s.traffic.rate_limit.is_some() || s.rules.iter().any(|r| r.rate_limit.is_some()))
+            .map(|(name, _)| (name.clone(), OnceLock::new()))
+            .collect();
+        Ok(Applied { config, regexes, routes, by_addr, shared, limited })
     }
 
     /// The service named `name`, to share with the requests placed on it.
@@ -64,6 +73,26 @@ impl Applied {
         let r = self.routes.get(&service.name)?.get(rule)?;
         let config = &service.rules.get(rule)?.retry.budget;
         Some(r.budget.get_or_init(|| shared.budget(&service.name, config)))
+    }
+
+    /// Whether `service` limits its callers' rate at all: most do not, and pay nothing more.
+    pub fn is_rate_limited(&self, service: &str) -> bool {
+        self.limited.contains_key(service)
+    }
+
+    /// The buckets of `service`'s own rate limit (`rule` None) or of its rule `rule`'s, found
+    /// in `shared` once per config, so that they carry on across swaps.
+    pub fn limiter(
+        &self,
+        service: &ServiceConfig,
+        rule: Option<usize>,
+        shared: &crate::Shared,
+    ) -> Option<&crate::SharedLimiter> {
+        let (cell, config) = match rule {
+            None => (self.limited.get(&service.name)?, service.traffic.rate_limit.as_ref()),
+            Some(i) => (&self.routes.get(&service.name)?.get(i)?.limiter, service.rules.get(i)?.rate_limit.as_ref()),
+        };
+        cell.get_or_init(|| config.map(|c| shared.limiter(c))).as_ref()
     }
 
     pub fn handle(&self, service: &ServiceConfig, rule: usize, backend: usize, metrics: &Metrics) -> Option<Handle> {
@@ -94,12 +123,14 @@ struct Rule {
     label: String,
     handles: Vec<OnceLock<Handle>>,
     budget: OnceLock<crate::SharedBudget>,
+    limiter: OnceLock<Option<crate::SharedLimiter>>,
 }
 
 impl Rule {
     fn new(rule: &RuleConfig) -> Self {
         let handles = rule.backends.iter().map(|_| OnceLock::new()).collect();
-        Rule { label: trellis_model::diff::describe(rule), handles, budget: OnceLock::new() }
+        let label = trellis_model::diff::describe(rule);
+        Rule { label, handles, budget: OnceLock::new(), limiter: OnceLock::new() }
     }
 }
 

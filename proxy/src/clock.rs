@@ -22,6 +22,14 @@ pub fn now() -> Instant {
     NOW.get().unwrap_or_else(Instant::now)
 }
 
+/// [`now`] in microseconds since the process first asked: a plain number for the decisions
+/// that take time as an input (rate limits).
+pub fn micros() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    now().saturating_duration_since(start).as_micros() as u64
+}
+
 pin_project_lite::pin_project! {
     /// A task whose every poll reads the clock once, for [`now`] to hand out.
     pub struct Clocked<F> {

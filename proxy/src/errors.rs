@@ -8,7 +8,8 @@ use http_body_util::{BodyExt, Full};
 /// Tells the caller (and whoever reads its logs) that the proxy, not the application,
 /// produced the response, and why.
 pub const ERROR_HEADER: &str = "x-trellis-error";
-/// On a 403 from access policy: what denied it (`AccessPolicy/<name>`, `Mesh/mtls=strict`, ...).
+/// On a 403 from access policy or a 429 from a rate limit: what denied it (`AccessPolicy/<name>`,
+/// `Mesh/mtls=strict`, `TrafficPolicy/<name>`, ...).
 pub const DENIED_BY_HEADER: &str = "x-trellis-denied-by";
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,8 @@ pub enum ProxyError {
     FaultAbort(u16),
     #[error("access denied by {by}: {why}")]
     AccessDenied { by: String, why: String },
+    #[error("rate limited by {by}: {why}; retry after {retry_after_s} s")]
+    RateLimited { by: String, why: &'static str, retry_after_s: u64 },
 }
 
 impl ProxyError {
@@ -61,6 +64,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::FaultAbort(status) => StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             ProxyError::AccessDenied { .. } => StatusCode::FORBIDDEN,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -80,6 +84,7 @@ impl ProxyError {
             ProxyError::BadRequestBody(_) => "bad-request-body",
             ProxyError::FaultAbort(_) => "fault-injected",
             ProxyError::AccessDenied { .. } => "access-denied",
+            ProxyError::RateLimited { .. } => "rate-limited",
         }
     }
 
@@ -87,7 +92,8 @@ impl ProxyError {
     /// the client caused it (the service did not fail it).
     pub fn status_label(&self) -> &'static str {
         match self {
-            ProxyError::BadRequestBody(_) => "4xx",
+            // The caller's doing, by policy: a 4xx, never the service's failure.
+            ProxyError::BadRequestBody(_) | ProxyError::RateLimited { .. } => "4xx",
             other => other.kind(),
         }
     }
@@ -113,7 +119,7 @@ impl ProxyError {
             ProxyError::Timeout(_) => grpc::DEADLINE_EXCEEDED,
             ProxyError::UnknownService(_) | ProxyError::NoRoute(_) => grpc::UNIMPLEMENTED,
             ProxyError::NoAuthority | ProxyError::BadRequestBody(_) => grpc::INTERNAL,
-            ProxyError::BodyTooLarge(_) => grpc::RESOURCE_EXHAUSTED,
+            ProxyError::BodyTooLarge(_) | ProxyError::RateLimited { .. } => grpc::RESOURCE_EXHAUSTED,
             ProxyError::FaultAbort(status) => grpc::from_http(*status),
             ProxyError::AccessDenied { .. } => grpc::PERMISSION_DENIED,
         }
@@ -144,13 +150,18 @@ impl ProxyError {
     /// The headers that say the proxy answered, and why, on either kind of response.
     fn tag(self, mut resp: Response<Body>) -> Response<Body> {
         resp.headers_mut().insert(ERROR_HEADER, http::HeaderValue::from_static(self.kind()));
-        if let ProxyError::AccessDenied { by, .. } = &self
+        if let ProxyError::AccessDenied { by, .. } | ProxyError::RateLimited { by, .. } = &self
             && let Ok(v) = http::HeaderValue::from_str(by)
         {
             resp.headers_mut().insert(DENIED_BY_HEADER, v);
         }
-        if matches!(self, ProxyError::Overloaded | ProxyError::ServiceOverloaded(_)) {
-            resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        let retry_after = match &self {
+            ProxyError::Overloaded | ProxyError::ServiceOverloaded(_) => Some(1),
+            ProxyError::RateLimited { retry_after_s, .. } => Some(*retry_after_s),
+            _ => None,
+        };
+        if let Some(s) = retry_after {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(s));
         }
         resp
     }

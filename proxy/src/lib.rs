@@ -10,8 +10,8 @@
 //! - [`env`]: settings from `TRELLIS_*` variables, every bad value reported at once.
 //! - [`applied`]: an applied config and what is precomputed from it.
 //! - [`decide`]: the pure decisions, plain functions over plain data: routing ([`decide::split`]),
-//!   load balancing, outlier ejection, retry budgets and access policy. [`stack`] holds the
-//!   layers that act on them; [`endpoints`] keeps their state per endpoint.
+//!   load balancing, outlier ejection, retry budgets, access policy and rate limits. [`stack`]
+//!   holds the layers that act on them; [`endpoints`] keeps their state per endpoint.
 //! - [`client`]: pooled HTTP/1.1 and HTTP/2 upstream clients.
 //! - [`stack`]: the request paths as tower layers, one per feature, assembled per listener.
 //! - [`inbound`]: what the inbound listener makes of a connection (mTLS or plaintext).
@@ -90,6 +90,8 @@ pub const MAX_REPLAY_BODY: usize = 64 * 1024;
 
 /// A retry budget, shared by the requests that draw on it; each locks it alone.
 pub type SharedBudget = Arc<std::sync::Mutex<budget::Budget>>;
+/// A rate limit's buckets, shared by the requests it applies to.
+pub type SharedLimiter = Arc<std::sync::Mutex<decide::ratelimit::Limiter>>;
 
 /// The state the listeners share.
 pub struct Shared {
@@ -104,6 +106,8 @@ pub struct Shared {
     pub mirror_limit: Arc<gate::Gate>,
     /// Retry budgets per destination service, one per distinct budget setting.
     budgets: std::sync::Mutex<hash::Map<String, Vec<SharedBudget>>>,
+    /// Rate limits' buckets by what set them (`TrafficPolicy/<name>`, ...).
+    limiters: std::sync::Mutex<hash::Map<String, SharedLimiter>>,
     /// Requests in flight per destination service, bounded by its `maxPendingRequests`.
     pending: PerService<gate::Gate>,
     /// Upstream connections per destination service, bounded by its `maxConnections`: a
@@ -125,6 +129,7 @@ impl Shared {
             metrics: metrics::Metrics::default(),
             endpoints: endpoints::Endpoints::default(),
             budgets: Default::default(),
+            limiters: Default::default(),
             pending: Default::default(),
             connections: Default::default(),
             identity: Default::default(),
@@ -135,6 +140,18 @@ impl Shared {
     /// A slot among the service's pending requests, or `None` when all are taken.
     pub fn pending_slot(&self, service: &str, limit: u32) -> Option<gate::Pass> {
         self.pending.get(service, limit, gate::Gate::new).try_pass()
+    }
+
+    /// The buckets of a rate limit: the same ones for as long as its setting stays the same,
+    /// so a new config neither refills nor empties them; a changed setting starts afresh.
+    pub fn limiter(&self, config: &trellis_model::config::RateLimitConfig) -> SharedLimiter {
+        let mut all = self.limiters.locked();
+        if let Some(l) = all.get(&config.by).filter(|l| l.locked().config() == config) {
+            return l.clone();
+        }
+        let l = Arc::new(std::sync::Mutex::new(decide::ratelimit::Limiter::new(config.clone())));
+        all.insert(config.by.clone(), l.clone());
+        l
     }
 
     /// Waits until the proxy holds its certificate, when it is meant to have one (a join

@@ -37,6 +37,10 @@ const COUNTERS: &[(&str, &str)] = &[
     ("trellis_proxy_inbound_tls_failures_total", "Inbound TLS handshakes refused or abandoned, by reason."),
     ("trellis_proxy_access_denied_total", "Inbound requests denied, by verified caller and what denied them."),
     (
+        "trellis_proxy_rate_limited_total",
+        "Inbound requests refused by a rate limit (429), by caller, the limit (by) and its scope (total or caller).",
+    ),
+    (
         "trellis_proxy_connection_limit_waits_total",
         "New upstream connections that waited for a slot under the service's maxConnections.",
     ),
@@ -237,6 +241,8 @@ pub struct Metrics {
     attempts: Mutex<Map<u64, Vec<Arc<Attempts>>>>,
     /// Denied inbound requests by (caller, what denied them): for telemetry and the topology.
     denials: Mutex<HashMap<(String, String), u64>>,
+    /// Inbound requests refused by a rate limit, by (caller, the limit): for telemetry.
+    limited: Mutex<HashMap<(String, String), u64>>,
     /// Unix seconds; 0 without a certificate.
     identity_expiry: std::sync::atomic::AtomicI64,
 }
@@ -301,6 +307,17 @@ impl Metrics {
     /// Totals of denied requests by (caller, what denied them).
     pub fn denials(&self) -> Vec<((String, String), u64)> {
         self.denials.locked().iter().map(|(k, n)| (k.clone(), *n)).collect()
+    }
+
+    /// A request a rate limit refused: counted for `/metrics` and for telemetry.
+    pub fn rate_limited(&self, caller: &str, by: &str, scope: &str) {
+        self.inc("trellis_proxy_rate_limited_total", &[("caller", caller), ("by", by), ("scope", scope)]);
+        *self.limited.locked().entry((caller.to_string(), by.to_string())).or_default() += 1;
+    }
+
+    /// Totals of rate-limited requests by (caller, the limit).
+    pub fn limited(&self) -> Vec<((String, String), u64)> {
+        self.limited.locked().iter().map(|(k, n)| (k.clone(), *n)).collect()
     }
 
     /// The effective request: counted and timed once. `status` is a class (`2xx`) or the

@@ -18,6 +18,7 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
     }
     let mut accepted: HashMap<Key, (u64, u64, [u64; BUCKETS])> = HashMap::new();
     let mut accepted_denials: HashMap<(String, String), u64> = HashMap::new();
+    let mut accepted_limited: HashMap<(String, String), u64> = HashMap::new();
     let mut seq = 0;
     loop {
         tokio::select! {
@@ -27,17 +28,10 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
         let now = shared.metrics.series();
         // Sent even when empty: a report is also the proxy's heartbeat.
         let series = deltas(&now, &accepted);
-        let denials = shared.metrics.denials();
-        let denied = denials
-            .iter()
-            .filter_map(|((caller, by), n)| {
-                let requests =
-                    n.checked_sub(accepted_denials.get(&(caller.clone(), by.clone())).copied().unwrap_or(0))?;
-                (requests > 0).then(|| Denial { caller: caller.clone(), by: by.clone(), requests })
-            })
-            .collect();
+        let (denials, limits) = (shared.metrics.denials(), shared.metrics.limited());
+        let (denied, limited) = (refusals(&denials, &accepted_denials), refusals(&limits, &accepted_limited));
         seq += 1;
-        let report = Report { proxy_id: shared.settings.proxy_id.clone(), seq, series, denied };
+        let report = Report { proxy_id: shared.settings.proxy_id.clone(), seq, series, denied, limited };
         let body = serde_json::to_vec(&report).unwrap_or_default();
         match client.post(trellis_model::fleet::TELEMETRY, body).await {
             Ok(resp) if resp.status().is_success() => {
@@ -45,11 +39,22 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
                     accepted.insert((s.direction, s.service, s.version, s.route), (s.requests, s.failures, s.buckets));
                 }
                 accepted_denials.extend(denials);
+                accepted_limited.extend(limits);
             }
             Ok(resp) => tracing::warn!(status = %resp.status(), "telemetry report refused"),
             Err(e) => tracing::debug!(error = %e, "telemetry not delivered; it goes with the next report"),
         }
     }
+}
+
+/// Refusals by (caller, what refused) since the accepted totals.
+fn refusals(now: &[((String, String), u64)], accepted: &HashMap<(String, String), u64>) -> Vec<Denial> {
+    now.iter()
+        .filter_map(|(key, n)| {
+            let requests = n.checked_sub(accepted.get(key).copied().unwrap_or(0))?;
+            (requests > 0).then(|| Denial { caller: key.0.clone(), by: key.1.clone(), requests })
+        })
+        .collect()
 }
 
 /// What changed since the accepted totals; series without new requests are left out.

@@ -166,3 +166,34 @@ async fn a_call_the_server_refused_is_retried_on_unavailable() {
     let sent = retried.shared.metrics.get("trellis_proxy_retries_total", &[("result", "sent")]);
     assert_eq!(sent, 1, "one retry, from the shared budget");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_call_is_resource_exhausted() {
+    let (_server, app) = grpc_server();
+    let callee = proxy_serving(
+        app,
+        Protocol::Grpc,
+        |_| {},
+        |svc| {
+            let rate = trellis_model::config::Rate { per_second: 1, burst: 1 };
+            svc.traffic.rate_limit = Some(trellis_model::config::RateLimitConfig {
+                by: "TrafficPolicy/svc".into(),
+                total: Some(rate),
+                per_caller: None,
+                overrides: vec![],
+            });
+        },
+    )
+    .await;
+    let caller = proxy_to(callee.inbound, Protocol::Grpc).await;
+    let outbound = caller.outbound;
+    let answers = tokio::task::spawn_blocking(move || calls(outbound, "svc", &["Say a", "Say b"])).await.unwrap();
+    let codes: Vec<&str> = answers.iter().map(|(c, _, _)| c.as_str()).collect();
+    assert_eq!(codes, ["OK", "RESOURCE_EXHAUSTED"], "{answers:?}");
+    assert!(answers[1].1.starts_with("rate limited by TrafficPolicy/svc"), "{answers:?}");
+    // The caller's doing, by policy: not the service's failure on either side.
+    for proxy in [&caller, &callee] {
+        let series = proxy.shared.metrics.series();
+        assert_eq!(series.iter().map(|s| s.failures).sum::<u64>(), 0);
+    }
+}

@@ -13,8 +13,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use trellis_api::{
-    EdgeView, FleetView, NodeView, Overview, Point, PolicyFile, PolicyView, RevisionView, RouteTraffic, ServiceTraffic,
-    ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
+    EdgeView, FleetView, LimitedTraffic, NodeView, Overview, Point, PolicyFile, PolicyView, RevisionView, RouteTraffic,
+    ServiceTraffic, ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
 };
 
 pub mod audit;
@@ -234,7 +234,13 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
         let entry = match services.iter_mut().find(|s| s.service == service) {
             Some(s) => s,
             None => {
-                services.push(ServiceTraffic { service: service.clone(), versions: Vec::new(), routes: Vec::new() });
+                services.push(ServiceTraffic {
+                    service: service.clone(),
+                    versions: Vec::new(),
+                    routes: Vec::new(),
+                    rate_limits: rate_limits(state, &service),
+                    limited: Vec::new(),
+                });
                 services.last_mut().expect("just pushed")
             }
         };
@@ -258,7 +264,22 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
             .collect();
         s.routes.push(RouteTraffic { route, golden: counts.golden(60), points });
     }
+    for ((caller, callee, by), requests) in state.telemetry.limited(now, 60) {
+        let Some(s) = services.iter_mut().find(|s| s.service == callee) else { continue };
+        s.limited.push(LimitedTraffic { caller, by, requests, rps: requests as f64 / 60.0 });
+    }
+    for s in &mut services {
+        s.limited.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| (&a.caller, &a.by).cmp(&(&b.caller, &b.by))));
+    }
     TrafficView { step_s: STEP_S, services }
+}
+
+/// A service's rate limits in words, its own first, then its rules'.
+fn rate_limits(state: &AppState, service: &str) -> Vec<String> {
+    let Some(mesh) = state.fleet.mesh() else { return Vec::new() };
+    let Some(s) = mesh.services.get(service) else { return Vec::new() };
+    let rules = s.rules.iter().filter_map(|r| r.rate_limit.as_ref());
+    s.traffic.rate_limit.iter().chain(rules).map(|l| format!("{}: {}", l.by, trellis_model::diff::rates(l))).collect()
 }
 
 async fn health(State(state): State<AppState>) -> Json<crate::health::Report> {

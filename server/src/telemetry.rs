@@ -85,7 +85,7 @@ impl Rejection {
 #[derive(Default)]
 pub struct Telemetry(Mutex<Inner>);
 
-/// Denied calls: (caller, callee, what denied them).
+/// Denied or rate-limited calls: (caller, callee, what denied them).
 pub type DeniedKey = (String, String, String);
 
 /// One second of one replica's proxies' reports, as replicas hand them to each other.
@@ -93,6 +93,43 @@ pub type DeniedKey = (String, String, String);
 pub struct Second {
     pub series: Vec<(Key, Counts)>,
     pub denied: Vec<(DeniedKey, u64)>,
+    /// Absent from a replica that predates rate limits.
+    #[serde(default)]
+    pub limited: Vec<(DeniedKey, u64)>,
+}
+
+/// Refusals (denied or rate-limited calls) in one-second buckets.
+type Refusals = BTreeMap<u64, HashMap<DeniedKey, u64>>;
+
+fn add_refusals(into: &mut Refusals, at_s: u64, from: &[(DeniedKey, u64)]) {
+    if from.is_empty() {
+        return;
+    }
+    let bucket = into.entry(at_s).or_default();
+    for (key, n) in from {
+        *bucket.entry(key.clone()).or_default() += n;
+    }
+}
+
+fn refusals_in(all: &Refusals, now_s: u64, window_s: u64) -> HashMap<DeniedKey, u64> {
+    let mut out = HashMap::new();
+    for (s, bucket) in all {
+        if s + window_s > now_s && *s <= now_s {
+            for (k, n) in bucket {
+                *out.entry(k.clone()).or_default() += n;
+            }
+        }
+    }
+    out
+}
+
+/// One entry per key.
+fn summed(refusals: Vec<(DeniedKey, u64)>) -> Vec<(DeniedKey, u64)> {
+    let mut out: BTreeMap<DeniedKey, u64> = BTreeMap::new();
+    for (k, n) in refusals {
+        *out.entry(k).or_default() += n;
+    }
+    out.into_iter().collect()
 }
 
 #[derive(Default)]
@@ -100,7 +137,9 @@ struct Inner {
     /// Every replica's reports, by second.
     seconds: BTreeMap<u64, HashMap<Key, Counts>>,
     /// Denied calls in one-second buckets, kept as long as `seconds`.
-    denials: BTreeMap<u64, HashMap<DeniedKey, u64>>,
+    denials: Refusals,
+    /// Rate-limited calls, the same way.
+    limited: Refusals,
     /// This replica's own reports of the seconds not yet handed on (with replicas only).
     own: BTreeMap<u64, Second>,
     sharing: bool,
@@ -114,6 +153,7 @@ impl Inner {
         let oldest = now_s.saturating_sub(RETENTION_S - 1);
         self.seconds = self.seconds.split_off(&oldest);
         self.denials = self.denials.split_off(&oldest);
+        self.limited = self.limited.split_off(&oldest);
         self.own = self.own.split_off(&oldest);
     }
 
@@ -122,12 +162,8 @@ impl Inner {
         for (key, c) in &second.series {
             bucket.entry(key.clone()).or_default().merge(c);
         }
-        if !second.denied.is_empty() {
-            let denied = self.denials.entry(at_s).or_default();
-            for (key, n) in &second.denied {
-                *denied.entry(key.clone()).or_default() += n;
-            }
-        }
+        add_refusals(&mut self.denials, at_s, &second.denied);
+        add_refusals(&mut self.limited, at_s, &second.limited);
     }
 }
 
@@ -137,11 +173,7 @@ fn compact(second: Second) -> Second {
     for (k, c) in second.series {
         series.entry(k).or_default().merge(&c);
     }
-    let mut denied: BTreeMap<DeniedKey, u64> = BTreeMap::new();
-    for (k, n) in second.denied {
-        *denied.entry(k).or_default() += n;
-    }
-    Second { series: series.into_iter().collect(), denied: denied.into_iter().collect() }
+    Second { series: series.into_iter().collect(), denied: summed(second.denied), limited: summed(second.limited) }
 }
 
 impl Telemetry {
@@ -164,9 +196,10 @@ impl Telemetry {
         inner.accepted += 1;
         inner.forget_before(now_s);
         let mut own = Second::default();
-        for d in &report.denied {
-            own.denied.push(((d.caller.clone(), reporter.to_string(), d.by.clone()), d.requests));
-        }
+        let refusal =
+            |d: &trellis_model::telemetry::Denial| ((d.caller.clone(), reporter.to_string(), d.by.clone()), d.requests);
+        own.denied = report.denied.iter().map(refusal).collect();
+        own.limited = report.limited.iter().map(refusal).collect();
         for s in &report.series {
             let caller = match s.direction {
                 Direction::Outbound => Some(reporter.to_string()),
@@ -182,6 +215,7 @@ impl Telemetry {
             let mine = inner.own.entry(now_s).or_default();
             mine.series.extend(own.series);
             mine.denied.extend(own.denied);
+            mine.limited.extend(own.limited);
         }
         Ok(())
     }
@@ -229,15 +263,12 @@ impl Telemetry {
 
     /// Denied calls over the last `window_s` seconds up to `now_s`.
     pub fn denied(&self, now_s: u64, window_s: u64) -> HashMap<DeniedKey, u64> {
-        let mut out = HashMap::new();
-        for (s, bucket) in &self.lock().denials {
-            if s + window_s > now_s && *s <= now_s {
-                for (k, n) in bucket {
-                    *out.entry(k.clone()).or_default() += n;
-                }
-            }
-        }
-        out
+        refusals_in(&self.lock().denials, now_s, window_s)
+    }
+
+    /// Rate-limited calls over the last `window_s` seconds up to `now_s`.
+    pub fn limited(&self, now_s: u64, window_s: u64) -> HashMap<DeniedKey, u64> {
+        refusals_in(&self.lock().limited, now_s, window_s)
     }
 
     /// Per-interval totals for one key filter, oldest first: the points of a chart.
@@ -275,6 +306,7 @@ mod tests {
             proxy_id: "p1".into(),
             seq,
             denied: Vec::new(),
+            limited: Vec::new(),
             series: series
                 .into_iter()
                 .map(|(direction, service, version, requests, failures, ms)| {
@@ -339,6 +371,23 @@ mod tests {
         let key = ("catalog".to_string(), "inventory".to_string(), "AccessPolicy/inventory-readers".to_string());
         assert_eq!(t.denied(105, 10).get(&key), Some(&3));
         assert!(t.denied(120, 10).is_empty(), "out of the window");
+    }
+
+    #[test]
+    fn rate_limited_calls_are_kept_apart_from_denials_and_handed_on() {
+        let (a, b) = (Telemetry::default(), Telemetry::default());
+        a.share();
+        let mut r = report(1, vec![]);
+        let by = "TrafficPolicy/inventory".to_string();
+        r.limited = vec![trellis_model::telemetry::Denial { caller: "storefront".into(), by: by.clone(), requests: 7 }];
+        a.ingest("inventory", &r, 100).unwrap();
+        let key = ("storefront".to_string(), "inventory".to_string(), by);
+        assert_eq!(a.limited(100, 10).get(&key), Some(&7));
+        assert!(a.denied(100, 10).is_empty());
+        for (at, second) in a.take_finished(101) {
+            b.merge(at, &second, 101);
+        }
+        assert_eq!(b.limited(101, 10).get(&key), Some(&7), "another replica counts them too");
     }
 
     #[test]

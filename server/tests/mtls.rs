@@ -2,7 +2,7 @@
 //! plane talk TLS 1.3 to each other; the inbound side admits callers by verified identity and
 //! the service's AccessPolicy; plaintext is refused in strict mode and counted in permissive;
 //! certificates from another CA, and expired ones, never complete a handshake; a rotation
-//! under load fails no request.
+//! under load fails no request; rate limits count each verified caller apart.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -178,6 +178,68 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
     assert!(expiry(&storefront) > first.1 + 3_000, "storefront renewed");
     assert!(sent > 100, "{sent} requests");
     assert!(handshakes_seen >= 1);
+    cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_each_verified_caller_to_its_rate_and_show_on_the_traffic_page() {
+    let repo = PolicyRepo::demo();
+    repo.set_inventory_split(100, 0, "inventory: v1 only");
+    let data = tempfile::tempdir().unwrap();
+    let cp = control_plane(&repo, data.path(), IdentityConfig::new(data.path().join("identity"), DOMAIN)).await;
+    let ca = cp.state.ca.clone().unwrap();
+    let inventory = proxy(&cp, "inventory", "v1", fixed_app("stock", 200).await).await;
+    let storefront = proxy(&cp, "storefront", "v1", fixed_app("shop", 200).await).await;
+    repo.commit(
+        "policies/inventory.yaml",
+        "kind: TrafficPolicy\nname: inventory\nservice: inventory\nrateLimit:\n  perCaller: { requestsPerSecond: 1, burst: 2 }\n  overrides: [{ from: [storefront], requestsPerSecond: 20 }]\n---\nkind: AccessPolicy\nname: inventory-readers\nservice: inventory\nrules:\n  - from: [storefront, catalog]\n",
+        "inventory: catalog may read stock, two a second at most",
+    );
+    let started = Instant::now();
+    while inventory.shared.config.load().services.get("inventory").is_none_or(|s| s.traffic.rate_limit.is_none()) {
+        assert!(started.elapsed() < Duration::from_secs(15), "the rate limit never reached inventory's proxy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_mtls_route(&storefront, "inventory").await;
+
+    // catalog: its burst of two, then refused, told by what.
+    let catalog = Client::certified(&ca, "catalog");
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        answers.push(catalog.get(inventory.inbound, "inventory", &ca.anchor_pem, "/stock").await.unwrap());
+    }
+    let limited = Some("TrafficPolicy/inventory".to_string());
+    assert_eq!(answers[..2], [(200, None), (200, None)], "{answers:?}");
+    assert_eq!(answers[2..], [(429, limited.clone()), (429, limited.clone()), (429, limited)], "{answers:?}");
+    // The storefront, at the same moment, has its own (overridden) rate.
+    for _ in 0..10 {
+        assert_eq!(via(&storefront, "GET", "/stock").await, (200, "stock".to_string()));
+    }
+    let refused =
+        "trellis_proxy_rate_limited_total{caller=\"catalog\",by=\"TrafficPolicy/inventory\",scope=\"caller\"}";
+    assert_eq!(counter(&inventory, refused).await, 3);
+
+    // The Traffic page's data: the limit in words, and who was refused.
+    let started = Instant::now();
+    loop {
+        let (_, body) = http_get(cp.addr, "trellis", "/api/v1/traffic").await.unwrap();
+        let traffic: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let services = traffic["services"].as_array().unwrap();
+        let inv = services.iter().find(|s| s["service"] == "inventory");
+        if let Some(inv) = inv.filter(|s| !s["limited"].as_array().unwrap().is_empty()) {
+            assert_eq!(
+                inv["rate_limits"],
+                serde_json::json!(["TrafficPolicy/inventory: 1/s (bursts of 2) per caller, 20/s for storefront"])
+            );
+            let limited = &inv["limited"][0];
+            assert_eq!((limited["caller"].as_str(), limited["requests"].as_u64()), (Some("catalog"), Some(3)));
+            assert_eq!(limited["by"], "TrafficPolicy/inventory");
+            assert_eq!(inv["limited"].as_array().unwrap().len(), 1, "the storefront was never refused");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no refusals on the Traffic page: {traffic}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     cp.shutdown().await;
 }
 

@@ -73,3 +73,32 @@ fn retrying_non_idempotent_requests_is_spelled_out() {
         vec!["payments (all requests): non-idempotent requests retried only when never sent → retried"]
     );
 }
+
+#[test]
+fn rate_limits_read_as_rates() {
+    let traffic = |limit: &str| format!("kind: TrafficPolicy\nname: pay\nservice: payments\n{limit}");
+    let limited = traffic(
+        "rateLimit:\n  total: { requestsPerSecond: 100 }\n  perCaller: { requestsPerSecond: 20, burst: 5 }\n  overrides: [{ from: [checkout], requestsPerSecond: 50 }]\n",
+    );
+    assert_eq!(
+        texts(&traffic(""), &limited),
+        vec![
+            "payments: now rate-limited to 100/s in all, 20/s (bursts of 5) per caller, 50/s for checkout on each proxy"
+        ]
+    );
+    assert_eq!(texts(&limited, &traffic("")), vec!["payments: rate limit removed"]);
+    let rule = |limit: &str| {
+        format!(
+            "kind: Route\nname: pay\nservice: payments\nrules:\n  - backends: [{{ version: v1, weight: 100 }}]\n{limit}"
+        )
+    };
+    let per_rule = rule("    rateLimit: { total: { requestsPerSecond: 7 } }\n");
+    assert_eq!(
+        texts(&rule(""), &per_rule),
+        vec!["payments (all requests): now rate-limited to 7/s in all on each proxy"]
+    );
+    let config = mesh(&per_rule);
+    let limit = config.services["payments"].rules[0].rate_limit.as_ref().expect("compiled");
+    assert_eq!(limit.by, "Route/pay: (all requests)");
+    assert_eq!(limit.total, Some(Rate { per_second: 7, burst: 7 }), "a second's worth of burst by default");
+}

@@ -50,6 +50,9 @@ pub(super) fn traffic_policies(cx: &mut Cx, policies: &[Located<TrafficPolicy>])
                 }
             }
         }
+        if let Some(limit) = &p.rate_limit {
+            rules::rate_limit(cx, &here, limit);
+        }
     }
 }
 
@@ -80,15 +83,7 @@ pub(super) fn access_policies(cx: &mut Cx, policies: &[Located<AccessPolicy>]) {
         cx.service(&here, &p.service);
         for rule in &p.rules {
             for caller in &rule.value.from {
-                if !cx.services.contains_key(&caller.value) {
-                    let known: Vec<&str> = cx.services.keys().map(String::as_str).collect();
-                    let msg = format!(
-                        "`{}` is not a mesh identity{}",
-                        caller.value,
-                        crate::parse::suggest(&caller.value, &known)
-                    );
-                    cx.push(Code::UnknownIdentity, &here, caller, msg);
-                }
+                cx.caller(&here, caller);
             }
             for path in &rule.value.paths {
                 cx.path(&here, path);

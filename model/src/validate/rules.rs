@@ -2,7 +2,7 @@
 
 use super::{Cx, Here};
 use crate::diagnostic::Code;
-use crate::policy::{HeaderMatch, Match, PathMatch, RetrySpec, Rule, Sp, TimeoutsSpec};
+use crate::policy::{HeaderMatch, Match, PathMatch, RateLimitSpec, RateSpec, RetrySpec, Rule, Sp, TimeoutsSpec};
 use std::collections::BTreeSet;
 
 const HOUR_MS: u64 = 3_600_000;
@@ -68,6 +68,44 @@ pub(super) fn check(
         if let Some(mirror) = &r.mirror {
             cx.version(here, service, versions, &mirror.value.version);
             cx.range(here, &mirror.value.percent, 0.0, 100.0, "mirror percent");
+        }
+        if let Some(limit) = &r.rate_limit {
+            rate_limit(cx, here, limit);
+        }
+    }
+}
+
+/// Rates within reason, something limited, and each named caller overridden once.
+pub(super) fn rate_limit(cx: &mut Cx, here: &Here, limit: &Sp<RateLimitSpec>) {
+    const MAX_RATE: u32 = 1_000_000;
+    let l = &limit.value;
+    if l.total.is_none() && l.per_caller.is_none() && l.overrides.is_empty() {
+        let msg = "a rate limit with no `total`, `perCaller` or `overrides` limits nothing".to_string();
+        cx.push(Code::RateLimit, here, limit, msg);
+    }
+    let rate = |cx: &mut Cx, per_second: &Sp<u32>, burst: &Option<Sp<u32>>, what: &str| {
+        cx.range(here, per_second, 1, MAX_RATE, &format!("{what} requestsPerSecond"));
+        if let Some(b) = burst {
+            cx.range(here, b, 1, MAX_RATE, &format!("{what} burst"));
+        }
+    };
+    for (r, what) in [(&l.total, "total"), (&l.per_caller, "perCaller")] {
+        if let Some(Sp { value: RateSpec { requests_per_second, burst }, .. }) = r {
+            rate(cx, requests_per_second, burst, what);
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for o in &l.overrides {
+        rate(cx, &o.value.requests_per_second, &o.value.burst, "override");
+        if o.value.from.is_empty() {
+            cx.push(Code::RateLimit, here, o, "an override names no caller in `from`".into());
+        }
+        for caller in &o.value.from {
+            cx.caller(here, caller);
+            if !seen.insert(caller.value.as_str()) {
+                let msg = format!("`{}` is overridden twice; give each caller one rate", caller.value);
+                cx.push(Code::RateLimit, here, caller, msg);
+            }
         }
     }
 }

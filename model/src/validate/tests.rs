@@ -72,6 +72,7 @@ fn examples() -> Vec<(Code, String)> {
         ),
         (Code::InvalidMethod, route(&format!("  - matches: [{{ method: get }}]\n{ONE_BACKEND}"))),
         (Code::GrpcCondition, route(&format!("  - retries: {{ on: [unavailable, 5xx] }}\n{ONE_BACKEND}"))),
+        (Code::RateLimit, "kind: TrafficPolicy\nname: t\nservice: pay\nrateLimit: {}\n".into()),
     ]
 }
 
@@ -132,4 +133,26 @@ fn grpc_retry_conditions_are_for_grpc_services() {
     assert!(codes_of(grpc).is_empty(), "{:?}", codes_of(grpc));
     let http = grpc.replace("protocol: grpc", "protocol: http");
     assert_eq!(codes_of(&http), vec![Code::GrpcCondition]);
+}
+
+#[test]
+fn rate_limits_are_checked_where_they_are_written() {
+    let traffic = |limit: &str| format!("kind: TrafficPolicy\nname: t\nservice: pay\nrateLimit:\n{limit}");
+    let good = traffic(
+        "  total: { requestsPerSecond: 100 }\n  perCaller: { requestsPerSecond: 20, burst: 5 }\n  overrides:\n    - { from: [shop], requestsPerSecond: 50 }\n",
+    );
+    assert!(codes_of(&good).is_empty(), "{:?}", codes_of(&good));
+    assert_eq!(codes_of(&traffic("  total: { requestsPerSecond: 0 }\n")), vec![Code::OutOfRange]);
+    assert_eq!(codes_of(&traffic("  total: { requestsPerSecond: 5, burst: 0 }\n")), vec![Code::OutOfRange]);
+    assert_eq!(codes_of(&traffic("  total: { rps: 5 }\n")), vec![Code::UnknownField]);
+    let twice = "  overrides:\n    - { from: [shop], requestsPerSecond: 5 }\n    - { from: [pay, shop], requestsPerSecond: 9 }\n";
+    assert_eq!(codes_of(&traffic(twice)), vec![Code::RateLimit]);
+    assert_eq!(
+        codes_of(&traffic("  overrides: [{ from: [shopp], requestsPerSecond: 5 }]\n")),
+        vec![Code::UnknownIdentity]
+    );
+    assert_eq!(codes_of(&traffic("  overrides: [{ from: [], requestsPerSecond: 5 }]\n")), vec![Code::RateLimit]);
+    // On a route rule too.
+    let rule = route(&format!("  - rateLimit: {{ perCaller: {{ requestsPerSecond: 0 }} }}\n{ONE_BACKEND}"));
+    assert_eq!(codes_of(&rule), vec![Code::OutOfRange]);
 }

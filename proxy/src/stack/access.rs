@@ -35,10 +35,7 @@ impl<S> Access<S> {
     fn admit(&self, req: &http::Request<ReqBody>) -> Result<(), ProxyError> {
         let config = self.shared.config.load();
         let Some(service) = config.services.get(&self.shared.settings.service) else { return Ok(()) };
-        let caller = match req.extensions().get::<Peer>() {
-            Some(Peer::Mtls(service)) => service.as_deref().map_or(Caller::Unknown, Caller::Verified),
-            Some(Peer::Plaintext) | None => Caller::Plaintext,
-        };
+        let caller = caller(req);
         let enforcing = self.shared.settings.has_identity();
         let (method, path) = (req.method().as_str(), req.uri().path());
         match crate::decide::access::decide(&config.mesh, &service.access, enforcing, &caller, method, path) {
@@ -48,6 +45,14 @@ impl<S> Access<S> {
                 Err(ProxyError::AccessDenied { by, why })
             }
         }
+    }
+}
+
+/// Who is calling, as the connection proved it (its [`Peer`] rides in the extensions).
+pub(super) fn caller<B>(req: &http::Request<B>) -> Caller<'_> {
+    match req.extensions().get::<Peer>() {
+        Some(Peer::Mtls(service)) => service.as_deref().map_or(Caller::Unknown, Caller::Verified),
+        Some(Peer::Plaintext) | None => Caller::Plaintext,
     }
 }
 

@@ -13,6 +13,7 @@ mod balance;
 mod fault;
 mod mirror;
 mod observe;
+mod ratelimit;
 mod replay;
 mod retry;
 mod route;
@@ -88,6 +89,8 @@ pub fn inbound(shared: Arc<Shared>) -> impl Listener {
         shed::Shed::layer(s.clone(), "inbound"),
         // Who may call, decided before the application sees a byte.
         access::Access::layer(s.clone()),
+        // How often: the service's and its rule's token buckets, for admitted callers only.
+        ratelimit::RateLimit::layer(s.clone()),
         // A tunnel goes to the application as it is.
         tunnel::Tunnel::layer(s.clone(), clients.clone());
         upstream::App::new(s.clone(), clients)

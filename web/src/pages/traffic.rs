@@ -1,7 +1,7 @@
 //! `/traffic`: per service, version and route, requests per second, success rate and latency
 //! quantiles over the last fifteen minutes.
 
-use crate::api::{Golden, Point, RouteTraffic, ServiceTraffic, TrafficView};
+use crate::api::{Golden, LimitedTraffic, Point, RouteTraffic, ServiceTraffic, TrafficView};
 use leptos::prelude::*;
 
 #[server(prefix = "/api/v1/ui", endpoint = "traffic")]
@@ -80,6 +80,9 @@ fn ServiceCharts(service: ServiceTraffic) -> impl IntoView {
                     .collect_view()}
             </div>
             {(!service.routes.is_empty()).then(|| view! { <RouteTable routes=service.routes.clone()/> })}
+            {(!service.rate_limits.is_empty()).then(|| view! {
+                <RateLimits limits=service.rate_limits.clone() limited=service.limited.clone()/>
+            })}
         </section>
     }
     .into_any()
@@ -114,6 +117,36 @@ fn RouteTable(routes: Vec<RouteTraffic>) -> impl IntoView {
                 }).collect_view()}
             </tbody>
         </table>
+    }
+}
+
+/// The service's rate limits, and who was refused by them in the last minute.
+#[component]
+fn RateLimits(limits: Vec<String>, limited: Vec<LimitedTraffic>) -> impl IntoView {
+    view! {
+        <div class="rate-limits" data-testid="traffic-rate-limits">
+            <h3>"Rate limits " <small>"(per proxy)"</small></h3>
+            <ul>{limits.into_iter().map(|l| view! { <li><code>{l}</code></li> }).collect_view()}</ul>
+            {if limited.is_empty() {
+                view! { <p class="muted" data-testid="traffic-limited-none">"No caller was refused in the last minute."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="routes" data-testid="traffic-limited">
+                        <thead><tr><th>"Caller"</th><th>"Refused by"</th><th>"Refused (1 min)"</th><th>"Refused / s"</th></tr></thead>
+                        <tbody>
+                            {limited.into_iter().map(|l| view! {
+                                <tr data-testid=format!("limited-{}", &l.caller)>
+                                    <td>{l.caller.clone()}</td>
+                                    <td><code>{l.by}</code></td>
+                                    <td>{l.requests.to_string()}</td>
+                                    <td>{format!("{:.2}", l.rps)}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </div>
     }
 }
 

@@ -8,7 +8,7 @@ test('rate limits show on the traffic page with the callers they refused', async
   // The demo's own limit on inventory, in words; its storefront stays well under it.
   const inventory = page.getByTestId('traffic-inventory');
   await expect(inventory.getByTestId('traffic-rate-limits')).toContainText(
-    'TrafficPolicy/inventory: 20000/s in all, 200/s (bursts of 100) per caller, 10000/s for storefront',
+    'TrafficPolicy/inventory: 50000/s in all, 10000/s (bursts of 5000) per caller, 40000/s for storefront',
     { timeout: 20_000 },
   );
   await expect(inventory.getByTestId('traffic-limited-none')).toBeVisible();

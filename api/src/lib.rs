@@ -176,6 +176,21 @@ pub struct NodeView {
     /// What the service received, all versions together.
     pub golden: Golden,
     pub versions: Vec<(String, Golden)>,
+    /// Opaque TCP connections the service received (`protocol: tcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpView>,
+}
+
+/// Opaque TCP connections over a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TcpView {
+    pub opened: u64,
+    pub connections_per_s: f64,
+    /// Connections that could not be made: no endpoint, or none answered.
+    pub failed: u64,
+    /// Of the connections that closed in the window: toward the service, and from it.
+    pub sent_bytes_per_s: f64,
+    pub received_bytes_per_s: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -189,6 +204,9 @@ pub struct EdgeView {
     /// What refused them (`AccessPolicy/<name>`, `Mesh/mtls=strict`).
     #[serde(default)]
     pub denied_by: Vec<String>,
+    /// Opaque TCP connections the caller opened (`protocol: tcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpView>,
 }
 
 /// The `/traffic` page: golden metrics per service and version over the last 15 minutes.

@@ -343,6 +343,9 @@ pub enum Protocol {
     Http,
     Http2,
     Grpc,
+    /// Opaque bytes (a database, a message broker): balanced per connection, with mTLS and
+    /// access by identity, but no HTTP routing, retries or timeouts.
+    Tcp,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

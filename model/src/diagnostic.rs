@@ -93,6 +93,8 @@ codes! {
         "use an uppercase method such as GET, POST, PUT, DELETE";
     GrpcCondition = "TR0121", "a gRPC retry condition on a service that does not speak gRPC",
         "give the service `protocol: grpc`, or retry on HTTP conditions (5xx, gateway-error, connect-failure, reset)";
+    TcpService = "TR0123", "an HTTP feature on a `protocol: tcp` service",
+        "a tcp service is routed per connection: give its rules only backends, and leave out paths, methods, retries, timeouts, faults, mirrors, rate limits and rollouts";
     RateLimit = "TR0122", "a rate limit that limits nothing, or gives one caller two overrides",
         "set `total`, `perCaller` or `overrides`, and name each caller in one override only";
 }

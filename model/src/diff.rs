@@ -77,6 +77,9 @@ fn service(out: &mut Changes, a: &ServiceConfig, b: &ServiceConfig) {
     for v in a.versions.iter().filter(|v| !b.versions.contains(v)) {
         out.push(svc, ChangeKind::Service, format!("{name}: version {v} removed"));
     }
+    if a.protocol != b.protocol {
+        out.push(svc, ChangeKind::Service, format!("{name}: protocol {} → {}", word(&a.protocol), word(&b.protocol)));
+    }
     let old_rules: BTreeMap<String, &RuleConfig> = a.rules.iter().map(|r| (describe(r), r)).collect();
     let new_rules: BTreeMap<String, &RuleConfig> = b.rules.iter().map(|r| (describe(r), r)).collect();
     for (label, r) in &new_rules {

@@ -36,6 +36,65 @@ pub struct Report {
     /// Requests its inbound side refused by a rate limit (`by` names the limit), by caller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limited: Vec<Denial>,
+    /// Opaque TCP connections (`protocol: tcp` services).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<TcpSeries>,
+}
+
+/// Opaque TCP connections of one direction, service and version: totals in a proxy, the
+/// change since the last accepted report in a report. Bytes and time are of closed ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TcpSeries {
+    pub direction: Direction,
+    /// Outbound: the destination service; inbound: the proxy's own.
+    pub service: String,
+    /// Empty for a connection that failed before a version was picked.
+    pub version: String,
+    pub opened: u64,
+    pub closed: u64,
+    /// Connections that could not be made: no endpoint, or none answered.
+    pub failed: u64,
+    /// Toward the service.
+    pub sent_bytes: u64,
+    /// From the service.
+    pub received_bytes: u64,
+    pub seconds: f64,
+}
+
+/// More bytes than this in one report is not a real proxy (a petabyte).
+pub const MAX_BYTES: u64 = 1 << 50;
+
+impl TcpSeries {
+    pub fn new(direction: Direction, service: &str, version: &str) -> Self {
+        TcpSeries {
+            direction,
+            service: service.to_string(),
+            version: version.to_string(),
+            opened: 0,
+            closed: 0,
+            failed: 0,
+            sent_bytes: 0,
+            received_bytes: 0,
+            seconds: 0.0,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let name = format!("TCP {:?} {}/{}", self.direction, self.service, self.version);
+        if self.service.is_empty() || self.service.len() > 253 || self.version.len() > 253 {
+            return Err(format!("{name}: service 1 to 253 characters, version at most 253"));
+        }
+        if [self.opened, self.closed, self.failed].iter().any(|n| *n > MAX_REQUESTS) {
+            return Err(format!("{name}: more connections than one report can hold"));
+        }
+        if self.sent_bytes > MAX_BYTES || self.received_bytes > MAX_BYTES {
+            return Err(format!("{name}: more bytes than one report can hold"));
+        }
+        if !self.seconds.is_finite() || self.seconds < 0.0 || self.seconds > 1e12 {
+            return Err(format!("{name}: {} seconds open is impossible", self.seconds));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +138,12 @@ impl Report {
             if d.requests == 0 || d.requests > MAX_REQUESTS {
                 return Err(format!("denial of {} by {}: {} requests is impossible", d.caller, d.by, d.requests));
             }
+        }
+        if self.tcp.len() > MAX_SERIES {
+            return Err(format!("{} TCP series; at most {MAX_SERIES}", self.tcp.len()));
+        }
+        for t in &self.tcp {
+            t.check()?;
         }
         for s in &self.series {
             let name = format!("{:?} {}/{}", s.direction, s.service, s.version);
@@ -144,7 +209,14 @@ mod tests {
             failures,
             buckets,
         };
-        Report { proxy_id: "p".into(), seq: 1, series: vec![s], denied: Vec::new(), limited: Vec::new() }
+        Report {
+            proxy_id: "p".into(),
+            seq: 1,
+            series: vec![s],
+            denied: Vec::new(),
+            limited: Vec::new(),
+            tcp: Vec::new(),
+        }
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub fn validate(policy: &Policy) -> Result<(), Vec<Diagnostic>> {
             cx.range(&here, port, 1, u16::MAX, "port");
         }
         cx.services.insert(s.name.value.clone(), versions);
+        if s.protocol == crate::policy::Protocol::Tcp {
+            cx.tcp.insert(s.name.value.clone());
+        }
     }
     resources::meshes(&mut cx, &policy.meshes);
     let mut routed = BTreeMap::new();
@@ -45,8 +48,8 @@ pub fn validate(policy: &Policy) -> Result<(), Vec<Diagnostic>> {
         cx.one_per_service("Route", &here, &r.service, &r.name, &mut routed);
         if let Some(versions) = cx.service(&here, &r.service) {
             let service = policy.services.iter().find(|s| s.value.name.value == r.service.value);
-            let grpc = service.is_some_and(|s| s.value.protocol == crate::policy::Protocol::Grpc);
-            rules::check(&mut cx, &here, (&r.service.value, grpc), &versions, &r.rules);
+            let protocol = service.map(|s| s.value.protocol).unwrap_or_default();
+            rules::check(&mut cx, &here, (&r.service.value, protocol), &versions, &r.rules);
         }
     }
     resources::traffic_policies(&mut cx, &policy.traffic_policies);
@@ -86,6 +89,8 @@ pub(crate) struct Cx {
     pub errors: Vec<Diagnostic>,
     /// Service name → versions.
     pub services: BTreeMap<String, BTreeSet<String>>,
+    /// The services of `protocol: tcp`.
+    pub tcp: BTreeSet<String>,
     seen: BTreeMap<(&'static str, String), (String, Pos)>,
 }
 
@@ -206,6 +211,14 @@ impl Cx {
             let msg =
                 format!("`{}` is not a mesh identity{}", caller.value, crate::parse::suggest(&caller.value, &known));
             self.push(Code::UnknownIdentity, here, caller, msg);
+        }
+    }
+
+    /// Reports `what` at `at` when `service` is carried as opaque TCP, where it cannot apply.
+    pub fn http_only<T>(&mut self, here: &Here, service: &str, at: &Sp<T>, what: &str) {
+        if self.tcp.contains(service) {
+            let msg = format!("service `{service}` is `protocol: tcp`: {what} needs HTTP");
+            self.push(Code::TcpService, here, at, msg);
         }
     }
 

@@ -107,7 +107,8 @@ impl Clients {
 
     pub fn for_protocol(&self, protocol: Protocol) -> &HttpClient {
         match protocol {
-            Protocol::Http => &self.0.http1,
+            // A tcp service never reaches the HTTP clients (the route layer refuses it).
+            Protocol::Http | Protocol::Tcp => &self.0.http1,
             Protocol::Http2 | Protocol::Grpc => &self.0.http2,
         }
     }
@@ -116,7 +117,7 @@ impl Clients {
 /// The HTTP version a request is sent with to an upstream of `protocol`.
 pub fn wire_version(protocol: Protocol) -> http::Version {
     match protocol {
-        Protocol::Http => http::Version::HTTP_11,
+        Protocol::Http | Protocol::Tcp => http::Version::HTTP_11,
         Protocol::Http2 | Protocol::Grpc => http::Version::HTTP_2,
     }
 }

@@ -22,6 +22,7 @@ pub const ENV_WORKER_THREADS: &str = "TRELLIS_WORKER_THREADS";
 pub const ENV_JOIN_TOKEN: &str = "TRELLIS_JOIN_TOKEN";
 pub const ENV_IDENTITY_DIR: &str = "TRELLIS_IDENTITY_DIR";
 pub const ENV_IO_URING: &str = "TRELLIS_IO_URING";
+pub const ENV_TCP_UPSTREAMS: &str = "TRELLIS_TCP_UPSTREAMS";
 
 /// nginx's `client_header_timeout` is 60 s; a sidecar's clients are local and quick.
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,6 +65,9 @@ pub struct Settings {
     /// Instead of a join token: a directory holding `cert.pem` (leaf then issuer), `key.pem`
     /// and `anchor.pem`, as `trellis issue-cert` writes them (standalone meshes, benches).
     pub identity_dir: Option<std::path::PathBuf>,
+    /// `protocol: tcp` services the application calls, each on a local listener of its own
+    /// (`TRELLIS_TCP_UPSTREAMS=postgres=127.0.0.1:15432,broker=127.0.0.1:15672`).
+    pub tcp_upstreams: Vec<(String, SocketAddr)>,
 }
 
 /// A value that must not reach logs: its Debug output is redacted.
@@ -83,6 +87,28 @@ pub struct SettingsError(pub Vec<String>);
 /// The replicas `TRELLIS_CONTROL_PLANE_URL` lists, comma-separated, without trailing slashes.
 pub fn control_plane_urls(raw: &str) -> Vec<String> {
     raw.split(',').map(|u| u.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty()).collect()
+}
+
+/// `SERVICE=ADDRESS` pairs, comma-separated; each bad one is reported.
+fn tcp_upstreams(raw: &str, errors: &mut Vec<String>) -> Vec<(String, SocketAddr)> {
+    let mut out: Vec<(String, SocketAddr)> = Vec::new();
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parsed = pair.split_once('=').and_then(|(service, addr)| {
+            let (service, addr) = (service.trim(), addr.trim());
+            let named = !service.is_empty()
+                && service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            Some((service.to_string(), addr.parse::<SocketAddr>().ok().filter(|_| named)?))
+        });
+        match parsed {
+            Some((service, _)) if out.iter().any(|(s, _)| *s == service) => {
+                errors.push(format!("{ENV_TCP_UPSTREAMS}: {service} is listed twice"));
+            }
+            Some(upstream) => out.push(upstream),
+            None => errors
+                .push(format!("{ENV_TCP_UPSTREAMS}: {pair:?} is not SERVICE=ADDRESS, like postgres=127.0.0.1:15432")),
+        }
+    }
+    out
 }
 
 impl Settings {
@@ -114,6 +140,7 @@ impl Settings {
             config_file: None,
             worker_threads: 1,
             io_uring: true,
+            tcp_upstreams: Vec::new(),
         }
     }
 
@@ -200,6 +227,7 @@ impl Settings {
                 ));
             }
         }
+        let tcp_upstreams = tcp_upstreams(&get(ENV_TCP_UPSTREAMS).unwrap_or_default(), &mut errors);
         let proxy_id = get(ENV_PROXY_ID).unwrap_or_else(|| format!("{service}-{version}-{:08x}", fastrand::u32(..)));
         if !errors.is_empty() {
             return Err(SettingsError(errors));
@@ -223,6 +251,7 @@ impl Settings {
             io_uring,
             join_token: get(ENV_JOIN_TOKEN).filter(|t| !t.trim().is_empty()).map(|t| Secret(t.trim().to_string())),
             identity_dir: get(ENV_IDENTITY_DIR).filter(|v| !v.is_empty()).map(std::path::PathBuf::from),
+            tcp_upstreams,
         })
     }
 
@@ -264,6 +293,23 @@ mod tests {
         assert_eq!(s.control_planes, vec!["http://cp:8080"]);
         assert_eq!(s.advertise(s.inbound_addr).to_string(), "127.0.0.1:4143");
         assert!(s.io_uring && !s.access_log);
+    }
+
+    #[test]
+    fn tcp_upstreams_are_service_address_pairs() {
+        let mut errors = Vec::new();
+        let got = tcp_upstreams("postgres=127.0.0.1:15432, broker = 127.0.0.1:15672,", &mut errors);
+        assert_eq!(
+            got,
+            vec![
+                ("postgres".into(), "127.0.0.1:15432".parse().unwrap()),
+                ("broker".into(), "127.0.0.1:15672".parse().unwrap())
+            ]
+        );
+        assert!(errors.is_empty());
+        tcp_upstreams("postgres=localhost:5432,Bad=127.0.0.1:1,x=127.0.0.1:1,x=127.0.0.1:2,nothing", &mut errors);
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[3].contains("\"nothing\" is not SERVICE=ADDRESS"), "{errors:?}");
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub enum ProxyError {
     FaultAbort(u16),
     #[error("access denied by {by}: {why}")]
     AccessDenied { by: String, why: String },
+    #[error("`{0}` is a tcp service: reach it through its local listener (TRELLIS_TCP_UPSTREAMS), not over HTTP")]
+    TcpService(String),
     #[error("rate limited by {by}: {why}; retry after {retry_after_s} s")]
     RateLimited { by: String, why: &'static str, retry_after_s: u64 },
 }
@@ -65,6 +67,7 @@ impl ProxyError {
             ProxyError::FaultAbort(status) => StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             ProxyError::AccessDenied { .. } => StatusCode::FORBIDDEN,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::TcpService(_) => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
@@ -85,6 +88,7 @@ impl ProxyError {
             ProxyError::FaultAbort(_) => "fault-injected",
             ProxyError::AccessDenied { .. } => "access-denied",
             ProxyError::RateLimited { .. } => "rate-limited",
+            ProxyError::TcpService(_) => "tcp-service",
         }
     }
 
@@ -117,7 +121,7 @@ impl ProxyError {
             | ProxyError::Overloaded
             | ProxyError::ServiceOverloaded(_) => grpc::UNAVAILABLE,
             ProxyError::Timeout(_) => grpc::DEADLINE_EXCEEDED,
-            ProxyError::UnknownService(_) | ProxyError::NoRoute(_) => grpc::UNIMPLEMENTED,
+            ProxyError::UnknownService(_) | ProxyError::NoRoute(_) | ProxyError::TcpService(_) => grpc::UNIMPLEMENTED,
             ProxyError::NoAuthority | ProxyError::BadRequestBody(_) => grpc::INTERNAL,
             ProxyError::BodyTooLarge(_) | ProxyError::RateLimited { .. } => grpc::RESOURCE_EXHAUSTED,
             ProxyError::FaultAbort(status) => grpc::from_http(*status),

@@ -1,5 +1,6 @@
 //! The inbound listener's connections: from other proxies, mTLS, or plaintext where the mesh
-//! mode allows it. What each request may do is the access layer's decision (`stack::access`).
+//! mode allows it. What each request may do is the access layer's decision (`stack::access`);
+//! a `protocol: tcp` service's connections go to [`crate::tcp`] whole.
 
 use crate::Shared;
 use crate::transport::Peer;
@@ -17,6 +18,31 @@ pub type InboundStream = Stream<tokio_rustls::server::TlsStream<TcpStream>>;
 /// certificate from the mesh's trust anchor gets through. Plaintext is let in here and
 /// refused (or not) per request, so a plaintext caller in strict mode reads why.
 pub async fn accept(shared: Arc<Shared>, stream: TcpStream) -> Option<(InboundStream, Peer)> {
+    let (stream, peer) = handshake(&shared, stream).await?;
+    if crate::tcp::is_own_service_tcp(&shared) {
+        crate::tcp::inbound(shared.clone(), stream, caller(&peer)).await;
+        return None;
+    }
+    Some((stream, peer))
+}
+
+/// Who is calling, as the connection proved it.
+pub fn caller(peer: &Peer) -> crate::decide::access::Caller<'_> {
+    use crate::decide::access::Caller;
+    match peer {
+        Peer::Mtls(service) => service.as_deref().map_or(Caller::Unknown, Caller::Verified),
+        Peer::Plaintext => Caller::Plaintext,
+    }
+}
+
+async fn handshake(shared: &Arc<Shared>, stream: TcpStream) -> Option<(InboundStream, Peer)> {
+    // A server-speaks-first protocol (MySQL, SMTP) sends nothing to peek at: with mTLS off
+    // there is nothing to tell apart, and its connection goes straight on.
+    if shared.config.load().mesh.mtls == trellis_model::config::MtlsMode::Disabled
+        && crate::tcp::is_own_service_tcp(shared)
+    {
+        return Some((Stream::Plain(stream), Peer::Plaintext));
+    }
     let mut first = [0u8; 1];
     let n = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await.ok()?.ok()?;
     let m = &shared.metrics;

@@ -35,6 +35,8 @@
 //! - [`telemetry`]: counts pushed to the control plane every two seconds.
 //! - [`trace`]: W3C traceparent propagation.
 //! - [`upgrade`]: WebSocket and other connection upgrades, spliced through.
+//! - [`tcp`]: `protocol: tcp` services as byte streams: a local listener per service called,
+//!   the inbound side's connections to the application.
 //! - [`server`]: the shared accept loop with graceful drain.
 //!
 //! Modules depend one way, with no circle: `grpc` below `errors`; `errors` and `batch` below
@@ -64,6 +66,7 @@ pub(crate) mod metrics;
 pub(crate) mod server;
 pub(crate) mod stack;
 pub(crate) mod sync;
+pub(crate) mod tcp;
 pub(crate) mod telemetry;
 pub(crate) mod trace;
 pub(crate) mod transport;
@@ -214,6 +217,8 @@ pub struct Running {
     pub outbound: SocketAddr,
     pub inbound: SocketAddr,
     pub admin: SocketAddr,
+    /// The local listener of each `TRELLIS_TCP_UPSTREAMS` service, as bound.
+    pub tcp: Vec<(String, SocketAddr)>,
     pub shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -234,6 +239,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let outbound_l = bind(settings.outbound_addr, "outbound").await?;
     let inbound_l = bind(settings.inbound_addr, "inbound").await?;
     let admin_l = bind(settings.admin_addr, "admin").await?;
+    let mut tcp_l = Vec::new();
+    for (service, addr) in &settings.tcp_upstreams {
+        tcp_l.push((service.clone(), bind(*addr, &format!("tcp upstream {service}")).await?));
+    }
     let (outbound, inbound, admin) = (outbound_l.local_addr()?, inbound_l.local_addr()?, admin_l.local_addr()?);
 
     if settings.io_uring {
@@ -258,6 +267,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         server::serve(inbound_l, accept, inb, rx.clone(), settings.drain_grace, settings.header_read_timeout)
             .instrument(span.clone()),
     ));
+    let mut tcp = Vec::new();
+    for (service, listener) in tcp_l {
+        tcp.push((service.clone(), listener.local_addr()?));
+        let serve = tcp::serve_upstream(shared.clone(), listener, service, rx.clone());
+        tasks.push(tokio::spawn(serve.instrument(span.clone())));
+    }
     let adm = admin::Admin(shared.clone());
     tasks.push(tokio::spawn(
         server::serve(admin_l, server::plain, adm, rx.clone(), settings.drain_grace, settings.header_read_timeout)
@@ -294,7 +309,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         }
     }
     tracing::info!(%outbound, %inbound, %admin, proxy_id = %settings.proxy_id, "trellis-proxy listening");
-    Ok(Running { outbound, inbound, admin, shared, shutdown, tasks })
+    Ok(Running { outbound, inbound, admin, tcp, shared, shutdown, tasks })
 }
 
 /// Reads a standalone config file: the JSON `ProxyConfig` that `/config` prints.

@@ -233,8 +233,12 @@ fn direction_label(direction: Direction) -> &'static str {
     }
 }
 
+mod tcp;
+
 #[derive(Default)]
 pub struct Metrics {
+    /// Opaque TCP connections.
+    pub tcp: tcp::Tcp,
     // Short critical sections; both found by label values (see `find_or_add`).
     counters: Mutex<Map<u64, Vec<Counter>>>,
     requests: Mutex<Map<u64, Vec<Arc<Requests>>>>,
@@ -407,6 +411,7 @@ impl Metrics {
             let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {}", s.requests);
             let _ = writeln!(out, "{name}_sum{{{l}}} {}\n{name}_count{{{l}}} {}", s.sum_seconds, s.requests);
         }
+        self.tcp.render(&mut out);
         let _ = writeln!(out, "# HELP trellis_proxy_config_info The applied configuration version.");
         let _ = writeln!(out, "# TYPE trellis_proxy_config_info gauge");
         let info = render_labels(&[("proxy_id", proxy_id), ("version", config_version)]);

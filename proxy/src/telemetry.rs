@@ -6,7 +6,7 @@ use crate::Shared;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use trellis_model::telemetry::{BUCKETS, Denial, Direction, Report, Series};
+use trellis_model::telemetry::{BUCKETS, Denial, Direction, Report, Series, TcpSeries};
 
 const EVERY: Duration = Duration::from_secs(2);
 
@@ -19,6 +19,7 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
     let mut accepted: HashMap<Key, (u64, u64, [u64; BUCKETS])> = HashMap::new();
     let mut accepted_denials: HashMap<(String, String), u64> = HashMap::new();
     let mut accepted_limited: HashMap<(String, String), u64> = HashMap::new();
+    let mut accepted_tcp: HashMap<Key, TcpSeries> = HashMap::new();
     let mut seq = 0;
     loop {
         tokio::select! {
@@ -30,8 +31,10 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
         let series = deltas(&now, &accepted);
         let (denials, limits) = (shared.metrics.denials(), shared.metrics.limited());
         let (denied, limited) = (refusals(&denials, &accepted_denials), refusals(&limits, &accepted_limited));
+        let tcp_now = shared.metrics.tcp.series();
+        let tcp = tcp_deltas(&tcp_now, &accepted_tcp);
         seq += 1;
-        let report = Report { proxy_id: shared.settings.proxy_id.clone(), seq, series, denied, limited };
+        let report = Report { proxy_id: shared.settings.proxy_id.clone(), seq, series, denied, limited, tcp };
         let body = serde_json::to_vec(&report).unwrap_or_default();
         match client.post(trellis_model::fleet::TELEMETRY, body).await {
             Ok(resp) if resp.status().is_success() => {
@@ -40,6 +43,9 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
                 }
                 accepted_denials.extend(denials);
                 accepted_limited.extend(limits);
+                for t in tcp_now {
+                    accepted_tcp.insert((t.direction, t.service.clone(), t.version.clone(), String::new()), t);
+                }
             }
             Ok(resp) => tracing::warn!(status = %resp.status(), "telemetry report refused"),
             Err(e) => tracing::debug!(error = %e, "telemetry not delivered; it goes with the next report"),
@@ -53,6 +59,26 @@ fn refusals(now: &[((String, String), u64)], accepted: &HashMap<(String, String)
         .filter_map(|(key, n)| {
             let requests = n.checked_sub(accepted.get(key).copied().unwrap_or(0))?;
             (requests > 0).then(|| Denial { caller: key.0.clone(), by: key.1.clone(), requests })
+        })
+        .collect()
+}
+
+/// TCP connections' change since the accepted totals; series without any are left out.
+fn tcp_deltas(now: &[TcpSeries], accepted: &HashMap<Key, TcpSeries>) -> Vec<TcpSeries> {
+    now.iter()
+        .filter_map(|t| {
+            let key = (t.direction, t.service.clone(), t.version.clone(), String::new());
+            let Some(a) = accepted.get(&key) else { return Some(t.clone()) };
+            let d = TcpSeries {
+                opened: t.opened.saturating_sub(a.opened),
+                closed: t.closed.saturating_sub(a.closed),
+                failed: t.failed.saturating_sub(a.failed),
+                sent_bytes: t.sent_bytes.saturating_sub(a.sent_bytes),
+                received_bytes: t.received_bytes.saturating_sub(a.received_bytes),
+                seconds: (t.seconds - a.seconds).max(0.0),
+                ..t.clone()
+            };
+            (d.opened + d.closed + d.failed > 0).then_some(d)
         })
         .collect()
 }

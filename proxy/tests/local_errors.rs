@@ -34,16 +34,19 @@ async fn without_config_the_proxy_answers_503_and_is_not_ready() {
 }
 
 #[tokio::test]
-async fn unknown_services_missing_endpoints_and_dead_upstreams_are_told_apart() {
+async fn unknown_services_missing_endpoints_tcp_services_and_dead_upstreams_are_told_apart() {
     let p = proxy().await;
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let backends = vec![Backend { version: "v1".into(), weight: 100 }];
     let svc = |name: &str| ServiceConfig::new(name, &["v1"], vec![RuleConfig::catch_all(backends.clone())]);
+    let mut db = svc("db");
+    db.protocol = trellis_model::config::Protocol::Tcp;
     let config = ProxyConfig {
         version: "r.1".into(),
         revision: "r".into(),
         mesh: Default::default(),
-        services: [("empty".to_string(), svc("empty")), ("gone".to_string(), svc("gone"))].into(),
+        services: [("empty".to_string(), svc("empty")), ("gone".to_string(), svc("gone")), ("db".to_string(), db)]
+            .into(),
         endpoints: [(
             "gone".to_string(),
             vec![Endpoint { version: "v1".into(), addr: dead.to_string(), proxy_id: "x".into(), identity: None }],
@@ -54,6 +57,8 @@ async fn unknown_services_missing_endpoints_and_dead_upstreams_are_told_apart() 
     assert_eq!(get(p.outbound, "nope", "/").await, (404, Some("unknown-service".into())));
     assert_eq!(get(p.outbound, "empty", "/").await, (503, Some("no-endpoints".into())));
     assert_eq!(get(p.outbound, "gone:80", "/").await, (502, Some("upstream-failed".into())));
+    // A tcp service is no HTTP service: its application is reached through its own listener.
+    assert_eq!(get(p.outbound, "db", "/").await, (421, Some("tcp-service".into())));
     // What the proxy answered itself is counted under the error kind.
     let metrics = p.shared.metrics.render("p", "r.1");
     assert!(

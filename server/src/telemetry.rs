@@ -62,6 +62,39 @@ impl Counts {
     }
 }
 
+/// Opaque TCP connections, summed over reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TcpCounts {
+    pub opened: u64,
+    pub closed: u64,
+    pub failed: u64,
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+    pub seconds: f64,
+}
+
+impl TcpCounts {
+    pub fn merge(&mut self, o: &TcpCounts) {
+        self.opened += o.opened;
+        self.closed += o.closed;
+        self.failed += o.failed;
+        self.sent_bytes += o.sent_bytes;
+        self.received_bytes += o.received_bytes;
+        self.seconds += o.seconds;
+    }
+
+    pub fn view(&self, window_s: u64) -> trellis_api::TcpView {
+        let rate = |n: u64| n as f64 / window_s.max(1) as f64;
+        trellis_api::TcpView {
+            opened: self.opened,
+            connections_per_s: rate(self.opened),
+            failed: self.failed,
+            sent_bytes_per_s: rate(self.sent_bytes),
+            received_bytes_per_s: rate(self.received_bytes),
+        }
+    }
+}
+
 /// Why a report was refused; each reason is counted and exported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rejection {
@@ -96,6 +129,9 @@ pub struct Second {
     /// Absent from a replica that predates rate limits.
     #[serde(default)]
     pub limited: Vec<(DeniedKey, u64)>,
+    /// Absent from a replica that predates opaque TCP.
+    #[serde(default)]
+    pub tcp: Vec<(Key, TcpCounts)>,
 }
 
 /// Refusals (denied or rate-limited calls) in one-second buckets.
@@ -140,6 +176,8 @@ struct Inner {
     denials: Refusals,
     /// Rate-limited calls, the same way.
     limited: Refusals,
+    /// Opaque TCP connections, the same way.
+    tcp: BTreeMap<u64, HashMap<Key, TcpCounts>>,
     /// This replica's own reports of the seconds not yet handed on (with replicas only).
     own: BTreeMap<u64, Second>,
     sharing: bool,
@@ -154,6 +192,7 @@ impl Inner {
         self.seconds = self.seconds.split_off(&oldest);
         self.denials = self.denials.split_off(&oldest);
         self.limited = self.limited.split_off(&oldest);
+        self.tcp = self.tcp.split_off(&oldest);
         self.own = self.own.split_off(&oldest);
     }
 
@@ -164,6 +203,12 @@ impl Inner {
         }
         add_refusals(&mut self.denials, at_s, &second.denied);
         add_refusals(&mut self.limited, at_s, &second.limited);
+        if !second.tcp.is_empty() {
+            let bucket = self.tcp.entry(at_s).or_default();
+            for (key, c) in &second.tcp {
+                bucket.entry(key.clone()).or_default().merge(c);
+            }
+        }
     }
 }
 
@@ -173,7 +218,16 @@ fn compact(second: Second) -> Second {
     for (k, c) in second.series {
         series.entry(k).or_default().merge(&c);
     }
-    Second { series: series.into_iter().collect(), denied: summed(second.denied), limited: summed(second.limited) }
+    let mut tcp: BTreeMap<Key, TcpCounts> = BTreeMap::new();
+    for (k, c) in second.tcp {
+        tcp.entry(k).or_default().merge(&c);
+    }
+    Second {
+        series: series.into_iter().collect(),
+        denied: summed(second.denied),
+        limited: summed(second.limited),
+        tcp: tcp.into_iter().collect(),
+    }
 }
 
 impl Telemetry {
@@ -200,6 +254,19 @@ impl Telemetry {
             |d: &trellis_model::telemetry::Denial| ((d.caller.clone(), reporter.to_string(), d.by.clone()), d.requests);
         own.denied = report.denied.iter().map(refusal).collect();
         own.limited = report.limited.iter().map(refusal).collect();
+        for t in &report.tcp {
+            let caller = (t.direction == Direction::Outbound).then(|| reporter.to_string());
+            let key = Key { caller, service: t.service.clone(), version: t.version.clone(), route: String::new() };
+            let counts = TcpCounts {
+                opened: t.opened,
+                closed: t.closed,
+                failed: t.failed,
+                sent_bytes: t.sent_bytes,
+                received_bytes: t.received_bytes,
+                seconds: t.seconds,
+            };
+            own.tcp.push((key, counts));
+        }
         for s in &report.series {
             let caller = match s.direction {
                 Direction::Outbound => Some(reporter.to_string()),
@@ -216,6 +283,7 @@ impl Telemetry {
             mine.series.extend(own.series);
             mine.denied.extend(own.denied);
             mine.limited.extend(own.limited);
+            mine.tcp.extend(own.tcp);
         }
         Ok(())
     }
@@ -266,6 +334,19 @@ impl Telemetry {
         refusals_in(&self.lock().denials, now_s, window_s)
     }
 
+    /// TCP connections per key over the last `window_s` seconds up to `now_s`.
+    pub fn tcp_window(&self, now_s: u64, window_s: u64) -> HashMap<Key, TcpCounts> {
+        let mut out: HashMap<Key, TcpCounts> = HashMap::new();
+        for (s, bucket) in &self.lock().tcp {
+            if s + window_s > now_s && *s <= now_s {
+                for (k, c) in bucket {
+                    out.entry(k.clone()).or_default().merge(c);
+                }
+            }
+        }
+        out
+    }
+
     /// Rate-limited calls over the last `window_s` seconds up to `now_s`.
     pub fn limited(&self, now_s: u64, window_s: u64) -> HashMap<DeniedKey, u64> {
         refusals_in(&self.lock().limited, now_s, window_s)
@@ -307,6 +388,7 @@ mod tests {
             seq,
             denied: Vec::new(),
             limited: Vec::new(),
+            tcp: Vec::new(),
             series: series
                 .into_iter()
                 .map(|(direction, service, version, requests, failures, ms)| {
@@ -371,6 +453,28 @@ mod tests {
         let key = ("catalog".to_string(), "inventory".to_string(), "AccessPolicy/inventory-readers".to_string());
         assert_eq!(t.denied(105, 10).get(&key), Some(&3));
         assert!(t.denied(120, 10).is_empty(), "out of the window");
+    }
+
+    #[test]
+    fn tcp_connections_make_edges_and_nodes_and_are_handed_on() {
+        let (a, b) = (Telemetry::default(), Telemetry::default());
+        a.share();
+        let mut r = report(1, vec![]);
+        let mut t = trellis_model::telemetry::TcpSeries::new(Direction::Outbound, "db", "v1");
+        (t.opened, t.closed, t.sent_bytes, t.received_bytes, t.seconds) = (3, 2, 100, 4000, 1.5);
+        r.tcp = vec![t.clone()];
+        a.ingest("shop", &r, 100).unwrap();
+        let edge =
+            Key { caller: Some("shop".into()), service: "db".into(), version: "v1".into(), route: String::new() };
+        assert_eq!(a.tcp_window(100, 10)[&edge].opened, 3);
+        let mut bad = report(2, vec![]);
+        bad.tcp = vec![trellis_model::telemetry::TcpSeries { seconds: f64::NAN, ..t }];
+        assert_eq!(a.ingest("shop", &bad, 100), Err(Rejection::Invalid));
+        for (at, second) in a.take_finished(101) {
+            b.merge(at, &second, 101);
+        }
+        let view = b.tcp_window(101, 10)[&edge].view(10);
+        assert_eq!((view.opened, view.received_bytes_per_s), (3, 400.0));
     }
 
     #[test]

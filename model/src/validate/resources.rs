@@ -52,6 +52,7 @@ pub(super) fn traffic_policies(cx: &mut Cx, policies: &[Located<TrafficPolicy>])
         }
         if let Some(limit) = &p.rate_limit {
             rules::rate_limit(cx, &here, limit);
+            cx.http_only(&here, &p.service.value, limit, "a rate limit");
         }
     }
 }
@@ -85,6 +86,9 @@ pub(super) fn access_policies(cx: &mut Cx, policies: &[Located<AccessPolicy>]) {
             for caller in &rule.value.from {
                 cx.caller(&here, caller);
             }
+            if !rule.value.paths.is_empty() || !rule.value.methods.is_empty() {
+                cx.http_only(&here, &p.service.value, rule, "an access rule by path or method");
+            }
             for path in &rule.value.paths {
                 cx.path(&here, path);
             }
@@ -102,6 +106,7 @@ pub(super) fn rollouts(cx: &mut Cx, rollouts: &[Located<Rollout>]) {
         cx.name(&here, &r.name);
         cx.unique("Rollout", &here, &r.name);
         cx.one_per_service("Rollout", &here, &r.service, &r.name, &mut taken);
+        cx.http_only(&here, &r.service.value, &r.name, "a rollout's analysis");
         if let Some(versions) = cx.service(&here, &r.service) {
             cx.version(&here, &r.service.value, &versions, &r.stable);
             cx.version(&here, &r.service.value, &versions, &r.canary);

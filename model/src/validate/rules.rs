@@ -1,22 +1,27 @@
 //! A Route's rules: matches, weights, shadowing, timeouts, retries, faults and mirroring.
 
 use super::{Cx, Here};
+use crate::config::Protocol;
 use crate::diagnostic::Code;
 use crate::policy::{HeaderMatch, Match, PathMatch, RateLimitSpec, RateSpec, RetrySpec, Rule, Sp, TimeoutsSpec};
 use std::collections::BTreeSet;
 
 const HOUR_MS: u64 = 3_600_000;
 
-/// `service`: its name, and whether it speaks gRPC.
+/// `service`: its name, and the protocol it speaks.
 pub(super) fn check(
     cx: &mut Cx,
     here: &Here,
-    (service, grpc): (&str, bool),
+    (service, protocol): (&str, Protocol),
     versions: &BTreeSet<String>,
     rules: &[Sp<Rule>],
 ) {
+    let grpc = protocol == Protocol::Grpc;
     for (i, rule) in rules.iter().enumerate() {
         let r = &rule.value;
+        if protocol == Protocol::Tcp {
+            http_only(cx, here, service, rule);
+        }
         for m in &r.matches {
             check_match(cx, here, &m.value);
         }
@@ -107,6 +112,22 @@ pub(super) fn rate_limit(cx: &mut Cx, here: &Here, limit: &Sp<RateLimitSpec>) {
                 cx.push(Code::RateLimit, here, caller, msg);
             }
         }
+    }
+}
+
+/// A tcp service's rule splits connections: everything else in it needs HTTP.
+fn http_only(cx: &mut Cx, here: &Here, service: &str, rule: &Sp<Rule>) {
+    let r = &rule.value;
+    let found = [
+        (!r.matches.is_empty(), "matching requests"),
+        (r.timeouts.is_some(), "a timeout"),
+        (r.retries.is_some(), "retrying"),
+        (r.fault.is_some(), "fault injection"),
+        (r.mirror.is_some(), "mirroring"),
+        (r.rate_limit.is_some(), "a rate limit"),
+    ];
+    for (_, what) in found.into_iter().filter(|(present, _)| *present) {
+        cx.http_only(here, service, rule, what);
     }
 }
 

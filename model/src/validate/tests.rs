@@ -73,6 +73,10 @@ fn examples() -> Vec<(Code, String)> {
         (Code::InvalidMethod, route(&format!("  - matches: [{{ method: get }}]\n{ONE_BACKEND}"))),
         (Code::GrpcCondition, route(&format!("  - retries: {{ on: [unavailable, 5xx] }}\n{ONE_BACKEND}"))),
         (Code::RateLimit, "kind: TrafficPolicy\nname: t\nservice: pay\nrateLimit: {}\n".into()),
+        (
+            Code::TcpService,
+            "kind: Service\nname: db\nprotocol: tcp\nversions: [v1]\n---\nkind: Route\nname: db\nservice: db\nrules:\n  - retries: { attempts: 1 }\n    backends: [{ version: v1, weight: 100 }]\n".into(),
+        ),
     ]
 }
 
@@ -155,4 +159,21 @@ fn rate_limits_are_checked_where_they_are_written() {
     // On a route rule too.
     let rule = route(&format!("  - rateLimit: {{ perCaller: {{ requestsPerSecond: 0 }} }}\n{ONE_BACKEND}"));
     assert_eq!(codes_of(&rule), vec![Code::OutOfRange]);
+}
+
+#[test]
+fn a_tcp_service_takes_connection_features_only() {
+    let db = "kind: Service\nname: db\nprotocol: tcp\nport: 5432\nversions: [v1, v2]\n---\n";
+    let fine = format!(
+        "{db}kind: Route\nname: db\nservice: db\nrules:\n  - backends: [{{ version: v1, weight: 90 }}, {{ version: v2, weight: 10 }}]\n---\nkind: TrafficPolicy\nname: db\nservice: db\nloadBalancer: least-request\nconnectionLimits: {{ maxConnections: 100 }}\n---\nkind: AccessPolicy\nname: db\nservice: db\nrules:\n  - from: [shop]\n"
+    );
+    assert!(codes_of(&fine).is_empty(), "{:?}", codes_of(&fine));
+    let by_path =
+        format!("{db}kind: AccessPolicy\nname: db\nservice: db\nrules:\n  - {{ from: [shop], paths: [/x] }}\n");
+    assert_eq!(codes_of(&by_path), vec![Code::TcpService]);
+    let limited =
+        format!("{db}kind: TrafficPolicy\nname: db\nservice: db\nrateLimit: {{ total: {{ requestsPerSecond: 5 }} }}\n");
+    assert_eq!(codes_of(&limited), vec![Code::TcpService]);
+    let rollout = rollout("steps: [{ weight: 10 }]\n").replace("service: shop", "service: db");
+    assert_eq!(codes_of(&format!("{db}{rollout}")), vec![Code::TcpService]);
 }

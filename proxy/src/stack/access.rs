@@ -50,10 +50,7 @@ impl<S> Access<S> {
 
 /// Who is calling, as the connection proved it (its [`Peer`] rides in the extensions).
 pub(super) fn caller<B>(req: &http::Request<B>) -> Caller<'_> {
-    match req.extensions().get::<Peer>() {
-        Some(Peer::Mtls(service)) => service.as_deref().map_or(Caller::Unknown, Caller::Verified),
-        Some(Peer::Plaintext) | None => Caller::Plaintext,
-    }
+    req.extensions().get::<Peer>().map_or(Caller::Plaintext, crate::inbound::caller)
 }
 
 impl<S> tower_service::Service<http::Request<ReqBody>> for Access<S>

@@ -40,6 +40,9 @@ impl<S> Router<S> {
         let host = authority(req).ok_or(ProxyError::NoAuthority)?;
         let service = applied.service(host).ok_or_else(|| ProxyError::UnknownService(host.to_string()))?.clone();
         *dest = Dest::Service(service.clone());
+        if service.protocol == trellis_model::config::Protocol::Tcp {
+            return Err(ProxyError::TcpService(service.name.clone()));
+        }
         let facts =
             split::RequestFacts { method: req.method().as_str(), path: req.uri().path(), headers: req.headers() };
         let (rule, picked) =

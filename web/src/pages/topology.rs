@@ -1,7 +1,7 @@
 //! `/topology`: the service graph. Nodes show what each service received, edges what callers
 //! sent, coloured by success rate like Kiali; selecting a node shows its golden metrics.
 
-use crate::api::{EdgeView, Golden, NodeView, TopologyView};
+use crate::api::{EdgeView, Golden, NodeView, TcpView, TopologyView};
 use leptos::prelude::*;
 use std::collections::BTreeMap;
 
@@ -69,9 +69,13 @@ fn Graph(
             {edges.into_iter().filter_map(|e| {
                 let (from, to) = (positions.get(&e.from)?, positions.get(&e.to)?);
                 let (x1, y1, x2, y2) = (from.0 + NODE_W, from.1 + NODE_H / 2.0, to.0, to.1 + NODE_H / 2.0);
-                let label = format!("{:.1} rps · {}", e.golden.rps, rate(&e.golden));
+                // A TCP edge carries connections, not requests: it says so, in their terms.
+                let (label, health) = match &e.tcp {
+                    Some(t) if e.golden.requests == 0 => (tcp_label(t), tcp_health(t)),
+                    _ => (format!("{:.1} rps · {}", e.golden.rps, rate(&e.golden)), health(&e.golden)),
+                };
                 // Calls the callee refused: drawn apart, with what refused them.
-                let class = if e.denied > 0 { "edge denied".to_string() } else { format!("edge {}", health(&e.golden)) };
+                let class = if e.denied > 0 { "edge denied".to_string() } else { format!("edge {health}") };
                 let denied = (e.denied > 0).then(|| {
                     let why = format!("{} denied by {}", e.denied, e.denied_by.join(", "));
                     view! { <text class="denied" x=(x1 + x2) / 2.0 y=(y1 + y2) / 2.0 + 12.0 text-anchor="middle">{why}</text> }
@@ -88,10 +92,19 @@ fn Graph(
                 let (x, y) = *positions.get(&n.service)?;
                 let name = n.service.clone();
                 let versions = n.versions.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>().join(" · ");
+                let (summary, health) = match &n.tcp {
+                    Some(t) if n.golden.requests == 0 => (tcp_label(t), tcp_health(t)),
+                    _ => (format!("{:.1} rps · {}", n.golden.rps, rate(&n.golden)), health(&n.golden)),
+                };
+                let versions = match (&n.tcp, versions.is_empty()) {
+                    (Some(_), true) => "tcp".to_string(),
+                    (None, true) => "no traffic".to_string(),
+                    (_, false) => versions,
+                };
                 Some(view! {
                     <g
                         data-testid=format!("node-{}", n.service)
-                        class=format!("node {}", health(&n.golden))
+                        class=format!("node {health}")
                         class:selected=move || selected.get().as_deref() == Some(name.as_str())
                         on:click={
                             let name = n.service.clone();
@@ -100,8 +113,8 @@ fn Graph(
                     >
                         <rect x=x y=y width=NODE_W height=NODE_H rx="8"></rect>
                         <text x=x + 12.0 y=y + 22.0 class="name">{n.service.clone()}</text>
-                        <text x=x + 12.0 y=y + 40.0 class="sub">{format!("{:.1} rps · {}", n.golden.rps, rate(&n.golden))}</text>
-                        <text x=x + 12.0 y=y + 56.0 class="sub">{if versions.is_empty() { "no traffic".to_string() } else { versions }}</text>
+                        <text x=x + 12.0 y=y + 40.0 class="sub">{summary}</text>
+                        <text x=x + 12.0 y=y + 56.0 class="sub">{versions}</text>
                     </g>
                 })
             }).collect_view()}
@@ -137,6 +150,23 @@ fn NodeDetails(node: NodeView) -> impl IntoView {
                 </tbody>
             </table>
         </div>
+    }
+}
+
+/// "tcp · 0.5 conn/s · 12.0 kB/s": connections opened, and bytes both ways.
+fn tcp_label(t: &TcpView) -> String {
+    let bytes = t.sent_bytes_per_s + t.received_bytes_per_s;
+    let failed = if t.failed > 0 { format!(" · {} failed", t.failed) } else { String::new() };
+    format!("tcp · {:.1} conn/s · {:.1} kB/s{failed}", t.connections_per_s, bytes / 1000.0)
+}
+
+/// Connections that could not be made are a TCP service's failures.
+fn tcp_health(t: &TcpView) -> &'static str {
+    match (t.opened, t.failed) {
+        (0, 0) => "idle",
+        (_, 0) => "healthy",
+        (opened, failed) if failed < opened => "degraded",
+        _ => "failing",
     }
 }
 

@@ -8,13 +8,17 @@ per request goes (`callgrind_annotate` on the files it leaves). The kernel's soc
 in it: `run.py`'s CPU per request has both.
 
 Each proxy runs under valgrind with instrumentation off; after warm-up requests it is switched
-on for exactly N keep-alive requests over 8 connections, one at a time, then dumped. Same
-configurations as run.py. Needs Debian's valgrind.
+on for exactly N requests, then dumped: HTTP/1.1 keep-alive requests over 8 connections, one at
+a time; then HTTP/2 (h2c) from h2load over 4 connections at 1, 10 and 100 concurrent streams
+each (the upstream stays HTTP/1.1, as in run.py). Same configurations as run.py. Needs
+Debian's valgrind and nghttp2-client.
 """
 import argparse, os, re, shutil, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import PORTS, configs, wait_port  # noqa: E402
+from run import H2_PORTS, PORTS, configs, wait_port  # noqa: E402
+
+STREAMS = (1, 10, 100)  # HTTP/2 streams per connection
 
 
 def ask(conns, n):
@@ -31,22 +35,41 @@ def ask(conns, n):
             got += chunk
 
 
-def instructions(work, name, cmd, env, port, n):
+def h2load(port, n, streams):
+    """n HTTP/2 requests over 4 connections, `streams` at a time on each."""
+    out = subprocess.run(["h2load", "-n", str(n), "-c", "4", "-m", str(streams), "-H", ":authority: bench",
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True).stdout
+    ok = re.search(r"(\d+) succeeded", out)
+    if not ok or int(ok.group(1)) != n:
+        sys.exit(f"bench: h2load got {ok.group(1) if ok else 0} of {n} answers:\n{out}")
+
+
+def http1():
+    """A driver of HTTP/1.1 requests over 8 keep-alive connections, the same ones each call."""
+    conns = []
+
+    def drive(port, n):
+        if not conns:
+            conns.extend(socket.create_connection(("127.0.0.1", port)) for _ in range(8))
+        ask(conns, n)
+    return drive
+
+
+def instructions(work, name, cmd, env, port, n, drive=None):
+    """Instructions per request while `drive(port, n)` sends n requests (HTTP/1.1 by default)."""
+    drive = drive or http1()
     out = os.path.join(work, f"callgrind.{name}")
     vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
     log = open(os.path.join(work, f"{name}.valgrind.log"), "w")
     proc = subprocess.Popen(vg + cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         wait_port(port, timeout=60)
-        conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
-        ask(conns, 500)  # pools, label sets and caches warm
+        drive(port, 500)  # pools, label sets and caches warm
         control = lambda *a: subprocess.run(["callgrind_control", *a, str(proc.pid)], capture_output=True, check=True)
         control("-i", "on")
-        ask(conns, n)
+        drive(port, n)
         control("-i", "off")
         control("-d")
-        for c in conns:
-            c.close()
         time.sleep(0.5)
     finally:
         proc.terminate()
@@ -78,6 +101,17 @@ def main():
             print(f"{name:10} {per[name]:>9,.0f} user-space instructions per request   ({kept})")
         for peer in ("nginx", "haproxy"):
             print(f"trellis / {peer}: {per['trellis'] / per[peer]:.2f}")
+        print("\nHTTP/2, 4 connections, streams per connection:")
+        h2 = {}
+        for streams in (10,) if args.smoke else STREAMS:
+            for name in ("trellis", "nginx", "haproxy"):
+                cmd, env = every[name]
+                drive = lambda port, n, m=streams: h2load(port, n, m)
+                h2[(name, streams)], kept = instructions(
+                    work, f"{name}-h2-{streams}", cmd, env, H2_PORTS[name], args.requests, drive)
+                print(f"  {streams:>3} {name:10} {h2[(name, streams)]:>9,.0f} per request   ({kept})")
+            for peer in ("nginx", "haproxy"):
+                print(f"  {streams:>3} trellis / {peer}: {h2[('trellis', streams)] / h2[(peer, streams)]:.2f}")
     finally:
         upstream.terminate()
         upstream.wait()

@@ -3,6 +3,6 @@
 # steady figure to compare two builds by. Not a test. Needs Debian's valgrind, nginx-light and
 # haproxy.
 source "$(dirname "$0")/common.sh"
-need "valgrind nginx-light haproxy" valgrind callgrind_control nginx haproxy python3
+need "valgrind nginx-light haproxy nghttp2-client" valgrind callgrind_control nginx haproxy h2load python3
 proxy_dir=$(built dist trellis-proxy)
 exec python3 bench/instructions.py --bin-dir "$proxy_dir" ${smoke:+--smoke} "$@"

@@ -20,6 +20,7 @@ PORTS = {"upstream": 18901, "nginx": 18902, "haproxy": 18903, "trellis": 18904}
 H2_PORTS = {"nginx": 18912, "haproxy": 18913, "trellis": 18904}
 TICK = os.sysconf("SC_CLK_TCK")
 RATES = (20, 50, 80)  # open-loop rates, % of nginx's saturation
+STREAMS = (1, 10, 100)  # HTTP/2 streams per connection (h2load -m), over 16 connections
 
 
 def stat(pid):
@@ -180,8 +181,14 @@ backend b
 """
     trellis = {
         "version": "bench.1", "revision": "bench",
+        # The peers' limits (worker_connections, maxconn 8000), not the mesh's defaults of
+        # 1,024 pending requests and connections: h2load at 100 streams keeps 1,600 in flight.
         "services": {"bench": {"name": "bench", "versions": ["v1"], "rules": [
-            {"matches": [], "backends": [{"version": "v1", "weight": 100}]}]}},
+            {"matches": [], "backends": [{"version": "v1", "weight": 100}]}],
+            "traffic": {"load_balancer": "p2c-ewma", "outlier": {
+                "enabled": True, "consecutive_5xx": 5, "consecutive_gateway_errors": 5, "interval_ms": 10000,
+                "base_ejection_ms": 30000, "max_ejected_percent": 50},
+                "limits": {"max_connections": 8000, "max_pending_requests": 8000, "max_requests_per_connection": 0}}}},
         "endpoints": {"bench": [{"version": "v1", "addr": f"127.0.0.1:{PORTS['upstream']}", "proxy_id": "up"}]},
     }
     files = {"up.conf": up, "ngx.conf": ngx, "haproxy.cfg": hap, "trellis.json": json.dumps(trellis)}
@@ -238,7 +245,7 @@ def main():
     args = ap.parse_args()
     if args.smoke:
         args.seconds, args.reps, args.open_reps = 1, 1, 1
-    h2_requests, held_conns = (2000, 50) if args.smoke else (50000, 1000)
+    h2_requests, held_conns = (600, 50) if args.smoke else (50000, 1000)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if os.cpu_count() < 2:
@@ -298,15 +305,27 @@ def main():
                     openloop[(t, pct)].append(json.loads(out))
                     if args.smoke and openloop[(t, pct)][-1]["errors"]:
                         sys.exit(f"bench: {t} answered errors in the smoke run (open loop)")
-        h2 = {}
-        for p in proxies:
-            out = subprocess.run(["taskset", "-c", "1", "h2load", "-n", str(h2_requests), "-c", "16", "-m", "10", "-H",
-                                  ":authority: bench", f"http://127.0.0.1:{H2_PORTS[p]}/"], capture_output=True, text=True).stdout
-            m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
-            ok = re.search(r"(\d+) succeeded", out)
-            h2[p] = (float(m.group(1)) if m else float("nan"), int(ok.group(1)) if ok else 0)
-            if args.smoke and h2[p][1] != h2_requests:
-                sys.exit(f"bench: {p} answered {h2[p][1]} of {h2_requests} HTTP/2 requests in the smoke run")
+        # HTTP/2 (h2c) in: requests per second and CPU per request at each stream count,
+        # repeated and interleaved as the closed loop is.
+        h2 = {(p, m): [] for p in proxies for m in STREAMS}
+        h2_cpu = {(p, m): [] for p in proxies for m in STREAMS}
+        for _ in range(args.reps):
+            for m in STREAMS:
+                for p in proxies:
+                    before = cpu_seconds(procs[p].pid)
+                    out = subprocess.run(["taskset", "-c", "1", "h2load", "-n", str(h2_requests), "-c", "16", "-m",
+                                          str(m), "-H", ":authority: bench", f"http://127.0.0.1:{H2_PORTS[p]}/"],
+                                         capture_output=True, text=True).stdout
+                    used = sum(b - a for a, b in zip(before, cpu_seconds(procs[p].pid)))
+                    rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+                    ok = re.search(r"(\d+) succeeded", out)
+                    answered = int(ok.group(1)) if ok else 0
+                    if answered != h2_requests:
+                        print(f"warning: {p} answered {answered} of {h2_requests} HTTP/2 requests at {m} streams")
+                        if args.smoke:
+                            sys.exit(f"bench: {p} failed HTTP/2 requests in the smoke run")
+                    h2[(p, m)].append(float(rate.group(1)) if rate else float("nan"))
+                    h2_cpu[(p, m)].append(used / max(answered, 1) * 1e6)
         held = {}
         for p in proxies:
             socks = hold_connections(PORTS[p], held_conns)
@@ -327,12 +346,16 @@ def main():
 
     print("\nPinning: load generator on CPU 1; upstream and proxy on CPU 0. One worker per proxy.")
     print(f"Closed loop: wrk, {args.seconds}s x {args.reps} interleaved repetitions, median [min-max].\n")
-    print(f"{'':10} {'req/s c=16':>28} {'req/s c=64':>28} {'CPU us/req':>22} {'of it user':>11} {'h2 req/s':>10}")
+    print(f"{'':10} {'req/s c=16':>28} {'req/s c=64':>28} {'CPU us/req':>22} {'of it user':>11}")
     for t in targets:
         c = fmt(cpu.get(t, []), digits=1) if t in cpu else "-"
-        h = f"{h2[t][0]:,.0f}" if t in h2 else "-"
         u = f"{statistics.median(cpu_user[t]):.1f}" if t in cpu_user else "-"
-        print(f"{t:10} {fmt(rps[(t, 16)]):>28} {fmt(rps[(t, 64)]):>28} {c:>22} {u:>11} {h:>10}")
+        print(f"{t:10} {fmt(rps[(t, 16)]):>28} {fmt(rps[(t, 64)]):>28} {c:>22} {u:>11}")
+    print(f"\nHTTP/2 in (h2load, 16 connections, HTTP/1.1 to the upstream), {args.reps} interleaved repetitions:")
+    print(f"{'streams':>9} {'':10} {'req/s':>28} {'CPU us/req':>22}")
+    for m in STREAMS:
+        for p in proxies:
+            print(f"{m:>9} {p:10} {fmt(h2[(p, m)]):>28} {fmt(h2_cpu[(p, m)], digits=1):>22}")
     print(f"\nOpen loop (latency from intended send time, µs), median of {args.open_reps}: "
           "p50 / p99 [min-max] / p99.9 / max; behind: runs that fell behind the rate and had not caught up at the end")
     for pct in RATES:
@@ -351,8 +374,10 @@ def main():
     print("\nRatios (trellis / peer), per repetition: median [min-max]")
     for peer in ("nginx", "haproxy"):
         print(f"  vs {peer:8} CPU/req {paired(cpu['trellis'], cpu[peer])}"
-              f"  req/s c=64 {paired(rps[('trellis', 64)], rps[(peer, 64)])}"
-              f"  h2 req/s {h2['trellis'][0] / h2[peer][0]:.2f}")
+              f"  req/s c=64 {paired(rps[('trellis', 64)], rps[(peer, 64)])}")
+        for m in STREAMS:
+            print(f"    h2 at {m:>3} streams: req/s {paired(h2[('trellis', m)], h2[(peer, m)])}"
+                  f"  CPU/req {paired(h2_cpu[('trellis', m)], h2_cpu[(peer, m)])}")
         for pct in RATES:
             print(f"    p99 at {pct}% {paired(p99s('trellis', pct), p99s(peer, pct))}")
     print(f"  vs direct  req/s c=64 {paired(rps[('trellis', 64)], rps[('direct', 64)])}")

@@ -1,7 +1,8 @@
 //! The proxy's own HTTP/1.1 client against an upstream that speaks HTTP/1.1 the many ways it
 //! may: chunked bodies with trailers, arriving a few bytes at a time; bodies larger than any
-//! buffer; bodies that end when the connection does; interim `100 Continue`; and idle
-//! connections the upstream closes, whether the proxy saw it coming or not.
+//! buffer; bodies that end when the connection does; interim `100 Continue`; idle
+//! connections the upstream closes, whether the proxy saw it coming or not; and a burst's
+//! connections kept for the next.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -63,6 +64,11 @@ async fn serve(mut s: TcpStream, answered: Arc<AtomicUsize>) {
                     body.len()
                 );
                 s.write_all(reply.as_bytes()).await.is_ok()
+            }
+            // Long enough for a burst's requests to be in flight all at once.
+            "/slow" => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_ok()
             }
             // Answers, then closes without saying so: the proxy finds out from the socket.
             "/close-quietly" => {
@@ -214,4 +220,34 @@ async fn connections_the_upstream_closed_while_idle_are_never_a_failed_request()
         assert_eq!((status, &body[..]), (200, &b"ok"[..]));
     }
     assert_eq!(up.answered.load(Ordering::SeqCst), 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bursts_connections_are_kept_for_the_next_burst() {
+    const BURST: usize = 300; // more than the 128 idle connections kept at rest
+    let up = Scripted::start().await;
+    let proxy = common::proxy_serving(
+        up.addr,
+        Protocol::Http,
+        |_| {},
+        |svc| {
+            svc.traffic.limits.max_connections = 1000;
+            svc.traffic.limits.max_pending_requests = 1000;
+        },
+    )
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..BURST {
+        clients.push(client(proxy.outbound).await);
+    }
+    for wave in 0..2 {
+        let calls = clients.iter_mut().map(|c| call(c, "GET", "/slow", ""));
+        for (status, ..) in futures::future::join_all(calls).await {
+            assert_eq!(status, 200, "wave {wave}");
+        }
+    }
+    let opened = up.connections.load(Ordering::SeqCst);
+    assert_eq!(up.answered.load(Ordering::SeqCst), 2 * BURST);
+    // Every request of the first wave needed a connection; the second found them all idle.
+    assert!(opened <= BURST, "{opened} upstream connections for two waves of {BURST}");
 }

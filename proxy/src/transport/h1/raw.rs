@@ -51,14 +51,20 @@ impl RawHeaders {
         let mut at = 0;
         std::iter::from_fn(move || {
             while at < self.lines.len() {
-                let end = at + self.lines[at..].windows(2).position(|w| w == b"\r\n")?;
-                let line = self.lines.slice(at..end);
-                at = end + 2;
+                // Each line ends in CRLF: its LF is found a byte at a time, once (a search for
+                // the two-byte pair cost a quarter of an HTTP/2 response's header work).
+                let rest = &self.lines[at..];
+                let lf = rest.iter().position(|&b| b == b'\n')?;
+                let (line, start) = (&rest[..lf], at);
+                at += lf + 1;
                 // httparse accepted every line; one that `http` does not is left out, not
                 // passed on unchecked.
                 let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
                 let Ok(name) = HeaderName::from_bytes(&line[..colon]) else { continue };
-                let value = line.slice_ref(line[colon + 1..].trim_ascii());
+                let after = &line[colon + 1..];
+                let lead = after.len() - after.trim_ascii_start().len();
+                let from = start + colon + 1 + lead;
+                let value = self.lines.slice(from..from + after.trim_ascii().len());
                 let Ok(value) = HeaderValue::from_maybe_shared(value) else { continue };
                 return Some((name, value));
             }
@@ -72,7 +78,10 @@ impl RawHeaders {
 pub fn into_header_map<B>(resp: &mut http::Response<B>) {
     let Some(raw) = resp.extensions_mut().remove::<RawHeaders>() else { return };
     let added = std::mem::take(resp.headers_mut());
-    let mut headers = HeaderMap::with_capacity(added.len() + 8);
+    // Sized to fit, not generously: a map of a few entries comes from the allocator's
+    // thread cache, and one of a dozen from its slower paths (callgrind: 500 instructions).
+    let lines = raw.lines.iter().filter(|&&b| b == b'\n').count();
+    let mut headers = HeaderMap::with_capacity(lines + added.len());
     for (name, value) in raw.pairs() {
         headers.append(name, value);
     }

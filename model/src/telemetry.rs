@@ -50,6 +50,13 @@ pub struct TcpSeries {
     pub service: String,
     /// Empty for a connection that failed before a version was picked.
     pub version: String,
+    #[serde(flatten)]
+    pub counts: TcpCounts,
+}
+
+/// Opaque TCP connections: counted by a proxy, summed by the control plane.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TcpCounts {
     pub opened: u64,
     pub closed: u64,
     /// Connections that could not be made: no endpoint, or none answered.
@@ -61,6 +68,33 @@ pub struct TcpSeries {
     pub seconds: f64,
 }
 
+impl TcpCounts {
+    pub fn merge(&mut self, o: &TcpCounts) {
+        self.opened += o.opened;
+        self.closed += o.closed;
+        self.failed += o.failed;
+        self.sent_bytes += o.sent_bytes;
+        self.received_bytes += o.received_bytes;
+        self.seconds += o.seconds;
+    }
+
+    /// What was counted after `earlier`, totals of the same connections.
+    pub fn since(&self, earlier: &TcpCounts) -> TcpCounts {
+        TcpCounts {
+            opened: self.opened.saturating_sub(earlier.opened),
+            closed: self.closed.saturating_sub(earlier.closed),
+            failed: self.failed.saturating_sub(earlier.failed),
+            sent_bytes: self.sent_bytes.saturating_sub(earlier.sent_bytes),
+            received_bytes: self.received_bytes.saturating_sub(earlier.received_bytes),
+            seconds: (self.seconds - earlier.seconds).max(0.0),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.opened + self.closed + self.failed == 0
+    }
+}
+
 /// More bytes than this in one report is not a real proxy (a petabyte).
 pub const MAX_BYTES: u64 = 1 << 50;
 
@@ -70,12 +104,7 @@ impl TcpSeries {
             direction,
             service: service.to_string(),
             version: version.to_string(),
-            opened: 0,
-            closed: 0,
-            failed: 0,
-            sent_bytes: 0,
-            received_bytes: 0,
-            seconds: 0.0,
+            counts: TcpCounts::default(),
         }
     }
 
@@ -84,14 +113,15 @@ impl TcpSeries {
         if self.service.is_empty() || self.service.len() > 253 || self.version.len() > 253 {
             return Err(format!("{name}: service 1 to 253 characters, version at most 253"));
         }
-        if [self.opened, self.closed, self.failed].iter().any(|n| *n > MAX_REQUESTS) {
+        let c = &self.counts;
+        if [c.opened, c.closed, c.failed].iter().any(|n| *n > MAX_REQUESTS) {
             return Err(format!("{name}: more connections than one report can hold"));
         }
-        if self.sent_bytes > MAX_BYTES || self.received_bytes > MAX_BYTES {
+        if c.sent_bytes > MAX_BYTES || c.received_bytes > MAX_BYTES {
             return Err(format!("{name}: more bytes than one report can hold"));
         }
-        if !self.seconds.is_finite() || self.seconds < 0.0 || self.seconds > 1e12 {
-            return Err(format!("{name}: {} seconds open is impossible", self.seconds));
+        if !c.seconds.is_finite() || c.seconds < 0.0 || c.seconds > 1e12 {
+            return Err(format!("{name}: {} seconds open is impossible", c.seconds));
         }
         Ok(())
     }

@@ -68,17 +68,8 @@ fn tcp_deltas(now: &[TcpSeries], accepted: &HashMap<Key, TcpSeries>) -> Vec<TcpS
     now.iter()
         .filter_map(|t| {
             let key = (t.direction, t.service.clone(), t.version.clone(), String::new());
-            let Some(a) = accepted.get(&key) else { return Some(t.clone()) };
-            let d = TcpSeries {
-                opened: t.opened.saturating_sub(a.opened),
-                closed: t.closed.saturating_sub(a.closed),
-                failed: t.failed.saturating_sub(a.failed),
-                sent_bytes: t.sent_bytes.saturating_sub(a.sent_bytes),
-                received_bytes: t.received_bytes.saturating_sub(a.received_bytes),
-                seconds: (t.seconds - a.seconds).max(0.0),
-                ..t.clone()
-            };
-            (d.opened + d.closed + d.failed > 0).then_some(d)
+            let counts = accepted.get(&key).map_or(t.counts, |a| t.counts.since(&a.counts));
+            (!counts.is_empty()).then(|| TcpSeries { counts, ..t.clone() })
         })
         .collect()
 }

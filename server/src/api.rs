@@ -165,8 +165,8 @@ fn window_secs(q: &WindowQuery) -> Result<u64, ApiError> {
 pub fn build_topology(state: &AppState, window_s: u64) -> TopologyView {
     let totals = state.telemetry.window(crate::now_ms() as u64 / 1000, window_s);
     let tcp = state.telemetry.tcp_window(crate::now_ms() as u64 / 1000, window_s);
-    let mut tcp_nodes: BTreeMap<String, crate::telemetry::TcpCounts> = BTreeMap::new();
-    let mut tcp_edges: BTreeMap<(String, String), crate::telemetry::TcpCounts> = BTreeMap::new();
+    let mut tcp_nodes: BTreeMap<String, trellis_model::telemetry::TcpCounts> = BTreeMap::new();
+    let mut tcp_edges: BTreeMap<(String, String), trellis_model::telemetry::TcpCounts> = BTreeMap::new();
     for (key, counts) in &tcp {
         match &key.caller {
             Some(caller) => tcp_edges.entry((caller.clone(), key.service.clone())).or_default().merge(counts),
@@ -202,7 +202,7 @@ pub fn build_topology(state: &AppState, window_s: u64) -> TopologyView {
             versions.entry(key.version.clone()).or_default().merge(counts);
         }
         nodes.push(NodeView {
-            tcp: tcp_nodes.get(&service).map(|c| c.view(window_s)),
+            tcp: tcp_nodes.get(&service).map(|c| crate::telemetry::tcp_view(c, window_s)),
             service,
             golden: all.golden(window_s),
             versions: versions.into_iter().map(|(v, c)| (v, c.golden(window_s))).collect(),
@@ -220,7 +220,7 @@ pub fn build_topology(state: &AppState, window_s: u64) -> TopologyView {
         .map(|((from, to), c)| {
             let (denied, mut denied_by) = denied.remove(&(from.clone(), to.clone())).unwrap_or_default();
             denied_by.sort();
-            let tcp = tcp_edges.get(&(from.clone(), to.clone())).map(|c| c.view(window_s));
+            let tcp = tcp_edges.get(&(from.clone(), to.clone())).map(|c| crate::telemetry::tcp_view(c, window_s));
             EdgeView { golden: c.golden(window_s), from, to, denied, denied_by, tcp }
         })
         .collect();

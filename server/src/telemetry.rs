@@ -14,7 +14,7 @@ use crate::sync::Locked;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use trellis_api::Golden;
-use trellis_model::telemetry::{BUCKETS, Direction, Report, quantile_ms};
+use trellis_model::telemetry::{BUCKETS, Direction, Report, TcpCounts, quantile_ms};
 
 /// Fifteen minutes of one-second buckets: the Traffic page's span.
 pub const RETENTION_S: u64 = 900;
@@ -62,36 +62,15 @@ impl Counts {
     }
 }
 
-/// Opaque TCP connections, summed over reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TcpCounts {
-    pub opened: u64,
-    pub closed: u64,
-    pub failed: u64,
-    pub sent_bytes: u64,
-    pub received_bytes: u64,
-    pub seconds: f64,
-}
-
-impl TcpCounts {
-    pub fn merge(&mut self, o: &TcpCounts) {
-        self.opened += o.opened;
-        self.closed += o.closed;
-        self.failed += o.failed;
-        self.sent_bytes += o.sent_bytes;
-        self.received_bytes += o.received_bytes;
-        self.seconds += o.seconds;
-    }
-
-    pub fn view(&self, window_s: u64) -> trellis_api::TcpView {
-        let rate = |n: u64| n as f64 / window_s.max(1) as f64;
-        trellis_api::TcpView {
-            opened: self.opened,
-            connections_per_s: rate(self.opened),
-            failed: self.failed,
-            sent_bytes_per_s: rate(self.sent_bytes),
-            received_bytes_per_s: rate(self.received_bytes),
-        }
+/// Opaque TCP connections over a window, as the API shows them.
+pub fn tcp_view(c: &TcpCounts, window_s: u64) -> trellis_api::TcpView {
+    let rate = |n: u64| n as f64 / window_s.max(1) as f64;
+    trellis_api::TcpView {
+        opened: c.opened,
+        connections_per_s: rate(c.opened),
+        failed: c.failed,
+        sent_bytes_per_s: rate(c.sent_bytes),
+        received_bytes_per_s: rate(c.received_bytes),
     }
 }
 
@@ -257,15 +236,7 @@ impl Telemetry {
         for t in &report.tcp {
             let caller = (t.direction == Direction::Outbound).then(|| reporter.to_string());
             let key = Key { caller, service: t.service.clone(), version: t.version.clone(), route: String::new() };
-            let counts = TcpCounts {
-                opened: t.opened,
-                closed: t.closed,
-                failed: t.failed,
-                sent_bytes: t.sent_bytes,
-                received_bytes: t.received_bytes,
-                seconds: t.seconds,
-            };
-            own.tcp.push((key, counts));
+            own.tcp.push((key, t.counts));
         }
         for s in &report.series {
             let caller = match s.direction {
@@ -461,19 +432,20 @@ mod tests {
         a.share();
         let mut r = report(1, vec![]);
         let mut t = trellis_model::telemetry::TcpSeries::new(Direction::Outbound, "db", "v1");
-        (t.opened, t.closed, t.sent_bytes, t.received_bytes, t.seconds) = (3, 2, 100, 4000, 1.5);
+        t.counts = TcpCounts { opened: 3, closed: 2, failed: 0, sent_bytes: 100, received_bytes: 4000, seconds: 1.5 };
         r.tcp = vec![t.clone()];
         a.ingest("shop", &r, 100).unwrap();
         let edge =
             Key { caller: Some("shop".into()), service: "db".into(), version: "v1".into(), route: String::new() };
         assert_eq!(a.tcp_window(100, 10)[&edge].opened, 3);
         let mut bad = report(2, vec![]);
-        bad.tcp = vec![trellis_model::telemetry::TcpSeries { seconds: f64::NAN, ..t }];
+        bad.tcp =
+            vec![trellis_model::telemetry::TcpSeries { counts: TcpCounts { seconds: f64::NAN, ..t.counts }, ..t }];
         assert_eq!(a.ingest("shop", &bad, 100), Err(Rejection::Invalid));
         for (at, second) in a.take_finished(101) {
             b.merge(at, &second, 101);
         }
-        let view = b.tcp_window(101, 10)[&edge].view(10);
+        let view = tcp_view(&b.tcp_window(101, 10)[&edge], 10);
         assert_eq!((view.opened, view.received_bytes_per_s), (3, 400.0));
     }
 

@@ -8,20 +8,20 @@ use crate::sync::Locked;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use trellis_model::telemetry::{Direction, TcpSeries};
+use trellis_model::telemetry::{Direction, TcpCounts, TcpSeries};
 
 type Key = (Direction, String, String);
 /// A metric: its name, its help, and its value in a series.
-type Column = (&'static str, &'static str, fn(&TcpSeries) -> String);
+type Column = (&'static str, &'static str, fn(&TcpCounts) -> String);
 
 #[derive(Default)]
 pub struct Tcp(Mutex<BTreeMap<Key, TcpSeries>>);
 
 impl Tcp {
-    fn update(&self, direction: Direction, service: &str, version: &str, f: impl FnOnce(&mut TcpSeries)) {
+    fn update(&self, direction: Direction, service: &str, version: &str, f: impl FnOnce(&mut TcpCounts)) {
         let mut all = self.0.locked();
         let key = (direction, service.to_string(), version.to_string());
-        f(all.entry(key).or_insert_with(|| TcpSeries::new(direction, service, version)));
+        f(&mut all.entry(key).or_insert_with(|| TcpSeries::new(direction, service, version)).counts);
     }
 
     pub fn opened(&self, direction: Direction, service: &str, version: &str) {
@@ -91,7 +91,7 @@ impl Tcp {
                     ("dst_service", &s.service),
                     ("dst_version", &s.version),
                 ]);
-                let _ = writeln!(out, "{name}{{{labels}}} {}", value(s));
+                let _ = writeln!(out, "{name}{{{labels}}} {}", value(&s.counts));
             }
         }
     }

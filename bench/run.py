@@ -18,6 +18,11 @@ import argparse, json, os, re, resource, shutil, socket, statistics, subprocess,
 
 PORTS = {"upstream": 18901, "nginx": 18902, "haproxy": 18903, "trellis": 18904}
 H2_PORTS = {"nginx": 18912, "haproxy": 18913, "trellis": 18904}
+# gRPC: `grpcup` (bench/src/grpcup.rs) behind each proxy, over HTTP/2 both ways.
+GRPC_UP = 18950
+GRPC_PORTS = {"nginx": 18922, "haproxy": 18923, "trellis": 18904}
+# (name, method, messages the client sends): unary, server streaming (100 answers), client streaming.
+GRPC_CALLS = (("unary", "Say", 1), ("server-stream", "Stream", 1), ("client-stream", "Say", 100))
 TICK = os.sysconf("SC_CLK_TCK")
 RATES = (20, 50, 80)  # open-loop rates, % of nginx's saturation
 STREAMS = (1, 10, 100)  # HTTP/2 streams per connection (h2load -m), over 16 connections
@@ -151,7 +156,8 @@ def start(work, name, cmd, env=None):
     return subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def configs(work, bin_dir):
+def configs(work, proxy_dir, bench_dir=None):
+    """Each server's command and environment; `grpcup` too when `bench_dir` holds it."""
     up = f"""daemon off; master_process off; worker_processes 1; pid {work}/up.pid; error_log {work}/up.err;
 events {{ worker_connections 8000; }}
 http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
@@ -161,7 +167,10 @@ events {{ worker_connections 8000; }}
 http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
   upstream u {{ server 127.0.0.1:{PORTS['upstream']}; keepalive 128; keepalive_requests 10000000; }}
   server {{ listen 127.0.0.1:{PORTS['nginx']}; listen 127.0.0.1:{H2_PORTS['nginx']} http2;
-    location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}"""
+    location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
+  upstream g {{ server 127.0.0.1:{GRPC_UP}; keepalive 128; keepalive_requests 10000000; }}
+  server {{ listen 127.0.0.1:{GRPC_PORTS['nginx']} http2; http2_max_concurrent_streams 1000;
+    location / {{ grpc_pass grpc://g; }} }} }}"""
     hap = f"""global
   nbthread 1
   maxconn 8000
@@ -178,6 +187,11 @@ frontend f
   default_backend b
 backend b
   server s1 127.0.0.1:{PORTS['upstream']}
+frontend fg
+  bind 127.0.0.1:{GRPC_PORTS['haproxy']} proto h2
+  default_backend bg
+backend bg
+  server g1 127.0.0.1:{GRPC_UP} proto h2
 """
     trellis = {
         "version": "bench.1", "revision": "bench",
@@ -188,22 +202,31 @@ backend b
             "traffic": {"load_balancer": "p2c-ewma", "outlier": {
                 "enabled": True, "consecutive_5xx": 5, "consecutive_gateway_errors": 5, "interval_ms": 10000,
                 "base_ejection_ms": 30000, "max_ejected_percent": 50},
-                "limits": {"max_connections": 8000, "max_pending_requests": 8000, "max_requests_per_connection": 0}}}},
-        "endpoints": {"bench": [{"version": "v1", "addr": f"127.0.0.1:{PORTS['upstream']}", "proxy_id": "up"}]},
+                "limits": {"max_connections": 8000, "max_pending_requests": 8000, "max_requests_per_connection": 0}}},
+            "rpc": {"name": "rpc", "versions": ["v1"], "protocol": "grpc", "rules": [
+                {"matches": [], "backends": [{"version": "v1", "weight": 100}]}]}},
+        "endpoints": {"bench": [{"version": "v1", "addr": f"127.0.0.1:{PORTS['upstream']}", "proxy_id": "up"}],
+                      "rpc": [{"version": "v1", "addr": f"127.0.0.1:{GRPC_UP}", "proxy_id": "grpcup"}]},
     }
-    files = {"up.conf": up, "ngx.conf": ngx, "haproxy.cfg": hap, "trellis.json": json.dumps(trellis)}
+    # gRPC requests as h2load sends them: one message, or a hundred (client streaming).
+    message = b"\x00" + (29).to_bytes(4, "big") + b"hello from the bench generator"[:29]
+    files = {"up.conf": up, "ngx.conf": ngx, "haproxy.cfg": hap, "trellis.json": json.dumps(trellis),
+             "grpc-1.bin": message, "grpc-100.bin": message * 100}
     for name, text in files.items():
-        open(os.path.join(work, name), "w").write(text)
+        open(os.path.join(work, name), "wb" if isinstance(text, bytes) else "w").write(text)
     env = dict(os.environ, TRELLIS_SERVICE="client", TRELLIS_VERSION="v1",
                TRELLIS_CONFIG_FILE=os.path.join(work, "trellis.json"), TRELLIS_LOG="warn",
                TRELLIS_OUTBOUND_ADDR=f"127.0.0.1:{PORTS['trellis']}", TRELLIS_INBOUND_ADDR="127.0.0.1:18906",
                TRELLIS_ADMIN_ADDR="127.0.0.1:18905", TRELLIS_WORKER_THREADS="1")
-    return {
+    servers = {
         "upstream": (["nginx", "-p", work, "-c", os.path.join(work, "up.conf")], None),
         "nginx": (["nginx", "-p", work, "-c", os.path.join(work, "ngx.conf")], None),
         "haproxy": (["haproxy", "-db", "-f", os.path.join(work, "haproxy.cfg")], None),
-        "trellis": ([os.path.join(bin_dir, "trellis-proxy")], env),
+        "trellis": ([os.path.join(proxy_dir, "trellis-proxy")], env),
     }
+    if bench_dir:
+        servers["grpcup"] = ([os.path.join(bench_dir, "grpcup"), "--listen", f"127.0.0.1:{GRPC_UP}"], None)
+    return servers
 
 
 def wrk(port, conns, seconds):
@@ -253,9 +276,9 @@ def main():
     work = tempfile.mkdtemp(prefix="trellis-bench-")
     procs = {}
     try:
-        for name, (cmd, env) in configs(work, args.proxy_dir or args.bin_dir).items():
+        for name, (cmd, env) in configs(work, args.proxy_dir or args.bin_dir, args.bin_dir).items():
             procs[name] = start(work, name, cmd, env)
-        for port in PORTS.values():
+        for port in [*PORTS.values(), GRPC_UP, GRPC_PORTS["nginx"], GRPC_PORTS["haproxy"]]:
             wait_port(port)
         time.sleep(0.5)
         since = mark()
@@ -326,6 +349,29 @@ def main():
                             sys.exit(f"bench: {p} failed HTTP/2 requests in the smoke run")
                     h2[(p, m)].append(float(rate.group(1)) if rate else float("nan"))
                     h2_cpu[(p, m)].append(used / max(answered, 1) * 1e6)
+        # gRPC through each proxy to grpcup: each kind of call, 16 connections x 10 streams.
+        grpc = {(p, k): [] for p in proxies for k, _, _ in GRPC_CALLS}
+        grpc_cpu = {(p, k): [] for p in proxies for k, _, _ in GRPC_CALLS}
+        for _ in range(args.reps):
+            for kind, method, sent in GRPC_CALLS:
+                calls = h2_requests // (10 if kind != "unary" else 1)
+                for p in proxies:
+                    before = cpu_seconds(procs[p].pid)
+                    out = subprocess.run(["taskset", "-c", "1", "h2load", "-n", str(calls), "-c", "16", "-m", "10",
+                                          "-H", ":authority: rpc", "-H", "content-type: application/grpc",
+                                          "-H", "te: trailers", "-d", os.path.join(work, f"grpc-{sent}.bin"),
+                                          f"http://127.0.0.1:{GRPC_PORTS[p]}/bench.Echo/{method}"],
+                                         capture_output=True, text=True).stdout
+                    used = sum(b - a for a, b in zip(before, cpu_seconds(procs[p].pid)))
+                    rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+                    ok = re.search(r"(\d+) succeeded", out)
+                    answered = int(ok.group(1)) if ok else 0
+                    if answered != calls:
+                        print(f"warning: {p} answered {answered} of {calls} gRPC {kind} calls")
+                        if args.smoke:
+                            sys.exit(f"bench: {p} failed gRPC calls in the smoke run:\n{out}")
+                    grpc[(p, kind)].append(float(rate.group(1)) if rate else float("nan"))
+                    grpc_cpu[(p, kind)].append(used / max(answered, 1) * 1e6)
         # The upstream connections an HTTP/2 burst left idle close within a few seconds (the
         # proxy's pool, nginx's keepalive); what is measured next is the clients' connections.
         time.sleep(0.5 if args.smoke else 5)
@@ -359,6 +405,11 @@ def main():
     for m in STREAMS:
         for p in proxies:
             print(f"{m:>9} {p:10} {fmt(h2[(p, m)]):>28} {fmt(h2_cpu[(p, m)], digits=1):>22}")
+    print("\ngRPC through each proxy to grpcup (h2load, 16 connections x 10 streams, HTTP/2 both ways):")
+    print(f"{'call':>14} {'':10} {'calls/s':>28} {'CPU us/call':>22}")
+    for kind, _, _ in GRPC_CALLS:
+        for p in proxies:
+            print(f"{kind:>14} {p:10} {fmt(grpc[(p, kind)]):>28} {fmt(grpc_cpu[(p, kind)], digits=1):>22}")
     print(f"\nOpen loop (latency from intended send time, µs), median of {args.open_reps}: "
           "p50 / p99 [min-max] / p99.9 / max; behind: runs that fell behind the rate and had not caught up at the end")
     for pct in RATES:
@@ -381,6 +432,9 @@ def main():
         for m in STREAMS:
             print(f"    h2 at {m:>3} streams: req/s {paired(h2[('trellis', m)], h2[(peer, m)])}"
                   f"  CPU/req {paired(h2_cpu[('trellis', m)], h2_cpu[(peer, m)])}")
+        for kind, _, _ in GRPC_CALLS:
+            print(f"    gRPC {kind:>13}: calls/s {paired(grpc[('trellis', kind)], grpc[(peer, kind)])}"
+                  f"  CPU/call {paired(grpc_cpu[('trellis', kind)], grpc_cpu[(peer, kind)])}")
         for pct in RATES:
             print(f"    p99 at {pct}% {paired(p99s('trellis', pct), p99s(peer, pct))}")
     print(f"  vs direct  req/s c=64 {paired(rps[('trellis', 64)], rps[('direct', 64)])}")

@@ -130,18 +130,17 @@ pub async fn inbound<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, mut
         shared.metrics.denied(caller.label(), &by);
         return;
     }
-    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(settings.app_addr)).await {
+    let why = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(settings.app_addr)).await {
         Ok(Ok(mut app)) => {
             let _ = app.set_nodelay(true);
             splice(&shared, Direction::Inbound, (service, version), &mut caller_io, &mut app).await;
+            return;
         }
-        result => {
-            let why =
-                result.map_or_else(|_| "timed out".to_string(), |r| r.err().map(|e| e.to_string()).unwrap_or_default());
-            tracing::warn!(app = %settings.app_addr, %why, "cannot reach the application for a TCP connection");
-            shared.metrics.tcp.failed(Direction::Inbound, service, version);
-        }
-    }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+    };
+    tracing::warn!(app = %settings.app_addr, %why, "cannot reach the application for a TCP connection");
+    shared.metrics.tcp.failed(Direction::Inbound, service, version);
 }
 
 /// Copies both ways until both sides are done, then counts the connection. `from` is the side

@@ -238,6 +238,19 @@ def wrk(port, conns, seconds):
     return rps, total, int(errors.group(1)) if errors else 0
 
 
+def h2load(pid, port, n, streams, path="/", args=()):
+    """n HTTP/2 requests over 16 connections, `streams` at a time on each, to the proxy with
+    `pid`: (req/s, requests answered 2xx, the proxy's CPU µs per answered request, output)."""
+    before = cpu_seconds(pid)
+    out = subprocess.run(["taskset", "-c", "1", "h2load", "-n", str(n), "-c", "16", "-m", str(streams), *args,
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
+    used = sum(b - a for a, b in zip(before, cpu_seconds(pid)))
+    rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    ok = re.search(r"(\d+) succeeded", out)
+    answered = int(ok.group(1)) if ok else 0
+    return float(rate.group(1)) if rate else float("nan"), answered, used / max(answered, 1) * 1e6, out
+
+
 def fmt(values, unit="", digits=0):
     if not values:
         return "-"
@@ -335,43 +348,31 @@ def main():
         for _ in range(args.reps):
             for m in STREAMS:
                 for p in proxies:
-                    before = cpu_seconds(procs[p].pid)
-                    out = subprocess.run(["taskset", "-c", "1", "h2load", "-n", str(h2_requests), "-c", "16", "-m",
-                                          str(m), "-H", ":authority: bench", f"http://127.0.0.1:{H2_PORTS[p]}/"],
-                                         capture_output=True, text=True).stdout
-                    used = sum(b - a for a, b in zip(before, cpu_seconds(procs[p].pid)))
-                    rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
-                    ok = re.search(r"(\d+) succeeded", out)
-                    answered = int(ok.group(1)) if ok else 0
+                    rate, answered, cpu_per, _ = h2load(procs[p].pid, H2_PORTS[p], h2_requests, m,
+                                                        args=("-H", ":authority: bench"))
                     if answered != h2_requests:
                         print(f"warning: {p} answered {answered} of {h2_requests} HTTP/2 requests at {m} streams")
                         if args.smoke:
                             sys.exit(f"bench: {p} failed HTTP/2 requests in the smoke run")
-                    h2[(p, m)].append(float(rate.group(1)) if rate else float("nan"))
-                    h2_cpu[(p, m)].append(used / max(answered, 1) * 1e6)
+                    h2[(p, m)].append(rate)
+                    h2_cpu[(p, m)].append(cpu_per)
         # gRPC through each proxy to grpcup: each kind of call, 16 connections x 10 streams.
         grpc = {(p, k): [] for p in proxies for k, _, _ in GRPC_CALLS}
         grpc_cpu = {(p, k): [] for p in proxies for k, _, _ in GRPC_CALLS}
         for _ in range(args.reps):
             for kind, method, sent in GRPC_CALLS:
                 calls = h2_requests // (10 if kind != "unary" else 1)
+                grpc_args = ("-H", ":authority: rpc", "-H", "content-type: application/grpc", "-H", "te: trailers",
+                             "-d", os.path.join(work, f"grpc-{sent}.bin"))
                 for p in proxies:
-                    before = cpu_seconds(procs[p].pid)
-                    out = subprocess.run(["taskset", "-c", "1", "h2load", "-n", str(calls), "-c", "16", "-m", "10",
-                                          "-H", ":authority: rpc", "-H", "content-type: application/grpc",
-                                          "-H", "te: trailers", "-d", os.path.join(work, f"grpc-{sent}.bin"),
-                                          f"http://127.0.0.1:{GRPC_PORTS[p]}/bench.Echo/{method}"],
-                                         capture_output=True, text=True).stdout
-                    used = sum(b - a for a, b in zip(before, cpu_seconds(procs[p].pid)))
-                    rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
-                    ok = re.search(r"(\d+) succeeded", out)
-                    answered = int(ok.group(1)) if ok else 0
+                    rate, answered, cpu_per, out = h2load(procs[p].pid, GRPC_PORTS[p], calls, 10,
+                                                          f"/bench.Echo/{method}", grpc_args)
                     if answered != calls:
                         print(f"warning: {p} answered {answered} of {calls} gRPC {kind} calls")
                         if args.smoke:
                             sys.exit(f"bench: {p} failed gRPC calls in the smoke run:\n{out}")
-                    grpc[(p, kind)].append(float(rate.group(1)) if rate else float("nan"))
-                    grpc_cpu[(p, kind)].append(used / max(answered, 1) * 1e6)
+                    grpc[(p, kind)].append(rate)
+                    grpc_cpu[(p, kind)].append(cpu_per)
         # The upstream connections an HTTP/2 burst left idle close within a few seconds (the
         # proxy's pool, nginx's keepalive); what is measured next is the clients' connections.
         time.sleep(0.5 if args.smoke else 5)

@@ -35,6 +35,11 @@ fn limit(by: &str, per_second: u32, burst: u32) -> RateLimitConfig {
     RateLimitConfig { by: by.into(), total: Some(Rate { per_second, burst }), per_caller: None, overrides: vec![] }
 }
 
+/// A proxy in front of [`ok_app`] whose own service has `limit`.
+async fn limited_service(limit: RateLimitConfig) -> trellis_proxy::Running {
+    proxy_serving(ok_app().await, Protocol::Http, |_| {}, |svc| svc.traffic.rate_limit = Some(limit)).await
+}
+
 /// (status, headers) of `GET path` to the proxy's inbound listener.
 async fn get(client: &HttpClient, inbound: SocketAddr, path: &str) -> (u16, http::HeaderMap) {
     let req = http::Request::get(format!("http://{inbound}{path}")).header("host", "svc").body(Empty::new()).unwrap();
@@ -47,17 +52,8 @@ async fn get(client: &HttpClient, inbound: SocketAddr, path: &str) -> (u16, http
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admitted_rate_holds_to_the_limit_over_ten_seconds() {
     const LIMIT: u32 = 100;
-    let app = ok_app().await;
-    let proxy = proxy_serving(
-        app,
-        Protocol::Http,
-        |_| {},
-        |svc| {
-            // A small burst, so that the ten seconds measure the rate, not the bucket.
-            svc.traffic.rate_limit = Some(limit("TrafficPolicy/svc", LIMIT, 10));
-        },
-    )
-    .await;
+    // A small burst, so that the ten seconds measure the rate, not the bucket.
+    let proxy = limited_service(limit("TrafficPolicy/svc", LIMIT, 10)).await;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let (admitted, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let started = Instant::now();
@@ -97,16 +93,7 @@ async fn the_admitted_rate_holds_to_the_limit_over_ten_seconds() {
 
 #[tokio::test]
 async fn a_refusal_says_who_refused_and_when_to_come_back() {
-    let app = ok_app().await;
-    let proxy = proxy_serving(
-        app,
-        Protocol::Http,
-        |_| {},
-        |svc| {
-            svc.traffic.rate_limit = Some(limit("TrafficPolicy/svc", 1, 2));
-        },
-    )
-    .await;
+    let proxy = limited_service(limit("TrafficPolicy/svc", 1, 2)).await;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     assert_eq!(get(&client, proxy.inbound, "/").await.0, 200);
     assert_eq!(get(&client, proxy.inbound, "/").await.0, 200, "the burst");

@@ -163,8 +163,9 @@ fn window_secs(q: &WindowQuery) -> Result<u64, ApiError> {
 }
 
 pub fn build_topology(state: &AppState, window_s: u64) -> TopologyView {
-    let totals = state.telemetry.window(crate::now_ms() as u64 / 1000, window_s);
-    let tcp = state.telemetry.tcp_window(crate::now_ms() as u64 / 1000, window_s);
+    let now_s = crate::now_ms() as u64 / 1000;
+    let totals = state.telemetry.window(now_s, window_s);
+    let tcp = state.telemetry.tcp_window(now_s, window_s);
     let mut tcp_nodes: BTreeMap<String, trellis_model::telemetry::TcpCounts> = BTreeMap::new();
     let mut tcp_edges: BTreeMap<(String, String), trellis_model::telemetry::TcpCounts> = BTreeMap::new();
     for (key, counts) in &tcp {
@@ -209,7 +210,7 @@ pub fn build_topology(state: &AppState, window_s: u64) -> TopologyView {
         });
     }
     let mut denied: BTreeMap<(String, String), (u64, Vec<String>)> = BTreeMap::new();
-    for ((caller, callee, by), n) in state.telemetry.denied(crate::now_ms() as u64 / 1000, window_s) {
+    for ((caller, callee, by), n) in state.telemetry.denied(now_s, window_s) {
         edges.entry((caller.clone(), callee.clone())).or_default();
         let entry = denied.entry((caller, callee)).or_default();
         entry.0 += n;

@@ -23,13 +23,8 @@ const DOMAIN: &str = "mesh.test";
 // writes (the rotation test below runs on several threads, where they write straight).
 #[tokio::test]
 async fn proxies_speak_mtls_and_the_inbound_side_admits_by_identity_and_policy() {
-    let repo = PolicyRepo::demo();
-    repo.set_inventory_split(100, 0, "inventory: v1 only");
-    let data = tempfile::tempdir().unwrap();
-    let cp = control_plane(&repo, data.path(), IdentityConfig::new(data.path().join("identity"), DOMAIN)).await;
+    let Shop { repo, data, cp, inventory, storefront } = shop(|identity| identity).await;
     let ca = cp.state.ca.clone().unwrap();
-    let inventory = proxy(&cp, "inventory", "v1", fixed_app("stock", 200).await).await;
-    let storefront = proxy(&cp, "storefront", "v1", fixed_app("shop", 200).await).await;
     wait_mtls_route(&storefront, "inventory").await;
 
     // The demo policy: only the storefront may GET (or HEAD) /stock.
@@ -149,17 +144,10 @@ async fn proxies_speak_mtls_and_the_inbound_side_admits_by_identity_and_policy()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_rotate_under_load_without_a_failed_request() {
-    let repo = PolicyRepo::demo();
-    repo.set_inventory_split(100, 0, "inventory: v1 only");
-    let data = tempfile::tempdir().unwrap();
     // Six-second certificates: each proxy renews every four seconds.
-    let identity = IdentityConfig {
-        cert_lifetime: Duration::from_secs(6),
-        ..IdentityConfig::new(data.path().join("identity"), DOMAIN)
-    };
-    let cp = control_plane(&repo, data.path(), identity).await;
-    let inventory = proxy(&cp, "inventory", "v1", fixed_app("stock", 200).await).await;
-    let storefront = proxy(&cp, "storefront", "v1", fixed_app("shop", 200).await).await;
+    let six_seconds = |identity| IdentityConfig { cert_lifetime: Duration::from_secs(6), ..identity };
+    // Bound, not left out: the repository's and the data's directories live as long as these.
+    let Shop { repo: _repo, data: _data, cp, inventory, storefront } = shop(six_seconds).await;
     wait_mtls_route(&storefront, "inventory").await;
 
     let first = (expiry(&inventory), expiry(&storefront));
@@ -183,13 +171,8 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_hold_each_verified_caller_to_its_rate_and_show_on_the_traffic_page() {
-    let repo = PolicyRepo::demo();
-    repo.set_inventory_split(100, 0, "inventory: v1 only");
-    let data = tempfile::tempdir().unwrap();
-    let cp = control_plane(&repo, data.path(), IdentityConfig::new(data.path().join("identity"), DOMAIN)).await;
+    let Shop { repo, data: _data, cp, inventory, storefront } = shop(|identity| identity).await;
     let ca = cp.state.ca.clone().unwrap();
-    let inventory = proxy(&cp, "inventory", "v1", fixed_app("stock", 200).await).await;
-    let storefront = proxy(&cp, "storefront", "v1", fixed_app("shop", 200).await).await;
     repo.commit(
         "policies/inventory.yaml",
         "kind: TrafficPolicy\nname: inventory\nservice: inventory\nrateLimit:\n  perCaller: { requestsPerSecond: 1, burst: 2 }\n  overrides: [{ from: [storefront], requestsPerSecond: 20 }]\n---\nkind: AccessPolicy\nname: inventory-readers\nservice: inventory\nrules:\n  - from: [storefront, catalog]\n",
@@ -241,6 +224,27 @@ async fn rate_limits_hold_each_verified_caller_to_its_rate_and_show_on_the_traff
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     cp.shutdown().await;
+}
+
+/// The demo's policy with inventory on v1 only, a control plane that certifies proxies, and
+/// inventory's and the storefront's proxies certified by it.
+struct Shop {
+    repo: PolicyRepo,
+    data: tempfile::TempDir,
+    cp: Running,
+    inventory: trellis_proxy::Running,
+    storefront: trellis_proxy::Running,
+}
+
+async fn shop(identity: impl FnOnce(IdentityConfig) -> IdentityConfig) -> Shop {
+    let repo = PolicyRepo::demo();
+    repo.set_inventory_split(100, 0, "inventory: v1 only");
+    let data = tempfile::tempdir().unwrap();
+    let cp =
+        control_plane(&repo, data.path(), identity(IdentityConfig::new(data.path().join("identity"), DOMAIN))).await;
+    let inventory = proxy(&cp, "inventory", "v1", fixed_app("stock", 200).await).await;
+    let storefront = proxy(&cp, "storefront", "v1", fixed_app("shop", 200).await).await;
+    Shop { repo, data, cp, inventory, storefront }
 }
 
 async fn control_plane(repo: &PolicyRepo, dir: &std::path::Path, identity: IdentityConfig) -> Running {

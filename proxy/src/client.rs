@@ -1,6 +1,6 @@
 //! Pooled upstream clients: HTTP/1.1 (the proxy's own for bodies in hand, see `h1`; hyper's
 //! for streamed bodies and upgrades), and HTTP/2 with prior knowledge for services declared
-//! `http2` or `grpc` (trailers and streams in both directions need it end to end). Connections
+//! `http2` or `grpc` (trailers and streams in both directions need it end to end; see `h2`). Connections
 //! to an endpoint whose proxy has an identity are mTLS once this proxy has one too. Request
 //! bodies are buffered here when small ([`Replay`]), and [`UpstreamError`] says why an
 //! upstream gave no response.
@@ -28,7 +28,7 @@ pub struct Clients(Arc<Pools>);
 
 struct Pools {
     http1: HttpClient,
-    http2: HttpClient,
+    http2: crate::transport::h2::Pool,
     /// HTTP/1.1 for requests whose body is in hand: most of them.
     fast: crate::transport::h1::Pool,
 }
@@ -51,7 +51,7 @@ impl Clients {
         let connector = |h2| Connector::new(http.clone(), mesh.clone(), h2, None);
         Clients(Arc::new(Pools {
             http1: builder().build(connector(false)),
-            http2: builder().http2_only(true).build(connector(true)),
+            http2: crate::transport::h2::Pool::new(connector(true)),
             fast: crate::transport::h1::Pool::new(connector(false)),
         }))
     }
@@ -66,9 +66,17 @@ impl Clients {
         addr: &str,
         max_requests: u32,
     ) -> Result<http::Response<crate::Body>, UpstreamError> {
+        use crate::transport::h2::Outgoing;
         let (body, client_failed) = match (protocol, body) {
             (Protocol::Http, Replay::Buffered(bytes)) => {
                 return self.0.fast.send(parts, bytes, addr, max_requests).await;
+            }
+            (Protocol::Http2 | Protocol::Grpc, body) => {
+                let body = match body {
+                    Replay::Buffered(bytes) => Outgoing::Full(bytes),
+                    body => Outgoing::Streamed(body.into_body()),
+                };
+                return self.0.http2.send(parts, body, addr, max_requests).await;
             }
             (_, body @ Replay::Buffered(_)) => (body.into_body(), None),
             (_, body) => {
@@ -79,11 +87,11 @@ impl Clients {
             }
         };
         let mut req = http::Request::from_parts(parts.clone(), body);
-        set_target(&mut req, addr).map_err(|e| UpstreamError::other(e.into()))?;
-        *req.version_mut() = wire_version(protocol);
+        crate::transport::set_target(&mut req, addr).map_err(|e| UpstreamError::other(e.into()))?;
+        *req.version_mut() = http::Version::HTTP_11;
         let captured = (max_requests > 0).then(|| hyper_util::client::legacy::connect::capture_connection(&mut req));
         // Boxed: hyper's future is large, and inline it would be copied with every request's.
-        let sent = Box::pin(self.for_protocol(protocol).request(req)).await;
+        let sent = Box::pin(self.0.http1.request(req)).await;
         let resp = match sent {
             Ok(resp) => resp,
             // The client's body broke, not the upstream: the client's error, not the endpoint's.
@@ -103,22 +111,6 @@ impl Clients {
 
     pub fn http1(&self) -> &HttpClient {
         &self.0.http1
-    }
-
-    pub fn for_protocol(&self, protocol: Protocol) -> &HttpClient {
-        match protocol {
-            // A tcp service never reaches the HTTP clients (the route layer refuses it).
-            Protocol::Http | Protocol::Tcp => &self.0.http1,
-            Protocol::Http2 | Protocol::Grpc => &self.0.http2,
-        }
-    }
-}
-
-/// The HTTP version a request is sent with to an upstream of `protocol`.
-pub fn wire_version(protocol: Protocol) -> http::Version {
-    match protocol {
-        Protocol::Http | Protocol::Tcp => http::Version::HTTP_11,
-        Protocol::Http2 | Protocol::Grpc => http::Version::HTTP_2,
     }
 }
 
@@ -321,35 +313,6 @@ impl ControlPlane {
             Some(cause) => format!("{e}: {cause}"),
             None => e.to_string(),
         })
-    }
-}
-
-/// Points a request at an endpoint, keeping its Host, without connection-level headers.
-pub fn set_target<B>(req: &mut http::Request<B>, addr: &str) -> Result<(), crate::errors::ProxyError> {
-    // Built from parts: the path is already parsed, only the endpoint's address is new.
-    let path = req.uri().path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let uri = http::Uri::builder()
-        .scheme(http::uri::Scheme::HTTP)
-        .authority(addr)
-        .path_and_query(path)
-        .build()
-        .map_err(|_| crate::errors::ProxyError::NoAuthority)?;
-    if !req.headers().contains_key(http::header::HOST)
-        && let Some(a) = req.uri().authority().cloned()
-        && let Ok(v) = http::HeaderValue::from_str(a.as_str())
-    {
-        req.headers_mut().insert(http::header::HOST, v);
-    }
-    *req.uri_mut() = uri;
-    strip_hop_by_hop(req.headers_mut());
-    Ok(())
-}
-
-/// Headers that describe one connection and must not cross a proxy (RFC 9110 §7.6.1).
-fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    for name in ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "upgrade"]
-    {
-        headers.remove(name);
     }
 }
 

@@ -3,6 +3,7 @@
 //! client speaks mTLS only to endpoints with an identity.
 
 pub mod h1;
+pub mod h2;
 pub mod tls;
 
 use crate::Shared;
@@ -304,5 +305,34 @@ pub enum Peer {
 pub fn with_peer<B>(req: &mut http::Request<B>, peer: &Peer) {
     if let Peer::Mtls(_) = peer {
         req.extensions_mut().insert(peer.clone());
+    }
+}
+
+/// Points a request at an endpoint, keeping its Host, without connection-level headers.
+pub fn set_target<B>(req: &mut http::Request<B>, addr: &str) -> Result<(), crate::errors::ProxyError> {
+    // Built from parts: the path is already parsed, only the endpoint's address is new.
+    let path = req.uri().path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let uri = http::Uri::builder()
+        .scheme(http::uri::Scheme::HTTP)
+        .authority(addr)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| crate::errors::ProxyError::NoAuthority)?;
+    if !req.headers().contains_key(http::header::HOST)
+        && let Some(a) = req.uri().authority().cloned()
+        && let Ok(v) = http::HeaderValue::from_str(a.as_str())
+    {
+        req.headers_mut().insert(http::header::HOST, v);
+    }
+    *req.uri_mut() = uri;
+    strip_hop_by_hop(req.headers_mut());
+    Ok(())
+}
+
+/// Headers that describe one connection and must not cross a proxy (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    for name in ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "upgrade"]
+    {
+        headers.remove(name);
     }
 }

@@ -3,8 +3,8 @@
 
 use crate::Body;
 use crate::client::HttpClient;
-use crate::client::set_target;
 use crate::errors::ProxyError;
+use crate::transport::set_target;
 use http::{Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 

@@ -9,8 +9,8 @@
 //! pooled connection ([`Pool`]). Whatever is not the common case goes to hyper: a connection
 //! whose request is HTTP/2, HTTP/1.0, an upgrade, `Expect: 100-continue`, or a chunked or large
 //! body is handed over whole, with every byte already read (never before its first request's
-//! head is all there, so hyper never waits for it); streamed request bodies and HTTP/2
-//! upstreams use hyper's clients. A head that cannot be served is answered here (400, 414 or
+//! head is all there, so hyper never waits for it); streamed request bodies use hyper's
+//! client (HTTP/2 upstreams have their own, see `h2`). A head that cannot be served is answered here (400, 414 or
 //! 431) and the connection closed: no byte of it is ever read again as another request. A response from the pool keeps its
 //! headers as the upstream wrote them (see [`raw`]).
 

@@ -114,15 +114,35 @@ impl Endpoints {
         &self,
         picked: &InFlight,
         addr: &str,
-        (sent, answered): (Instant, Instant),
+        times: (Instant, Instant),
         outcome: Outcome,
         peers: &[Endpoint],
         config: &OutlierConfig,
     ) -> bool {
+        self.observe_latency(picked, times);
+        self.judge(picked, addr, outcome, peers, config)
+    }
+
+    /// Records the latency of the attempt `picked` was handed out for, sent at `sent` and
+    /// answered at `answered`.
+    pub fn observe_latency(&self, picked: &InFlight, (sent, answered): (Instant, Instant)) {
         let now = answered.saturating_duration_since(self.epoch).as_millis() as u64;
         let rtt_ms = answered.saturating_duration_since(sent).as_secs_f64() * 1000.0;
+        picked.0.ewma.locked().observe(rtt_ms, now);
+    }
+
+    /// Judges the endpoint at `addr` on the outcome of the attempt `picked` was handed out
+    /// for. Returns true when it ejected the endpoint.
+    pub fn judge(
+        &self,
+        picked: &InFlight,
+        addr: &str,
+        outcome: Outcome,
+        peers: &[Endpoint],
+        config: &OutlierConfig,
+    ) -> bool {
+        let now = crate::clock::now().saturating_duration_since(self.epoch).as_millis() as u64;
         let state = &picked.0;
-        state.ewma.locked().observe(rtt_ms, now);
         if !state.outlier.locked().observe(outcome, config) {
             return false;
         }

@@ -74,10 +74,18 @@ pub fn encode_message(message: &str) -> String {
 }
 
 /// The status of a trailers-only response (in its headers) from a service that speaks gRPC:
-/// the only kind a proxy can act on before the body streams (retries, outlier ejection). Other
-/// services' responses are not looked at.
+/// the only kind a proxy can act on before the body streams (retries). Other services'
+/// responses are not looked at.
 pub fn early_status<B>(service: &trellis_model::ServiceConfig, resp: &http::Response<B>) -> Option<u8> {
     (service.protocol == trellis_model::config::Protocol::Grpc).then(|| status(resp.headers())).flatten()
+}
+
+/// Whether a response of a gRPC service will carry the call's status in its trailers: a 200
+/// without one in its headers.
+pub fn in_trailers<B>(service: &trellis_model::ServiceConfig, resp: &http::Response<B>) -> bool {
+    service.protocol == trellis_model::config::Protocol::Grpc
+        && resp.status() == http::StatusCode::OK
+        && !resp.headers().contains_key("grpc-status")
 }
 
 /// `grpc-timeout` (RFC-like "1-8 digits, then H, M, S, m, u or n") in milliseconds, rounded

@@ -167,6 +167,41 @@ async fn a_call_the_server_refused_is_retried_on_unavailable() {
     assert_eq!(sent, 1, "one retry, from the shared budget");
 }
 
+/// A stream that ends UNAVAILABLE in its trailers, after its messages, counts against the
+/// endpoint as a trailers-only refusal does: consecutive ones eject it. A call that ends OK in
+/// its trailers, or that fails by the caller's own fault, resets the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_in_trailers_eject_the_endpoint() {
+    let (_server, app) = grpc_server();
+    let caller = proxy_serving(
+        app,
+        Protocol::Grpc,
+        |_| {},
+        |svc| {
+            let outlier = &mut svc.traffic.outlier;
+            (outlier.enabled, outlier.consecutive_gateway_errors, outlier.max_ejected_percent) = (true, 2, 100);
+            outlier.base_ejection_ms = 60_000;
+        },
+    )
+    .await;
+    let ejections = || {
+        let labels = [("dst_service", "svc"), ("endpoint", &*app.to_string())];
+        caller.shared.metrics.get("trellis_proxy_ejections_total", &labels)
+    };
+    let out = caller.outbound;
+    let answers =
+        tokio::task::spawn_blocking(move || calls(out, "svc", &["Count 2:14", "Count 1:0", "Count 2:14", "Count 2:5"]))
+            .await
+            .unwrap();
+    let codes: Vec<&str> = answers.iter().map(|(c, _, _)| c.as_str()).collect();
+    assert_eq!(codes, ["UNAVAILABLE", "OK", "UNAVAILABLE", "NOT_FOUND"], "{answers:?}");
+    assert_eq!(ejections(), 0, "an OK in between resets the count; NOT_FOUND is the caller's");
+
+    let answers = tokio::task::spawn_blocking(move || calls(out, "svc", &["Count 2:14", "Count 3:14"])).await.unwrap();
+    assert_eq!(answers[1].2.len(), 3, "{answers:?}");
+    assert_eq!(ejections(), 1, "two UNAVAILABLE in a row in trailers eject it: {answers:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_call_is_resource_exhausted() {
     let (_server, app) = grpc_server();

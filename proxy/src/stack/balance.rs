@@ -77,38 +77,63 @@ impl<F: Future<Output = Answer>> Future for Reported<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
         let this = self.project();
         let result = ready_poll!(this.answer.poll(cx));
-        if let Some(report) = this.report.take() {
-            report.record(&result);
-        }
-        Poll::Ready(result)
+        Poll::Ready(match this.report.take() {
+            Some(report) => report.record(result),
+            None => result,
+        })
     }
 }
 
 impl Report {
     /// Latency and outcome into the endpoint's EWMA and outlier detection; attempts and
-    /// ejections into the metrics.
-    fn record(self, result: &Answer) {
+    /// ejections into the metrics. A gRPC call's status that comes in its trailers judges the
+    /// endpoint when they pass (its latency is the response head's, as for any other).
+    fn record(self, result: Answer) -> Answer {
         let Report { shared, route, at, in_flight, sent } = self;
-        let addr = &route.endpoints()[at].addr;
-        let (outcome, status) = match result {
+        let (outcome, status) = match &result {
             Ok(resp) => {
                 let outcome = match crate::grpc::early_status(&route.service, resp) {
                     Some(code) => Outcome::of_grpc(code),
+                    None if crate::grpc::in_trailers(&route.service, resp) => {
+                        route.metrics.attempt(status_class(resp.status()));
+                        shared.endpoints.observe_latency(&in_flight, (sent, crate::clock::now()));
+                        let judge = move |code| {
+                            // A call the client cancelled says nothing of the endpoint.
+                            if code != crate::grpc::CANCELLED {
+                                judge(&shared, &route, at, &in_flight, Outcome::of_grpc(code));
+                            }
+                        };
+                        return result.map(|resp| {
+                            resp.map(|body| {
+                                let watched = crate::grpc::Watched::new(body, Box::new(judge));
+                                http_body_util::BodyExt::boxed_unsync(watched)
+                            })
+                        });
+                    }
                     None => Outcome::of_status(resp.status().as_u16()),
                 };
                 (outcome, status_class(resp.status()))
             }
             // The client's body broke: the endpoint did nothing wrong, and is not judged on it.
-            Err(e @ ProxyError::BadRequestBody(_)) => return route.metrics.attempt(e.status_label()),
+            Err(e @ ProxyError::BadRequestBody(_)) => {
+                route.metrics.attempt(e.status_label());
+                return result;
+            }
             Err(e) => (Outcome::GatewayError, attempt_failure(e)),
         };
         route.metrics.attempt(status);
-        let service = &route.service;
-        let times = (sent, crate::clock::now());
-        if shared.endpoints.record(&in_flight, addr, times, outcome, route.endpoints(), &service.traffic.outlier) {
-            let labels = [("dst_service", service.name.as_str()), ("endpoint", addr)];
-            shared.metrics.inc("trellis_proxy_ejections_total", &labels);
-        }
+        shared.endpoints.observe_latency(&in_flight, (sent, crate::clock::now()));
+        judge(&shared, &route, at, &in_flight, outcome);
+        result
+    }
+}
+
+/// The outcome into the endpoint's outlier detection; an ejection into the metrics.
+fn judge(shared: &Shared, route: &super::Route, at: usize, in_flight: &InFlight, outcome: Outcome) {
+    let (service, addr) = (&route.service, &route.endpoints()[at].addr);
+    if shared.endpoints.judge(in_flight, addr, outcome, route.endpoints(), &service.traffic.outlier) {
+        let labels = [("dst_service", service.name.as_str()), ("endpoint", addr.as_str())];
+        shared.metrics.inc("trellis_proxy_ejections_total", &labels);
     }
 }
 

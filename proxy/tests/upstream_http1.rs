@@ -248,6 +248,9 @@ async fn a_bursts_connections_are_kept_for_the_next_burst() {
     }
     let opened = up.connections.load(Ordering::SeqCst);
     assert_eq!(up.answered.load(Ordering::SeqCst), 2 * BURST);
-    // Every request of the first wave needed a connection; the second found them all idle.
-    assert!(opened <= BURST, "{opened} upstream connections for two waves of {BURST}");
+    // Every request of the first wave needed a connection; the second found them idle. (Not
+    // exactly all: on a loaded machine the first wave can take longer than the 2 s a
+    // connection beyond the 128 is kept unused, and a few are closed. Without the keeping,
+    // the second wave would open 172 more.)
+    assert!(opened <= BURST + BURST / 10, "{opened} upstream connections for two waves of {BURST}");
 }

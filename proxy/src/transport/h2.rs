@@ -91,12 +91,11 @@ impl Pool {
         addr: &str,
         max_requests: u32,
     ) -> Result<Response<crate::Body>, UpstreamError> {
-        let req = request(parts, addr, &body)?;
-        let empty = match &body {
-            Outgoing::Full(b) => b.is_empty(),
-            Outgoing::Streamed(b) => http_body::Body::is_end_stream(b),
+        let (empty, length) = match &body {
+            Outgoing::Full(b) => (b.is_empty(), Some(b.len())),
+            Outgoing::Streamed(b) => (http_body::Body::is_end_stream(b), None),
         };
-        let (conn, (pending, mut tx)) = self.open(addr, req, empty).await?;
+        let (conn, (pending, mut tx)) = self.open(addr, || request(parts, addr, length), empty).await?;
         let failed = Arc::new(AtomicBool::new(false));
         match body {
             _ if empty => {}
@@ -123,19 +122,19 @@ impl Pool {
         Ok(Response::from_parts(head, body))
     }
 
-    /// Opens a stream for `req` on the address's connection. A connection that closed as it
-    /// was picked sent nothing, so the request goes once more on a new one.
+    /// Opens a stream for the request `head` makes on the address's connection. A connection
+    /// that closed as it was picked sent nothing, so the request goes once more on a new one.
     async fn open(
         &self,
         addr: &str,
-        req: http::Request<()>,
+        head: impl Fn() -> Result<http::Request<()>, UpstreamError>,
         end: bool,
     ) -> Result<(Conn, (h2::client::ResponseFuture, h2::SendStream<Bytes>)), UpstreamError> {
         let mut again = true;
         loop {
             let conn = self.conn(addr).await?;
             let opened = match conn.send.clone().ready().await {
-                Ok(mut send) => send.send_request(req.clone(), end),
+                Ok(mut send) => send.send_request(head()?, end),
                 Err(e) => Err(e),
             };
             match opened {
@@ -251,8 +250,12 @@ async fn reap(pool: Weak<Inner>) {
 }
 
 /// The request head for an upstream: aimed at `addr` (its Host kept), without what HTTP/2
-/// forbids (RFC 9113 §8.2.2), with a `content-length` when the body's size is known.
-fn request(parts: &http::request::Parts, addr: &str, body: &Outgoing) -> Result<http::Request<()>, UpstreamError> {
+/// forbids (RFC 9113 §8.2.2), with a `content-length` when the body's `length` is known.
+fn request(
+    parts: &http::request::Parts,
+    addr: &str,
+    length: Option<usize>,
+) -> Result<http::Request<()>, UpstreamError> {
     let mut req = http::Request::new(());
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = parts.uri.clone();
@@ -264,11 +267,11 @@ fn request(parts: &http::request::Parts, addr: &str, body: &Outgoing) -> Result<
     if headers.get(http::header::TE).is_some_and(|te| te != "trailers") {
         headers.remove(http::header::TE);
     }
-    if let Outgoing::Full(bytes) = body
+    if let Some(length) = length
         && !headers.contains_key(http::header::CONTENT_LENGTH)
-        && (!bytes.is_empty() || matches!(parts.method, http::Method::POST | http::Method::PUT | http::Method::PATCH))
+        && (length > 0 || matches!(parts.method, http::Method::POST | http::Method::PUT | http::Method::PATCH))
     {
-        headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(bytes.len()));
+        headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(length));
     }
     Ok(req)
 }

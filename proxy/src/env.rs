@@ -24,6 +24,52 @@ pub const ENV_IDENTITY_DIR: &str = "TRELLIS_IDENTITY_DIR";
 pub const ENV_IO_URING: &str = "TRELLIS_IO_URING";
 pub const ENV_TCP_UPSTREAMS: &str = "TRELLIS_TCP_UPSTREAMS";
 
+/// Every setting, for `trellis-proxy --help`: its name, its default ("" when it has none) and
+/// what it does. A test checks that these are exactly the variables [`Settings::from_lookup`]
+/// reads.
+pub const SETTINGS: &[(&str, &str, &str)] = &[
+    (ENV_SERVICE, "", "required: the mesh service this proxy fronts, as named in policy"),
+    (ENV_VERSION, "", "required: the version of it this instance runs (v1, v2, ...)"),
+    (
+        ENV_CONTROL_PLANE_URL,
+        "",
+        "required without TRELLIS_CONFIG_FILE: http://HOST:PORT of the control plane; replicas separated by commas",
+    ),
+    (ENV_JOIN_TOKEN, "", "proves the service to the control plane once, for an mTLS certificate (trellis join-token)"),
+    (ENV_IDENTITY_DIR, "", "instead of a join token: a directory of cert.pem, key.pem and anchor.pem"),
+    (ENV_CONFIG_FILE, "", "standalone mode: a static config (JSON, as /config prints it), no control plane"),
+    (ENV_OUTBOUND_ADDR, "127.0.0.1:4140", "where the application sends its requests to the mesh"),
+    (ENV_INBOUND_ADDR, "0.0.0.0:4143", "where other proxies reach this service"),
+    (ENV_ADMIN_ADDR, "127.0.0.1:4191", "/live, /ready, /metrics and /config"),
+    (ENV_APP_ADDR, "127.0.0.1:8080", "the local application that inbound requests go to"),
+    (ENV_ADVERTISE_IP, "", "the address other proxies use to reach this one when the inbound listener binds 0.0.0.0"),
+    (ENV_TCP_UPSTREAMS, "", "local listeners for protocol: tcp services, as SERVICE=ADDR,SERVICE=ADDR"),
+    (ENV_PROXY_ID, "SERVICE-VERSION-RANDOM", "this instance's name in the fleet"),
+    (ENV_DRAIN_GRACE, "10", "seconds requests in flight may take to finish after SIGTERM"),
+    (ENV_HEADER_READ_TIMEOUT, "30", "seconds a client has to send each request's head"),
+    (ENV_MAX_CONCURRENT, "10000", "requests in flight per listener beyond which new ones are answered 503"),
+    (ENV_WORKER_THREADS, "1", "runtime threads (1 to 64)"),
+    (ENV_IO_URING, "true", "batch socket writes through io_uring on one thread"),
+    (ENV_ACCESS_LOG, "false", "one structured log event per request, on the access target"),
+    ("TRELLIS_LOG", "info", "log filter, as RUST_LOG (trellis_proxy=debug,access=info)"),
+];
+
+/// What `trellis-proxy --help` prints.
+pub fn help() -> String {
+    let mut out = String::from(concat!(
+        "trellis-proxy ",
+        env!("CARGO_PKG_VERSION"),
+        ": the Trellis sidecar proxy.\n\n",
+        "Usage: trellis-proxy [--help | --version]\n\n",
+        "Configured by environment variables (default in brackets):\n",
+    ));
+    for (name, default, meaning) in SETTINGS {
+        let default = if default.is_empty() { String::new() } else { format!(" [{default}]") };
+        out.push_str(&format!("  {name}{default}\n      {meaning}\n"));
+    }
+    out
+}
+
 /// nginx's `client_header_timeout` is 60 s; a sidecar's clients are local and quick.
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -282,6 +328,38 @@ mod tests {
         {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
+    }
+
+    #[test]
+    fn help_lists_exactly_the_settings_read_with_their_defaults() {
+        let read = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let required: HashMap<&str, &str> =
+            [(ENV_SERVICE, "a"), (ENV_VERSION, "v1"), (ENV_CONTROL_PLANE_URL, "http://cp:8080")].into();
+        let s = Settings::from_lookup(|k| {
+            read.borrow_mut().insert(k.to_string());
+            required.get(k).map(|v| v.to_string())
+        })
+        .unwrap();
+        // TRELLIS_LOG is read by the binary before the settings.
+        let listed: std::collections::BTreeSet<String> =
+            SETTINGS.iter().map(|(name, ..)| name.to_string()).filter(|n| n != "TRELLIS_LOG").collect();
+        assert_eq!(read.into_inner(), listed);
+        let default = |name: &str| SETTINGS.iter().find(|(n, ..)| *n == name).unwrap().1;
+        for (name, actual) in [
+            (ENV_OUTBOUND_ADDR, s.outbound_addr.to_string()),
+            (ENV_INBOUND_ADDR, s.inbound_addr.to_string()),
+            (ENV_ADMIN_ADDR, s.admin_addr.to_string()),
+            (ENV_APP_ADDR, s.app_addr.to_string()),
+            (ENV_DRAIN_GRACE, s.drain_grace.as_secs().to_string()),
+            (ENV_HEADER_READ_TIMEOUT, s.header_read_timeout.as_secs().to_string()),
+            (ENV_MAX_CONCURRENT, s.max_concurrent_requests.to_string()),
+            (ENV_WORKER_THREADS, s.worker_threads.to_string()),
+            (ENV_IO_URING, s.io_uring.to_string()),
+            (ENV_ACCESS_LOG, s.access_log.to_string()),
+        ] {
+            assert_eq!(default(name), actual, "{name}");
+        }
+        assert!(help().contains("TRELLIS_TCP_UPSTREAMS\n      local listeners"));
     }
 
     #[test]

@@ -1,15 +1,47 @@
 //! `trellis-proxy`: configured by `TRELLIS_*` environment variables (see `env.rs`).
 
+use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("-h" | "--help") => {
+            print!("{}", trellis_proxy::env::help());
+            return ExitCode::SUCCESS;
+        }
+        Some("-V" | "--version") => {
+            println!("trellis-proxy {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("trellis-proxy: unknown argument {other:?}: settings are environment variables (see --help)");
+            return ExitCode::from(2);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("TRELLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
-    let settings = trellis_proxy::Settings::from_env()?;
+    let settings = match trellis_proxy::Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("trellis-proxy: {e}\n(trellis-proxy --help lists every setting)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        // One line of causes, never a backtrace: the message is for the operator.
+        Err(e) => {
+            eprintln!("trellis-proxy: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(settings: trellis_proxy::Settings) -> anyhow::Result<()> {
     // A sidecar shares its pod's CPU: one runtime thread unless told otherwise.
-    let threads = settings.worker_threads;
-    let runtime = match threads {
+    let runtime = match settings.worker_threads {
         // One thread: no work-stealing machinery to pay for.
         1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
         n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,

@@ -176,7 +176,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     init_tracing();
     match cli.command {
         Command::Serve(args) => {
-            std::fs::create_dir_all(&args.data_dir)?;
+            std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+                anyhow::anyhow!("cannot use {} as the data directory (--data-dir): {e}", args.data_dir.display())
+            })?;
             let database_url =
                 args.database_url.unwrap_or_else(|| crate::store::Store::sqlite_url(&args.data_dir.join("trellis.db")));
             let mut policy = PolicySource::new(&args.repo, &args.branch, &args.data_dir.join("repos"));

@@ -1,7 +1,16 @@
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = trellis_server::cli::Cli::parse();
-    let code = tokio::runtime::Runtime::new()?.block_on(trellis_server::cli::run(cli))?;
-    std::process::exit(code)
+    let run = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(trellis_server::cli::run(cli)));
+    match run {
+        Ok(code) => std::process::exit(code),
+        // The causes on one line, never a backtrace: the message is for the operator.
+        Err(e) => {
+            eprintln!("trellis: {e:#}");
+            std::process::exit(1)
+        }
+    }
 }

@@ -77,3 +77,22 @@ fn what_cannot_run_exits_2() {
     assert_eq!(code, 2);
     assert!(err.contains("`nope` is neither a directory nor a revision"), "{err}");
 }
+
+#[test]
+fn a_control_plane_that_cannot_start_says_why_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["serve", "--repo", ".", "--listen", "127.0.0.1:0", "--fleet-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&file)
+        .env("RUST_BACKTRACE", "1")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("trellis: cannot use ") && last.contains("as the data directory (--data-dir)"), "{err}");
+    assert!(!err.contains("backtrace") && !err.contains("panicked"), "{err}");
+}

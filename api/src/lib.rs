@@ -318,49 +318,54 @@ pub struct ReplicaView {
     pub leader: bool,
 }
 
-/// Renders unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC` without a date library, on both
-/// server and browser, so that hydration sees identical text.
+/// Renders unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC`, on both server and browser, so
+/// that hydration sees identical text.
 pub fn format_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil-from-days, after Howard Hinnant's algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02} UTC")
+    match time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("{ms} ms since 1970"),
+    }
 }
 
 /// Reads a time as people write it: unix milliseconds, or a UTC date `2026-11-26`, optionally
-/// with a time (`2026-11-26 13:33`, `2026-11-26T13:33:20Z`, a trailing ` UTC`).
+/// with a time (`2026-11-26 13:33`, `2026-11-26T13:33:20Z`, a trailing ` UTC`). A date or time
+/// that does not exist (`2026-02-31`, `24:00`, `-1:00`) is refused, not carried over.
 pub fn parse_time(text: &str) -> Option<i64> {
     let t = text.trim();
     if let Ok(ms) = t.parse::<i64>() {
         return Some(ms);
     }
-    let t = t.trim_end_matches(" UTC").trim_end_matches('Z');
-    let (date, time) = t.split_once(['T', ' ']).unwrap_or((t, "00:00:00"));
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
-    let mut c = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (h, mi, s) = (c.next()??, c.next().flatten().unwrap_or(0), c.next().flatten().unwrap_or(0));
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    // Days-from-civil, the inverse of `format_time`'s algorithm.
-    let y = y - i64::from(mo <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + h * 3600 + mi * 60 + s) * 1000)
+    let t = t.strip_suffix(" UTC").or_else(|| t.strip_suffix('Z')).unwrap_or(t);
+    let (date, clock) = t.split_once(['T', ' ']).map_or((t, None), |(d, c)| (d, Some(c)));
+    let fields = |text: &str, most: usize| -> Option<Vec<u16>> {
+        let parts: Vec<&str> = text.split(&['-', ':'][..]).collect();
+        let digits = |p: &&str| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit());
+        (parts.len() <= most && parts.iter().all(digits)).then(|| parts.iter().filter_map(|p| p.parse().ok()).collect())
+    };
+    let [y, mo, d] = fields(date, 3)?[..] else { return None };
+    let month = time::Month::try_from(u8::try_from(mo).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::from(y), month, u8::try_from(d).ok()?).ok()?;
+    let clock = match clock.map(|c| fields(c, 3)) {
+        None => time::Time::MIDNIGHT,
+        Some(None) => return None,
+        Some(Some(hms)) => {
+            let (h, m, s) = match hms[..] {
+                [h, m] => (h, m, 0),
+                [h, m, s] => (h, m, s),
+                _ => return None,
+            };
+            time::Time::from_hms(u8::try_from(h).ok()?, u8::try_from(m).ok()?, u8::try_from(s).ok()?).ok()?
+        }
+    };
+    Some(time::PrimitiveDateTime::new(date, clock).assume_utc().unix_timestamp() * 1000)
 }
 
 #[cfg(test)]
@@ -377,6 +382,13 @@ mod tests {
         );
         assert_eq!(super::parse_time("yesterday"), None);
         assert_eq!(super::parse_time("2026-13-01"), None);
+        // Dates and times that do not exist are refused, never carried into the next month.
+        for bad in
+            ["2026-02-31", "2025-02-29", "2026-11-26 -1:00", "2026-11-26 24:00", "2026-11-26 12:60", "2026-11-26 12"]
+        {
+            assert_eq!(super::parse_time(bad), None, "{bad}");
+        }
+        assert_eq!(super::parse_time("2024-02-29").map(super::format_time).as_deref(), Some("2024-02-29 00:00:00 UTC"));
     }
 
     #[test]

@@ -41,3 +41,15 @@ test('the audit page filters by service and by actor, in the URL, and a rejected
   await expect(error).toContainText('routes/broken.yaml:');
   await expect(error).toContainText('TR0001');
 });
+
+test('a date that does not exist is refused with a hint, not rolled into the next month', async ({ page }) => {
+  await page.goto('/audit?since=2026-02-31');
+  await expect(page.getByTestId('audit-error')).toContainText('since: "2026-02-31" is not a date');
+  await expect(page.getByTestId('audit-event')).toHaveCount(0);
+  await page.goto('/audit?since=2026-02-28&until=2026-11-26%20-1:00');
+  await expect(page.getByTestId('audit-error')).toContainText('until: "2026-11-26 -1:00" is not a date');
+  // A real date filters: nothing in the log is older than the demo, so everything is since 2020.
+  await page.goto('/audit?since=2020-02-29');
+  await expect(page.getByTestId('audit-error')).toHaveCount(0);
+  await expect(page.getByTestId('audit-event').first()).toBeVisible();
+});

@@ -29,21 +29,37 @@ const FIELDS: [(&str, &str); 7] = [
 pub fn AuditPage() -> impl IntoView {
     let query = use_query_map();
     let tick = crate::live::live_tick();
-    let params = move || {
+    // A date that does not parse is said so, rather than dropped from the filter: the log
+    // unfiltered would look like the answer.
+    let params = move || -> Result<(AuditFilter, Option<String>), String> {
         let q = query.get();
         let get = |k: &str| q.get(k).filter(|v| !v.trim().is_empty());
+        let time = |k: &str| match get(k) {
+            None => Ok(None),
+            Some(t) => parse_time(&t).map(Some).ok_or_else(|| {
+                format!("{k}: {t:?} is not a date: write 2026-11-26, 2026-11-26 13:30 or 2026-11-26T13:30:00Z (UTC)")
+            }),
+        };
         let filter = AuditFilter {
             kind: get("kind"),
             service: get("service"),
             actor: get("actor"),
             revision: get("revision"),
-            since: get("since").and_then(|t| parse_time(&t)),
-            until: get("until").and_then(|t| parse_time(&t)),
+            since: time("since")?,
+            until: time("until")?,
             q: get("q"),
         };
-        (filter, get("cursor"))
+        Ok((filter, get("cursor")))
     };
-    let page = Resource::new(move || (params(), tick.get()), |((filter, cursor), _)| get_audit(Some(filter), cursor));
+    let page = Resource::new(
+        move || (params(), tick.get()),
+        |(params, _)| async move {
+            match params {
+                Ok((filter, cursor)) => get_audit(Some(filter), cursor).await,
+                Err(why) => Err(ServerFnError::new(why)),
+            }
+        },
+    );
     let value = move |k: &'static str| query.with(|q| q.get(k).unwrap_or_default());
     view! {
         <section class="card">

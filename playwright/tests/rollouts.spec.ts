@@ -103,3 +103,12 @@ test('a viewer sees every rollout but no buttons, and the API refuses a viewer w
   const forged = await page.request.post('/api/v1/rollouts/inventory-v2/abort');
   expect(forged.status()).toBe(401);
 });
+
+test('a rollout that ended in git before this control plane ran it says so, and how to run it again', async ({ page }) => {
+  await page.goto('/rollouts');
+  const card = page.getByTestId('rollout-catalog-v2');
+  await expect(card.getByTestId('rollout-phase')).toHaveText('aborted');
+  await expect(card.getByTestId('rollout-reason')).toContainText('aborted before this control plane ran it');
+  await expect(card.getByTestId('rollout-reason')).toContainText('delete that line to run it again');
+  await expect(card.getByTestId('analysis-none')).toHaveText('No analyses were made here: the outcome is recorded in git (see above).');
+});

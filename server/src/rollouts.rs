@@ -397,7 +397,15 @@ fn view(spec: &RolloutConfig, state: Option<&RolloutState>) -> RolloutView {
         (Some(outcome), Some(Phase::Completed { by })) => {
             (outcome, Some(format!("completed by {by} (recorded in git)")))
         }
-        (Some(outcome), _) => (outcome, Some("recorded in git".to_string())),
+        // Ended in git before this control plane ran it (the reference policy's catalog-v2):
+        // nothing here to show but where the outcome comes from, and how to run it again.
+        (Some(outcome), _) => (
+            outcome.clone(),
+            Some(format!(
+                "{outcome} before this control plane ran it: the rollout's file in git says `status: {outcome}`; \
+                 delete that line to run it again"
+            )),
+        ),
         (None, None) => ("pending".to_string(), None),
         (None, Some(p)) => (
             p.name().to_string(),

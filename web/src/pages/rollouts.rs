@@ -110,7 +110,7 @@ fn RolloutCard(rollout: RolloutView, session: SessionView) -> impl IntoView {
             <p class="muted">{thresholds}</p>
             {buttons}
             {(!r.analyses.is_empty()).then(|| view! { <AnalysisCharts rollout=r.clone()/> })}
-            <AnalysisTable analyses=r.analyses.clone()/>
+            <AnalysisTable analyses=r.analyses.clone() ended=r.recorded.is_some()/>
         </section>
     }
 }
@@ -257,9 +257,15 @@ fn verdict_class(v: &Verdict) -> &'static str {
 
 /// The newest analyses first, with their numbers.
 #[component]
-fn AnalysisTable(analyses: Vec<Analysis>) -> impl IntoView {
+fn AnalysisTable(analyses: Vec<Analysis>, ended: bool) -> impl IntoView {
     if analyses.is_empty() {
-        return view! { <p class="muted" data-testid="analysis-none">"No analyses to show."</p> }.into_any();
+        let why = match ended {
+            true => "No analyses were made here: the outcome is recorded in git (see above).",
+            false => {
+                "No analyses yet: the first comes one interval after the rollout starts, once the canary has traffic."
+            }
+        };
+        return view! { <p class="muted" data-testid="analysis-none">{why}</p> }.into_any();
     }
     let rows = analyses
         .iter()

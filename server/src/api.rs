@@ -22,7 +22,7 @@ mod error;
 pub mod forward;
 pub mod rollouts;
 
-pub use error::{ApiError, ApiJson, log_errors};
+pub use error::{ApiError, ApiJson, log_errors, security_headers};
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()

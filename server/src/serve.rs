@@ -115,6 +115,7 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         .merge(crate::fleet_api::router())
         .with_state(state.clone())
         .merge(crate::dashboard::router(state.clone(), &config.site_root))
+        .layer(axum::middleware::from_fn(crate::api::security_headers))
         .layer(axum::middleware::from_fn(crate::api::log_errors))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
 

@@ -117,6 +117,20 @@ pub async fn log_errors(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Headers on every answer of the API and the dashboard: no site may frame it (its buttons
+/// act on rollouts), no content type is sniffed, and no address leaks to other sites in a
+/// referrer. The page's Content-Security-Policy carries a per-page nonce and is set where the
+/// page is rendered (`trellis_web::app::shell`).
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    use axum::http::{HeaderValue, header};
+    let mut resp = next.run(req).await;
+    let headers = resp.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    resp
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         let message = "the database is unavailable; try again shortly".into();

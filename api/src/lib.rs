@@ -141,6 +141,37 @@ pub struct AuditFilter {
     pub until: Option<i64>,
     /// Words in the summary, any case.
     pub q: Option<String>,
+    /// Leave out the routine kinds ([`ROUTINE_KINDS`]): what changed, who acted, what was
+    /// refused or failed.
+    #[serde(default)]
+    pub significant: bool,
+}
+
+/// Audit kinds that come as a matter of course: an analysis every interval, proxies joining
+/// and leaving, a revision the fleet caught up with. Consecutive ones that agree collapse into
+/// one line of the log ([`runs`]); the overview and `significant` leave them out.
+pub const ROUTINE_KINDS: &[&str] = &["rollout.analysed", "proxy.joined", "proxy.left", "revision.synced"];
+
+pub fn is_routine(kind: &str) -> bool {
+    ROUTINE_KINDS.contains(&kind)
+}
+
+/// The lines of the audit log, newest first: each the range of `items` it shows. Consecutive
+/// events of a routine kind that agree on actor, service and outcome (an analysis's verdict)
+/// are one line ("analysis passed × 42"); every other event is a line of its own.
+pub fn runs(items: &[AuditEntry]) -> Vec<std::ops::Range<usize>> {
+    fn key(e: &AuditEntry) -> Option<(&str, &str, Option<&str>, Option<&str>)> {
+        is_routine(&e.kind)
+            .then(|| (e.kind.as_str(), e.actor.as_str(), e.service.as_deref(), e.detail["verdict"].as_str()))
+    }
+    let mut lines: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, entry) in items.iter().enumerate() {
+        match lines.last_mut() {
+            Some(line) if key(entry).is_some() && key(entry) == key(&items[line.start]) => line.end = i + 1,
+            _ => lines.push(i..i + 1),
+        }
+    }
+    lines
 }
 
 /// A page of the audit log: newest first, `next` the cursor of the following page.
@@ -389,6 +420,35 @@ mod tests {
             assert_eq!(super::parse_time(bad), None, "{bad}");
         }
         assert_eq!(super::parse_time("2024-02-29").map(super::format_time).as_deref(), Some("2024-02-29 00:00:00 UTC"));
+    }
+
+    #[test]
+    fn routine_events_that_agree_collapse_and_nothing_else_does() {
+        let e = |kind: &str, service: &str, verdict: Option<&str>| super::AuditEntry {
+            id: 0,
+            at: 0,
+            kind: kind.into(),
+            actor: "trellis".into(),
+            revision: None,
+            service: Some(service.into()),
+            summary: String::new(),
+            detail: verdict.map_or(serde_json::Value::Null, |v| serde_json::json!({ "verdict": v })),
+            hash: None,
+        };
+        let items = [
+            e("rollout.analysed", "inventory", Some("pass")),
+            e("rollout.analysed", "inventory", Some("pass")),
+            e("rollout.analysed", "inventory", Some("pass")),
+            e("rollout.analysed", "inventory", Some("fail")),
+            e("rollout.analysed", "catalog", Some("fail")),
+            e("revision.applied", "inventory", None),
+            e("revision.applied", "inventory", None),
+            e("proxy.joined", "inventory", None),
+            e("proxy.joined", "inventory", None),
+        ];
+        assert_eq!(super::runs(&items), vec![0..3, 3..4, 4..5, 5..6, 6..7, 7..9]);
+        assert_eq!(super::runs(&[]), vec![]);
+        assert!(super::is_routine("rollout.analysed") && !super::is_routine("rollout.aborted"));
     }
 
     #[test]

@@ -53,3 +53,30 @@ test('a date that does not exist is refused with a hint, not rolled into the nex
   await expect(page.getByTestId('audit-error')).toHaveCount(0);
   await expect(page.getByTestId('audit-event').first()).toBeVisible();
 });
+
+test('repeated analyses are one line with a count and a time range, and "only what matters" leaves them out', async ({ page }) => {
+  // The demo's canary is analysed every 10 s: give it a few.
+  await page.goto('/audit?kind=rollout.analysed');
+  const run = page.getByTestId('audit-run').first();
+  await expect(run).toBeVisible({ timeout: 45_000 });
+  const count = Number((await run.getByTestId('audit-run-count').textContent())!.replace('× ', ''));
+  expect(count).toBeGreaterThanOrEqual(2);
+  await expect(run).toContainText(/analysis \w+/);
+  await expect(run.locator('time').first()).toContainText('–');
+  // Opened, it lists each of them; the filters and export still see every event.
+  await run.locator('summary').first().click();
+  await expect(run.getByTestId('audit-event')).toHaveCount(count);
+  const raw = await (await page.request.get('/api/v1/audit?kind=rollout.analysed&limit=200')).json();
+  expect(raw.items.length).toBeGreaterThanOrEqual(count);
+
+  // Only what matters: no analysis, no proxy joining; the overview lists the same kind of thing.
+  await page.goto('/audit?significant=true');
+  await expect(page.getByTestId('filter-significant')).toBeChecked();
+  await expect(page.getByTestId('audit-event').first()).toBeVisible();
+  for (const kind of await page.getByTestId('audit-kind').allTextContents()) {
+    expect(['rollout.analysed', 'proxy.joined', 'proxy.left', 'revision.synced']).not.toContain(kind);
+  }
+  await expect(page.getByTestId('audit-event').first()).toHaveClass(/significant/);
+  const overview = await (await page.request.get('/api/v1/overview')).json();
+  for (const e of overview.audit) expect(e.kind).not.toBe('rollout.analysed');
+});

@@ -13,8 +13,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use trellis_api::{
-    EdgeView, FleetView, LimitedTraffic, NodeView, Overview, Point, PolicyFile, PolicyView, RevisionView, RouteTraffic,
-    ServiceTraffic, ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
+    AuditFilter, EdgeView, FleetView, LimitedTraffic, NodeView, Overview, Point, PolicyFile, PolicyView, RevisionView,
+    RouteTraffic, ServiceTraffic, ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
 };
 
 pub mod audit;
@@ -77,7 +77,8 @@ pub async fn build_overview(state: &AppState) -> Result<Overview, ApiError> {
         latest: revisions.rejected,
         services: service_views(state, &proxies),
         proxies,
-        audit: state.store.events(&Default::default(), None, 10).await?,
+        // What an operator opening the dashboard wants to know first: not the analyses.
+        audit: state.store.events(&AuditFilter { significant: true, ..Default::default() }, None, 10).await?,
     })
 }
 

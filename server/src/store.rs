@@ -260,6 +260,11 @@ impl Store {
         if let Some(until) = filter.until {
             sql += &format!(" AND at < {}", arg(&mut args, Arg::N(until)));
         }
+        if filter.significant {
+            let routine: Vec<String> =
+                trellis_api::ROUTINE_KINDS.iter().map(|k| arg(&mut args, Arg::T(k.to_string()))).collect();
+            sql += &format!(" AND kind NOT IN ({})", routine.join(", "));
+        }
         sql += &format!(" ORDER BY id DESC LIMIT {}", arg(&mut args, Arg::N(limit)));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for a in args {

@@ -32,6 +32,7 @@ struct AuditQuery {
     since: Option<i64>,
     until: Option<i64>,
     q: Option<String>,
+    significant: Option<bool>,
     format: Option<String>,
 }
 
@@ -47,6 +48,7 @@ impl AuditQuery {
             since: self.since,
             until: self.until,
             q: text(&self.q),
+            significant: self.significant.unwrap_or(false),
         }
     }
 }
@@ -56,7 +58,8 @@ fn query(q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>)
         ApiError::invalid(
             "invalid audit query",
             format!(
-                "{}: filters are kind, service, actor, revision, since, until (unix ms), q, cursor, limit",
+                "{}: filters are kind, service, actor, revision, since, until (unix ms), q, significant (true: \
+                 leave out routine events), cursor, limit",
                 e.body_text()
             ),
         )

@@ -60,6 +60,9 @@ pub struct FilterArgs {
     /// Words in the summary.
     #[arg(long)]
     q: Option<String>,
+    /// Leave out routine events (analyses, proxies joining and leaving, revisions synced).
+    #[arg(long)]
+    significant: bool,
 }
 
 fn time(s: &str) -> Result<i64, String> {
@@ -76,6 +79,7 @@ impl FilterArgs {
             since: self.since,
             until: self.until,
             q: self.q.clone(),
+            significant: self.significant,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! (`/audit?service=inventory&actor=ann`), so a view can be shared as a link; each entry
 //! opens to what it carries.
 
-use crate::api::{AuditEntry, AuditFilter, AuditPage, format_time, parse_time};
+use crate::api::{AuditEntry, AuditFilter, AuditPage, format_time, is_routine, parse_time, runs};
 use leptos::prelude::*;
 use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
@@ -48,6 +48,7 @@ pub fn AuditPage() -> impl IntoView {
             since: time("since")?,
             until: time("until")?,
             q: get("q"),
+            significant: get("significant").is_some_and(|v| v == "true"),
         };
         Ok((filter, get("cursor")))
     };
@@ -69,6 +70,11 @@ pub fn AuditPage() -> impl IntoView {
                     {FIELDS.map(|(name, placeholder)| view! {
                         <input name=name placeholder=placeholder value=move || value(name) data-testid=format!("filter-{name}")/>
                     }).collect_view()}
+                    <label class="check">
+                        <input type="checkbox" name="significant" value="true" data-testid="filter-significant"
+                            checked=move || value("significant") == "true"/>
+                        " only what matters"
+                    </label>
                     <button type="submit" data-testid="filter-apply">"Filter"</button>
                     <a href="/audit" data-testid="filter-clear">"Clear"</a>
                 </div>
@@ -102,7 +108,10 @@ fn Timeline(page: AuditPage) -> impl IntoView {
     view! {
         <section class="card">
             <ol class="timeline" data-testid="audit-timeline">
-                {page.items.into_iter().map(|e| view! { <Event entry=e/> }).collect_view()}
+                {runs(&page.items).into_iter().map(|run| match run.len() {
+                    1 => view! { <Event entry=page.items[run.start].clone()/> }.into_any(),
+                    _ => view! { <Run entries=page.items[run].to_vec()/> }.into_any(),
+                }).collect_view()}
             </ol>
             <nav class="pager">{newest} " " {older}</nav>
         </section>
@@ -125,14 +134,49 @@ fn narrowed_to(key: &'static str, value: &str) -> String {
     format!("/audit{}", q.to_query_string())
 }
 
+/// Consecutive routine events that agree, as one line: the newest one's words, how many, and
+/// from when to when; opened, each of them.
+#[component]
+fn Run(entries: Vec<AuditEntry>) -> impl IntoView {
+    let (newest, oldest) = (&entries[0], &entries[entries.len() - 1]);
+    // The numbers in parentheses differ from one to the next; the words before them do not.
+    let words = newest.summary.split(" (").next().unwrap_or_default().to_string();
+    let (from, to) = (format_time(oldest.at), format_time(newest.at));
+    // "2026-12-05 12:01:10 UTC–12:08:40 UTC" on one day.
+    let to = match (from.get(..10) == to.get(..10), to.get(11..)) {
+        (true, Some(time)) => time.to_string(),
+        _ => to,
+    };
+    let (kind, actor, count) = (newest.kind.clone(), newest.actor.clone(), entries.len());
+    let family = kind.split('.').next().unwrap_or_default().to_string();
+    let class = format!("event run routine audit-{kind} family-{family}");
+    view! {
+        <li class=class data-testid="audit-run">
+            <details>
+                <summary>
+                    <time>{format!("{from}–{to}")}</time>
+                    " " <span class="kind">{kind}</span>
+                    " " <a class="actor" href=narrowed("actor", &actor) data-testid="audit-actor">{actor.clone()}</a>
+                    " " <span class="summary">{words}</span>
+                    " " <span class="count" data-testid="audit-run-count">{format!("× {count}")}</span>
+                </summary>
+                <ol class="timeline">
+                    {entries.into_iter().map(|e| view! { <Event entry=e/> }).collect_view()}
+                </ol>
+            </details>
+        </li>
+    }
+}
+
 #[component]
 fn Event(entry: AuditEntry) -> impl IntoView {
     let family = entry.kind.split('.').next().unwrap_or_default().to_string();
+    let standing = if is_routine(&entry.kind) { "routine" } else { "significant" };
     let service = entry.service.clone().map(|s| {
         view! { <a class="service" href=narrowed("service", &s) data-testid="audit-service">{s.clone()}</a> }
     });
     view! {
-        <li class=format!("event audit-{} family-{family}", entry.kind) data-testid="audit-event">
+        <li class=format!("event {standing} audit-{} family-{family}", entry.kind) data-testid="audit-event">
             <details>
                 <summary>
                     <time>{format_time(entry.at)}</time>

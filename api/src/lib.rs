@@ -244,12 +244,20 @@ pub struct EdgeView {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrafficView {
     pub step_s: u64,
+    /// The window of the figures in numbers (each service's `golden`, its routes' and refusals'):
+    /// the last complete minute.
+    #[serde(default)]
+    pub window_s: u64,
     pub services: Vec<ServiceTraffic>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceTraffic {
     pub service: String,
+    /// What the service received over the view's window, all versions together: the same
+    /// figure as its node on the topology over that window.
+    #[serde(default)]
+    pub golden: Golden,
     pub versions: Vec<VersionTraffic>,
     /// As callers' route rules matched it, all versions together.
     #[serde(default)]

@@ -164,7 +164,7 @@ fn window_secs(q: &WindowQuery) -> Result<u64, ApiError> {
 }
 
 pub fn build_topology(state: &AppState, window_s: u64) -> TopologyView {
-    let now_s = crate::now_ms() as u64 / 1000;
+    let now_s = crate::telemetry::settled(crate::now_ms() as u64 / 1000);
     let totals = state.telemetry.window(now_s, window_s);
     let tcp = state.telemetry.tcp_window(now_s, window_s);
     let mut tcp_nodes: BTreeMap<String, trellis_model::telemetry::TcpCounts> = BTreeMap::new();
@@ -234,11 +234,18 @@ async fn topology(State(state): State<AppState>, Query(q): Query<WindowQuery>) -
 }
 
 /// Fifteen minutes in thirty-second steps, per service and version, from what each service
-/// received.
+/// received; the figures in numbers over the last complete minute.
 pub fn build_traffic(state: &AppState) -> TrafficView {
     const SPAN_S: u64 = 900;
     const STEP_S: u64 = 30;
-    let now = crate::now_ms() as u64 / 1000;
+    const WINDOW_S: u64 = 60;
+    let now = crate::telemetry::settled(crate::now_ms() as u64 / 1000);
+    let minute = state.telemetry.window(now, WINDOW_S);
+    let received = |service: &str| {
+        let mut all = Counts::default();
+        minute.iter().filter(|(k, _)| k.caller.is_none() && k.service == service).for_each(|(_, c)| all.merge(c));
+        all.golden(WINDOW_S)
+    };
     let recent = state.telemetry.window(now, SPAN_S);
     let mut pairs: Vec<(String, String)> =
         recent.keys().filter(|k| k.caller.is_none()).map(|k| (k.service.clone(), k.version.clone())).collect();
@@ -256,6 +263,7 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
             Some(s) => s,
             None => {
                 services.push(ServiceTraffic {
+                    golden: received(&service),
                     service: service.clone(),
                     versions: Vec::new(),
                     routes: Vec::new(),
@@ -269,7 +277,7 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
     }
     // Routes as callers matched them (all versions together): the last minute, and charts.
     let mut routes: BTreeMap<(String, String), Counts> = BTreeMap::new();
-    for (k, c) in state.telemetry.window(now, 60).iter().filter(|(k, _)| k.caller.is_some()) {
+    for (k, c) in minute.iter().filter(|(k, _)| k.caller.is_some()) {
         routes.entry((k.service.clone(), k.route.clone())).or_default().merge(c);
     }
     for k in recent.keys().filter(|k| k.caller.is_some()) {
@@ -283,16 +291,16 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
             .into_iter()
             .map(|(t, c)| Point { t, golden: c.golden(STEP_S) })
             .collect();
-        s.routes.push(RouteTraffic { route, golden: counts.golden(60), points });
+        s.routes.push(RouteTraffic { route, golden: counts.golden(WINDOW_S), points });
     }
-    for ((caller, callee, by), requests) in state.telemetry.limited(now, 60) {
+    for ((caller, callee, by), requests) in state.telemetry.limited(now, WINDOW_S) {
         let Some(s) = services.iter_mut().find(|s| s.service == callee) else { continue };
-        s.limited.push(LimitedTraffic { caller, by, requests, rps: requests as f64 / 60.0 });
+        s.limited.push(LimitedTraffic { caller, by, requests, rps: requests as f64 / WINDOW_S as f64 });
     }
     for s in &mut services {
         s.limited.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| (&a.caller, &a.by).cmp(&(&b.caller, &b.by))));
     }
-    TrafficView { step_s: STEP_S, services }
+    TrafficView { step_s: STEP_S, window_s: WINDOW_S, services }
 }
 
 /// A service's rate limits in words, its own first, then its rules'.

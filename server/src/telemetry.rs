@@ -62,6 +62,16 @@ impl Counts {
     }
 }
 
+/// Proxies report every 2 s, so the newest second whose reports have all arrived is some 3 s
+/// old. Every window and chart ends there ([`settled`]): a figure taken from a second still
+/// filling reads as traffic falling.
+pub const SETTLE_S: u64 = 3;
+
+/// The newest complete second at `now_s`.
+pub fn settled(now_s: u64) -> u64 {
+    now_s.saturating_sub(SETTLE_S)
+}
+
 /// Opaque TCP connections over a window, as the API shows them.
 pub fn tcp_view(c: &TcpCounts, window_s: u64) -> trellis_api::TcpView {
     let rate = |n: u64| n as f64 / window_s.max(1) as f64;
@@ -323,14 +333,17 @@ impl Telemetry {
         refusals_in(&self.lock().limited, now_s, window_s)
     }
 
-    /// Per-interval totals for one key filter, oldest first: the points of a chart.
+    /// Per-interval totals for one key filter, oldest first: the points of a chart. Only
+    /// steps that ended by `now_s` (pass [`settled`]): a step still filling would end every
+    /// chart in a drop.
     pub fn series(&self, now_s: u64, span_s: u64, step_s: u64, keep: impl Fn(&Key) -> bool) -> Vec<(u64, Counts)> {
         let step = step_s.max(1);
         let start = now_s.saturating_sub(span_s) / step * step;
+        let end = (now_s + 1) / step * step;
         let mut points: BTreeMap<u64, Counts> =
-            (start..=now_s).step_by(step as usize).map(|t| (t, Counts::default())).collect();
+            (start..end).step_by(step as usize).map(|t| (t, Counts::default())).collect();
         for (s, bucket) in &self.lock().seconds {
-            if *s < start || *s > now_s {
+            if *s < start || *s >= end {
                 continue;
             }
             let slot = points.entry(s / step * step).or_default();
@@ -493,8 +506,10 @@ mod tests {
         let t = Telemetry::default();
         t.ingest("shop", &report(1, vec![(Direction::Inbound, "shop", "v1", 10, 0, 1.0)]), 95).unwrap();
         t.ingest("shop", &report(2, vec![(Direction::Inbound, "shop", "v1", 5, 1, 1.0)]), 101).unwrap();
-        let points = t.series(105, 20, 10, |k| k.service == "shop");
-        let counts: Vec<(u64, u64)> = points.iter().map(|(t, c)| (*t, c.requests)).collect();
-        assert_eq!(counts, vec![(80, 0), (90, 10), (100, 5)]);
+        let counts = |now| -> Vec<(u64, u64)> {
+            t.series(now, 20, 10, |k| k.service == "shop").iter().map(|(t, c)| (*t, c.requests)).collect()
+        };
+        assert_eq!(counts(109), vec![(80, 0), (90, 10), (100, 5)]);
+        assert_eq!(counts(108), vec![(80, 0), (90, 10)], "the step of 100-109 has not ended");
     }
 }

@@ -109,7 +109,7 @@ async fn postgres_through_two_proxies_over_mtls() {
             assert_eq!(node["tcp"]["opened"], 1, "{topology}");
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "no TCP edge storefront → db: {topology}");
+        assert!(started.elapsed() < Duration::from_secs(20), "no TCP edge storefront → db: {topology}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 

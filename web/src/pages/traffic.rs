@@ -16,7 +16,10 @@ pub fn TrafficPage() -> impl IntoView {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || traffic.get().map(|r| match r {
                 Ok(t) if t.services.is_empty() => view! { <p class="card" data-testid="traffic-empty">"No traffic reported in the last 15 minutes."</p> }.into_any(),
-                Ok(t) => t.services.into_iter().map(|s| view! { <ServiceCharts service=s/> }.into_any()).collect_view().into_any(),
+                Ok(t) => {
+                    let window_s = t.window_s;
+                    t.services.into_iter().map(|s| view! { <ServiceCharts service=s window_s/> }.into_any()).collect_view().into_any()
+                }
                 Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
             })}
         </Transition>
@@ -61,7 +64,7 @@ impl Metric {
 }
 
 #[component]
-fn ServiceCharts(service: ServiceTraffic) -> impl IntoView {
+fn ServiceCharts(service: ServiceTraffic, window_s: u64) -> impl IntoView {
     let name = service.service.clone();
     let legend = service
         .versions
@@ -76,7 +79,7 @@ fn ServiceCharts(service: ServiceTraffic) -> impl IntoView {
             <div class="charts">
                 {[Metric::Rps, Metric::Success, Metric::P50, Metric::P95, Metric::P99]
                     .into_iter()
-                    .map(|m| view! { <Chart lines=by_version.clone() metric=m/> })
+                    .map(|m| view! { <Chart lines=by_version.clone() metric=m headline=m.of(&service.golden) window_s/> })
                     .collect_view()}
             </div>
             {(!service.routes.is_empty()).then(|| view! { <RouteTable routes=service.routes.clone()/> })}
@@ -174,10 +177,11 @@ fn polyline(points: &[Point], metric: Metric, max: f64, w: f64, h: f64) -> Strin
         .collect()
 }
 
+/// A metric's fifteen minutes by version, under the service's figure over the last complete
+/// `window_s` (all versions together: what the topology shows over that window).
 #[component]
-fn Chart(lines: Vec<Vec<Point>>, metric: Metric) -> impl IntoView {
+fn Chart(lines: Vec<Vec<Point>>, metric: Metric, headline: Option<f64>, window_s: u64) -> impl IntoView {
     let max = scale(&lines, metric);
-    let last = lines.iter().filter_map(|l| l.last().and_then(|p| metric.of(&p.golden))).next_back();
     let drawn = lines
         .iter()
         .enumerate()
@@ -185,7 +189,11 @@ fn Chart(lines: Vec<Vec<Point>>, metric: Metric) -> impl IntoView {
         .collect_view();
     view! {
         <figure class="chart" data-testid=format!("chart-{}", metric.slug())>
-            <figcaption>{metric.title()} <strong>{last.map_or("-".to_string(), |v| format!(" {v:.1}"))}</strong></figcaption>
+            <figcaption>
+                {metric.title()}
+                <strong data-testid="chart-headline">{headline.map_or(" -".to_string(), |v| format!(" {v:.1}"))}</strong>
+                <small class="muted">{format!(" last {} s", window_s)}</small>
+            </figcaption>
             <svg viewBox=format!("0 0 {W} {H}") width=W height=H>
                 <line class="axis" x1="0" y1=H x2=W y2=H></line>
                 {drawn}

@@ -150,12 +150,12 @@ pub async fn build_policy(state: &AppState) -> Result<PolicyView, ApiError> {
 
 #[derive(Deserialize)]
 struct WindowQuery {
-    /// `10s`, `1m` or `10m`.
+    /// `10s`, `1m` (the default, as the Traffic page's figures) or `10m`.
     window: Option<String>,
 }
 
 fn window_secs(q: &WindowQuery) -> Result<u64, ApiError> {
-    match q.window.as_deref().unwrap_or("10s") {
+    match q.window.as_deref().unwrap_or("1m") {
         "10s" => Ok(10),
         "1m" => Ok(60),
         "10m" => Ok(600),

@@ -7,14 +7,16 @@ use std::collections::BTreeMap;
 
 #[server(prefix = "/api/v1/ui", endpoint = "topology")]
 pub async fn get_topology(window: u64) -> Result<TopologyView, ServerFnError> {
-    let window = if [10, 60, 600].contains(&window) { window } else { 10 };
+    let window = if [10, 60, 600].contains(&window) { window } else { 60 };
     Ok(expect_context::<crate::ssr::Backend>().0.topology(window))
 }
 
 #[component]
 pub fn TopologyPage() -> impl IntoView {
     let tick = crate::live::live_tick();
-    let (window, set_window) = signal(10u64);
+    // A minute by default, as Kiali's graph, and the window of the Traffic page's figures:
+    // the same service reads the same on both.
+    let (window, set_window) = signal(60u64);
     let (selected, set_selected) = signal(None::<String>);
     let topology = Resource::new(move || (tick.get(), window.get()), |(_, w)| get_topology(w));
     view! {

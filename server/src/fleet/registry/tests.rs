@@ -194,6 +194,25 @@ fn the_whole_fleet_is_sent_whichever_replica_each_proxy_is_connected_to() {
 }
 
 #[test]
+fn a_row_another_replica_wrote_late_for_a_proxy_connected_here_is_written_again() {
+    let mut r = Registry::default();
+    r.set_mesh(mesh("r1"), 0);
+    let (stream, _) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
+    let shares = |effects: &[Effect]| {
+        effects.iter().filter(|e| matches!(e, Effect::Share(reg, _) if reg.proxy_id == "a")).count()
+    };
+    // The other replica's row, connected or closed since, says "a" is there; its stream is here.
+    for connected in [true, false] {
+        let effects = r.set_remote(vec![elsewhere("a", "inventory", "10.0.0.1:4143", connected)], 10);
+        assert_eq!(shares(&effects), 1, "connected elsewhere: {connected}");
+    }
+    // Once its stream here has closed, the other replica's row is right and is left alone.
+    r.disconnect("a", stream, 20);
+    let effects = r.set_remote(vec![elsewhere("a", "inventory", "10.0.0.1:4143", true)], 30);
+    assert_eq!(shares(&effects), 0);
+}
+
+#[test]
 fn the_leader_records_who_joins_and_leaves_the_whole_fleet_and_moves_are_neither() {
     let mut r = leading();
     let effects = r.set_remote(vec![elsewhere("p", "inventory", "10.0.0.2:4143", true)], 0);

@@ -251,6 +251,14 @@ def h2load(pid, port, n, streams, path="/", args=()):
     return float(rate.group(1)) if rate else float("nan"), answered, used / max(answered, 1) * 1e6, out
 
 
+def shortfall(what, answered, sent, smoke, out):
+    """Says when fewer were answered than sent; the smoke run stops on it, with h2load's output."""
+    if answered != sent:
+        print(f"warning: {what}: {answered} of {sent} answered")
+        if smoke:
+            sys.exit(f"bench: {what}: {answered} of {sent} answered in the smoke run:\n{out}")
+
+
 def fmt(values, unit="", digits=0):
     if not values:
         return "-"
@@ -348,12 +356,9 @@ def main():
         for _ in range(args.reps):
             for m in STREAMS:
                 for p in proxies:
-                    rate, answered, cpu_per, _ = h2load(procs[p].pid, H2_PORTS[p], h2_requests, m,
-                                                        args=("-H", ":authority: bench"))
-                    if answered != h2_requests:
-                        print(f"warning: {p} answered {answered} of {h2_requests} HTTP/2 requests at {m} streams")
-                        if args.smoke:
-                            sys.exit(f"bench: {p} failed HTTP/2 requests in the smoke run")
+                    rate, answered, cpu_per, out = h2load(procs[p].pid, H2_PORTS[p], h2_requests, m,
+                                                          args=("-H", ":authority: bench"))
+                    shortfall(f"{p}, HTTP/2 requests at {m} streams", answered, h2_requests, args.smoke, out)
                     h2[(p, m)].append(rate)
                     h2_cpu[(p, m)].append(cpu_per)
         # gRPC through each proxy to grpcup: each kind of call, 16 connections x 10 streams.
@@ -367,10 +372,7 @@ def main():
                 for p in proxies:
                     rate, answered, cpu_per, out = h2load(procs[p].pid, GRPC_PORTS[p], calls, 10,
                                                           f"/bench.Echo/{method}", grpc_args)
-                    if answered != calls:
-                        print(f"warning: {p} answered {answered} of {calls} gRPC {kind} calls")
-                        if args.smoke:
-                            sys.exit(f"bench: {p} failed gRPC calls in the smoke run:\n{out}")
+                    shortfall(f"{p}, gRPC {kind} calls", answered, calls, args.smoke, out)
                     grpc[(p, kind)].append(rate)
                     grpc_cpu[(p, kind)].append(cpu_per)
         # The upstream connections an HTTP/2 burst left idle close within a few seconds (the

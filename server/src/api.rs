@@ -241,11 +241,11 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
     const WINDOW_S: u64 = 60;
     let now = crate::telemetry::settled(crate::now_ms() as u64 / 1000);
     let minute = state.telemetry.window(now, WINDOW_S);
-    let received = |service: &str| {
-        let mut all = Counts::default();
-        minute.iter().filter(|(k, _)| k.caller.is_none() && k.service == service).for_each(|(_, c)| all.merge(c));
-        all.golden(WINDOW_S)
-    };
+    // What each service received over the minute, all versions together.
+    let mut received: BTreeMap<&str, Counts> = BTreeMap::new();
+    for (k, c) in minute.iter().filter(|(k, _)| k.caller.is_none()) {
+        received.entry(k.service.as_str()).or_default().merge(c);
+    }
     let recent = state.telemetry.window(now, SPAN_S);
     let mut pairs: Vec<(String, String)> =
         recent.keys().filter(|k| k.caller.is_none()).map(|k| (k.service.clone(), k.version.clone())).collect();
@@ -263,7 +263,7 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
             Some(s) => s,
             None => {
                 services.push(ServiceTraffic {
-                    golden: received(&service),
+                    golden: received.get(service.as_str()).copied().unwrap_or_default().golden(WINDOW_S),
                     service: service.clone(),
                     versions: Vec::new(),
                     routes: Vec::new(),

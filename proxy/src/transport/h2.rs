@@ -96,18 +96,21 @@ impl Pool {
             Outgoing::Streamed(b) => (http_body::Body::is_end_stream(b), None),
         };
         let (conn, (pending, mut tx)) = self.open(addr, || request(parts, addr, length), empty).await?;
-        let failed = Arc::new(AtomicBool::new(false));
-        match body {
-            _ if empty => {}
+        // Set when a streamed body of the client's breaks: the failure is then the client's.
+        let failed = match body {
+            _ if empty => None,
             Outgoing::Full(bytes) => {
                 // h2 queues what the window cannot take yet: no task needed.
                 let _ = tx.send_data(bytes, true);
+                None
             }
             Outgoing::Streamed(body) => {
+                let failed = Arc::new(AtomicBool::new(false));
                 tokio::spawn(Pipe { body, tx, failed: failed.clone() });
+                Some(failed)
             }
-        }
-        let resp = pending.await.map_err(|e| match failed.load(Ordering::Relaxed) {
+        };
+        let resp = pending.await.map_err(|e| match failed.is_some_and(|f| f.load(Ordering::Relaxed)) {
             true => UpstreamError::client_body(e.into()),
             false => UpstreamError::other(e.into()),
         })?;

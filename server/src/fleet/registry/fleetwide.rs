@@ -42,8 +42,7 @@ impl Registry {
         // written late by that replica (two replicas' writes for a proxy that moved landed out
         // of order): this replica's own row is written again, or the others would never see
         // the proxy, as its row is refreshed only while it is this replica's.
-        let claimed: Vec<String> = self.remote.keys().filter(|id| self.proxies.contains_key(*id)).cloned().collect();
-        effects.extend(claimed.iter().filter_map(|id| self.share(id)));
+        effects.extend(self.remote.keys().filter_map(|id| self.share(id)));
         effects
     }
 

@@ -19,4 +19,11 @@ if [[ -x "$wasm_opt" && "$profile" != "dev" ]]; then
   mv "$site/pkg/trellis_web_bg.wasm.opt" "$site/pkg/trellis_web_bg.wasm"
 fi
 cp web/style/trellis.css "$site/pkg/trellis.css"
-echo "browser bundle: $site/pkg ($(du -h "$site/pkg/trellis_web_bg.wasm" | cut -f1) wasm)"
+bytes=$(stat -c %s "$site/pkg/trellis_web_bg.wasm")
+limit=$((3 * 1024 * 1024 / 2))
+echo "browser bundle: $site/pkg ($bytes bytes of wasm, $((bytes * 100 / limit))% of the 1.5 MiB budget)"
+# The page's first load pays for every byte: a release bundle over budget fails the build.
+if [[ "$profile" != "dev" && -x "$wasm_opt" && $bytes -gt $limit ]]; then
+  echo "build-web: the wasm bundle is $bytes bytes, over the budget of $limit (1.5 MiB)" >&2
+  exit 1
+fi

@@ -63,6 +63,70 @@ pub struct PolicyFile {
     pub text: String,
 }
 
+/// Two revisions compared: what going from one to the other does to traffic, in the words of
+/// `trellis diff`, and every policy file that differs, line by line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub from: RevisionView,
+    pub to: RevisionView,
+    /// `None` when either side is not a valid policy: there is no traffic to compare.
+    pub changes: Option<Vec<Change>>,
+    /// Only the files that differ, by path.
+    pub files: Vec<FileDiff>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileDiff {
+    pub path: String,
+    /// `added`, `removed` or `modified`.
+    pub status: String,
+    /// Side by side, old on the left; unchanged stretches away from a change are one `gap`.
+    pub rows: Vec<DiffRow>,
+}
+
+/// One row of a side-by-side diff; line numbers count from 1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DiffRow {
+    Same {
+        old: u32,
+        new: u32,
+        text: String,
+    },
+    Removed {
+        old: u32,
+        text: String,
+    },
+    Added {
+        new: u32,
+        text: String,
+    },
+    /// A line replaced by another.
+    Changed {
+        old: u32,
+        new: u32,
+        old_text: String,
+        new_text: String,
+    },
+    /// Unchanged lines left out.
+    Gap {
+        lines: u32,
+    },
+}
+
+/// What an operator's revert made: a commit restoring `to`'s policy, on `branch`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reverted {
+    /// The revision whose policy the commit restores.
+    pub to: String,
+    /// The new commit.
+    pub sha: String,
+    pub branch: String,
+    /// On the watched branch (the control plane applies it next), or on a branch of its own
+    /// for a pull request.
+    pub watched: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceView {
     pub name: String,

@@ -1,6 +1,7 @@
-import { APIRequestContext, Page, expect, test } from '@playwright/test';
+import { APIRequestContext, expect, test } from '@playwright/test';
 import { tokens } from '../playwright.config';
 import { PolicyRepo } from './fixtures/policy-repo';
+import { logIn } from './fixtures/session';
 
 // A canary a team merges: two manual gates, then all of v2. Analyses are lenient so that only
 // the operator moves it.
@@ -15,15 +16,6 @@ steps:
   - { weight: 100 }
 analysis: { interval: 10s, successRate: 50, p99: 5s, minRequests: 1, maxFailures: 50, maxInconclusive: 50 }
 `;
-
-async function logIn(page: Page, token: string) {
-  await page.goto('/login');
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
-  await page.getByTestId('login-token').fill(token);
-  await page.getByTestId('login-submit').click();
-  await expect(page).toHaveURL(/\/rollouts$/);
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
-}
 
 /** The storefront sidecar's count of inventory requests per version, from its /metrics. */
 async function counters(request: APIRequestContext): Promise<{ v1: number; v2: number }> {
@@ -73,6 +65,12 @@ test('an operator promotes a canary in one click, the proxies follow, and Abort 
   const seen = await card.getByTestId('analysis').count();
   await expect.poll(() => card.getByTestId('analysis').count(), { timeout: 25_000 }).toBeGreaterThan(seen);
   await expect(card.getByTestId('confirm')).toBeVisible();
+  // The analyses are charted against their thresholds, labelled, with a dot per verdict.
+  const success = card.getByTestId('rollout-chart-success');
+  await expect(success.locator('.threshold-label')).toHaveText('min 50%');
+  await expect(card.getByTestId('rollout-chart-p99').locator('.threshold-label')).toHaveText('max 5000 ms');
+  await expect(success.locator('circle.pass').first()).toBeVisible();
+  await expect(success.locator('svg')).toHaveAttribute('aria-label', /^canary success %\. v2 \(canary\): latest \d+\.\d %/);
   await card.getByTestId('confirm-yes').click();
   await expect(card.getByTestId('rollout-phase')).toHaveText('aborted');
   await expect(card.getByTestId('rollout-weight-canary')).toHaveText('v2 0%');

@@ -4,7 +4,7 @@
 use crate::state::AppState;
 use crate::telemetry::Counts;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
@@ -13,25 +13,25 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use trellis_api::{
-    AuditFilter, EdgeView, FleetView, LimitedTraffic, NodeView, Overview, Point, PolicyFile, PolicyView, RevisionView,
-    RouteTraffic, ServiceTraffic, ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
+    AuditFilter, EdgeView, FleetView, LimitedTraffic, NodeView, Overview, Point, RouteTraffic, ServiceTraffic,
+    ServiceView, TopologyView, TrafficView, VersionTraffic, VersionView,
 };
 
 pub mod audit;
 mod error;
 pub mod forward;
+pub mod revisions;
 pub mod rollouts;
 
 pub use error::{ApiError, ApiJson, log_errors, security_headers};
+pub use revisions::build_policy;
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .merge(rollouts::router())
         .merge(audit::router())
+        .merge(revisions::router())
         .route("/api/v1/overview", get(overview))
-        .route("/api/v1/revisions", get(revisions))
-        .route("/api/v1/revisions/{sha}", get(revision))
-        .route("/api/v1/revisions/{sha}/files", get(revision_files))
         .route("/api/v1/services", get(services))
         .route("/api/v1/proxies", get(proxies))
         .route("/api/v1/fleet", get(fleet))
@@ -106,46 +106,6 @@ fn service_views(state: &AppState, proxies: &[trellis_api::ProxyView]) -> Vec<Se
             }
         })
         .collect()
-}
-
-async fn revisions(
-    State(state): State<AppState>,
-    Query(q): Query<PageQuery>,
-) -> Result<Json<Page<RevisionView>>, ApiError> {
-    let (before, limit) = q.parse()?;
-    let rows = state.store.revisions(before, limit).await?;
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|(seq, _)| seq.to_string())).flatten();
-    Ok(Json(Page { items: rows.into_iter().map(|(_, r)| r).collect(), next }))
-}
-
-async fn revision(State(state): State<AppState>, Path(sha): Path<String>) -> Result<Json<RevisionView>, ApiError> {
-    state.store.revision(&sha).await?.map(Json).ok_or_else(|| ApiError::NotFound(format!("no revision {sha}")))
-}
-
-async fn revision_files(
-    State(state): State<AppState>,
-    Path(sha): Path<String>,
-) -> Result<Json<Page<PolicyFile>>, ApiError> {
-    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::invalid("invalid revision", "give the full 40-character commit SHA"));
-    }
-    let items = state.revision_files(&sha).await.map_err(|e| ApiError::NotFound(format!("revision {sha}: {e}")))?;
-    Ok(Json(Page { items, next: None }))
-}
-
-pub async fn build_policy(state: &AppState) -> Result<PolicyView, ApiError> {
-    let applied = state.revisions().applied;
-    let files = match &applied {
-        Some(r) => state.revision_files(&r.sha).await.unwrap_or_default(),
-        None => Vec::new(),
-    };
-    let revisions = state.store.revisions(None, 20).await?.into_iter().map(|(_, r)| r).collect();
-    // The stored row carries the plain-language changes; prefer it over the in-memory copy.
-    let applied = match applied {
-        Some(r) => Some(state.store.revision(&r.sha).await?.unwrap_or(r)),
-        None => None,
-    };
-    Ok(PolicyView { applied, files, revisions })
 }
 
 #[derive(Deserialize)]

@@ -2,7 +2,9 @@
 
 pub mod audit;
 pub mod check;
+pub mod client;
 pub mod policy;
+pub mod revert;
 pub mod rollout;
 
 use crate::gitops::PolicySource;
@@ -31,6 +33,8 @@ pub enum Command {
     Schema,
     /// Watch and steer canary rollouts: `trellis rollout promote inventory-v2`.
     Rollout(rollout::RolloutArgs),
+    /// Go back to an earlier revision's policy with a commit: `trellis revert 1a2b3c4d`.
+    Revert(revert::RevertArgs),
     /// Read the audit log from the database: list, show, export, verify the hash chain.
     Audit(audit::AuditArgs),
     /// Is the mesh healthy? Control plane, policy, git, fleet, storage, rollouts.
@@ -81,8 +85,9 @@ pub struct ServeArgs {
     /// Everyone can read; without an operator nobody can promote or abort.
     #[arg(long, env = "TRELLIS_TOKENS", hide_env_values = true)]
     pub tokens: Option<String>,
-    /// Where a finished rollout's outcome is committed: `branch` (trellis/<rollout>-<outcome>,
-    /// for a pull request) or `watched` (straight to the watched branch).
+    /// Where Trellis's own commits go (a finished rollout's outcome, an operator's revert):
+    /// `branch` (trellis/<rollout>-<outcome>, trellis/revert-<sha>, for a pull request) or
+    /// `watched` (straight to the watched branch). Signed commits required means `branch`.
     #[arg(long, env = "TRELLIS_RECORD_OUTCOME", default_value = "branch")]
     pub record_outcome: crate::gitops::outcome::RecordTo,
     /// Apply only commits signed (SSH, `git commit -S`) by a key in --allowed-signers.
@@ -209,6 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate(args) => Ok(policy::validate(&args)),
         Command::Diff(args) => Ok(policy::diff(&args)),
         Command::Rollout(args) => rollout::run(args).await,
+        Command::Revert(args) => Ok(revert::run(args).await),
         Command::Audit(args) => audit::run(args).await,
         Command::Check(args) => check::run(args).await,
         Command::JoinToken(args) => {

@@ -7,8 +7,8 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::path::Path;
 use std::sync::Arc;
 use trellis_api::{
-    AuditFilter, AuditPage, FleetView, Overview, PolicyView, RolloutView, RolloutsView, SessionView, TopologyView,
-    TrafficView,
+    AuditFilter, AuditPage, Comparison, FleetView, Overview, PolicyView, Reverted, RolloutView, RolloutsView,
+    SessionView, TopologyView, TrafficView,
 };
 use trellis_web::ssr::{Backend, BoxFuture, DataSource};
 use trellis_web::{App, shell};
@@ -80,6 +80,23 @@ impl DataSource for AppState {
     ) -> BoxFuture<'a, Result<RolloutView, (u16, String)>> {
         Box::pin(async move {
             crate::api::rollouts::perform(self, headers, name, action).await.map_err(|e| {
+                let (status, message) = e.status_and_message();
+                (status.as_u16(), message)
+            })
+        })
+    }
+
+    fn compare<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<Comparison, String>> {
+        Box::pin(async move { crate::api::revisions::compare(self, from, to).await.map_err(|e| e.to_string()) })
+    }
+
+    fn revert<'a>(
+        &'a self,
+        headers: &'a http::HeaderMap,
+        rev: &'a str,
+    ) -> BoxFuture<'a, Result<Reverted, (u16, String)>> {
+        Box::pin(async move {
+            crate::api::revisions::revert(self, headers, rev).await.map_err(|e| {
                 let (status, message) = e.status_and_message();
                 (status.as_u16(), message)
             })

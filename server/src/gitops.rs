@@ -262,8 +262,10 @@ fn watch_files(repo: &Path, wake: tokio::sync::mpsc::Sender<()>) -> Option<notif
     Some(watcher)
 }
 
+pub mod compare;
 pub mod outcome;
 pub mod remote;
+pub mod revert;
 pub mod signing;
 #[cfg(test)]
 mod tests;

@@ -387,3 +387,114 @@ async fn trellis_check_passes_on_a_healthy_mesh_and_says_what_is_wrong_otherwise
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("× the API answers: cannot reach"), "{out}");
 }
+
+/// Waits until the control plane has judged `sha`; its revision as the API shows it.
+async fn judged(cp: &Running, sha: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = http_get(cp.addr, "trellis", &format!("/api/v1/revisions/{sha}")).await.unwrap();
+        if status == 200 {
+            return serde_json::from_str(&body).unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{sha} never judged: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `trellis revert REV` against the control plane with `token`: exit code, stdout, stderr.
+async fn trellis_revert(cp: &Running, rev: &str, token: &str) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
+    cmd.args(["revert", rev]).env("TRELLIS_SERVER", cp.url()).env("TRELLIS_TOKEN", token);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reverts_to_an_earlier_revision_and_traffic_follows_the_commit() {
+    const ANN: &str = "ann-operator-token-0001";
+    const VIC: &str = "vic-viewer-token-00001";
+    let repo = PolicyRepo::demo();
+    let db = tempfile::tempdir().unwrap();
+    let cp = trellis_server::serve::start(ServeConfig {
+        users: trellis_server::auth::User::parse_list(&format!("ann:operator:{ANN},vic:viewer:{VIC}")).unwrap(),
+        record_to: trellis_server::gitops::outcome::RecordTo::Watched,
+        ..ServeConfig::local(
+            PolicySource { poll_interval: Duration::from_millis(300), ..PolicySource::local(repo.path(), "main") },
+            db.path(),
+        )
+    })
+    .await
+    .unwrap();
+    let mut proxies = Vec::new();
+    for version in ["v1", "v2"] {
+        proxies.push(start_proxy("inventory", version, start_app("inventory", version).await, &cp).await);
+    }
+    let caller = start_proxy("storefront", "v1", start_app("storefront", "v1").await, &cp).await;
+    let mesh = Mesh { repo, cp, caller, _proxies: proxies, _db: db };
+
+    // History: half to v2, then nearly all back to v1, then a broken commit.
+    let half = mesh.repo.set_inventory_split(50, 50, "Send half of inventory to v2").to_string();
+    judged(&mesh.cp, &half).await;
+    let tenth = mesh.repo.set_inventory_split(90, 10, "Only a tenth to v2").to_string();
+    judged(&mesh.cp, &tenth).await;
+    let broken = mesh.repo.commit("routes/inventory.yaml", "kind: Route\nname: [", "Oops").to_string();
+    assert_eq!(judged(&mesh.cp, &broken).await["outcome"], "rejected");
+
+    // Any two compare: trellis diff's words and the file side by side, by SHA prefix too.
+    let path = format!("/api/v1/revisions/{}/compare/{}", &tenth[..7], &half[..10]);
+    let (status, body) = http_get(mesh.cp.addr, "trellis", &path).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let compared: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let words = compared["changes"].to_string();
+    assert!(words.contains("inventory (all requests): 40% moves from v1 to v2"), "{words}");
+    let file = &compared["files"][0];
+    assert_eq!((file["path"].as_str(), file["status"].as_str()), (Some("routes/inventory.yaml"), Some("modified")));
+    let changed: Vec<&serde_json::Value> =
+        file["rows"].as_array().unwrap().iter().filter(|r| r["kind"] == "changed").collect();
+    assert_eq!(changed.len(), 2, "both weights changed: {file}");
+    assert_eq!(
+        (changed[0]["old_text"].as_str(), changed[0]["new_text"].as_str()),
+        (Some("        weight: 90"), Some("        weight: 50"))
+    );
+    let (status, _) =
+        http_get(mesh.cp.addr, "trellis", &format!("/api/v1/revisions/{half}/compare/{broken}")).await.unwrap();
+    assert_eq!(status, 200, "a rejected revision's files compare too");
+    let (status, body) = http_get(mesh.cp.addr, "trellis", "/api/v1/revisions/zz/compare/ab12").await.unwrap();
+    assert_eq!(status, 400, "{body}");
+
+    // A viewer may not revert; nor may anyone to a rejected revision. Both say why.
+    let (code, _, err) = trellis_revert(&mesh.cp, &half[..8], VIC).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("403") && err.contains("viewer"), "{err}");
+    let (code, _, err) = trellis_revert(&mesh.cp, &broken, ANN).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("409") && err.contains("was rejected"), "{err}");
+    assert_eq!(mesh.repo.head().to_string(), broken, "refusals commit nothing");
+
+    // The operator's revert is a commit on the watched branch holding the old tree; the
+    // control plane applies it like any commit, and real traffic follows.
+    let (code, out, err) = trellis_revert(&mesh.cp, &half[..8], ANN).await;
+    assert_eq!(code, 0, "{err}");
+    let head = mesh.repo.head();
+    assert!(out.contains(&format!("commit {} on main", &head.to_string()[..8])), "{out}");
+    let git = git2::Repository::open(mesh.repo.path()).unwrap();
+    let commit = git.find_commit(head).unwrap();
+    assert_eq!(commit.author().name().ok(), Some("ann (via Trellis)"));
+    assert_eq!(commit.parent_id(0).unwrap().to_string(), broken);
+    assert_eq!(commit.tree_id(), git.find_commit(git2::Oid::from_str(&half).unwrap()).unwrap().tree_id());
+    let sha = head.to_string();
+    wait_for("the caller to apply the revert", || mesh.caller.shared.config.load().revision == sha).await;
+    let (_, v2) = split(&mesh, 400).await;
+    assert!((120..=280).contains(&v2), "half to v2 again: {v2} of 400");
+
+    // Audited with the actor; the viewer's refusal too.
+    let (_, body) = http_get(mesh.cp.addr, "trellis", "/api/v1/audit?kind=revision.reverted").await.unwrap();
+    let audit: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let event = &audit["items"][0];
+    assert_eq!((event["actor"].as_str(), event["revision"].as_str()), (Some("ann"), Some(half.as_str())), "{audit}");
+    assert_eq!(event["detail"]["commit"], sha);
+    let (_, body) = http_get(mesh.cp.addr, "trellis", "/api/v1/audit?kind=auth.denied").await.unwrap();
+    assert!(body.contains("vic is a viewer"), "{body}");
+    mesh.cp.shutdown().await;
+}

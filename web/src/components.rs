@@ -76,3 +76,20 @@ pub fn ProxyRow(proxy: ProxyView, with_time: Option<i64>) -> impl IntoView {
         </tr>
     }
 }
+
+/// Text for HTML or SVG markup built as a string (a static part the browser need not
+/// hydrate piece by piece).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

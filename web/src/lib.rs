@@ -5,7 +5,7 @@
 //! - [`app`]: the HTML shell, router and navigation.
 //! - [`api`]: the data the pages show, shared by the server functions and the REST API.
 //! - [`pages`]: one module per page.
-//! - [`components`]: widgets shared by pages.
+//! - [`components`]: widgets shared by pages; [`chart`]: readable time charts.
 //! - [`live`]: browser-side subscription to the control plane's event stream.
 //! - [`session`]: logging in and out, and who the page is talking to.
 //! - `ssr`: the server-side hook through which the control plane supplies data.
@@ -17,6 +17,7 @@
 /// The API's shapes, from the crate the control plane shares.
 pub use trellis_api as api;
 pub mod app;
+pub mod chart;
 pub mod components;
 pub mod live;
 pub mod pages;

@@ -1,6 +1,7 @@
 //! One module per dashboard page.
 
 pub mod audit;
+pub mod compare;
 pub mod fleet;
 pub mod login;
 pub mod overview;

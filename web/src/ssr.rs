@@ -2,8 +2,8 @@
 //! on the server (which depends on it).
 
 use crate::api::{
-    AuditFilter, AuditPage, FleetView, Overview, PolicyView, RolloutView, RolloutsView, SessionView, TopologyView,
-    TrafficView,
+    AuditFilter, AuditPage, Comparison, FleetView, Overview, PolicyView, Reverted, RolloutView, RolloutsView,
+    SessionView, TopologyView, TrafficView,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -36,6 +36,14 @@ pub trait DataSource: Send + Sync + 'static {
         name: &'a str,
         action: &'a str,
     ) -> BoxFuture<'a, Result<RolloutView, (u16, String)>>;
+    /// Two revisions compared (SHAs or prefixes).
+    fn compare<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<Comparison, String>>;
+    /// An operator's revert to an earlier revision; refusals carry their HTTP status.
+    fn revert<'a>(
+        &'a self,
+        headers: &'a http::HeaderMap,
+        rev: &'a str,
+    ) -> BoxFuture<'a, Result<Reverted, (u16, String)>>;
 }
 
 /// Provided as Leptos context for rendering and for server functions.

@@ -191,6 +191,19 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     }
 }
 
+impl From<crate::gitops::revert::RevertError> for ApiError {
+    fn from(e: crate::gitops::revert::RevertError) -> Self {
+        use crate::gitops::revert::RevertError;
+        match e {
+            RevertError::Refused(m) => ApiError::Conflict(m),
+            RevertError::Failed(cause) => {
+                let message = "the revert could not be committed to the policy repository".into();
+                ApiError::Internal { message, cause }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,20 +1,15 @@
 //! `trellis rollout`: the rollouts of a running control plane, and the operator's actions on
 //! them, through the same `/api/v1` the dashboard uses.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use super::client::{ControlPlane, fail};
 use trellis_api::{RolloutView, RolloutsView};
 
 #[derive(clap::Args, Debug)]
 pub struct RolloutArgs {
     #[command(subcommand)]
     pub command: RolloutCommand,
-    /// The control plane's address.
-    #[arg(long, global = true, env = "TRELLIS_SERVER", default_value = "http://127.0.0.1:8080")]
-    pub server: String,
-    /// An operator's token (needed for every command but `list`).
-    #[arg(long, global = true, env = "TRELLIS_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub control_plane: ControlPlane,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -37,7 +32,7 @@ pub enum RolloutCommand {
 pub async fn run(args: RolloutArgs) -> anyhow::Result<i32> {
     let (action, name) = match &args.command {
         RolloutCommand::List => {
-            return Ok(match call(&args, http::Method::GET, "/api/v1/rollouts").await {
+            return Ok(match args.control_plane.call(http::Method::GET, "/api/v1/rollouts").await {
                 Ok(body) => match serde_json::from_slice::<RolloutsView>(&body) {
                     Ok(list) if list.items.is_empty() => {
                         println!("no rollouts in the applied revision");
@@ -47,7 +42,7 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<i32> {
                         list.items.iter().for_each(|r| println!("{}", line(r)));
                         0
                     }
-                    Err(e) => fail(2, &format!("unexpected answer from {}: {e}", args.server)),
+                    Err(e) => fail(2, &format!("unexpected answer from {}: {e}", args.control_plane.server)),
                 },
                 Err((code, message)) => fail(code, &message),
             });
@@ -59,13 +54,13 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<i32> {
         RolloutCommand::Abort { name } => ("abort", name),
     };
     let path = format!("/api/v1/rollouts/{name}/{action}");
-    Ok(match call(&args, http::Method::POST, &path).await {
+    Ok(match args.control_plane.call(http::Method::POST, &path).await {
         Ok(body) => match serde_json::from_slice::<RolloutView>(&body) {
             Ok(r) => {
                 println!("{}", line(&r));
                 0
             }
-            Err(e) => fail(2, &format!("unexpected answer from {}: {e}", args.server)),
+            Err(e) => fail(2, &format!("unexpected answer from {}: {e}", args.control_plane.server)),
         },
         Err((code, message)) => fail(code, &message),
     })
@@ -84,32 +79,4 @@ fn line(r: &RolloutView) -> String {
         r.canary,
         r.canary_weight
     )
-}
-
-fn fail(code: i32, message: &str) -> i32 {
-    eprintln!("error: {message}");
-    code
-}
-
-/// The body of a successful answer, or an exit code and the control plane's own message.
-async fn call(args: &RolloutArgs, method: http::Method, path: &str) -> Result<Bytes, (i32, String)> {
-    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let url = format!("{}{path}", args.server.trim_end_matches('/'));
-    let mut req = http::Request::builder().method(method).uri(&url);
-    if let Some(token) = &args.token {
-        req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let req = req.body(Full::default()).map_err(|e| (2, format!("bad server address {url:?}: {e}")))?;
-    let resp = client.request(req).await.map_err(|e| (2, format!("cannot reach {}: {e}", args.server)))?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await.map_err(|e| (2, e.to_string()))?.to_bytes();
-    if status.is_success() {
-        return Ok(body);
-    }
-    let message = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-    Err((1, format!("{status}: {message}")))
 }

@@ -79,8 +79,6 @@ fn commit(
     update.upsert(&file, blob, git2::FileMode::Blob);
     let tree = repo.find_tree(update.create_updated(&repo, &head.tree()?)?)?;
     let word = if outcome == RolloutOutcome::Completed { "completed" } else { "aborted" };
-    let author = Signature::now(&format!("{actor} (via Trellis)"), &format!("{actor}@trellis.invalid"))?;
-    let committer = Signature::now("Trellis", "trellis@trellis.invalid")?;
     let message = format!(
         "Rollout {name} {word}\n\n{why}\n\nTrellis-Rollout: {name}\nTrellis-Outcome: {word}\nTrellis-Actor: {actor}\n"
     );
@@ -88,23 +86,40 @@ fn commit(
         RecordTo::Watched => watched.to_string(),
         RecordTo::Branch => format!("trellis/{name}-{word}"),
     };
+    let sha = write(&repo, watched, &branch, &head, &tree, actor, &message, local)?;
+    Ok(Recorded { sha, branch })
+}
+
+/// Commits `tree` on top of `head` (the watched branch's head), authored by `actor` via
+/// Trellis: on the watched branch itself when `branch` is it, else on `branch`, replaced.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write(
+    repo: &Repository,
+    watched: &str,
+    branch: &str,
+    head: &git2::Commit,
+    tree: &git2::Tree,
+    actor: &str,
+    message: &str,
+    local: bool,
+) -> Result<String, git2::Error> {
+    let author = Signature::now(&format!("{actor} (via Trellis)"), &format!("{actor}@trellis.invalid"))?;
+    let committer = Signature::now("Trellis", "trellis@trellis.invalid")?;
+    let to_watched = branch == watched;
     // A checkout of the watched branch (the demo's repository) follows, as after a pull: it is
     // updated while HEAD still names the old commit, so that a file someone edited meanwhile
     // is left alone rather than overwritten.
     let checked_out = repo.head().ok().and_then(|h| h.shorthand().ok().map(str::to_string)).as_deref() == Some(watched);
-    if local && to == RecordTo::Watched && !repo.is_bare() && checked_out {
+    if local && to_watched && !repo.is_bare() && checked_out {
         repo.checkout_tree(tree.as_object(), Some(git2::build::CheckoutBuilder::new().safe()))?;
     }
-    let oid: Oid = match to {
+    let oid: Oid = if to_watched {
         // Fails rather than overwrite if the branch moved since it was read.
-        RecordTo::Watched => {
-            repo.commit(Some(&format!("refs/heads/{branch}")), &author, &committer, &message, &tree, &[&head])?
-        }
-        RecordTo::Branch => {
-            let oid = repo.commit(None, &author, &committer, &message, &tree, &[&head])?;
-            repo.reference(&format!("refs/heads/{branch}"), oid, true, "trellis: rollout outcome")?;
-            oid
-        }
+        repo.commit(Some(&format!("refs/heads/{branch}")), &author, &committer, message, tree, &[head])?
+    } else {
+        let oid = repo.commit(None, &author, &committer, message, tree, &[head])?;
+        repo.reference(&format!("refs/heads/{branch}"), oid, true, "trellis: a commit for a pull request")?;
+        oid
     };
-    Ok(Recorded { sha: oid.to_string(), branch })
+    Ok(oid.to_string())
 }

@@ -2,6 +2,7 @@
 //! thresholds, and — for operators — the buttons that steer it.
 
 use crate::api::{RolloutView, SessionView, format_time};
+use crate::chart::{Series, Threshold, TimeChart};
 use crate::components::WeightBar;
 use leptos::prelude::*;
 use trellis_model::rollout::{Analysis, Verdict};
@@ -189,62 +190,30 @@ fn label(action: &str) -> &'static str {
     }
 }
 
-const W: f64 = 420.0;
-const H: f64 = 90.0;
-
-/// The canary's success rate and p99 per analysis, against their thresholds.
+/// The canary's success rate and p99 per analysis, against their labelled thresholds; each
+/// dot is coloured by its verdict.
 #[component]
 fn AnalysisCharts(rollout: RolloutView) -> impl IntoView {
     let a = &rollout.analyses;
-    let success: Vec<Option<f64>> = a.iter().map(|x| x.success_rate).collect();
-    let p99: Vec<Option<f64>> = a.iter().map(|x| x.p99_ms).collect();
-    let floor = success.iter().flatten().copied().fold(rollout.min_success_rate, f64::min).min(99.0) - 1.0;
-    let top = p99.iter().flatten().copied().fold(rollout.max_p99_ms as f64, f64::max) * 1.15;
-    let verdicts: Vec<Verdict> = a.iter().map(|x| x.verdict.clone()).collect();
+    let marks: Vec<&'static str> = a.iter().map(|x| verdict_class(&x.verdict)).collect();
+    let series = |values: Vec<(u64, Option<f64>)>| {
+        vec![Series { label: format!("{} (canary)", rollout.canary), values, marks: marks.clone() }]
+    };
+    let success = series(a.iter().map(|x| (x.at_ms, x.success_rate)).collect());
+    let p99 = series(a.iter().map(|x| (x.at_ms, x.p99_ms)).collect());
+    let floor = a.iter().filter_map(|x| x.success_rate).fold(rollout.min_success_rate, f64::min).min(99.0) - 1.0;
+    let min_success =
+        Threshold { value: rollout.min_success_rate, label: format!("min {}%", rollout.min_success_rate) };
+    let max_p99 = Threshold { value: rollout.max_p99_ms as f64, label: format!("max {} ms", rollout.max_p99_ms) };
+    let none = "No analysis measured it yet: each needs requests to the canary in its interval.";
     view! {
         <div class="charts">
-            {chart("success", "canary success %", &success, &verdicts, (floor, 100.0), rollout.min_success_rate)}
-            {chart("p99", "canary p99 ms", &p99, &verdicts, (0.0, top), rollout.max_p99_ms as f64)}
+            <TimeChart testid="rollout-chart-success".to_string() title="canary success %".to_string() unit="%"
+                series=success thresholds=vec![min_success] range=Some((floor.max(0.0), 100.0)) empty=none.to_string() headline=None/>
+            <TimeChart testid="rollout-chart-p99".to_string() title="canary p99 ms".to_string() unit="ms"
+                series=p99 thresholds=vec![max_p99] range=None empty=none.to_string() headline=None/>
         </div>
     }
-}
-
-fn chart(
-    id: &str,
-    title: &str,
-    values: &[Option<f64>],
-    verdicts: &[Verdict],
-    (lo, hi): (f64, f64),
-    threshold: f64,
-) -> AnyView {
-    let n = values.len().max(2) - 1;
-    let x = |i: usize| i as f64 / n as f64 * W;
-    let y = |v: f64| H - ((v - lo) / (hi - lo).max(1e-9)).clamp(0.0, 1.0) * H;
-    let line: String =
-        values.iter().enumerate().filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1} ", x(i), y(v)))).collect();
-    let dots = values
-        .iter()
-        .zip(verdicts)
-        .enumerate()
-        .filter_map(|(i, (v, verdict))| {
-            let v = (*v)?;
-            Some(view! { <circle class=verdict_class(verdict) cx=format!("{:.1}", x(i)) cy=format!("{:.1}", y(v)) r="3"></circle> })
-        })
-        .collect_view();
-    let last = values.iter().rev().flatten().next().map_or("-".to_string(), |v| format!(" {v:.1}"));
-    let ty = format!("{:.1}", y(threshold));
-    view! {
-        <figure class="chart" data-testid=format!("rollout-chart-{id}")>
-            <figcaption>{title.to_string()} <strong>{last}</strong> {format!(" (threshold {threshold})")}</figcaption>
-            <svg viewBox=format!("0 0 {W} {H}") width=W height=H>
-                <line class="axis" x1="0" y1=H x2=W y2=H></line>
-                <line class="threshold" x1="0" y1=ty.clone() x2=W y2=ty></line>
-                <polyline class="line seg1" points=line></polyline>
-                {dots}
-            </svg>
-        </figure>
-    }
-    .into_any()
 }
 
 fn verdict_class(v: &Verdict) -> &'static str {

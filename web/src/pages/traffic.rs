@@ -2,6 +2,7 @@
 //! quantiles over the last fifteen minutes.
 
 use crate::api::{Golden, LimitedTraffic, Point, RouteTraffic, ServiceTraffic, TrafficView};
+use crate::chart::{Series, TimeChart};
 use leptos::prelude::*;
 
 #[server(prefix = "/api/v1/ui", endpoint = "traffic")]
@@ -17,8 +18,8 @@ pub fn TrafficPage() -> impl IntoView {
             {move || traffic.get().map(|r| match r {
                 Ok(t) if t.services.is_empty() => view! { <p class="card" data-testid="traffic-empty">"No traffic reported in the last 15 minutes."</p> }.into_any(),
                 Ok(t) => {
-                    let window_s = t.window_s;
-                    t.services.into_iter().map(|s| view! { <ServiceCharts service=s window_s/> }.into_any()).collect_view().into_any()
+                    let (window_s, step_s) = (t.window_s, t.step_s);
+                    t.services.into_iter().map(|s| view! { <ServiceCharts service=s window_s step_s/> }.into_any()).collect_view().into_any()
                 }
                 Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
             })}
@@ -52,6 +53,24 @@ impl Metric {
         self.title().replace([' ', '/', '%'], "")
     }
 
+    fn unit(self) -> &'static str {
+        match self {
+            Metric::Rps => "req/s",
+            Metric::Success => "%",
+            _ => "ms",
+        }
+    }
+
+    /// Why the chart has nothing to draw: its points are whole steps of `step_s`.
+    fn empty(self, step_s: u64) -> String {
+        let what = match self {
+            Metric::Rps => return "No requests reported in the last 15 minutes.".into(),
+            Metric::Success => "success rate",
+            _ => "latency",
+        };
+        format!("No complete {step_s}-second step of the last 15 minutes has requests yet: no {what} to draw.")
+    }
+
     fn title(self) -> &'static str {
         match self {
             Metric::Rps => "requests / s",
@@ -64,24 +83,33 @@ impl Metric {
 }
 
 #[component]
-fn ServiceCharts(service: ServiceTraffic, window_s: u64) -> impl IntoView {
+fn ServiceCharts(service: ServiceTraffic, window_s: u64, step_s: u64) -> impl IntoView {
     let name = service.service.clone();
-    let legend = service
-        .versions
-        .iter()
-        .enumerate()
-        .map(|(i, v)| view! { <span class=format!("legend seg{}", i % 4)>{v.version.clone()}</span> })
+    let charts = [Metric::Rps, Metric::Success, Metric::P50, Metric::P95, Metric::P99]
+        .into_iter()
+        .map(|m| {
+            let series: Vec<Series> = service
+                .versions
+                .iter()
+                .map(|v| Series {
+                    label: v.version.clone(),
+                    values: v.points.iter().map(|p| (p.t * 1000, m.of(&p.golden))).collect(),
+                    marks: Vec::new(),
+                })
+                .collect();
+            let headline = m.of(&service.golden).map_or("-".to_string(), |v| format!("{v:.1}"));
+            let range = matches!(m, Metric::Success).then_some((0.0, 100.0));
+            view! {
+                <TimeChart testid=format!("chart-{}", m.slug()) title=format!("{name} {}", m.title()) unit=m.unit()
+                    series range empty=m.empty(step_s)
+                    headline=Some((headline, format!("all versions, last {window_s} s")))/>
+            }
+        })
         .collect_view();
-    let by_version: Vec<Vec<Point>> = service.versions.iter().map(|v| v.points.clone()).collect();
     view! {
         <section class="card" data-testid=format!("traffic-{name}")>
-            <h2>{name.clone()} " " {legend}</h2>
-            <div class="charts">
-                {[Metric::Rps, Metric::Success, Metric::P50, Metric::P95, Metric::P99]
-                    .into_iter()
-                    .map(|m| view! { <Chart lines=by_version.clone() metric=m headline=m.of(&service.golden) window_s/> })
-                    .collect_view()}
-            </div>
+            <h2>{name.clone()}</h2>
+            <div class="charts">{charts}</div>
             {(!service.routes.is_empty()).then(|| view! { <RouteTable routes=service.routes.clone()/> })}
             {(!service.rate_limits.is_empty()).then(|| view! {
                 <RateLimits limits=service.rate_limits.clone() limited=service.limited.clone()/>
@@ -153,14 +181,11 @@ fn RateLimits(limits: Vec<String>, limited: Vec<LimitedTraffic>) -> impl IntoVie
     }
 }
 
-const W: f64 = 300.0;
-const H: f64 = 90.0;
-
-/// The y scale shared by every line of one chart.
-fn scale(lines: &[Vec<Point>], metric: Metric) -> f64 {
+/// The y scale of a sparkline.
+fn scale(points: &[Point], metric: Metric) -> f64 {
     match metric {
         Metric::Success => 100.0,
-        _ => lines.iter().flatten().filter_map(|p| metric.of(&p.golden)).fold(0.0, f64::max).max(1e-9) * 1.1,
+        _ => points.iter().filter_map(|p| metric.of(&p.golden)).fold(0.0, f64::max).max(1e-9) * 1.1,
     }
 }
 
@@ -177,38 +202,20 @@ fn polyline(points: &[Point], metric: Metric, max: f64, w: f64, h: f64) -> Strin
         .collect()
 }
 
-/// A metric's fifteen minutes by version, under the service's figure over the last complete
-/// `window_s` (all versions together: what the topology shows over that window).
-#[component]
-fn Chart(lines: Vec<Vec<Point>>, metric: Metric, headline: Option<f64>, window_s: u64) -> impl IntoView {
-    let max = scale(&lines, metric);
-    let drawn = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| view! { <polyline class=format!("line seg{}", i % 4) points=polyline(l, metric, max, W, H)></polyline> })
-        .collect_view();
-    view! {
-        <figure class="chart" data-testid=format!("chart-{}", metric.slug())>
-            <figcaption>
-                {metric.title()}
-                <strong data-testid="chart-headline">{headline.map_or(" -".to_string(), |v| format!(" {v:.1}"))}</strong>
-                <small class="muted">{format!(" last {} s", window_s)}</small>
-            </figcaption>
-            <svg viewBox=format!("0 0 {W} {H}") width=W height=H>
-                <line class="axis" x1="0" y1=H x2=W y2=H></line>
-                {drawn}
-            </svg>
-        </figure>
-    }
-}
-
 #[component]
 fn Spark(points: Vec<Point>, metric: Metric) -> impl IntoView {
     const SW: f64 = 120.0;
     const SH: f64 = 24.0;
-    let max = scale(std::slice::from_ref(&points), metric);
+    let max = scale(&points, metric);
+    let values: Vec<(u64, Option<f64>)> = points.iter().map(|p| (p.t * 1000, metric.of(&p.golden))).collect();
+    let alt = crate::chart::summary(
+        metric.title(),
+        metric.unit(),
+        &[Series { label: "15 min".into(), values, marks: Vec::new() }],
+    );
     view! {
-        <svg class="spark" data-testid=format!("spark-{}", metric.slug()) viewBox=format!("0 0 {SW} {SH}") width=SW height=SH>
+        <svg class="spark" data-testid=format!("spark-{}", metric.slug()) viewBox=format!("0 0 {SW} {SH}") width=SW height=SH
+            role="img" aria-label=alt>
             <polyline class="line seg0" points=polyline(&points, metric, max, SW, SH)></polyline>
         </svg>
     }

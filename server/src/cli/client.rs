@@ -1,0 +1,47 @@
+//! Talking to a running control plane through `/api/v1`, as the dashboard does: the commands
+//! that steer rollouts and revert revisions.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+#[derive(clap::Args, Debug)]
+pub struct ControlPlane {
+    /// The control plane's address.
+    #[arg(long, global = true, env = "TRELLIS_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// An operator's token, for what changes the mesh (reading needs none).
+    #[arg(long, global = true, env = "TRELLIS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ControlPlane {
+    /// The body of a successful answer, or an exit code (1 refused, 2 could not ask) and the
+    /// control plane's own message.
+    pub async fn call(&self, method: http::Method, path: &str) -> Result<Bytes, (i32, String)> {
+        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let url = format!("{}{path}", self.server.trim_end_matches('/'));
+        let mut req = http::Request::builder().method(method).uri(&url);
+        if let Some(token) = &self.token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req.body(Full::default()).map_err(|e| (2, format!("bad server address {url:?}: {e}")))?;
+        let resp = client.request(req).await.map_err(|e| (2, format!("cannot reach {}: {e}", self.server)))?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.map_err(|e| (2, e.to_string()))?.to_bytes();
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        Err((1, format!("{status}: {message}")))
+    }
+}
+
+/// Says why on stderr and gives the exit code back.
+pub fn fail(code: i32, message: &str) -> i32 {
+    eprintln!("error: {message}");
+    code
+}

@@ -56,7 +56,7 @@ if $for_tests; then
     python3 -m venv tools/venv
     tools/venv/bin/pip install --quiet --disable-pip-version-check grpcio
   fi
-  if [[ ! -d playwright/node_modules/@playwright/test ]]; then
+  if [[ ! -d playwright/node_modules/@playwright/test || ! -d playwright/node_modules/@axe-core/playwright ]]; then
     say "installing Playwright from npm (no browser download: Debian's Chromium is used)"
     (cd playwright && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
   fi

@@ -152,12 +152,15 @@ fn Run(entries: Vec<AuditEntry>) -> impl IntoView {
     let class = format!("event run routine audit-{kind} family-{family}");
     view! {
         <li class=class data-testid="audit-run">
+            // The links stand beside the summary, not in it: a control inside another is
+            // unreachable by keyboard and confuses screen readers.
+            <time>{format!("{from}–{to}")}</time>
+            " " <span class="kind">{kind}</span>
+            " " <a class="actor" href=narrowed("actor", &actor) data-testid="audit-actor">{actor.clone()}</a>
+            " "
             <details>
                 <summary>
-                    <time>{format!("{from}–{to}")}</time>
-                    " " <span class="kind">{kind}</span>
-                    " " <a class="actor" href=narrowed("actor", &actor) data-testid="audit-actor">{actor.clone()}</a>
-                    " " <span class="summary">{words}</span>
+                    <span class="summary">{words}</span>
                     " " <span class="count" data-testid="audit-run-count">{format!("× {count}")}</span>
                 </summary>
                 <ol class="timeline">
@@ -177,14 +180,13 @@ fn Event(entry: AuditEntry) -> impl IntoView {
     });
     view! {
         <li class=format!("event {standing} audit-{} family-{family}", entry.kind) data-testid="audit-event">
+            <time>{format_time(entry.at)}</time>
+            " " <span class="kind" data-testid="audit-kind">{entry.kind.clone()}</span>
+            " " <a class="actor" href=narrowed("actor", &entry.actor) data-testid="audit-actor">{entry.actor.clone()}</a>
+            " " {service}
+            " "
             <details>
-                <summary>
-                    <time>{format_time(entry.at)}</time>
-                    " " <span class="kind" data-testid="audit-kind">{entry.kind.clone()}</span>
-                    " " <a class="actor" href=narrowed("actor", &entry.actor) data-testid="audit-actor">{entry.actor.clone()}</a>
-                    " " {service}
-                    " " <span class="summary" data-testid="audit-summary">{entry.summary.clone()}</span>
-                </summary>
+                <summary><span class="summary" data-testid="audit-summary">{entry.summary.clone()}</span></summary>
                 <Detail entry=entry.clone()/>
             </details>
         </li>

@@ -86,3 +86,24 @@ pub fn SessionBadge() -> impl IntoView {
         </Transition>
     }
 }
+
+/// The request's headers as an operator's change from the page presents them: its session
+/// cookie with the CSRF token the page holds, and never a token a proxy in front might add.
+#[cfg(feature = "ssr")]
+pub async fn acting_headers(csrf: &str) -> Result<http::HeaderMap, ServerFnError> {
+    let mut headers: http::HeaderMap = leptos_axum::extract().await?;
+    headers.remove(http::header::AUTHORIZATION);
+    if let Ok(v) = http::HeaderValue::from_str(csrf) {
+        headers.insert("x-csrf-token", v);
+    }
+    Ok(headers)
+}
+
+/// A refusal from the control plane, with its HTTP status on the response.
+#[cfg(feature = "ssr")]
+pub fn refused((status, message): (u16, String)) -> ServerFnError {
+    if let Ok(status) = http::StatusCode::from_u16(status) {
+        expect_context::<leptos_axum::ResponseOptions>().set_status(status);
+    }
+    ServerFnError::new(message)
+}

@@ -18,18 +18,9 @@ pub async fn get_policy() -> Result<PolicyView, ServerFnError> {
 /// A revert from the page: authorised by the session cookie plus its CSRF token.
 #[server(prefix = "/api/v1/ui", endpoint = "revert")]
 pub async fn revert_revision(rev: String, csrf: String) -> Result<Reverted, ServerFnError> {
-    let mut headers: http::HeaderMap = leptos_axum::extract().await?;
-    headers.remove(http::header::AUTHORIZATION);
-    if let Ok(v) = http::HeaderValue::from_str(&csrf) {
-        headers.insert("x-csrf-token", v);
-    }
+    let headers = crate::session::acting_headers(&csrf).await?;
     let backend = expect_context::<crate::ssr::Backend>();
-    backend.0.revert(&headers, &rev).await.map_err(|(status, message)| {
-        if let Ok(status) = http::StatusCode::from_u16(status) {
-            expect_context::<leptos_axum::ResponseOptions>().set_status(status);
-        }
-        ServerFnError::new(message)
-    })
+    backend.0.revert(&headers, &rev).await.map_err(crate::session::refused)
 }
 
 /// The revert in flight with its outcome, and the revision whose revert awaits confirmation;

@@ -15,19 +15,9 @@ pub async fn get_rollouts() -> Result<crate::api::RolloutsView, ServerFnError> {
 /// An operator's action from the page: authorised by the session cookie plus its CSRF token.
 #[server(prefix = "/api/v1/ui", endpoint = "rollout-action")]
 pub async fn rollout_action(name: String, action: String, csrf: String) -> Result<RolloutView, ServerFnError> {
-    let mut headers: http::HeaderMap = leptos_axum::extract().await?;
-    // The page acts with its session only, never with a token a proxy in front might add.
-    headers.remove(http::header::AUTHORIZATION);
-    if let Ok(v) = http::HeaderValue::from_str(&csrf) {
-        headers.insert("x-csrf-token", v);
-    }
+    let headers = crate::session::acting_headers(&csrf).await?;
     let backend = expect_context::<crate::ssr::Backend>();
-    backend.0.act(&headers, &name, &action).await.map_err(|(status, message)| {
-        if let Ok(status) = http::StatusCode::from_u16(status) {
-            expect_context::<leptos_axum::ResponseOptions>().set_status(status);
-        }
-        ServerFnError::new(message)
-    })
+    backend.0.act(&headers, &name, &action).await.map_err(crate::session::refused)
 }
 
 /// What the page's controls share across live refreshes, which re-render every card: the

@@ -536,6 +536,29 @@ pub struct RolloutsView {
     pub items: Vec<RolloutView>,
 }
 
+/// A rollout run that ended, as the audit log tells it: how it ended, who acted, the canary's
+/// weight over time, and the commit that recorded the outcome in git.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRun {
+    pub name: String,
+    pub service: Option<String>,
+    /// Unix milliseconds; `None` when the start is older than the log read.
+    pub started_at: Option<i64>,
+    pub ended_at: i64,
+    /// `completed` or `aborted`.
+    pub outcome: String,
+    /// Who ended it: an operator, or `trellis` for the analyses.
+    pub by: String,
+    pub reason: Option<String>,
+    /// Operators who acted on it, in order of their first action.
+    pub operators: Vec<String>,
+    /// The canary's weight from each change on (unix milliseconds, percent).
+    pub weights: Vec<(i64, u32)>,
+    /// The outcome's commit and the branch it went to, once recorded.
+    pub commit: Option<String>,
+    pub branch: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RolloutView {
     pub name: String,

@@ -78,6 +78,13 @@ test('an operator promotes a canary in one click, the proxies follow, and Abort 
   await expect.poll(() => v2Share(page.request, 3), { timeout: 20_000 }).toBe(0);
   // The outcome is committed to the policy repository, so git stays the truth.
   await expect.poll(() => repo.lastMessage(), { timeout: 15_000 }).toBe('Rollout inventory-v2 aborted');
+  // The run stays in the history: how it ended, who acted, the weight over time, the commit.
+  const run = page.getByTestId('finished-rollouts').getByTestId('finished-inventory-v2').first();
+  await expect(run.getByTestId('finished-ended')).toContainText('aborted by ops at');
+  await expect(run).toContainText('Operators who acted: ops');
+  await expect(run.getByTestId('finished-commit')).toHaveText(repo.head().slice(0, 8));
+  await expect(run.getByTestId('finished-weights').locator('svg')).toHaveAttribute(
+    'aria-label', /canary weight: latest 0\.0 % \(from 0\.0 to 80\.0\)/);
 });
 
 test('a viewer sees every rollout but no buttons, and the API refuses a viewer with 403', async ({ page }) => {

@@ -7,8 +7,8 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::path::Path;
 use std::sync::Arc;
 use trellis_api::{
-    AuditFilter, AuditPage, Comparison, FleetView, Overview, PolicyView, Reverted, RolloutView, RolloutsView,
-    SessionView, TopologyView, TrafficView,
+    AuditFilter, AuditPage, Comparison, FleetView, Overview, PolicyView, Reverted, RolloutRun, RolloutView,
+    RolloutsView, SessionView, TopologyView, TrafficView,
 };
 use trellis_web::ssr::{Backend, BoxFuture, DataSource};
 use trellis_web::{App, shell};
@@ -84,6 +84,10 @@ impl DataSource for AppState {
                 (status.as_u16(), message)
             })
         })
+    }
+
+    fn finished_rollouts(&self) -> BoxFuture<'_, Result<Vec<RolloutRun>, String>> {
+        Box::pin(async move { crate::api::rollouts::finished(self).await.map_err(|e| e.to_string()) })
     }
 
     fn compare<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<Comparison, String>> {

@@ -6,6 +6,8 @@
 //! carries out their results. One async lock serialises ticks and actions, and a state is
 //! saved before it takes effect, so what proxies run never gets ahead of the database.
 
+pub mod history;
+
 use crate::store::Fence;
 use std::collections::BTreeMap;
 use trellis_api::{RolloutView, RolloutsView};
@@ -384,7 +386,12 @@ fn record(app: &impl Env, spec: &RolloutConfig, actor: &str, events: &[Event]) {
             revision: None,
             service: Some(spec.service.clone()),
             summary: event.describe(spec),
-            detail: serde_json::to_value(event).unwrap_or_default(),
+            detail: {
+                // Named, so a rollout's history can be read back from the log.
+                let mut detail = serde_json::to_value(event).unwrap_or_default();
+                detail["rollout"] = spec.name.clone().into();
+                detail
+            },
         });
     }
 }

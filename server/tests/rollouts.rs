@@ -93,6 +93,18 @@ async fn an_operator_promotes_step_by_step_a_viewer_cannot_and_the_state_survive
     assert_eq!(event.expect("the commit is audited")["revision"], head.to_string());
     let ended = wait_rollout(&cp, |r| r["recorded"] == "completed").await;
     assert_eq!(ended["reason"], "completed by ann (recorded in git)", "{ended}");
+    // The finished run stays in the history, read back from the audit log.
+    let history = get_json(&cp, "/api/v1/rollouts/history").await;
+    let run = &history["items"][0];
+    assert_eq!(
+        (run["name"].as_str(), run["outcome"].as_str(), run["by"].as_str()),
+        (Some("inventory-v2"), Some("completed"), Some("ann")),
+        "{history}"
+    );
+    assert_eq!(run["commit"], head.to_string(), "{history}");
+    assert_eq!(run["operators"], serde_json::json!(["ann"]), "{history}");
+    let weights: Vec<u64> = run["weights"].as_array().unwrap().iter().map(|w| w[1].as_u64().unwrap()).collect();
+    assert_eq!(weights, [10, 60, 100], "the canary's weight over the run: {history}");
 
     // Taking the status out again is how a team re-runs the same canary.
     repo.commit(INVENTORY_ROLLOUT, &file.replace("status: completed\n", ""), "Run the canary again");

@@ -172,6 +172,26 @@ fn picture(frame: &Frame, series: &[Series], thresholds: &[Threshold]) -> String
     svg
 }
 
+/// A chart as markup alone, for a part of a page rendered once on the server: the same
+/// picture, legend and words for screen readers, without the pointer's readout.
+#[cfg(feature = "ssr")]
+pub fn markup(testid: &str, title: &str, unit: &str, series: &[Series], range: Option<(f64, f64)>) -> String {
+    let frame = Frame::fit(series, &[], range);
+    let legend: String = series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!(r#"<span class="legend seg{}">{}</span>"#, i % 4, escape(&s.label)))
+        .collect();
+    format!(
+        r#"<figure class="chart" data-testid="{}"><figcaption>{}</figcaption><svg viewBox="0 0 {W} {H}" role="img" aria-label="{}">{}</svg><div class="chart-foot">{legend}<span class="unit muted">{}</span></div></figure>"#,
+        escape(testid),
+        escape(title),
+        escape(&summary(title, unit, series)),
+        picture(&frame, series, &[]),
+        escape(unit),
+    )
+}
+
 /// What the pointer is over: the time of the nearest step and each line's value then.
 fn reading(series: &[Series], t: u64, unit: &str) -> String {
     let values: Vec<String> = series

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod compare;
+pub mod finished;
 pub mod fleet;
 pub mod login;
 pub mod overview;

@@ -2,8 +2,8 @@
 //! on the server (which depends on it).
 
 use crate::api::{
-    AuditFilter, AuditPage, Comparison, FleetView, Overview, PolicyView, Reverted, RolloutView, RolloutsView,
-    SessionView, TopologyView, TrafficView,
+    AuditFilter, AuditPage, Comparison, FleetView, Overview, PolicyView, Reverted, RolloutRun, RolloutView,
+    RolloutsView, SessionView, TopologyView, TrafficView,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -36,6 +36,8 @@ pub trait DataSource: Send + Sync + 'static {
         name: &'a str,
         action: &'a str,
     ) -> BoxFuture<'a, Result<RolloutView, (u16, String)>>;
+    /// Rollouts that ended, newest first.
+    fn finished_rollouts(&self) -> BoxFuture<'_, Result<Vec<RolloutRun>, String>>;
     /// Two revisions compared (SHAs or prefixes).
     fn compare<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<Comparison, String>>;
     /// An operator's revert to an earlier revision; refusals carry their HTTP status.

@@ -10,12 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
-use trellis_api::{RolloutView, RolloutsView, SessionView};
+use trellis_api::{RolloutRun, RolloutView, RolloutsView, SessionView};
 use trellis_model::rollout::Action;
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/api/v1/rollouts", get(list))
+        .route("/api/v1/rollouts/history", get(history))
         .route("/api/v1/rollouts/{name}", get(one))
         .route("/api/v1/rollouts/{name}/{action}", post(act))
         .route("/api/v1/session", get(session).post(login).delete(logout))
@@ -23,6 +24,20 @@ pub fn router() -> axum::Router<AppState> {
 
 async fn list(State(state): State<AppState>) -> Json<RolloutsView> {
     Json(state.rollouts.views().await)
+}
+
+async fn history(State(state): State<AppState>) -> Result<Json<super::Page<RolloutRun>>, ApiError> {
+    Ok(Json(super::Page { items: finished(&state).await?, next: None }))
+}
+
+/// The rollout events read back for the history: enough for hundreds of runs.
+const HISTORY_EVENTS: i64 = 2000;
+
+/// Rollouts that ended, newest first, from the audit log's latest rollout events.
+pub async fn finished(state: &AppState) -> Result<Vec<RolloutRun>, ApiError> {
+    let filter = trellis_api::AuditFilter { kind: Some("rollout".into()), significant: true, ..Default::default() };
+    let events = state.store.events(&filter, None, HISTORY_EVENTS).await?;
+    Ok(crate::rollouts::history::runs(&events))
 }
 
 async fn one(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<RolloutView>, ApiError> {

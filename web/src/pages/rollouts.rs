@@ -7,9 +7,13 @@ use crate::components::WeightBar;
 use leptos::prelude::*;
 use trellis_model::rollout::{Analysis, Verdict};
 
+/// The live rollouts, and the finished ones as markup (see [`super::finished`]): one request,
+/// and one resource for the page to hydrate.
 #[server(prefix = "/api/v1/ui", endpoint = "rollouts")]
-pub async fn get_rollouts() -> Result<crate::api::RolloutsView, ServerFnError> {
-    Ok(expect_context::<crate::ssr::Backend>().0.rollouts().await)
+pub async fn get_rollouts() -> Result<(crate::api::RolloutsView, String), ServerFnError> {
+    let backend = expect_context::<crate::ssr::Backend>();
+    let finished = super::finished::markup(backend.0.finished_rollouts().await);
+    Ok((backend.0.rollouts().await, finished))
 }
 
 /// An operator's action from the page: authorised by the session cookie plus its CSRF token.
@@ -44,17 +48,23 @@ pub fn RolloutsPage() -> impl IntoView {
             {move || {
                 let session = session.get().and_then(|s| s.ok()).unwrap_or_default();
                 rollouts.get().map(|r| match r {
-                    Ok(list) if list.items.is_empty() => view! {
-                        <p class="card" data-testid="rollouts-empty">
-                            "No Rollout in the applied revision. Commit one (kind: Rollout) to start a canary."
-                        </p>
-                    }.into_any(),
-                    Ok(list) => list
-                        .items
-                        .into_iter()
-                        .map(|r| view! { <RolloutCard rollout=r session=session.clone()/> }.into_any())
-                        .collect_view()
-                        .into_any(),
+                    Ok((list, finished)) => {
+                        let live = if list.items.is_empty() {
+                            view! {
+                                <p class="card" data-testid="rollouts-empty">
+                                    "No Rollout in the applied revision. Commit one (kind: Rollout) to start a canary."
+                                </p>
+                            }
+                            .into_any()
+                        } else {
+                            list.items
+                                .into_iter()
+                                .map(|r| view! { <RolloutCard rollout=r session=session.clone()/> }.into_any())
+                                .collect_view()
+                                .into_any()
+                        };
+                        view! { {live} <section class="card" data-testid="finished-rollouts" inner_html=finished></section> }.into_any()
+                    }
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 })
             }}

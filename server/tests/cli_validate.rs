@@ -96,3 +96,36 @@ fn a_control_plane_that_cannot_start_says_why_in_one_line() {
     assert!(last.starts_with("trellis: cannot use ") && last.contains("as the data directory (--data-dir)"), "{err}");
     assert!(!err.contains("backtrace") && !err.contains("panicked"), "{err}");
 }
+
+/// The subcommands a `--help` lists under "Commands:" (leaving out `help` itself).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_command_and_subcommand_explains_itself_with_help() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, top, _) = trellis(&["--help"], here);
+    assert_eq!(code, 0, "{top}");
+    let commands = subcommands(&top);
+    for expected in ["serve", "validate", "diff", "rollout", "revert", "audit", "check", "demo"] {
+        assert!(commands.iter().any(|c| c == expected), "`trellis --help` lists {expected}: {top}");
+    }
+    for command in &commands {
+        let (code, out, err) = trellis(&[command, "--help"], here);
+        assert_eq!(code, 0, "trellis {command} --help: {err}");
+        assert!(out.contains("Usage: trellis"), "trellis {command} --help:\n{out}");
+        for sub in subcommands(&out) {
+            let (code, out, err) = trellis(&[command, &sub, "--help"], here);
+            assert_eq!(code, 0, "trellis {command} {sub} --help: {err}");
+            assert!(out.contains(&format!("Usage: trellis {command} {sub}")), "{out}");
+        }
+    }
+}

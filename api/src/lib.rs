@@ -40,6 +40,11 @@ impl RevisionView {
     pub fn short(&self) -> String {
         short_sha(&self.sha)
     }
+
+    /// The first line of the commit message.
+    pub fn subject(&self) -> &str {
+        self.message.lines().next().unwrap_or_default()
+    }
 }
 
 /// The first 8 characters of a commit id, as people quote them. Counts characters, not bytes:

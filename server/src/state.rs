@@ -107,18 +107,6 @@ impl AppState {
         self.revisions.locked().clone()
     }
 
-    /// The policy files of a revision, read from its commit.
-    pub async fn revision_files(&self, sha: &str) -> Result<Vec<trellis_api::PolicyFile>, String> {
-        let (repo, sha) = (self.policy.repo.clone(), sha.to_string());
-        let read = tokio::task::spawn_blocking(move || {
-            let repo = git2::Repository::open(&repo)?;
-            let oid = git2::Oid::from_str(&sha)?;
-            crate::source::read_commit(&repo, oid)
-        });
-        let (files, _) = read.await.map_err(|e| e.to_string())?.map_err(|e| e.message().to_string())?;
-        Ok(files.into_iter().map(|f| trellis_api::PolicyFile { path: f.path, text: f.text }).collect())
-    }
-
     /// The git follower looked at the branch: fine, or why not.
     pub fn git_looked(&self, error: Option<String>) {
         let mut git = self.git.locked();

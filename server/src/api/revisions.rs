@@ -32,8 +32,7 @@ async fn one(State(state): State<AppState>, Path(rev): Path<String>) -> Result<J
 
 async fn files(State(state): State<AppState>, Path(rev): Path<String>) -> Result<Json<Page<PolicyFile>>, ApiError> {
     let sha = resolve(&state, &rev).await?.sha;
-    let (items, _) = policy_at(&state, &sha).await?;
-    Ok(Json(Page { items, next: None }))
+    Ok(Json(Page { items: files_of(&read_revision(&state, &sha).await?), next: None }))
 }
 
 async fn compare_handler(
@@ -55,7 +54,7 @@ async fn revert_handler(
 pub async fn build_policy(state: &AppState) -> Result<PolicyView, ApiError> {
     let applied = state.revisions().applied;
     let files = match &applied {
-        Some(r) => state.revision_files(&r.sha).await.unwrap_or_default(),
+        Some(r) => read_revision(state, &r.sha).await.map(|read| files_of(&read)).unwrap_or_default(),
         None => Vec::new(),
     };
     let revisions = state.store.revisions(None, 20).await?.into_iter().map(|(_, r)| r).collect();
@@ -106,7 +105,7 @@ pub async fn revert(state: &AppState, headers: &http::HeaderMap, rev: &str) -> R
         "{} reverted the policy to {} ({}): commit {} {whither}",
         operator.name,
         target.short(),
-        target.message.lines().next().unwrap_or_default(),
+        target.subject(),
         trellis_api::short_sha(&made.sha),
     );
     state.audit.record(crate::store::NewEvent {
@@ -160,20 +159,28 @@ async fn resolve(state: &AppState, rev: &str) -> Result<RevisionView, ApiError> 
     })
 }
 
-/// A revision's policy files and, when they are a valid policy, its configuration.
-async fn policy_at(state: &AppState, sha: &str) -> Result<(Vec<PolicyFile>, Option<MeshConfig>), ApiError> {
-    let (repo, sha) = (state.policy.repo.clone(), sha.to_string());
+/// What a revision's commit holds, read once: its files, and each that could not be read.
+async fn read_revision(state: &AppState, sha: &str) -> Result<crate::source::Read, ApiError> {
+    let (repo, oid) = (state.policy.repo.clone(), sha.to_string());
     let read = tokio::task::spawn_blocking(move || {
         let repo = git2::Repository::open(&repo)?;
-        let read = crate::source::read_commit(&repo, git2::Oid::from_str(&sha)?)?;
-        let files = read.0.iter().map(|f| PolicyFile { path: f.path.clone(), text: f.text.clone() }).collect();
-        Ok::<_, git2::Error>((files, crate::source::load(read, &sha).ok()))
+        crate::source::read_commit(&repo, git2::Oid::from_str(&oid)?)
     });
     match read.await {
-        Ok(Ok(found)) => Ok(found),
+        Ok(Ok(read)) => Ok(read),
         Ok(Err(e)) => Err(ApiError::NotFound(format!("the revision's files cannot be read: {}", e.message()))),
         Err(e) => {
             Err(ApiError::Internal { message: "the revision's files cannot be read".into(), cause: e.to_string() })
         }
     }
+}
+
+fn files_of(read: &crate::source::Read) -> Vec<PolicyFile> {
+    read.0.iter().map(|f| PolicyFile { path: f.path.clone(), text: f.text.clone() }).collect()
+}
+
+/// A revision's policy files and, when they are a valid policy, its configuration.
+async fn policy_at(state: &AppState, sha: &str) -> Result<(Vec<PolicyFile>, Option<MeshConfig>), ApiError> {
+    let read = read_revision(state, sha).await?;
+    Ok((files_of(&read), crate::source::load(read, sha).ok()))
 }

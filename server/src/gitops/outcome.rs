@@ -51,10 +51,7 @@ pub async fn record(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.message().to_string())?;
-    if let Some(url) = &source.remote {
-        let refspec = format!("refs/heads/{0}:refs/heads/{0}", recorded.branch);
-        super::remote::push(url, &source.repo, &refspec).await.map_err(|e| e.to_string())?;
-    }
+    super::remote::publish(source, &recorded.branch).await.map_err(|e| e.to_string())?;
     Ok(recorded)
 }
 

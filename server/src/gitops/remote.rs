@@ -44,9 +44,12 @@ pub async fn sync(url: &str, mirror: &Path) -> Result<(), RemoteError> {
     }
 }
 
-/// Pushes one ref of the mirror back to the remote (a rollout's outcome commit).
-pub async fn push(url: &str, mirror: &Path, refspec: &str) -> Result<(), RemoteError> {
-    git("push", &["--git-dir", &mirror.to_string_lossy(), "push", "--quiet", url, refspec]).await
+/// Pushes a branch of the mirror back to the remote (Trellis's own commits: a rollout's
+/// outcome, a revert); nothing to do for a local repository.
+pub async fn publish(source: &super::PolicySource, branch: &str) -> Result<(), RemoteError> {
+    let Some(url) = &source.remote else { return Ok(()) };
+    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    git("push", &["--git-dir", &source.repo.to_string_lossy(), "push", "--quiet", url, &refspec]).await
 }
 
 async fn git(action: &'static str, args: &[&str]) -> Result<(), RemoteError> {

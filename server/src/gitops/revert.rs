@@ -37,10 +37,7 @@ pub async fn revert(source: &PolicySource, to: RecordTo, target: &str, actor: &s
     let recorded = tokio::task::spawn_blocking(move || commit(&repo, &branch, to, &target_, &actor_, local))
         .await
         .map_err(|e| RevertError::Failed(e.to_string()))??;
-    if let Some(url) = &source.remote {
-        let refspec = format!("refs/heads/{0}:refs/heads/{0}", recorded.branch);
-        super::remote::push(url, &source.repo, &refspec).await.map_err(|e| RevertError::Failed(e.to_string()))?;
-    }
+    super::remote::publish(source, &recorded.branch).await.map_err(|e| RevertError::Failed(e.to_string()))?;
     Ok(recorded)
 }
 

@@ -36,13 +36,9 @@ pub fn ComparisonCard() -> impl IntoView {
 
 #[cfg(feature = "ssr")]
 mod markup {
-    use crate::api::{Comparison, DiffRow, FileDiff, RevisionView};
+    use crate::api::{Comparison, DiffRow, FileDiff};
     use crate::components::escape;
     use std::fmt::Write;
-
-    fn subject(r: &RevisionView) -> String {
-        escape(r.message.lines().next().unwrap_or_default())
-    }
 
     /// The card's contents: heading, the traffic changes, then each file.
     pub fn comparison(c: &Comparison) -> String {
@@ -51,8 +47,8 @@ mod markup {
             r#"<h2>{} → {}</h2><p class="muted">{} → {}</p><h3>What it does to traffic</h3>"#,
             escape(&old),
             escape(&new),
-            subject(&c.from),
-            subject(&c.to)
+            escape(c.from.subject()),
+            escape(c.to.subject())
         );
         match &c.changes {
             Some(changes) if changes.is_empty() => {
@@ -121,6 +117,7 @@ mod markup {
     #[cfg(test)]
     mod tests {
         use super::*;
+        use crate::api::RevisionView;
         use trellis_model::diff::{Change, ChangeKind};
 
         fn revision(sha: &str, message: &str) -> RevisionView {

@@ -123,8 +123,12 @@ fn RevisionsCard(
         revisions
             .iter()
             .map(|r| {
-                let label =
-                    format!("{} {}{}", r.short(), subject(r), if r.outcome == "rejected" { " (rejected)" } else { "" });
+                let label = format!(
+                    "{} {}{}",
+                    r.short(),
+                    r.subject(),
+                    if r.outcome == "rejected" { " (rejected)" } else { "" }
+                );
                 view! { <option value=r.sha.clone() selected=r.sha == selected>{label}</option> }
             })
             .collect_view()
@@ -156,10 +160,6 @@ fn RevisionsCard(
     .into_any()
 }
 
-pub(super) fn subject(r: &RevisionView) -> String {
-    r.message.lines().next().unwrap_or_default().to_string()
-}
-
 #[component]
 fn RevisionItem(revision: RevisionView, in_force: Option<String>, operator_csrf: Option<String>) -> impl IntoView {
     let short = revision.short();
@@ -185,7 +185,7 @@ fn RevisionItem(revision: RevisionView, in_force: Option<String>, operator_csrf:
                 " "
                 <strong class="outcome">{if current { "in force".to_string() } else { revision.outcome.clone() }}</strong>
                 " "
-                <span>{subject(&revision)}</span>
+                <span>{revision.subject().to_string()}</span>
                 <span class="meta">{format!(" — {} at {}", revision.author, format_time(revision.committed_at))}</span>
                 " " {compare} " " {revert}
             </div>
@@ -209,7 +209,7 @@ fn RevertButton(sha: String, short: String, csrf: String) -> impl IntoView {
         </button>
         {move || asking().then(|| view! {
             <div class="confirm" data-testid="confirm">
-                {format!("Revert the policy to {short}? Trellis commits {short}'s files on top of the branch, signed with your name; the proxies follow once it is applied.")}
+                {format!("Revert the policy to {short}? Trellis commits {short}'s files on top of the branch, authored in your name; the proxies follow once it is applied.")}
                 " "
                 <button data-testid="confirm-yes" on:click={
                     let (sha, csrf) = (sha.clone(), csrf.clone());

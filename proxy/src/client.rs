@@ -234,14 +234,15 @@ impl http_body::Body for Watched {
     }
 }
 
-/// Requests to the control plane: plaintext to `TRELLIS_CONTROL_PLANE_URL` while the proxy has
-/// no identity, then mTLS to the fleet port it learned with its certificate, checking the
-/// server is the control plane of its trust domain. One per proxy, shared: the config stream,
-/// ACKs, telemetry and renewals go over one HTTP/2 connection.
+/// Requests to the control plane: to `TRELLIS_CONTROL_PLANE_URL` (plaintext, or HTTPS checked
+/// against the system's roots and `TRELLIS_CONTROL_PLANE_CA`) while the proxy has no identity,
+/// then mTLS to the fleet port it learned with its certificate, checking the server is the
+/// control plane of its trust domain. One per proxy, shared: the config stream, ACKs,
+/// telemetry and renewals go over one HTTP/2 connection.
 #[derive(Clone)]
 pub struct ControlPlane {
     shared: Arc<Shared>,
-    plain: Client<HttpConnector, http_body_util::Full<Bytes>>,
+    plain: Client<hyper_rustls::HttpsConnector<HttpConnector>, http_body_util::Full<Bytes>>,
     mtls: Client<Connector, http_body_util::Full<Bytes>>,
     /// The replicas, and the one followed now: every request goes to it.
     pub targets: Arc<targets::Targets>,
@@ -251,7 +252,8 @@ pub struct ControlPlane {
 const CONTROL_PLANE: &str = "trellis";
 
 impl ControlPlane {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    /// Fails when `TRELLIS_CONTROL_PLANE_CA` names no readable PEM certificate.
+    pub fn new(shared: Arc<Shared>) -> Result<Self, String> {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -266,10 +268,17 @@ impl ControlPlane {
                 .http2_keep_alive_while_idle(true);
             b
         };
-        let plain = builder().build(http.clone());
+        let mut either = http.clone();
+        either.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(control_plane_tls(shared.settings.control_plane_ca.as_deref())?)
+            .https_or_http()
+            .enable_http2()
+            .wrap_connector(either);
+        let plain = builder().build(https);
         let connector = Connector::new(http, Some(shared.clone()), true, Some(CONTROL_PLANE));
         let targets = Arc::new(targets::Targets::new(&shared.settings.control_planes));
-        ControlPlane { mtls: builder().build(connector), plain, shared, targets }
+        Ok(ControlPlane { mtls: builder().build(connector), plain, shared, targets })
     }
 
     /// POSTs JSON to `path` over whichever way the proxy may take now.
@@ -314,6 +323,29 @@ impl ControlPlane {
             None => e.to_string(),
         })
     }
+}
+
+/// TLS toward an `https://` control plane: the system's roots, and the operator's CA if named.
+fn control_plane_tls(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        let ca = crate::env::ENV_CONTROL_PLANE_CA;
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{ca} {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{ca} {}: holds no certificate", path.display()));
+        }
+        roots.add_parsable_certificates(certs);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// An upstream response, ready for our listener: the upstream's HTTP version (1.0, or 2 between

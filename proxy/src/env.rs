@@ -13,6 +13,7 @@ pub const ENV_ADMIN_ADDR: &str = "TRELLIS_ADMIN_ADDR";
 pub const ENV_APP_ADDR: &str = "TRELLIS_APP_ADDR";
 pub const ENV_ADVERTISE_IP: &str = "TRELLIS_ADVERTISE_IP";
 pub const ENV_CONTROL_PLANE_URL: &str = "TRELLIS_CONTROL_PLANE_URL";
+pub const ENV_CONTROL_PLANE_CA: &str = "TRELLIS_CONTROL_PLANE_CA";
 pub const ENV_DRAIN_GRACE: &str = "TRELLIS_DRAIN_GRACE_SECS";
 pub const ENV_HEADER_READ_TIMEOUT: &str = "TRELLIS_HEADER_READ_TIMEOUT_SECS";
 pub const ENV_MAX_CONCURRENT: &str = "TRELLIS_MAX_CONCURRENT_REQUESTS";
@@ -33,7 +34,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         ENV_CONTROL_PLANE_URL,
         "",
-        "required without TRELLIS_CONFIG_FILE: http://HOST:PORT of the control plane; replicas separated by commas",
+        "required without TRELLIS_CONFIG_FILE: http(s)://HOST:PORT of the control plane; replicas separated by commas",
+    ),
+    (
+        ENV_CONTROL_PLANE_CA,
+        "",
+        "a PEM file of the CA that signed an https:// control plane's certificate, if not a system root",
     ),
     (ENV_JOIN_TOKEN, "", "proves the service to the control plane once, for an mTLS certificate (trellis join-token)"),
     (ENV_IDENTITY_DIR, "", "instead of a join token: a directory of cert.pem, key.pem and anchor.pem"),
@@ -89,6 +95,8 @@ pub struct Settings {
     /// The control plane's replicas, e.g. `http://10.0.0.5:8080`; the proxy follows one at a
     /// time and moves to the next when it is lost.
     pub control_planes: Vec<String>,
+    /// The CA of an `https://` control plane's certificate, when the system does not trust it.
+    pub control_plane_ca: Option<std::path::PathBuf>,
     /// How long requests in flight may take to finish after a shutdown signal.
     pub drain_grace: Duration,
     /// A client must send each request's head within this, idle keep-alive included (nginx's
@@ -177,6 +185,7 @@ impl Settings {
             app_addr,
             advertise_ip: None,
             control_planes: control_plane_urls(control_plane_url),
+            control_plane_ca: None,
             drain_grace: Duration::from_secs(10),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_concurrent_requests: 10_000,
@@ -266,10 +275,10 @@ impl Settings {
         let access_log = flag(ENV_ACCESS_LOG, false);
         let io_uring = flag(ENV_IO_URING, true);
         for url in &control_planes {
-            let host = url.strip_prefix("http://").and_then(|rest| rest.parse::<http::uri::Authority>().ok());
-            if host.is_none() {
+            let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+            if rest.and_then(|rest| rest.parse::<http::uri::Authority>().ok()).is_none() {
                 errors.push(format!(
-                    "{ENV_CONTROL_PLANE_URL}: {url:?} is not http://HOST:PORT (several replicas are separated by commas)"
+                    "{ENV_CONTROL_PLANE_URL}: {url:?} is not http(s)://HOST:PORT (several replicas are separated by commas)"
                 ));
             }
         }
@@ -288,6 +297,7 @@ impl Settings {
             app_addr,
             advertise_ip,
             control_planes,
+            control_plane_ca: get(ENV_CONTROL_PLANE_CA).filter(|v| !v.is_empty()).map(std::path::PathBuf::from),
             drain_grace,
             header_read_timeout,
             max_concurrent_requests,
@@ -398,8 +408,9 @@ mod tests {
         let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(s.control_planes, vec!["http://cp-0:8080", "http://cp-1:8080"]);
         let env: HashMap<&str, &str> =
-            [(ENV_SERVICE, "a"), (ENV_VERSION, "v1"), (ENV_CONTROL_PLANE_URL, "http://cp-0:8080,https://cp-1")].into();
+            [(ENV_SERVICE, "a"), (ENV_VERSION, "v1"), (ENV_CONTROL_PLANE_URL, "https://cp-0:8443,ftp://cp-1")].into();
         let err = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap_err().to_string();
-        assert!(err.contains("\"https://cp-1\" is not http://HOST:PORT"), "{err}");
+        assert!(err.contains("\"ftp://cp-1\" is not http(s)://HOST:PORT"), "{err}");
+        assert!(!err.contains("cp-0"), "https is a control plane's scheme too: {err}");
     }
 }

@@ -298,7 +298,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             shared.config.store(Arc::new(applied));
         }
         None => {
-            let cp = client::ControlPlane::new(shared.clone());
+            let cp = client::ControlPlane::new(shared.clone()).map_err(anyhow::Error::msg)?;
             if let Some(token) = &settings.join_token {
                 let certify = control::certify::maintain(shared.clone(), cp.clone(), token.0.clone(), rx.clone());
                 tasks.push(tokio::spawn(certify.instrument(span.clone())));

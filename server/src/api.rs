@@ -23,7 +23,7 @@ pub mod forward;
 pub mod revisions;
 pub mod rollouts;
 
-pub use error::{ApiError, ApiJson, log_errors, security_headers};
+pub use error::{ApiError, ApiJson, log_errors, security_headers, strict_transport};
 pub use revisions::build_policy;
 
 pub fn router() -> axum::Router<AppState> {

@@ -115,6 +115,17 @@ pub struct ServeArgs {
     /// address, or the host's name when listening on every address).
     #[arg(long, env = "TRELLIS_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
+    /// Serve the dashboard, the API and proxies' joins over HTTPS with this PEM certificate
+    /// chain (with --tls-key); it is read again when the file changes.
+    #[arg(long, env = "TRELLIS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "TRELLIS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A PEM file of the CA that signed the replicas' certificates, when it is not one the
+    /// system trusts (replicas pass operators' actions on to the leader over HTTPS).
+    #[arg(long, env = crate::https::CA_ENV)]
+    pub control_plane_ca: Option<PathBuf>,
 }
 
 fn lifetime(text: &str) -> Result<std::time::Duration, String> {
@@ -205,6 +216,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }),
                 replica_id: args.replica_id,
                 advertise_url: args.advertise_url,
+                tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| crate::https::TlsFiles { cert, key }),
+                control_plane_ca: args.control_plane_ca,
             })
             .await?;
             crate::serve::shutdown_signal().await;

@@ -29,6 +29,10 @@ pub struct ServeConfig {
     /// Where the other replicas and the dashboard's users reach this one (`http://host:port`);
     /// by default its listen address (the host's name when it listens on every address).
     pub advertise_url: Option<String>,
+    /// Serve the main listener over HTTPS with this certificate and key.
+    pub tls: Option<crate::https::TlsFiles>,
+    /// The CA that signed the other replicas' certificates, when it is not a system root.
+    pub control_plane_ca: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -47,6 +51,8 @@ impl ServeConfig {
             identity: None,
             replica_id: None,
             advertise_url: None,
+            tls: None,
+            control_plane_ca: None,
         }
     }
 }

@@ -115,6 +115,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 identity: Some(crate::serve::IdentityConfig::new(data_dir.join("identity"), "trellis.local")),
                 replica_id: None,
                 advertise_url: None,
+                tls: None,
+                control_plane_ca: None,
             })
             .await?,
         )

@@ -14,9 +14,9 @@
 //! services    audit, cluster, fleet, gitops, each owns its state; what it needs of the
 //!             rollouts, config               control plane it says in a trait (gitops::Follower,
 //!                                            rollouts::Env) that `state` implements
-//! foundation  store, auth, identity,         the database, users and sessions, the issuing CA,
-//!             source, telemetry, webhook,    policy files, golden metrics, webhook signatures,
-//!             sync, testing                  locks, policy repositories for tests
+//! foundation  store, auth, identity, https,  the database, users and sessions, the issuing CA,
+//!             source, telemetry, webhook,    HTTPS, policy files, golden metrics, webhook
+//!             sync, testing                  signatures, locks, policy repositories for tests
 //! ```
 //!
 //! # Layout
@@ -37,6 +37,7 @@
 //! - [`store`]: Postgres / SQLite through sqlx, with migrations.
 //! - [`auth`]: operators, viewers, sessions and CSRF.
 //! - [`identity`]: the issuing CA and proxies' certificates.
+//! - [`https`]: the main listener's TLS, and the client of a control plane served so.
 //! - [`source`]: policy files from a commit or a directory.
 //! - [`telemetry`]: golden metrics aggregated from proxy reports.
 //! - [`webhook`]: verifying signed git webhooks.
@@ -57,6 +58,7 @@ pub mod fleet;
 pub mod fleet_api;
 pub mod gitops;
 pub mod health;
+pub mod https;
 pub mod identity;
 pub mod rollouts;
 pub mod serve;

@@ -15,6 +15,8 @@ mod workers;
 
 pub struct Running {
     pub addr: SocketAddr,
+    /// Whether the main listener speaks HTTPS.
+    https: bool,
     /// The fleet's mTLS listener, when identities are on.
     pub fleet_addr: Option<SocketAddr>,
     pub state: AppState,
@@ -26,7 +28,7 @@ pub struct Running {
 
 impl Running {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
     }
 
     /// Stops following git, ends every stream, drains requests and closes the database.
@@ -68,6 +70,8 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         config.record_to = crate::gitops::outcome::RecordTo::Branch;
     }
     let lock = lock_data_dir(&config.spool_dir)?;
+    // A certificate that does not load stops the start: never fall back to plaintext.
+    let tls = config.tls.as_ref().map(crate::https::server_config).transpose().map_err(anyhow::Error::msg)?;
     let store = Store::connect(&config.database_url).await?;
     let listener = listen(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -90,9 +94,10 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     };
     let fleet_addr = fleet_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let replica = (replica_id(&config)?, advertise_url(&config, addr));
-    let state =
-        AppState::new(store.clone(), shutdown_rx.clone(), &config, replica, ca.clone(), fleet_addr.map(|a| a.port()))
-            .map_err(|e| anyhow::anyhow!("cannot open the audit spool in {}: {e}", config.spool_dir.display()))?;
+    let peers = crate::https::client(config.control_plane_ca.as_deref()).map_err(anyhow::Error::msg)?;
+    let fleet_port = fleet_addr.map(|a| a.port());
+    let state = AppState::new(store.clone(), shutdown_rx.clone(), &config, replica, ca.clone(), fleet_port, peers)
+        .map_err(|e| anyhow::anyhow!("cannot open the audit spool in {}: {e}", config.spool_dir.display()))?;
     // Proxies heard from in the last ten minutes are the fleet a restart must wait for.
     let known = store.recent_members(state.cluster.id(), 600_000).await.unwrap_or_default();
     state.fleet.hold_until_rejoined(known, REJOIN_GRACE);
@@ -111,10 +116,14 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }),
     );
 
-    let app = crate::api::router()
+    let mut app = crate::api::router()
         .merge(crate::fleet_api::router())
         .with_state(state.clone())
-        .merge(crate::dashboard::router(state.clone(), &config.site_root))
+        .merge(crate::dashboard::router(state.clone(), &config.site_root));
+    if tls.is_some() {
+        app = app.layer(axum::middleware::from_fn(crate::api::strict_transport));
+    }
+    let app = app
         .layer(axum::middleware::from_fn(crate::api::security_headers))
         .layer(axum::middleware::from_fn(crate::api::log_errors))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
@@ -159,19 +168,25 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         let serving = crate::fleet::tls::serve(listener, tls, ca.trust_domain.clone(), fleet_app, shutdown_rx.clone());
         tasks.push(tokio::spawn(serving.instrument(tracing::info_span!("fleet-tls"))));
     }
-    let mut serve_stop = shutdown_rx;
-    tasks.push(tokio::spawn(async move {
-        // Connection info gives login rate limiting the client's address.
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            serve_stop.recv().await;
-        });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "server failed");
+    let https = tls.is_some();
+    match tls {
+        Some(tls) => tasks.push(tokio::spawn(crate::https::serve(listener, tls, app, shutdown_rx))),
+        None => {
+            let mut serve_stop = shutdown_rx;
+            tasks.push(tokio::spawn(async move {
+                // Connection info gives login rate limiting the client's address.
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    serve_stop.recv().await;
+                });
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "server failed");
+                }
+            }));
         }
-    }));
-    tracing::info!(%addr, "control plane listening");
-    Ok(Running { addr, fleet_addr, state, shutdown, tasks, _lock: lock })
+    }
+    tracing::info!(%addr, https, "control plane listening");
+    Ok(Running { addr, https, fleet_addr, state, shutdown, tasks, _lock: lock })
 }
 
 /// Locks the data directory (its audit spool, and with SQLite the database beside it) for
@@ -223,10 +238,11 @@ fn advertise_url(config: &ServeConfig, addr: SocketAddr) -> String {
     if let Some(url) = &config.advertise_url {
         return url.trim_end_matches('/').to_string();
     }
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     if addr.ip().is_unspecified() {
-        return format!("http://{}:{}", hostname(), addr.port());
+        return format!("{scheme}://{}:{}", hostname(), addr.port());
     }
-    format!("http://{addr}")
+    format!("{scheme}://{addr}")
 }
 
 /// This host's name, as the kernel has it.

@@ -42,6 +42,10 @@ pub struct Inner {
     pub fleet_port: Option<u16>,
     /// The other replicas, and whether this one leads.
     pub cluster: crate::cluster::Cluster,
+    /// Whether the main listener speaks HTTPS: the session cookie is then `Secure`.
+    pub https: bool,
+    /// The client that passes requests on to the leader (over HTTPS when replicas serve it).
+    pub peers: crate::https::Client,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -73,6 +77,7 @@ impl AppState {
         replica: (String, String),
         ca: Option<Arc<crate::identity::Ca>>,
         fleet_port: Option<u16>,
+        peers: crate::https::Client,
     ) -> std::io::Result<Self> {
         let (changes, _) = watch::channel(0);
         let changes_for_fleet = changes.clone();
@@ -100,6 +105,8 @@ impl AppState {
             ca,
             fleet_port,
             cluster,
+            https: config.tls.is_some(),
+            peers,
         })))
     }
 

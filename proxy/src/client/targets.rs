@@ -10,7 +10,7 @@ use std::sync::Mutex;
 /// One replica: where to send plaintext requests, and the host its mTLS port is on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// `http://host:port`, no trailing slash.
+    /// `http(s)://host:port`, no trailing slash.
     pub base: String,
     pub host: Host,
 }
@@ -33,7 +33,7 @@ impl Target {
 }
 
 pub struct Targets {
-    /// As configured: `http://host:port` each.
+    /// As configured: `http://host:port` or `https://host:port` each.
     configured: Vec<String>,
     state: Mutex<Rotation>,
 }
@@ -93,11 +93,15 @@ impl Targets {
         self.state.locked().succeed()
     }
 
-    /// Looks the configured names up again: each address is a target.
+    /// Looks the configured names up again: each address is a target. An `https://` replica
+    /// stays one target, dialled by its name: its certificate names the host, not an address.
     pub async fn resolve(&self) {
         let mut targets = Vec::new();
         for url in &self.configured {
-            let authority = url.strip_prefix("http://").unwrap_or(url);
+            let Some(authority) = url.strip_prefix("http://") else {
+                targets.push(unresolved(url));
+                continue;
+            };
             match tokio::net::lookup_host(authority).await {
                 Ok(addrs) => {
                     let mut addrs: Vec<SocketAddr> = addrs.collect();
@@ -118,7 +122,7 @@ impl Targets {
 }
 
 fn unresolved(url: &str) -> Target {
-    let authority = url.strip_prefix("http://").unwrap_or(url);
+    let authority = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(url);
     let host = match authority.parse::<SocketAddr>() {
         Ok(addr) => Host::Ip(addr.ip()),
         Err(_) => Host::Name(authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_string()),

@@ -131,6 +131,15 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Served over HTTPS: browsers that have seen it once never ask for the dashboard in
+/// plaintext again (a year, as the HSTS preload list expects).
+pub async fn strict_transport(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut()
+        .insert(http::header::STRICT_TRANSPORT_SECURITY, http::HeaderValue::from_static("max-age=31536000"));
+    resp
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         let message = "the database is unavailable; try again shortly".into();

@@ -35,10 +35,8 @@ pub async fn to_leader(state: &AppState, headers: &http::HeaderMap, path: &str) 
     let req = req
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .map_err(|e| ApiError::invalid("the request cannot be passed on to the leader", e.to_string()))?;
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let answer = async {
-        let resp = client.request(req).await.map_err(|e| e.to_string())?;
+        let resp = state.peers.request(req).await.map_err(|e| crate::https::with_causes(&e))?;
         let status = resp.status();
         let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok::<_, String>((status, body))

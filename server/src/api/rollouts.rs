@@ -138,7 +138,7 @@ pub async fn start_session(
                 summary: format!("{} signed in to the dashboard", user.name),
                 detail: json!({ "role": user.role }),
             });
-            let cookie = format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200");
+            let cookie = format!("{SESSION_COOKIE}={id}; {}; Max-Age=43200", cookie_attributes(state));
             let view = SessionView { user: Some(user.name), operator: user.role == Role::Operator, csrf: Some(csrf) };
             Ok((view, cookie))
         }
@@ -150,6 +150,12 @@ pub async fn start_session(
     }
 }
 
+/// The session cookie: no script reads it, no other site's page sends it, and once the
+/// dashboard is served over HTTPS it never travels in plaintext.
+fn cookie_attributes(state: &AppState) -> &'static str {
+    if state.https { "HttpOnly; Secure; SameSite=Strict; Path=/" } else { "HttpOnly; SameSite=Strict; Path=/" }
+}
+
 async fn logout(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
     if let Some(id) = crate::auth::cookie(&headers, SESSION_COOKIE) {
         // Logging out is a change too: it needs the session's CSRF token.
@@ -159,7 +165,7 @@ async fn logout(State(state): State<AppState>, headers: http::HeaderMap) -> Resp
         }
     }
     let mut resp = http::StatusCode::NO_CONTENT.into_response();
-    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    let expired = format!("{SESSION_COOKIE}=; {}; Max-Age=0", cookie_attributes(&state));
     if let Ok(v) = expired.parse() {
         resp.headers_mut().insert(http::header::SET_COOKIE, v);
     }

@@ -2,20 +2,23 @@
 //! with a hint; exit 1 when any fails (a control plane that does not answer is a failure).
 
 use crate::health::{Check, Report, Status};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
     /// The control plane's address.
     #[arg(long, env = "TRELLIS_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// A PEM file of the CA that signed an https:// control plane's certificate, when the
+    /// system does not trust it already.
+    #[arg(long, env = crate::https::CA_ENV)]
+    pub control_plane_ca: Option<std::path::PathBuf>,
     #[arg(long, default_value = "human", value_parser = ["human", "json"])]
     pub output: String,
 }
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<i32> {
-    let report = match fetch(&args.server).await {
+    let report = match fetch(&args.server, args.control_plane_ca.as_deref()).await {
         Ok(report) => report,
         Err(why) => Report {
             ok: false,
@@ -66,15 +69,14 @@ fn human(report: &Report) -> String {
     out
 }
 
-async fn fetch(server: &str) -> Result<Report, String> {
-    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+async fn fetch(server: &str, ca: Option<&std::path::Path>) -> Result<Report, String> {
+    let client = crate::https::client(ca)?;
     let url = format!("{}/api/v1/health", server.trim_end_matches('/'));
     let uri: http::Uri = url.parse().map_err(|e| format!("bad address {url:?}: {e}"))?;
     let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(uri))
         .await
         .map_err(|_| format!("{server} did not answer within 10 s"))?
-        .map_err(|e| format!("cannot reach {server}: {e}"))?;
+        .map_err(|e| format!("cannot reach {server}: {}", crate::https::with_causes(&e)))?;
     let status = resp.status();
     let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     if !status.is_success() {

@@ -12,21 +12,27 @@ pub struct ControlPlane {
     /// An operator's token, for what changes the mesh (reading needs none).
     #[arg(long, global = true, env = "TRELLIS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A PEM file of the CA that signed an https:// control plane's certificate, when the
+    /// system does not trust it already.
+    #[arg(long, global = true, env = crate::https::CA_ENV)]
+    pub control_plane_ca: Option<std::path::PathBuf>,
 }
 
 impl ControlPlane {
     /// The body of a successful answer, or an exit code (1 refused, 2 could not ask) and the
     /// control plane's own message.
     pub async fn call(&self, method: http::Method, path: &str) -> Result<Bytes, (i32, String)> {
-        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let client = crate::https::client(self.control_plane_ca.as_deref()).map_err(|e| (2, e))?;
         let url = format!("{}{path}", self.server.trim_end_matches('/'));
         let mut req = http::Request::builder().method(method).uri(&url);
         if let Some(token) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let req = req.body(Full::default()).map_err(|e| (2, format!("bad server address {url:?}: {e}")))?;
-        let resp = client.request(req).await.map_err(|e| (2, format!("cannot reach {}: {e}", self.server)))?;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| (2, format!("cannot reach {}: {}", self.server, crate::https::with_causes(&e))))?;
         let status = resp.status();
         let body = resp.into_body().collect().await.map_err(|e| (2, e.to_string()))?.to_bytes();
         if status.is_success() {

@@ -86,6 +86,10 @@ pub struct RolloutState {
     /// Once ended: the commit that recorded the outcome in git (see [`record_outcome`]).
     #[serde(default)]
     pub recorded: Option<String>,
+    /// The last second (unix) the previous analysis covered; 0 before the first. The next
+    /// analysis starts after it (see [`analysis_window`]).
+    #[serde(default)]
+    pub analysed_to_s: u64,
 }
 
 /// The canary's traffic over one analysis interval, as the control plane aggregated it.
@@ -254,6 +258,7 @@ pub fn start(spec: &RolloutConfig, now_ms: u64) -> (RolloutState, Vec<Event>) {
         inconclusive: 0,
         analyses: Vec::new(),
         recorded: None,
+        analysed_to_s: 0,
     };
     let mut events = Vec::new();
     enter_step(spec, &mut state, 0, now_ms, &mut events);
@@ -274,6 +279,22 @@ pub fn restored(spec: &RolloutConfig, state: &mut RolloutState, now_ms: u64) {
 /// Whether `tick` at `now_ms` would analyse, so the caller knows to gather a sample.
 pub fn analysis_due(state: &RolloutState, now_ms: u64) -> bool {
     matches!(state.phase, Phase::Progressing | Phase::AwaitingPromotion) && now_ms >= state.next_analysis_ms
+}
+
+/// The seconds an analysis due now covers, `(after, until]`: up to `settled_s` (the newest
+/// complete second) and from where the previous analysis ended, so that consecutive analyses
+/// tile time and each request is judged exactly once, whatever the jitter of the ticks that
+/// run them. The first analysis, one after a long gap (a failover), or one with nothing new
+/// covers the last `interval_s` seconds instead.
+pub fn analysis_window(state: &RolloutState, settled_s: u64, interval_s: u64) -> (u64, u64) {
+    let interval_s = interval_s.max(1);
+    let previous = state.analysed_to_s;
+    let after = if previous > 0 && previous < settled_s && settled_s - previous <= 2 * interval_s {
+        previous
+    } else {
+        settled_s.saturating_sub(interval_s)
+    };
+    (after, settled_s)
 }
 
 /// Judges one interval of the canary's traffic against the thresholds.

@@ -195,9 +195,16 @@ impl Rollouts {
         let mut changed = false;
         for (name, spec) in specs.iter().filter(|(_, s)| s.status.is_none()) {
             let Some(state) = inner.states.get(name) else { continue };
-            let sample = rollout::analysis_due(state, now).then(|| canary_sample(app, spec, now));
+            let window = rollout::analysis_due(state, now).then(|| {
+                let settled = crate::telemetry::settled(now / 1000);
+                rollout::analysis_window(state, settled, spec.analysis.interval_ms / 1000)
+            });
+            let sample = window.map(|w| canary_sample(app, spec, w));
             let mut next = state.clone();
             let events = rollout::tick(spec, &mut next, now, sample.as_ref());
+            if let Some((_, until)) = window {
+                next.analysed_to_s = until;
+            }
             if events.is_empty() {
                 continue;
             }
@@ -342,12 +349,13 @@ impl Rollouts {
     }
 }
 
-/// The canary's traffic over the last interval, as its callers' proxies saw it: connection
-/// failures to a broken canary count against it, which its own proxy could not report.
-fn canary_sample(app: &impl Env, spec: &RolloutConfig, now_ms: u64) -> Sample {
-    let window_s = (spec.analysis.interval_ms / 1000).max(1);
+/// The canary's traffic over the seconds `(after, until]`, as its callers' proxies saw it:
+/// connection failures to a broken canary count against it, which its own proxy could not
+/// report.
+fn canary_sample(app: &impl Env, spec: &RolloutConfig, (after, until): (u64, u64)) -> Sample {
+    let window_s = until - after;
     let mut counts = crate::telemetry::Counts::default();
-    for (key, c) in app.telemetry().window(now_ms / 1000, window_s) {
+    for (key, c) in app.telemetry().window(until, window_s) {
         if key.caller.is_some() && key.service == spec.service && key.version == spec.canary {
             counts.merge(&c);
         }

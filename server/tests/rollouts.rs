@@ -1,7 +1,7 @@
 //! Canary rollouts end to end: a Rollout committed to git moves real traffic through real
 //! proxies; an operator's promotion changes the measured split (a viewer's is refused); a
 //! failing canary is aborted by its analyses and traffic returns to stable; the state
-//! survives a control-plane restart.
+//! survives a control-plane restart; the analyses count each request to the canary once.
 
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -172,6 +172,26 @@ async fn a_header_canary_sends_marked_requests_to_the_canary_whatever_the_weight
     assert_eq!(marked, 100, "every marked request reaches the canary");
     let v2 = mesh.measure(&cp, 300, |_| true).await;
     assert!((10..=55).contains(&v2), "the rest follow the 10 % weight: {v2} of 300");
+
+    // The Rollouts page's analyses count what reached the canary, each request once (they
+    // tile time over complete seconds), and read as the topology's v2 does.
+    let sent = (100 + v2) as u64;
+    let started = Instant::now();
+    loop {
+        let rollout = get_json(&cp, "/api/v1/rollouts/inventory-v2").await;
+        let analysed: u64 =
+            rollout["analyses"].as_array().unwrap().iter().map(|a| a["requests"].as_u64().unwrap()).sum();
+        assert!(analysed <= sent, "{analysed} analysed of {sent} sent: a second was judged twice");
+        if analysed == sent {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{analysed} analysed of {sent} sent");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let topology = get_json(&cp, "/api/v1/topology?window=10m").await;
+    let node = topology["nodes"].as_array().unwrap().iter().find(|n| n["service"] == "inventory").unwrap();
+    let v2_seen = node["versions"].as_array().unwrap().iter().find(|v| v[0] == "v2").unwrap()[1]["requests"].clone();
+    assert_eq!(v2_seen.as_u64(), Some(sent), "{topology}");
 
     // After an abort the header no longer leads anywhere but stable.
     assert_eq!(act(&cp, "abort", Some(ANN)).await.0, 200);

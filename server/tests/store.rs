@@ -161,6 +161,7 @@ async fn exercise(url: &str) {
         inconclusive: 0,
         analyses: Vec::new(),
         recorded: None,
+        analysed_to_s: 0,
     };
     // Rollout states are written for the leader's term only.
     let a = store.claim_lease(LEADER, "a", 60_000, false).await.unwrap().expect("a free lease is taken");

@@ -303,3 +303,22 @@ fn the_actions_a_phase_allows_are_exactly_those_act_takes() {
         }
     }
 }
+
+#[test]
+fn analyses_tile_time_so_each_second_is_judged_once_whatever_the_ticks_jitter() {
+    let (mut state, _) = start(&spec(), 0);
+    // The first covers the last interval; each next one starts where the previous ended, even
+    // when its tick came a second early or late.
+    let mut windows = Vec::new();
+    for settled in [1_000, 1_009, 1_020, 1_030] {
+        let window = analysis_window(&state, settled, 10);
+        state.analysed_to_s = window.1;
+        windows.push(window);
+    }
+    assert_eq!(windows, [(990, 1_000), (1_000, 1_009), (1_009, 1_020), (1_020, 1_030)]);
+    // After a long gap (the leader was away) only the last interval counts, and a tick with
+    // nothing new since the last one looks at the last interval again rather than at nothing.
+    assert_eq!(analysis_window(&state, 1_100, 10), (1_090, 1_100));
+    assert_eq!(analysis_window(&state, 1_030, 10), (1_020, 1_030));
+    assert_eq!(analysis_window(&state, 5, 10), (0, 5), "never before the epoch");
+}

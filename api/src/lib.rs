@@ -307,6 +307,10 @@ pub struct EdgeView {
     /// Opaque TCP connections the caller opened (`protocol: tcp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpView>,
+    /// The requests of the window per version of the callee that answered them: the split
+    /// the caller's traffic took.
+    #[serde(default)]
+    pub versions: Vec<(String, u64)>,
 }
 
 /// The `/traffic` page: golden metrics per service and version over the last 15 minutes.

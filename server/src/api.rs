@@ -139,9 +139,12 @@ pub fn build_topology(state: &AppState, window_s: u64) -> TopologyView {
         state.fleet.mesh().map(|m| m.services.keys().cloned().collect()).unwrap_or_default();
     let mut nodes = Vec::new();
     let mut edges: BTreeMap<(String, String), Counts> = BTreeMap::new();
+    let mut splits: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
     for (key, counts) in &totals {
         if let Some(caller) = &key.caller {
             edges.entry((caller.clone(), key.service.clone())).or_default().merge(counts);
+            let split = splits.entry((caller.clone(), key.service.clone())).or_default();
+            *split.entry(key.version.clone()).or_default() += counts.requests;
         }
         if !services.contains(&key.service) {
             services.push(key.service.clone());
@@ -183,7 +186,8 @@ pub fn build_topology(state: &AppState, window_s: u64) -> TopologyView {
             let (denied, mut denied_by) = denied.remove(&(from.clone(), to.clone())).unwrap_or_default();
             denied_by.sort();
             let tcp = tcp_edges.get(&(from.clone(), to.clone())).map(|c| crate::telemetry::tcp_view(c, window_s));
-            EdgeView { golden: c.golden(window_s), from, to, denied, denied_by, tcp }
+            let versions = splits.remove(&(from.clone(), to.clone())).unwrap_or_default().into_iter().collect();
+            EdgeView { golden: c.golden(window_s), from, to, denied, denied_by, tcp, versions }
         })
         .collect();
     TopologyView { window_s, nodes, edges }
@@ -356,22 +360,32 @@ async fn proxies(State(state): State<AppState>) -> Json<Page<trellis_api::ProxyV
 }
 
 /// Server-sent events: one message per change (coalesced), for live pages.
+/// One event per change, at most one per [`EVENT_GAP`]: changes in between are told as one,
+/// so a page refetches a few times a second at most, however busy the mesh.
 async fn events(State(state): State<AppState>) -> impl IntoResponse {
     let changes = state.changes.subscribe();
     let shutdown = state.shutdown.clone();
-    let stream = futures::stream::unfold((changes, shutdown), |(mut changes, mut shutdown)| async move {
+    let stream = futures::stream::unfold((changes, shutdown, false), |(mut changes, mut shutdown, sent)| async move {
+        if sent {
+            tokio::select! {
+                () = tokio::time::sleep(EVENT_GAP) => {}
+                () = shutdown.recv() => return None,
+            }
+        }
         tokio::select! {
             r = changes.changed() => {
                 r.ok()?;
                 let generation = *changes.borrow_and_update();
                 let event = Event::default().data(json!({ "generation": generation }).to_string());
-                Some((Ok::<_, std::convert::Infallible>(event), (changes, shutdown)))
+                Some((Ok::<_, std::convert::Infallible>(event), (changes, shutdown, true)))
             }
             () = shutdown.recv() => None,
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
+
+const EVENT_GAP: Duration = Duration::from_millis(250);
 
 /// Asks the git follower to fetch and look at the branch now (a push notification). With a
 /// secret configured, the body must be signed as GitHub signs it: `X-Hub-Signature-256`.

@@ -184,7 +184,7 @@ async fn telemetry(
     };
     match state.telemetry.ingest(&service, &report, crate::now_ms() as u64 / 1000) {
         Ok(()) => {
-            state.changed();
+            state.telemetry_fresh.store(true, std::sync::atomic::Ordering::Relaxed);
             Ok(http::StatusCode::NO_CONTENT)
         }
         // A repeated report was already counted: acknowledge it so the proxy moves on.

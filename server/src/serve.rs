@@ -138,6 +138,11 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         fleet.sweep();
         std::future::ready(())
     })));
+    let told = state.clone();
+    tasks.push(tokio::spawn(every(Duration::from_secs(1), shutdown_rx.clone(), move || {
+        told.tell_telemetry();
+        std::future::ready(())
+    })));
     if store.is_shared() {
         state.telemetry.share();
     }

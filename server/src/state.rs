@@ -21,6 +21,9 @@ pub struct Inner {
     pub revisions: Mutex<Revisions>,
     /// Bumped on every change the dashboard shows; SSE clients wake on it.
     pub changes: watch::Sender<u64>,
+    /// Telemetry arrived since the dashboard was last told: it is told once a second (the
+    /// figures move a settled second at a time), not on each of a fleet's reports.
+    pub telemetry_fresh: std::sync::atomic::AtomicBool,
     /// Wakes the git follower (webhook).
     pub git_hook: Notify,
     /// Flips to true at shutdown; long-lived streams end on it so the server can drain.
@@ -94,6 +97,7 @@ impl AppState {
             audit,
             revisions: Mutex::new(Revisions::default()),
             changes,
+            telemetry_fresh: Default::default(),
             git_hook: Notify::new(),
             shutdown,
             webhook_secret: config.webhook_secret.clone(),
@@ -125,6 +129,13 @@ impl AppState {
 
     pub fn changed(&self) {
         self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Tells the dashboard of the telemetry that arrived since the last call, if any.
+    pub fn tell_telemetry(&self) {
+        if self.telemetry_fresh.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            self.changed();
+        }
     }
 
     /// The branch moved to a commit that does not descend from the one in force.

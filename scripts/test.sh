@@ -45,6 +45,7 @@ bench/run.sh
 bench/mtls.sh
 bench/instructions.sh
 bench/audit.sh
+bench/topology.sh
 unset TRELLIS_BENCH_SMOKE
 
 # --- Browser --------------------------------------------------------------------------------

@@ -187,7 +187,7 @@ impl Sim {
         };
         let mut stream = client.clone().send_request(post("/fleet/v1/stream", reg.to_string())).await?.into_body();
         let acks = {
-            let (client, id, post) = (client.clone(), self.id.clone(), post.clone());
+            let (client, id) = (client.clone(), self.id.clone());
             async move {
                 let mut buf = BytesMut::new();
                 while let Some(frame) = stream.frame().await {

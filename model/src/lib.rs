@@ -17,6 +17,7 @@
 //! - [`defaults`]: every default, in one place.
 //! - [`duration`], [`spanned`]: value types of the language.
 //! - [`telemetry`]: the reports proxies push, and their checks.
+//! - [`exposition`]: the Prometheus text format both binaries write.
 //! - [`compile`]: policy into configuration.
 //! - [`diff`]: what a change does to traffic, in plain words.
 //! - [`rollout`]: the canary state machine and its traffic overlay.
@@ -29,6 +30,7 @@ pub mod defaults;
 pub mod diagnostic;
 pub mod diff;
 pub mod duration;
+pub mod exposition;
 pub mod fleet;
 pub mod parse;
 pub mod policy;

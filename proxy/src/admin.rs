@@ -29,7 +29,7 @@ fn handle(shared: &Shared, path: &str) -> Response<Body> {
     let (status, content_type, body) = match path {
         "/metrics" => (
             StatusCode::OK,
-            "text/plain; version=0.0.4",
+            "text/plain; version=0.0.4; charset=utf-8",
             shared.metrics.render(&shared.settings.proxy_id, &config.version),
         ),
         "/live" => (StatusCode::OK, "text/plain", "live\n".to_string()),

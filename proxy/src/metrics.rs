@@ -46,6 +46,8 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
 ];
 
+// A label set in Prometheus form, values escaped: for rendering, never per request.
+use trellis_model::exposition::labels as render_labels;
 use trellis_model::telemetry::{BUCKETS, BUCKETS_MS, Direction};
 
 /// Requests of one direction, destination service and version: what telemetry reports.
@@ -251,32 +253,6 @@ pub struct Metrics {
     identity_expiry: std::sync::atomic::AtomicI64,
 }
 
-/// A label set in Prometheus form: `a="x",b="y"`. For rendering, never per request.
-fn render_labels<V: AsRef<str>>(pairs: &[(&str, V)]) -> String {
-    let mut out = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(k);
-        out.push_str("=\"");
-        push_escaped(&mut out, v.as_ref());
-        out.push('"');
-    }
-    out
-}
-
-fn push_escaped(buf: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => buf.push_str("\\\\"),
-            '"' => buf.push_str("\\\""),
-            '\n' => buf.push_str("\\n"),
-            c => buf.push(c),
-        }
-    }
-}
-
 impl Metrics {
     pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
         let mut all = self.counters.locked();
@@ -433,7 +409,21 @@ impl Metrics {
                 "# HELP {name} When this proxy's certificate expires.\n# TYPE {name} gauge\n{name} {expiry}"
             );
         }
+        trellis_model::exposition::process(&mut out, &proc_files());
+        trellis_model::exposition::build_info(&mut out, "proxy", env!("CARGO_PKG_VERSION"));
         out
+    }
+}
+
+/// This process's `/proc` files, for the `process_*` metrics.
+fn proc_files() -> trellis_model::exposition::ProcFiles {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    trellis_model::exposition::ProcFiles {
+        stat: read("/proc/self/stat"),
+        status: read("/proc/self/status"),
+        limits: read("/proc/self/limits"),
+        system_stat: read("/proc/stat"),
+        open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()),
     }
 }
 

@@ -20,6 +20,7 @@ use trellis_api::{
 pub mod audit;
 mod error;
 pub mod forward;
+mod metrics;
 pub mod revisions;
 pub mod rollouts;
 
@@ -38,7 +39,8 @@ pub fn router() -> axum::Router<AppState> {
         .route("/api/v1/topology", get(topology))
         .route("/api/v1/traffic", get(traffic))
         .route("/api/v1/health", get(health))
-        .route("/metrics", get(prometheus))
+        .route("/metrics", get(metrics::prometheus))
+        .route("/api/v1/prometheus/targets", get(metrics::targets))
         .route("/api/v1/events", get(events))
         .route("/api/v1/hooks/git", post(git_hook))
 }
@@ -299,56 +301,6 @@ pub fn build_fleet(state: &AppState) -> FleetView {
 
 async fn fleet(State(state): State<AppState>) -> Json<FleetView> {
     Json(build_fleet(&state))
-}
-
-/// The control plane's own metrics, for Prometheus: fleet sync and telemetry intake.
-async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
-    let fleet = build_fleet(&state);
-    let (accepted, rejected) = state.telemetry.counters();
-    let mut out = String::new();
-    out.push_str("# HELP trellis_fleet_proxies Live proxies.\n# TYPE trellis_fleet_proxies gauge\n");
-    out.push_str(&format!("trellis_fleet_proxies {}\n", fleet.total));
-    out.push_str("# HELP trellis_fleet_proxies_synced Live proxies running the current revision.\n# TYPE trellis_fleet_proxies_synced gauge\n");
-    out.push_str(&format!("trellis_fleet_proxies_synced {}\n", fleet.synced));
-    out.push_str("# HELP trellis_telemetry_reports_total Telemetry reports accepted.\n# TYPE trellis_telemetry_reports_total counter\n");
-    out.push_str(&format!("trellis_telemetry_reports_total {accepted}\n"));
-    out.push_str("# HELP trellis_telemetry_rejected_total Telemetry reports refused, by reason.\n# TYPE trellis_telemetry_rejected_total counter\n");
-    for (reason, n) in rejected {
-        out.push_str(&format!("trellis_telemetry_rejected_total{{reason=\"{reason}\"}} {n}\n"));
-    }
-    // Expiry as timestamps, so an alert can say "less than a week left" (Linkerd's users
-    // learned of a silently expired issuer from an outage).
-    for (name, at) in [
-        ("trellis_identity_issuer_expiry_timestamp_seconds", fleet.issuer_expires),
-        ("trellis_identity_anchor_expiry_timestamp_seconds", fleet.anchor_expires),
-    ] {
-        if let Some(at) = at {
-            out.push_str(&format!("# TYPE {name} gauge\n{name} {}\n", at / 1000));
-        }
-    }
-    let cp = &fleet.control_plane;
-    let leads = cp.leader.as_deref() == Some(cp.replica.as_str());
-    out.push_str("# HELP trellis_control_plane_leader Whether this replica leads the control plane (1) or follows (0).\n# TYPE trellis_control_plane_leader gauge\n");
-    out.push_str(&format!("trellis_control_plane_leader{{replica=\"{}\"}} {}\n", cp.replica, u8::from(leads)));
-    out.push_str("# HELP trellis_control_plane_lease_age_seconds Since the leader last renewed its lease (it renews every second; over 3 s a new leader takes over).\n# TYPE trellis_control_plane_lease_age_seconds gauge\n");
-    if let Some(age) = cp.lease_age_ms {
-        out.push_str(&format!("trellis_control_plane_lease_age_seconds {:.3}\n", age as f64 / 1000.0));
-    }
-    out.push_str("# HELP trellis_control_plane_term The leader's fencing token: it grows by one at every change of leader.\n# TYPE trellis_control_plane_term gauge\n");
-    out.push_str(&format!("trellis_control_plane_term {}\n", cp.term));
-    out.push_str("# HELP trellis_control_plane_replicas Replicas that said they were alive in the last 10 s.\n# TYPE trellis_control_plane_replicas gauge\n");
-    out.push_str(&format!("trellis_control_plane_replicas {}\n", cp.replicas.iter().filter(|r| r.up).count()));
-    let name = "trellis_proxy_certificate_expiry_timestamp_seconds";
-    out.push_str(&format!("# HELP {name} When each proxy's certificate expires.\n# TYPE {name} gauge\n"));
-    for p in fleet.proxies.iter().filter(|p| p.cert_expires.is_some()) {
-        out.push_str(&format!(
-            "{name}{{proxy_id=\"{}\",service=\"{}\"}} {}\n",
-            p.id,
-            p.service,
-            p.cert_expires.unwrap_or(0) / 1000
-        ));
-    }
-    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
 async fn services(State(state): State<AppState>) -> Json<Page<ServiceView>> {

@@ -58,6 +58,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (ENV_IO_URING, "true", "batch socket writes through io_uring on one thread"),
     (ENV_ACCESS_LOG, "false", "one structured log event per request, on the access target"),
     ("TRELLIS_LOG", "info", "log filter, as RUST_LOG (trellis_proxy=debug,access=info)"),
+    ("TRELLIS_LOG_FORMAT", "text", "text, or json: one JSON object per line (access events carry trace_id)"),
 ];
 
 /// What `trellis-proxy --help` prints.
@@ -350,9 +351,12 @@ mod tests {
             required.get(k).map(|v| v.to_string())
         })
         .unwrap();
-        // TRELLIS_LOG is read by the binary before the settings.
-        let listed: std::collections::BTreeSet<String> =
-            SETTINGS.iter().map(|(name, ..)| name.to_string()).filter(|n| n != "TRELLIS_LOG").collect();
+        // TRELLIS_LOG and TRELLIS_LOG_FORMAT are read by the binary before the settings.
+        let listed: std::collections::BTreeSet<String> = SETTINGS
+            .iter()
+            .map(|(name, ..)| name.to_string())
+            .filter(|n| n != "TRELLIS_LOG" && n != "TRELLIS_LOG_FORMAT")
+            .collect();
         assert_eq!(read.into_inner(), listed);
         let default = |name: &str| SETTINGS.iter().find(|(n, ..)| *n == name).unwrap().1;
         for (name, actual) in [

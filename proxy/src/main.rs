@@ -19,9 +19,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("TRELLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    let filter = EnvFilter::try_from_env("TRELLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    match std::env::var("TRELLIS_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "text") => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // For log shippers: one object per line, an event's fields at the top level.
+        Ok("json") => tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(filter).init(),
+        Ok(other) => {
+            eprintln!("trellis-proxy: TRELLIS_LOG_FORMAT={other:?} must be text or json");
+            return ExitCode::from(2);
+        }
+    }
     let settings = match trellis_proxy::Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {

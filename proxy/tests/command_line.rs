@@ -38,3 +38,59 @@ fn a_missing_or_bad_setting_is_named_without_a_backtrace() {
     assert_eq!(code, 2);
     assert!(err.contains("unknown argument \"--listen\""), "{err}");
 }
+
+/// `TRELLIS_LOG_FORMAT=json`: every line a JSON object a log shipper takes as it is, and a
+/// request's access event with the trace id it travelled under.
+#[test]
+fn json_logs_are_one_object_per_line_with_the_requests_trace_id() {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trellis-proxy"))
+        .env_clear()
+        .envs([
+            ("TRELLIS_SERVICE", "storefront"),
+            ("TRELLIS_VERSION", "v1"),
+            // Nobody listens there: the proxy logs that it cannot reach it, and answers 503.
+            ("TRELLIS_CONTROL_PLANE_URL", "http://127.0.0.1:9"),
+            ("TRELLIS_OUTBOUND_ADDR", &format!("127.0.0.1:{port}")),
+            ("TRELLIS_INBOUND_ADDR", "127.0.0.1:0"),
+            ("TRELLIS_ADMIN_ADDR", "127.0.0.1:0"),
+            ("TRELLIS_ACCESS_LOG", "true"),
+            ("TRELLIS_LOG_FORMAT", "json"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let started = std::time::Instant::now();
+    let mut answer = String::new();
+    while answer.is_empty() && started.elapsed() < std::time::Duration::from_secs(10) {
+        if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let request = format!(
+                "GET /stock HTTP/1.1\r\nhost: inventory\r\ntraceparent: 00-{trace}-00f067aa0ba902b7-01\r\nconnection: close\r\n\r\n"
+            );
+            conn.write_all(request.as_bytes()).unwrap();
+            let _ = conn.read_to_string(&mut answer);
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let events: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(events.iter().all(|e| e["timestamp"].is_string() && e["level"].is_string()), "{text}");
+    let access = events.iter().find(|e| e["target"] == "access").unwrap_or_else(|| panic!("no access event in {text}"));
+    assert_eq!(access["trace_id"], trace, "{access}");
+    assert_eq!(access["path"], "/stock", "{access}");
+}
+
+#[test]
+fn an_unknown_log_format_is_named() {
+    let (code, _, err) = proxy(&[], &[("TRELLIS_LOG_FORMAT", "xml")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("TRELLIS_LOG_FORMAT=\"xml\" must be text or json"), "{err}");
+}

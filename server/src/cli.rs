@@ -189,7 +189,7 @@ impl JoinTokenArgs {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    init_tracing();
+    init_tracing()?;
     match cli.command {
         Command::Serve(args) => {
             std::fs::create_dir_all(&args.data_dir).map_err(|e| {
@@ -249,8 +249,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-fn init_tracing() {
+/// Logs to stdout, filtered by `TRELLIS_LOG`; `TRELLIS_LOG_FORMAT=json` makes them one JSON
+/// object per line (an event's fields at the top level, with its span) for log shippers.
+fn init_tracing() -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("TRELLIS_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,leptos=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = match std::env::var("TRELLIS_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "text") => tracing_subscriber::fmt().with_env_filter(filter).try_init(),
+        Ok("json") => tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(filter).try_init(),
+        Ok(other) => anyhow::bail!("TRELLIS_LOG_FORMAT={other:?} must be text or json"),
+    };
+    Ok(())
 }

@@ -317,6 +317,12 @@ pub struct EdgeView {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrafficView {
     pub step_s: u64,
+    /// How far back the charts go: 900 from memory, longer from Prometheus.
+    #[serde(default)]
+    pub span_s: u64,
+    /// Whether ranges beyond the quarter hour can be asked for (a Prometheus is configured).
+    #[serde(default)]
+    pub history: bool,
     /// The window of the figures in numbers (each service's `golden`, its routes' and refusals'):
     /// the last complete minute.
     #[serde(default)]

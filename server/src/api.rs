@@ -266,7 +266,56 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
     for s in &mut services {
         s.limited.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| (&a.caller, &a.by).cmp(&(&b.caller, &b.by))));
     }
-    TrafficView { step_s: STEP_S, window_s: WINDOW_S, services }
+    TrafficView { step_s: STEP_S, span_s: SPAN_S, window_s: WINDOW_S, services, history: state.prometheus.is_some() }
+}
+
+/// The Traffic view over `range_s`: the quarter hour from memory; longer ranges chart what
+/// Prometheus kept, while the figures in numbers stay the last complete minute's.
+pub async fn build_traffic_over(state: &AppState, range_s: u64) -> Result<TrafficView, ApiError> {
+    let mut view = build_traffic(state);
+    if range_s <= view.span_s {
+        return Ok(view);
+    }
+    let Some(url) = &state.prometheus else {
+        return Err(ApiError::invalid(
+            "no traffic history beyond 15 minutes",
+            "longer ranges need TRELLIS_PROMETHEUS_URL, a Prometheus that scrapes the proxies (see the README's Prometheus section)",
+        ));
+    };
+    let end = crate::telemetry::settled(crate::now_ms() as u64 / 1000);
+    let history = crate::prometheus::history(&state.peers, url, range_s, end).await.map_err(ApiError::Unavailable)?;
+    for s in &mut view.services {
+        s.versions.clear();
+        s.routes.iter_mut().for_each(|r| r.points.clear());
+    }
+    for ((service, version), points) in history.versions {
+        let at = match view.services.iter().position(|s| s.service == service) {
+            Some(at) => at,
+            None => {
+                view.services.push(ServiceTraffic {
+                    golden: trellis_api::Golden::default(),
+                    rate_limits: rate_limits(state, &service),
+                    service,
+                    versions: Vec::new(),
+                    routes: Vec::new(),
+                    limited: Vec::new(),
+                });
+                view.services.len() - 1
+            }
+        };
+        view.services[at].versions.push(VersionTraffic { version, points });
+    }
+    for ((service, route), points) in history.routes {
+        let Some(s) = view.services.iter_mut().find(|s| s.service == service) else { continue };
+        match s.routes.iter_mut().find(|r| r.route == route) {
+            Some(r) => r.points = points,
+            None => s.routes.push(RouteTraffic { route, golden: trellis_api::Golden::default(), points }),
+        }
+    }
+    view.services.sort_by(|a, b| a.service.cmp(&b.service));
+    view.step_s = crate::prometheus::step_for(range_s);
+    view.span_s = range_s;
+    Ok(view)
 }
 
 /// A service's rate limits in words, its own first, then its rules'.
@@ -281,8 +330,17 @@ async fn health(State(state): State<AppState>) -> Json<crate::health::Report> {
     Json(crate::health::report(&state).await)
 }
 
-async fn traffic(State(state): State<AppState>) -> Json<TrafficView> {
-    Json(build_traffic(&state))
+#[derive(Deserialize)]
+struct RangeQuery {
+    /// `15m` (the default, from memory), `1h`, `6h` or `24h` (from Prometheus).
+    range: Option<String>,
+}
+
+async fn traffic(State(state): State<AppState>, Query(q): Query<RangeQuery>) -> Result<Json<TrafficView>, ApiError> {
+    let name = q.range.as_deref().unwrap_or("15m");
+    let range_s = crate::prometheus::range_seconds(name)
+        .ok_or_else(|| ApiError::invalid("invalid range", format!("`{name}`: use 15m, 1h, 6h or 24h")))?;
+    Ok(Json(build_traffic_over(&state, range_s).await?))
 }
 
 pub fn build_fleet(state: &AppState) -> FleetView {

@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the control plane: follow a policy repository and configure the proxies.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check policy files as the control plane would: exit 0 valid, 1 invalid, 2 could not run.
     Validate(policy::ValidateArgs),
     /// What a change does to traffic, in plain words: `trellis diff main HEAD`, or two directories.
@@ -126,6 +126,10 @@ pub struct ServeArgs {
     /// system trusts (replicas pass operators' actions on to the leader over HTTPS).
     #[arg(long, env = crate::https::CA_ENV)]
     pub control_plane_ca: Option<PathBuf>,
+    /// A Prometheus that scrapes the proxies (http://prometheus:9090): the Traffic page and
+    /// `/api/v1/traffic?range=` then reach back 1, 6 or 24 hours.
+    #[arg(long, env = "TRELLIS_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
 }
 
 fn lifetime(text: &str) -> Result<std::time::Duration, String> {
@@ -218,6 +222,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 advertise_url: args.advertise_url,
                 tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| crate::https::TlsFiles { cert, key }),
                 control_plane_ca: args.control_plane_ca,
+                prometheus_url: args.prometheus_url,
             })
             .await?;
             crate::serve::shutdown_signal().await;

@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub tls: Option<crate::https::TlsFiles>,
     /// The CA that signed the other replicas' certificates, when it is not a system root.
     pub control_plane_ca: Option<PathBuf>,
+    /// A Prometheus that scrapes the proxies: traffic history beyond fifteen minutes.
+    pub prometheus_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -53,6 +55,7 @@ impl ServeConfig {
             advertise_url: None,
             tls: None,
             control_plane_ca: None,
+            prometheus_url: None,
         }
     }
 }

@@ -29,8 +29,8 @@ impl DataSource for AppState {
         crate::api::build_fleet(self)
     }
 
-    fn traffic(&self) -> TrafficView {
-        crate::api::build_traffic(self)
+    fn traffic(&self, range_s: u64) -> BoxFuture<'_, Result<TrafficView, String>> {
+        Box::pin(async move { crate::api::build_traffic_over(self, range_s).await.map_err(|e| e.to_string()) })
     }
 
     fn policy(&self) -> BoxFuture<'_, Result<PolicyView, String>> {

@@ -117,6 +117,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 advertise_url: None,
                 tls: None,
                 control_plane_ca: None,
+                prometheus_url: None,
             })
             .await?,
         )

@@ -15,8 +15,8 @@
 //!             rollouts, config               control plane it says in a trait (gitops::Follower,
 //!                                            rollouts::Env) that `state` implements
 //! foundation  store, auth, identity, https,  the database, users and sessions, the issuing CA,
-//!             source, telemetry, webhook,    HTTPS, policy files, golden metrics, webhook
-//!             sync, testing                  signatures, locks, policy repositories for tests
+//!             prometheus, source, telemetry, HTTPS, history from Prometheus, policy files,
+//!             webhook, sync, testing         golden metrics, webhook signatures, locks, test repos
 //! ```
 //!
 //! # Layout
@@ -38,6 +38,7 @@
 //! - [`auth`]: operators, viewers, sessions and CSRF.
 //! - [`identity`]: the issuing CA and proxies' certificates.
 //! - [`https`]: the main listener's TLS, and the client of a control plane served so.
+//! - [`prometheus`]: traffic history from a Prometheus that scrapes the proxies.
 //! - [`source`]: policy files from a commit or a directory.
 //! - [`telemetry`]: golden metrics aggregated from proxy reports.
 //! - [`webhook`]: verifying signed git webhooks.
@@ -60,6 +61,7 @@ pub mod gitops;
 pub mod health;
 pub mod https;
 pub mod identity;
+pub mod prometheus;
 pub mod rollouts;
 pub mod serve;
 pub mod source;

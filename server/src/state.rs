@@ -47,8 +47,11 @@ pub struct Inner {
     pub cluster: crate::cluster::Cluster,
     /// Whether the main listener speaks HTTPS: the session cookie is then `Secure`.
     pub https: bool,
-    /// The client that passes requests on to the leader (over HTTPS when replicas serve it).
+    /// The client that passes requests on to the leader (over HTTPS when replicas serve it),
+    /// and asks Prometheus.
     pub peers: crate::https::Client,
+    /// A Prometheus that scrapes the proxies, for traffic history.
+    pub prometheus: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -111,6 +114,7 @@ impl AppState {
             cluster,
             https: config.tls.is_some(),
             peers,
+            prometheus: config.prometheus_url.clone(),
         })))
     }
 

@@ -13,7 +13,10 @@ use support::imports::{circles, imports};
 
 /// Lowest first, as `src/lib.rs` draws them. A new module must be placed here.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("foundation", &["auth", "https", "identity", "source", "store", "sync", "telemetry", "testing", "webhook"]),
+    (
+        "foundation",
+        &["auth", "https", "identity", "prometheus", "source", "store", "sync", "telemetry", "testing", "webhook"],
+    ),
     ("services", &["audit", "cluster", "config", "fleet", "gitops", "rollouts"]),
     ("state", &["state"]),
     ("http", &["api", "dashboard", "fleet_api", "health"]),

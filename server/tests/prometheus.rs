@@ -1,8 +1,8 @@
 //! Prometheus against a running mesh, with Debian's own `prometheus` and `promtool`: both
 //! `/metrics` pass `promtool check metrics` (a replica name holding quotes and a newline forges
 //! nothing), a real Prometheus finds every proxy through the control plane's HTTP service
-//! discovery and scrapes them, and its sum of `trellis_proxy_requests_total` is what the test
-//! sent.
+//! discovery and scrapes them, its sum of `trellis_proxy_requests_total` is what the test
+//! sent, and the control plane charts an hour of traffic from it (`?range=1h`).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -50,9 +50,12 @@ async fn query(prometheus: u16, path: &str) -> serde_json::Value {
 async fn prometheus_discovers_every_proxy_and_counts_what_was_sent() {
     let repo = PolicyRepo::demo();
     let data = tempfile::tempdir().unwrap();
+    let (cp_port, port) = (free_port(), free_port());
     let cp = trellis_server::serve::start(ServeConfig {
+        listen: ([127, 0, 0, 1], cp_port).into(),
         // A name no one should choose, as a forger would: it must stay one label value.
         replica_id: Some("cp \"0\"\\\nforged_total 1".into()),
+        prometheus_url: Some(format!("http://127.0.0.1:{port}")),
         ..ServeConfig::local(PolicySource::local(repo.path(), "main"), data.path())
     })
     .await
@@ -96,7 +99,6 @@ async fn prometheus_discovers_every_proxy_and_counts_what_was_sent() {
 
     // A real Prometheus, discovering the proxies through the control plane.
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let config = format!(
         "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}
 scrape_configs:
@@ -119,6 +121,7 @@ scrape_configs:
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let (cp_addr, caller_addr) = (cp.addr, caller.outbound);
     let outcome = async move {
         let started = Instant::now();
         let targets = loop {
@@ -150,6 +153,42 @@ scrape_configs:
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+        // An hour of inventory's traffic, charted from Prometheus: both versions, all successful
+        // (more requests now that it watches: a counter it never saw rise has no rate).
+        for _ in 0..SENT {
+            assert_eq!(http_get(caller_addr, "inventory", "/").await.unwrap().0, 200);
+        }
+        let started = Instant::now();
+        loop {
+            let (status, body) = http_get(cp_addr, "trellis", "/api/v1/traffic?range=1h").await.unwrap();
+            assert_eq!(status, 200, "{body}");
+            let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(
+                (view["span_s"].as_u64(), view["step_s"].as_u64(), view["history"].as_bool()),
+                (Some(3600), Some(60), Some(true))
+            );
+            let inventory = view["services"].as_array().unwrap().iter().find(|s| s["service"] == "inventory").cloned();
+            let charted = |version: &str| {
+                inventory
+                    .as_ref()
+                    .and_then(|s| s["versions"].as_array()?.iter().find(|v| v["version"] == version).cloned())
+                    .map(|v| v["points"].as_array().cloned().unwrap_or_default())
+                    .unwrap_or_default()
+            };
+            let (v1, v2) = (charted("v1"), charted("v2"));
+            if !v1.is_empty() && !v2.is_empty() {
+                for p in v1.iter().chain(&v2) {
+                    assert!(p["golden"]["rps"].as_f64().unwrap() > 0.0, "{p}");
+                    assert_eq!(p["golden"]["success_rate"].as_f64(), Some(1.0), "{p}");
+                }
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "no hour of history: {view}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let (status, body) = http_get(cp_addr, "trellis", "/api/v1/traffic?range=2h").await.unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("use 15m, 1h, 6h or 24h"), "{body}");
     };
     let result = tokio::spawn(outcome).await;
     let _ = prometheus.kill();
@@ -160,5 +199,22 @@ scrape_configs:
     for p in proxies {
         p.shutdown().await;
     }
+    cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_prometheus_longer_ranges_say_what_they_need() {
+    let repo = PolicyRepo::demo();
+    let data = tempfile::tempdir().unwrap();
+    let cp = trellis_server::serve::start(ServeConfig::local(PolicySource::local(repo.path(), "main"), data.path()))
+        .await
+        .unwrap();
+    let (status, body) = http_get(cp.addr, "trellis", "/api/v1/traffic?range=6h").await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("TRELLIS_PROMETHEUS_URL"), "{body}");
+    let (status, body) = http_get(cp.addr, "trellis", "/api/v1/traffic").await.unwrap();
+    assert_eq!(status, 200);
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((view["span_s"].as_u64(), view["history"].as_bool()), (Some(900), Some(false)));
     cp.shutdown().await;
 }

@@ -16,7 +16,8 @@ pub trait DataSource: Send + Sync + 'static {
     fn policy(&self) -> BoxFuture<'_, Result<PolicyView, String>>;
     fn topology(&self, window_s: u64) -> TopologyView;
     fn fleet(&self) -> FleetView;
-    fn traffic(&self) -> TrafficView;
+    /// The last `range_s` seconds (900 from memory; longer from Prometheus, or why not).
+    fn traffic(&self, range_s: u64) -> BoxFuture<'_, Result<TrafficView, String>>;
     fn rollouts(&self) -> BoxFuture<'_, RolloutsView>;
     /// A page of the audit log; `cursor` is the previous page's `next`.
     fn audit(&self, filter: AuditFilter, cursor: Option<String>) -> BoxFuture<'_, Result<AuditPage, String>>;

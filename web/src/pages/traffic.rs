@@ -1,27 +1,47 @@
 //! `/traffic`: per service, version and route, requests per second, success rate and latency
-//! quantiles over the last fifteen minutes.
+//! quantiles over the last fifteen minutes, or (with a Prometheus, `?range=1h|6h|24h`) longer.
 
 use crate::api::{Golden, LimitedTraffic, Point, RouteTraffic, ServiceTraffic, TrafficView};
 use crate::chart::{Series, TimeChart};
 use leptos::prelude::*;
 
+/// The ranges a page can ask for: from memory, then from Prometheus.
+const RANGES: [(u64, &str, &str); 4] =
+    [(900, "15m", "15 min"), (3600, "1h", "1 h"), (21_600, "6h", "6 h"), (86_400, "24h", "24 h")];
+
 #[server(prefix = "/api/v1/ui", endpoint = "traffic")]
-pub async fn get_traffic() -> Result<TrafficView, ServerFnError> {
-    Ok(expect_context::<crate::ssr::Backend>().0.traffic())
+pub async fn get_traffic(range: String) -> Result<TrafficView, ServerFnError> {
+    let range_s = RANGES.iter().find(|(_, name, _)| *name == range).map_or(900, |r| r.0);
+    expect_context::<crate::ssr::Backend>().0.traffic(range_s).await.map_err(ServerFnError::new)
 }
 
 #[component]
 pub fn TrafficPage() -> impl IntoView {
-    let traffic = crate::live::live_resource(get_traffic);
+    let tick = crate::live::live_tick();
+    let query = leptos_router::hooks::use_query_map();
+    let range = move || query.with(|q| q.get("range")).unwrap_or_else(|| "15m".into());
+    let traffic = Resource::new(move || (tick.get(), range()), |(_, range)| get_traffic(range));
     view! {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || traffic.get().map(|r| match r {
-                Ok(t) if t.services.is_empty() => view! { <p class="card" data-testid="traffic-empty">"No traffic reported in the last 15 minutes."</p> }.into_any(),
                 Ok(t) => {
-                    let (window_s, step_s) = (t.window_s, t.step_s);
-                    t.services.into_iter().map(|s| view! { <ServiceCharts service=s window_s step_s/> }.into_any()).collect_view().into_any()
+                    let span = RANGES.iter().find(|r| r.0 == t.span_s).map_or("15 min", |r| r.2).to_string();
+                    let ranges = t.history.then(|| view! {
+                        <nav class="toolbar card" aria-label="Range">
+                            {RANGES.iter().map(|(s, name, label)| view! {
+                                <a class="button" class:active=*s == t.span_s data-testid=format!("range-{name}") href=format!("/traffic?range={name}")>{*label}</a>
+                            }).collect_view()}
+                        </nav>
+                    });
+                    let body = if t.services.is_empty() {
+                        view! { <p class="card" data-testid="traffic-empty">{format!("No traffic reported in the last {span}.")}</p> }.into_any()
+                    } else {
+                        let (window_s, step_s) = (t.window_s, t.step_s);
+                        t.services.into_iter().map(|s| view! { <ServiceCharts service=s window_s step_s span=span.clone()/> }.into_any()).collect_view().into_any()
+                    };
+                    view! { {ranges} {body} }.into_any()
                 }
-                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                Err(e) => view! { <p class="error" data-testid="traffic-error">{e.to_string()}</p> }.into_any(),
             })}
         </Transition>
     }
@@ -61,14 +81,14 @@ impl Metric {
         }
     }
 
-    /// Why the chart has nothing to draw: its points are whole steps of `step_s`.
-    fn empty(self, step_s: u64) -> String {
+    /// Why the chart has nothing to draw: its points are whole steps of `step_s` over `span`.
+    fn empty(self, step_s: u64, span: &str) -> String {
         let what = match self {
-            Metric::Rps => return "No requests reported in the last 15 minutes.".into(),
+            Metric::Rps => return format!("No requests reported in the last {span}."),
             Metric::Success => "success rate",
             _ => "latency",
         };
-        format!("No complete {step_s}-second step of the last 15 minutes has requests yet: no {what} to draw.")
+        format!("No complete {step_s}-second step of the last {span} has requests yet: no {what} to draw.")
     }
 
     fn title(self) -> &'static str {
@@ -83,7 +103,7 @@ impl Metric {
 }
 
 #[component]
-fn ServiceCharts(service: ServiceTraffic, window_s: u64, step_s: u64) -> impl IntoView {
+fn ServiceCharts(service: ServiceTraffic, window_s: u64, step_s: u64, span: String) -> impl IntoView {
     let name = service.service.clone();
     let charts = [Metric::Rps, Metric::Success, Metric::P50, Metric::P95, Metric::P99]
         .into_iter()
@@ -101,7 +121,7 @@ fn ServiceCharts(service: ServiceTraffic, window_s: u64, step_s: u64) -> impl In
             let range = matches!(m, Metric::Success).then_some((0.0, 100.0));
             view! {
                 <TimeChart testid=format!("chart-{}", m.slug()) title=format!("{name} {}", m.title()) unit=m.unit()
-                    series range empty=m.empty(step_s)
+                    series range empty=m.empty(step_s, &span)
                     headline=Some((headline, format!("all versions, last {window_s} s")))/>
             }
         })
@@ -110,7 +130,7 @@ fn ServiceCharts(service: ServiceTraffic, window_s: u64, step_s: u64) -> impl In
         <section class="card" data-testid=format!("traffic-{name}")>
             <h2>{name.clone()}</h2>
             <div class="charts">{charts}</div>
-            {(!service.routes.is_empty()).then(|| view! { <RouteTable routes=service.routes.clone()/> })}
+            {(!service.routes.is_empty()).then(|| view! { <RouteTable routes=service.routes.clone() span=span.clone()/> })}
             {(!service.rate_limits.is_empty()).then(|| view! {
                 <RateLimits limits=service.rate_limits.clone() limited=service.limited.clone()/>
             })}
@@ -119,15 +139,15 @@ fn ServiceCharts(service: ServiceTraffic, window_s: u64, step_s: u64) -> impl In
     .into_any()
 }
 
-/// Each route as callers matched it: the last minute in numbers, fifteen minutes as sparklines.
+/// Each route as callers matched it: the last minute in numbers, the range as sparklines.
 #[component]
-fn RouteTable(routes: Vec<RouteTraffic>) -> impl IntoView {
+fn RouteTable(routes: Vec<RouteTraffic>, span: String) -> impl IntoView {
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
     view! {
         <table class="routes" data-testid="traffic-routes">
             <thead><tr>
                 <th>"Route"</th><th>"RPS (1 min)"</th><th>"Success"</th><th>"p50"</th><th>"p99"</th>
-                <th>"RPS, 15 min"</th><th>"Success, 15 min"</th><th>"p99, 15 min"</th>
+                <th>{format!("RPS, {span}")}</th><th>{format!("Success, {span}")}</th><th>{format!("p99, {span}")}</th>
             </tr></thead>
             <tbody>
                 {routes.into_iter().map(|r| {

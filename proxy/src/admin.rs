@@ -24,6 +24,19 @@ impl tower_service::Service<Request<crate::ReqBody>> for Admin {
     }
 }
 
+/// What the proxy still waits for before it can serve (`/ready`, systemd's `READY=1`): a
+/// config (before it, nothing can be routed), and a certificate when it is meant to have one
+/// (strict peers refuse it without).
+pub fn waiting_for(shared: &Shared) -> Option<&'static str> {
+    if shared.config.load().version.is_empty() {
+        return Some("configuration");
+    }
+    if shared.settings.has_identity() && shared.tls.load().is_none() {
+        return Some("a certificate from the control plane");
+    }
+    None
+}
+
 fn handle(shared: &Shared, path: &str) -> Response<Body> {
     let config = shared.config.load();
     let (status, content_type, body) = match path {
@@ -33,15 +46,10 @@ fn handle(shared: &Shared, path: &str) -> Response<Body> {
             shared.metrics.render(&shared.settings.proxy_id, &config.version),
         ),
         "/live" => (StatusCode::OK, "text/plain", "live\n".to_string()),
-        // Ready once a config is applied: before that the proxy cannot route anything.
-        "/ready" if config.version.is_empty() => {
-            (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "waiting for configuration\n".into())
-        }
-        // A proxy meant to have an identity is not ready without it: strict peers refuse it.
-        "/ready" if shared.settings.has_identity() && shared.tls.load().is_none() => {
-            (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "waiting for a certificate from the control plane\n".into())
-        }
-        "/ready" => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+        "/ready" => match waiting_for(shared) {
+            Some(what) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("waiting for {what}\n")),
+            None => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+        },
         "/config" => {
             (StatusCode::OK, "application/json", serde_json::to_string_pretty(&config.config).unwrap_or_default())
         }

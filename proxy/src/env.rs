@@ -67,12 +67,27 @@ pub fn help() -> String {
         "trellis-proxy ",
         env!("CARGO_PKG_VERSION"),
         ": the Trellis sidecar proxy.\n\n",
-        "Usage: trellis-proxy [--help | --version]\n\n",
+        "Usage: trellis-proxy [--help | --version | --env-example]\n\n",
         "Configured by environment variables (default in brackets):\n",
     ));
     for (name, default, meaning) in SETTINGS {
         let default = if default.is_empty() { String::new() } else { format!(" [{default}]") };
         out.push_str(&format!("  {name}{default}\n      {meaning}\n"));
+    }
+    out
+}
+
+/// What `trellis-proxy --env-example` prints: every setting as an environment file (the
+/// systemd unit's `/etc/trellis/proxy/SERVICE.env`), required ones to fill in, the rest
+/// commented out at their defaults.
+pub fn env_example() -> String {
+    let mut out = String::from("# trellis-proxy settings (trellis-proxy --help says the same).\n");
+    for (name, default, meaning) in SETTINGS {
+        let required = meaning.starts_with("required");
+        let _ = std::fmt::Write::write_fmt(
+            &mut out,
+            format_args!("\n# {meaning}\n{}{name}={default}\n", if required { "" } else { "#" }),
+        );
     }
     out
 }

@@ -225,6 +225,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// Whether it serves: `None`, or what it still waits for (as `/ready` says).
+    pub fn waiting_for(&self) -> Option<&'static str> {
+        admin::waiting_for(&self.shared)
+    }
+
     /// Stops accepting, lets requests in flight finish (up to the drain grace), then returns.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

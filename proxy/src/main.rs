@@ -10,6 +10,10 @@ fn main() -> ExitCode {
             print!("{}", trellis_proxy::env::help());
             return ExitCode::SUCCESS;
         }
+        Some("--env-example") => {
+            print!("{}", trellis_proxy::env::env_example());
+            return ExitCode::SUCCESS;
+        }
         Some("-V" | "--version") => {
             println!("trellis-proxy {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -55,11 +59,39 @@ fn run(settings: trellis_proxy::Settings) -> anyhow::Result<()> {
     };
     runtime.block_on(async {
         let running = trellis_proxy::start(settings).await?;
-        shutdown_signal().await;
+        // systemd (Type=notify) hears it is ready when `/ready` would say so.
+        let ready = async {
+            while running.waiting_for().is_some() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            notify_systemd("READY=1");
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            () = ready => {}
+            () = shutdown_signal() => {}
+        }
+        notify_systemd("STOPPING=1");
         tracing::info!("draining");
         running.shutdown().await;
         Ok(())
     })
+}
+
+/// Tells systemd how the proxy is doing, when a `Type=notify` unit started it (it sets
+/// `NOTIFY_SOCKET`; a name starting with '@' is in the abstract namespace).
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let sent = match bytes.strip_prefix(b"@") {
+        Some(name) => <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)
+            .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr)),
+        None => socket.send_to(state.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot tell systemd {state}");
+    }
 }
 
 async fn shutdown_signal() {

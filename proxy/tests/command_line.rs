@@ -22,6 +22,13 @@ fn help_lists_every_setting_and_exits_zero() {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }
     assert!(out.contains("TRELLIS_OUTBOUND_ADDR [127.0.0.1:4140]"), "{out}");
+    // The same list as an environment file for the systemd unit: required ones to fill in.
+    let (code, env, _) = proxy(&["--env-example"], &[]);
+    assert_eq!(code, 0);
+    for (name, ..) in trellis_proxy::env::SETTINGS {
+        assert!(env.contains(&format!("{name}=")), "{name} missing from:\n{env}");
+    }
+    assert!(env.contains("\nTRELLIS_SERVICE=\n") && env.contains("\n#TRELLIS_OUTBOUND_ADDR=127.0.0.1:4140\n"), "{env}");
     let (code, out, _) = proxy(&["--version"], &[]);
     assert_eq!((code, out.trim()), (0, concat!("trellis-proxy ", env!("CARGO_PKG_VERSION"))));
 }

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod check;
 pub mod client;
+pub mod install;
 pub mod policy;
 pub mod revert;
 pub mod rollout;
@@ -49,6 +50,8 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Files to install Trellis with: `trellis install systemd --out /etc/systemd/system`.
+    Install(install::InstallArgs),
     /// Run a whole demo mesh on this machine: control plane, dashboard, services, sidecars, load.
     Demo(crate::demo::DemoArgs),
     /// One demo service (started by `trellis demo`).
@@ -225,7 +228,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 prometheus_url: args.prometheus_url,
             })
             .await?;
+            notify_systemd("READY=1");
             crate::serve::shutdown_signal().await;
+            notify_systemd("STOPPING=1");
             running.shutdown().await;
             Ok(0)
         }
@@ -249,8 +254,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", policy::schema());
             Ok(0)
         }
+        Command::Install(args) => install::run(args),
         Command::Demo(args) => crate::demo::run(args).await.map(|()| 0),
         Command::DemoApp(args) => crate::demo::app::run(args).await.map(|()| 0),
+    }
+}
+
+/// Tells systemd (a `Type=notify` unit sets `NOTIFY_SOCKET`) how the service is doing:
+/// `READY=1` once it serves, `STOPPING=1` as it drains. Without systemd, nothing.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    // A name starting with '@' is in the abstract namespace.
+    let sent = match bytes.strip_prefix(b"@") {
+        Some(name) => <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)
+            .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr)),
+        None => socket.send_to(state.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot tell systemd {state}");
     }
 }
 

@@ -46,8 +46,9 @@ if $for_tests; then
   apt_install chromium curl nghttp2-client openssh-client
   # The benchmarks' peers and tools, for their smoke runs (bench/common.sh).
   apt_install nginx-light haproxy wrk valgrind openssl util-linux
-  # The consumers of /metrics: promtool checks the format, a real Prometheus scrapes the mesh.
-  apt_install prometheus
+  # The consumers of /metrics: promtool checks the format, a real Prometheus scrapes the mesh;
+  # systemd-analyze checks the units.
+  apt_install prometheus systemd
   if ! (command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1); then
     apt_install postgresql
   fi

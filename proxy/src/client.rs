@@ -327,19 +327,7 @@ impl ControlPlane {
 
 /// TLS toward an `https://` control plane: the system's roots, and the operator's CA if named.
 fn control_plane_tls(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    if let Some(path) = ca_file {
-        let ca = crate::env::ENV_CONTROL_PLANE_CA;
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("{ca} {}: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{ca} {}: holds no certificate", path.display()));
-        }
-        roots.add_parsable_certificates(certs);
-    }
+    let roots = trellis_host::trust_roots(ca_file, crate::env::ENV_CONTROL_PLANE_CA)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -78,18 +78,9 @@ fn run(settings: trellis_proxy::Settings) -> anyhow::Result<()> {
     })
 }
 
-/// Tells systemd how the proxy is doing, when a `Type=notify` unit started it (it sets
-/// `NOTIFY_SOCKET`; a name starting with '@' is in the abstract namespace).
+/// Tells systemd how the proxy is doing, when a `Type=notify` unit started it.
 fn notify_systemd(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else { return };
-    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
-    let sent = match bytes.strip_prefix(b"@") {
-        Some(name) => <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)
-            .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr)),
-        None => socket.send_to(state.as_bytes(), &path),
-    };
-    if let Err(e) = sent {
+    if let Err(e) = trellis_host::notify_systemd(state) {
         tracing::warn!(error = %e, "cannot tell systemd {state}");
     }
 }

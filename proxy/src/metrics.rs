@@ -409,21 +409,9 @@ impl Metrics {
                 "# HELP {name} When this proxy's certificate expires.\n# TYPE {name} gauge\n{name} {expiry}"
             );
         }
-        trellis_model::exposition::process(&mut out, &proc_files());
+        trellis_model::exposition::process(&mut out, &trellis_host::proc_files());
         trellis_model::exposition::build_info(&mut out, "proxy", env!("CARGO_PKG_VERSION"));
         out
-    }
-}
-
-/// This process's `/proc` files, for the `process_*` metrics.
-fn proc_files() -> trellis_model::exposition::ProcFiles {
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    trellis_model::exposition::ProcFiles {
-        stat: read("/proc/self/stat"),
-        status: read("/proc/self/status"),
-        limits: read("/proc/self/limits"),
-        system_stat: read("/proc/stat"),
-        open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()),
     }
 }
 

@@ -189,18 +189,7 @@ pub type Client = hyper_util::client::legacy::Client<
 /// A client for `http://` and `https://` control planes, trusting the system's roots and,
 /// when given, the CA in `ca_file` (a private CA, or a self-signed certificate).
 pub fn client(ca_file: Option<&Path>) -> Result<Client, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    // A system without a bundle still reaches a control plane whose CA is named.
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("{CA_ENV} {}: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{CA_ENV} {}: holds no certificate", path.display()));
-        }
-        roots.add_parsable_certificates(certs);
-    }
+    let roots = trellis_host::trust_roots(ca_file, CA_ENV)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -72,7 +72,7 @@ pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
         }
     }
     rollouts(&mut out, &state.rollouts.views().await.items);
-    process(&mut out, &proc_files());
+    process(&mut out, &trellis_host::proc_files());
     build_info(&mut out, "control-plane", env!("CARGO_PKG_VERSION"));
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }
@@ -110,17 +110,6 @@ fn rollouts(out: &mut String, items: &[trellis_api::RolloutView]) {
             let value = u64::from(given.as_deref() == Some(verdict));
             line(out, "trellis_rollout_last_analysis", r, Some(("verdict", verdict)), value);
         }
-    }
-}
-
-fn proc_files() -> trellis_model::exposition::ProcFiles {
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    trellis_model::exposition::ProcFiles {
-        stat: read("/proc/self/stat"),
-        status: read("/proc/self/status"),
-        limits: read("/proc/self/limits"),
-        system_stat: read("/proc/stat"),
-        open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()),
     }
 }
 

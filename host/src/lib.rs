@@ -1,0 +1,74 @@
+//! What both Trellis binaries (`trellis`, `trellis-proxy`) ask of the host they run on: telling
+//! systemd how they are doing, reading `/proc` for the `process_*` metrics, and the trust
+//! roots a client of an `https://` control plane checks it with. Kept apart from the policy
+//! model, which does no I/O, and small: each function is the whole of its concern.
+
+#![forbid(unsafe_code)]
+
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+use std::path::Path;
+
+/// Tells systemd how the service is doing (`READY=1` once it serves, `STOPPING=1` as it
+/// drains) when a `Type=notify` unit started it and so set `NOTIFY_SOCKET`; otherwise nothing.
+/// A socket name starting with '@' is in the abstract namespace.
+pub fn notify_systemd(state: &str) -> std::io::Result<()> {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(()) };
+    let socket = std::os::unix::net::UnixDatagram::unbound()?;
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            let addr =
+                <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)?;
+            socket.send_to_addr(state.as_bytes(), &addr).map(drop)
+        }
+        None => socket.send_to(state.as_bytes(), &path).map(drop),
+    }
+}
+
+/// This process's `/proc` files, for [`trellis_model::exposition::process`].
+pub fn proc_files() -> trellis_model::exposition::ProcFiles {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    trellis_model::exposition::ProcFiles {
+        stat: read("/proc/self/stat"),
+        status: read("/proc/self/status"),
+        limits: read("/proc/self/limits"),
+        system_stat: read("/proc/stat"),
+        open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()),
+    }
+}
+
+/// The system's trust roots and, when named, the PEM certificates in `ca_file` (a private CA,
+/// or a self-signed certificate); `setting` names where the file came from in errors.
+pub fn trust_roots(ca_file: Option<&Path>, setting: &str) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    // A system without a bundle still reaches a control plane whose CA is named.
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{setting} {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{setting} {}: holds no certificate", path.display()));
+        }
+        roots.add_parsable_certificates(certs);
+    }
+    Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_without_certificates_is_named() {
+        let dir = std::env::temp_dir().join(format!("trellis-host-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let err = trust_roots(Some(&empty), "TRELLIS_CONTROL_PLANE_CA").unwrap_err();
+        assert!(err.starts_with("TRELLIS_CONTROL_PLANE_CA ") && err.ends_with("holds no certificate"), "{err}");
+        let missing = trust_roots(Some(&dir.join("missing.pem")), "X").unwrap_err();
+        assert!(missing.contains("missing.pem"), "{missing}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

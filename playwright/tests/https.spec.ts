@@ -1,14 +1,12 @@
 import { expect, test } from '@playwright/test';
 import { ChildProcess, execFileSync, spawn } from 'child_process';
-import * as fs from 'fs';
 import * as path from 'path';
 import { tokens } from '../playwright.config';
+import { bin, freshPolicyRepo, serveEnv, stop } from './fixtures/own-server';
 
 // A control plane of its own served over HTTPS (`trellis serve --tls-cert --tls-key`) with a
 // certificate made here for localhost: the dashboard hydrates over TLS under its
 // Content-Security-Policy, every answer carries HSTS, and the session cookie is Secure.
-const target = process.env.CARGO_TARGET_DIR ?? path.resolve(__dirname, '../../target');
-const bin = process.env.TRELLIS_BIN ?? path.join(target, 'debug/trellis');
 const port = Number(process.env.TRELLIS_E2E_HTTPS_PORT ?? 18443);
 const base = `https://localhost:${port}`;
 let server: ChildProcess;
@@ -17,28 +15,14 @@ test.use({ ignoreHTTPSErrors: true });
 
 test.beforeAll(async ({ request }) => {
   test.setTimeout(60_000);
-  const dir = path.join(target, 'e2e-https');
-  fs.rmSync(dir, { recursive: true, force: true });
-  const repo = path.join(dir, 'repo');
-  fs.mkdirSync(repo, { recursive: true });
-  fs.cpSync(path.resolve(__dirname, '../../policies'), repo, { recursive: true });
-  const git = (...args: string[]) =>
-    execFileSync('git', ['-c', 'user.name=e2e', '-c', 'user.email=e2e@example.test', ...args], { cwd: repo });
-  git('init', '-q', '-b', 'main');
-  git('add', '.');
-  git('commit', '-q', '-m', 'the reference policies');
+  const { dir, repo } = freshPolicyRepo('e2e-https');
   const [cert, key] = [path.join(dir, 'tls.crt'), path.join(dir, 'tls.key')];
   execFileSync('openssl', [
     'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
     '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
     '-keyout', key, '-out', cert,
   ], { stdio: 'ignore' });
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    TRELLIS_SITE_ROOT: process.env.TRELLIS_SITE_ROOT ?? path.join(target, 'site'),
-    TRELLIS_TOKENS: `ops:operator:${tokens.operator}`,
-  };
-  delete env.DATABASE_URL;
+  const env = serveEnv({ TRELLIS_TOKENS: `ops:operator:${tokens.operator}` });
   server = spawn(bin, [
     'serve', '--repo', repo, '--data-dir', path.join(dir, 'data'), '--listen', `127.0.0.1:${port}`,
     '--fleet-listen', '127.0.0.1:0', '--tls-cert', cert, '--tls-key', key,
@@ -48,13 +32,7 @@ test.beforeAll(async ({ request }) => {
     .toBe(200);
 });
 
-test.afterAll(async () => {
-  if (server && server.exitCode === null) {
-    const exited = new Promise((r) => server.once('exit', r));
-    server.kill('SIGTERM');
-    await exited;
-  }
-});
+test.afterAll(async () => stop(server));
 
 test('the dashboard served over HTTPS hydrates, sends HSTS and keeps its session cookie Secure', async ({
   page,

@@ -1,49 +1,26 @@
 import { expect, test } from '@playwright/test';
-import { ChildProcess, execFileSync, spawn } from 'child_process';
+import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { bin, freshPolicyRepo, serveEnv, stop } from './fixtures/own-server';
 
 // A control plane of its own with TRELLIS_PROMETHEUS_URL, and Debian's Prometheus beside it:
 // the Traffic page offers longer ranges, keeps the chosen one in the address, and says so
 // plainly when Prometheus cannot be reached.
-const target = process.env.CARGO_TARGET_DIR ?? path.resolve(__dirname, '../../target');
-const bin = process.env.TRELLIS_BIN ?? path.join(target, 'debug/trellis');
 const port = Number(process.env.TRELLIS_E2E_HISTORY_PORT ?? 18444);
 const promPort = port + 50;
 const base = `http://127.0.0.1:${port}`;
 let server: ChildProcess;
 let prometheus: ChildProcess;
 
-const stop = async (child: ChildProcess | undefined) => {
-  if (child && child.exitCode === null) {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  }
-};
-
 test.beforeAll(async ({ request }) => {
   test.setTimeout(60_000);
-  const dir = path.join(target, 'e2e-history');
-  fs.rmSync(dir, { recursive: true, force: true });
-  const repo = path.join(dir, 'repo');
-  fs.mkdirSync(repo, { recursive: true });
-  fs.cpSync(path.resolve(__dirname, '../../policies'), repo, { recursive: true });
-  const git = (...args: string[]) =>
-    execFileSync('git', ['-c', 'user.name=e2e', '-c', 'user.email=e2e@example.test', ...args], { cwd: repo });
-  git('init', '-q', '-b', 'main');
-  git('add', '.');
-  git('commit', '-q', '-m', 'the reference policies');
+  const { dir, repo } = freshPolicyRepo('e2e-history');
   fs.writeFileSync(path.join(dir, 'prometheus.yml'),
     `global: { scrape_interval: 1s }\nscrape_configs:\n  - job_name: trellis\n    static_configs: [{ targets: ['127.0.0.1:${port}'] }]\n`);
   prometheus = spawn('prometheus', [`--config.file=${path.join(dir, 'prometheus.yml')}`,
     `--storage.tsdb.path=${path.join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`], { stdio: 'ignore' });
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    TRELLIS_SITE_ROOT: process.env.TRELLIS_SITE_ROOT ?? path.join(target, 'site'),
-    TRELLIS_PROMETHEUS_URL: `http://127.0.0.1:${promPort}`,
-  };
-  delete env.DATABASE_URL;
+  const env = serveEnv({ TRELLIS_PROMETHEUS_URL: `http://127.0.0.1:${promPort}` });
   server = spawn(bin, ['serve', '--repo', repo, '--data-dir', path.join(dir, 'data'), '--listen', `127.0.0.1:${port}`,
     '--fleet-listen', '127.0.0.1:0'], { env, stdio: 'ignore' });
   for (const url of [`${base}/api/v1/overview`, `http://127.0.0.1:${promPort}/-/ready`]) {

@@ -39,6 +39,8 @@ pub fn router() -> axum::Router<AppState> {
         .route("/api/v1/topology", get(topology))
         .route("/api/v1/traffic", get(traffic))
         .route("/api/v1/health", get(health))
+        .route("/live", get(|| async { "live\n" }))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics::prometheus))
         .route("/api/v1/prometheus/targets", get(metrics::targets))
         .route("/api/v1/events", get(events))
@@ -324,6 +326,17 @@ fn rate_limits(state: &AppState, service: &str) -> Vec<String> {
     let Some(s) = mesh.services.get(service) else { return Vec::new() };
     let rules = s.rules.iter().filter_map(|r| r.rate_limit.as_ref());
     s.traffic.rate_limit.iter().chain(rules).map(|l| format!("{}: {}", l.by, trellis_model::diff::rates(l))).collect()
+}
+
+/// Ready to take requests (a Kubernetes readiness probe, a load balancer's check): the
+/// database answers. Not the policy: a replica whose repository is unreachable still serves
+/// the last revision, and its dashboard says what is wrong.
+async fn ready(State(state): State<AppState>) -> (http::StatusCode, String) {
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => (http::StatusCode::OK, "ready\n".into()),
+        Ok(Err(e)) => (http::StatusCode::SERVICE_UNAVAILABLE, format!("the database does not answer: {e}\n")),
+        Err(_) => (http::StatusCode::SERVICE_UNAVAILABLE, "the database did not answer within 2 s\n".into()),
+    }
 }
 
 async fn health(State(state): State<AppState>) -> Json<crate::health::Report> {

@@ -379,6 +379,12 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database answers at all: one round trip.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -1,3 +1,5 @@
+//! `trellis install kubernetes`: manifests for a cluster (see [`kubernetes`]).
+//!
 //! `trellis install systemd`: the units for a host without Kubernetes. The control plane as
 //! `trellis.service`, and a proxy per service as `trellis-proxy@SERVICE.service` reading
 //! `/etc/trellis/proxy/SERVICE.env`; both `Type=notify` (ready once serving), restarted on
@@ -9,6 +11,8 @@
 use clap::CommandFactory;
 use std::path::{Path, PathBuf};
 
+pub mod kubernetes;
+
 #[derive(clap::Args, Debug)]
 pub struct InstallArgs {
     #[command(subcommand)]
@@ -17,6 +21,9 @@ pub struct InstallArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Target {
+    /// Manifests for a cluster, for `kubectl apply -f -`: the namespace, the control plane's
+    /// replicas on Postgres with their disruption budget, Services and a NetworkPolicy.
+    Kubernetes(kubernetes::KubernetesArgs),
     /// systemd units for the control plane and a proxy per service, and the control plane's
     /// settings file (`trellis.env.example`).
     Systemd {
@@ -30,7 +37,13 @@ pub enum Target {
 }
 
 pub fn run(args: InstallArgs) -> anyhow::Result<i32> {
-    let Target::Systemd { bin_dir, out } = args.target;
+    let (bin_dir, out) = match args.target {
+        Target::Kubernetes(k) => {
+            print!("{}", kubernetes::yaml(&kubernetes::manifests(&k)));
+            return Ok(0);
+        }
+        Target::Systemd { bin_dir, out } => (bin_dir, out),
+    };
     let files = systemd(&bin_dir);
     match out {
         Some(dir) => {

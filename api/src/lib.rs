@@ -313,6 +313,16 @@ pub struct EdgeView {
     pub versions: Vec<(String, u64)>,
 }
 
+/// The ranges the Traffic page and `/api/v1/traffic?range=` offer: seconds, name, label. The
+/// first is kept in memory; the others come from Prometheus.
+pub const TRAFFIC_RANGES: [(u64, &str, &str); 4] =
+    [(900, "15m", "15 min"), (3600, "1h", "1 h"), (21_600, "6h", "6 h"), (86_400, "24h", "24 h")];
+
+/// A range's seconds from its name (`1h`), if it is one of [`TRAFFIC_RANGES`].
+pub fn traffic_range(name: &str) -> Option<u64> {
+    TRAFFIC_RANGES.iter().find(|(_, n, _)| *n == name).map(|(s, ..)| *s)
+}
+
 /// The `/traffic` page: golden metrics per service and version over the last 15 minutes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrafficView {

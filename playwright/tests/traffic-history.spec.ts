@@ -46,4 +46,6 @@ test('with a Prometheus the Traffic page reaches back hours, and says so when it
   await stop(prometheus);
   await page.goto(`${base}/traffic?range=6h`);
   await expect(page.getByTestId('traffic-error')).toContainText(`cannot reach Prometheus at http://127.0.0.1:${promPort}`);
+  await page.getByRole('link', { name: 'Show the last 15 minutes' }).click();
+  await expect(page.getByTestId('range-15m')).toHaveClass(/active/);
 });

@@ -7,14 +7,6 @@ use http_body_util::BodyExt;
 use std::collections::BTreeMap;
 use trellis_api::{Golden, Point};
 
-/// The ranges the Traffic page offers, in seconds; the first is the in-memory one.
-pub const RANGES: [(u64, &str); 4] = [(900, "15m"), (3600, "1h"), (21_600, "6h"), (86_400, "24h")];
-
-/// A range's seconds from its name (`1h`), if it is one of [`RANGES`].
-pub fn range_seconds(name: &str) -> Option<u64> {
-    RANGES.iter().find(|(_, n)| *n == name).map(|(s, _)| *s)
-}
-
 /// Sixty points over any range, as the in-memory quarter hour has thirty.
 pub fn step_for(range_s: u64) -> u64 {
     (range_s / 60).max(30)

@@ -148,7 +148,7 @@ pub async fn traffic(
     Query(q): Query<RangeQuery>,
 ) -> Result<Json<TrafficView>, ApiError> {
     let name = q.range.as_deref().unwrap_or("15m");
-    let range_s = crate::prometheus::range_seconds(name)
+    let range_s = trellis_api::traffic_range(name)
         .ok_or_else(|| ApiError::invalid("invalid range", format!("`{name}`: use 15m, 1h, 6h or 24h")))?;
     Ok(Json(build_traffic_over(&state, range_s).await?))
 }

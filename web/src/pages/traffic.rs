@@ -5,13 +5,9 @@ use crate::api::{Golden, LimitedTraffic, Point, RouteTraffic, ServiceTraffic, Tr
 use crate::chart::{Series, TimeChart};
 use leptos::prelude::*;
 
-/// The ranges a page can ask for: from memory, then from Prometheus.
-const RANGES: [(u64, &str, &str); 4] =
-    [(900, "15m", "15 min"), (3600, "1h", "1 h"), (21_600, "6h", "6 h"), (86_400, "24h", "24 h")];
-
 #[server(prefix = "/api/v1/ui", endpoint = "traffic")]
 pub async fn get_traffic(range: String) -> Result<TrafficView, ServerFnError> {
-    let range_s = RANGES.iter().find(|(_, name, _)| *name == range).map_or(900, |r| r.0);
+    let range_s = crate::api::traffic_range(&range).unwrap_or(900);
     expect_context::<crate::ssr::Backend>().0.traffic(range_s).await.map_err(ServerFnError::new)
 }
 
@@ -25,10 +21,10 @@ pub fn TrafficPage() -> impl IntoView {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || traffic.get().map(|r| match r {
                 Ok(t) => {
-                    let span = RANGES.iter().find(|r| r.0 == t.span_s).map_or("15 min", |r| r.2).to_string();
+                    let span = crate::api::TRAFFIC_RANGES.iter().find(|r| r.0 == t.span_s).map_or("15 min", |r| r.2).to_string();
                     let ranges = t.history.then(|| view! {
                         <nav class="toolbar card" aria-label="Range">
-                            {RANGES.iter().map(|(s, name, label)| view! {
+                            {crate::api::TRAFFIC_RANGES.iter().map(|(s, name, label)| view! {
                                 <a class="button" class:active=*s == t.span_s data-testid=format!("range-{name}") href=format!("/traffic?range={name}")>{*label}</a>
                             }).collect_view()}
                         </nav>
@@ -41,7 +37,9 @@ pub fn TrafficPage() -> impl IntoView {
                     };
                     view! { {ranges} {body} }.into_any()
                 }
-                Err(e) => view! { <p class="error" data-testid="traffic-error">{e.to_string()}</p> }.into_any(),
+                Err(e) => view! {
+                    <p class="error" data-testid="traffic-error">{e.to_string()}" "<a href="/traffic">"Show the last 15 minutes"</a></p>
+                }.into_any(),
             })}
         </Transition>
     }

@@ -66,7 +66,7 @@ pub fn SessionBadge() -> impl IntoView {
     let out = ServerAction::<Logout>::new();
     Effect::new(move |_| {
         if out.value().get().is_some_and(|r| r.is_ok()) {
-            crate::pages::login::go("/");
+            go("/");
         }
     });
     view! {
@@ -106,4 +106,14 @@ pub fn refused((status, message): (u16, String)) -> ServerFnError {
         expect_context::<leptos_axum::ResponseOptions>().set_status(status);
     }
     ServerFnError::new(message)
+}
+
+/// A full page load of `path`, so every part of the page (the top bar too) sees the session.
+pub fn go(path: &str) {
+    #[cfg(feature = "hydrate")]
+    if let Some(w) = web_sys::window() {
+        let _ = w.location().set_href(path);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = path;
 }

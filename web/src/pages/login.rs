@@ -8,7 +8,7 @@ pub fn LoginPage() -> impl IntoView {
     let login = ServerAction::<Login>::new();
     Effect::new(move |_| {
         if login.value().get().is_some_and(|r| r.is_ok()) {
-            go("/rollouts");
+            crate::session::go("/rollouts");
         }
     });
     let error = move || {
@@ -31,14 +31,4 @@ pub fn LoginPage() -> impl IntoView {
             {error}
         </section>
     }
-}
-
-/// A full page load of `path`, so every part of the page (the top bar too) sees the session.
-pub fn go(path: &str) {
-    #[cfg(feature = "hydrate")]
-    if let Some(w) = web_sys::window() {
-        let _ = w.location().set_href(path);
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = path;
 }

@@ -14,17 +14,19 @@ use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 
 /// The variable (and flag) naming a PEM file of the CA that signed the control plane's
 /// certificate, for everything that connects to it: proxies, the CLI, the other replicas.
 pub const CA_ENV: &str = "TRELLIS_CONTROL_PLANE_CA";
 const RELOAD_EVERY: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// What the plaintext listener's drain amounts to: streams end at shutdown, requests finish.
+/// How long open connections may finish their requests after shutdown (streams end at once).
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// The operator's certificate chain and key, PEM files.
@@ -122,16 +124,20 @@ impl rustls::server::ResolvesServerCert for Reloading {
     }
 }
 
-/// Serves `app` over TLS until shutdown, then lets the connections finish what they are
-/// doing (at most [`DRAIN`]). Each request carries its client's address as axum's
-/// `ConnectInfo<SocketAddr>`, as on the plaintext listener (login rate limits read it).
-/// Handshakes run beside the accept loop, so a client that stalls in one holds up nobody.
-pub async fn serve(
+/// Serves TLS connections until shutdown, then lets them finish what they are doing (at most
+/// [`DRAIN`]). `admit` looks at each completed handshake and gives the app to serve on it, or
+/// `None` to close it (the fleet's listener admits only proxies of its trust domain). Each
+/// request carries its client's address as axum's `ConnectInfo<SocketAddr>`, as on the
+/// plaintext listener (login rate limits read it). Handshakes run beside the accept loop, so a
+/// client that stalls in one holds up nobody.
+pub async fn serve<F>(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
-    app: axum::Router,
     mut shutdown: crate::sync::Shutdown,
-) {
+    admit: F,
+) where
+    F: Fn(&TlsStream<TcpStream>, SocketAddr) -> Option<axum::Router> + Clone + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -146,13 +152,14 @@ pub async fn serve(
             },
             () = shutdown.recv() => break,
         };
-        let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
+        let (acceptor, admit, watcher) = (acceptor.clone(), admit.clone(), graceful.watcher());
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake refused"),
+                Ok(Err(e)) => return tracing::info!(%peer, error = %e, "TLS handshake refused"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
+            let Some(app) = admit(&tls, peer) else { return };
             let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 tower_service::Service::call(&mut app.clone(), req)

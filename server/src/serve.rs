@@ -170,12 +170,16 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
             .with_state(state.clone())
             .layer(axum::middleware::from_fn(crate::api::log_errors))
             .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
-        let serving = crate::fleet::tls::serve(listener, tls, ca.trust_domain.clone(), fleet_app, shutdown_rx.clone());
+        let domain = ca.trust_domain.clone();
+        let admit = move |tls: &_, peer| crate::fleet::tls::admit(tls, peer, &domain, &fleet_app);
+        let serving = crate::https::serve(listener, tls, shutdown_rx.clone(), admit);
         tasks.push(tokio::spawn(serving.instrument(tracing::info_span!("fleet-tls"))));
     }
     let https = tls.is_some();
     match tls {
-        Some(tls) => tasks.push(tokio::spawn(crate::https::serve(listener, tls, app, shutdown_rx))),
+        Some(tls) => {
+            tasks.push(tokio::spawn(crate::https::serve(listener, tls, shutdown_rx, move |_: &_, _| Some(app.clone()))))
+        }
         None => {
             let mut serve_stop = shutdown_rx;
             tasks.push(tokio::spawn(async move {

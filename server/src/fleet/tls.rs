@@ -1,18 +1,15 @@
-//! The fleet's mTLS listener. A proxy, once certified, talks to the control plane here; each
-//! request carries the service its client certificate names ([`FleetPeer`]), so a proxy can
-//! register, acknowledge and report only as its own service. The control plane's own
-//! certificate (`trellis.svc.<domain>`) is issued by its CA and renewed before it expires.
+//! The fleet's mTLS listener. A proxy, once certified, talks to the control plane here
+//! (`https::serve`, admitting with [`admit`]); each request carries the service its client
+//! certificate names ([`FleetPeer`]), so a proxy can register, acknowledge and report only as
+//! its own service. The control plane's own certificate (`trellis.svc.<domain>`) is issued by
+//! its CA and renewed before it expires.
 
 use crate::identity::Ca;
 use crate::sync::Locked;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::net::TcpListener;
 
 /// The service a connected proxy's certificate names, with the certificate's identity and
 /// expiry (so a replica that did not issue it still tells callers to speak mTLS to it).
@@ -28,7 +25,6 @@ pub struct Certificate {
 
 /// The control plane's name in its own trust domain.
 pub const CONTROL_PLANE: &str = "trellis";
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// TLS 1.3, client certificates from the trust anchor required.
 pub fn server_config(ca: Arc<Ca>) -> Result<Arc<rustls::ServerConfig>, String> {
@@ -50,50 +46,23 @@ pub fn server_config(ca: Arc<Ca>) -> Result<Arc<rustls::ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// Serves `app` to proxies that complete an mTLS handshake, until shutdown.
-pub async fn serve(
-    listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
-    domain: String,
-    app: axum::Router,
-    mut shutdown: crate::sync::Shutdown,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "fleet accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.recv() => return,
-        };
-        let (acceptor, app, domain) = (acceptor.clone(), app.clone(), domain.clone());
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return tracing::info!(%peer, error = %e, "fleet mTLS handshake refused"),
-                Err(_) => return,
-            };
-            let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-            let identity = leaf.and_then(|c| crate::identity::spiffe_of(c));
-            let not_after = leaf.map_or(0, |c| crate::identity::der_not_after_ms(c));
-            let Some(service) = identity.as_deref().and_then(|id| trellis_model::config::identity_service(id, &domain))
-            else {
-                return tracing::info!(%peer, ?identity, "fleet peer names no service of this trust domain");
-            };
-            let cert = Certificate { identity: identity.clone().unwrap_or_default(), not_after };
-            let app = app.layer(axum::Extension(FleetPeer(service.to_string(), cert)));
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await
-            {
-                tracing::debug!(%peer, error = %e, "fleet connection ended with an error");
-            }
-        });
-    }
+/// The app a proxy's mTLS connection is served, carrying the service its certificate names;
+/// `None` (the connection is closed) when it names no service of `domain`.
+pub fn admit(
+    tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: std::net::SocketAddr,
+    domain: &str,
+    app: &axum::Router,
+) -> Option<axum::Router> {
+    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+    let identity = leaf.and_then(|c| crate::identity::spiffe_of(c));
+    let not_after = leaf.map_or(0, |c| crate::identity::der_not_after_ms(c));
+    let Some(service) = identity.as_deref().and_then(|id| trellis_model::config::identity_service(id, domain)) else {
+        tracing::info!(%peer, ?identity, "fleet peer names no service of this trust domain");
+        return None;
+    };
+    let cert = Certificate { identity: identity.clone().unwrap_or_default(), not_after };
+    Some(app.clone().layer(axum::Extension(FleetPeer(service.to_string(), cert))))
 }
 
 /// The control plane's certificate, issued again once a third of its lifetime is left.

@@ -24,33 +24,20 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
         received.entry(k.service.as_str()).or_default().merge(c);
     }
     let recent = state.telemetry.window(now, SPAN_S);
+    // A chart of the last fifteen minutes, one point per complete step, of what `pick` selects.
+    let chart = |pick: &dyn Fn(&crate::telemetry::Key) -> bool| -> Vec<Point> {
+        let series = state.telemetry.series(now, SPAN_S, STEP_S, pick);
+        series.into_iter().map(|(t, c)| Point { t, golden: c.golden(STEP_S) }).collect()
+    };
     let mut pairs: Vec<(String, String)> =
         recent.keys().filter(|k| k.caller.is_none()).map(|k| (k.service.clone(), k.version.clone())).collect();
     pairs.sort();
     pairs.dedup();
     let mut services: Vec<ServiceTraffic> = Vec::new();
     for (service, version) in pairs {
-        let points = state
-            .telemetry
-            .series(now, SPAN_S, STEP_S, |k| k.caller.is_none() && k.service == service && k.version == version)
-            .into_iter()
-            .map(|(t, c)| Point { t, golden: c.golden(STEP_S) })
-            .collect();
-        let entry = match services.iter_mut().find(|s| s.service == service) {
-            Some(s) => s,
-            None => {
-                services.push(ServiceTraffic {
-                    golden: received.get(service.as_str()).copied().unwrap_or_default().golden(WINDOW_S),
-                    service: service.clone(),
-                    versions: Vec::new(),
-                    routes: Vec::new(),
-                    rate_limits: rate_limits(state, &service),
-                    limited: Vec::new(),
-                });
-                services.last_mut().expect("just pushed")
-            }
-        };
-        entry.versions.push(VersionTraffic { version, points });
+        let points = chart(&|k| k.caller.is_none() && k.service == service && k.version == version);
+        let golden = received.get(service.as_str()).copied().unwrap_or_default().golden(WINDOW_S);
+        service_mut(&mut services, state, &service, golden).versions.push(VersionTraffic { version, points });
     }
     // Routes as callers matched them (all versions together): the last minute, and charts.
     let mut routes: BTreeMap<(String, String), Counts> = BTreeMap::new();
@@ -62,12 +49,7 @@ pub fn build_traffic(state: &AppState) -> TrafficView {
     }
     for ((service, route), counts) in routes {
         let Some(s) = services.iter_mut().find(|s| s.service == service) else { continue };
-        let points = state
-            .telemetry
-            .series(now, SPAN_S, STEP_S, |k| k.caller.is_some() && k.service == service && k.route == route)
-            .into_iter()
-            .map(|(t, c)| Point { t, golden: c.golden(STEP_S) })
-            .collect();
+        let points = chart(&|k| k.caller.is_some() && k.service == service && k.route == route);
         s.routes.push(RouteTraffic { route, golden: counts.golden(WINDOW_S), points });
     }
     for ((caller, callee, by), requests) in state.telemetry.limited(now, WINDOW_S) {
@@ -99,22 +81,10 @@ pub async fn build_traffic_over(state: &AppState, range_s: u64) -> Result<Traffi
         s.versions.clear();
         s.routes.iter_mut().for_each(|r| r.points.clear());
     }
+    // A service quiet for the last minute but busy earlier in the range still gets its charts.
     for ((service, version), points) in history.versions {
-        let at = match view.services.iter().position(|s| s.service == service) {
-            Some(at) => at,
-            None => {
-                view.services.push(ServiceTraffic {
-                    golden: trellis_api::Golden::default(),
-                    rate_limits: rate_limits(state, &service),
-                    service,
-                    versions: Vec::new(),
-                    routes: Vec::new(),
-                    limited: Vec::new(),
-                });
-                view.services.len() - 1
-            }
-        };
-        view.services[at].versions.push(VersionTraffic { version, points });
+        let entry = service_mut(&mut view.services, state, &service, trellis_api::Golden::default());
+        entry.versions.push(VersionTraffic { version, points });
     }
     for ((service, route), points) in history.routes {
         let Some(s) = view.services.iter_mut().find(|s| s.service == service) else { continue };
@@ -127,6 +97,29 @@ pub async fn build_traffic_over(state: &AppState, range_s: u64) -> Result<Traffi
     view.step_s = crate::prometheus::step_for(range_s);
     view.span_s = range_s;
     Ok(view)
+}
+
+/// `service`'s entry in `services`, made (with `golden` and its rate limits) if it has none.
+fn service_mut<'a>(
+    services: &'a mut Vec<ServiceTraffic>,
+    state: &AppState,
+    service: &str,
+    golden: trellis_api::Golden,
+) -> &'a mut ServiceTraffic {
+    match services.iter().position(|s| s.service == service) {
+        Some(at) => &mut services[at],
+        None => {
+            services.push(ServiceTraffic {
+                golden,
+                rate_limits: rate_limits(state, service),
+                service: service.to_string(),
+                versions: Vec::new(),
+                routes: Vec::new(),
+                limited: Vec::new(),
+            });
+            services.last_mut().expect("just pushed")
+        }
+    }
 }
 
 /// A service's rate limits in words, its own first, then its rules'.

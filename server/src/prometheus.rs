@@ -123,15 +123,14 @@ async fn query_range(
     end: u64,
     step: u64,
 ) -> Result<serde_json::Value, String> {
-    let encoded: String = promql
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let uri =
-        format!("{}/api/v1/query_range?query={encoded}&start={start}&end={end}&step={step}", url.trim_end_matches('/'));
+    let query = serde_urlencoded::to_string([
+        ("query", promql.to_string()),
+        ("start", start.to_string()),
+        ("end", end.to_string()),
+        ("step", step.to_string()),
+    ])
+    .map_err(|e| e.to_string())?;
+    let uri = format!("{}/api/v1/query_range?{query}", url.trim_end_matches('/'));
     let req = http::Request::get(&uri)
         .body(http_body_util::Full::default())
         .map_err(|e| format!("TRELLIS_PROMETHEUS_URL {url:?}: {e}"))?;

@@ -15,8 +15,6 @@ mod workers;
 
 pub struct Running {
     pub addr: SocketAddr,
-    /// Whether the main listener speaks HTTPS.
-    https: bool,
     /// The fleet's mTLS listener, when identities are on.
     pub fleet_addr: Option<SocketAddr>,
     pub state: AppState,
@@ -28,7 +26,7 @@ pub struct Running {
 
 impl Running {
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
+        format!("{}://{}", if self.state.https { "https" } else { "http" }, self.addr)
     }
 
     /// Stops following git, ends every stream, drains requests and closes the database.
@@ -175,7 +173,6 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         let serving = crate::https::serve(listener, tls, shutdown_rx.clone(), admit);
         tasks.push(tokio::spawn(serving.instrument(tracing::info_span!("fleet-tls"))));
     }
-    let https = tls.is_some();
     match tls {
         Some(tls) => {
             tasks.push(tokio::spawn(crate::https::serve(listener, tls, shutdown_rx, move |_: &_, _| Some(app.clone()))))
@@ -194,8 +191,8 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
             }));
         }
     }
-    tracing::info!(%addr, https, "control plane listening");
-    Ok(Running { addr, https, fleet_addr, state, shutdown, tasks, _lock: lock })
+    tracing::info!(%addr, https = state.https, "control plane listening");
+    Ok(Running { addr, fleet_addr, state, shutdown, tasks, _lock: lock })
 }
 
 /// Locks the data directory (its audit spool, and with SQLite the database beside it) for

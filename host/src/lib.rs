@@ -1,6 +1,6 @@
 //! What both Trellis binaries (`trellis`, `trellis-proxy`) ask of the host they run on: telling
-//! systemd how they are doing, reading `/proc` for the `process_*` metrics, and the trust
-//! roots a client of an `https://` control plane checks it with. Kept apart from the policy
+//! systemd how they are doing, reading `/proc` for the `process_*` metrics, and the TLS (trust
+//! roots) a client of an `https://` control plane checks it with. Kept apart from the policy
 //! model, which does no I/O, and small: each function is the whole of its concern.
 
 #![forbid(unsafe_code)]
@@ -35,6 +35,16 @@ pub fn proc_files() -> trellis_model::exposition::ProcFiles {
         system_stat: read("/proc/stat"),
         open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()),
     }
+}
+
+/// TLS 1.3 toward a control plane served over HTTPS, trusting [`trust_roots`].
+pub fn client_tls(ca_file: Option<&Path>, setting: &str) -> Result<rustls::ClientConfig, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(trust_roots(ca_file, setting)?)
+        .with_no_client_auth())
 }
 
 /// The system's trust roots and, when named, the PEM certificates in `ca_file` (a private CA,

@@ -271,7 +271,10 @@ impl ControlPlane {
         let mut either = http.clone();
         either.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(control_plane_tls(shared.settings.control_plane_ca.as_deref())?)
+            .with_tls_config(trellis_host::client_tls(
+                shared.settings.control_plane_ca.as_deref(),
+                crate::env::ENV_CONTROL_PLANE_CA,
+            )?)
             .https_or_http()
             .enable_http2()
             .wrap_connector(either);
@@ -323,17 +326,6 @@ impl ControlPlane {
             None => e.to_string(),
         })
     }
-}
-
-/// TLS toward an `https://` control plane: the system's roots, and the operator's CA if named.
-fn control_plane_tls(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
-    let roots = trellis_host::trust_roots(ca_file, crate::env::ENV_CONTROL_PLANE_CA)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// An upstream response, ready for our listener: the upstream's HTTP version (1.0, or 2 between

@@ -196,13 +196,7 @@ pub type Client = hyper_util::client::legacy::Client<
 /// A client for `http://` and `https://` control planes, trusting the system's roots and,
 /// when given, the CA in `ca_file` (a private CA, or a self-signed certificate).
 pub fn client(ca_file: Option<&Path>) -> Result<Client, String> {
-    let roots = trellis_host::trust_roots(ca_file, CA_ENV)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = trellis_host::client_tls(ca_file, CA_ENV)?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

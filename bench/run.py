@@ -26,6 +26,8 @@ GRPC_CALLS = (("unary", "Say", 1), ("server-stream", "Stream", 1), ("client-stre
 TICK = os.sysconf("SC_CLK_TCK")
 RATES = (20, 50, 80)  # open-loop rates, % of nginx's saturation
 STREAMS = (1, 10, 100)  # HTTP/2 streams per connection (h2load -m), over 16 connections
+# trellis-proxy again, exporting a span per request (OTLP/HTTP, every request sampled) to a sink.
+OTLP_PROXY, OTLP_ADMIN, OTLP_SINK = 18907, 18909, 18960
 
 
 def stat(pid):
@@ -161,7 +163,8 @@ def configs(work, proxy_dir, bench_dir=None):
     up = f"""daemon off; master_process off; worker_processes 1; pid {work}/up.pid; error_log {work}/up.err;
 events {{ worker_connections 8000; }}
 http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
-  server {{ listen 127.0.0.1:{PORTS['upstream']} reuseport; location / {{ return 200 "ok\\n"; }} }} }}"""
+  server {{ listen 127.0.0.1:{PORTS['upstream']} reuseport; location / {{ return 200 "ok\\n"; }} }}
+  server {{ listen 127.0.0.1:{OTLP_SINK}; client_max_body_size 64m; location / {{ return 200; }} }} }}"""
     ngx = f"""daemon off; master_process off; worker_processes 1; pid {work}/ngx.pid; error_log {work}/ngx.err;
 events {{ worker_connections 8000; }}
 http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
@@ -218,11 +221,15 @@ backend bg
                TRELLIS_CONFIG_FILE=os.path.join(work, "trellis.json"), TRELLIS_LOG="warn",
                TRELLIS_OUTBOUND_ADDR=f"127.0.0.1:{PORTS['trellis']}", TRELLIS_INBOUND_ADDR="127.0.0.1:18906",
                TRELLIS_ADMIN_ADDR="127.0.0.1:18905", TRELLIS_WORKER_THREADS="1")
+    otlp = dict(env, TRELLIS_OUTBOUND_ADDR=f"127.0.0.1:{OTLP_PROXY}", TRELLIS_INBOUND_ADDR="127.0.0.1:18908",
+                TRELLIS_ADMIN_ADDR=f"127.0.0.1:{OTLP_ADMIN}", OTEL_TRACES_SAMPLER="always_on",
+                OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{OTLP_SINK}")
     servers = {
         "upstream": (["nginx", "-p", work, "-c", os.path.join(work, "up.conf")], None),
         "nginx": (["nginx", "-p", work, "-c", os.path.join(work, "ngx.conf")], None),
         "haproxy": (["haproxy", "-db", "-f", os.path.join(work, "haproxy.cfg")], None),
         "trellis": ([os.path.join(proxy_dir, "trellis-proxy")], env),
+        "trellis-otlp": ([os.path.join(proxy_dir, "trellis-proxy")], otlp),
     }
     if bench_dir:
         servers["grpcup"] = ([os.path.join(bench_dir, "grpcup"), "--listen", f"127.0.0.1:{GRPC_UP}"], None)
@@ -266,6 +273,15 @@ def fmt(values, unit="", digits=0):
     return f"{med:,.{digits}f}{unit} [{min(values):,.{digits}f}-{max(values):,.{digits}f}]"
 
 
+def span_counts(admin):
+    """trellis_proxy_spans_total by result, from a proxy's /metrics."""
+    with socket.create_connection(("127.0.0.1", admin)) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        text = b"".join(iter(lambda: s.recv(65536), b"")).decode()
+    found = re.findall(r'^trellis_proxy_spans_total\{result="(\w+)"\} (\d+)$', text, re.M)
+    return {result: int(n) for result, n in found}
+
+
 def hold_connections(port, n):
     socks = []
     for _ in range(n):
@@ -299,7 +315,7 @@ def main():
     try:
         for name, (cmd, env) in configs(work, args.proxy_dir or args.bin_dir, args.bin_dir).items():
             procs[name] = start(work, name, cmd, env)
-        for port in [*PORTS.values(), GRPC_UP, GRPC_PORTS["nginx"], GRPC_PORTS["haproxy"]]:
+        for port in [*PORTS.values(), GRPC_UP, GRPC_PORTS["nginx"], GRPC_PORTS["haproxy"], OTLP_PROXY]:
             wait_port(port)
         time.sleep(0.5)
         since = mark()
@@ -327,6 +343,18 @@ def main():
                         cpu[t].append((user + system) / total * 1e6)
                         cpu_user[t].append(user / total * 1e6)
         after = {p: rss_mb(procs[p].pid) for p in proxies}
+        # Span export on against off, back to back: CPU per request at wrk c=64.
+        export_cpu = {"trellis": [], "trellis-otlp": []}
+        for _ in range(args.reps):
+            for name, port in (("trellis", PORTS["trellis"]), ("trellis-otlp", OTLP_PROXY)):
+                before = cpu_seconds(procs[name].pid)
+                _, total, errors = wrk(port, 64, args.seconds)
+                if errors and args.smoke:
+                    sys.exit(f"bench: {name} answered errors in the smoke run")
+                export_cpu[name].append(sum(b - a for a, b in zip(before, cpu_seconds(procs[name].pid))) / total * 1e6)
+        spans = span_counts(OTLP_ADMIN)
+        if args.smoke and (not spans["exported"] or spans["failed"]):
+            sys.exit(f"bench: spans were not exported in the smoke run: {spans}")
         saturation = statistics.median(rps[("nginx", 64)])
         # Repeated and interleaved, like the closed loop: one disturbed slot moves a tail figure a lot.
         openloop = {(t, pct): [] for t in targets for pct in RATES}
@@ -424,6 +452,11 @@ def main():
             behind = sum(fell_behind(o) for o in runs)
             print(f"    {t:10} {med('p50_us'):>8,} {fmt([o['p99_us'] for o in runs]):>24} {med('p999_us'):>8,}"
                   f" {med('max_us'):>9,}  errors {errors}  behind {behind}")
+    print("\nSpan export (OTLP/HTTP protobuf to a sink, every request sampled), wrk c=64, CPU us/req:")
+    print(f"  off {fmt(export_cpu['trellis'], digits=1)}   on {fmt(export_cpu['trellis-otlp'], digits=1)}"
+          f"   on/off {paired(export_cpu['trellis-otlp'], export_cpu['trellis'])} (target <= 1.15)")
+    print(f"  spans exported {spans.get('exported', 0):,}, dropped {spans.get('dropped', 0):,}, "
+          f"failed {spans.get('failed', 0):,}")
     print(f"\nResident memory (MB): idle / after load / holding {held_conns:,} idle connections")
     for p in proxies:
         print(f"  {p:10} {idle[p]:6.1f} {after[p]:6.1f} {held[p]:6.1f}")

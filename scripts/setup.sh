@@ -52,13 +52,14 @@ if $for_tests; then
   if ! (command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1); then
     apt_install postgresql
   fi
-  # From PyPI, in a venv: a real gRPC client and server for the proxy's gRPC tests, and
-  # kubernetes-validate for the manifests `trellis install kubernetes` prints.
-  if ! tools/venv/bin/python -c "import grpc, kubernetes_validate" 2>/dev/null; then
-    say "installing grpcio and kubernetes-validate from PyPI into tools/venv"
+  # From PyPI, in a venv: a real gRPC client and server for the proxy's gRPC tests,
+  # kubernetes-validate for the manifests `trellis install kubernetes` prints, and
+  # OpenTelemetry's protobuf messages for the OTLP receiver the span export is tested against.
+  if ! tools/venv/bin/python -c "import grpc, kubernetes_validate, opentelemetry.proto" 2>/dev/null; then
+    say "installing grpcio, kubernetes-validate and opentelemetry-proto from PyPI into tools/venv"
     python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
     [[ -x tools/venv/bin/pip ]] || python3 -m venv tools/venv
-    tools/venv/bin/pip install --quiet --disable-pip-version-check grpcio kubernetes-validate
+    tools/venv/bin/pip install --quiet --disable-pip-version-check grpcio kubernetes-validate opentelemetry-proto
   fi
   if [[ ! -d playwright/node_modules/@playwright/test || ! -d playwright/node_modules/@axe-core/playwright ]]; then
     say "installing Playwright from npm (no browser download: Debian's Chromium is used)"

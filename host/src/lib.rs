@@ -65,6 +65,18 @@ pub fn trust_roots(ca_file: Option<&Path>, setting: &str) -> Result<rustls::Root
     Ok(roots)
 }
 
+/// An error with its causes: an HTTP client's own message ("client error (Connect)") hides
+/// what went wrong (a refused connection, a certificate not trusted) in its sources.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -321,10 +321,7 @@ impl ControlPlane {
             .await
             .map_err(|_| format!("no answer from {base}{path} within 10 s"))?;
         // The legacy client's error hides its cause in `source`; say it.
-        sent.map_err(|e| match std::error::Error::source(&e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        })
+        sent.map_err(|e| trellis_host::with_causes(&e))
     }
 }
 

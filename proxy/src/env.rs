@@ -1,6 +1,8 @@
 //! Proxy settings from the environment. Every variable is read and every bad value reported
 //! together, so an operator fixes a deployment in one round.
 
+pub mod otlp;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -70,7 +72,7 @@ pub fn help() -> String {
         "Usage: trellis-proxy [--help | --version | --env-example]\n\n",
         "Configured by environment variables (default in brackets):\n",
     ));
-    for (name, default, meaning) in SETTINGS {
+    for (name, default, meaning) in SETTINGS.iter().chain(otlp::SETTINGS) {
         let default = if default.is_empty() { String::new() } else { format!(" [{default}]") };
         out.push_str(&format!("  {name}{default}\n      {meaning}\n"));
     }
@@ -82,7 +84,7 @@ pub fn help() -> String {
 /// commented out at their defaults.
 pub fn env_example() -> String {
     let mut out = String::from("# trellis-proxy settings (trellis-proxy --help says the same).\n");
-    for (name, default, meaning) in SETTINGS {
+    for (name, default, meaning) in SETTINGS.iter().chain(otlp::SETTINGS) {
         let required = meaning.starts_with("required");
         let _ = std::fmt::Write::write_fmt(
             &mut out,
@@ -138,6 +140,8 @@ pub struct Settings {
     /// `protocol: tcp` services the application calls, each on a local listener of its own
     /// (`TRELLIS_TCP_UPSTREAMS=postgres=127.0.0.1:15432,broker=127.0.0.1:15672`).
     pub tcp_upstreams: Vec<(String, SocketAddr)>,
+    /// Span export to an OpenTelemetry collector, from the standard `OTEL_*` variables.
+    pub otlp: Option<otlp::Settings>,
 }
 
 /// A value that must not reach logs: its Debug output is redacted.
@@ -212,6 +216,7 @@ impl Settings {
             worker_threads: 1,
             io_uring: true,
             tcp_upstreams: Vec::new(),
+            otlp: None,
         }
     }
 
@@ -300,6 +305,7 @@ impl Settings {
         }
         let tcp_upstreams = tcp_upstreams(&get(ENV_TCP_UPSTREAMS).unwrap_or_default(), &mut errors);
         let proxy_id = get(ENV_PROXY_ID).unwrap_or_else(|| format!("{service}-{version}-{:08x}", fastrand::u32(..)));
+        let otlp = otlp::Settings::from_lookup(&get, (&service, &version, &proxy_id), &mut errors);
         if !errors.is_empty() {
             return Err(SettingsError(errors));
         }
@@ -324,6 +330,7 @@ impl Settings {
             join_token: get(ENV_JOIN_TOKEN).filter(|t| !t.trim().is_empty()).map(|t| Secret(t.trim().to_string())),
             identity_dir: get(ENV_IDENTITY_DIR).filter(|v| !v.is_empty()).map(std::path::PathBuf::from),
             tcp_upstreams,
+            otlp,
         })
     }
 
@@ -369,6 +376,7 @@ mod tests {
         // TRELLIS_LOG and TRELLIS_LOG_FORMAT are read by the binary before the settings.
         let listed: std::collections::BTreeSet<String> = SETTINGS
             .iter()
+            .chain(otlp::SETTINGS)
             .map(|(name, ..)| name.to_string())
             .filter(|n| n != "TRELLIS_LOG" && n != "TRELLIS_LOG_FORMAT")
             .collect();

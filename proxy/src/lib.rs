@@ -34,6 +34,7 @@
 //! - [`admin`]: the admin listener.
 //! - [`telemetry`]: counts pushed to the control plane every two seconds.
 //! - [`trace`]: W3C traceparent propagation.
+//! - [`otlp`]: a span per request, exported to an OpenTelemetry collector (OTLP/HTTP).
 //! - [`upgrade`]: WebSocket and other connection upgrades, spliced through.
 //! - [`tcp`]: `protocol: tcp` services as byte streams: a local listener per service called,
 //!   the inbound side's connections to the application.
@@ -63,6 +64,7 @@ pub(crate) mod grpc;
 pub(crate) mod hash;
 pub(crate) mod inbound;
 pub(crate) mod metrics;
+pub mod otlp;
 pub(crate) mod server;
 pub(crate) mod stack;
 pub(crate) mod sync;
@@ -120,10 +122,13 @@ pub struct Shared {
     pub identity: arc_swap::ArcSwapOption<transport::tls::Certified>,
     /// mTLS configs made from that certificate.
     pub tls: arc_swap::ArcSwapOption<transport::tls::Tls>,
+    /// Spans of requests, when they are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub tracer: Option<Box<otlp::Tracer>>,
 }
 
 impl Shared {
     pub fn new(settings: Settings) -> Self {
+        let tracer = settings.otlp.clone().map(|s| Box::new(otlp::Tracer::new(s)));
         Shared {
             limit: Arc::new(gate::Gate::new(settings.max_concurrent_requests)),
             mirror_limit: Arc::new(gate::Gate::new(256)),
@@ -137,6 +142,7 @@ impl Shared {
             connections: Default::default(),
             identity: Default::default(),
             tls: Default::default(),
+            tracer,
         }
     }
 
@@ -278,6 +284,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         let serve = tcp::serve_upstream(shared.clone(), listener, service, rx.clone());
         tasks.push(tokio::spawn(serve.instrument(span.clone())));
     }
+    if let Some(tracer) = &shared.tracer {
+        let exporter = otlp::Exporter::new(tracer).map_err(anyhow::Error::msg)?;
+        tasks.push(tokio::spawn(otlp::run(exporter, shared.clone(), rx.clone()).instrument(span.clone())));
+    }
     let adm = admin::Admin(shared.clone());
     tasks.push(tokio::spawn(
         server::serve(admin_l, server::plain, adm, rx.clone(), settings.drain_grace, settings.header_read_timeout)
@@ -340,6 +350,8 @@ pub(crate) struct Arrival {
     grpc: bool,
     /// Method and path, kept only when access logs are on.
     line: Option<(http::Method, String)>,
+    /// Its span, when it is recorded.
+    span: Option<Box<otlp::Started>>,
 }
 
 impl Arrival {
@@ -349,11 +361,15 @@ impl Arrival {
         direction: trellis_model::telemetry::Direction,
         req: &mut http::Request<B>,
     ) -> Self {
-        let trace_id = trace::ensure(req.headers_mut());
+        let started = clock::now();
+        let (trace_id, span) = match &shared.tracer {
+            None => (trace::ensure(req.headers_mut()), None),
+            Some(tracer) => tracer.start(direction, req, started),
+        };
         let line = shared.settings.access_log.then(|| (req.method().clone(), req.uri().path().to_string()));
         // gRPC runs on HTTP/2 only: an HTTP/1.1 request's headers are not even looked at.
         let grpc = req.version() == http::Version::HTTP_2 && grpc::is_grpc(req.headers());
-        Arrival { direction, started: clock::now(), trace_id, grpc, line }
+        Arrival { direction, started, trace_id, grpc, line, span }
     }
 }
 
@@ -363,20 +379,27 @@ impl Shared {
     /// counted when they pass (timed to its response headers, as every request is).
     pub(crate) fn complete(
         self: &Arc<Self>,
-        arrival: Arrival,
+        mut arrival: Arrival,
         dest: &stack::Dest,
         result: Result<http::Response<Body>, errors::ProxyError>,
     ) -> http::Response<Body> {
-        let seconds = clock::now().saturating_duration_since(arrival.started).as_secs_f64();
+        let now = clock::now();
+        let seconds = now.saturating_duration_since(arrival.started).as_secs_f64();
+        let mut error = None;
         let (resp, status, code) = match result {
             Ok(resp) => {
                 let status = metrics::status_class(resp.status());
                 let code = if arrival.grpc { grpc::status(resp.headers()) } else { None };
                 if arrival.grpc && code.is_none() && resp.status() == http::StatusCode::OK {
-                    // Its status comes in the trailers: counted when they pass.
-                    let (shared, to, direction) = (self.clone(), dest.clone(), arrival.direction);
-                    let tell: grpc::OnStatus =
-                        Box::new(move |code| shared.count(direction, &to, (status, Some(code)), seconds));
+                    // Its status comes in the trailers: counted (and its span ended) when they pass.
+                    let (shared, to, direction, span) =
+                        (self.clone(), dest.clone(), arrival.direction, arrival.span.take());
+                    let tell: grpc::OnStatus = Box::new(move |code| {
+                        shared.count(direction, &to, (status, Some(code)), seconds);
+                        if let Some(started) = span {
+                            shared.end_span(started, clock::now(), to, 200, Some(code), None);
+                        }
+                    });
                     let resp = resp.map(|body| http_body_util::BodyExt::boxed_unsync(grpc::Watched::new(body, tell)));
                     if arrival.line.is_some() {
                         self.log(&arrival, dest, &resp, seconds);
@@ -387,18 +410,38 @@ impl Shared {
             }
             Err(e) if arrival.grpc => {
                 let (status, code) = (e.status_label(), e.grpc_code());
+                error = Some(e.kind());
                 (e.into_grpc_response(), status, Some(code))
             }
             Err(e) => {
                 let status = e.status_label();
+                error = Some(e.kind());
                 (e.into_response(), status, None)
             }
         };
         self.count(arrival.direction, dest, (status, code), seconds);
+        if let Some(started) = arrival.span.take() {
+            self.end_span(started, now, dest.clone(), resp.status().as_u16(), code, error);
+        }
         if arrival.line.is_some() {
             self.log(&arrival, dest, &resp, seconds);
         }
         resp
+    }
+
+    #[cold]
+    fn end_span(
+        &self,
+        started: Box<otlp::Started>,
+        end: std::time::Instant,
+        dest: stack::Dest,
+        status: u16,
+        grpc: Option<u8>,
+        error: Option<&'static str>,
+    ) {
+        if let Some(tracer) = &self.tracer {
+            tracer.finish(otlp::Span { started, end, dest, status, grpc, error }, &self.metrics.spans);
+        }
     }
 
     #[inline(always)]

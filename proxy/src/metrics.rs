@@ -251,6 +251,8 @@ pub struct Metrics {
     limited: Mutex<HashMap<(String, String), u64>>,
     /// Unix seconds; 0 without a certificate.
     identity_expiry: std::sync::atomic::AtomicI64,
+    /// Spans exported to an OpenTelemetry collector, dropped or failed.
+    pub spans: SpanCounts,
 }
 
 impl Metrics {
@@ -401,6 +403,15 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         }
+        let name = "trellis_proxy_spans_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Request spans for an OpenTelemetry collector: exported, dropped (the queue was full) or failed (the collector refused them or could not be reached).\n# TYPE {name} counter"
+        );
+        let s = &self.spans;
+        for (result, n) in [("exported", &s.exported), ("dropped", &s.dropped), ("failed", &s.failed)] {
+            let _ = writeln!(out, "{name}{{result=\"{result}\"}} {}", n.load(std::sync::atomic::Ordering::Relaxed));
+        }
         let expiry = self.identity_expiry.load(std::sync::atomic::Ordering::Relaxed);
         if expiry > 0 {
             let name = "trellis_proxy_identity_expiry_timestamp_seconds";
@@ -413,6 +424,16 @@ impl Metrics {
         trellis_model::exposition::build_info(&mut out, "proxy", env!("CARGO_PKG_VERSION"));
         out
     }
+}
+
+/// What became of request spans exported to an OpenTelemetry collector.
+#[derive(Default)]
+pub struct SpanCounts {
+    pub exported: std::sync::atomic::AtomicU64,
+    /// The queue was full.
+    pub dropped: std::sync::atomic::AtomicU64,
+    /// The collector refused them or could not be reached, tries included.
+    pub failed: std::sync::atomic::AtomicU64,
 }
 
 pub fn status_class(status: http::StatusCode) -> &'static str {

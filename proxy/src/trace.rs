@@ -47,6 +47,23 @@ fn hex(n: u64, out: &mut [u8]) {
     let _ = hex::encode_to_slice(n.to_be_bytes(), out);
 }
 
+/// A caller's `traceparent`: its trace, its span (this request's parent) and whether it
+/// sampled the trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parent {
+    pub trace: TraceId,
+    pub span: u64,
+    pub sampled: bool,
+}
+
+/// A well-formed version-00 `traceparent`.
+pub fn parent(value: &[u8]) -> Option<Parent> {
+    let trace = trace_id(value)?;
+    let value = value.trim_ascii();
+    let number = |s: &[u8]| std::str::from_utf8(s).ok().and_then(|s| u64::from_str_radix(s, 16).ok());
+    Some(Parent { trace, span: number(&value[36..52])?, sampled: number(&value[53..55])? & 1 == 1 })
+}
+
 /// The trace id of a well-formed version-00 `traceparent`.
 fn trace_id(value: &[u8]) -> Option<TraceId> {
     let value = value.trim_ascii();
@@ -63,6 +80,38 @@ fn trace_id(value: &[u8]) -> Option<TraceId> {
     let mut id = [0u8; 32];
     id.copy_from_slice(trace);
     Some(TraceId(id))
+}
+
+impl TraceId {
+    /// A new random trace.
+    pub fn random() -> TraceId {
+        let mut id = [0u8; 32];
+        hex(fastrand::u64(1..), &mut id[..16]);
+        hex(fastrand::u64(..), &mut id[16..]);
+        TraceId(id)
+    }
+
+    /// Its sixteen bytes, as OTLP carries it.
+    pub fn bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        // Only ever 32 hex digits.
+        let _ = hex::decode_to_slice(self.0, &mut out);
+        out
+    }
+}
+
+/// Sets `traceparent` to `trace`, `span` (the next hop's parent) and the sampled flag.
+pub fn set(headers: &mut HeaderMap, trace: TraceId, span: u64, sampled: bool) {
+    let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    value[3..35].copy_from_slice(&trace.0);
+    hex(span, &mut value[36..52]);
+    if sampled {
+        value[54] = b'1';
+    }
+    // SAFETY: hex digits and dashes, every one a valid header value byte.
+    #[allow(unsafe_code)]
+    let v = unsafe { http::HeaderValue::from_maybe_shared_unchecked(bytes::Bytes::copy_from_slice(&value)) };
+    headers.insert(TRACEPARENT, v);
 }
 
 #[cfg(test)]
@@ -85,6 +134,12 @@ mod tests {
         let value = empty[TRACEPARENT].to_str().unwrap().to_string();
         assert!(value.starts_with(&format!("00-{id}-")) && value.ends_with("-01"), "{value}");
         assert_eq!(trace_id(value.as_bytes()), Some(id), "a made traceparent is well-formed");
+        let p = parent(valid.as_bytes()).unwrap();
+        assert_eq!((p.span, p.sampled), (0x00f067aa0ba902b7, true));
+        assert_eq!(p.trace.bytes()[..2], [0x4b, 0xf9]);
+        set(&mut h, p.trace, 0xab, false);
+        assert_eq!(h[TRACEPARENT], "00-4bf92f3577b34da6a3ce929d0e0e4736-00000000000000ab-00");
+        assert_eq!(parent(h[TRACEPARENT].as_bytes()).map(|p| p.sampled), Some(false));
         for bad in [
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",

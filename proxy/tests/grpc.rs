@@ -8,7 +8,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{proxy_serving, proxy_to};
+use common::{proxy_serving, proxy_to, python};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::io::{BufRead, BufReader, Write};
@@ -16,11 +16,6 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use trellis_model::config::Protocol;
 use trellis_model::config::RetryOn;
-
-/// The Python with grpcio: `TRELLIS_TEST_PYTHON` (scripts/test.sh sets up one), else python3.
-fn python() -> String {
-    std::env::var("TRELLIS_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
 
 fn script() -> String {
     format!("{}/tests/grpc/app.py", env!("CARGO_MANIFEST_DIR"))
@@ -231,4 +226,33 @@ async fn a_rate_limited_call_is_resource_exhausted() {
         let series = proxy.shared.metrics.series();
         assert_eq!(series.iter().map(|s| s.failures).sum::<u64>(), 0);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_span_carries_its_grpc_status_from_the_trailers() {
+    let receiver = common::otlp::Receiver::start(0);
+    let (_server, app) = grpc_server();
+    let callee = proxy_to(app, Protocol::Grpc).await;
+    let export = common::otlp::settings(&receiver.endpoint, "caller", &[]);
+    let caller = common::proxy_with(callee.inbound, Protocol::Grpc, |s| s.otlp = Some(export)).await;
+    let outbound = caller.outbound;
+    let answers = tokio::task::spawn_blocking(move || calls(outbound, "svc", &["Count 2:14", "Say ok"])).await.unwrap();
+    assert_eq!(answers[0].0, "UNAVAILABLE");
+    // grpcio's client starts a trace of its own in no header: each call is a new trace here.
+    let mut spans = Vec::new();
+    for _ in 0..200 {
+        spans = receiver.lines();
+        if spans.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let by_name = |name: &str| spans.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("{spans:?}")).clone();
+    let count = by_name("trellis.test.Echo/Count");
+    assert_eq!(count["attributes"]["rpc.grpc.status_code"], 14, "from the trailers, after 2 messages");
+    assert_eq!(count["attributes"]["http.response.status_code"], 200);
+    assert_eq!(count["status"], 2, "an error span");
+    let say = by_name("trellis.test.Echo/Say");
+    assert_eq!((say["attributes"]["rpc.grpc.status_code"].clone(), say["status"].clone()), (0.into(), 0.into()));
+    assert_eq!(say["attributes"]["rpc.system"], "grpc");
 }

@@ -176,17 +176,7 @@ pub async fn serve<F>(
     }
 }
 
-/// An error with its causes: the HTTP client's own message ("client error (Connect)") hides
-/// what went wrong (a refused connection, a certificate not trusted) in its sources.
-pub fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
+pub use trellis_host::with_causes;
 
 pub type Client = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,

@@ -30,6 +30,7 @@ use crate::errors::ProxyError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use tower_layer::Layer;
 use trellis_model::telemetry::Direction;
 use trellis_model::{RuleConfig, ServiceConfig};
@@ -241,9 +242,22 @@ pub struct Route {
     backend: usize,
     /// Where the request and its attempts are counted (the rule's label included).
     pub metrics: crate::metrics::Handle,
+    /// Attempts made, and the endpoint of the last (its index + 1): what a span reports.
+    tries: AtomicU32,
+    picked: AtomicU32,
 }
 
 impl Route {
+    pub fn new(
+        applied: Arc<Applied>,
+        service: Arc<ServiceConfig>,
+        rule: usize,
+        backend: usize,
+        metrics: crate::metrics::Handle,
+    ) -> Self {
+        Route { applied, service, rule, backend, metrics, tries: AtomicU32::new(0), picked: AtomicU32::new(0) }
+    }
+
     pub fn rule(&self) -> &RuleConfig {
         &self.service.rules[self.rule]
     }
@@ -262,6 +276,28 @@ impl Route {
     pub fn endpoints(&self) -> &[trellis_model::Endpoint] {
         self.applied.endpoints.get(&self.service.name).map(Vec::as_slice).unwrap_or_default()
     }
+
+    /// An attempt went to the endpoint at `index` of [`Route::endpoints`].
+    pub fn pick(&self, index: usize) {
+        self.tries.fetch_add(1, Relaxed);
+        self.picked.store(index as u32 + 1, Relaxed);
+    }
+
+    /// Attempts sent to an endpoint.
+    pub fn tries(&self) -> u32 {
+        self.tries.load(Relaxed)
+    }
+
+    /// The endpoint the last attempt went to.
+    pub fn picked(&self) -> Option<&trellis_model::Endpoint> {
+        let index = self.picked.load(Relaxed).checked_sub(1)?;
+        self.endpoints().get(index as usize)
+    }
+}
+
+/// Who called, as a label: a verified service, `unknown` or `plaintext`.
+pub fn caller_label<B>(req: &http::Request<B>) -> String {
+    access::caller(req).label().to_string()
 }
 
 /// One try of a request: shared parts and route, a body that can be sent again if buffered.

@@ -53,7 +53,7 @@ impl<S> Router<S> {
         let metrics = applied
             .handle(&service, rule, backend, &self.shared.metrics)
             .ok_or_else(|| ProxyError::NoRoute(service.name.clone()))?;
-        let route = Arc::new(super::Route { applied, service, rule, backend, metrics });
+        let route = Arc::new(super::Route::new(applied, service, rule, backend, metrics));
         *dest = Dest::Routed(route.clone());
         let slot = self
             .shared

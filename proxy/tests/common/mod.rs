@@ -1,6 +1,8 @@
 //! What the proxy's integration tests share: apps on local ports and a proxy routing to one.
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod otlp;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use trellis_model::config::Protocol;
@@ -22,6 +24,12 @@ where
         }
     });
     addr
+}
+
+/// The Python with the test packages (grpcio, opentelemetry-proto): `TRELLIS_TEST_PYTHON`
+/// (scripts/test.sh sets up one), else python3.
+pub fn python() -> String {
+    std::env::var("TRELLIS_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 pub fn free_port() -> u16 {

@@ -559,6 +559,28 @@ mod tests {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RolloutsView {
     pub items: Vec<RolloutView>,
+    /// The newest notification deliveries, newest first.
+    #[serde(default)]
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// One event told to one Notification's target, and how that went.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryView {
+    pub id: i64,
+    pub notification: String,
+    /// `rollout-aborted`, `revision-rejected`, ...
+    pub event: String,
+    pub service: Option<String>,
+    /// The audit event's summary.
+    pub summary: String,
+    /// `pending` (to be tried again), `delivered` or `failed` (given up).
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// Unix milliseconds: queued, and last tried.
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 /// A rollout run that ended, as the audit log tells it: how it ended, who acted, the canary's

@@ -74,7 +74,35 @@ pub fn compile(policy: &Policy, revision: &str) -> MeshConfig {
         let rollout = rollout(&r.value);
         out.rollouts.insert(rollout.name.clone(), rollout);
     }
+    for n in &policy.notifications {
+        let n = notification(&n.value);
+        out.notifications.insert(n.name.clone(), n);
+    }
     out
+}
+
+/// Validated: exactly one target, each event known.
+fn notification(n: &crate::policy::Notification) -> crate::config::NotificationConfig {
+    use crate::config::{NotifyEvent, NotifyTarget};
+    let value = |s: &Option<Sp<String>>| s.as_ref().map(|s| s.value.clone());
+    let target = match (&n.webhook, &n.slack) {
+        (Some(w), _) => NotifyTarget::Webhook {
+            url: value(&w.value.url),
+            url_from: value(&w.value.url_from),
+            secret_from: w.value.secret_from.value.clone(),
+        },
+        (None, Some(s)) => NotifyTarget::Slack { url_from: s.value.url_from.value.clone() },
+        (None, None) => NotifyTarget::Slack { url_from: String::new() },
+    };
+    let mut events: Vec<NotifyEvent> = n.events.iter().filter_map(|e| NotifyEvent::parse(&e.value)).collect();
+    events.sort();
+    events.dedup();
+    crate::config::NotificationConfig {
+        name: n.name.value.clone(),
+        events,
+        services: n.services.iter().map(|s| s.value.clone()).collect(),
+        target,
+    }
 }
 
 fn ms(d: &Sp<String>) -> u64 {

@@ -17,6 +17,9 @@ pub struct MeshConfig {
     pub services: BTreeMap<String, ServiceConfig>,
     #[serde(default)]
     pub rollouts: BTreeMap<String, RolloutConfig>,
+    /// The control plane's own: never sent to proxies.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notifications: BTreeMap<String, NotificationConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -368,6 +371,94 @@ pub enum RolloutStrategy {
 pub enum RolloutOutcome {
     Completed,
     Aborted,
+}
+
+/// What a Notification tells, as its policy names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyEvent {
+    RolloutStarted,
+    RolloutStepped,
+    RolloutPaused,
+    RolloutAborted,
+    RolloutCompleted,
+    RevisionRejected,
+    ProxyNack,
+    CertificateExpiring,
+}
+
+impl NotifyEvent {
+    pub const ALL: [NotifyEvent; 8] = [
+        NotifyEvent::RolloutStarted,
+        NotifyEvent::RolloutStepped,
+        NotifyEvent::RolloutPaused,
+        NotifyEvent::RolloutAborted,
+        NotifyEvent::RolloutCompleted,
+        NotifyEvent::RevisionRejected,
+        NotifyEvent::ProxyNack,
+        NotifyEvent::CertificateExpiring,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NotifyEvent::RolloutStarted => "rollout-started",
+            NotifyEvent::RolloutStepped => "rollout-stepped",
+            NotifyEvent::RolloutPaused => "rollout-paused",
+            NotifyEvent::RolloutAborted => "rollout-aborted",
+            NotifyEvent::RolloutCompleted => "rollout-completed",
+            NotifyEvent::RevisionRejected => "revision-rejected",
+            NotifyEvent::ProxyNack => "proxy-nack",
+            NotifyEvent::CertificateExpiring => "certificate-expiring",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<NotifyEvent> {
+        NotifyEvent::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    /// The event an audit entry of `kind` is, if it is one a notification can want.
+    pub fn of_audit(kind: &str) -> Option<NotifyEvent> {
+        Some(match kind {
+            "rollout.started" => NotifyEvent::RolloutStarted,
+            "rollout.stepped" => NotifyEvent::RolloutStepped,
+            "rollout.paused" | "rollout.awaiting_promotion" => NotifyEvent::RolloutPaused,
+            "rollout.aborted" => NotifyEvent::RolloutAborted,
+            "rollout.completed" => NotifyEvent::RolloutCompleted,
+            "revision.rejected" => NotifyEvent::RevisionRejected,
+            "proxy.nacked" => NotifyEvent::ProxyNack,
+            "identity.expiring" => NotifyEvent::CertificateExpiring,
+            _ => return None,
+        })
+    }
+}
+
+/// A compiled Notification: its events, the services it is about, and where it goes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NotificationConfig {
+    pub name: String,
+    pub events: Vec<NotifyEvent>,
+    /// Empty: every service.
+    pub services: Vec<String>,
+    pub target: NotifyTarget,
+}
+
+impl NotificationConfig {
+    /// Whether an event of `kind` about `service` (none: the mesh's) goes to this target.
+    pub fn wants(&self, kind: &str, service: Option<&str>) -> Option<NotifyEvent> {
+        let event = NotifyEvent::of_audit(kind).filter(|e| self.events.contains(e))?;
+        match service {
+            Some(s) if !self.services.is_empty() && !self.services.iter().any(|x| x == s) => None,
+            _ => Some(event),
+        }
+    }
+}
+
+/// Where a notification goes. Secrets are the names of environment variables.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum NotifyTarget {
+    Webhook { url: Option<String>, url_from: Option<String>, secret_from: String },
+    Slack { url_from: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

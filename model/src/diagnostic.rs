@@ -97,6 +97,12 @@ codes! {
         "a tcp service is routed per connection: give its rules only backends, and leave out paths, methods, retries, timeouts, faults, mirrors, rate limits and rollouts";
     RateLimit = "TR0122", "a rate limit that limits nothing, or gives one caller two overrides",
         "set `total`, `perCaller` or `overrides`, and name each caller in one override only";
+    NotificationEvent = "TR0124", "a notification event Trellis does not have",
+        "use rollout-started, rollout-stepped, rollout-paused, rollout-aborted, rollout-completed, revision-rejected, proxy-nack or certificate-expiring";
+    NotificationTarget = "TR0125", "a notification without exactly one target, or a webhook without exactly one URL",
+        "give it `webhook:` (with `url` or `urlFrom`, and `secretFrom`) or `slack:` (with `urlFrom`)";
+    SecretReference = "TR0126", "a secret named by an environment variable that is not valid or not set",
+        "name an environment variable (A-Z, 0-9, _) that is set for the control plane, e.g. `secretFrom: TRELLIS_HOOK_SECRET`";
 }
 
 impl Code {

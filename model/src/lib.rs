@@ -50,7 +50,21 @@ pub use validate::validate;
 ///
 /// Every problem in every file is reported at once, so a pull request sees all of them.
 pub fn load(files: &[SourceFile], revision: &str) -> Result<MeshConfig, Vec<Diagnostic>> {
-    let judged = parse(files).and_then(|policy| validate(&policy).map(|()| policy));
+    load_in(files, revision, &|_| true)
+}
+
+/// [`load`] on the control plane that will use the policy: each secret it names must also be
+/// set there (`is_set` looks in its environment).
+pub fn load_in(
+    files: &[SourceFile],
+    revision: &str,
+    is_set: &dyn Fn(&str) -> bool,
+) -> Result<MeshConfig, Vec<Diagnostic>> {
+    let judged = parse(files).and_then(|policy| {
+        validate(&policy)?;
+        let unset = validate::secrets(&policy, is_set);
+        if unset.is_empty() { Ok(policy) } else { Err(unset) }
+    });
     match judged {
         Ok(policy) => Ok(compile(&policy, revision)),
         Err(mut errors) => {

@@ -33,7 +33,7 @@ impl SourceFile {
 }
 
 /// The kinds this version of Trellis understands.
-pub const KINDS: [&str; 6] = ["Mesh", "Service", "Route", "TrafficPolicy", "AccessPolicy", "Rollout"];
+pub const KINDS: [&str; 7] = ["Mesh", "Service", "Route", "TrafficPolicy", "AccessPolicy", "Rollout", "Notification"];
 
 /// Parses every document of every file. All problems are collected, never just the first.
 pub fn parse(files: &[SourceFile]) -> Result<Policy, Vec<Diagnostic>> {
@@ -132,6 +132,9 @@ fn parse_document(file: &str, doc: &Document, policy: &mut Policy, errors: &mut 
             serde_saphyr::from_str(text).map(|v| policy.access_policies.push(at(file, kind_pos, offset, v)))
         }
         "Rollout" => serde_saphyr::from_str(text).map(|v| policy.rollouts.push(at(file, kind_pos, offset, v))),
+        "Notification" => {
+            serde_saphyr::from_str(text).map(|v| policy.notifications.push(at(file, kind_pos, offset, v)))
+        }
         other => {
             let message = format!("unknown kind `{other}`{}", suggest(other, &KINDS));
             errors.push(Diagnostic::new(Code::UnknownKind, file, kind_pos, message));

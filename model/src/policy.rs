@@ -18,6 +18,7 @@ pub struct Policy {
     pub traffic_policies: Vec<Located<TrafficPolicy>>,
     pub access_policies: Vec<Located<AccessPolicy>>,
     pub rollouts: Vec<Located<Rollout>>,
+    pub notifications: Vec<Located<Notification>>,
 }
 
 /// A resource and where it was written.
@@ -419,4 +420,50 @@ pub struct AnalysisSpec {
     /// Inconclusive analyses in a row before the rollout pauses and says why.
     #[serde(default)]
     pub max_inconclusive: Option<Sp<u32>>,
+}
+
+/// Who is told of what: a webhook or a Slack channel, and the events it wants. Secrets are
+/// named, never written: each `...From` is an environment variable of the control plane.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Notification {
+    pub kind: String,
+    pub name: Sp<String>,
+    /// rollout-started, rollout-stepped, rollout-paused (an analysis paused it, or it waits
+    /// for a promotion), rollout-aborted, rollout-completed, revision-rejected, proxy-nack,
+    /// certificate-expiring.
+    pub events: Vec<Sp<String>>,
+    /// Only events about these services (every service's when empty); revision and
+    /// certificate events concern no one service and always go.
+    #[serde(default)]
+    pub services: Vec<Sp<String>>,
+    /// Generic JSON, signed with HMAC-SHA256 in `X-Trellis-Signature-256`.
+    #[serde(default)]
+    pub webhook: Option<Sp<WebhookSpec>>,
+    /// Slack's incoming-webhook format.
+    #[serde(default)]
+    pub slack: Option<Sp<SlackSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebhookSpec {
+    /// Where to POST; or `urlFrom`, when the URL itself is a secret.
+    #[serde(default)]
+    pub url: Option<Sp<String>>,
+    #[serde(default)]
+    pub url_from: Option<Sp<String>>,
+    /// The environment variable holding the HMAC key deliveries are signed with.
+    pub secret_from: Sp<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SlackSpec {
+    /// The environment variable holding the channel's incoming-webhook URL (it carries the
+    /// channel's token, so it is never written in git).
+    pub url_from: Sp<String>,
 }

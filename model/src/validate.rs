@@ -3,7 +3,7 @@
 //! # Layout
 //! - this file: the walk over resources, names and references.
 //! - [`rules`]: a Route's rules (matches, weights, shadowing, timeouts, retries, faults).
-//! - [`resources`]: Mesh, TrafficPolicy, AccessPolicy and Rollout.
+//! - [`resources`]: Mesh, TrafficPolicy, AccessPolicy, Rollout and Notification.
 
 mod resources;
 mod rules;
@@ -55,11 +55,31 @@ pub fn validate(policy: &Policy) -> Result<(), Vec<Diagnostic>> {
     resources::traffic_policies(&mut cx, &policy.traffic_policies);
     resources::access_policies(&mut cx, &policy.access_policies);
     resources::rollouts(&mut cx, &policy.rollouts);
+    resources::notifications(&mut cx, &policy.notifications);
 
     let mut errors = cx.errors;
     errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     errors.dedup();
     if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// The secrets a valid policy names that `is_set` says are not set: checked on the control
+/// plane that will use them, against its environment, when it judges a revision.
+pub fn secrets(policy: &Policy, is_set: &dyn Fn(&str) -> bool) -> Vec<Diagnostic> {
+    let mut cx = Cx::default();
+    for n in &policy.notifications {
+        let here = n.here();
+        for name in resources::secret_names(&n.value) {
+            if !is_set(&name.value) {
+                let msg = format!(
+                    "notification `{}` names `{}`, which is not set in the control plane's environment",
+                    n.value.name.value, name.value
+                );
+                cx.push(Code::SecretReference, &here, name, msg);
+            }
+        }
+    }
+    cx.errors
 }
 
 /// Where a resource was written: turns document positions into file positions.

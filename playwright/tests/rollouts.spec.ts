@@ -85,6 +85,14 @@ test('an operator promotes a canary in one click, the proxies follow, and Abort 
   await expect(run.getByTestId('finished-commit')).toHaveText(repo.head().slice(0, 8));
   await expect(run.getByTestId('finished-weights').locator('svg')).toHaveAttribute(
     'aria-label', /canary weight: latest 0\.0 % \(from 0\.0 to 80\.0\)/);
+  // The abort was told to both reference Notifications (the demo runs their receiver), and the
+  // page lists each delivery with how it went.
+  const deliveries = page.getByTestId('notification-deliveries');
+  for (const name of ['canaries-to-slack', 'platform-hook']) {
+    const row = deliveries.locator('tr', { hasText: name }).filter({ hasText: 'rollout-aborted' }).first();
+    await expect(row).toContainText('delivered', { timeout: 15_000 });
+    await expect(row).toHaveAttribute('title', /aborted by ops/);
+  }
 });
 
 test('a viewer sees every rollout but no buttons, and the API refuses a viewer with 403', async ({ page }) => {

@@ -38,7 +38,7 @@ impl DataSource for AppState {
     }
 
     fn rollouts(&self) -> BoxFuture<'_, RolloutsView> {
-        Box::pin(self.rollouts.views())
+        Box::pin(async move { crate::notify::with_deliveries(self, self.rollouts.views().await).await })
     }
 
     fn audit(&self, filter: AuditFilter, cursor: Option<String>) -> BoxFuture<'_, Result<AuditPage, String>> {

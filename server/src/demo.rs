@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod load;
+mod receiver;
 mod replicas;
 
 use crate::gitops::PolicySource;
@@ -96,9 +97,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let fail_flag = data_dir.join("fail-version");
     let _ = std::fs::remove_file(&fail_flag);
     let site_root = args.site_root.clone().unwrap_or_else(crate::serve::default_site_root);
+    let secrets = receiver::start().await?;
     let cp = if args.replicas > 1 {
         let n = usize::from(args.replicas);
-        let r = replicas::start(n, args.listen, args.database_url.clone(), &data_dir, repo.path(), &users, &site_root);
+        let (db, dir) = (args.database_url.clone(), &data_dir);
+        let r = replicas::start(n, args.listen, db, dir, repo.path(), &users, &site_root, &secrets);
         ControlPlane::Replicas(r.await?)
     } else {
         ControlPlane::One(

@@ -96,7 +96,7 @@ pub fn judge(repo: &Repository, oid: Oid, signers: Option<&signing::Signers>) ->
     });
     let result = match unsigned {
         Some(errors) => Err(errors),
-        None => crate::source::load(crate::source::read_commit(repo, oid)?, &sha),
+        None => crate::source::load_here(crate::source::read_commit(repo, oid)?, &sha),
     };
     let author = commit.author();
     let (config, errors) = match result {

@@ -61,6 +61,7 @@ pub mod gitops;
 pub mod health;
 pub mod https;
 pub mod identity;
+pub mod notify;
 pub mod prometheus;
 pub mod rollouts;
 pub mod serve;

@@ -345,7 +345,10 @@ impl Rollouts {
     pub async fn views(&self) -> RolloutsView {
         let inner = self.0.lock().await;
         let Some(base) = &inner.base else { return RolloutsView::default() };
-        RolloutsView { items: base.rollouts.values().map(|spec| view(spec, inner.states.get(&spec.name))).collect() }
+        RolloutsView {
+            items: base.rollouts.values().map(|spec| view(spec, inner.states.get(&spec.name))).collect(),
+            ..Default::default()
+        }
     }
 }
 

@@ -162,6 +162,9 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     };
     tasks.push(tokio::spawn(crate::cluster::listen(store.clone(), heard, shutdown_rx.clone())));
     tasks.push(tokio::spawn(workers::run_rollouts(state.clone(), follow_now, shutdown_rx.clone())));
+    tasks.push(tokio::spawn(
+        crate::notify::run(state.clone(), shutdown_rx.clone()).instrument(tracing::info_span!("notify")),
+    ));
     if let (Some(ca), Some(listener)) = (ca, fleet_listener) {
         let tls = crate::fleet::tls::server_config(ca.clone()).map_err(|e| anyhow::anyhow!("the fleet's TLS: {e}"))?;
         let fleet_app = crate::fleet_api::router()

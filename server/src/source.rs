@@ -58,9 +58,24 @@ fn push(r: Result<SourceFile, Diagnostic>, files: &mut Vec<SourceFile>, errors: 
     }
 }
 
-/// Judges what was read: unreadable files are errors like any other.
-pub fn load((files, mut errors): Read, revision: &str) -> Result<trellis_model::MeshConfig, Vec<Diagnostic>> {
-    match trellis_model::load(&files, revision) {
+/// Judges what was read, offline (the pull-request commands): unreadable files are errors
+/// like any other; a secret's variable is the control plane's business.
+pub fn load(read: Read, revision: &str) -> Result<trellis_model::MeshConfig, Vec<Diagnostic>> {
+    judge(read, revision, &|_| true)
+}
+
+/// Judges what was read on the control plane that will use it: a secret a policy names must
+/// be set in this very process's environment (or provided by it, see [`crate::notify::secret`]).
+pub fn load_here(read: Read, revision: &str) -> Result<trellis_model::MeshConfig, Vec<Diagnostic>> {
+    judge(read, revision, &|name| crate::notify::secret(name).is_some())
+}
+
+fn judge(
+    (files, mut errors): Read,
+    revision: &str,
+    is_set: &dyn Fn(&str) -> bool,
+) -> Result<trellis_model::MeshConfig, Vec<Diagnostic>> {
+    match trellis_model::load_in(&files, revision, is_set) {
         Ok(config) if errors.is_empty() => Ok(config),
         Ok(_) => Err(errors),
         Err(more) => {

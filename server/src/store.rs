@@ -21,10 +21,12 @@ pub enum StoreError {
 
 mod cluster;
 mod fleet;
+mod notifications;
 mod sessions;
 
 pub use cluster::{CHANNEL, Fence, IdentityRow, LEADER, Lease, ReplicaRow, topic};
 pub use fleet::{Member, MemberStatus};
+pub use notifications::{DeliveryRow, NewDelivery};
 pub use sessions::SessionRow;
 
 #[derive(Clone)]

@@ -13,7 +13,12 @@ pub const DEMO_POLICIES: &[(&str, &str)] = &[
     ("policies/inventory.yaml", include_str!("../../policies/policies/inventory.yaml")),
     (INVENTORY_ROLLOUT, include_str!("../../policies/rollouts/inventory-v2.yaml")),
     ("rollouts/catalog-v2.yaml", include_str!("../../policies/rollouts/catalog-v2.yaml")),
+    (DEMO_NOTIFICATIONS, include_str!("../../policies/notifications/rollouts.yaml")),
 ];
+
+/// The demo's notifications: `trellis demo` provides the secrets they name (see
+/// [`crate::demo`]); test meshes leave them out, as they have none.
+pub const DEMO_NOTIFICATIONS: &str = "notifications/rollouts.yaml";
 
 /// The demo's canary of inventory v2.
 pub const INVENTORY_ROLLOUT: &str = "rollouts/inventory-v2.yaml";
@@ -26,11 +31,13 @@ pub struct PolicyRepo {
 }
 
 impl PolicyRepo {
-    /// A throwaway repository holding the demo policies in one commit.
+    /// A throwaway repository holding the demo policies in one commit, but its notifications.
     pub fn demo() -> Self {
         let temp = tempfile::tempdir().expect("a temporary directory");
         let path = temp.path().join("policy");
-        let repo = Self::create(&path, DEMO_POLICIES).expect("creating a repository");
+        let files: Vec<(&str, &str)> =
+            DEMO_POLICIES.iter().copied().filter(|(p, _)| *p != DEMO_NOTIFICATIONS).collect();
+        let repo = Self::create(&path, &files).expect("creating a repository");
         PolicyRepo { _temp: Some(temp), ..repo }
     }
 
@@ -63,7 +70,9 @@ impl PolicyRepo {
 
     /// Writes one file and commits it, as a user's `git commit -a` would.
     pub fn commit(&self, name: &str, text: &str, message: &str) -> Oid {
-        std::fs::write(self.path.join(name), text).expect("writing a policy file");
+        let file = self.path.join(name);
+        std::fs::create_dir_all(file.parent().unwrap_or(&self.path)).expect("making the file's directory");
+        std::fs::write(file, text).expect("writing a policy file");
         self.commit_all(message).expect("committing")
     }
 

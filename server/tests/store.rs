@@ -5,7 +5,9 @@ use trellis_api::{AuditFilter, RevisionView};
 use trellis_model::diff::{Change, ChangeKind};
 use trellis_model::{Code, Diagnostic, diagnostic::Pos};
 use trellis_server::audit::spool::Spooled;
-use trellis_server::store::{Fence, LEADER, MemberStatus, NewEvent, ReplicaRow, SessionRow, Store, StoreError};
+use trellis_server::store::{
+    Fence, LEADER, MemberStatus, NewDelivery, NewEvent, ReplicaRow, SessionRow, Store, StoreError,
+};
 use trellis_server::testing::PgDatabase;
 
 /// Runs `trellis audit ARGS` against the database; returns exit code and stdout.
@@ -282,6 +284,38 @@ async fn exercise(url: &str) {
     }
     assert_eq!(store.session("s0", 1_000).await.unwrap(), None);
     assert!(store.session("s3", 1_000).await.unwrap().is_some());
+
+    // Notification deliveries: queued once per (notification, event), however often offered.
+    let last = store.last_audit_id().await.unwrap();
+    assert!(last > 0);
+    let cursor = store.notification_cursor().await.unwrap();
+    assert!(cursor.is_some_and(|c| c <= last), "the migration starts reading where the log stood");
+    let delivery = |n: &str, id: i64| NewDelivery {
+        notification: n.into(),
+        event_id: id,
+        event: "rollout-aborted".into(),
+        service: Some("inventory".into()),
+        target: r#"{"type":"slack","url_from":"X"}"#.into(),
+        payload: r#"{"summary":"aborted"}"#.into(),
+    };
+    store.enqueue_deliveries(&[delivery("a", 1), delivery("b", 1)], 7, 5_000).await.unwrap();
+    store.enqueue_deliveries(&[delivery("a", 1), delivery("a", 2)], 9, 6_000).await.unwrap();
+    assert_eq!(store.notification_cursor().await.unwrap(), Some(9));
+    let due = store.due_deliveries(6_000, 10).await.unwrap();
+    let queued: Vec<(&str, i64)> = due.iter().map(|d| (d.notification.as_str(), d.event_id)).collect();
+    assert_eq!(queued, [("a", 1), ("b", 1), ("a", 2)]);
+    let mut tried = due[0].clone();
+    (tried.attempts, tried.next_at, tried.last_error) = (1, 8_000, Some("the receiver answered 503".into()));
+    store.update_delivery(&tried, 6_000).await.unwrap();
+    assert_eq!(store.due_deliveries(7_000, 10).await.unwrap().len(), 2, "not due again before its backoff");
+    tried.state = "delivered".into();
+    store.update_delivery(&tried, 8_500).await.unwrap();
+    assert_eq!(store.due_deliveries(9_000, 10).await.unwrap().len(), 2, "delivered is done");
+    let recent = store.recent_deliveries(2).await.unwrap();
+    assert_eq!(recent.iter().map(|d| d.id).collect::<Vec<_>>(), [due[2].id, due[1].id], "newest first");
+    let all = store.recent_deliveries(10).await.unwrap();
+    let first = all.iter().find(|d| d.id == tried.id).unwrap();
+    assert_eq!((first.state.as_str(), first.attempts, first.updated_at), ("delivered", 1, 8_500));
     store.close().await;
 }
 

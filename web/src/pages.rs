@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod compare;
+pub mod deliveries;
 pub mod finished;
 pub mod fleet;
 pub mod login;

@@ -1,9 +1,9 @@
-//! Mesh, TrafficPolicy, AccessPolicy and Rollout.
+//! Mesh, TrafficPolicy, AccessPolicy, Rollout and Notification.
 
 use super::{Cx, rules};
 use crate::config::RolloutStrategy;
 use crate::diagnostic::Code;
-use crate::policy::{AccessPolicy, Located, Mesh, OutlierSpec, Rollout, TrafficPolicy};
+use crate::policy::{AccessPolicy, Located, Mesh, Notification, OutlierSpec, Rollout, Sp, TrafficPolicy};
 use std::collections::BTreeMap;
 
 pub(super) fn meshes(cx: &mut Cx, meshes: &[Located<Mesh>]) {
@@ -158,4 +158,73 @@ pub(super) fn rollouts(cx: &mut Cx, rollouts: &[Located<Rollout>]) {
             }
         }
     }
+}
+
+pub(super) fn notifications(cx: &mut Cx, notifications: &[Located<Notification>]) {
+    use crate::config::NotifyEvent;
+    let known: Vec<&str> = NotifyEvent::ALL.iter().map(|e| e.name()).collect();
+    for located in notifications {
+        let (here, n) = (located.here(), &located.value);
+        cx.name(&here, &n.name);
+        cx.unique("Notification", &here, &n.name);
+        if n.events.is_empty() {
+            let msg = format!("notification `{}` wants no events", n.name.value);
+            cx.push(Code::NotificationEvent, &here, &n.name, msg);
+        }
+        for e in &n.events {
+            if NotifyEvent::parse(&e.value).is_none() {
+                let msg = format!("unknown event `{}`{}", e.value, crate::parse::suggest(&e.value, &known));
+                cx.push(Code::NotificationEvent, &here, e, msg);
+            }
+        }
+        for s in &n.services {
+            cx.service(&here, s);
+        }
+        match (&n.webhook, &n.slack) {
+            (Some(_), Some(slack)) => {
+                let msg = format!("notification `{}` has both `webhook` and `slack`: give it one", n.name.value);
+                cx.push(Code::NotificationTarget, &here, slack, msg);
+            }
+            (None, None) => {
+                let msg = format!("notification `{}` has no target: give it `webhook` or `slack`", n.name.value);
+                cx.push(Code::NotificationTarget, &here, &n.name, msg);
+            }
+            (Some(w), None) => {
+                let (url, from) = (&w.value.url, &w.value.url_from);
+                if url.is_some() == from.is_some() {
+                    let msg = "a webhook needs exactly one of `url` and `urlFrom`".to_string();
+                    cx.push(Code::NotificationTarget, &here, w, msg);
+                }
+                if let Some(u) = url
+                    && !(u.value.starts_with("https://") || u.value.starts_with("http://"))
+                {
+                    let msg = format!("`{}` is not an http(s):// URL", u.value);
+                    cx.push(Code::NotificationTarget, &here, u, msg);
+                }
+            }
+            (None, Some(_)) => {}
+        }
+        for name in secret_names(n) {
+            let v = &name.value;
+            let ok = v.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+                && v.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !ok {
+                let msg = format!("`{v}` is not the name of an environment variable (A-Z, 0-9 and _)");
+                cx.push(Code::SecretReference, &here, name, msg);
+            }
+        }
+    }
+}
+
+/// The environment variables a notification takes its secrets from.
+pub(super) fn secret_names(n: &Notification) -> Vec<&Sp<String>> {
+    let mut names = Vec::new();
+    if let Some(w) = &n.webhook {
+        names.extend(w.value.url_from.iter());
+        names.push(&w.value.secret_from);
+    }
+    if let Some(s) = &n.slack {
+        names.push(&s.value.url_from);
+    }
+    names
 }

@@ -18,6 +18,12 @@ fn rollout(body: &str) -> String {
     )
 }
 
+const SLACK: &str = "slack: { urlFrom: TRELLIS_SLACK_URL }\n";
+
+fn notification(events: &str, target: &str) -> String {
+    format!("kind: Notification\nname: alerts\n{events}{target}")
+}
+
 /// (code, extra file) pairs: each policy is SERVICES plus the file, and must fail with the code.
 fn examples() -> Vec<(Code, String)> {
     vec![
@@ -73,6 +79,9 @@ fn examples() -> Vec<(Code, String)> {
         (Code::InvalidMethod, route(&format!("  - matches: [{{ method: get }}]\n{ONE_BACKEND}"))),
         (Code::GrpcCondition, route(&format!("  - retries: {{ on: [unavailable, 5xx] }}\n{ONE_BACKEND}"))),
         (Code::RateLimit, "kind: TrafficPolicy\nname: t\nservice: pay\nrateLimit: {}\n".into()),
+        (Code::NotificationEvent, notification("events: [rollout-aborted, rollout-abort]\n", SLACK)),
+        (Code::NotificationTarget, notification("events: [proxy-nack]\n", "")),
+        (Code::SecretReference, notification("events: [proxy-nack]\n", "slack: { urlFrom: slack-url }\n")),
         (
             Code::TcpService,
             "kind: Service\nname: db\nprotocol: tcp\nversions: [v1]\n---\nkind: Route\nname: db\nservice: db\nrules:\n  - retries: { attempts: 1 }\n    backends: [{ version: v1, weight: 100 }]\n".into(),
@@ -176,4 +185,44 @@ fn a_tcp_service_takes_connection_features_only() {
     assert_eq!(codes_of(&limited), vec![Code::TcpService]);
     let rollout = rollout("steps: [{ weight: 10 }]\n").replace("service: shop", "service: db");
     assert_eq!(codes_of(&format!("{db}{rollout}")), vec![Code::TcpService]);
+}
+
+#[test]
+fn a_notification_names_known_events_one_target_and_secrets_by_variable() {
+    let ok = notification("events: [rollout-aborted, revision-rejected]\nservices: [shop]\n", SLACK);
+    assert_eq!(codes_of(&ok), []);
+    let hook = "webhook: { url: \"https://hooks.example/x\", secretFrom: TRELLIS_HOOK_SECRET }\n";
+    assert_eq!(codes_of(&notification("events: [proxy-nack]\n", hook)), []);
+    let files = [
+        SourceFile { path: "services.yaml".into(), text: SERVICES.into() },
+        SourceFile { path: "n.yaml".into(), text: notification("events: [rollout-abortd]\n", SLACK) },
+    ];
+    let errors = load(&files, "r").unwrap_err();
+    assert!(errors[0].message.contains("did you mean `rollout-aborted`"), "{errors:?}");
+    for (target, why) in [
+        (format!("{SLACK}{hook}"), "both"),
+        ("webhook: { secretFrom: K }\n".to_string(), "no URL"),
+        ("webhook: { url: ftp://x, secretFrom: K }\n".to_string(), "not http"),
+    ] {
+        assert!(
+            codes_of(&notification("events: [proxy-nack]\n", &target)).contains(&Code::NotificationTarget),
+            "{why}"
+        );
+    }
+    assert!(codes_of(&notification("events: []\n", SLACK)).contains(&Code::NotificationEvent));
+    assert!(
+        codes_of(&notification("events: [proxy-nack]\nservices: [shopp]\n", SLACK)).contains(&Code::UnknownService)
+    );
+    // Slack's URL carries its token: there is no `url` to write it in.
+    assert!(
+        codes_of(&notification("events: [proxy-nack]\n", "slack: { url: https://hooks.slack.com/x }\n"))
+            .contains(&Code::UnknownField)
+    );
+    // Set or not is the control plane's to say, where it judges the revision.
+    let files = [SourceFile { path: "n.yaml".into(), text: notification("events: [proxy-nack]\n", hook) }];
+    let unset = crate::load_in(&files, "r", &|name| name != "TRELLIS_HOOK_SECRET").unwrap_err();
+    assert_eq!((unset[0].code, unset[0].line), (Code::SecretReference, 4), "{unset:?}");
+    assert!(unset[0].message.contains("`TRELLIS_HOOK_SECRET`, which is not set"), "{unset:?}");
+    let compiled = crate::load_in(&files, "r", &|_| true).unwrap();
+    assert_eq!(compiled.notifications["alerts"].events, [crate::config::NotifyEvent::ProxyNack]);
 }

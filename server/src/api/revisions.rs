@@ -182,5 +182,5 @@ fn files_of(read: &crate::source::Read) -> Vec<PolicyFile> {
 /// A revision's policy files and, when they are a valid policy, its configuration.
 async fn policy_at(state: &AppState, sha: &str) -> Result<(Vec<PolicyFile>, Option<MeshConfig>), ApiError> {
     let read = read_revision(state, sha).await?;
-    Ok((files_of(&read), crate::source::load(read, sha).ok()))
+    Ok((files_of(&read), crate::source::load_here(read, sha).ok()))
 }

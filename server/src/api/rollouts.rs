@@ -23,7 +23,7 @@ pub fn router() -> axum::Router<AppState> {
 }
 
 async fn list(State(state): State<AppState>) -> Json<RolloutsView> {
-    Json(state.rollouts.views().await)
+    Json(crate::notify::with_deliveries(&state, state.rollouts.views().await).await)
 }
 
 async fn history(State(state): State<AppState>) -> Result<Json<super::Page<RolloutRun>>, ApiError> {

@@ -191,6 +191,7 @@ pub fn schema() -> String {
         ("TrafficPolicy", generator.subschema_for::<TrafficPolicy>()),
         ("AccessPolicy", generator.subschema_for::<AccessPolicy>()),
         ("Rollout", generator.subschema_for::<Rollout>()),
+        ("Notification", generator.subschema_for::<Notification>()),
     ];
     let mut defs = serde_json::Map::new();
     for (name, schema) in generator.take_definitions(true) {

@@ -36,7 +36,9 @@ impl Replicas {
     }
 }
 
-/// Starts `n` replicas following `repo`, with `users`, the first on `listen`.
+/// Starts `n` replicas following `repo`, with `users` and the notifications' `secrets`, the
+/// first on `listen`.
+#[allow(clippy::too_many_arguments)] // the demo's settings, each passed on to every replica
 pub async fn start(
     n: usize,
     listen: SocketAddr,
@@ -45,6 +47,7 @@ pub async fn start(
     repo: &Path,
     users: &[crate::auth::User],
     site_root: &Path,
+    secrets: &[(String, String)],
 ) -> anyhow::Result<Replicas> {
     let SocketAddr::V4(first) = listen else { anyhow::bail!("--replicas needs a 127.0.0.1 listen address") };
     anyhow::ensure!(
@@ -103,6 +106,7 @@ pub async fn start(
                 .env("DATABASE_URL", &database_url)
                 .env("TRELLIS_TOKENS", &tokens)
                 .env("TRELLIS_REPLICA_ID", format!("replica-{i}"))
+                .envs(secrets.iter().map(|(k, v)| (k, v)))
                 .stdout(log.try_clone()?)
                 .stderr(log),
         )?);

@@ -7,13 +7,16 @@ use crate::components::WeightBar;
 use leptos::prelude::*;
 use trellis_model::rollout::{Analysis, Verdict};
 
-/// The live rollouts, and the finished ones as markup (see [`super::finished`]): one request,
-/// and one resource for the page to hydrate.
+/// The live rollouts, and as markup the finished ones (see [`super::finished`]) and the
+/// notification deliveries (see [`super::deliveries`]): one request, and one resource for the
+/// page to hydrate.
 #[server(prefix = "/api/v1/ui", endpoint = "rollouts")]
-pub async fn get_rollouts() -> Result<(crate::api::RolloutsView, String), ServerFnError> {
+pub async fn get_rollouts() -> Result<(crate::api::RolloutsView, String, String), ServerFnError> {
     let backend = expect_context::<crate::ssr::Backend>();
     let finished = super::finished::markup(backend.0.finished_rollouts().await);
-    Ok((backend.0.rollouts().await, finished))
+    let mut view = backend.0.rollouts().await;
+    let deliveries = super::deliveries::markup(&std::mem::take(&mut view.deliveries));
+    Ok((view, finished, deliveries))
 }
 
 /// An operator's action from the page: authorised by the session cookie plus its CSRF token.
@@ -48,7 +51,7 @@ pub fn RolloutsPage() -> impl IntoView {
             {move || {
                 let session = session.get().and_then(|s| s.ok()).unwrap_or_default();
                 rollouts.get().map(|r| match r {
-                    Ok((list, finished)) => {
+                    Ok((list, finished, deliveries)) => {
                         let live = if list.items.is_empty() {
                             view! {
                                 <p class="card" data-testid="rollouts-empty">
@@ -63,7 +66,12 @@ pub fn RolloutsPage() -> impl IntoView {
                                 .collect_view()
                                 .into_any()
                         };
-                        view! { {live} <section class="card" data-testid="finished-rollouts" inner_html=finished></section> }.into_any()
+                        view! {
+                            {live}
+                            <section class="card" data-testid="finished-rollouts" inner_html=finished></section>
+                            <section class="card" data-testid="notification-deliveries" inner_html=deliveries></section>
+                        }
+                        .into_any()
                     }
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 })

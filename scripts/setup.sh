@@ -53,13 +53,14 @@ if $for_tests; then
     apt_install postgresql
   fi
   # From PyPI, in a venv: a real gRPC client and server for the proxy's gRPC tests,
-  # kubernetes-validate for the manifests `trellis install kubernetes` prints, and
-  # OpenTelemetry's protobuf messages for the OTLP receiver the span export is tested against.
-  if ! tools/venv/bin/python -c "import grpc, kubernetes_validate, opentelemetry.proto" 2>/dev/null; then
-    say "installing grpcio, kubernetes-validate and opentelemetry-proto from PyPI into tools/venv"
+  # kubernetes-validate for the manifests `trellis install kubernetes` prints, OpenTelemetry's
+  # protobuf messages for the OTLP receiver the span export is tested against, and jsonschema
+  # to check the API's answers against its OpenAPI document.
+  if ! tools/venv/bin/python -c "import grpc, kubernetes_validate, opentelemetry.proto, jsonschema" 2>/dev/null; then
+    say "installing grpcio, kubernetes-validate, opentelemetry-proto and jsonschema from PyPI into tools/venv"
     python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
     [[ -x tools/venv/bin/pip ]] || python3 -m venv tools/venv
-    tools/venv/bin/pip install --quiet --disable-pip-version-check grpcio kubernetes-validate opentelemetry-proto
+    tools/venv/bin/pip install --quiet --disable-pip-version-check grpcio kubernetes-validate opentelemetry-proto jsonschema
   fi
   if [[ ! -d playwright/node_modules/@playwright/test || ! -d playwright/node_modules/@axe-core/playwright ]]; then
     say "installing Playwright from npm (no browser download: Debian's Chromium is used)"

@@ -11,6 +11,7 @@ use trellis_model::Diagnostic;
 use trellis_model::diff::Change;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Overview {
     /// The revision proxies should be running.
     pub applied: Option<RevisionView>,
@@ -22,6 +23,7 @@ pub struct Overview {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RevisionView {
     pub sha: String,
     pub author: String,
@@ -55,6 +57,7 @@ pub fn short_sha(sha: &str) -> String {
 
 /// The `/policy` page: the revision in force, its files, and the recent history.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PolicyView {
     pub applied: Option<RevisionView>,
     pub files: Vec<PolicyFile>,
@@ -63,6 +66,7 @@ pub struct PolicyView {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PolicyFile {
     pub path: String,
     pub text: String,
@@ -71,6 +75,7 @@ pub struct PolicyFile {
 /// Two revisions compared: what going from one to the other does to traffic, in the words of
 /// `trellis diff`, and every policy file that differs, line by line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Comparison {
     pub from: RevisionView,
     pub to: RevisionView,
@@ -81,6 +86,7 @@ pub struct Comparison {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FileDiff {
     pub path: String,
     /// `added`, `removed` or `modified`.
@@ -91,6 +97,7 @@ pub struct FileDiff {
 
 /// One row of a side-by-side diff; line numbers count from 1.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum DiffRow {
     Same {
@@ -121,6 +128,7 @@ pub enum DiffRow {
 
 /// What an operator's revert made: a commit restoring `to`'s policy, on `branch`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Reverted {
     /// The revision whose policy the commit restores.
     pub to: String,
@@ -133,12 +141,14 @@ pub struct Reverted {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ServiceView {
     pub name: String,
     pub versions: Vec<VersionView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VersionView {
     pub name: String,
     /// Share of the service's default rule, in percent.
@@ -148,6 +158,7 @@ pub struct VersionView {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProxyView {
     pub id: String,
     pub service: String,
@@ -177,6 +188,7 @@ pub struct ProxyView {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditEntry {
     pub id: i64,
     /// Unix milliseconds.
@@ -197,6 +209,7 @@ pub struct AuditEntry {
 
 /// Which audit events to list; every field narrows, none means all.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditFilter {
     /// A kind (`revision.rejected`) or a family of kinds (`rollout`).
     pub kind: Option<String>,
@@ -245,6 +258,7 @@ pub fn runs(items: &[AuditEntry]) -> Vec<std::ops::Range<usize>> {
 
 /// A page of the audit log: newest first, `next` the cursor of the following page.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditPage {
     pub items: Vec<AuditEntry>,
     pub next: Option<String>,
@@ -252,6 +266,7 @@ pub struct AuditPage {
 
 /// The golden metrics of a service, version or edge over a window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Golden {
     pub rps: f64,
     /// `None` without requests: no traffic is not 100 % success.
@@ -264,6 +279,7 @@ pub struct Golden {
 
 /// The `/topology` page: services and who calls whom, with their golden metrics.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TopologyView {
     pub window_s: u64,
     pub nodes: Vec<NodeView>,
@@ -271,6 +287,7 @@ pub struct TopologyView {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NodeView {
     pub service: String,
     /// What the service received, all versions together.
@@ -283,6 +300,7 @@ pub struct NodeView {
 
 /// Opaque TCP connections over a window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TcpView {
     pub opened: u64,
     pub connections_per_s: f64,
@@ -294,6 +312,7 @@ pub struct TcpView {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EdgeView {
     pub from: String,
     pub to: String,
@@ -325,6 +344,7 @@ pub fn traffic_range(name: &str) -> Option<u64> {
 
 /// The `/traffic` page: golden metrics per service and version over the last 15 minutes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TrafficView {
     pub step_s: u64,
     /// How far back the charts go: 900 from memory, longer from Prometheus.
@@ -341,6 +361,7 @@ pub struct TrafficView {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ServiceTraffic {
     pub service: String,
     /// What the service received over the view's window, all versions together: the same
@@ -360,6 +381,7 @@ pub struct ServiceTraffic {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LimitedTraffic {
     /// The calling service, or `plaintext` / `unknown`.
     pub caller: String,
@@ -370,6 +392,7 @@ pub struct LimitedTraffic {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RouteTraffic {
     pub route: String,
     /// Over the last minute.
@@ -380,6 +403,7 @@ pub struct RouteTraffic {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VersionTraffic {
     pub version: String,
     /// Oldest first; one point per step.
@@ -387,6 +411,7 @@ pub struct VersionTraffic {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Point {
     /// Unix seconds at the start of the step.
     pub t: u64,
@@ -395,6 +420,7 @@ pub struct Point {
 
 /// The `/fleet` page: every live proxy and the sync status of the current revision.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FleetView {
     pub revision: Option<String>,
     pub synced: usize,
@@ -415,6 +441,7 @@ pub struct FleetView {
 
 /// The control plane's replicas as the one answering sees them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClusterView {
     /// The replica that answered.
     pub replica: String,
@@ -433,6 +460,7 @@ pub struct ClusterView {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ReplicaView {
     pub id: String,
     /// Where it serves the API, the dashboard and proxies.
@@ -557,6 +585,7 @@ mod tests {
 
 /// The `/rollouts` page and `GET /api/v1/rollouts`: every Rollout in the applied revision.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RolloutsView {
     pub items: Vec<RolloutView>,
     /// The newest notification deliveries, newest first.
@@ -566,6 +595,7 @@ pub struct RolloutsView {
 
 /// One event told to one Notification's target, and how that went.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeliveryView {
     pub id: i64,
     pub notification: String,
@@ -586,6 +616,7 @@ pub struct DeliveryView {
 /// A rollout run that ended, as the audit log tells it: how it ended, who acted, the canary's
 /// weight over time, and the commit that recorded the outcome in git.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RolloutRun {
     pub name: String,
     pub service: Option<String>,
@@ -607,6 +638,7 @@ pub struct RolloutRun {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RolloutView {
     pub name: String,
     pub service: String,
@@ -646,6 +678,7 @@ pub struct RolloutView {
 /// Who the dashboard is talking to. Viewers (signed in or not) see everything; operators also
 /// get the rollout buttons, whose requests carry `csrf`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SessionView {
     pub user: Option<String>,
     pub operator: bool,

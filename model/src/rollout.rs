@@ -101,6 +101,7 @@ pub struct Sample {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Pass,
@@ -110,6 +111,7 @@ pub enum Verdict {
 
 /// One interval's judgement, with the numbers behind it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Analysis {
     pub at_ms: u64,
     pub step: usize,

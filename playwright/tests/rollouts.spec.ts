@@ -107,7 +107,8 @@ test('a viewer sees every rollout but no buttons, and the API refuses a viewer w
     headers: { 'x-csrf-token': session.csrf },
   });
   expect(withCookie.status()).toBe(403);
-  expect((await withCookie.json()).error.message).toContain('vera is a viewer');
+  expect(withCookie.headers()['content-type']).toBe('application/problem+json');
+  expect((await withCookie.json()).detail).toContain('vera is a viewer');
   const withToken = await page.request.post('/api/v1/rollouts/inventory-v2/promote', {
     headers: { authorization: `Bearer ${tokens.viewer}` },
   });

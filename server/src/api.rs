@@ -7,17 +7,20 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::{get, post};
+use openapi::{Api, Op};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use trellis_api::{AuditFilter, EdgeView, FleetView, NodeView, Overview, ServiceView, TopologyView, VersionView};
+use trellis_api::{
+    AuditFilter, EdgeView, FleetView, NodeView, Overview, ServiceView, TopologyView, TrafficView, VersionView,
+};
 
 pub mod audit;
 mod error;
 pub mod forward;
 mod metrics;
+pub mod openapi;
 pub mod revisions;
 pub mod rollouts;
 mod traffic;
@@ -26,33 +29,64 @@ pub use error::{ApiError, ApiJson, log_errors, security_headers, strict_transpor
 pub use revisions::build_policy;
 pub use traffic::{build_traffic, build_traffic_over};
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .merge(rollouts::router())
-        .merge(audit::router())
-        .merge(revisions::router())
-        .route("/api/v1/overview", get(overview))
-        .route("/api/v1/services", get(services))
-        .route("/api/v1/proxies", get(proxies))
-        .route("/api/v1/fleet", get(fleet))
-        .route("/api/v1/topology", get(topology))
-        .route("/api/v1/traffic", get(traffic::traffic))
-        .route("/api/v1/health", get(health))
-        .route("/live", get(|| async { "live\n" }))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics::prometheus))
-        .route("/api/v1/prometheus/targets", get(metrics::targets))
-        .route("/api/v1/events", get(events))
-        .route("/api/v1/hooks/git", post(git_hook))
+/// Every endpoint, with what the OpenAPI document says of it.
+fn api() -> Api {
+    let api = revisions::routes(audit::routes(rollouts::routes(Api::default())));
+    api.get("/api/v1/overview", Op::json::<Overview>("The mesh at a glance: revision, services, fleet sync"), overview)
+        .get("/api/v1/services", Op::json::<Page<ServiceView>>("Every service with its versions and split"), services)
+        .get("/api/v1/proxies", Op::json::<Page<trellis_api::ProxyView>>("Every proxy the fleet knows"), proxies)
+        .get("/api/v1/fleet", Op::json::<FleetView>("The fleet's sync and the control plane's replicas"), fleet)
+        .get(
+            "/api/v1/topology",
+            Op::json::<TopologyView>("Who calls whom, with golden metrics, over a window").query::<WindowQuery>(),
+            topology,
+        )
+        .get(
+            "/api/v1/traffic",
+            Op::json::<TrafficView>("Golden metrics per service, route and version over a range")
+                .query::<traffic::RangeQuery>(),
+            traffic::traffic,
+        )
+        .get("/api/v1/health", Op::json::<crate::health::Report>("What `trellis check` reports"), health)
+        .get("/live", Op::other("The process answers", "text/plain"), || async { "live\n" })
+        .get("/ready", Op::other("Ready to serve, or what it waits for (503)", "text/plain"), ready)
+        .get("/metrics", Op::other("Prometheus metrics", "text/plain; version=0.0.4"), metrics::prometheus)
+        .get(
+            "/api/v1/prometheus/targets",
+            Op::json::<Vec<metrics::Targets>>("The proxies' admin endpoints, for Prometheus's http_sd_configs"),
+            metrics::targets,
+        )
+        .get(
+            "/api/v1/events",
+            Op::other("Server-sent events: `changed` whenever the dashboard would", "text/event-stream"),
+            events,
+        )
+        .post("/api/v1/hooks/git", Op::other("A git host's push hook: look at the branch now", "text/plain"), git_hook)
+        .get("/api/v1/openapi.json", Op::other("This document", "application/json"), openapi_document)
 }
 
-#[derive(Serialize)]
+pub fn router() -> axum::Router<AppState> {
+    api().into_router()
+}
+
+/// The API's OpenAPI 3.1 document (`trellis openapi`, `GET /api/v1/openapi.json`).
+pub fn openapi() -> serde_json::Value {
+    api().document()
+}
+
+async fn openapi_document() -> Json<serde_json::Value> {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(openapi).clone())
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "PageOf{T}")]
 struct Page<T> {
     items: Vec<T>,
     next: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct PageQuery {
     /// The `next` cursor of the previous page.
     cursor: Option<String>,
@@ -111,7 +145,7 @@ fn service_views(state: &AppState, proxies: &[trellis_api::ProxyView]) -> Vec<Se
         .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct WindowQuery {
     /// `10s`, `1m` (the default, as the Traffic page's figures) or `10m`.
     window: Option<String>,

@@ -32,6 +32,8 @@ pub enum Command {
     Diff(policy::DiffArgs),
     /// Print the JSON Schema of policy documents, for editors.
     Schema,
+    /// Print the REST API's OpenAPI 3.1 document (also served at /api/v1/openapi.json).
+    Openapi,
     /// Watch and steer canary rollouts: `trellis rollout promote inventory-v2`.
     Rollout(rollout::RolloutArgs),
     /// Go back to an earlier revision's policy with a commit: `trellis revert 1a2b3c4d`.
@@ -252,6 +254,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Schema => {
             println!("{}", policy::schema());
+            Ok(0)
+        }
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&crate::api::openapi()).unwrap_or_default());
             Ok(0)
         }
         Command::Install(args) => install::run(args),

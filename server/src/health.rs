@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// A proxy lagging longer than this is a failure rather than a change still rolling out.
 const LAG_FAIL_MS: i64 = 30_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
@@ -16,7 +16,7 @@ pub enum Status {
     Fail,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Check {
     pub group: String,
     pub name: String,
@@ -27,7 +27,7 @@ pub struct Check {
     pub hint: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     /// No check failed (warnings allowed).
     pub ok: bool,

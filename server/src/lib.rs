@@ -10,13 +10,15 @@
 //!   wiring    serve                          starts the services, workers and listeners
 //!     http    api, dashboard, fleet_api,     /api/v1, the dashboard, /fleet/v1 for proxies,
 //!             health                         the checks behind `trellis check`
+//!  workers    notify                         tells webhooks and Slack what the audit log says
 //!    state    state                          the revision in force; what every handler reads
 //! services    audit, cluster, fleet, gitops, each owns its state; what it needs of the
 //!             rollouts, config               control plane it says in a trait (gitops::Follower,
 //!                                            rollouts::Env) that `state` implements
 //! foundation  store, auth, identity, https,  the database, users and sessions, the issuing CA,
 //!             prometheus, source, telemetry, HTTPS, history from Prometheus, policy files,
-//!             webhook, sync, testing         golden metrics, webhook signatures, locks, test repos
+//!             webhook, secrets, sync,        golden metrics, webhook signatures, the secrets
+//!             testing                        policies name, locks, test repos
 //! ```
 //!
 //! # Layout
@@ -27,6 +29,7 @@
 //! - [`dashboard`]: the Leptos dashboard host.
 //! - [`fleet_api`]: the fleet protocol's endpoints (`/fleet/v1`), which proxies call.
 //! - [`health`]: the checks behind `trellis check`.
+//! - [`notify`]: Notification deliveries to webhooks and Slack, from the audit log.
 //! - [`state`]: the revision in force and change notifications.
 //! - [`config`]: the control plane's settings.
 //! - [`gitops`]: git branch → judged revisions.
@@ -42,6 +45,7 @@
 //! - [`source`]: policy files from a commit or a directory.
 //! - [`telemetry`]: golden metrics aggregated from proxy reports.
 //! - [`webhook`]: verifying signed git webhooks.
+//! - [`secrets`]: the secrets policies name, from the environment.
 //! - [`sync`]: locks that outlive a panic.
 //! - [`testing`]: policy repositories for tests and the demo.
 
@@ -64,6 +68,7 @@ pub mod identity;
 pub mod notify;
 pub mod prometheus;
 pub mod rollouts;
+pub mod secrets;
 pub mod serve;
 pub mod source;
 pub mod state;

@@ -115,23 +115,6 @@ fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// Secrets handed over by the process itself (`trellis demo`, for the receiver it runs), looked
-/// up before the environment.
-static PROVIDED: std::sync::OnceLock<std::sync::Mutex<BTreeMap<String, String>>> = std::sync::OnceLock::new();
-
-/// Makes `name` a secret this process has, as if it were set in its environment.
-pub fn provide_secret(name: &str, value: &str) {
-    use crate::sync::Locked;
-    PROVIDED.get_or_init(Default::default).locked().insert(name.to_string(), value.to_string());
-}
-
-/// A secret a Notification names: provided by the process, or its environment variable.
-pub fn secret(name: &str) -> Option<String> {
-    use crate::sync::Locked;
-    let provided = PROVIDED.get().and_then(|p| p.locked().get(name).cloned());
-    provided.or_else(|| std::env::var(name).ok()).filter(|v| !v.is_empty())
-}
-
 /// Where a target's deliveries go and the key they are signed with, from the environment.
 fn resolve(target: &NotifyTarget, env: impl Fn(&str) -> Option<String>) -> Result<(String, Option<String>), String> {
     let var = |name: &str| env(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"));
@@ -224,7 +207,7 @@ async fn deliver(state: &AppState, client: &crate::https::Client, mut d: Deliver
 }
 
 async fn send(client: &crate::https::Client, target: &NotifyTarget, d: &DeliveryRow) -> Result<(), (String, bool)> {
-    let (url, secret) = resolve(target, self::secret).map_err(|e| (e, false))?;
+    let (url, secret) = resolve(target, crate::secrets::get).map_err(|e| (e, false))?;
     let body = body(target, d);
     let mut req = http::Request::post(&url)
         .header(http::header::CONTENT_TYPE, "application/json")

@@ -65,9 +65,9 @@ pub fn load(read: Read, revision: &str) -> Result<trellis_model::MeshConfig, Vec
 }
 
 /// Judges what was read on the control plane that will use it: a secret a policy names must
-/// be set in this very process's environment (or provided by it, see [`crate::notify::secret`]).
+/// be set in this very process's environment (or provided by it, see [`crate::secrets`]).
 pub fn load_here(read: Read, revision: &str) -> Result<trellis_model::MeshConfig, Vec<Diagnostic>> {
-    judge(read, revision, &|name| crate::notify::secret(name).is_some())
+    judge(read, revision, &|name| crate::secrets::get(name).is_some())
 }
 
 fn judge(

@@ -16,8 +16,8 @@ pub const DEMO_POLICIES: &[(&str, &str)] = &[
     (DEMO_NOTIFICATIONS, include_str!("../../policies/notifications/rollouts.yaml")),
 ];
 
-/// The demo's notifications: `trellis demo` provides the secrets they name (see
-/// [`crate::demo`]); test meshes leave them out, as they have none.
+/// The demo's notifications: `trellis demo` provides the secrets they name; test meshes leave
+/// them out, as they have none.
 pub const DEMO_NOTIFICATIONS: &str = "notifications/rollouts.yaml";
 
 /// The demo's canary of inventory v2.

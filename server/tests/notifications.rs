@@ -69,7 +69,7 @@ fn notification(events: &str, receiver: SocketAddr, secret_from: &str) -> String
 
 async fn control_plane(repo: &PolicyRepo, db: &Path) -> Running {
     // As an environment variable would; set in-process, so tests never change the environment.
-    trellis_server::notify::provide_secret("TRELLIS_TEST_HOOK_SECRET", SECRET);
+    trellis_server::secrets::provide("TRELLIS_TEST_HOOK_SECRET", SECRET);
     trellis_server::serve::start(ServeConfig {
         users: User::parse_list(&format!("ann:operator:{ANN}")).unwrap(),
         ..ServeConfig::local(

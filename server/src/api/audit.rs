@@ -2,37 +2,55 @@
 //! details, an export of everything a filter matches (JSON Lines or CSV), and the state of
 //! the hash chain.
 
+use super::openapi::{Api, Op};
 use super::{ApiError, PageQuery};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 use trellis_api::{AuditEntry, AuditFilter, AuditPage};
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/v1/audit", get(list))
-        .route("/api/v1/audit/export", get(export))
-        .route("/api/v1/audit/verify", get(verify))
-        .route("/api/v1/audit/{id}", get(one))
+pub fn routes(api: Api) -> Api {
+    api.get("/api/v1/audit", Op::json::<AuditPage>("The audit log, newest first, filtered").query::<AuditQuery>(), list)
+        .get(
+            "/api/v1/audit/export",
+            Op::other("Everything a filter matches, as JSON Lines (or CSV with format=csv)", "application/x-ndjson")
+                .query::<AuditQuery>(),
+            export,
+        )
+        .get(
+            "/api/v1/audit/verify",
+            Op::json::<crate::audit::export::Verified>("Whether every event links to the one before"),
+            verify,
+        )
+        .get("/api/v1/audit/{id}", Op::json::<AuditEntry>("One event, with its details"), one)
 }
 
 /// The query string: a page and the filters.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
+    /// The `next` cursor of the previous page.
     cursor: Option<String>,
+    /// Events per page (50 unless said, at most 500).
     limit: Option<i64>,
+    /// An event kind (`rollout.aborted`) or its first part (`rollout`).
     kind: Option<String>,
     service: Option<String>,
+    /// Who made the change: a user, a commit's author, or `trellis`.
     actor: Option<String>,
+    /// A revision's SHA or a prefix of one.
     revision: Option<String>,
+    /// Unix milliseconds, inclusive.
     since: Option<i64>,
+    /// Unix milliseconds, exclusive.
     until: Option<i64>,
+    /// Words the summary holds.
     q: Option<String>,
+    /// Leave out routine events (proxies joining and leaving, configs synced).
     significant: Option<bool>,
+    /// The export's format: `jsonl` (the default) or `csv`.
     format: Option<String>,
 }
 
@@ -130,6 +148,6 @@ async fn export(
     Ok(resp)
 }
 
-async fn verify(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(crate::audit::export::verify(&state.store).await?.to_json()))
+async fn verify(State(state): State<AppState>) -> Result<Json<crate::audit::export::Verified>, ApiError> {
+    Ok(Json(crate::audit::export::verify(&state.store).await?.report()))
 }

@@ -1,13 +1,13 @@
-//! Errors as clients of the API and of the fleet protocol see them: a stable code and a clean
-//! message, with `From` conversions so handlers use `?`. What caused an internal error is
+//! Errors as clients of the API and of the fleet protocol see them: RFC 9457 problem details
+//! ([`Problem`]) with a stable code and a clean message, with `From` conversions so handlers
+//! use `?`. What caused an internal error is
 //! never sent; [`log_errors`] logs it, once, for every request, inside the request's span.
 
-use axum::Json;
+use super::openapi::Problem;
 use axum::extract::{FromRequest, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde_json::json;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -56,10 +56,9 @@ impl ApiError {
             ApiError::Unavailable(m) => (http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
             ApiError::Relayed(status, body) => {
                 // The leader's own message, when it sent one in the API's error shape.
-                let message = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+                let message = serde_json::from_slice::<Problem>(&body)
+                    .map(|p| p.detail)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
                 (status, "relayed", message, None)
             }
             ApiError::Internal { message, .. } => (http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, None),
@@ -84,6 +83,9 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// RFC 9457's media type for problem details.
+pub const PROBLEM: &str = "application/problem+json";
+
 /// The cause of an internal error, riding in the response's extensions to [`log_errors`].
 #[derive(Clone)]
 struct Cause(String);
@@ -91,15 +93,19 @@ struct Cause(String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Relayed(status, body) = self {
-            return (status, [(http::header::CONTENT_TYPE, "application/json")], body).into_response();
+            return (status, [(http::header::CONTENT_TYPE, PROBLEM)], body).into_response();
         }
         let cause = match &self {
             ApiError::Internal { cause, .. } => Some(Cause(cause.clone())),
             _ => None,
         };
         let (status, code, message, detail) = self.parts();
-        let mut resp =
-            (status, Json(json!({ "error": { "code": code, "message": message, "detail": detail } }))).into_response();
+        let detail = match detail {
+            Some(detail) => format!("{message}: {detail}"),
+            None => message,
+        };
+        let body = serde_json::to_vec(&Problem::new(status, code, detail)).unwrap_or_default();
+        let mut resp = (status, [(http::header::CONTENT_TYPE, PROBLEM)], body).into_response();
         if let Some(cause) = cause {
             resp.extensions_mut().insert(cause);
         }
@@ -229,7 +235,8 @@ mod tests {
         let secret = "connection to 10.0.0.9:5432 refused (password for trellis_admin)";
         let (status, body, logged) = answer(crate::store::StoreError::Unsupported(secret.into()).into()).await;
         assert_eq!((status, logged), (503, true));
-        assert_eq!(body["error"]["code"], "unavailable");
+        assert_eq!((body["code"].as_str(), body["status"].as_u64()), (Some("unavailable"), Some(503)));
+        assert_eq!(body["type"], "urn:trellis:problem:unavailable");
         assert!(!body.to_string().contains("10.0.0.9"), "{body}");
     }
 
@@ -254,6 +261,7 @@ mod tests {
         let Err(e) = ApiJson::<trellis_model::fleet::Ack>::from_request(req, &()).await else { panic!("parsed") };
         let (status, body, logged) = answer(e).await;
         assert_eq!((status, logged), (400, false));
-        assert_eq!(body["error"]["message"], "invalid Ack", "{body}");
+        assert!(body["detail"].as_str().unwrap().starts_with("invalid Ack: "), "{body}");
+        assert_eq!((body["code"].as_str(), body["title"].as_str()), (Some("invalid_request"), Some("Bad Request")));
     }
 }

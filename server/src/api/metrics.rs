@@ -114,7 +114,7 @@ fn rollouts(out: &mut String, items: &[trellis_api::RolloutView]) {
 }
 
 /// One HTTP service-discovery group: where to scrape, and labels to relabel from.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, schemars::JsonSchema)]
 pub struct Targets {
     targets: Vec<String>,
     labels: std::collections::BTreeMap<&'static str, String>,

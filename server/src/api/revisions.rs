@@ -1,22 +1,33 @@
 //! `/api/v1/revisions`: every revision judged, each one's files, any two compared, and an
 //! operator's revert to an earlier one (a commit, so that git stays the truth).
 
+use super::openapi::{Api, Op};
 use super::{ApiError, Page, PageQuery};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
 use serde_json::json;
 use trellis_api::{Comparison, PolicyFile, PolicyView, Reverted, RevisionView};
 use trellis_model::MeshConfig;
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/v1/revisions", get(list))
-        .route("/api/v1/revisions/{rev}", get(one))
-        .route("/api/v1/revisions/{rev}/files", get(files))
-        .route("/api/v1/revisions/{from}/compare/{to}", get(compare_handler))
-        .route("/api/v1/revisions/{rev}/revert", post(revert_handler))
+pub fn routes(api: Api) -> Api {
+    api.get(
+        "/api/v1/revisions",
+        Op::json::<Page<RevisionView>>("Every revision judged, newest first").query::<PageQuery>(),
+        list,
+    )
+    .get("/api/v1/revisions/{rev}", Op::json::<RevisionView>("One revision: a SHA, a prefix of one, or HEAD"), one)
+    .get("/api/v1/revisions/{rev}/files", Op::json::<Page<PolicyFile>>("A revision's policy files"), files)
+    .get(
+        "/api/v1/revisions/{from}/compare/{to}",
+        Op::json::<Comparison>("Two revisions compared: changes to traffic and the files' diff"),
+        compare_handler,
+    )
+    .post(
+        "/api/v1/revisions/{rev}/revert",
+        Op::json::<Reverted>("Commits the policy of an earlier revision on the watched branch").operator(),
+        revert_handler,
+    )
 }
 
 async fn list(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Result<Json<Page<RevisionView>>, ApiError> {

@@ -2,24 +2,45 @@
 //! dashboard's login).
 
 use super::ApiError;
+use super::openapi::{Api, Op};
 use crate::auth::{CSRF_HEADER, Role, SESSION_COOKIE};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use trellis_api::{RolloutRun, RolloutView, RolloutsView, SessionView};
 use trellis_model::rollout::Action;
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/v1/rollouts", get(list))
-        .route("/api/v1/rollouts/history", get(history))
-        .route("/api/v1/rollouts/{name}", get(one))
-        .route("/api/v1/rollouts/{name}/{action}", post(act))
-        .route("/api/v1/session", get(session).post(login).delete(logout))
+pub fn routes(api: Api) -> Api {
+    api.get(
+        "/api/v1/rollouts",
+        Op::json::<RolloutsView>("Every Rollout of the applied revision, and the newest notification deliveries"),
+        list,
+    )
+    .get(
+        "/api/v1/rollouts/history",
+        Op::json::<super::Page<RolloutRun>>("Rollouts that ended, newest first, from the audit log"),
+        history,
+    )
+    .get("/api/v1/rollouts/{name}", Op::json::<RolloutView>("One Rollout, with its analyses"), one)
+    .post(
+        "/api/v1/rollouts/{name}/{action}",
+        Op::json::<RolloutView>("An operator's action: promote, promote-full, pause, resume or abort").operator(),
+        act,
+    )
+    .get("/api/v1/session", Op::json::<SessionView>("Who the session cookie or token belongs to"), session)
+    .post(
+        "/api/v1/session",
+        Op::json::<SessionView>("Logs in with a token: sets the session cookie").body::<Login>(),
+        login,
+    )
+    .delete(
+        "/api/v1/session",
+        Op::other("Logs out: the session ends and its cookie is cleared", "application/json"),
+        logout,
+    )
 }
 
 async fn list(State(state): State<AppState>) -> Json<RolloutsView> {
@@ -96,7 +117,7 @@ pub async fn session_of(state: &AppState, headers: &http::HeaderMap) -> SessionV
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct Login {
     token: String,
 }

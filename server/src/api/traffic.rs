@@ -130,7 +130,7 @@ fn rate_limits(state: &AppState, service: &str) -> Vec<String> {
     s.traffic.rate_limit.iter().chain(rules).map(|l| format!("{}: {}", l.by, trellis_model::diff::rates(l))).collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct RangeQuery {
     /// `15m` (the default, from memory), `1h`, `6h` or `24h` (from Prometheus).
     range: Option<String>,

@@ -46,14 +46,32 @@ pub struct Verification {
 }
 
 impl Verification {
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "intact": self.broken.is_none(),
-            "chained": self.verifier.chained,
-            "legacy": self.verifier.legacy,
-            "broken": self.broken.as_ref().map(|b| serde_json::json!({ "id": b.id, "why": b.why })),
-        })
+    pub fn report(&self) -> Verified {
+        Verified {
+            intact: self.broken.is_none(),
+            chained: self.verifier.chained,
+            legacy: self.verifier.legacy,
+            broken: self.broken.as_ref().map(|b| BrokenLink { id: b.id, why: b.why.clone() }),
+        }
     }
+}
+
+/// `GET /api/v1/audit/verify`: whether every stored event links to the one before.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Verified {
+    pub intact: bool,
+    /// Events checked and found linked.
+    pub chained: u64,
+    /// Events written before the chain existed (an older Trellis), before the first link.
+    pub legacy: u64,
+    /// The first event whose link does not hold, and why.
+    pub broken: Option<BrokenLink>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct BrokenLink {
+    pub id: i64,
+    pub why: String,
 }
 
 /// Walks every stored event in id order, stopping at the first broken link.

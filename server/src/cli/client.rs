@@ -38,10 +38,9 @@ impl ControlPlane {
         if status.is_success() {
             return Ok(body);
         }
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        let message = serde_json::from_slice::<crate::api::openapi::Problem>(&body)
+            .map(|p| p.detail)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
         Err((1, format!("{status}: {message}")))
     }
 }

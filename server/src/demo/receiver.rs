@@ -22,7 +22,7 @@ pub async fn start() -> anyhow::Result<Vec<(String, String)>> {
     let mut provided = Vec::new();
     for (name, value) in values {
         if std::env::var_os(name).is_none() {
-            crate::notify::provide_secret(name, &value);
+            crate::secrets::provide(name, &value);
             provided.push((name.to_string(), value));
         }
     }

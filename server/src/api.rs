@@ -63,6 +63,36 @@ fn api() -> Api {
         )
         .post("/api/v1/hooks/git", Op::other("A git host's push hook: look at the branch now", "text/plain"), git_hook)
         .get("/api/v1/openapi.json", Op::other("This document", "application/json"), openapi_document)
+        .post(
+            "/api/v1/admission/inject",
+            Op::other(
+                "The sidecar injector: a Kubernetes AdmissionReview (v1) of a pod, answered with one holding a JSON Patch",
+                "application/json",
+            )
+            .query::<InjectQuery>(),
+            inject,
+        )
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct InjectQuery {
+    /// `namespace`: the webhook's entry for namespaces labelled trellis.io/inject=enabled, whose
+    /// pods are injected unless they opt out; otherwise only pods annotated so are.
+    scope: Option<String>,
+}
+
+/// Never an error status: a review the injector cannot read is answered with a review that
+/// refuses it, saying why, for the API server to show.
+async fn inject(
+    State(state): State<AppState>,
+    Query(q): Query<InjectQuery>,
+    body: bytes::Bytes,
+) -> Json<serde_json::Value> {
+    let scope = match q.scope.as_deref() {
+        Some("namespace") => crate::inject::Scope::Namespace,
+        _ => crate::inject::Scope::Pod,
+    };
+    Json(crate::inject::review(&body, scope, &state.injector))
 }
 
 pub fn router() -> axum::Router<AppState> {

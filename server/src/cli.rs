@@ -135,6 +135,15 @@ pub struct ServeArgs {
     /// `/api/v1/traffic?range=` then reach back 1, 6 or 24 hours.
     #[arg(long, env = "TRELLIS_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
+    /// The proxy image the sidecar injector adds to pods.
+    #[arg(long, env = "TRELLIS_INJECT_IMAGE", default_value_t = crate::inject::Injector::default().image)]
+    pub inject_image: String,
+    /// How injected proxies reach the control plane (its Service's URL).
+    #[arg(long, env = "TRELLIS_INJECT_CONTROL_PLANE_URL", default_value_t = crate::inject::Injector::default().control_plane)]
+    pub inject_control_plane_url: String,
+    /// The Secret holding each service's join token under the service's name, for injected proxies.
+    #[arg(long, env = "TRELLIS_INJECT_JOIN_TOKENS", default_value_t = crate::inject::Injector::default().join_tokens)]
+    pub inject_join_tokens: String,
 }
 
 fn lifetime(text: &str) -> Result<std::time::Duration, String> {
@@ -228,6 +237,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| crate::https::TlsFiles { cert, key }),
                 control_plane_ca: args.control_plane_ca,
                 prometheus_url: args.prometheus_url,
+                injector: crate::inject::Injector {
+                    image: args.inject_image,
+                    control_plane: args.inject_control_plane_url,
+                    join_tokens: args.inject_join_tokens,
+                },
             })
             .await?;
             notify_systemd("READY=1");

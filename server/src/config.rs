@@ -35,6 +35,8 @@ pub struct ServeConfig {
     pub control_plane_ca: Option<PathBuf>,
     /// A Prometheus that scrapes the proxies: traffic history beyond fifteen minutes.
     pub prometheus_url: Option<String>,
+    /// What the sidecar injector gives each pod's proxy.
+    pub injector: crate::inject::Injector,
 }
 
 impl ServeConfig {
@@ -56,6 +58,7 @@ impl ServeConfig {
             tls: None,
             control_plane_ca: None,
             prometheus_url: None,
+            injector: Default::default(),
         }
     }
 }

@@ -121,6 +121,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 tls: None,
                 control_plane_ca: None,
                 prometheus_url: None,
+                injector: Default::default(),
             })
             .await?,
         )

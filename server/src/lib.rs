@@ -15,10 +15,10 @@
 //! services    audit, cluster, fleet, gitops, each owns its state; what it needs of the
 //!             rollouts, config               control plane it says in a trait (gitops::Follower,
 //!                                            rollouts::Env) that `state` implements
-//! foundation  store, auth, identity, https,  the database, users and sessions, the issuing CA,
-//!             prometheus, source, telemetry, HTTPS, history from Prometheus, policy files,
-//!             webhook, secrets, sync,        golden metrics, webhook signatures, the secrets
-//!             testing                        policies name, locks, test repos
+//! foundation  store, auth, identity,         the database, users and sessions, the issuing CA,
+//!             inject, https, prometheus,     sidecar injection, HTTPS, Prometheus history,
+//!             source, telemetry, webhook,    policy files, golden metrics, webhook signatures,
+//!             secrets, sync, testing         the secrets policies name, locks, test repos
 //! ```
 //!
 //! # Layout
@@ -40,6 +40,7 @@
 //! - [`store`]: Postgres / SQLite through sqlx, with migrations.
 //! - [`auth`]: operators, viewers, sessions and CSRF.
 //! - [`identity`]: the issuing CA and proxies' certificates.
+//! - [`inject`]: the sidecar injector's answer to a Kubernetes AdmissionReview.
 //! - [`https`]: the main listener's TLS, and the client of a control plane served so.
 //! - [`prometheus`]: traffic history from a Prometheus that scrapes the proxies.
 //! - [`source`]: policy files from a commit or a directory.
@@ -65,6 +66,7 @@ pub mod gitops;
 pub mod health;
 pub mod https;
 pub mod identity;
+pub mod inject;
 pub mod notify;
 pub mod prometheus;
 pub mod rollouts;

@@ -52,6 +52,8 @@ pub struct Inner {
     pub peers: crate::https::Client,
     /// A Prometheus that scrapes the proxies, for traffic history.
     pub prometheus: Option<String>,
+    /// What the sidecar injector gives each pod's proxy.
+    pub injector: crate::inject::Injector,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -115,6 +117,7 @@ impl AppState {
             https: config.tls.is_some(),
             peers,
             prometheus: config.prometheus_url.clone(),
+            injector: config.injector.clone(),
         })))
     }
 

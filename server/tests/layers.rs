@@ -19,6 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "auth",
             "https",
             "identity",
+            "inject",
             "prometheus",
             "secrets",
             "source",

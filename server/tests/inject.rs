@@ -1,0 +1,150 @@
+//! The sidecar injector end to end: the control plane answers real AdmissionReview documents
+//! (the API reference's shape, a Deployment's pod); the JSON Patch it returns, applied as the
+//! API server applies it (RFC 6902), gives a pod that `kubernetes-validate --strict` (PyPI)
+//! accepts for the current Kubernetes release, with the proxy and its settings; reviewing the
+//! injected pod again changes nothing; a pod that opts out and a malformed review are answered
+//! with a review, never an error status.
+
+use base64::Engine;
+use serde_json::{Value, json};
+use std::time::Duration;
+use trellis_server::gitops::PolicySource;
+use trellis_server::serve::ServeConfig;
+use trellis_server::testing::{PolicyRepo, http_request};
+
+fn review_of(pod: &Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": { "group": "", "version": "v1", "kind": "Pod" },
+            "resource": { "group": "", "version": "v1", "resource": "pods" },
+            "namespace": "shop",
+            "operation": "CREATE",
+            "userInfo": { "username": "system:serviceaccount:kube-system:replicaset-controller" },
+            "object": pod,
+            "oldObject": null,
+            "dryRun": false,
+        },
+    })
+}
+
+/// A pod as a Deployment's ReplicaSet creates it.
+fn pod(annotations: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "inventory-v2-7d4b9c5f6-",
+            "namespace": "shop",
+            "labels": { "app.kubernetes.io/name": "inventory", "app.kubernetes.io/version": "v2", "pod-template-hash": "7d4b9c5f6" },
+            "annotations": annotations,
+        },
+        "spec": {
+            "containers": [{
+                "name": "inventory",
+                "image": "registry.example.com/shop/inventory:2.0.1",
+                "ports": [{ "containerPort": 9000, "protocol": "TCP" }],
+                "env": [{ "name": "LOG_LEVEL", "value": "info" }],
+            }],
+            "restartPolicy": "Always",
+        },
+    })
+}
+
+async fn post(addr: std::net::SocketAddr, scope: &str, body: Vec<u8>) -> Value {
+    let path = format!("/api/v1/admission/inject?scope={scope}");
+    let headers = [("content-type", "application/json")];
+    let (status, text) = http_request(http::Method::POST, addr, &path, &headers, body.into()).await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn apply(pod: &Value, answer: &Value) -> Value {
+    let mut patched = pod.clone();
+    if let Some(patch) = answer["response"]["patch"].as_str() {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(patch).unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+        json_patch::patch(&mut patched, &patch).unwrap();
+    }
+    patched
+}
+
+/// kubernetes-validate --strict on one manifest.
+fn validate(manifest: &Value) -> (bool, String) {
+    let python = std::env::var("TRELLIS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let bin = std::path::Path::new(&python).with_file_name("kubernetes-validate");
+    assert!(bin.exists(), "{} is missing: scripts/setup.sh --for-tests installs kubernetes-validate", bin.display());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pod.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(manifest).unwrap()).unwrap();
+    let out = std::process::Command::new(bin).arg("--strict").arg(&file).output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_asks_gets_a_valid_proxy_once_and_the_rest_pass_as_they_are() {
+    let repo = PolicyRepo::demo();
+    let db = tempfile::tempdir().unwrap();
+    let cp = trellis_server::serve::start(ServeConfig {
+        injector: trellis_server::inject::Injector {
+            image: "registry.example.com/trellis-proxy:1.2.3".into(),
+            control_plane: "http://trellis.mesh.svc:8080".into(),
+            join_tokens: "join-tokens".into(),
+        },
+        ..ServeConfig::local(
+            PolicySource { poll_interval: Duration::from_millis(300), ..PolicySource::local(repo.path(), "main") },
+            db.path(),
+        )
+    })
+    .await
+    .unwrap();
+
+    let asking = pod(json!({ "trellis.io/inject": "enabled" }));
+    let answer = post(cp.addr, "pod", serde_json::to_vec(&review_of(&asking)).unwrap()).await;
+    assert_eq!(answer["kind"], "AdmissionReview");
+    assert_eq!(answer["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    assert_eq!(answer["response"]["allowed"], true);
+    let injected = apply(&asking, &answer);
+    // The API server names the pod from generateName before it stores it.
+    let mut named = injected.clone();
+    named["metadata"]["name"] = json!("inventory-v2-7d4b9c5f6-x2k8p");
+    let (valid, said) = validate(&named);
+    assert!(valid, "the injected pod is not a valid Pod: {said}\n{injected:#}");
+    let (valid, said) = validate(
+        &json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "x" }, "spec": { "containers": [{ "name": "c", "image": "i", "bogus": 1 }] } }),
+    );
+    assert!(!valid, "the validator refuses what is not a Pod: {said}");
+    let proxy = &injected["spec"]["containers"][1];
+    assert_eq!(proxy["image"], "registry.example.com/trellis-proxy:1.2.3");
+    let env = |name: &str| proxy["env"].as_array().unwrap().iter().find(|e| e["name"] == name).cloned().unwrap();
+    assert_eq!(env("TRELLIS_CONTROL_PLANE_URL")["value"], "http://trellis.mesh.svc:8080");
+    assert_eq!(env("TRELLIS_JOIN_TOKEN")["valueFrom"]["secretKeyRef"]["name"], "join-tokens");
+    assert_eq!(env("TRELLIS_SERVICE")["value"], "inventory");
+    assert_eq!(injected["spec"]["containers"][0]["env"][1]["name"], "HTTP_PROXY");
+
+    // Again: the pod has its proxy, nothing changes.
+    let again = post(cp.addr, "pod", serde_json::to_vec(&review_of(&injected)).unwrap()).await;
+    assert_eq!(again["response"]["allowed"], true);
+    assert!(again["response"].get("patch").is_none(), "{again}");
+
+    // A namespace that asks: every pod but one that opts out.
+    let plain = pod(json!({}));
+    let answer = post(cp.addr, "namespace", serde_json::to_vec(&review_of(&plain)).unwrap()).await;
+    assert_eq!(apply(&plain, &answer)["spec"]["containers"].as_array().unwrap().len(), 2);
+    let out = pod(json!({ "trellis.io/inject": "disabled" }));
+    let answer = post(cp.addr, "namespace", serde_json::to_vec(&review_of(&out)).unwrap()).await;
+    assert_eq!((answer["response"]["allowed"].clone(), apply(&out, &answer)), (json!(true), out));
+
+    // Malformed: a review that refuses, with the reason, not a 500.
+    let answer = post(cp.addr, "pod", b"{\"kind\": \"AdmissionReview\"".to_vec()).await;
+    assert_eq!(answer["response"]["allowed"], false);
+    assert!(
+        answer["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not an admission.k8s.io/v1 AdmissionReview")
+    );
+    cp.shutdown().await;
+}

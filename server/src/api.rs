@@ -63,36 +63,29 @@ fn api() -> Api {
         )
         .post("/api/v1/hooks/git", Op::other("A git host's push hook: look at the branch now", "text/plain"), git_hook)
         .get("/api/v1/openapi.json", Op::other("This document", "application/json"), openapi_document)
-        .post(
-            "/api/v1/admission/inject",
-            Op::other(
-                "The sidecar injector: a Kubernetes AdmissionReview (v1) of a pod, answered with one holding a JSON Patch",
-                "application/json",
-            )
-            .query::<InjectQuery>(),
-            inject,
-        )
+        .post(ADMISSION, Op::other(ADMISSION_SUMMARY, "application/json"), inject)
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
-struct InjectQuery {
-    /// `namespace`: the webhook's entry for namespaces labelled trellis.io/inject=enabled, whose
-    /// pods are injected unless they opt out; otherwise only pods annotated so are.
-    scope: Option<String>,
+/// The sidecar injector's endpoint: `{scope}` is `namespace` for the webhook's entry for
+/// namespaces labelled `trellis.io/inject: enabled` (their pods are injected unless they opt
+/// out) and `pod` for the other (only pods annotated so are).
+const ADMISSION: &str = "/api/v1/admission/inject/{scope}";
+const ADMISSION_SUMMARY: &str = "The sidecar injector: a Kubernetes AdmissionReview (v1) of a pod, answered with one \
+                                 holding a JSON Patch; scope is namespace or pod";
+
+/// The admission listener's routes: the injector alone, served over TLS to the API server.
+pub fn admission_router() -> axum::Router<AppState> {
+    Api::default().post(ADMISSION, Op::other(ADMISSION_SUMMARY, "application/json"), inject).into_router()
 }
 
 /// Never an error status: a review the injector cannot read is answered with a review that
 /// refuses it, saying why, for the API server to show.
 async fn inject(
     State(state): State<AppState>,
-    Query(q): Query<InjectQuery>,
+    axum::extract::Path(scope): axum::extract::Path<String>,
     body: bytes::Bytes,
 ) -> Json<serde_json::Value> {
-    let scope = match q.scope.as_deref() {
-        Some("namespace") => crate::inject::Scope::Namespace,
-        _ => crate::inject::Scope::Pod,
-    };
-    Json(crate::inject::review(&body, scope, &state.injector))
+    Json(crate::inject::review(&body, crate::inject::Scope::parse(&scope), &state.injector))
 }
 
 pub fn router() -> axum::Router<AppState> {

@@ -135,6 +135,13 @@ pub struct ServeArgs {
     /// `/api/v1/traffic?range=` then reach back 1, 6 or 24 hours.
     #[arg(long, env = "TRELLIS_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
+    /// Serve the sidecar injector (Kubernetes admission webhook) over TLS here, with a
+    /// certificate from the mesh's CA for --admission-dns.
+    #[arg(long, env = "TRELLIS_ADMISSION_LISTEN")]
+    pub admission_listen: Option<SocketAddr>,
+    /// The names the injector's certificate carries: its Service's DNS names, comma-separated.
+    #[arg(long, env = "TRELLIS_ADMISSION_DNS", value_delimiter = ',', default_value = "trellis-injector.trellis.svc")]
+    pub admission_dns: Vec<String>,
     /// The proxy image the sidecar injector adds to pods.
     #[arg(long, env = "TRELLIS_INJECT_IMAGE", default_value_t = crate::inject::Injector::default().image)]
     pub inject_image: String,
@@ -230,6 +237,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 identity: Some(crate::serve::IdentityConfig {
                     cert_lifetime: args.cert_lifetime,
                     fleet_listen: args.fleet_listen,
+                    admission: args.admission_listen.map(|at| (at, args.admission_dns.clone())),
                     ..crate::serve::IdentityConfig::new(args.data_dir.join("identity"), &args.trust_domain)
                 }),
                 replica_id: args.replica_id,

@@ -71,6 +71,9 @@ pub struct IdentityConfig {
     pub cert_lifetime: std::time::Duration,
     /// Where certified proxies reach the control plane over mTLS.
     pub fleet_listen: SocketAddr,
+    /// Where the Kubernetes API server calls the sidecar injector over TLS, and the names its
+    /// certificate (issued by this CA) carries; none, no such listener.
+    pub admission: Option<(SocketAddr, Vec<String>)>,
 }
 
 impl IdentityConfig {
@@ -81,6 +84,7 @@ impl IdentityConfig {
             trust_domain: trust_domain.into(),
             cert_lifetime: crate::identity::CERT_TTL,
             fleet_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admission: None,
         }
     }
 }

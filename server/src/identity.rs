@@ -114,6 +114,31 @@ impl Ca {
         Ok((self.certify(service, &self.join_token(service), &csr)?, key.serialize_pem()))
     }
 
+    /// A server certificate for `dns_names` with a key made here, for a listener that clients
+    /// outside the mesh reach by name and verify against the trust anchor (the Kubernetes API
+    /// server calling the sidecar injector). Returns what was issued and the key, PEM.
+    pub fn issue_server(&self, dns_names: &[String]) -> Result<(Issued, String), IdentityError> {
+        let key = KeyPair::generate()?;
+        let mut p = CertificateParams::new(dns_names.to_vec())?;
+        let now = OffsetDateTime::now_utc();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, dns_names.first().map(String::as_str).unwrap_or("trellis"));
+        p.not_before = now - time::Duration::minutes(5);
+        p.not_after = now + self.cert_ttl;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.use_authority_key_identifier_extension = true;
+        let cert = p.signed_by(&key, &self.issuer)?;
+        let issued = Issued {
+            identity: dns_names.join(","),
+            chain_pem: format!("{}{}", cert.pem(), self.issuer_pem),
+            anchor_pem: self.anchor_pem.clone(),
+            not_after_ms: (now + self.cert_ttl).unix_timestamp() * 1000,
+            fleet_port: None,
+        };
+        Ok((issued, key.serialize_pem()))
+    }
+
     /// Issues `service` a certificate and its key as files in `dir` (`cert.pem` leaf then
     /// issuer, `key.pem` 0600, `anchor.pem`): for a proxy run with `TRELLIS_IDENTITY_DIR`.
     pub fn issue_files(&self, service: &str, dir: &Path) -> Result<Issued, IdentityError> {

@@ -48,6 +48,18 @@ impl Default for Injector {
 pub enum Scope {
     Namespace,
     Pod,
+    /// A path the configuration should not have: every review is refused, saying so.
+    Unknown,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Scope {
+        match s {
+            "namespace" => Scope::Namespace,
+            "pod" => Scope::Pod,
+            _ => Scope::Unknown,
+        }
+    }
 }
 
 /// The AdmissionReview answering `body`: always a review, never an error status, so that the
@@ -91,6 +103,9 @@ fn decide(review: &Value, scope: Scope, injector: &Injector) -> Result<Decision,
                 .into(),
         );
     }
+    if scope == Scope::Unknown {
+        return Err("the webhook's path names no scope: use /api/v1/admission/inject/namespace or .../pod".into());
+    }
     let request = &review["request"];
     if request["uid"].as_str().is_none_or(str::is_empty) {
         return Err("the AdmissionReview has no request uid".into());
@@ -104,7 +119,7 @@ fn decide(review: &Value, scope: Scope, injector: &Injector) -> Result<Decision,
     match (asked, scope) {
         (Some("disabled"), _) => return Ok(Decision::Leave(format!("{ANNOTATION} is disabled on this pod"))),
         (Some("enabled"), _) | (None, Scope::Namespace) => {}
-        (None, Scope::Pod) => {
+        (None, _) => {
             return Ok(Decision::Leave(format!("neither the pod nor its namespace asks: {ANNOTATION} is not set")));
         }
         (Some(other), _) => return Err(format!("{ANNOTATION}: {other:?} is neither enabled nor disabled")),

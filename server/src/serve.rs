@@ -17,6 +17,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The fleet's mTLS listener, when identities are on.
     pub fleet_addr: Option<SocketAddr>,
+    /// The sidecar injector's TLS listener, when configured.
+    pub admission_addr: Option<SocketAddr>,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -90,6 +92,17 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         }
         None => (None, None),
     };
+    let admission = match (&ca, config.identity.as_ref().and_then(|id| id.admission.clone())) {
+        (Some(ca), Some((at, names))) => {
+            let tls = crate::fleet::tls::named_server_config(ca.clone(), names)
+                .map_err(|e| anyhow::anyhow!("the admission listener's TLS: {e}"))?;
+            let listener =
+                listen(at).map_err(|e| anyhow::anyhow!("cannot listen for admission reviews on {at}: {e}"))?;
+            Some((listener, tls))
+        }
+        _ => None,
+    };
+    let admission_addr = admission.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
     let fleet_addr = fleet_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let replica = (replica_id(&config)?, advertise_url(&config, addr));
     let peers = crate::https::client(config.control_plane_ca.as_deref()).map_err(anyhow::Error::msg)?;
@@ -165,6 +178,14 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
     tasks.push(tokio::spawn(
         crate::notify::run(state.clone(), shutdown_rx.clone()).instrument(tracing::info_span!("notify")),
     ));
+    if let Some((listener, tls)) = admission {
+        let app = crate::api::admission_router()
+            .with_state(state.clone())
+            .layer(axum::middleware::from_fn(crate::api::log_errors))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
+        let serving = crate::https::serve(listener, tls, shutdown_rx.clone(), move |_: &_, _| Some(app.clone()));
+        tasks.push(tokio::spawn(serving.instrument(tracing::info_span!("admission"))));
+    }
     if let (Some(ca), Some(listener)) = (ca, fleet_listener) {
         let tls = crate::fleet::tls::server_config(ca.clone()).map_err(|e| anyhow::anyhow!("the fleet's TLS: {e}"))?;
         let fleet_app = crate::fleet_api::router()
@@ -195,7 +216,7 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         }
     }
     tracing::info!(%addr, https = state.https, "control plane listening");
-    Ok(Running { addr, fleet_addr, state, shutdown, tasks, _lock: lock })
+    Ok(Running { addr, fleet_addr, admission_addr, state, shutdown, tasks, _lock: lock })
 }
 
 /// Locks the data directory (its audit spool, and with SQLite the database beside it) for

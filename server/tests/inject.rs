@@ -54,7 +54,7 @@ fn pod(annotations: Value) -> Value {
 }
 
 async fn post(addr: std::net::SocketAddr, scope: &str, body: Vec<u8>) -> Value {
-    let path = format!("/api/v1/admission/inject?scope={scope}");
+    let path = format!("/api/v1/admission/inject/{scope}");
     let headers = [("content-type", "application/json")];
     let (status, text) = http_request(http::Method::POST, addr, &path, &headers, body.into()).await.unwrap();
     assert_eq!(status, 200, "{text}");
@@ -146,5 +146,65 @@ async fn a_pod_that_asks_gets_a_valid_proxy_once_and_the_rest_pass_as_they_are()
             .unwrap()
             .contains("not an admission.k8s.io/v1 AdmissionReview")
     );
+    cp.shutdown().await;
+}
+
+/// POSTs `body` over TLS to `addr`, checking its certificate for `name` against `anchor` only,
+/// as the API server does with the webhook's caBundle.
+async fn post_tls(addr: std::net::SocketAddr, name: &str, anchor: &str, body: Vec<u8>) -> Result<Value, String> {
+    use http_body_util::BodyExt;
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(anchor.as_bytes()).unwrap()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::post("/api/v1/admission/inject/pod")
+        .header("host", "trellis-injector")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    assert_eq!(resp.status(), 200);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Ok(serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_reaches_the_injector_over_tls_by_its_service_name() {
+    let repo = PolicyRepo::demo();
+    let db = tempfile::tempdir().unwrap();
+    let mut config = ServeConfig::local(PolicySource::local(repo.path(), "main"), db.path());
+    let names = vec!["trellis-injector.mesh.svc".to_string(), "trellis-injector.mesh.svc.cluster.local".to_string()];
+    config.identity = Some(trellis_server::serve::IdentityConfig {
+        admission: Some(("127.0.0.1:0".parse().unwrap(), names)),
+        ..trellis_server::serve::IdentityConfig::new(db.path().join("identity"), "trellis.local")
+    });
+    let cp = trellis_server::serve::start(config).await.unwrap();
+    let (addr, anchor) = (cp.admission_addr.unwrap(), cp.state.ca.as_ref().unwrap().anchor_pem.clone());
+    let body = serde_json::to_vec(&review_of(&pod(json!({ "trellis.io/inject": "enabled" })))).unwrap();
+    for name in ["trellis-injector.mesh.svc", "trellis-injector.mesh.svc.cluster.local"] {
+        let answer = post_tls(addr, name, &anchor, body.clone()).await.unwrap();
+        assert_eq!(answer["response"]["allowed"], true, "{answer}");
+        assert!(answer["response"]["patch"].is_string(), "{answer}");
+    }
+    // The certificate is for the injector's names, and from this mesh's anchor only.
+    let wrong = post_tls(addr, "trellis.mesh.svc", &anchor, body.clone()).await.unwrap_err();
+    assert!(wrong.contains("not valid for name"), "{wrong}");
+    let other = trellis_server::identity::Ca::load_or_create(&db.path().join("other"), "elsewhere").unwrap();
+    let untrusted = post_tls(addr, "trellis-injector.mesh.svc", &other.anchor_pem, body).await.unwrap_err();
+    assert!(untrusted.contains("UnknownIssuer"), "{untrusted}");
     cp.shutdown().await;
 }

@@ -22,7 +22,8 @@ pub struct InstallArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum Target {
     /// Manifests for a cluster, for `kubectl apply -f -`: the namespace, the control plane's
-    /// replicas on Postgres with their disruption budget, Services and a NetworkPolicy.
+    /// replicas on Postgres with their disruption budget, Services, a NetworkPolicy, the mesh's
+    /// trust anchor and the sidecar injector's webhook configuration.
     Kubernetes(kubernetes::KubernetesArgs),
     /// systemd units for the control plane and a proxy per service, and the control plane's
     /// settings file (`trellis.env.example`).
@@ -39,7 +40,20 @@ pub enum Target {
 pub fn run(args: InstallArgs) -> anyhow::Result<i32> {
     let (bin_dir, out) = match args.target {
         Target::Kubernetes(k) => {
-            print!("{}", kubernetes::yaml(&kubernetes::manifests(&k)));
+            let made;
+            let dir = match &k.identity_dir {
+                Some(dir) => dir.clone(),
+                None => {
+                    made = tempfile::tempdir()?;
+                    eprintln!(
+                        "trellis: a new trust anchor was made for these manifests; keep it with --identity-dir DIR \
+                         to print them again for the same mesh"
+                    );
+                    made.path().to_path_buf()
+                }
+            };
+            let anchor = kubernetes::Anchor::load_or_create(&dir, &k.trust_domain)?;
+            print!("{}", kubernetes::yaml(&kubernetes::manifests(&k, &anchor)));
             return Ok(0);
         }
         Target::Systemd { bin_dir, out } => (bin_dir, out),

@@ -35,12 +35,28 @@ pub fn server_config(ca: Arc<Ca>) -> Result<Arc<rustls::ServerConfig>, String> {
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| e.to_string())?;
-    let own = OwnCert { ca, provider: provider.clone(), current: Mutex::new(None) };
+    let own = OwnCert { ca, names: None, provider: provider.clone(), current: Mutex::new(None) };
     own.renewed().ok_or("cannot issue the control plane's certificate")?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(own));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// TLS 1.3 without client certificates, for clients outside the mesh that reach the
+/// control plane by `dns_names` and trust its anchor (the Kubernetes API server calling the
+/// sidecar injector); the certificate is issued by the CA and renewed like the fleet's.
+pub fn named_server_config(ca: Arc<Ca>, dns_names: Vec<String>) -> Result<Arc<rustls::ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let own = OwnCert { ca, names: Some(dns_names), provider: provider.clone(), current: Mutex::new(None) };
+    own.renewed().ok_or("cannot issue the admission listener's certificate")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
         .with_cert_resolver(Arc::new(own));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
@@ -65,9 +81,11 @@ pub fn admit(
     Some(app.clone().layer(axum::Extension(FleetPeer(service.to_string(), cert))))
 }
 
-/// The control plane's certificate, issued again once a third of its lifetime is left.
+/// The control plane's certificate, issued again once a third of its lifetime is left: its
+/// identity in the mesh, or a server certificate for DNS names.
 struct OwnCert {
     ca: Arc<Ca>,
+    names: Option<Vec<String>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     current: Mutex<Option<(Arc<CertifiedKey>, i64, i64)>>,
 }
@@ -87,14 +105,18 @@ impl OwnCert {
                 Some(key)
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot renew the control plane's fleet certificate");
+                tracing::error!(error = %e, names = ?self.names, "cannot renew the control plane's certificate");
                 current.as_ref().map(|(k, ..)| k.clone())
             }
         }
     }
 
     fn issue(&self) -> Result<(Arc<CertifiedKey>, i64), String> {
-        let (issued, key_pem) = self.ca.issue(CONTROL_PLANE).map_err(|e| e.to_string())?;
+        let issued = match &self.names {
+            None => self.ca.issue(CONTROL_PLANE),
+            Some(names) => self.ca.issue_server(names),
+        };
+        let (issued, key_pem) = issued.map_err(|e| e.to_string())?;
         let chain = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;

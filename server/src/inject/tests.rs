@@ -177,6 +177,9 @@ fn a_malformed_review_or_pod_is_refused_with_a_reason_never_an_error() {
         let message = answer["response"]["status"]["message"].as_str().unwrap();
         assert!(message.contains(why), "{message} should say {why}");
     }
+    let asked = serde_json::to_vec(&review_of(pod(json!({ "trellis.io/inject": "enabled" }), None))).unwrap();
+    let answer = review(&asked, Scope::parse("pods"), &injector());
+    assert!(answer["response"]["status"]["message"].as_str().unwrap().contains("names no scope"), "{answer}");
     let mut nameless = pod(json!({ "trellis.io/inject": "enabled" }), None);
     nameless["metadata"]["labels"] = json!({});
     let answer = review(&serde_json::to_vec(&review_of(nameless)).unwrap(), Scope::Pod, &injector());

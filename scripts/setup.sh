@@ -49,6 +49,9 @@ if $for_tests; then
   # The consumers of /metrics: promtool checks the format, a real Prometheus scrapes the mesh;
   # systemd-analyze checks the units.
   apt_install prometheus systemd
+  # The container images are built and run with podman (runc: crun cannot start containers on
+  # these machines' cgroup layout); binutils strips the binaries on the way in.
+  apt_install podman runc binutils
   if ! (command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1); then
     apt_install postgresql
   fi

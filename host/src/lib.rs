@@ -65,6 +65,32 @@ pub fn trust_roots(ca_file: Option<&Path>, setting: &str) -> Result<rustls::Root
     Ok(roots)
 }
 
+/// Whether the server at `addr` answers `GET path` with 200, within two seconds: a container's
+/// health check, where there is no curl (the images hold the binary alone). A wildcard address
+/// is asked on loopback.
+pub fn probe(addr: std::net::SocketAddr, path: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let addr = match addr.ip() {
+        ip if ip.is_unspecified() => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
+        _ => addr,
+    };
+    let wait = std::time::Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, wait).map_err(|e| format!("{addr}: {e}"))?;
+    stream.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| format!("{addr}: {e}"))?;
+    // The status line, however it arrives in pieces.
+    let (mut head, mut n) = ([0u8; 64], 0);
+    while n < head.len() && !head[..n].contains(&b'\n') {
+        match stream.read(&mut head[n..]).map_err(|e| format!("{addr}: {e}"))? {
+            0 => break,
+            read => n += read,
+        }
+    }
+    let line = String::from_utf8_lossy(&head[..n]);
+    let status = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+    if status == "200" { Ok(()) } else { Err(format!("{addr}{path} answered {status:?}")) }
+}
+
 /// An error with its causes: an HTTP client's own message ("client error (Connect)") hides
 /// what went wrong (a refused connection, a certificate not trusted) in its sources.
 pub fn with_causes(e: &dyn std::error::Error) -> String {
@@ -79,6 +105,31 @@ pub fn with_causes(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// A server answering one connection with `status`.
+    fn answering(status: &'static str) -> std::net::SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+            let _ = write!(s, "HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+        });
+        addr
+    }
+
+    #[test]
+    fn a_probe_is_ready_on_200_only_and_asks_a_wildcard_on_loopback() {
+        assert_eq!(super::probe(answering("200 OK"), "/ready"), Ok(()));
+        let not = super::probe(answering("503 Service Unavailable"), "/ready").unwrap_err();
+        assert!(not.ends_with("/ready answered \"503\""), "{not}");
+        let wildcard = answering("200 OK");
+        assert_eq!(super::probe(std::net::SocketAddr::from(([0, 0, 0, 0], wildcard.port())), "/ready"), Ok(()));
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        assert!(super::probe(closed, "/ready").is_err(), "nobody listening");
+    }
+
     use super::*;
 
     #[test]

@@ -69,7 +69,8 @@ pub fn help() -> String {
         "trellis-proxy ",
         env!("CARGO_PKG_VERSION"),
         ": the Trellis sidecar proxy.\n\n",
-        "Usage: trellis-proxy [--help | --version | --env-example]\n\n",
+        "Usage: trellis-proxy [--help | --version | --env-example | --probe]\n\n",
+        "--probe asks the proxy at TRELLIS_ADMIN_ADDR whether it is ready (a container's health check).\n\n",
         "Configured by environment variables (default in brackets):\n",
     ));
     for (name, default, meaning) in SETTINGS.iter().chain(otlp::SETTINGS) {

@@ -18,6 +18,19 @@ fn main() -> ExitCode {
             println!("trellis-proxy {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
+        // A container's health check: is the proxy at TRELLIS_ADMIN_ADDR ready?
+        Some("--probe") => {
+            let admin = std::env::var(trellis_proxy::env::ENV_ADMIN_ADDR).unwrap_or_else(|_| "127.0.0.1:4191".into());
+            let probed =
+                admin.parse().map_err(|e| format!("{admin:?}: {e}")).and_then(|a| trellis_host::probe(a, "/ready"));
+            return match probed {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("trellis-proxy: not ready: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Some(other) => {
             eprintln!("trellis-proxy: unknown argument {other:?}: settings are environment variables (see --help)");
             return ExitCode::from(2);

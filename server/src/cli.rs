@@ -34,6 +34,12 @@ pub enum Command {
     Schema,
     /// Print the REST API's OpenAPI 3.1 document (also served at /api/v1/openapi.json).
     Openapi,
+    /// Exit 0 when the control plane at --listen is ready: a container's health check.
+    Probe {
+        /// Where the control plane listens (a wildcard address is asked on loopback).
+        #[arg(long, env = "TRELLIS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
     /// Watch and steer canary rollouts: `trellis rollout promote inventory-v2`.
     Rollout(rollout::RolloutArgs),
     /// Go back to an earlier revision's policy with a commit: `trellis revert 1a2b3c4d`.
@@ -278,6 +284,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", policy::schema());
             Ok(0)
         }
+        Command::Probe { listen } => match trellis_host::probe(listen, "/ready") {
+            Ok(()) => Ok(0),
+            Err(e) => {
+                eprintln!("trellis: not ready: {e}");
+                Ok(1)
+            }
+        },
         Command::Openapi => {
             println!("{}", serde_json::to_string_pretty(&crate::api::openapi()).unwrap_or_default());
             Ok(0)

@@ -185,3 +185,19 @@ fn a_malformed_review_or_pod_is_refused_with_a_reason_never_an_error() {
     let answer = review(&serde_json::to_vec(&review_of(nameless)).unwrap(), Scope::Pod, &injector());
     assert!(answer["response"]["status"]["message"].as_str().unwrap().contains("label it app.kubernetes.io/name"));
 }
+
+#[test]
+fn every_setting_the_injector_gives_is_one_the_proxy_reads() {
+    let (_, patched) = answer(&pod(json!({ "trellis.io/inject": "enabled" }), None), Scope::Pod);
+    let names: Vec<String> = patched["spec"]["containers"][1]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    let read: Vec<&str> = trellis_proxy::env::SETTINGS.iter().map(|(name, ..)| *name).collect();
+    for name in &names {
+        assert!(read.contains(&name.as_str()), "{name} is not in trellis-proxy --help");
+    }
+    assert!(names.len() >= 10, "{names:?}");
+}

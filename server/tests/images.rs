@@ -2,7 +2,8 @@
 //! (the debug ones, stripped on the way in) and inspected as a registry would show them: a
 //! non-root user, the entrypoint, the health check, the ports, the size. The proxy's image then
 //! runs (podman, read-only root filesystem, standalone with a mounted config) and carries a
-//! request to an application on the host; its health check passes. On this machine podman's
+//! request to an application on the host; its health check passes. The control plane's image
+//! serves with a read-only root filesystem too, writing only to its data volume. On this machine podman's
 //! default runtime cannot start containers (crun refuses the hybrid cgroup layout and the
 //! file-descriptor limit), so the test runs them with runc and `default_ulimits = []`.
 
@@ -116,6 +117,48 @@ async fn the_images_are_non_root_probed_and_the_proxy_image_carries_a_request() 
     let health = podman(&conf).args(["healthcheck", "run", &name]).output().unwrap();
     stop();
     assert_eq!(answer.unwrap(), (http::StatusCode::OK, "from the app".to_string()), "through the proxy's image");
+    assert!(health.status.success(), "the health check: {}", String::from_utf8_lossy(&health.stderr));
+
+    // The control plane's image serves, read-only but for its data volume, following a mounted
+    // repository, and its health check passes.
+    let repo = trellis_server::testing::PolicyRepo::demo();
+    let head = repo.head().to_string();
+    let data = tempfile::tempdir().unwrap();
+    for dir in [repo.path(), data.path()] {
+        // The image's user owns what it reads and writes (git refuses a repository it does not own).
+        run(Command::new("chown").args(["-R", "65532:65532"]).arg(dir));
+    }
+    let (listen, fleet) = (free_port(), free_port());
+    let name = format!("trellis-test-{}", std::process::id());
+    run(podman(&conf)
+        .args(["run", "-d", "--rm", "--runtime", "runc", "--read-only", "--network", "host", "--name", &name])
+        .arg("-v")
+        .arg(format!("{}:/policy:ro", repo.path().display()))
+        .arg("-v")
+        .arg(format!("{}:/var/lib/trellis", data.path().display()))
+        .args(["-e", "TRELLIS_REPO=/policy", "-e", &format!("TRELLIS_LISTEN=127.0.0.1:{listen}")])
+        .args(["-e", &format!("TRELLIS_FLEET_LISTEN=127.0.0.1:{fleet}")])
+        .arg(&control_plane));
+    let started = Instant::now();
+    loop {
+        let ready = trellis_server::testing::http_get(([127, 0, 0, 1], listen).into(), "trellis", "/ready").await;
+        if ready.is_ok_and(|(s, _)| s == 200) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let logs = podman(&conf).args(["logs", &name]).output().unwrap();
+            let _ = podman(&conf).args(["rm", "-f", &name]).output();
+            panic!("the control plane's container never got ready: {}", String::from_utf8_lossy(&logs.stdout));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let overview =
+        trellis_server::testing::http_get(([127, 0, 0, 1], listen).into(), "trellis", "/api/v1/overview").await;
+    let health = podman(&conf).args(["healthcheck", "run", &name]).output().unwrap();
+    let _ = podman(&conf).args(["rm", "-f", &name]).output();
+    let (status, overview) = overview.unwrap();
+    assert_eq!(status, 200);
+    assert!(overview.contains(&head[..8]), "it applied the mounted repository's head: {overview}");
     assert!(health.status.success(), "the health check: {}", String::from_utf8_lossy(&health.stderr));
     let _ = podman(&conf).args(["rmi", "-f", &proxy, &control_plane]).output();
 }

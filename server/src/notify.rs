@@ -154,10 +154,9 @@ pub async fn run(state: AppState, mut shutdown: crate::sync::Shutdown) {
         }
         let now = crate::now_ms();
         match state.store.due_deliveries(now, 50).await {
+            // At once: a receiver that takes its time holds up no other.
             Ok(due) => {
-                for d in due {
-                    deliver(&state, &client, d).await;
-                }
+                futures::future::join_all(due.into_iter().map(|d| deliver(&state, &client, d))).await;
             }
             Err(e) => tracing::warn!(error = %e, "notifications: due deliveries could not be read"),
         }
@@ -202,8 +201,9 @@ async fn deliver(state: &AppState, client: &crate::https::Client, mut d: Deliver
     }
     if d.state != "pending" {
         audit(state, &d);
-        state.changed();
     }
+    // The Rollouts page shows every try, the ones to be repeated too.
+    state.changed();
 }
 
 async fn send(client: &crate::https::Client, target: &NotifyTarget, d: &DeliveryRow) -> Result<(), (String, bool)> {

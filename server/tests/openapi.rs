@@ -1,7 +1,8 @@
 //! The OpenAPI document: the committed copy is what the code describes, it is served at
 //! `/api/v1/openapi.json`, and every GET endpoint's real answer, on a mesh with proxies,
 //! rollouts and an audit log, matches the schema the document gives it (checked with
-//! jsonschema from PyPI); an error is RFC 9457 problem details, as documented.
+//! jsonschema from PyPI), and every other GET endpoint answers the media type it documents;
+//! an error is RFC 9457 problem details, as documented.
 
 use std::time::{Duration, Instant};
 use trellis_server::gitops::PolicySource;
@@ -59,12 +60,21 @@ async fn every_get_endpoint_answers_as_documented() {
     assert_eq!(status, 200);
     let document: serde_json::Value = serde_json::from_str(&served).unwrap();
     assert_eq!(document, committed(), "served as committed");
-    let mut answers = Vec::new();
+    let (mut answers, mut media_checked) = (Vec::new(), 0);
     for (path, methods) in document["paths"].as_object().unwrap() {
         let Some(get) = methods.get("get") else { continue };
         let ok = &get["responses"]["200"]["content"];
         let Some(schema) = ok.get("application/json").and_then(|c| c.get("schema")) else {
-            continue; // text, a stream, or this document itself
+            // Text or a stream (never ending: not asked), or this document itself: the media
+            // type is the one documented.
+            let media = ok.as_object().and_then(|c| c.keys().next()).unwrap().clone();
+            if media != "text/event-stream" {
+                let got = content_type(cp.addr, path).await;
+                let essence = |m: &str| m.split(';').next().unwrap_or_default().trim().to_string();
+                assert_eq!(essence(&got), essence(&media), "{path} answers {got}, documented as {media}");
+                media_checked += 1;
+            }
+            continue;
         };
         let url = fill(path, &head, &first);
         let (status, body) = http_get(cp.addr, "trellis", &url).await.unwrap();
@@ -73,6 +83,7 @@ async fn every_get_endpoint_answers_as_documented() {
         answers.push(serde_json::json!({ "what": url, "schema": schema, "body": body }));
     }
     assert!(answers.len() >= 18, "every GET endpoint that answers JSON: {}", answers.len());
+    assert_eq!(media_checked, 5, "/live, /ready, /metrics, the audit export and this document");
 
     // An error: problem details, with the media type and the shape the document gives.
     let resp = trellis_server::testing::http_request(
@@ -132,4 +143,15 @@ async fn validate(document: &serde_json::Value, answers: &[serde_json::Value]) -
         "jsonschema is not installed for this Python: run scripts/setup.sh --for-tests"
     );
     (out.status.success(), format!("{stdout}{stderr}"))
+}
+
+/// The content type `path` is answered with.
+async fn content_type(addr: std::net::SocketAddr, path: &str) -> String {
+    use hyper_util::client::legacy::Client;
+    let client: Client<_, http_body_util::Full<bytes::Bytes>> =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = http::Request::get(format!("http://{addr}{path}")).body(Default::default()).unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200, "{path}");
+    resp.headers()[http::header::CONTENT_TYPE].to_str().unwrap().to_string()
 }

@@ -137,7 +137,10 @@ impl ProxyError {
         let mut resp = Response::new(text(Bytes::new()));
         let headers = resp.headers_mut();
         headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
-        headers.insert("grpc-status", http::HeaderValue::from_static(crate::grpc::LABELS[self.grpc_code() as usize]));
+        headers.insert(
+            crate::grpc::GRPC_STATUS,
+            http::HeaderValue::from_static(crate::grpc::LABELS[self.grpc_code() as usize]),
+        );
         if let Ok(message) = http::HeaderValue::from_str(&crate::grpc::encode_message(&self.to_string())) {
             headers.insert("grpc-message", message);
         }

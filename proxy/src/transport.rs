@@ -329,10 +329,13 @@ pub fn set_target<B>(req: &mut http::Request<B>, addr: &str) -> Result<(), crate
     Ok(())
 }
 
-/// Headers that describe one connection and must not cross a proxy (RFC 9110 §7.6.1).
+/// Headers that describe one connection and must not cross a proxy (RFC 9110 §7.6.1), as
+/// names made once (a lookup by `&str` parses the name every time).
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    for name in ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "upgrade"]
-    {
-        headers.remove(name);
+    use http::header::{CONNECTION, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, UPGRADE};
+    const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+    for name in [CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, UPGRADE] {
+        headers.remove(&name);
     }
 }

@@ -77,6 +77,9 @@ struct Sidecar {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    // Listened for before anything starts: a stop asked for while the demo still starts its
+    // processes stops them all once they are up, rather than killing the demo alone.
+    let stopped = crate::serve::shutdown_signals();
     std::fs::create_dir_all(&args.data_dir)?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
     let repo = PolicyRepo::create(&data_dir.join("policy"), DEMO_POLICIES)?;
@@ -189,7 +192,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  Ctrl-C stops everything.");
     println!();
 
-    crate::serve::shutdown_signal().await;
+    stopped.await;
     tracing::info!("stopping the demo");
     let _ = stop_load.send(true);
     let _ = load.await;

@@ -304,15 +304,25 @@ pub fn default_site_root() -> PathBuf {
 
 /// SIGINT or SIGTERM: the one shutdown signal every server drains on.
 pub async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    shutdown_signals().await
+}
+
+/// SIGINT or SIGTERM, listened for from this call on: one that comes before the future is
+/// awaited (while the demo still starts its processes) is kept for it, instead of the default
+/// action killing this process and leaving its children running.
+pub fn shutdown_signals() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (term, int) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => drop(s.recv().await),
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = wait(term) => {}
+            () = wait(int) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

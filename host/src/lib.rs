@@ -77,7 +77,10 @@ pub fn probe(addr: std::net::SocketAddr, path: &str) -> Result<(), String> {
     let wait = std::time::Duration::from_secs(2);
     let mut stream = std::net::TcpStream::connect_timeout(&addr, wait).map_err(|e| format!("{addr}: {e}"))?;
     stream.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| format!("{addr}: {e}"))?;
+    // One write: `write!` sends each piece of the format on its own, and a server that answers
+    // after the first piece and closes makes the next one a broken pipe.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(|e| format!("{addr}: {e}"))?;
     // The status line, however it arrives in pieces.
     let (mut head, mut n) = ([0u8; 64], 0);
     while n < head.len() && !head[..n].contains(&b'\n') {
@@ -112,8 +115,14 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 256];
-            let _ = s.read(&mut buf);
+            // The whole request head, as a real server reads it before answering.
+            let (mut head, mut buf) = (Vec::new(), [0u8; 256]);
+            while !head.ends_with(b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
             let _ = write!(s, "HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
         });
         addr

@@ -108,10 +108,6 @@ impl Tracer {
         queue.drain(..n).collect()
     }
 
-    fn queued(&self) -> usize {
-        self.queue.locked().len()
-    }
-
     fn delay(&self) -> Duration {
         self.settings.delay
     }

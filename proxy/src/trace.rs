@@ -28,18 +28,9 @@ pub fn ensure(headers: &mut HeaderMap) -> TraceId {
     if let Some(id) = headers.get(&TRACEPARENT).and_then(|v| trace_id(v.as_bytes())) {
         return id;
     }
-    // "00-" trace (32) "-" parent span (16) "-01", written in place without formatting.
-    let mut value = *b"00-00000000000000000000000000000000-0000000000000000-01";
-    hex(fastrand::u64(1..), &mut value[3..19]);
-    hex(fastrand::u64(..), &mut value[19..35]);
-    hex(fastrand::u64(1..), &mut value[36..52]);
-    let mut id = [0u8; 32];
-    id.copy_from_slice(&value[3..35]);
-    // SAFETY: hex digits and dashes, every one a valid header value byte.
-    #[allow(unsafe_code)]
-    let v = unsafe { http::HeaderValue::from_maybe_shared_unchecked(bytes::Bytes::copy_from_slice(&value)) };
-    headers.insert(TRACEPARENT, v);
-    TraceId(id)
+    let id = TraceId::random();
+    set(headers, id, fastrand::u64(1..), true);
+    id
 }
 
 fn hex(n: u64, out: &mut [u8]) {

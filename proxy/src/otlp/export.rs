@@ -50,8 +50,11 @@ pub async fn run(exporter: Exporter, shared: Arc<Shared>, mut shutdown: Shutdown
             () = tokio::time::sleep(tracer.delay()) => false,
             () = shutdown.recv() => true,
         };
-        while tracer.queued() > 0 {
+        loop {
             let batch = tracer.take();
+            if batch.is_empty() {
+                break;
+            }
             let n = batch.len() as u64;
             let body = Bytes::from(super::span::request(&batch, &tracer.settings.resource, |at| tracer.unix_nanos(at)));
             drop(batch);
@@ -71,8 +74,8 @@ pub async fn run(exporter: Exporter, shared: Arc<Shared>, mut shutdown: Shutdown
                     healthy = false;
                 }
             }
-            // Between schedules, only full batches go at once.
-            if !stopping && tracer.queued() < tracer.settings.batch {
+            // Between schedules, batches go one after another only while they come full.
+            if !stopping && (n as usize) < tracer.settings.batch {
                 break;
             }
         }

@@ -47,7 +47,10 @@ where
             return Either::Left(ready(Err(ProxyError::NoEndpoints { service, version })));
         };
         attempt.endpoint = Some(at);
-        route.pick(at);
+        // Only a span reads what was picked: without export the request path skips the stores.
+        if self.shared.tracer.is_some() {
+            route.pick(at);
+        }
         let answer = self.inner.call(attempt);
         let (shared, sent) = (self.shared.clone(), crate::clock::now());
         Either::Right(Reported { answer, report: Some(Report { shared, route, at, in_flight, sent }) })

@@ -79,21 +79,21 @@ pub fn retryable(status: u16) -> bool {
 
 /// The body a target gets: the delivery as JSON for a webhook, a line of text for Slack.
 pub fn body(target: &NotifyTarget, d: &DeliveryRow) -> Vec<u8> {
-    let payload: serde_json::Value = serde_json::from_str(&d.payload).unwrap_or_default();
+    let payload: serde_json::Value = serde_json::from_str(&d.delivery.payload).unwrap_or_default();
     let summary = payload["summary"].as_str().unwrap_or_default();
     match target {
         NotifyTarget::Webhook { .. } => serde_json::json!({
             "delivery": d.id,
-            "notification": d.notification,
-            "event": d.event,
-            "service": d.service,
+            "notification": d.delivery.notification,
+            "event": d.delivery.event,
+            "service": d.delivery.service,
             "summary": summary,
             "audit": payload,
         })
         .to_string()
         .into_bytes(),
         NotifyTarget::Slack { .. } => {
-            let mark = match NotifyEvent::parse(&d.event) {
+            let mark = match NotifyEvent::parse(&d.delivery.event) {
                 Some(NotifyEvent::RolloutStarted) => ":rocket:",
                 Some(NotifyEvent::RolloutStepped) => ":arrow_forward:",
                 Some(NotifyEvent::RolloutPaused) => ":double_vertical_bar:",
@@ -104,7 +104,7 @@ pub fn body(target: &NotifyTarget, d: &DeliveryRow) -> Vec<u8> {
                 Some(NotifyEvent::CertificateExpiring) | None => ":hourglass:",
             };
             let by = payload["actor"].as_str().unwrap_or("trellis");
-            let text = format!("{mark} *{}* {} _(by {by})_", d.event, slack_escape(summary));
+            let text = format!("{mark} *{}* {} _(by {by})_", d.delivery.event, slack_escape(summary));
             serde_json::json!({ "text": text }).to_string().into_bytes()
         }
     }
@@ -181,7 +181,7 @@ async fn enqueue(state: &AppState) -> Result<(), crate::store::StoreError> {
 /// One try of a delivery, and what came of it, stored and, once final, audited.
 async fn deliver(state: &AppState, client: &crate::https::Client, mut d: DeliveryRow) {
     let now = crate::now_ms();
-    let result = match serde_json::from_str::<NotifyTarget>(&d.target) {
+    let result = match serde_json::from_str::<NotifyTarget>(&d.delivery.target) {
         Ok(target) => send(client, &target, &d).await,
         Err(e) => Err((format!("unreadable target: {e}"), false)),
     };
@@ -212,7 +212,7 @@ async fn send(client: &crate::https::Client, target: &NotifyTarget, d: &Delivery
     let mut req = http::Request::post(&url)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::USER_AGENT, concat!("trellis/", env!("CARGO_PKG_VERSION")))
-        .header("x-trellis-event", d.event.as_str())
+        .header("x-trellis-event", d.delivery.event.as_str())
         .header("x-trellis-delivery", d.id.to_string());
     if let Some(secret) = secret {
         req = req.header("x-trellis-signature-256", crate::webhook::sign(secret.as_bytes(), &body));
@@ -232,26 +232,27 @@ async fn send(client: &crate::https::Client, target: &NotifyTarget, d: &Delivery
 
 fn audit(state: &AppState, d: &DeliveryRow) {
     let tries = if d.attempts == 1 { "1 try".to_string() } else { format!("{} tries", d.attempts) };
-    let about = d.service.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+    let about = d.delivery.service.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
     let (kind, summary) = match d.state.as_str() {
-        "delivered" => {
-            ("notification.delivered", format!("told {} of {}{about} after {tries}", d.notification, d.event))
-        }
+        "delivered" => (
+            "notification.delivered",
+            format!("told {} of {}{about} after {tries}", d.delivery.notification, d.delivery.event),
+        ),
         _ => (
             "notification.failed",
             format!(
                 "could not tell {} of {}{about} after {tries}: {}",
-                d.notification,
-                d.event,
+                d.delivery.notification,
+                d.delivery.event,
                 d.last_error.as_deref().unwrap_or("?")
             ),
         ),
     };
     let detail = serde_json::json!({
-        "delivery": d.id, "notification": d.notification, "event": d.event, "audit_id": d.event_id,
+        "delivery": d.id, "notification": d.delivery.notification, "event": d.delivery.event, "audit_id": d.delivery.event_id,
         "attempts": d.attempts, "error": d.last_error,
     });
-    state.audit.system(kind, d.service.as_deref(), summary, detail);
+    state.audit.system(kind, d.delivery.service.as_deref(), summary, detail);
 }
 
 /// Records `identity.expiring` (what `certificate-expiring` tells) once a day while the trust
@@ -290,12 +291,12 @@ pub async fn with_deliveries(state: &AppState, mut view: RolloutsView) -> Rollou
 }
 
 fn delivery_view(d: DeliveryRow) -> DeliveryView {
-    let payload: serde_json::Value = serde_json::from_str(&d.payload).unwrap_or_default();
+    let payload: serde_json::Value = serde_json::from_str(&d.delivery.payload).unwrap_or_default();
     DeliveryView {
         id: d.id,
-        notification: d.notification,
-        event: d.event,
-        service: d.service,
+        notification: d.delivery.notification,
+        event: d.delivery.event,
+        service: d.delivery.service,
         summary: payload["summary"].as_str().unwrap_or_default().to_string(),
         state: d.state,
         attempts: d.attempts,

@@ -183,6 +183,42 @@ pub async fn http_request(
         .map_err(|_| format!("{addr}{path}: no answer within 30 s"))?
 }
 
+/// An AdmissionReview of a Deployment's pod, as the API server sends one (the shape of the
+/// Kubernetes API reference's example, `object` the pod).
+pub fn admission_review(pod: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": { "group": "", "version": "v1", "kind": "Pod" },
+            "resource": { "group": "", "version": "v1", "resource": "pods" },
+            "requestKind": { "group": "", "version": "v1", "kind": "Pod" },
+            "requestResource": { "group": "", "version": "v1", "resource": "pods" },
+            "namespace": "shop",
+            "operation": "CREATE",
+            "userInfo": {
+                "username": "system:serviceaccount:kube-system:replicaset-controller",
+                "uid": "r",
+                "groups": ["system:serviceaccounts"],
+            },
+            "object": pod,
+            "oldObject": null,
+            "dryRun": false,
+            "options": { "apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions" },
+        },
+    })
+}
+
+/// The JSON Patch (RFC 6902) an admission review's `response` carries, decoded; `None` when
+/// it has none.
+pub fn admission_patch(response: &serde_json::Value) -> Option<serde_json::Value> {
+    use base64::Engine;
+    let encoded = response["patch"].as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).expect("the patch is base64");
+    Some(serde_json::from_slice(&bytes).expect("the patch is JSON"))
+}
+
 /// The Postgres server tests use: `TRELLIS_TEST_POSTGRES_URL`, or the local one.
 pub fn postgres_admin_url() -> String {
     std::env::var("TRELLIS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())

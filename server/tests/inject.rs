@@ -5,30 +5,11 @@
 //! injected pod again changes nothing; a pod that opts out and a malformed review are answered
 //! with a review, never an error status.
 
-use base64::Engine;
 use serde_json::{Value, json};
 use std::time::Duration;
 use trellis_server::gitops::PolicySource;
 use trellis_server::serve::ServeConfig;
-use trellis_server::testing::{PolicyRepo, http_request};
-
-fn review_of(pod: &Value) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-            "kind": { "group": "", "version": "v1", "kind": "Pod" },
-            "resource": { "group": "", "version": "v1", "resource": "pods" },
-            "namespace": "shop",
-            "operation": "CREATE",
-            "userInfo": { "username": "system:serviceaccount:kube-system:replicaset-controller" },
-            "object": pod,
-            "oldObject": null,
-            "dryRun": false,
-        },
-    })
-}
+use trellis_server::testing::{PolicyRepo, admission_patch, admission_review, http_request};
 
 /// A pod as a Deployment's ReplicaSet creates it.
 fn pod(annotations: Value) -> Value {
@@ -63,10 +44,8 @@ async fn post(addr: std::net::SocketAddr, scope: &str, body: Vec<u8>) -> Value {
 
 fn apply(pod: &Value, answer: &Value) -> Value {
     let mut patched = pod.clone();
-    if let Some(patch) = answer["response"]["patch"].as_str() {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(patch).unwrap();
-        let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
-        json_patch::patch(&mut patched, &patch).unwrap();
+    if let Some(patch) = admission_patch(&answer["response"]) {
+        json_patch::patch(&mut patched, &serde_json::from_value::<json_patch::Patch>(patch).unwrap()).unwrap();
     }
     patched
 }
@@ -102,7 +81,7 @@ async fn a_pod_that_asks_gets_a_valid_proxy_once_and_the_rest_pass_as_they_are()
     .unwrap();
 
     let asking = pod(json!({ "trellis.io/inject": "enabled" }));
-    let answer = post(cp.addr, "pod", serde_json::to_vec(&review_of(&asking)).unwrap()).await;
+    let answer = post(cp.addr, "pod", serde_json::to_vec(&admission_review(&asking)).unwrap()).await;
     assert_eq!(answer["kind"], "AdmissionReview");
     assert_eq!(answer["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
     assert_eq!(answer["response"]["allowed"], true);
@@ -125,16 +104,16 @@ async fn a_pod_that_asks_gets_a_valid_proxy_once_and_the_rest_pass_as_they_are()
     assert_eq!(injected["spec"]["containers"][0]["env"][1]["name"], "HTTP_PROXY");
 
     // Again: the pod has its proxy, nothing changes.
-    let again = post(cp.addr, "pod", serde_json::to_vec(&review_of(&injected)).unwrap()).await;
+    let again = post(cp.addr, "pod", serde_json::to_vec(&admission_review(&injected)).unwrap()).await;
     assert_eq!(again["response"]["allowed"], true);
     assert!(again["response"].get("patch").is_none(), "{again}");
 
     // A namespace that asks: every pod but one that opts out.
     let plain = pod(json!({}));
-    let answer = post(cp.addr, "namespace", serde_json::to_vec(&review_of(&plain)).unwrap()).await;
+    let answer = post(cp.addr, "namespace", serde_json::to_vec(&admission_review(&plain)).unwrap()).await;
     assert_eq!(apply(&plain, &answer)["spec"]["containers"].as_array().unwrap().len(), 2);
     let out = pod(json!({ "trellis.io/inject": "disabled" }));
-    let answer = post(cp.addr, "namespace", serde_json::to_vec(&review_of(&out)).unwrap()).await;
+    let answer = post(cp.addr, "namespace", serde_json::to_vec(&admission_review(&out)).unwrap()).await;
     assert_eq!((answer["response"]["allowed"].clone(), apply(&out, &answer)), (json!(true), out));
 
     // Malformed: a review that refuses, with the reason, not a 500.
@@ -194,7 +173,7 @@ async fn the_api_server_reaches_the_injector_over_tls_by_its_service_name() {
     });
     let cp = trellis_server::serve::start(config).await.unwrap();
     let (addr, anchor) = (cp.admission_addr.unwrap(), cp.state.ca.as_ref().unwrap().anchor_pem.clone());
-    let body = serde_json::to_vec(&review_of(&pod(json!({ "trellis.io/inject": "enabled" })))).unwrap();
+    let body = serde_json::to_vec(&admission_review(&pod(json!({ "trellis.io/inject": "enabled" })))).unwrap();
     for name in ["trellis-injector.mesh.svc", "trellis-injector.mesh.svc.cluster.local"] {
         let answer = post_tls(addr, name, &anchor, body.clone()).await.unwrap();
         assert_eq!(answer["response"]["allowed"], true, "{answer}");

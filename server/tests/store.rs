@@ -302,7 +302,8 @@ async fn exercise(url: &str) {
     store.enqueue_deliveries(&[delivery("a", 1), delivery("a", 2)], 9, 6_000).await.unwrap();
     assert_eq!(store.notification_cursor().await.unwrap(), Some(9));
     let due = store.due_deliveries(6_000, 10).await.unwrap();
-    let queued: Vec<(&str, i64)> = due.iter().map(|d| (d.notification.as_str(), d.event_id)).collect();
+    let queued: Vec<(&str, i64)> =
+        due.iter().map(|d| (d.delivery.notification.as_str(), d.delivery.event_id)).collect();
     assert_eq!(queued, [("a", 1), ("b", 1), ("a", 2)]);
     let mut tried = due[0].clone();
     (tried.attempts, tried.next_at, tried.last_error) = (1, 8_000, Some("the receiver answered 503".into()));

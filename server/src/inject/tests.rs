@@ -8,29 +8,6 @@ fn injector() -> Injector {
     }
 }
 
-/// An AdmissionReview of a Deployment's pod, as the API server sends one (the shape of the
-/// Kubernetes API reference's example, `object` a Pod).
-fn review_of(pod: Value) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-            "kind": { "group": "", "version": "v1", "kind": "Pod" },
-            "resource": { "group": "", "version": "v1", "resource": "pods" },
-            "requestKind": { "group": "", "version": "v1", "kind": "Pod" },
-            "requestResource": { "group": "", "version": "v1", "resource": "pods" },
-            "namespace": "shop",
-            "operation": "CREATE",
-            "userInfo": { "username": "system:serviceaccount:kube-system:replicaset-controller", "uid": "r", "groups": ["system:serviceaccounts"] },
-            "object": pod,
-            "oldObject": null,
-            "dryRun": false,
-            "options": { "apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions" },
-        },
-    })
-}
-
 fn pod(annotations: Value, env: Option<Value>) -> Value {
     let mut container = json!({ "name": "app", "image": "shop/inventory:2.0", "ports": [{ "containerPort": 9000 }] });
     if let Some(env) = env {
@@ -51,13 +28,11 @@ fn pod(annotations: Value, env: Option<Value>) -> Value {
 
 /// The review's answer, and the pod with its patch applied (as the API server applies it).
 fn answer(pod: &Value, scope: Scope) -> (Value, Value) {
-    let body = serde_json::to_vec(&review_of(pod.clone())).unwrap();
+    let body = serde_json::to_vec(&crate::testing::admission_review(pod)).unwrap();
     let answer = review(&body, scope, &injector());
     let mut patched = pod.clone();
-    if let Some(patch) = answer["response"]["patch"].as_str() {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(patch).unwrap();
-        let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
-        json_patch::patch(&mut patched, &patch).unwrap();
+    if let Some(patch) = crate::testing::admission_patch(&answer["response"]) {
+        json_patch::patch(&mut patched, &serde_json::from_value::<json_patch::Patch>(patch).unwrap()).unwrap();
     }
     (answer["response"].clone(), patched)
 }
@@ -127,8 +102,7 @@ fn the_patch_is_minimal_and_keeps_what_the_pod_says() {
     assert_eq!(env_of(proxy, "TRELLIS_APP_ADDR")["value"], "127.0.0.1:7000");
     assert_eq!(env_of(proxy, "TRELLIS_VERSION")["value"], "v1");
     assert_eq!(response["warnings"][0], "the pod names no version (label app.kubernetes.io/version): v1 is assumed");
-    let bytes = base64::engine::general_purpose::STANDARD.decode(response["patch"].as_str().unwrap()).unwrap();
-    let ops: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
+    let ops: Vec<Value> = serde_json::from_value(crate::testing::admission_patch(&response).unwrap()).unwrap();
     let paths: Vec<&str> = ops.iter().map(|o| o["path"].as_str().unwrap()).collect();
     assert_eq!(
         paths,
@@ -153,13 +127,17 @@ fn a_malformed_review_or_pod_is_refused_with_a_reason_never_an_error() {
             .unwrap(),
             "no request uid",
         ),
-        (serde_json::to_vec(&review_of(json!({ "kind": "Service", "spec": {} }))).unwrap(), "not a Pod"),
         (
-            serde_json::to_vec(&review_of(pod(json!({ "trellis.io/inject": "yes" }), None))).unwrap(),
+            serde_json::to_vec(&crate::testing::admission_review(&json!({ "kind": "Service", "spec": {} }))).unwrap(),
+            "not a Pod",
+        ),
+        (
+            serde_json::to_vec(&crate::testing::admission_review(&pod(json!({ "trellis.io/inject": "yes" }), None)))
+                .unwrap(),
             "\"yes\" is neither enabled nor disabled",
         ),
         (
-            serde_json::to_vec(&review_of(pod(
+            serde_json::to_vec(&crate::testing::admission_review(&pod(
                 json!({ "trellis.io/inject": "enabled", "trellis.io/app-port": "http" }),
                 None,
             )))
@@ -177,12 +155,15 @@ fn a_malformed_review_or_pod_is_refused_with_a_reason_never_an_error() {
         let message = answer["response"]["status"]["message"].as_str().unwrap();
         assert!(message.contains(why), "{message} should say {why}");
     }
-    let asked = serde_json::to_vec(&review_of(pod(json!({ "trellis.io/inject": "enabled" }), None))).unwrap();
+    let asked =
+        serde_json::to_vec(&crate::testing::admission_review(&pod(json!({ "trellis.io/inject": "enabled" }), None)))
+            .unwrap();
     let answer = review(&asked, Scope::parse("pods"), &injector());
     assert!(answer["response"]["status"]["message"].as_str().unwrap().contains("names no scope"), "{answer}");
     let mut nameless = pod(json!({ "trellis.io/inject": "enabled" }), None);
     nameless["metadata"]["labels"] = json!({});
-    let answer = review(&serde_json::to_vec(&review_of(nameless)).unwrap(), Scope::Pod, &injector());
+    let answer =
+        review(&serde_json::to_vec(&crate::testing::admission_review(&nameless)).unwrap(), Scope::Pod, &injector());
     assert!(answer["response"]["status"]["message"].as_str().unwrap().contains("label it app.kubernetes.io/name"));
 }
 

@@ -81,12 +81,7 @@ fn a_webhook_gets_the_event_as_json_and_slack_a_line_of_text() {
     let d = &deliveries(&[event(7, "rollout.aborted", Some("inventory"))], &all)[0];
     let row = DeliveryRow {
         id: 42,
-        notification: d.notification.clone(),
-        event_id: 7,
-        event: d.event.clone(),
-        service: d.service.clone(),
-        target: d.target.clone(),
-        payload: d.payload.clone(),
+        delivery: d.clone(),
         state: "pending".into(),
         attempts: 0,
         next_at: 0,

@@ -19,16 +19,11 @@ pub struct NewDelivery {
     pub payload: String,
 }
 
-/// A queued delivery as stored.
+/// A queued delivery as stored: what was queued, and how its tries went.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeliveryRow {
     pub id: i64,
-    pub notification: String,
-    pub event_id: i64,
-    pub event: String,
-    pub service: Option<String>,
-    pub target: String,
-    pub payload: String,
+    pub delivery: NewDelivery,
     pub state: String,
     pub attempts: i64,
     pub next_at: i64,
@@ -43,12 +38,14 @@ const COLUMNS: &str = "id, notification, event_id, event, service, target, paylo
 fn row(r: &sqlx::any::AnyRow) -> Result<DeliveryRow, sqlx::Error> {
     Ok(DeliveryRow {
         id: r.try_get("id")?,
-        notification: r.try_get("notification")?,
-        event_id: r.try_get("event_id")?,
-        event: r.try_get("event")?,
-        service: r.try_get("service")?,
-        target: r.try_get("target")?,
-        payload: r.try_get("payload")?,
+        delivery: NewDelivery {
+            notification: r.try_get("notification")?,
+            event_id: r.try_get("event_id")?,
+            event: r.try_get("event")?,
+            service: r.try_get("service")?,
+            target: r.try_get("target")?,
+            payload: r.try_get("payload")?,
+        },
         state: r.try_get("state")?,
         attempts: r.try_get("attempts")?,
         next_at: r.try_get("next_at")?,

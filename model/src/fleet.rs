@@ -3,6 +3,13 @@
 //! [`Registration`], answer newline-delimited [`StreamMessage`]s), ACKs or NACKs each config
 //! ([`ACK`], an [`Ack`]), reports its counts ([`TELEMETRY`], a `telemetry::Report`) and asks
 //! for its certificate ([`CERTIFY`], a [`CertifyRequest`], answered with [`Issued`]).
+//!
+//! A proxy that registers `incremental` gets one full config, then only what changed for it
+//! (a [`Delta`]), each naming the version it applies to; see [`delta`].
+
+pub mod delta;
+
+pub use delta::{Delta, EndpointChanges, Gap};
 
 use crate::config::ProxyConfig;
 use serde::{Deserialize, Serialize};
@@ -24,6 +31,14 @@ pub struct Registration {
     pub inbound_addr: String,
     pub admin_addr: String,
     pub proxy_version: String,
+    /// It applies [`StreamMessage::Delta`]s; without it, every change comes as a full config.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incremental: bool,
+    /// The version it runs (after a reconnect): a control plane whose config for it has that
+    /// version sends nothing until something changes, one that can tell what changed since
+    /// sends a delta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
 }
 
 /// One line of the config stream.
@@ -31,6 +46,8 @@ pub struct Registration {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamMessage {
     Config(ProxyConfig),
+    /// What changed since the config of version `base` (only to `incremental` proxies).
+    Delta(Delta),
     /// Keeps idle streams alive through intermediaries and lets both sides notice a dead peer.
     Ping,
 }

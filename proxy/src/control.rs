@@ -1,5 +1,7 @@
-//! Following the control plane: one long-lived stream of config snapshots (newline-delimited
-//! JSON), an ACK or NACK for each, and reconnection with jittered backoff. A lost replica is
+//! Following the control plane: one long-lived stream of configs (newline-delimited JSON: one
+//! full config, then deltas of what changed), an ACK or NACK for each, and reconnection with
+//! jittered backoff. A reconnecting proxy names the version it runs, so a replica that has the
+//! same config for it sends nothing, and one that can tell what changed sends a delta. A lost replica is
 //! left for the next one at once; backoff grows only once every replica has failed in a row.
 //! While disconnected the proxy keeps serving its last applied config.
 
@@ -35,6 +37,8 @@ enum StreamError {
     Idle,
     #[error("message larger than {MAX_MESSAGE} bytes")]
     TooLarge,
+    #[error(transparent)]
+    Gap(#[from] trellis_model::fleet::Gap),
 }
 
 pub async fn follow(
@@ -87,7 +91,9 @@ async fn stream_once(
     registration: &Registration,
     backoff: &mut Duration,
 ) -> Result<(), StreamError> {
-    let body = serde_json::to_vec(registration).unwrap_or_default();
+    let running = shared.config.load().version.clone();
+    let registration = Registration { resume: (!running.is_empty()).then_some(running), ..registration.clone() };
+    let body = serde_json::to_vec(&registration).unwrap_or_default();
     let resp = client.post(fleet::STREAM, body).await.map_err(StreamError::Connect)?;
     if !resp.status().is_success() {
         return Err(StreamError::Status(resp.status()));
@@ -104,7 +110,7 @@ async fn stream_once(
         buf.extend_from_slice(&data);
         while let Some(i) = buf.iter().position(|b| *b == b'\n') {
             let line = buf.split_to(i + 1);
-            handle_line(client, shared, &line[..i]).await;
+            handle_line(client, shared, &line[..i]).await?;
             *backoff = BACKOFF_MIN;
             client.targets.succeed();
         }
@@ -114,13 +120,16 @@ async fn stream_once(
     }
 }
 
-async fn handle_line(client: &CpClient, shared: &Shared, line: &[u8]) {
+/// Applies a config or a delta and answers it. A delta made for another version than the one
+/// running ends the stream: the proxy reconnects and is sent what it lacks.
+async fn handle_line(client: &CpClient, shared: &Shared, line: &[u8]) -> Result<(), StreamError> {
     let config = match serde_json::from_slice::<StreamMessage>(line) {
-        Ok(StreamMessage::Ping) => return,
+        Ok(StreamMessage::Ping) => return Ok(()),
         Ok(StreamMessage::Config(c)) => c,
+        Ok(StreamMessage::Delta(d)) => shared.config.load().config.apply(&d)?,
         Err(e) => {
             tracing::warn!(error = %e, "unreadable message on the config stream");
-            return;
+            return Ok(());
         }
     };
     let version = config.version.clone();
@@ -137,6 +146,7 @@ async fn handle_line(client: &CpClient, shared: &Shared, line: &[u8]) {
     if let Err(e) = send_ack(client, &ack).await {
         tracing::warn!(error = %e, "could not acknowledge config");
     }
+    Ok(())
 }
 
 /// Checks and swaps in a config; the reason when it is refused.

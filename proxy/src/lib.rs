@@ -300,6 +300,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         inbound_addr: settings.advertise(inbound).to_string(),
         admin_addr: settings.advertise(admin).to_string(),
         proxy_version: env!("CARGO_PKG_VERSION").to_string(),
+        incremental: true,
+        resume: None,
     };
     if let Some(dir) = &settings.identity_dir {
         let cert = transport::tls::load(dir).map_err(|e| anyhow::anyhow!("{}: {e}", env::ENV_IDENTITY_DIR))?;

@@ -51,17 +51,83 @@ struct Shared {
     debounce: Duration,
 }
 
-/// What the streams send: one encoded config line per service, shared by all of its proxies.
+/// What the streams send: each served service's slice, shared by all of its proxies.
 pub struct Snapshot {
-    pub version: String,
     pub revision: String,
-    /// Service → one NDJSON line; empty until the first valid revision.
-    pub lines: std::collections::HashMap<String, Bytes>,
+    /// Service → its slice; empty until the first valid revision.
+    pub slices: std::collections::HashMap<String, Arc<SliceLines>>,
+}
+
+/// Deltas kept per slice: a proxy further behind (its stream was slow to send) gets a full
+/// config instead.
+const DELTAS_KEPT: usize = 16;
+
+/// One service's slice, its full config line (made once, when a proxy first needs it) and the
+/// deltas that led to it.
+pub struct SliceLines {
+    pub slice: slice::Slice,
+    full: std::sync::OnceLock<Bytes>,
+    /// Oldest first: the version each applies to, and its line. The last one makes `slice`.
+    deltas: std::collections::VecDeque<(String, Bytes)>,
+}
+
+impl SliceLines {
+    fn new(slice: slice::Slice) -> Self {
+        SliceLines { slice, full: Default::default(), deltas: Default::default() }
+    }
+
+    /// The slice after this one, with the delta between them.
+    fn followed_by(
+        &self,
+        next: slice::Slice,
+        changes: &mut impl FnMut(
+            &str,
+            &Arc<slice::Part<Vec<trellis_model::Endpoint>>>,
+            &Arc<slice::Part<Vec<trellis_model::Endpoint>>>,
+        ) -> trellis_model::fleet::EndpointChanges,
+    ) -> Self {
+        let delta = next.delta_from(&self.slice, changes);
+        let mut deltas = self.deltas.clone();
+        deltas.push_back((self.slice.version.clone(), slice::delta_line(delta)));
+        if deltas.len() > DELTAS_KEPT {
+            deltas.pop_front();
+        }
+        SliceLines { slice: next, full: Default::default(), deltas }
+    }
+
+    fn full(&self) -> Bytes {
+        self.full.get_or_init(|| self.slice.config_line()).clone()
+    }
 }
 
 impl Snapshot {
+    /// The full config line of `service`'s proxies.
     pub fn line_for(&self, service: &str) -> Option<Bytes> {
-        self.lines.get(service).cloned()
+        self.slices.get(service).map(|s| s.full())
+    }
+
+    pub fn version_for(&self, service: &str) -> Option<&str> {
+        self.slices.get(service).map(|s| s.slice.version.as_str())
+    }
+
+    /// What a stream of `service` that last sent version `sent` sends now, if anything: the
+    /// deltas since, to a proxy that takes them and when they are all kept, else the full
+    /// config. `sent` becomes the version sent.
+    pub fn next(&self, service: &str, sent: &mut Option<String>, incremental: bool) -> Option<Bytes> {
+        let lines = self.slices.get(service)?;
+        let current = &lines.slice.version;
+        if sent.as_ref() == Some(current) {
+            return None;
+        }
+        let since =
+            sent.as_ref().filter(|_| incremental).and_then(|v| lines.deltas.iter().position(|(base, _)| base == v));
+        let out = match since {
+            Some(i) if i + 1 == lines.deltas.len() => lines.deltas[i].1.clone(),
+            Some(i) => Bytes::from(lines.deltas.range(i..).flat_map(|(_, l)| l.iter().copied()).collect::<Vec<u8>>()),
+            None => lines.full(),
+        };
+        *sent = Some(current.clone());
+        Some(out)
     }
 }
 
@@ -107,7 +173,7 @@ impl Fleet {
         debounce: Duration,
         on_change: impl Fn() + Send + Sync + 'static,
     ) -> Self {
-        let empty = Snapshot { version: String::new(), revision: String::new(), lines: Default::default() };
+        let empty = Snapshot { revision: String::new(), slices: Default::default() };
         let (snapshot, _) = watch::channel(Arc::new(empty));
         let (released, _) = watch::channel(true);
         Fleet(Arc::new(Shared {

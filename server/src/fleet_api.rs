@@ -82,29 +82,40 @@ async fn open_stream(
     check_registration(&reg)?;
     authorize(&state, peer.as_deref(), &reg.service, &reg.proxy_id)?;
     tracing::info!(proxy_id = %reg.proxy_id, service = %reg.service, version = %reg.version, "proxy connected");
-    let service = reg.service.clone();
+    let (service, incremental, sent) = (reg.service.clone(), reg.incremental, reg.resume.clone());
     // Certified by whichever replica: its callers learn its identity from this one too.
     if let Some(Extension(FleetPeer(_, cert))) = &peer {
         state.fleet.certified(&reg.proxy_id, &cert.identity, cert.not_after);
     }
     let guard = state.fleet.connected(reg);
-    let stream = config_stream(state.fleet.clone(), service, state.shutdown.clone(), guard);
+    let to = Receiver { service, incremental, sent };
+    let stream = config_stream(state.fleet.clone(), to, state.shutdown.clone(), guard);
     Ok(([(http::header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
 }
 
-/// Sends the current snapshot, then every new one, with pings in between. Ends at shutdown;
-/// dropping it (the proxy went away) drops the guard, which marks the proxy disconnected.
+/// Who a stream sends to: a proxy of `service`, whether it takes deltas, and the version it
+/// was last sent (or said it runs).
+struct Receiver {
+    service: String,
+    incremental: bool,
+    sent: Option<String>,
+}
+
+/// Sends the current config (nothing when the proxy resumed with it), then what changes, with
+/// pings in between. A slice that did not change wakes the stream but sends nothing. Ends at
+/// shutdown; dropping it (the proxy went away) drops the guard, which marks the proxy
+/// disconnected.
 fn config_stream(
     fleet: Fleet,
-    service: String,
+    to: Receiver,
     shutdown: crate::sync::Shutdown,
     guard: crate::fleet::StreamGuard,
 ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> {
     let mut snapshots = fleet.subscribe();
     snapshots.mark_changed();
     futures::stream::unfold(
-        (snapshots, shutdown, guard, service, fleet),
-        |(mut snapshots, mut shutdown, guard, service, fleet)| async move {
+        (snapshots, shutdown, guard, to, fleet),
+        |(mut snapshots, mut shutdown, guard, mut to, fleet)| async move {
             loop {
                 // After a restart nothing is sent until the previous fleet is back, so no proxy
                 // gets a config listing only the endpoints that reconnected first.
@@ -119,12 +130,12 @@ fn config_stream(
                         if changed.is_err() {
                             return None;
                         }
-                        let line = snapshots.borrow_and_update().line_for(&service);
+                        let line = snapshots.borrow_and_update().next(&to.service, &mut to.sent, to.incremental);
                         if let Some(line) = line {
-                            return Some((Ok(line), (snapshots, shutdown, guard, service, fleet)));
+                            return Some((Ok(line), (snapshots, shutdown, guard, to, fleet)));
                         }
                     }
-                    _ = tokio::time::sleep(PING_EVERY) => return Some((Ok(ping_line()), (snapshots, shutdown, guard, service, fleet))),
+                    _ = tokio::time::sleep(PING_EVERY) => return Some((Ok(ping_line()), (snapshots, shutdown, guard, to, fleet))),
                     () = shutdown.recv() => return None,
                 }
             }

@@ -211,6 +211,8 @@ async fn exercise(url: &str) {
             version: "v1".into(),
             inbound_addr: "10.0.0.1:4143".into(),
             admin_addr: "10.0.0.1:4191".into(),
+            incremental: false,
+            resume: None,
             proxy_version: "t".into(),
         };
         (reg, MemberStatus { acked: Some("r.1".into()), ..Default::default() })

@@ -4,15 +4,15 @@
 //! remember, snapshots to publish); `Fleet` carries them out. Tested without a runtime, a
 //! store or a clock, as linkerd2's policy-controller tests its index.
 
-use super::{FORGET_AFTER, FleetError, HEARTBEAT_TIMEOUT, Snapshot, revision_of, slice};
+use super::slice::{self, Part};
+use super::{FORGET_AFTER, FleetError, HEARTBEAT_TIMEOUT, SliceLines, Snapshot, revision_of};
 use crate::store::{Member, MemberStatus, NewEvent};
-use bytes::Bytes;
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use trellis_api::ProxyView;
-use trellis_model::fleet::{Ack, Registration, StreamMessage};
-use trellis_model::{Endpoint, MeshConfig};
+use trellis_model::fleet::{Ack, EndpointChanges, Registration};
+use trellis_model::{Endpoint, MeshConfig, ServiceConfig};
 
 /// What a change asks of the world around the registry.
 #[derive(Debug, PartialEq)]
@@ -59,6 +59,12 @@ pub struct Registry {
     leads: bool,
     /// The whole fleet (here and elsewhere) as last judged: id → service and version.
     members: BTreeMap<String, (String, String)>,
+    /// The mesh's services, each a part shared by the slices that hold it.
+    service_parts: BTreeMap<String, Arc<Part<ServiceConfig>>>,
+    /// Every service's endpoints as last published.
+    endpoint_parts: BTreeMap<String, Arc<Part<Vec<Endpoint>>>>,
+    /// Each served service's slice as last published, with the deltas that led to it.
+    slices: HashMap<String, Arc<SliceLines>>,
 }
 
 struct Cert {
@@ -111,6 +117,15 @@ impl Registry {
         if self.mesh.as_ref().is_none_or(|m| m.revision != mesh.revision) {
             self.revision_since = now;
         }
+        // A service that did not change keeps its part: its digest is not worked out again.
+        self.service_parts = mesh
+            .services
+            .iter()
+            .map(|(name, svc)| match self.service_parts.get(name) {
+                Some(part) if part.value == *svc => (name.clone(), part.clone()),
+                _ => (name.clone(), Part::new(svc.clone())),
+            })
+            .collect();
         self.mesh = Some(Arc::new(mesh));
         vec![Effect::Publish]
     }
@@ -134,6 +149,10 @@ impl Registry {
             nack: None,
         });
         let endpoint_changed = entry.reg.inbound_addr != reg.inbound_addr || entry.disconnected_at.is_some();
+        // A proxy back with a version runs it: it is not sent again, so it acknowledges nothing.
+        if entry.acked.is_none() {
+            entry.acked.clone_from(&reg.resume);
+        }
         entry.reg = reg;
         entry.stream = Some(stream);
         entry.disconnected_at = None;
@@ -312,24 +331,41 @@ impl Registry {
         self.publish_pending
     }
 
-    /// The next snapshot: one config line per served service, each sliced to what its
-    /// proxies need. `None` before the first valid revision.
+    /// The next snapshot: each served service's slice, and for one that changed, the delta
+    /// from the last. `None` before the first valid revision.
     pub fn snapshot(&mut self) -> Option<Snapshot> {
         self.publish_pending = false;
         let mesh = self.mesh.clone()?;
-        let endpoints = self.endpoints();
-        let version = version_of(&mesh, &endpoints);
-        let served: BTreeSet<&String> = self.proxies.values().map(|e| &e.reg.service).collect();
-        let lines = served
+        // Each service's endpoints as one shared part; an unchanged list keeps its part, so
+        // the slices holding it see at once that it did not change.
+        let endpoints: BTreeMap<String, Arc<Part<Vec<Endpoint>>>> = self
+            .endpoints()
             .into_iter()
-            .map(|service| {
-                let config = slice::slice(&mesh, &endpoints, service, &version);
-                let mut line = serde_json::to_vec(&StreamMessage::Config(config)).unwrap_or_default();
-                line.push(b'\n');
-                (service.clone(), Bytes::from(line))
+            .map(|(name, list)| match self.endpoint_parts.get(&name) {
+                Some(part) if part.value == list => (name, part.clone()),
+                _ => (name, Part::new(list)),
             })
             .collect();
-        Some(Snapshot { version, revision: mesh.revision.clone(), lines })
+        self.endpoint_parts = endpoints;
+        // How a list changed is worked out once, whichever slices hold it.
+        let mut known: HashMap<(usize, usize), EndpointChanges> = HashMap::new();
+        let mut changes = |_: &str, before: &Arc<Part<Vec<Endpoint>>>, after: &Arc<Part<Vec<Endpoint>>>| {
+            let key = (Arc::as_ptr(before) as usize, Arc::as_ptr(after) as usize);
+            known.entry(key).or_insert_with(|| EndpointChanges::between(&before.value, &after.value)).clone()
+        };
+        let served: BTreeSet<&String> = self.proxies.values().map(|e| &e.reg.service).collect();
+        let mut slices = HashMap::new();
+        for service in served {
+            let slice = slice::slice(&mesh.revision, &mesh.mesh, &self.service_parts, &self.endpoint_parts, service);
+            let lines = match self.slices.get(service) {
+                Some(last) if last.slice.version == slice.version => last.clone(),
+                Some(last) => Arc::new(last.followed_by(slice, &mut changes)),
+                None => Arc::new(SliceLines::new(slice)),
+            };
+            slices.insert(service.clone(), lines);
+        }
+        self.slices = slices.clone();
+        Some(Snapshot { revision: mesh.revision.clone(), slices })
     }
 
     /// Every proxy with an open stream, here or on another replica, for the API and the
@@ -367,18 +403,6 @@ impl Registry {
         }
         views.into_values().collect()
     }
-}
-
-/// A snapshot's version: its revision, then a digest of everything its configs are made of
-/// (the mesh with every rollout's weights, the endpoints with their identities). The same
-/// inputs give the same version on every replica and after every restart, so a proxy that
-/// moves to another replica is not sent a change; any change of content gives a new one.
-pub fn version_of(mesh: &MeshConfig, endpoints: &BTreeMap<String, Vec<Endpoint>>) -> String {
-    use sha2::{Digest, Sha256};
-    // Maps are ordered (BTreeMap all the way down): the encoding is canonical.
-    let content = serde_json::to_vec(&(mesh, endpoints)).unwrap_or_default();
-    let digest = hex::encode(Sha256::digest(&content));
-    format!("{}.{}", mesh.revision, &digest[..16])
 }
 
 mod fleetwide;

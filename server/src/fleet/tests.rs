@@ -17,6 +17,8 @@ pub(super) fn reg(id: &str, service: &str, version: &str, addr: &str) -> Registr
         version: version.into(),
         inbound_addr: addr.into(),
         admin_addr: "127.0.0.1:1".into(),
+        incremental: false,
+        resume: None,
         proxy_version: "test".into(),
     }
 }
@@ -36,7 +38,7 @@ fn config_for(fleet: &Fleet, service: &str) -> trellis_model::ProxyConfig {
     let line = snap.line_for(service).expect("a line for every served service");
     match serde_json::from_slice::<StreamMessage>(&line).unwrap() {
         StreamMessage::Config(c) => c,
-        StreamMessage::Ping => panic!("expected a config"),
+        other => panic!("expected a config, not {other:?}"),
     }
 }
 
@@ -45,7 +47,7 @@ async fn nothing_is_published_before_the_first_valid_revision() {
     let fleet = fleet().await;
     let _g = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
     let _c = fleet.connected(reg("c", "storefront", "v1", "127.0.0.1:2000"));
-    assert!(fleet.subscribe().borrow().lines.is_empty());
+    assert!(fleet.subscribe().borrow().slices.is_empty());
     fleet.set_mesh(mesh("r1"));
     let c = config_for(&fleet, "storefront");
     assert_eq!(c.revision, "r1");

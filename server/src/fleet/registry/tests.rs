@@ -62,7 +62,7 @@ fn sync_is_audited_once_per_revision_and_a_nack_once_per_reason() {
     r.set_mesh(mesh("r1"), 0);
     r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
     r.connect(reg("b", "storefront", "10.0.0.2:4143"), 0);
-    let version = r.snapshot().unwrap().version;
+    let version = r.snapshot().unwrap().version_for("storefront").unwrap().to_string();
     assert!(audited(&r.ack(&ack("a", &version, None), 100).unwrap()).is_empty(), "one of two");
     let nacked = r.ack(&ack("b", &version, Some("regex too big")), 150).unwrap();
     assert_eq!(audited(&nacked), ["proxy.nacked"]);
@@ -139,16 +139,32 @@ fn a_version_names_the_content_the_same_on_every_replica() {
     let (mut one, mut two) = (leading(), leading());
     fill(&mut one);
     fill(&mut two);
-    let version = one.snapshot().unwrap().version;
+    let version = one.snapshot().unwrap().version_for("storefront").unwrap().to_string();
     assert!(version.starts_with("r1."), "{version}");
-    assert_eq!(two.snapshot().unwrap().version, version, "another replica, the same inputs");
-    assert_eq!(one.snapshot().unwrap().version, version, "published again with nothing changed");
+    assert_eq!(
+        two.snapshot().unwrap().version_for("storefront").unwrap().to_string(),
+        version,
+        "another replica, the same inputs"
+    );
+    assert_eq!(
+        one.snapshot().unwrap().version_for("storefront").unwrap().to_string(),
+        version,
+        "published again with nothing changed"
+    );
     one.connect(reg("c", "inventory", "10.0.0.3:4143"), 1);
-    assert_ne!(one.snapshot().unwrap().version, version, "a new endpoint, a new version");
+    assert_ne!(
+        one.snapshot().unwrap().version_for("storefront").unwrap().to_string(),
+        version,
+        "a new endpoint, a new version"
+    );
     let mut reweighted = mesh("r1");
     reweighted.services.get_mut("inventory").unwrap().versions.push("v2".into());
     two.set_mesh(reweighted, 1);
-    assert_ne!(two.snapshot().unwrap().version, version, "the same revision, other content");
+    assert_ne!(
+        two.snapshot().unwrap().version_for("storefront").unwrap().to_string(),
+        version,
+        "the same revision, other content"
+    );
 }
 
 fn elsewhere(id: &str, service: &str, addr: &str, connected: bool) -> Member {
@@ -163,7 +179,7 @@ fn elsewhere(id: &str, service: &str, addr: &str, connected: bool) -> Member {
 fn endpoint_addrs(r: &mut Registry, service: &str) -> Vec<String> {
     let snapshot = r.snapshot().unwrap();
     let line = snapshot.line_for(service).unwrap();
-    let StreamMessage::Config(c) = serde_json::from_slice(&line).unwrap() else { unreachable!() };
+    let trellis_model::fleet::StreamMessage::Config(c) = serde_json::from_slice(&line).unwrap() else { unreachable!() };
     let mut addrs: Vec<String> = c.endpoints.values().flatten().map(|e| e.addr.clone()).collect();
     addrs.sort();
     addrs
@@ -190,7 +206,10 @@ fn the_whole_fleet_is_sent_whichever_replica_each_proxy_is_connected_to() {
     assert_eq!(endpoint_addrs(&mut r, "storefront"), ["10.0.0.2:4143", "10.0.0.3:4143"]);
     assert_eq!(r.proxies().len(), 3, "each proxy once");
     // The same inputs on another replica give the same version.
-    assert_eq!(r.snapshot().unwrap().version, r.snapshot().unwrap().version);
+    assert_eq!(
+        r.snapshot().unwrap().version_for("storefront").unwrap().to_string(),
+        r.snapshot().unwrap().version_for("storefront").unwrap().to_string()
+    );
 }
 
 #[test]

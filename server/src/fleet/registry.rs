@@ -408,4 +408,7 @@ impl Registry {
 mod fleetwide;
 
 #[cfg(test)]
+mod churn;
+
+#[cfg(test)]
 mod tests;

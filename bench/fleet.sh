@@ -6,14 +6,21 @@
 # Postgres server (TRELLIS_TEST_POSTGRES_URL, or the local one), the proxies spread across
 # them; then the leader is killed (SIGKILL): takeover time, the p99 time for its proxies to be
 # connected elsewhere, and a commit's ACKs on the replicas left.
-# Usage: bench/fleet.sh [--replicas R] [N ...]   (default: one replica on SQLite, 1000 5000)
+# The proxies take the demo mesh's shape (one in ten a storefront, which calls inventory and
+# catalog; the rest serve those two) and take deltas; with --compare-full, each N runs again
+# with every change sent as a full config, to show what deltas save.
+# Usage: bench/fleet.sh [--replicas R] [--compare-full] [N ...]
+#   (default: one replica on SQLite, 1000 5000 10000, full configs compared at 1000)
 # TRELLIS_BENCH_SMOKE=1 (the test command's smoke run): the debug binaries, N=20 by default.
 source "$(dirname "$0")/common.sh"
-replicas=1
-if [[ "${1:-}" == --replicas ]]; then
-  replicas=$2
-  shift 2
-fi
+replicas=1 compare=""
+while [[ "${1:-}" == --* ]]; do
+  case $1 in
+    --replicas) replicas=$2; shift 2 ;;
+    --compare-full) compare=1; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
 need curl curl
 ((replicas == 1)) || need postgresql-client psql
 bin=$(built release trellis-server trellis-bench)
@@ -30,9 +37,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# run N: one measured run with $replicas replicas.
+# run N [--full]: one measured run with $replicas replicas.
 run() {
-  local count=$1 urls=() r host token result
+  local count=$1 urls=() r host tokens=() service result
   work=$(mktemp -d /tmp/trellis-fleet.XXXXXX)
   unset DATABASE_URL
   if ((replicas > 1)); then
@@ -58,17 +65,23 @@ run() {
   for ((r = 0; r < replicas; r++)); do
     for _ in $(seq 300); do curl -sfo /dev/null "${urls[r]}/api/v1/fleet" && break; sleep 0.1; done
   done
-  token=$("$bin/trellis" join-token inventory --data-dir "$work/data-0")
+  for service in storefront inventory catalog; do
+    tokens+=("$service=$("$bin/trellis" join-token "$service" --data-dir "$work/data-0")")
+  done
   result=$("$bin/fleetsim" --control-plane "$(IFS=,; echo "${urls[*]}")" --cp-pid "$(IFS=,; echo "${pids[*]}")" \
-    --repo "$work/policy" --proxies "$count" --join-token "$token")
-  echo "N=$count replicas=$replicas: $result"
+    --repo "$work/policy" --proxies "$count" --join-tokens "$(IFS=,; echo "${tokens[*]}")" ${2:-})
+  echo "N=$count replicas=$replicas${2:+ $2}: $result"
   cleanup
 }
 
-defaults="1000 5000"
-[[ -n "$smoke" ]] && defaults=20
-for n in "${@:-$defaults}"; do
-  for count in $n; do
-    run "$count"
-  done
+if (($# == 0)); then
+  set -- 1000 5000 10000
+  [[ -n "$smoke" ]] && set -- 20
+  compare=${compare:-first}
+fi
+for count in "$@"; do
+  run "$count"
+  if [[ "$compare" == 1 || ("$compare" == first && "$count" == "$1") ]]; then
+    run "$count" --full
+  fi
 done

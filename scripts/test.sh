@@ -39,7 +39,7 @@ cargo test --workspace
 # --- Benchmarks: each once in its smoke mode (debug binaries, tiny sizes, any error fails), so
 # that a change that breaks one fails here; figures come from full runs (bench/README.md) ----
 export TRELLIS_BENCH_SMOKE=1
-bench/fleet.sh 20
+bench/fleet.sh --compare-full 20
 bench/fleet.sh --replicas 3 30
 bench/run.sh
 bench/mtls.sh

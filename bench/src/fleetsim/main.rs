@@ -5,15 +5,18 @@
 //! (SIGKILL) and measures how long the others take to elect a new one, how long the killed
 //! replica's proxies take to be connected elsewhere, and a commit's ACKs once more.
 //!
-//! Prints one JSON object: the figures in ms (takeover in s), and the control plane's resident
-//! memory and CPU seconds (read from /proc of `--cp-pid`).
+//! The proxies take the demo mesh's shape (storefront calls inventory and catalog), and take
+//! deltas unless `--full` makes every change a full config, to show what deltas save.
+//!
+//! Prints one JSON object: the figures in ms (takeover in s), the control plane's resident
+//! memory and CPU seconds (read from /proc of `--cp-pid`) and the simulation's own CPU.
 
 mod harness;
 mod proxy;
 
 use clap::Parser;
 use harness::{Quantiles, ack_times, commit, proc_stats};
-use proxy::{Fleet, Slot};
+use proxy::{Fleet, Plan, Slot};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,9 +33,12 @@ struct Args {
     repo: String,
     #[arg(long, default_value_t = 1000)]
     proxies: usize,
-    /// The inventory service's join token (`trellis join-token inventory`).
-    #[arg(long, env = "TRELLIS_JOIN_TOKEN")]
-    join_token: String,
+    /// Each service's join token (`trellis join-token <service>`): storefront=…,inventory=…,catalog=….
+    #[arg(long, value_delimiter = ',', required = true)]
+    join_tokens: Vec<String>,
+    /// Take no deltas: every change is sent as a full config.
+    #[arg(long)]
+    full: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,8 +51,12 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let fleet: Fleet = Arc::new(Mutex::new(vec![Slot::default(); args.proxies]));
     let replicas = Arc::new(args.control_plane.clone());
+    let tokens = args.join_tokens.iter().map(|t| t.split_once('=').map(|(s, t)| (s.to_string(), t.to_string())));
+    let tokens = tokens.collect::<Option<_>>().ok_or_else(|| anyhow::anyhow!("--join-tokens takes service=token"))?;
+    let plan = Arc::new(Plan { tokens, incremental: !args.full });
+    let (rss_empty, cpu_empty) = proc_stats(&args.cp_pid);
     for i in 0..args.proxies {
-        tokio::spawn(proxy::run(i, replicas.clone(), args.join_token.clone(), fleet.clone()));
+        tokio::spawn(proxy::run(i, replicas.clone(), plan.clone(), fleet.clone()));
         // Stagger the joins a little, as a fleet rolling out would.
         if i % 100 == 99 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -67,16 +77,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         n
     });
     let (rss_before, cpu_before) = proc_stats(&args.cp_pid);
+    let (sim_before, received_before) = (own_cpu(), received(&fleet));
     let ack = commit_and_wait(&args.repo, &fleet).await?;
     let (rss_after, cpu_after) = proc_stats(&args.cp_pid);
+    let n = args.proxies as f64;
     let mut report = serde_json::json!({
         "proxies": args.proxies,
         "replicas": replicas.len(),
+        "deltas": plan.incremental,
         "spread": spread,
         "join_s": join_s,
         "commit_to_ack_ms": ack,
-        "cp_rss_mb": { "fleet_joined": rss_before, "after_commit": rss_after },
+        "cp_rss_mb": { "empty": rss_empty, "fleet_joined": rss_before, "after_commit": rss_after },
+        "cp_kb_per_proxy": (rss_before - rss_empty) * 1024.0 / n,
+        "cp_cpu_ms_per_join": (cpu_before - cpu_empty) * 1000.0 / n,
         "cp_cpu_s_for_commit": cpu_after - cpu_before,
+        "sim_cpu_s_for_commit": own_cpu() - sim_before,
+        "bytes_per_proxy_for_commit": (received(&fleet) - received_before) as f64 / n,
     });
     if replicas.len() > 1 {
         report["leader_killed"] = kill_leader(&args, &fleet).await?;
@@ -142,6 +159,16 @@ async fn kill_leader(args: &Args, fleet: &Fleet) -> anyhow::Result<serde_json::V
         "reconnect_ms": moved.map(Quantiles::of),
         "commit_to_ack_ms": ack,
     }))
+}
+
+/// The simulation's own CPU seconds: it shares the machine with the control plane.
+fn own_cpu() -> f64 {
+    proc_stats(&[std::process::id()]).1
+}
+
+/// Config bytes the fleet was sent, all told.
+fn received(fleet: &Fleet) -> u64 {
+    harness::snapshot(fleet).iter().map(|s| s.received).sum()
 }
 
 fn ms(d: Duration) -> f64 {

@@ -15,17 +15,39 @@ use std::time::{Duration, Instant};
 pub struct Slot {
     /// The revision it last ACKed, and when.
     pub acked: Option<(String, Instant)>,
-    /// The replica its stream is on, and when that stream delivered its first config.
+    /// The replica its stream is on, and when that stream opened.
     pub on: Option<(usize, Instant)>,
+    /// The config bytes it was sent, all told.
+    pub received: u64,
+}
+
+/// How the simulated proxies join: which service each serves (with its join token), and
+/// whether they take deltas.
+pub struct Plan {
+    pub tokens: std::collections::BTreeMap<String, String>,
+    pub incremental: bool,
+}
+
+/// The demo mesh's shape: one proxy in ten is a storefront (it calls inventory and catalog,
+/// so its config lists their endpoints); the rest serve inventory and catalog, half each.
+pub fn service_of(i: usize) -> &'static str {
+    match i % 10 {
+        0 => "storefront",
+        n if n % 2 == 1 => "inventory",
+        _ => "catalog",
+    }
 }
 
 pub type Fleet = Arc<Mutex<Vec<Slot>>>;
 
 /// Runs proxy `i` for ever, starting on replica `i % replicas`.
-pub async fn run(i: usize, replicas: Arc<Vec<String>>, token: String, fleet: Fleet) {
+pub async fn run(i: usize, replicas: Arc<Vec<String>>, plan: Arc<Plan>, fleet: Fleet) {
     let mut at = i % replicas.len();
     let mut identity = None;
     let mut misses = 0;
+    // The version it runs, named when it reconnects.
+    let mut running = None;
+    let token = plan.tokens.get(service_of(i)).cloned().unwrap_or_default();
     loop {
         let mut delivered = false;
         let outcome = match &identity {
@@ -36,7 +58,10 @@ pub async fn run(i: usize, replicas: Arc<Vec<String>>, token: String, fleet: Fle
                 }
                 Err(e) => Err(e),
             },
-            Some(id) => stream(i, at, &replicas[at], id, &fleet, &mut delivered).await,
+            Some(id) => {
+                let on = Stream { i, at, cp: &replicas[at], incremental: plan.incremental };
+                on.run(id, &fleet, &mut running, &mut delivered).await
+            }
         };
         if let Err(e) = outcome
             && i == 0
@@ -77,7 +102,7 @@ async fn certify(i: usize, cp: &str, token: &str) -> anyhow::Result<Identity> {
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())?.serialize_request(&key)?.pem()?;
     let request = trellis_model::fleet::CertifyRequest {
         proxy_id: format!("sim-{i}"),
-        service: "inventory".into(),
+        service: service_of(i).into(),
         token: token.into(),
         csr,
     };
@@ -114,49 +139,64 @@ pub async fn h2c(cp: &str, req: http::Request<Full<Bytes>>) -> anyhow::Result<(h
     Ok((status, resp.into_body().collect().await?.to_bytes()))
 }
 
-/// Registers on replica `at`'s stream and ACKs every config line until the stream ends.
-async fn stream(
+/// One config stream of proxy `i`, on replica `at`.
+struct Stream<'a> {
     i: usize,
     at: usize,
-    cp: &str,
-    identity: &Identity,
-    fleet: &Fleet,
-    delivered: &mut bool,
-) -> anyhow::Result<()> {
-    let host: std::net::SocketAddr = cp.trim_start_matches("http://").parse()?;
-    let tcp = tokio::net::TcpStream::connect((host.ip(), identity.fleet_port)).await?;
-    let tls = tokio_rustls::TlsConnector::from(identity.tls.clone()).connect(identity.server.clone(), tcp).await?;
-    let (client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
-    tokio::spawn(conn);
-    let id = format!("sim-{i}");
-    let reg = serde_json::json!({
-        "proxy_id": id, "service": "inventory", "version": if i.is_multiple_of(2) { "v1" } else { "v2" },
-        "inbound_addr": format!("127.1.{}.{}:4143", i / 250, i % 250 + 1), "admin_addr": "127.0.0.1:1", "proxy_version": "sim",
-    });
-    let req = http::Request::post(format!("{cp}/fleet/v1/stream")).body(Full::new(Bytes::from(reg.to_string())))?;
-    let mut body = client.clone().send_request(req).await?.into_body();
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else { continue };
-        buf.extend_from_slice(&data);
-        while let Some(n) = buf.iter().position(|b| *b == b'\n') {
-            let line = buf.split_to(n + 1);
-            let msg: Message = serde_json::from_slice(&line[..n])?;
-            if msg.kind != "config" {
-                continue;
-            }
-            let ack = serde_json::json!({ "proxy_id": id, "version": msg.version, "error": null });
-            let req =
-                http::Request::post(format!("{cp}/fleet/v1/ack")).body(Full::new(Bytes::from(ack.to_string())))?;
-            let _ = client.clone().send_request(req).await?.into_body().collect().await;
-            let now = Instant::now();
-            let mut fleet = fleet.lock().unwrap_or_else(|e| e.into_inner());
-            fleet[i].acked = Some((msg.revision, now));
-            if !*delivered {
-                fleet[i].on = Some((at, now));
-                *delivered = true;
+    cp: &'a str,
+    incremental: bool,
+}
+
+impl Stream<'_> {
+    /// Registers (naming the version it runs) and ACKs every config and delta until the
+    /// stream ends.
+    async fn run(
+        &self,
+        identity: &Identity,
+        fleet: &Fleet,
+        running: &mut Option<String>,
+        delivered: &mut bool,
+    ) -> anyhow::Result<()> {
+        let (i, cp) = (self.i, self.cp);
+        let host: std::net::SocketAddr = cp.trim_start_matches("http://").parse()?;
+        let tcp = tokio::net::TcpStream::connect((host.ip(), identity.fleet_port)).await?;
+        let tls = tokio_rustls::TlsConnector::from(identity.tls.clone()).connect(identity.server.clone(), tcp).await?;
+        let (client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+        tokio::spawn(conn);
+        let id = format!("sim-{i}");
+        let reg = serde_json::json!({
+            "proxy_id": id, "service": service_of(i), "version": if i.is_multiple_of(2) { "v1" } else { "v2" },
+            "inbound_addr": format!("127.1.{}.{}:4143", i / 250, i % 250 + 1), "admin_addr": "127.0.0.1:1",
+            "proxy_version": "sim", "incremental": self.incremental, "resume": running,
+        });
+        let req = http::Request::post(format!("{cp}/fleet/v1/stream")).body(Full::new(Bytes::from(reg.to_string())))?;
+        let resp = client.clone().send_request(req).await?;
+        anyhow::ensure!(resp.status().is_success(), "stream: {}", resp.status());
+        // Connected here: a proxy that resumes with the version this replica has is sent nothing.
+        fleet.lock().unwrap_or_else(|e| e.into_inner())[i].on = Some((self.at, Instant::now()));
+        *delivered = true;
+        let mut body = resp.into_body();
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else { continue };
+            buf.extend_from_slice(&data);
+            while let Some(n) = buf.iter().position(|b| *b == b'\n') {
+                let line = buf.split_to(n + 1);
+                let msg: Message = serde_json::from_slice(&line[..n])?;
+                if msg.kind != "config" && msg.kind != "delta" {
+                    continue;
+                }
+                let ack = serde_json::json!({ "proxy_id": id, "version": msg.version, "error": null });
+                let req =
+                    http::Request::post(format!("{cp}/fleet/v1/ack")).body(Full::new(Bytes::from(ack.to_string())))?;
+                let _ = client.clone().send_request(req).await?.into_body().collect().await;
+                *running = Some(msg.version);
+                let now = Instant::now();
+                let mut fleet = fleet.lock().unwrap_or_else(|e| e.into_inner());
+                fleet[i].acked = Some((msg.revision, now));
+                fleet[i].received += line.len() as u64;
             }
         }
+        Ok(())
     }
-    Ok(())
 }

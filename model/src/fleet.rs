@@ -20,6 +20,9 @@ pub const TELEMETRY: &str = "/fleet/v1/telemetry";
 /// The one path open on the plaintext port once identities are on: a join token proves the
 /// caller.
 pub const CERTIFY: &str = "/fleet/v1/certify";
+/// Names the proxy on every request, so that a control plane can tell who asks without
+/// reading the body.
+pub const PROXY_ID_HEADER: &str = "x-trellis-proxy-id";
 
 /// A proxy announcing itself on its config stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -312,10 +312,15 @@ impl ControlPlane {
     where
         C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
     {
-        let req = http::Request::post(format!("{base}{path}"))
+        let mut req = http::Request::post(format!("{base}{path}"))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(http_body_util::Full::new(Bytes::from(body)))
             .map_err(|e| format!("{base}{path}: {e}"))?;
+        // Who asks, readable without the body: a control plane too busy to read a report
+        // still counts it as the proxy's heartbeat.
+        if let Ok(id) = http::HeaderValue::from_str(&self.shared.settings.proxy_id) {
+            req.headers_mut().insert(trellis_model::fleet::PROXY_ID_HEADER, id);
+        }
         // The answer's head must come within this; a stream's body has its own idle timeout.
         let sent = tokio::time::timeout(Duration::from_secs(10), client.request(req))
             .await

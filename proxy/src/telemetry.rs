@@ -1,6 +1,8 @@
 //! Pushes what the proxy counted to the control plane every two seconds: the change since the
 //! last report the control plane accepted, so a failed push is carried into the next one.
-//! Every report, empty or not, is also the proxy's heartbeat.
+//! Every report, empty or not, is also the proxy's heartbeat. A control plane that falls behind
+//! answers 429 with `Retry-After`: the proxy waits that long (at most [`SLOWEST`]) and sends
+//! what it counted meanwhile in one report, so nothing is dropped.
 
 use crate::Shared;
 use std::collections::HashMap;
@@ -9,6 +11,9 @@ use std::time::Duration;
 use trellis_model::telemetry::{BUCKETS, Denial, Direction, Report, Series, TcpSeries};
 
 const EVERY: Duration = Duration::from_secs(2);
+/// The longest a control plane may hold reports back: well within its heartbeat timeout, as
+/// it records each deferred report as a heartbeat.
+const SLOWEST: Duration = Duration::from_secs(8);
 
 type Key = (Direction, String, String, String);
 
@@ -21,11 +26,13 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
     let mut accepted_limited: HashMap<(String, String), u64> = HashMap::new();
     let mut accepted_tcp: HashMap<Key, TcpSeries> = HashMap::new();
     let mut seq = 0;
+    let mut wait = EVERY;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
+            _ = tokio::time::sleep(wait) => {}
             () = shutdown.recv() => return,
         }
+        wait = EVERY;
         let now = shared.metrics.series();
         // Sent even when empty: a report is also the proxy's heartbeat.
         let series = deltas(&now, &accepted);
@@ -47,10 +54,21 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
                     accepted_tcp.insert((t.direction, t.service.clone(), t.version.clone(), String::new()), t);
                 }
             }
+            Ok(resp) if resp.status() == http::StatusCode::TOO_MANY_REQUESTS => {
+                wait = retry_after(resp.headers());
+                tracing::debug!(?wait, "the control plane asks for fewer reports; the counts go with the next one");
+            }
             Ok(resp) => tracing::warn!(status = %resp.status(), "telemetry report refused"),
             Err(e) => tracing::debug!(error = %e, "telemetry not delivered; it goes with the next report"),
         }
     }
+}
+
+/// How long a 429 asks the proxy to wait: its `Retry-After` seconds, between [`EVERY`] and
+/// [`SLOWEST`].
+fn retry_after(headers: &http::HeaderMap) -> Duration {
+    let asked = headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    asked.map_or(EVERY * 2, Duration::from_secs).clamp(EVERY, SLOWEST)
 }
 
 /// Refusals by (caller, what refused) since the accepted totals.
@@ -92,4 +110,23 @@ fn deltas(now: &[crate::metrics::Series], accepted: &HashMap<Key, (u64, u64, [u6
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_429_slows_reports_within_bounds() {
+        let after = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::RETRY_AFTER, http::HeaderValue::from_str(v).unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(after("4"), Duration::from_secs(4));
+        assert_eq!(after("600"), SLOWEST, "never past the heartbeat timeout");
+        assert_eq!(after("0"), EVERY);
+        assert_eq!(after("Wed, 21 Oct 2026 07:28:00 GMT"), EVERY * 2, "a date is not followed: twice as slow");
+        assert_eq!(retry_after(&http::HeaderMap::new()), EVERY * 2);
+    }
 }

@@ -169,16 +169,26 @@ async fn ack(
 }
 
 /// A proxy's counts since its last accepted report. Refusals are counted by reason and never
-/// touch the aggregates.
+/// touch the aggregates. When intake has fallen behind, the report is not read: the proxy is
+/// heard from (its heartbeat) and asked to come back later with its counts.
 async fn telemetry(
     State(state): State<AppState>,
     peer: Option<Extension<FleetPeer>>,
-    report: Result<ApiJson<trellis_model::telemetry::Report>, ApiError>,
-) -> Result<http::StatusCode, ApiError> {
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
     use crate::telemetry::Rejection;
-    let ApiJson(report) = report.inspect_err(|_| {
-        state.telemetry.reject(Rejection::Unreadable);
-    })?;
+    use axum::extract::FromRequest;
+    let Some(_in_hand) = state.telemetry.admit() else {
+        if let Some(proxy) = req.headers().get(fleet::PROXY_ID_HEADER).and_then(|v| v.to_str().ok()) {
+            state.fleet.heartbeat(proxy);
+        }
+        let retry = [(http::header::RETRY_AFTER, crate::telemetry::RETRY_AFTER_S.to_string())];
+        return Ok((http::StatusCode::TOO_MANY_REQUESTS, retry).into_response());
+    };
+    let ApiJson(report) =
+        ApiJson::<trellis_model::telemetry::Report>::from_request(req, &()).await.inspect_err(|_| {
+            state.telemetry.reject(Rejection::Unreadable);
+        })?;
     if let Err(why) = report.check() {
         state.telemetry.reject(Rejection::Invalid);
         return Err(ApiError::invalid("invalid telemetry report", why));
@@ -196,10 +206,10 @@ async fn telemetry(
     match state.telemetry.ingest(&service, &report, crate::now_ms() as u64 / 1000) {
         Ok(()) => {
             state.telemetry_fresh.store(true, std::sync::atomic::Ordering::Relaxed);
-            Ok(http::StatusCode::NO_CONTENT)
+            Ok(http::StatusCode::NO_CONTENT.into_response())
         }
         // A repeated report was already counted: acknowledge it so the proxy moves on.
-        Err(Rejection::Stale) => Ok(http::StatusCode::NO_CONTENT),
+        Err(Rejection::Stale) => Ok(http::StatusCode::NO_CONTENT.into_response()),
         Err(why) => Err(ApiError::invalid("telemetry report refused", why.as_str())),
     }
 }

@@ -105,7 +105,30 @@ impl Rejection {
 }
 
 #[derive(Default)]
-pub struct Telemetry(Mutex<Inner>);
+pub struct Telemetry {
+    inner: Mutex<Inner>,
+    /// Reports being handled now (read, checked, added).
+    busy: std::sync::atomic::AtomicUsize,
+    /// Reports the proxies were asked to send later.
+    deferred: std::sync::atomic::AtomicU64,
+}
+
+/// Reports handled at once past which intake has fallen behind: the proxies are asked to
+/// report less often (429 with `Retry-After`) and carry their counts into a later report.
+/// At 5,000 reports a second a few are in hand at a time; hundreds mean they queue.
+pub const BACKLOG: usize = 256;
+
+/// How long a proxy asked to slow down waits before its next report.
+pub const RETRY_AFTER_S: u64 = 4;
+
+/// A report being handled; dropping it ends that.
+pub struct InHand<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// Denied or rate-limited calls: (caller, callee, what denied them).
 pub type DeniedKey = (String, String, String);
@@ -221,7 +244,24 @@ fn compact(second: Second) -> Second {
 
 impl Telemetry {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.0.locked()
+        self.inner.locked()
+    }
+
+    /// A report arrived: in hand until the guard drops. `None` (counted as deferred) when
+    /// [`BACKLOG`] reports are already in hand.
+    pub fn admit(&self) -> Option<InHand<'_>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let guard = InHand(&self.busy);
+        if self.busy.fetch_add(1, Relaxed) >= BACKLOG {
+            self.deferred.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(guard)
+    }
+
+    /// Reports the proxies were asked to send later.
+    pub fn deferred(&self) -> u64 {
+        self.deferred.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Adds a checked report from a proxy of `reporter` (its service) at `now_s`.
@@ -365,6 +405,17 @@ impl Telemetry {
 mod tests {
     use super::*;
     use trellis_model::telemetry::{Series, bucket_of};
+
+    #[test]
+    fn past_the_backlog_reports_are_deferred_until_one_is_done() {
+        let t = Telemetry::default();
+        let in_hand: Vec<InHand> = (0..BACKLOG).map(|_| t.admit().expect("within the backlog")).collect();
+        assert!(t.admit().is_none(), "one more is deferred");
+        assert_eq!(t.deferred(), 1);
+        drop(in_hand.into_iter().next());
+        assert!(t.admit().is_some(), "room again once one is done");
+        assert_eq!(t.deferred(), 1);
+    }
 
     fn report(seq: u64, series: Vec<(Direction, &str, &str, u64, u64, f64)>) -> Report {
         Report {

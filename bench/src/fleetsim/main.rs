@@ -76,6 +76,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         n
     });
+    let telemetry = steady_telemetry(&args.cp_pid, &fleet).await;
     let (rss_before, cpu_before) = proc_stats(&args.cp_pid);
     let (sim_before, received_before) = (own_cpu(), received(&fleet));
     let ack = commit_and_wait(&args.repo, &fleet).await?;
@@ -91,6 +92,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "cp_rss_mb": { "empty": rss_empty, "fleet_joined": rss_before, "after_commit": rss_after },
         "cp_kb_per_proxy": (rss_before - rss_empty) * 1024.0 / n,
         "cp_cpu_ms_per_join": (cpu_before - cpu_empty) * 1000.0 / n,
+        "telemetry": telemetry,
         "cp_cpu_s_for_commit": cpu_after - cpu_before,
         "sim_cpu_s_for_commit": own_cpu() - sim_before,
         "bytes_per_proxy_for_commit": (received(&fleet) - received_before) as f64 / n,
@@ -159,6 +161,25 @@ async fn kill_leader(args: &Args, fleet: &Fleet) -> anyhow::Result<serde_json::V
         "reconnect_ms": moved.map(Quantiles::of),
         "commit_to_ack_ms": ack,
     }))
+}
+
+/// Ten seconds of the joined fleet at rest but for its reports (every proxy, every two
+/// seconds): reports taken per second, those deferred, and the control plane's CPU for them.
+async fn steady_telemetry(cp_pid: &[u32], fleet: &Fleet) -> serde_json::Value {
+    let count =
+        |fleet: &Fleet| harness::snapshot(fleet).iter().fold((0, 0), |(r, d), s| (r + s.reports, d + s.deferred));
+    let ((reports, deferred), (_, cpu), sim) = (count(fleet), proc_stats(cp_pid), own_cpu());
+    let window = Duration::from_secs(10);
+    tokio::time::sleep(window).await;
+    let ((reports_after, deferred_after), (_, cpu_after)) = (count(fleet), proc_stats(cp_pid));
+    let taken = (reports_after - reports) as f64;
+    serde_json::json!({
+        "reports_per_s": taken / window.as_secs_f64(),
+        "deferred_per_s": (deferred_after - deferred) as f64 / window.as_secs_f64(),
+        "cp_cpu_per_s": (cpu_after - cpu) / window.as_secs_f64(),
+        "cp_cpu_us_per_report": if taken > 0.0 { (cpu_after - cpu) * 1e6 / taken } else { 0.0 },
+        "sim_cpu_per_s": (own_cpu() - sim) / window.as_secs_f64(),
+    })
 }
 
 /// The simulation's own CPU seconds: it shares the machine with the control plane.

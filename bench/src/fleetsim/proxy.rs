@@ -19,6 +19,9 @@ pub struct Slot {
     pub on: Option<(usize, Instant)>,
     /// The config bytes it was sent, all told.
     pub received: u64,
+    /// Telemetry reports accepted, and those the control plane asked it to send later.
+    pub reports: u64,
+    pub deferred: u64,
 }
 
 /// How the simulated proxies join: which service each serves (with its join token), and
@@ -175,6 +178,9 @@ impl Stream<'_> {
         // Connected here: a proxy that resumes with the version this replica has is sent nothing.
         fleet.lock().unwrap_or_else(|e| e.into_inner())[i].on = Some((self.at, Instant::now()));
         *delivered = true;
+        // Reports every two seconds, as trellis-proxy does: its heartbeat too.
+        let reporter = tokio::spawn(report(i, cp.to_string(), client.clone(), fleet.clone()));
+        let _stop = AbortOnDrop(reporter);
         let mut body = resp.into_body();
         let mut buf = BytesMut::new();
         while let Some(frame) = body.frame().await {
@@ -198,5 +204,60 @@ impl Stream<'_> {
             }
         }
         Ok(())
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends a report every two seconds (first at a random point of the first two, so a fleet's
+/// reports spread out), waiting as long as a 429's `Retry-After` asks; the counts of a deferred
+/// report go with the next one, as trellis-proxy's do.
+async fn report(i: usize, cp: String, client: hyper::client::conn::http2::SendRequest<Full<Bytes>>, fleet: Fleet) {
+    use trellis_model::telemetry::{BUCKETS, Direction, Report, Series};
+    let id = format!("sim-{i}");
+    let (mut seq, mut pending) = (0, 0);
+    let mut wait = Duration::from_millis(fastrand::u64(0..2000));
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = Duration::from_secs(2);
+        seq += 1;
+        pending += 40;
+        let mut buckets = vec![0; BUCKETS];
+        buckets[3] = pending;
+        let series = Series {
+            direction: Direction::Inbound,
+            service: service_of(i).into(),
+            version: if i.is_multiple_of(2) { "v1" } else { "v2" }.into(),
+            route: String::new(),
+            requests: pending,
+            failures: 0,
+            buckets,
+        };
+        let report =
+            Report { proxy_id: id.clone(), seq, series: vec![series], denied: vec![], limited: vec![], tcp: vec![] };
+        let Ok(req) = http::Request::post(format!("{cp}/fleet/v1/telemetry"))
+            .header("x-trellis-proxy-id", &id)
+            .body(Full::new(Bytes::from(serde_json::to_vec(&report).unwrap_or_default())))
+        else {
+            return;
+        };
+        let Ok(resp) = client.clone().send_request(req).await else { return };
+        let status = resp.status();
+        let retry = resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.parse().ok());
+        let _ = resp.into_body().collect().await;
+        let mut fleet = fleet.lock().unwrap_or_else(|e| e.into_inner());
+        if status == http::StatusCode::TOO_MANY_REQUESTS {
+            fleet[i].deferred += 1;
+            wait = Duration::from_secs(retry.unwrap_or(4));
+        } else if status.is_success() {
+            fleet[i].reports += 1;
+            pending = 0;
+        }
     }
 }

@@ -31,6 +31,15 @@ pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     for (reason, n) in rejected {
         let _ = writeln!(out, "{name}{{{}}} {n}", labels(&[("reason", reason)]));
     }
+    let name = "trellis_telemetry_deferred_total";
+    let help = "Telemetry reports the proxies were asked to send later, intake having fallen behind (their counts come with a later report).";
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}
+# TYPE {name} counter
+{name} {}",
+        state.telemetry.deferred()
+    );
     // Expiry as timestamps, so an alert can say "less than a week left" (Linkerd's users
     // learned of a silently expired issuer from an outage).
     for (name, what, at) in [

@@ -58,9 +58,11 @@ pub struct Snapshot {
     pub slices: std::collections::HashMap<String, Arc<SliceLines>>,
 }
 
-/// Deltas kept per slice: a proxy further behind (its stream was slow to send) gets a full
-/// config instead.
-const DELTAS_KEPT: usize = 16;
+/// Deltas kept per slice, and their bytes at most: a proxy further behind (its stream was slow
+/// to send) gets a full config instead. A slow stream under a fleet's churn falls behind by a
+/// publish every debounce; a megabyte of deltas is as much as a large full config.
+const DELTAS_KEPT: usize = 64;
+const DELTA_BYTES_KEPT: usize = 1 << 20;
 
 /// One service's slice, its full config line (made once, when a proxy first needs it) and the
 /// deltas that led to it.
@@ -89,8 +91,9 @@ impl SliceLines {
         let delta = next.delta_from(&self.slice, changes);
         let mut deltas = self.deltas.clone();
         deltas.push_back((self.slice.version.clone(), slice::delta_line(delta)));
-        if deltas.len() > DELTAS_KEPT {
-            deltas.pop_front();
+        let mut bytes: usize = deltas.iter().map(|(_, line)| line.len()).sum();
+        while deltas.len() > DELTAS_KEPT || bytes > DELTA_BYTES_KEPT {
+            bytes -= deltas.pop_front().map_or(0, |(_, line)| line.len());
         }
         SliceLines { slice: next, full: Default::default(), deltas }
     }

@@ -125,8 +125,9 @@ impl rustls::server::ResolvesServerCert for Reloading {
 }
 
 /// Serves TLS connections until shutdown, then lets them finish what they are doing (at most
-/// [`DRAIN`]). `admit` looks at each completed handshake and gives the app to serve on it, or
-/// `None` to close it (the fleet's listener admits only proxies of its trust domain). Each
+/// [`DRAIN`]). `admit` looks at each completed handshake and gives the app to serve on it with
+/// what each of its requests carries (the fleet's: who the proxy is), or `None` to close it
+/// (the fleet's listener admits only proxies of its trust domain). Each
 /// request carries its client's address as axum's `ConnectInfo<SocketAddr>`, as on the
 /// plaintext listener (login rate limits read it). Handshakes run beside the accept loop, so a
 /// client that stalls in one holds up nobody.
@@ -136,7 +137,7 @@ pub async fn serve<F>(
     mut shutdown: crate::sync::Shutdown,
     admit: F,
 ) where
-    F: Fn(&TlsStream<TcpStream>, SocketAddr) -> Option<axum::Router> + Clone + Send + 'static,
+    F: Fn(&TlsStream<TcpStream>, SocketAddr) -> Option<(axum::Router, http::Extensions)> + Clone + Send + 'static,
 {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -159,8 +160,9 @@ pub async fn serve<F>(
                 Ok(Err(e)) => return tracing::info!(%peer, error = %e, "TLS handshake refused"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            let Some(app) = admit(&tls, peer) else { return };
+            let Some((app, extensions)) = admit(&tls, peer) else { return };
             let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().extend(extensions.clone());
                 req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 tower_service::Service::call(&mut app.clone(), req)
             });

@@ -183,7 +183,9 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
             .with_state(state.clone())
             .layer(axum::middleware::from_fn(crate::api::log_errors))
             .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
-        let serving = crate::https::serve(listener, tls, shutdown_rx.clone(), move |_: &_, _| Some(app.clone()));
+        let serving = crate::https::serve(listener, tls, shutdown_rx.clone(), move |_: &_, _| {
+            Some((app.clone(), http::Extensions::new()))
+        });
         tasks.push(tokio::spawn(serving.instrument(tracing::info_span!("admission"))));
     }
     if let (Some(ca), Some(listener)) = (ca, fleet_listener) {
@@ -198,9 +200,9 @@ pub async fn start(mut config: ServeConfig) -> anyhow::Result<Running> {
         tasks.push(tokio::spawn(serving.instrument(tracing::info_span!("fleet-tls"))));
     }
     match tls {
-        Some(tls) => {
-            tasks.push(tokio::spawn(crate::https::serve(listener, tls, shutdown_rx, move |_: &_, _| Some(app.clone()))))
-        }
+        Some(tls) => tasks.push(tokio::spawn(crate::https::serve(listener, tls, shutdown_rx, move |_: &_, _| {
+            Some((app.clone(), http::Extensions::new()))
+        }))),
         None => {
             let mut serve_stop = shutdown_rx;
             tasks.push(tokio::spawn(async move {

@@ -69,7 +69,7 @@ pub fn admit(
     peer: std::net::SocketAddr,
     domain: &str,
     app: &axum::Router,
-) -> Option<axum::Router> {
+) -> Option<(axum::Router, http::Extensions)> {
     let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
     let identity = leaf.and_then(|c| crate::identity::spiffe_of(c));
     let not_after = leaf.map_or(0, |c| crate::identity::der_not_after_ms(c));
@@ -78,7 +78,11 @@ pub fn admit(
         return None;
     };
     let cert = Certificate { identity: identity.clone().unwrap_or_default(), not_after };
-    Some(app.clone().layer(axum::Extension(FleetPeer(service.to_string(), cert))))
+    // Given to each request, not layered onto a router of its own: layering rebuilds every
+    // route, some kilobytes per connection, and a control plane holds thousands.
+    let mut extensions = http::Extensions::new();
+    extensions.insert(FleetPeer(service.to_string(), cert));
+    Some((app.clone(), extensions))
 }
 
 /// The control plane's certificate, issued again once a third of its lifetime is left: its

@@ -141,6 +141,15 @@ pub struct StreamGuard {
     stream: u64,
 }
 
+impl StreamGuard {
+    /// Whether this stream still serves its proxy: a newer stream of the same proxy replaced
+    /// it, or the proxy was dropped as hung (silent past the heartbeat timeout), and then it
+    /// should end, so that a proxy still alive registers again rather than stay unknown.
+    pub fn serves(&self) -> bool {
+        self.fleet.lock().serves(&self.proxy_id, self.stream)
+    }
+}
+
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.fleet.disconnected(&self.proxy_id, self.stream);

@@ -103,8 +103,9 @@ struct Receiver {
 
 /// Sends the current config (nothing when the proxy resumed with it), then what changes, with
 /// pings in between. A slice that did not change wakes the stream but sends nothing. Ends at
-/// shutdown; dropping it (the proxy went away) drops the guard, which marks the proxy
-/// disconnected.
+/// shutdown, and at a ping once the stream no longer serves its proxy (replaced, or the proxy
+/// dropped as hung: it then registers again); dropping it (the proxy went away) drops the
+/// guard, which marks the proxy disconnected.
 fn config_stream(
     fleet: Fleet,
     to: Receiver,
@@ -135,7 +136,12 @@ fn config_stream(
                             return Some((Ok(line), (snapshots, shutdown, guard, to, fleet)));
                         }
                     }
-                    _ = tokio::time::sleep(PING_EVERY) => return Some((Ok(ping_line()), (snapshots, shutdown, guard, to, fleet))),
+                    _ = tokio::time::sleep(PING_EVERY) => {
+                        if !guard.serves() {
+                            return None;
+                        }
+                        return Some((Ok(ping_line()), (snapshots, shutdown, guard, to, fleet)));
+                    }
                     () = shutdown.recv() => return None,
                 }
             }

@@ -1,5 +1,6 @@
 //! The proxy protocol from the control plane's side, spoken by a test client: a NACK shows as
-//! a NACK and the proxy is not counted as synced; bad registrations are refused with reasons.
+//! a NACK and the proxy is not counted as synced; bad registrations are refused with reasons;
+//! a stream replaced by a newer one of the same proxy ends.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -129,4 +130,24 @@ async fn a_second_control_plane_on_the_same_data_directory_refuses_to_start() {
         .await;
     first.shutdown().await;
     trellis_server::serve::start(config).await.unwrap().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_replaced_by_a_newer_one_of_the_same_proxy_ends() {
+    let (repo, dir) = (PolicyRepo::demo(), tempfile::tempdir().unwrap());
+    let cp = control_plane(&repo, dir.path()).await;
+    let mut old = open_stream(&cp, "twice").await;
+    let _new = open_stream(&cp, "twice").await;
+    // The old one ends at its next ping (every two seconds), having sent what it had.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = old.frame().await {
+            frame.unwrap();
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the replaced stream is still open");
+    let (_, fleet) = http_get(cp.addr, "trellis", "/api/v1/fleet").await.unwrap();
+    let fleet: serde_json::Value = serde_json::from_str(&fleet).unwrap();
+    assert_eq!(fleet["total"].as_u64(), Some(1), "the proxy stays, on its new stream: {fleet}");
+    cp.shutdown().await;
 }

@@ -168,6 +168,11 @@ impl Registry {
         (stream, effects)
     }
 
+    /// Whether `stream` is the one serving proxy `proxy_id`.
+    pub fn serves(&self, proxy_id: &str, stream: u64) -> bool {
+        self.proxies.get(proxy_id).is_some_and(|e| e.stream == Some(stream))
+    }
+
     /// A proxy's stream `stream` ended (a newer one of the same proxy may have taken over).
     pub fn disconnect(&mut self, proxy_id: &str, stream: u64, now: i64) -> Vec<Effect> {
         match self.proxies.get_mut(proxy_id) {

@@ -98,7 +98,8 @@ async fn a_reconnect_supersedes_the_old_stream() {
     let fleet = fleet().await;
     fleet.set_mesh(mesh("r1"));
     let old = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
-    let _new = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
+    let new = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
+    assert!(!old.serves() && new.serves(), "the old stream ends at its next ping");
     drop(old);
     assert_eq!(fleet.proxies().len(), 1, "the old stream closing must not mark the proxy gone");
 }
@@ -109,7 +110,7 @@ async fn a_proxy_that_stops_heartbeating_is_dropped_from_endpoints() {
     fleet.set_mesh(mesh("r1"));
     let _caller = fleet.connected(reg("c", "storefront", "v1", "127.0.0.1:2000"));
     // Its stream stays open, but it goes silent.
-    let _hung = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
+    let hung = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
     let later = crate::now_ms() + HEARTBEAT_TIMEOUT.as_millis() as i64 + 1;
     fleet.heartbeat_at("c", later);
     fleet.sweep_at(later - 5_000);
@@ -117,4 +118,5 @@ async fn a_proxy_that_stops_heartbeating_is_dropped_from_endpoints() {
     fleet.sweep_at(later);
     assert!(!config_for(&fleet, "storefront").endpoints.contains_key("inventory"));
     assert!(fleet.heartbeat("a").is_none(), "forgotten");
+    assert!(!hung.serves(), "its stream ends, so that a proxy still alive registers again");
 }

@@ -43,7 +43,9 @@ impl Store {
         members.reverse();
         members.sort_by(|a, b| a.0.proxy_id.cmp(&b.0.proxy_id));
         members.dedup_by(|a, b| a.0.proxy_id == b.0.proxy_id);
-        for chunk in members.chunks(200) {
+        // Fifty rows a statement: SQLite finds each of a statement's parameters by a walk of
+        // its list (sqlx binds by name), so the cost grows with the square of their number.
+        for chunk in members.chunks(50) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| format!("(${}, ${}, ${}, ${}, $1, 1, {now})", i * 4 + 2, i * 4 + 3, i * 4 + 4, i * 4 + 5))
                 .collect();

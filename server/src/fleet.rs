@@ -13,6 +13,7 @@ use registry::{Effect, Registry};
 use crate::audit::Audit;
 use crate::sync::Locked;
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -38,7 +39,10 @@ struct Shared {
     registry: Mutex<Registry>,
     /// Rows for the other replicas, gathered for one write.
     outbox: Mutex<std::collections::BTreeMap<String, Share>>,
-    snapshot: watch::Sender<Arc<Snapshot>>,
+    snapshot: Mutex<Arc<Snapshot>>,
+    /// Service → the slice its streams send, so that a publish wakes only the streams whose
+    /// slice changed: a proxy joining costs the others nothing, not a wake-up each.
+    slices: Mutex<HashMap<String, watch::Sender<Option<Arc<SliceLines>>>>>,
     on_change: Box<dyn Fn() + Send + Sync>,
     audit: Audit,
     /// Where fleet membership is shared with the other replicas and remembered across
@@ -55,7 +59,7 @@ struct Shared {
 pub struct Snapshot {
     pub revision: String,
     /// Service → its slice; empty until the first valid revision.
-    pub slices: std::collections::HashMap<String, Arc<SliceLines>>,
+    pub slices: HashMap<String, Arc<SliceLines>>,
 }
 
 /// Deltas kept per slice, and their bytes at most: a proxy further behind (its stream was slow
@@ -101,6 +105,25 @@ impl SliceLines {
     fn full(&self) -> Bytes {
         self.full.get_or_init(|| self.slice.config_line()).clone()
     }
+
+    /// What a stream that last sent version `sent` sends now, if anything: the deltas since,
+    /// to a proxy that takes them and when they are all kept, else the full config. `sent`
+    /// becomes the version sent.
+    pub fn next(&self, sent: &mut Option<String>, incremental: bool) -> Option<Bytes> {
+        let current = &self.slice.version;
+        if sent.as_ref() == Some(current) {
+            return None;
+        }
+        let since =
+            sent.as_ref().filter(|_| incremental).and_then(|v| self.deltas.iter().position(|(base, _)| base == v));
+        let out = match since {
+            Some(i) if i + 1 == self.deltas.len() => self.deltas[i].1.clone(),
+            Some(i) => Bytes::from(self.deltas.range(i..).flat_map(|(_, l)| l.iter().copied()).collect::<Vec<u8>>()),
+            None => self.full(),
+        };
+        *sent = Some(current.clone());
+        Some(out)
+    }
 }
 
 impl Snapshot {
@@ -111,26 +134,6 @@ impl Snapshot {
 
     pub fn version_for(&self, service: &str) -> Option<&str> {
         self.slices.get(service).map(|s| s.slice.version.as_str())
-    }
-
-    /// What a stream of `service` that last sent version `sent` sends now, if anything: the
-    /// deltas since, to a proxy that takes them and when they are all kept, else the full
-    /// config. `sent` becomes the version sent.
-    pub fn next(&self, service: &str, sent: &mut Option<String>, incremental: bool) -> Option<Bytes> {
-        let lines = self.slices.get(service)?;
-        let current = &lines.slice.version;
-        if sent.as_ref() == Some(current) {
-            return None;
-        }
-        let since =
-            sent.as_ref().filter(|_| incremental).and_then(|v| lines.deltas.iter().position(|(base, _)| base == v));
-        let out = match since {
-            Some(i) if i + 1 == lines.deltas.len() => lines.deltas[i].1.clone(),
-            Some(i) => Bytes::from(lines.deltas.range(i..).flat_map(|(_, l)| l.iter().copied()).collect::<Vec<u8>>()),
-            None => lines.full(),
-        };
-        *sent = Some(current.clone());
-        Some(out)
     }
 }
 
@@ -186,13 +189,13 @@ impl Fleet {
         on_change: impl Fn() + Send + Sync + 'static,
     ) -> Self {
         let empty = Snapshot { revision: String::new(), slices: Default::default() };
-        let (snapshot, _) = watch::channel(Arc::new(empty));
         let (released, _) = watch::channel(true);
         Fleet(Arc::new(Shared {
             replica,
             outbox: Mutex::new(Default::default()),
             registry: Mutex::new(Registry::default()),
-            snapshot,
+            snapshot: Mutex::new(Arc::new(empty)),
+            slices: Mutex::new(HashMap::new()),
             on_change: Box::new(on_change),
             audit,
             store,
@@ -346,16 +349,41 @@ impl Fleet {
         });
     }
 
-    /// Rebuilds the snapshot after a change of mesh or endpoints and wakes every stream.
+    /// Rebuilds the snapshot after a change of mesh or endpoints and wakes the streams whose
+    /// slice changed. The snapshot goes first: a stream subscribing meanwhile starts from it.
     fn publish(&self, registry: &mut Registry) {
         if let Some(snapshot) = registry.snapshot() {
-            self.0.snapshot.send_replace(Arc::new(snapshot));
+            let snapshot = Arc::new(snapshot);
+            *self.0.snapshot.locked() = snapshot.clone();
+            let mut slices = self.0.slices.locked();
+            // Services whose every stream ended (or never served) are let go.
+            slices.retain(|_, tx| tx.receiver_count() > 0);
+            for (service, tx) in slices.iter() {
+                let Some(lines) = snapshot.slices.get(service) else { continue };
+                tx.send_if_modified(|current| {
+                    let changed = !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, lines));
+                    if changed {
+                        *current = Some(lines.clone());
+                    }
+                    changed
+                });
+            }
         }
         (self.0.on_change)();
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.0.snapshot.subscribe()
+    #[cfg(test)]
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.0.snapshot.locked().clone()
+    }
+
+    /// The slice `service`'s streams send, as it changes; `None` until it is first published.
+    pub fn subscribe_slice(&self, service: &str) -> watch::Receiver<Option<Arc<SliceLines>>> {
+        let mut slices = self.0.slices.locked();
+        let tx = slices.entry(service.to_string()).or_insert_with(|| {
+            watch::Sender::new(self.0.snapshot.locked().slices.get(service).cloned())
+        });
+        tx.subscribe()
     }
 
     pub fn set_mesh(&self, mesh: MeshConfig) {

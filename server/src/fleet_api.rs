@@ -102,7 +102,7 @@ struct Receiver {
 }
 
 /// Sends the current config (nothing when the proxy resumed with it), then what changes, with
-/// pings in between. A slice that did not change wakes the stream but sends nothing. Ends at
+/// pings in between. Only a change of its own service's slice wakes the stream. Ends at
 /// shutdown, and at a ping once the stream no longer serves its proxy (replaced, or the proxy
 /// dropped as hung: it then registers again); dropping it (the proxy went away) drops the
 /// guard, which marks the proxy disconnected.
@@ -112,11 +112,11 @@ fn config_stream(
     shutdown: crate::sync::Shutdown,
     guard: crate::fleet::StreamGuard,
 ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> {
-    let mut snapshots = fleet.subscribe();
-    snapshots.mark_changed();
+    let mut slice = fleet.subscribe_slice(&to.service);
+    slice.mark_changed();
     futures::stream::unfold(
-        (snapshots, shutdown, guard, to, fleet),
-        |(mut snapshots, mut shutdown, guard, mut to, fleet)| async move {
+        (slice, shutdown, guard, to, fleet),
+        |(mut slice, mut shutdown, guard, mut to, fleet)| async move {
             loop {
                 // After a restart nothing is sent until the previous fleet is back, so no proxy
                 // gets a config listing only the endpoints that reconnected first.
@@ -127,20 +127,20 @@ fn config_stream(
                     }
                 }
                 tokio::select! {
-                    changed = snapshots.changed() => {
+                    changed = slice.changed() => {
                         if changed.is_err() {
                             return None;
                         }
-                        let line = snapshots.borrow_and_update().next(&to.service, &mut to.sent, to.incremental);
-                        if let Some(line) = line {
-                            return Some((Ok(line), (snapshots, shutdown, guard, to, fleet)));
+                        let lines = slice.borrow_and_update().clone();
+                        if let Some(line) = lines.and_then(|l| l.next(&mut to.sent, to.incremental)) {
+                            return Some((Ok(line), (slice, shutdown, guard, to, fleet)));
                         }
                     }
                     _ = tokio::time::sleep(PING_EVERY) => {
                         if !guard.serves() {
                             return None;
                         }
-                        return Some((Ok(ping_line()), (snapshots, shutdown, guard, to, fleet)));
+                        return Some((Ok(ping_line()), (slice, shutdown, guard, to, fleet)));
                     }
                     () = shutdown.recv() => return None,
                 }

@@ -34,7 +34,7 @@ fn config(fleet: &Fleet) -> trellis_model::ProxyConfig {
 }
 
 fn config_for(fleet: &Fleet, service: &str) -> trellis_model::ProxyConfig {
-    let snap = fleet.subscribe().borrow().clone();
+    let snap = fleet.snapshot();
     let line = snap.line_for(service).expect("a line for every served service");
     match serde_json::from_slice::<StreamMessage>(&line).unwrap() {
         StreamMessage::Config(c) => c,
@@ -47,7 +47,7 @@ async fn nothing_is_published_before_the_first_valid_revision() {
     let fleet = fleet().await;
     let _g = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
     let _c = fleet.connected(reg("c", "storefront", "v1", "127.0.0.1:2000"));
-    assert!(fleet.subscribe().borrow().slices.is_empty());
+    assert!(fleet.snapshot().slices.is_empty());
     fleet.set_mesh(mesh("r1"));
     let c = config_for(&fleet, "storefront");
     assert_eq!(c.revision, "r1");
@@ -119,4 +119,27 @@ async fn a_proxy_that_stops_heartbeating_is_dropped_from_endpoints() {
     assert!(!config_for(&fleet, "storefront").endpoints.contains_key("inventory"));
     assert!(fleet.heartbeat("a").is_none(), "forgotten");
     assert!(!hung.serves(), "its stream ends, so that a proxy still alive registers again");
+}
+
+#[tokio::test]
+async fn a_publish_wakes_only_the_streams_whose_slice_changed() {
+    let fleet = fleet().await;
+    fleet.set_mesh(mesh("r1"));
+    let _a = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
+    let _c = fleet.connected(reg("c", "storefront", "v1", "127.0.0.1:2000"));
+    let mut inventory = fleet.subscribe_slice("inventory");
+    let mut storefront = fleet.subscribe_slice("storefront");
+    assert!(inventory.borrow().is_some() && storefront.borrow().is_some(), "a stream starts from the current slice");
+
+    // Another inventory proxy changes what storefronts are sent, not what inventories are.
+    let _b = fleet.connected(reg("b", "inventory", "v1", "127.0.0.1:1001"));
+    assert!(storefront.has_changed().unwrap(), "the storefronts' slice changed");
+    assert!(!inventory.has_changed().unwrap(), "the inventories' slice did not: they are not woken");
+    let line = storefront.borrow_and_update().as_ref().unwrap().full();
+    let StreamMessage::Config(c) = serde_json::from_slice(&line).unwrap() else { panic!("a config") };
+    assert_eq!(c.endpoints["inventory"].len(), 2);
+
+    // A new revision is a new version of every slice.
+    fleet.set_mesh(mesh("r2"));
+    assert!(inventory.has_changed().unwrap() && storefront.has_changed().unwrap());
 }

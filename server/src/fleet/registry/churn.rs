@@ -85,7 +85,8 @@ struct Proxy {
 
 /// Sends a stream what it would be sent now, and applies it as a proxy does.
 fn deliver(snapshot: &Snapshot, p: &mut Proxy) -> Result<(), TestCaseError> {
-    let Some(lines) = snapshot.next(&p.reg.service, &mut p.sent, p.reg.incremental) else { return Ok(()) };
+    let next = snapshot.slices.get(&p.reg.service).and_then(|s| s.next(&mut p.sent, p.reg.incremental));
+    let Some(lines) = next else { return Ok(()) };
     for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         match serde_json::from_slice(line).map_err(|e| TestCaseError::fail(e.to_string()))? {
             StreamMessage::Config(c) => p.view = Some(c),

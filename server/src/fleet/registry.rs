@@ -49,6 +49,8 @@ pub struct Registry {
     revision_since: i64,
     /// The last revision audited as synced on every proxy.
     synced_audited: Option<String>,
+    /// The proxy the last look found not running the revision: the next look starts there.
+    sync_blocker: Option<String>,
     /// Each proxy's certificate, by proxy id. Proxies certify before they register, so this
     /// outlives and precedes registry entries (bounded by `sweep`).
     certs: BTreeMap<String, Cert>,
@@ -245,25 +247,33 @@ impl Registry {
     }
 
     /// The sync outcome of a revision, once: every live proxy runs it, and how long that took.
+    /// This runs on every ACK, so a look starts at the proxy the last one found lagging and
+    /// stops at the first that still lags (going round once at most): a commit's ACKs cost
+    /// about the fleet's size in all, not the fleet's size each (it was 60 % of the control
+    /// plane's CPU as 10,000 proxies joined).
     fn synced(&mut self, now: i64) -> Option<Effect> {
         let revision = self.mesh.as_ref()?.revision.clone();
         if self.synced_audited.as_ref() == Some(&revision) {
             return None;
         }
-        // Every connected proxy, here or elsewhere, once; no copies: this runs on every ACK.
         let runs = |acked: Option<&str>| acked.map(revision_of) == Some(revision.as_str());
-        let here = self.proxies.values().filter(|e| e.stream.is_some());
-        let elsewhere = self
-            .remote
-            .iter()
-            .filter(|(id, m)| m.connected && self.proxies.get(*id).is_none_or(|e| e.stream.is_none()));
-        let mut n = 0;
-        for acked in here.map(|e| e.acked.as_deref()).chain(elsewhere.map(|(_, m)| m.status.acked.as_deref())) {
-            if !runs(acked) {
-                return None;
-            }
-            n += 1;
+        // Every connected proxy, here or elsewhere, once.
+        let lags_here =
+            |(id, e): (&String, &Entry)| (e.stream.is_some() && !runs(e.acked.as_deref())).then(|| id.clone());
+        let elsewhere =
+            |(id, m): &(&String, &Member)| m.connected && self.proxies.get(*id).is_none_or(|e| e.stream.is_none());
+        let from = self.sync_blocker.take().unwrap_or_default();
+        let lagging = (self.proxies.range(from.clone()..).chain(self.proxies.range(..from)).find_map(lags_here))
+            .or_else(|| {
+                let mut remote = self.remote.iter().filter(elsewhere);
+                remote.find(|(_, m)| !runs(m.status.acked.as_deref())).map(|(id, _)| id.clone())
+            });
+        if lagging.is_some() {
+            self.sync_blocker = lagging;
+            return None;
         }
+        let n =
+            self.proxies.values().filter(|e| e.stream.is_some()).count() + self.remote.iter().filter(elsewhere).count();
         if n == 0 {
             return None;
         }
@@ -313,6 +323,11 @@ impl Registry {
         effects.extend(self.share(proxy_id));
         effects.push(Effect::Changed);
         effects
+    }
+
+    /// The proxies registered here, connected or in their grace period.
+    pub fn local_count(&self) -> usize {
+        self.proxies.len()
     }
 
     /// The service a registered proxy serves.

@@ -79,6 +79,25 @@ fn sync_is_audited_once_per_revision_and_a_nack_once_per_reason() {
 }
 
 #[test]
+fn sync_is_judged_from_where_the_last_look_found_a_proxy_lagging_and_round_to_those_before() {
+    let mut r = leading();
+    r.set_mesh(mesh("r1"), 0);
+    for id in ["a", "b", "c"] {
+        r.connect(reg(id, "inventory", "10.0.0.1:4143"), 0);
+    }
+    let version = r.snapshot().unwrap().version_for("inventory").unwrap().to_string();
+    assert!(audited(&r.ack(&ack("c", &version, None), 10).unwrap()).is_empty(), "a and b lag");
+    assert!(audited(&r.ack(&ack("a", &version, None), 20).unwrap()).is_empty(), "b lags");
+    // A proxy ordered before the last look's start joins: the next look comes round to it.
+    r.connect(reg("0", "inventory", "10.0.0.1:4143"), 30);
+    assert!(audited(&r.ack(&ack("b", &version, None), 40).unwrap()).is_empty(), "0 lags");
+    let synced = r.ack(&ack("0", &version, None), 50).unwrap();
+    assert_eq!(audited(&synced), ["revision.synced"]);
+    let Some(Effect::Audit(event)) = synced.iter().find(|e| matches!(e, Effect::Audit(_))) else { unreachable!() };
+    assert_eq!(event.detail["proxies"], 4);
+}
+
+#[test]
 fn a_dropped_proxy_stays_an_endpoint_until_forgotten_and_a_silent_one_is_dropped() {
     let mut r = leading();
     let (stream, _) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);

@@ -57,7 +57,7 @@ run() {
   git -C "$work/policy" -c user.name=bench -c user.email=bench@trellis.invalid commit -qm seed
   for ((r = 0; r < replicas; r++)); do
     host="127.0.0.$((r + 1))"
-    TRELLIS_LOG=warn TRELLIS_REPLICA_ID="replica-$r" "$bin/trellis" serve --repo "$work/policy" \
+    TRELLIS_LOG=${TRELLIS_LOG:-warn} TRELLIS_REPLICA_ID="replica-$r" "$bin/trellis" serve --repo "$work/policy" \
       --listen "$host:18980" --fleet-listen "$host:18981" --data-dir "$work/data-$r" &
     pids+=($!)
     urls+=("http://$host:18980")

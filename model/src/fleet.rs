@@ -24,6 +24,11 @@ pub const CERTIFY: &str = "/fleet/v1/certify";
 /// reading the body.
 pub const PROXY_ID_HEADER: &str = "x-trellis-proxy-id";
 
+/// On an accepted telemetry report: the seconds the control plane asks the proxy to wait
+/// before its next one (as Envoy's load reporting service sets its reporting interval), so a
+/// large fleet's reports arrive at a rate the control plane keeps up with.
+pub const REPORT_EVERY_HEADER: &str = "x-trellis-report-every";
+
 /// A proxy announcing itself on its config stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {

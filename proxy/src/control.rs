@@ -1,9 +1,10 @@
 //! Following the control plane: one long-lived stream of configs (newline-delimited JSON: one
-//! full config, then deltas of what changed), an ACK or NACK for each, and reconnection with
-//! jittered backoff. A reconnecting proxy names the version it runs, so a replica that has the
-//! same config for it sends nothing, and one that can tell what changed sends a delta. A lost replica is
-//! left for the next one at once; backoff grows only once every replica has failed in a row.
-//! While disconnected the proxy keeps serving its last applied config.
+//! full config, then deltas of what changed), an ACK or NACK for the newest config applied
+//! (sent beside the stream, never holding up its reading), and reconnection with jittered
+//! backoff. A reconnecting proxy names the version it runs, so a replica that has the same
+//! config for it sends nothing, and one that can tell what changed sends a delta. A lost
+//! replica is left for the next one at once; backoff grows only once every replica has failed
+//! in a row. While disconnected the proxy keeps serving its last applied config.
 
 pub mod certify;
 
@@ -100,6 +101,10 @@ async fn stream_once(
     }
     let mut body = resp.into_body();
     let mut buf = BytesMut::new();
+    // Answers go out from their own task, so reading the stream never waits on one; it sends
+    // the newest answer, then the newest since, in order, and ends once the last is sent.
+    let (answers, newest) = tokio::sync::watch::channel(None);
+    tokio::spawn(send_answers(client.clone(), newest));
     loop {
         let frame = match tokio::time::timeout(IDLE_TIMEOUT, body.frame()).await {
             Err(_) => return Err(StreamError::Idle),
@@ -108,9 +113,22 @@ async fn stream_once(
         };
         let Ok(data) = frame.into_data() else { continue };
         buf.extend_from_slice(&data);
+        // The lines that arrived together are read in order and only the config they end with
+        // is applied and answered: a proxy behind by a backlog of deltas (a fleet's churn, a
+        // slow network) catches up with one swap and one ACK, not one of each per line.
+        let mut latest: Option<ProxyConfig> = None;
+        let mut read = false;
         while let Some(i) = buf.iter().position(|b| *b == b'\n') {
             let line = buf.split_to(i + 1);
-            handle_line(client, shared, &line[..i]).await?;
+            if let Some(config) = read_line(shared, latest.as_ref(), &line[..i])? {
+                latest = Some(config);
+            }
+            read = true;
+        }
+        if let Some(config) = latest {
+            answers.send_replace(Some(answer(shared, config)));
+        }
+        if read {
             *backoff = BACKOFF_MIN;
             client.targets.succeed();
         }
@@ -120,18 +138,26 @@ async fn stream_once(
     }
 }
 
-/// Applies a config or a delta and answers it. A delta made for another version than the one
-/// running ends the stream: the proxy reconnects and is sent what it lacks.
-async fn handle_line(client: &CpClient, shared: &Shared, line: &[u8]) -> Result<(), StreamError> {
-    let config = match serde_json::from_slice::<StreamMessage>(line) {
-        Ok(StreamMessage::Ping) => return Ok(()),
-        Ok(StreamMessage::Config(c)) => c,
-        Ok(StreamMessage::Delta(d)) => shared.config.load().config.apply(&d)?,
+/// The config a line makes, if any: a config, or a delta applied to the config before it
+/// (`base`, else the one running). A delta made for another version ends the stream: the
+/// proxy reconnects and is sent what it lacks.
+fn read_line(shared: &Shared, base: Option<&ProxyConfig>, line: &[u8]) -> Result<Option<ProxyConfig>, StreamError> {
+    match serde_json::from_slice::<StreamMessage>(line) {
+        Ok(StreamMessage::Ping) => Ok(None),
+        Ok(StreamMessage::Config(c)) => Ok(Some(c)),
+        Ok(StreamMessage::Delta(d)) => match base {
+            Some(config) => Ok(Some(config.apply(&d)?)),
+            None => Ok(Some(shared.config.load().config.apply(&d)?)),
+        },
         Err(e) => {
             tracing::warn!(error = %e, "unreadable message on the config stream");
-            return Ok(());
+            Ok(None)
         }
-    };
+    }
+}
+
+/// Applies a config; its answer: ACK, or NACK with the reason it was refused.
+fn answer(shared: &Shared, config: ProxyConfig) -> Ack {
     let version = config.version.clone();
     // Versions name their content: the same one again (after a reconnect, or from another
     // replica) changes nothing, and the config in force, with its metric handles and
@@ -142,11 +168,20 @@ async fn handle_line(client: &CpClient, shared: &Shared, line: &[u8]) -> Result<
     } else {
         apply(shared, config)
     };
-    let ack = Ack { proxy_id: shared.settings.proxy_id.clone(), version, error };
-    if let Err(e) = send_ack(client, &ack).await {
-        tracing::warn!(error = %e, "could not acknowledge config");
+    Ack { proxy_id: shared.settings.proxy_id.clone(), version, error }
+}
+
+/// Posts each newest answer; a backlog of answers costs one request, for the last.
+async fn send_answers(client: CpClient, mut newest: tokio::sync::watch::Receiver<Option<Ack>>) {
+    // A value sent before the stream ended is still seen: the channel's version is read first.
+    while newest.changed().await.is_ok() {
+        let ack = newest.borrow_and_update().clone();
+        if let Some(ack) = ack
+            && let Err(e) = send_ack(&client, &ack).await
+        {
+            tracing::warn!(error = %e, "could not acknowledge config");
+        }
     }
-    Ok(())
 }
 
 /// Checks and swaps in a config; the reason when it is refused.

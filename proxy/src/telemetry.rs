@@ -2,7 +2,8 @@
 //! last report the control plane accepted, so a failed push is carried into the next one.
 //! Every report, empty or not, is also the proxy's heartbeat. A control plane that falls behind
 //! answers 429 with `Retry-After`: the proxy waits that long (at most [`SLOWEST`]) and sends
-//! what it counted meanwhile in one report, so nothing is dropped.
+//! what it counted meanwhile in one report, so nothing is dropped. A control plane with a large
+//! fleet asks for reports less often on each accepted one (`x-trellis-report-every`).
 
 use crate::Shared;
 use std::collections::HashMap;
@@ -45,6 +46,7 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
         let body = serde_json::to_vec(&report).unwrap_or_default();
         match client.post(trellis_model::fleet::TELEMETRY, body).await {
             Ok(resp) if resp.status().is_success() => {
+                wait = asked(resp.headers(), trellis_model::fleet::REPORT_EVERY_HEADER, EVERY);
                 for s in now {
                     accepted.insert((s.direction, s.service, s.version, s.route), (s.requests, s.failures, s.buckets));
                 }
@@ -55,7 +57,7 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
                 }
             }
             Ok(resp) if resp.status() == http::StatusCode::TOO_MANY_REQUESTS => {
-                wait = retry_after(resp.headers());
+                wait = asked(resp.headers(), http::header::RETRY_AFTER.as_str(), EVERY * 2);
                 tracing::debug!(?wait, "the control plane asks for fewer reports; the counts go with the next one");
             }
             Ok(resp) => tracing::warn!(status = %resp.status(), "telemetry report refused"),
@@ -64,11 +66,12 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
     }
 }
 
-/// How long a 429 asks the proxy to wait: its `Retry-After` seconds, between [`EVERY`] and
-/// [`SLOWEST`].
-fn retry_after(headers: &http::HeaderMap) -> Duration {
-    let asked = headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    asked.map_or(EVERY * 2, Duration::from_secs).clamp(EVERY, SLOWEST)
+/// How long the control plane asks the proxy to wait before its next report: the seconds in
+/// header `name` (`Retry-After` on a 429, `x-trellis-report-every` on an accepted report),
+/// else `default`; between [`EVERY`] and [`SLOWEST`].
+fn asked(headers: &http::HeaderMap, name: &str, default: Duration) -> Duration {
+    let seconds = headers.get(name).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    seconds.map_or(default, Duration::from_secs).clamp(EVERY, SLOWEST)
 }
 
 /// Refusals by (caller, what refused) since the accepted totals.
@@ -117,16 +120,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_429_slows_reports_within_bounds() {
-        let after = |v: &str| {
+    fn the_control_plane_sets_the_pace_of_reports_within_bounds() {
+        let header = |name: &'static str, v: &str| {
             let mut h = http::HeaderMap::new();
-            h.insert(http::header::RETRY_AFTER, http::HeaderValue::from_str(v).unwrap());
-            retry_after(&h)
+            h.insert(name, http::HeaderValue::from_str(v).unwrap());
+            h
         };
+        let after = |v: &str| asked(&header("retry-after", v), "retry-after", EVERY * 2);
         assert_eq!(after("4"), Duration::from_secs(4));
         assert_eq!(after("600"), SLOWEST, "never past the heartbeat timeout");
         assert_eq!(after("0"), EVERY);
         assert_eq!(after("Wed, 21 Oct 2026 07:28:00 GMT"), EVERY * 2, "a date is not followed: twice as slow");
-        assert_eq!(retry_after(&http::HeaderMap::new()), EVERY * 2);
+        assert_eq!(asked(&http::HeaderMap::new(), "retry-after", EVERY * 2), EVERY * 2);
+        // An accepted report may carry the interval the control plane asks for.
+        let every = trellis_model::fleet::REPORT_EVERY_HEADER;
+        assert_eq!(asked(&header(every, "4"), every, EVERY), Duration::from_secs(4));
+        assert_eq!(asked(&http::HeaderMap::new(), every, EVERY), EVERY, "the usual two seconds");
     }
 }

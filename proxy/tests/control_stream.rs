@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use trellis_model::fleet::{Ack, StreamMessage};
+use trellis_model::fleet::{Ack, Delta, EndpointChanges, StreamMessage};
 use trellis_model::{Backend, Endpoint, ProxyConfig, RuleConfig, ServiceConfig};
 
 #[tokio::test]
@@ -50,12 +50,48 @@ async fn a_config_the_proxy_cannot_apply_is_nacked_and_the_last_good_one_keeps_s
     proxy.shutdown().await;
 }
 
+#[tokio::test]
+async fn lines_that_arrive_together_are_applied_in_order_and_answered_once_for_the_last() {
+    let upstream = upstream().await;
+    let cp = ControlPlane::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let settings = trellis_proxy::Settings::new("caller", "v1", closed, &format!("http://{}", cp.addr));
+    let proxy = trellis_proxy::start(settings).await.unwrap();
+    cp.push(config("r1.a", "127.0.0.1:1")).await;
+    assert_eq!(cp.next_ack().await.version, "r1.a");
+
+    // A backlog: a delta moving the endpoint to the upstream, a ping, a delta on top of it.
+    let delta = |base: &str, version: &str| Delta {
+        base: base.into(),
+        version: version.into(),
+        revision: version.split('.').next().unwrap().into(),
+        ..Default::default()
+    };
+    let moved = config("r2.b", &upstream.to_string()).endpoints["svc"].clone();
+    let to_upstream = Delta {
+        endpoints: [("svc".to_string(), EndpointChanges { set: moved, removed: vec![] })].into(),
+        ..delta("r1.a", "r2.b")
+    };
+    let backlog =
+        vec![StreamMessage::Delta(to_upstream), StreamMessage::Ping, StreamMessage::Delta(delta("r2.b", "r3.c"))];
+    cp.push_together(backlog).await;
+    let ack = cp.next_ack().await;
+    assert_eq!((ack.version.as_str(), ack.error), ("r3.c", None), "one ACK, for the config the lines end with");
+    assert_eq!(admin_json(proxy.admin, "/config").await["version"], "r3.c");
+    assert_eq!(get(proxy.outbound).await, 200, "the first delta's endpoint is in force");
+
+    cp.push(config("r4.d", &upstream.to_string())).await;
+    assert_eq!(cp.next_ack().await.version, "r4.d", "nothing was answered for the lines in between");
+    proxy.shutdown().await;
+}
+
 // ---- harness -----------------------------------------------------------------------------
 
 /// A control plane that streams whatever the test pushes and records the ACKs it receives.
 struct ControlPlane {
     addr: SocketAddr,
-    configs: mpsc::Sender<ProxyConfig>,
+    /// Each item goes out as one frame.
+    frames: mpsc::Sender<Bytes>,
     acks: tokio::sync::Mutex<mpsc::Receiver<Ack>>,
 }
 
@@ -63,25 +99,23 @@ impl ControlPlane {
     async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (config_tx, config_rx) = mpsc::channel::<ProxyConfig>(4);
+        let (frame_tx, frame_rx) = mpsc::channel::<Bytes>(4);
         let (ack_tx, ack_rx) = mpsc::channel::<Ack>(4);
         // One proxy, one stream: the receiver moves into the first stream request.
-        let configs = Arc::new(Mutex::new(Some(config_rx)));
+        let frames = Arc::new(Mutex::new(Some(frame_rx)));
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let (configs, ack_tx) = (configs.clone(), ack_tx.clone());
+                let (frames, ack_tx) = (frames.clone(), ack_tx.clone());
                 let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                    let (configs, ack_tx) = (configs.clone(), ack_tx.clone());
+                    let (frames, ack_tx) = (frames.clone(), ack_tx.clone());
                     async move {
                         let body = match req.uri().path() {
                             "/fleet/v1/stream" => {
-                                let rx = configs.lock().unwrap().take().expect("one stream per test");
+                                let rx = frames.lock().unwrap().take().expect("one stream per test");
                                 let lines = futures::stream::unfold(rx, |mut rx| async move {
-                                    let config = rx.recv().await?;
-                                    let mut line = serde_json::to_vec(&StreamMessage::Config(config)).unwrap();
-                                    line.push(b'\n');
-                                    Some((Ok::<_, Infallible>(Frame::data(Bytes::from(line))), rx))
+                                    let frame = rx.recv().await?;
+                                    Some((Ok::<_, Infallible>(Frame::data(frame)), rx))
                                 });
                                 StreamBody::new(lines).boxed()
                             }
@@ -100,11 +134,21 @@ impl ControlPlane {
                 );
             }
         });
-        ControlPlane { addr, configs: config_tx, acks: tokio::sync::Mutex::new(ack_rx) }
+        ControlPlane { addr, frames: frame_tx, acks: tokio::sync::Mutex::new(ack_rx) }
     }
 
     async fn push(&self, config: ProxyConfig) {
-        self.configs.send(config).await.unwrap();
+        self.push_together(vec![StreamMessage::Config(config)]).await;
+    }
+
+    /// Sends `messages` as lines of one frame, as a stream that fell behind delivers them.
+    async fn push_together(&self, messages: Vec<StreamMessage>) {
+        let mut frame = Vec::new();
+        for message in messages {
+            frame.extend(serde_json::to_vec(&message).unwrap());
+            frame.push(b'\n');
+        }
+        self.frames.send(frame.into()).await.unwrap();
     }
 
     async fn next_ack(&self) -> Ack {

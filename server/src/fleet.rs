@@ -380,9 +380,9 @@ impl Fleet {
     /// The slice `service`'s streams send, as it changes; `None` until it is first published.
     pub fn subscribe_slice(&self, service: &str) -> watch::Receiver<Option<Arc<SliceLines>>> {
         let mut slices = self.0.slices.locked();
-        let tx = slices.entry(service.to_string()).or_insert_with(|| {
-            watch::Sender::new(self.0.snapshot.locked().slices.get(service).cloned())
-        });
+        let tx = slices
+            .entry(service.to_string())
+            .or_insert_with(|| watch::Sender::new(self.0.snapshot.locked().slices.get(service).cloned()));
         tx.subscribe()
     }
 
@@ -458,6 +458,11 @@ impl Fleet {
 
     pub fn proxies(&self) -> Vec<ProxyView> {
         self.lock().proxies()
+    }
+
+    /// The proxies this replica knows of itself, connected or in their grace period.
+    pub fn local_count(&self) -> usize {
+        self.lock().local_count()
     }
 }
 

@@ -212,10 +212,16 @@ async fn telemetry(
     match state.telemetry.ingest(&service, &report, crate::now_ms() as u64 / 1000) {
         Ok(()) => {
             state.telemetry_fresh.store(true, std::sync::atomic::Ordering::Relaxed);
-            Ok(http::StatusCode::NO_CONTENT.into_response())
+            Ok(accepted(&state))
         }
         // A repeated report was already counted: acknowledge it so the proxy moves on.
-        Err(Rejection::Stale) => Ok(http::StatusCode::NO_CONTENT.into_response()),
+        Err(Rejection::Stale) => Ok(accepted(&state)),
         Err(why) => Err(ApiError::invalid("telemetry report refused", why.as_str())),
     }
+}
+
+/// A report taken, with how long the proxy should wait before its next one.
+fn accepted(state: &AppState) -> Response {
+    let every = crate::telemetry::report_every_s(state.fleet.local_count());
+    (http::StatusCode::NO_CONTENT, [(fleet::REPORT_EVERY_HEADER, every.to_string())]).into_response()
 }

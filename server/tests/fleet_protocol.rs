@@ -151,3 +151,21 @@ async fn a_stream_replaced_by_a_newer_one_of_the_same_proxy_ends() {
     assert_eq!(fleet["total"].as_u64(), Some(1), "the proxy stays, on its new stream: {fleet}");
     cp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_report_says_when_to_send_the_next() {
+    let (repo, dir) = (PolicyRepo::demo(), tempfile::tempdir().unwrap());
+    let cp = control_plane(&repo, dir.path()).await;
+    let _stream = open_stream(&cp, "reporter").await;
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let report = serde_json::json!({ "proxy_id": "reporter", "seq": 1, "series": [] }).to_string();
+    let req = http::Request::post(format!("{}/fleet/v1/telemetry", cp.url()))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(report)));
+    let resp = client.request(req.unwrap()).await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let every = resp.headers().get(trellis_model::fleet::REPORT_EVERY_HEADER).map(|v| v.to_str().unwrap());
+    assert_eq!(every, Some("2"), "a small fleet reports every two seconds");
+    cp.shutdown().await;
+}

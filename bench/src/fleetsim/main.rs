@@ -78,7 +78,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     let telemetry = steady_telemetry(&args.cp_pid, &fleet).await;
     let (rss_before, cpu_before) = proc_stats(&args.cp_pid);
-    let (sim_before, received_before) = (own_cpu(), received(&fleet));
+    let (sim_before, received_before, fulls_before) = (own_cpu(), received(&fleet), fulls(&fleet));
     let ack = commit_and_wait(&args.repo, &fleet).await?;
     let (rss_after, cpu_after) = proc_stats(&args.cp_pid);
     let n = args.proxies as f64;
@@ -96,6 +96,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "cp_cpu_s_for_commit": cpu_after - cpu_before,
         "sim_cpu_s_for_commit": own_cpu() - sim_before,
         "bytes_per_proxy_for_commit": (received(&fleet) - received_before) as f64 / n,
+        "full_configs_for_commit": fulls(&fleet) - fulls_before,
+        "streams_reopened": harness::snapshot(&fleet).iter().map(|s| s.streams.saturating_sub(1)).sum::<u64>(),
     });
     if replicas.len() > 1 {
         report["leader_killed"] = kill_leader(&args, &fleet).await?;
@@ -111,7 +113,18 @@ async fn commit_and_wait(repo: &str, fleet: &Fleet) -> anyhow::Result<Quantiles>
     let times = harness::wait(Duration::from_secs(60), "every proxy to ACK the commit", || {
         ack_times(&harness::snapshot(fleet), &committed, start)
     })
-    .await?;
+    .await
+    .map_err(|e| {
+        let slots = harness::snapshot(fleet);
+        let acked = slots.iter().filter(|s| s.acked.as_ref().is_some_and(|(r, _)| *r == committed)).count();
+        let on = slots.iter().filter(|s| s.on.is_some()).count();
+        let missing: Vec<String> = (slots.iter().enumerate())
+            .filter(|(_, s)| s.acked.as_ref().is_none_or(|(r, _)| *r != committed))
+            .take(5)
+            .map(|(i, s)| format!("sim-{i} ({}, {} streams, {} fulls)", proxy::service_of(i), s.streams, s.fulls))
+            .collect();
+        e.context(format!("{acked} of {} proxies ACKed it; {on} had a stream open; not: {missing:?}", slots.len()))
+    })?;
     Ok(Quantiles::of(times))
 }
 
@@ -190,6 +203,10 @@ fn own_cpu() -> f64 {
 /// Config bytes the fleet was sent, all told.
 fn received(fleet: &Fleet) -> u64 {
     harness::snapshot(fleet).iter().map(|s| s.received).sum()
+}
+
+fn fulls(fleet: &Fleet) -> u64 {
+    harness::snapshot(fleet).iter().map(|s| s.fulls).sum()
 }
 
 fn ms(d: Duration) -> f64 {

@@ -17,8 +17,11 @@ pub struct Slot {
     pub acked: Option<(String, Instant)>,
     /// The replica its stream is on, and when that stream opened.
     pub on: Option<(usize, Instant)>,
-    /// The config bytes it was sent, all told.
+    /// Streams it opened, all told: more than one means it had to register again.
+    pub streams: u64,
+    /// The config bytes it was sent, all told, and how many full configs (not deltas).
     pub received: u64,
+    pub fulls: u64,
     /// Telemetry reports accepted, and those the control plane asked it to send later.
     pub reports: u64,
     pub deferred: u64,
@@ -80,7 +83,7 @@ pub async fn run(i: usize, replicas: Arc<Vec<String>>, plan: Arc<Plan>, fleet: F
 }
 
 /// The fields of a stream message the simulation reads; the rest is skipped unparsed.
-#[derive(serde::Deserialize)]
+#[derive(Clone, serde::Deserialize)]
 struct Message {
     #[serde(rename = "type")]
     kind: String,
@@ -176,34 +179,68 @@ impl Stream<'_> {
         let resp = client.clone().send_request(req).await?;
         anyhow::ensure!(resp.status().is_success(), "stream: {}", resp.status());
         // Connected here: a proxy that resumes with the version this replica has is sent nothing.
-        fleet.lock().unwrap_or_else(|e| e.into_inner())[i].on = Some((self.at, Instant::now()));
+        {
+            let slot = &mut fleet.lock().unwrap_or_else(|e| e.into_inner())[i];
+            slot.on = Some((self.at, Instant::now()));
+            slot.streams += 1;
+        }
         *delivered = true;
         // Reports every two seconds, as trellis-proxy does: its heartbeat too.
         let reporter = tokio::spawn(report(i, cp.to_string(), client.clone(), fleet.clone()));
         let _stop = AbortOnDrop(reporter);
         let mut body = resp.into_body();
         let mut buf = BytesMut::new();
+        // As trellis-proxy does: the lines that arrived together are answered once, for the
+        // config they end with, from a task of their own that sends the newest answer.
+        let (answers, newest) = tokio::sync::watch::channel(None);
+        let acker = tokio::spawn(send_answers(i, cp.to_string(), client.clone(), fleet.clone(), newest));
+        let _stop_acks = AbortOnDrop(acker);
         while let Some(frame) = body.frame().await {
             let Ok(data) = frame?.into_data() else { continue };
             buf.extend_from_slice(&data);
+            let mut last: Option<Message> = None;
+            let (mut bytes, mut fulls) = (0, 0);
             while let Some(n) = buf.iter().position(|b| *b == b'\n') {
                 let line = buf.split_to(n + 1);
                 let msg: Message = serde_json::from_slice(&line[..n])?;
                 if msg.kind != "config" && msg.kind != "delta" {
                     continue;
                 }
-                let ack = serde_json::json!({ "proxy_id": id, "version": msg.version, "error": null });
-                let req =
-                    http::Request::post(format!("{cp}/fleet/v1/ack")).body(Full::new(Bytes::from(ack.to_string())))?;
-                let _ = client.clone().send_request(req).await?.into_body().collect().await;
-                *running = Some(msg.version);
-                let now = Instant::now();
-                let mut fleet = fleet.lock().unwrap_or_else(|e| e.into_inner());
-                fleet[i].acked = Some((msg.revision, now));
-                fleet[i].received += line.len() as u64;
+                bytes += line.len() as u64;
+                fulls += u64::from(msg.kind == "config");
+                last = Some(msg);
             }
+            let Some(msg) = last else { continue };
+            *running = Some(msg.version.clone());
+            let mut slots = fleet.lock().unwrap_or_else(|e| e.into_inner());
+            slots[i].received += bytes;
+            slots[i].fulls += fulls;
+            answers.send_replace(Some(msg));
         }
         Ok(())
+    }
+}
+
+/// ACKs the newest config or delta read, and records it as the proxy's once the control plane
+/// has the ACK.
+async fn send_answers(
+    i: usize,
+    cp: String,
+    client: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    fleet: Fleet,
+    mut newest: tokio::sync::watch::Receiver<Option<Message>>,
+) {
+    let id = format!("sim-{i}");
+    while newest.changed().await.is_ok() {
+        let Some(msg) = newest.borrow_and_update().clone() else { continue };
+        let ack = serde_json::json!({ "proxy_id": id, "version": msg.version, "error": null });
+        let Ok(req) = http::Request::post(format!("{cp}/fleet/v1/ack")).body(Full::new(Bytes::from(ack.to_string())))
+        else {
+            return;
+        };
+        let Ok(resp) = client.clone().send_request(req).await else { return };
+        let _ = resp.into_body().collect().await;
+        fleet.lock().unwrap_or_else(|e| e.into_inner())[i].acked = Some((msg.revision, Instant::now()));
     }
 }
 
@@ -216,9 +253,10 @@ impl Drop for AbortOnDrop {
 }
 
 /// Sends a report every two seconds (first at a random point of the first two, so a fleet's
-/// reports spread out), waiting as long as a 429's `Retry-After` asks; the counts of a deferred
-/// report go with the next one, as trellis-proxy's do.
+/// reports spread out), or as often as the control plane asks, waiting as long as a 429's
+/// `Retry-After` asks; the counts of a deferred report go with the next one, as trellis-proxy's do.
 async fn report(i: usize, cp: String, client: hyper::client::conn::http2::SendRequest<Full<Bytes>>, fleet: Fleet) {
+    use trellis_model::fleet::REPORT_EVERY_HEADER;
     use trellis_model::telemetry::{BUCKETS, Direction, Report, Series};
     let id = format!("sim-{i}");
     let (mut seq, mut pending) = (0, 0);
@@ -249,7 +287,8 @@ async fn report(i: usize, cp: String, client: hyper::client::conn::http2::SendRe
         };
         let Ok(resp) = client.clone().send_request(req).await else { return };
         let status = resp.status();
-        let retry = resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.parse().ok());
+        let seconds = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()?.parse().ok());
+        let (retry, every) = (seconds(http::header::RETRY_AFTER.as_str()), seconds(REPORT_EVERY_HEADER));
         let _ = resp.into_body().collect().await;
         let mut fleet = fleet.lock().unwrap_or_else(|e| e.into_inner());
         if status == http::StatusCode::TOO_MANY_REQUESTS {
@@ -258,6 +297,7 @@ async fn report(i: usize, cp: String, client: hyper::client::conn::http2::SendRe
         } else if status.is_success() {
             fleet[i].reports += 1;
             pending = 0;
+            wait = Duration::from_secs(every.unwrap_or(2));
         }
     }
 }

@@ -372,7 +372,7 @@ impl Fleet {
         (self.0.on_change)();
     }
 
-    #[cfg(test)]
+    /// What the streams send now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.0.snapshot.locked().clone()
     }

@@ -294,7 +294,7 @@ impl Mesh {
         wait_rollout(cp, ready).await;
         let started = Instant::now();
         loop {
-            let pushed = cp.state.fleet.subscribe().borrow().version_for("storefront").unwrap_or_default().to_string();
+            let pushed = cp.state.fleet.snapshot().version_for("storefront").unwrap_or_default().to_string();
             if self.caller.shared.config.load().version == pushed {
                 break;
             }

@@ -127,7 +127,7 @@ async fn a_publish_wakes_only_the_streams_whose_slice_changed() {
     fleet.set_mesh(mesh("r1"));
     let _a = fleet.connected(reg("a", "inventory", "v1", "127.0.0.1:1000"));
     let _c = fleet.connected(reg("c", "storefront", "v1", "127.0.0.1:2000"));
-    let mut inventory = fleet.subscribe_slice("inventory");
+    let inventory = fleet.subscribe_slice("inventory");
     let mut storefront = fleet.subscribe_slice("storefront");
     assert!(inventory.borrow().is_some() && storefront.borrow().is_some(), "a stream starts from the current slice");
 

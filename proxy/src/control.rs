@@ -53,10 +53,14 @@ pub async fn follow(
     if !shared.wait_for_identity(&mut shutdown).await {
         return;
     }
+    // Answers go out from a task of their own, one for every stream the proxy opens, so that
+    // reading a stream never waits on one and they reach the control plane in order.
+    let (answers, newest) = tokio::sync::watch::channel(None);
+    tokio::spawn(send_answers(client.clone(), newest));
     loop {
         let target = client.targets.current().map(|t| t.base).unwrap_or_default();
         let result = tokio::select! {
-            r = stream_once(&client, &shared, &registration, &mut backoff) => r,
+            r = stream_once(&client, &shared, &registration, &answers, &mut backoff) => r,
             () = shutdown.recv() => return,
         };
         // A replica that closed the stream is going away (a restart): follow another too.
@@ -90,6 +94,7 @@ async fn stream_once(
     client: &CpClient,
     shared: &Shared,
     registration: &Registration,
+    answers: &tokio::sync::watch::Sender<Option<Ack>>,
     backoff: &mut Duration,
 ) -> Result<(), StreamError> {
     let running = shared.config.load().version.clone();
@@ -101,10 +106,6 @@ async fn stream_once(
     }
     let mut body = resp.into_body();
     let mut buf = BytesMut::new();
-    // Answers go out from their own task, so reading the stream never waits on one; it sends
-    // the newest answer, then the newest since, in order, and ends once the last is sent.
-    let (answers, newest) = tokio::sync::watch::channel(None);
-    tokio::spawn(send_answers(client.clone(), newest));
     loop {
         let frame = match tokio::time::timeout(IDLE_TIMEOUT, body.frame()).await {
             Err(_) => return Err(StreamError::Idle),
@@ -171,9 +172,10 @@ fn answer(shared: &Shared, config: ProxyConfig) -> Ack {
     Ack { proxy_id: shared.settings.proxy_id.clone(), version, error }
 }
 
-/// Posts each newest answer; a backlog of answers costs one request, for the last.
+/// Posts the newest answer, then the newest since: a backlog of answers costs one request,
+/// for the last. Ends when the proxy stops following, its last answer sent.
 async fn send_answers(client: CpClient, mut newest: tokio::sync::watch::Receiver<Option<Ack>>) {
-    // A value sent before the stream ended is still seen: the channel's version is read first.
+    // A value sent before the sender went is still seen: the channel's version is read first.
     while newest.changed().await.is_ok() {
         let ack = newest.borrow_and_update().clone();
         if let Some(ack) = ack

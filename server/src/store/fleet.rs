@@ -45,6 +45,9 @@ impl Store {
         members.dedup_by(|a, b| a.0.proxy_id == b.0.proxy_id);
         // Fifty rows a statement: SQLite finds each of a statement's parameters by a walk of
         // its list (sqlx binds by name), so the cost grows with the square of their number.
+        // One transaction for them all: one commit (SQLite's journal synced once) per write of
+        // the outbox, not one per statement, so the connection is soon free for the lease.
+        let mut tx = self.pool.begin().await?;
         for chunk in members.chunks(50) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| format!("(${}, ${}, ${}, ${}, $1, 1, {now})", i * 4 + 2, i * 4 + 3, i * 4 + 4, i * 4 + 5))
@@ -64,8 +67,9 @@ impl Store {
                     .bind(serde_json::to_string(reg).unwrap_or_default())
                     .bind(serde_json::to_string(status).unwrap_or_default());
             }
-            q.execute(&self.pool).await?;
+            q.execute(&mut *tx).await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 

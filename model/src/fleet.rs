@@ -1,8 +1,9 @@
 //! The fleet protocol between proxies and the control plane, in one place for both: the paths
 //! a proxy calls and the JSON each carries. A proxy opens its config stream (`STREAM`, body a
-//! [`Registration`], answer newline-delimited [`StreamMessage`]s), ACKs or NACKs each config
-//! ([`ACK`], an [`Ack`]), reports its counts ([`TELEMETRY`], a `telemetry::Report`) and asks
-//! for its certificate ([`CERTIFY`], a [`CertifyRequest`], answered with [`Issued`]).
+//! [`Registration`], answer newline-delimited [`StreamMessage`]s), ACKs or NACKs the newest
+//! config it applied ([`ACK`], an [`Ack`]), reports its counts ([`TELEMETRY`], a
+//! `telemetry::Report`) and asks for its certificate ([`CERTIFY`], a [`CertifyRequest`],
+//! answered with [`Issued`]).
 //!
 //! A proxy that registers `incremental` gets one full config, then only what changed for it
 //! (a [`Delta`]), each naming the version it applies to; see [`delta`].

@@ -146,10 +146,10 @@ fn read_line(shared: &Shared, base: Option<&ProxyConfig>, line: &[u8]) -> Result
     match serde_json::from_slice::<StreamMessage>(line) {
         Ok(StreamMessage::Ping) => Ok(None),
         Ok(StreamMessage::Config(c)) => Ok(Some(c)),
-        Ok(StreamMessage::Delta(d)) => match base {
-            Some(config) => Ok(Some(config.apply(&d)?)),
-            None => Ok(Some(shared.config.load().config.apply(&d)?)),
-        },
+        Ok(StreamMessage::Delta(d)) => {
+            let running = shared.config.load();
+            Ok(Some(base.unwrap_or(&running.config).apply(&d)?))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "unreadable message on the config stream");
             Ok(None)

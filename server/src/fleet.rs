@@ -39,9 +39,9 @@ struct Shared {
     registry: Mutex<Registry>,
     /// Rows for the other replicas, gathered for one write.
     outbox: Mutex<std::collections::BTreeMap<String, Share>>,
-    snapshot: Mutex<Arc<Snapshot>>,
     /// Service → the slice its streams send, so that a publish wakes only the streams whose
-    /// slice changed: a proxy joining costs the others nothing, not a wake-up each.
+    /// slice changed: a proxy joining costs the others nothing, not a wake-up each. Taken
+    /// after the registry's lock, as a publish holds it.
     slices: Mutex<HashMap<String, watch::Sender<Option<Arc<SliceLines>>>>>,
     on_change: Box<dyn Fn() + Send + Sync>,
     audit: Audit,
@@ -86,11 +86,7 @@ impl SliceLines {
     fn followed_by(
         &self,
         next: slice::Slice,
-        changes: &mut impl FnMut(
-            &str,
-            &Arc<slice::Part<Vec<trellis_model::Endpoint>>>,
-            &Arc<slice::Part<Vec<trellis_model::Endpoint>>>,
-        ) -> trellis_model::fleet::EndpointChanges,
+        changes: &mut impl FnMut(&str, &slice::EndpointList, &slice::EndpointList) -> trellis_model::fleet::EndpointChanges,
     ) -> Self {
         let delta = next.delta_from(&self.slice, changes);
         let mut deltas = self.deltas.clone();
@@ -188,13 +184,11 @@ impl Fleet {
         debounce: Duration,
         on_change: impl Fn() + Send + Sync + 'static,
     ) -> Self {
-        let empty = Snapshot { revision: String::new(), slices: Default::default() };
         let (released, _) = watch::channel(true);
         Fleet(Arc::new(Shared {
             replica,
             outbox: Mutex::new(Default::default()),
             registry: Mutex::new(Registry::default()),
-            snapshot: Mutex::new(Arc::new(empty)),
             slices: Mutex::new(HashMap::new()),
             on_change: Box::new(on_change),
             audit,
@@ -350,11 +344,9 @@ impl Fleet {
     }
 
     /// Rebuilds the snapshot after a change of mesh or endpoints and wakes the streams whose
-    /// slice changed. The snapshot goes first: a stream subscribing meanwhile starts from it.
+    /// slice changed.
     fn publish(&self, registry: &mut Registry) {
         if let Some(snapshot) = registry.snapshot() {
-            let snapshot = Arc::new(snapshot);
-            *self.0.snapshot.locked() = snapshot.clone();
             let mut slices = self.0.slices.locked();
             // Services whose every stream ended (or never served) are let go.
             slices.retain(|_, tx| tx.receiver_count() > 0);
@@ -373,16 +365,16 @@ impl Fleet {
     }
 
     /// What the streams send now.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.0.snapshot.locked().clone()
+    pub fn snapshot(&self) -> Snapshot {
+        self.lock().published()
     }
 
     /// The slice `service`'s streams send, as it changes; `None` until it is first published.
+    /// Under the registry's lock, so no publish comes between the first value and the sender.
     pub fn subscribe_slice(&self, service: &str) -> watch::Receiver<Option<Arc<SliceLines>>> {
+        let registry = self.lock();
         let mut slices = self.0.slices.locked();
-        let tx = slices
-            .entry(service.to_string())
-            .or_insert_with(|| watch::Sender::new(self.0.snapshot.locked().slices.get(service).cloned()));
+        let tx = slices.entry(service.to_string()).or_insert_with(|| watch::Sender::new(registry.slice(service)));
         tx.subscribe()
     }
 

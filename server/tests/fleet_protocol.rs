@@ -1,6 +1,7 @@
 //! The proxy protocol from the control plane's side, spoken by a test client: a NACK shows as
 //! a NACK and the proxy is not counted as synced; bad registrations are refused with reasons;
-//! a stream replaced by a newer one of the same proxy ends.
+//! a stream replaced by a newer one of the same proxy ends; an accepted report says when to
+//! send the next.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -18,18 +19,28 @@ async fn control_plane(repo: &PolicyRepo, dir: &std::path::Path) -> trellis_serv
     .unwrap()
 }
 
+/// Posts `body` as JSON to `path`, as a proxy does: the answer's body may be a stream.
+async fn post(
+    cp: &trellis_server::serve::Running,
+    path: &str,
+    body: serde_json::Value,
+) -> http::Response<hyper::body::Incoming> {
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = http::Request::post(format!("{}{path}", cp.url()))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())));
+    client.request(req.unwrap()).await.unwrap()
+}
+
 /// Opens a config stream as an inventory proxy named `id` would; the stream lives as long as
 /// the returned body.
 async fn open_stream(cp: &trellis_server::serve::Running, id: &str) -> hyper::body::Incoming {
-    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let reg = serde_json::json!({
         "proxy_id": id, "service": "inventory", "version": "v1", "inbound_addr": "127.0.0.1:4143",
         "admin_addr": "127.0.0.1:4191", "proxy_version": "test",
     });
-    let req =
-        http::Request::post(format!("{}/fleet/v1/stream", cp.url())).body(Full::new(Bytes::from(reg.to_string())));
-    client.request(req.unwrap()).await.unwrap().into_body()
+    post(cp, "/fleet/v1/stream", reg).await.into_body()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,13 +168,8 @@ async fn an_accepted_report_says_when_to_send_the_next() {
     let (repo, dir) = (PolicyRepo::demo(), tempfile::tempdir().unwrap());
     let cp = control_plane(&repo, dir.path()).await;
     let _stream = open_stream(&cp, "reporter").await;
-    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let report = serde_json::json!({ "proxy_id": "reporter", "seq": 1, "series": [] }).to_string();
-    let req = http::Request::post(format!("{}/fleet/v1/telemetry", cp.url()))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(report)));
-    let resp = client.request(req.unwrap()).await.unwrap();
+    let report = serde_json::json!({ "proxy_id": "reporter", "seq": 1, "series": [] });
+    let resp = post(&cp, "/fleet/v1/telemetry", report).await;
     assert_eq!(resp.status(), 204);
     let every = resp.headers().get(trellis_model::fleet::REPORT_EVERY_HEADER).map(|v| v.to_str().unwrap());
     assert_eq!(every, Some("2"), "a small fleet reports every two seconds");

@@ -78,9 +78,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     let telemetry = steady_telemetry(&args.cp_pid, &fleet).await;
     let (rss_before, cpu_before) = proc_stats(&args.cp_pid);
-    let (sim_before, received_before, fulls_before) = (own_cpu(), received(&fleet), fulls(&fleet));
+    let (sim_before, (received_before, fulls_before)) = (own_cpu(), received(&fleet));
     let ack = commit_and_wait(&args.repo, &fleet).await?;
     let (rss_after, cpu_after) = proc_stats(&args.cp_pid);
+    let (received_after, fulls_after) = received(&fleet);
     let n = args.proxies as f64;
     let mut report = serde_json::json!({
         "proxies": args.proxies,
@@ -95,8 +96,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "telemetry": telemetry,
         "cp_cpu_s_for_commit": cpu_after - cpu_before,
         "sim_cpu_s_for_commit": own_cpu() - sim_before,
-        "bytes_per_proxy_for_commit": (received(&fleet) - received_before) as f64 / n,
-        "full_configs_for_commit": fulls(&fleet) - fulls_before,
+        "bytes_per_proxy_for_commit": (received_after - received_before) as f64 / n,
+        "full_configs_for_commit": fulls_after - fulls_before,
         "streams_reopened": harness::snapshot(&fleet).iter().map(|s| s.streams.saturating_sub(1)).sum::<u64>(),
     });
     if replicas.len() > 1 {
@@ -176,8 +177,8 @@ async fn kill_leader(args: &Args, fleet: &Fleet) -> anyhow::Result<serde_json::V
     }))
 }
 
-/// Ten seconds of the joined fleet at rest but for its reports (every proxy, every two
-/// seconds): reports taken per second, those deferred, and the control plane's CPU for them.
+/// Ten seconds of the joined fleet at rest but for its reports (every proxy, as often as the
+/// control plane asks): reports taken per second, those deferred, and the control plane's CPU for them.
 async fn steady_telemetry(cp_pid: &[u32], fleet: &Fleet) -> serde_json::Value {
     let count =
         |fleet: &Fleet| harness::snapshot(fleet).iter().fold((0, 0), |(r, d), s| (r + s.reports, d + s.deferred));
@@ -200,13 +201,9 @@ fn own_cpu() -> f64 {
     proc_stats(&[std::process::id()]).1
 }
 
-/// Config bytes the fleet was sent, all told.
-fn received(fleet: &Fleet) -> u64 {
-    harness::snapshot(fleet).iter().map(|s| s.received).sum()
-}
-
-fn fulls(fleet: &Fleet) -> u64 {
-    harness::snapshot(fleet).iter().map(|s| s.fulls).sum()
+/// Config bytes the fleet was sent, and full configs among them, all told.
+fn received(fleet: &Fleet) -> (u64, u64) {
+    harness::snapshot(fleet).iter().fold((0, 0), |(b, f), s| (b + s.received, f + s.fulls))
 }
 
 fn ms(d: Duration) -> f64 {

@@ -34,6 +34,11 @@ pub struct Plan {
     pub incremental: bool,
 }
 
+/// Half the proxies run v1, half v2.
+fn version_of(i: usize) -> &'static str {
+    if i.is_multiple_of(2) { "v1" } else { "v2" }
+}
+
 /// The demo mesh's shape: one proxy in ten is a storefront (it calls inventory and catalog,
 /// so its config lists their endpoints); the rest serve inventory and catalog, half each.
 pub fn service_of(i: usize) -> &'static str {
@@ -171,7 +176,7 @@ impl Stream<'_> {
         tokio::spawn(conn);
         let id = format!("sim-{i}");
         let reg = serde_json::json!({
-            "proxy_id": id, "service": service_of(i), "version": if i.is_multiple_of(2) { "v1" } else { "v2" },
+            "proxy_id": id, "service": service_of(i), "version": version_of(i),
             "inbound_addr": format!("127.1.{}.{}:4143", i / 250, i % 250 + 1), "admin_addr": "127.0.0.1:1",
             "proxy_version": "sim", "incremental": self.incremental, "resume": running,
         });
@@ -185,7 +190,7 @@ impl Stream<'_> {
             slot.streams += 1;
         }
         *delivered = true;
-        // Reports every two seconds, as trellis-proxy does: its heartbeat too.
+        // Reports as often as the control plane asks, as trellis-proxy does: its heartbeat too.
         let reporter = tokio::spawn(report(i, cp.to_string(), client.clone(), fleet.clone()));
         let _stop = AbortOnDrop(reporter);
         let mut body = resp.into_body();
@@ -271,7 +276,7 @@ async fn report(i: usize, cp: String, client: hyper::client::conn::http2::SendRe
         let series = Series {
             direction: Direction::Inbound,
             service: service_of(i).into(),
-            version: if i.is_multiple_of(2) { "v1" } else { "v2" }.into(),
+            version: version_of(i).into(),
             route: String::new(),
             requests: pending,
             failures: 0,
@@ -280,7 +285,7 @@ async fn report(i: usize, cp: String, client: hyper::client::conn::http2::SendRe
         let report =
             Report { proxy_id: id.clone(), seq, series: vec![series], denied: vec![], limited: vec![], tcp: vec![] };
         let Ok(req) = http::Request::post(format!("{cp}/fleet/v1/telemetry"))
-            .header("x-trellis-proxy-id", &id)
+            .header(trellis_model::fleet::PROXY_ID_HEADER, &id)
             .body(Full::new(Bytes::from(serde_json::to_vec(&report).unwrap_or_default())))
         else {
             return;

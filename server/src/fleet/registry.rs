@@ -4,7 +4,7 @@
 //! remember, snapshots to publish); `Fleet` carries them out. Tested without a runtime, a
 //! store or a clock, as linkerd2's policy-controller tests its index.
 
-use super::slice::{self, Part};
+use super::slice::{self, EndpointList, Part};
 use super::{FORGET_AFTER, FleetError, HEARTBEAT_TIMEOUT, SliceLines, Snapshot, revision_of};
 use crate::store::{Member, MemberStatus, NewEvent};
 use serde_json::json;
@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use trellis_api::ProxyView;
 use trellis_model::fleet::{Ack, EndpointChanges, Registration};
-use trellis_model::{Endpoint, MeshConfig, ServiceConfig};
+use trellis_model::{MeshConfig, ServiceConfig};
 
 /// What a change asks of the world around the registry.
 #[derive(Debug, PartialEq)]
@@ -64,7 +64,7 @@ pub struct Registry {
     /// The mesh's services, each a part shared by the slices that hold it.
     service_parts: BTreeMap<String, Arc<Part<ServiceConfig>>>,
     /// Every service's endpoints as last published.
-    endpoint_parts: BTreeMap<String, Arc<Part<Vec<Endpoint>>>>,
+    endpoint_parts: BTreeMap<String, EndpointList>,
     /// Each served service's slice as last published, with the deltas that led to it.
     slices: HashMap<String, Arc<SliceLines>>,
 }
@@ -358,7 +358,7 @@ impl Registry {
         let mesh = self.mesh.clone()?;
         // Each service's endpoints as one shared part; an unchanged list keeps its part, so
         // the slices holding it see at once that it did not change.
-        let endpoints: BTreeMap<String, Arc<Part<Vec<Endpoint>>>> = self
+        let endpoints: BTreeMap<String, EndpointList> = self
             .endpoints()
             .into_iter()
             .map(|(name, list)| match self.endpoint_parts.get(&name) {
@@ -369,7 +369,7 @@ impl Registry {
         self.endpoint_parts = endpoints;
         // How a list changed is worked out once, whichever slices hold it.
         let mut known: HashMap<(usize, usize), EndpointChanges> = HashMap::new();
-        let mut changes = |_: &str, before: &Arc<Part<Vec<Endpoint>>>, after: &Arc<Part<Vec<Endpoint>>>| {
+        let mut changes = |_: &str, before: &EndpointList, after: &EndpointList| {
             let key = (Arc::as_ptr(before) as usize, Arc::as_ptr(after) as usize);
             known.entry(key).or_insert_with(|| EndpointChanges::between(&before.value, &after.value)).clone()
         };
@@ -386,6 +386,17 @@ impl Registry {
         }
         self.slices = slices.clone();
         Some(Snapshot { revision: mesh.revision.clone(), slices })
+    }
+
+    /// What the last snapshot published: its revision and each served service's slice.
+    pub fn published(&self) -> Snapshot {
+        let revision = self.mesh.as_ref().map(|m| m.revision.clone()).unwrap_or_default();
+        Snapshot { revision, slices: self.slices.clone() }
+    }
+
+    /// The slice of `service` as last published.
+    pub fn slice(&self, service: &str) -> Option<Arc<SliceLines>> {
+        self.slices.get(service).cloned()
     }
 
     /// Every proxy with an open stream, here or on another replica, for the API and the

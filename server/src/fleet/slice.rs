@@ -34,6 +34,9 @@ impl<T: serde::Serialize> Part<T> {
     }
 }
 
+/// One service's endpoints, as a part the slices that hold them share.
+pub type EndpointList = Arc<Part<Vec<Endpoint>>>;
+
 /// What the proxies of one service are sent: the services they may call and their own, with
 /// the endpoints of the others.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,7 +47,7 @@ pub struct Slice {
     pub revision: String,
     pub mesh: MeshSettings,
     pub services: BTreeMap<String, Arc<Part<ServiceConfig>>>,
-    pub endpoints: BTreeMap<String, Arc<Part<Vec<Endpoint>>>>,
+    pub endpoints: BTreeMap<String, EndpointList>,
 }
 
 /// The slice of `service` from the mesh's services and every service's endpoints.
@@ -52,7 +55,7 @@ pub fn slice(
     revision: &str,
     mesh: &MeshSettings,
     services: &BTreeMap<String, Arc<Part<ServiceConfig>>>,
-    endpoints: &BTreeMap<String, Arc<Part<Vec<Endpoint>>>>,
+    endpoints: &BTreeMap<String, EndpointList>,
     service: &str,
 ) -> Slice {
     let services: BTreeMap<String, Arc<Part<ServiceConfig>>> = services
@@ -62,7 +65,7 @@ pub fn slice(
         .collect();
     // Its own service's endpoints stay out: a proxy reaches its own application through its
     // inbound side, and every proxy of a big service would otherwise get every peer's churn.
-    let endpoints: BTreeMap<String, Arc<Part<Vec<Endpoint>>>> = endpoints
+    let endpoints: BTreeMap<String, EndpointList> = endpoints
         .iter()
         .filter(|(n, _)| n.as_str() != service && services.contains_key(*n))
         .map(|(n, e)| (n.clone(), e.clone()))
@@ -107,9 +110,8 @@ impl Slice {
     pub fn delta_from(
         &self,
         old: &Slice,
-        changes: &mut impl FnMut(&str, &Arc<Part<Vec<Endpoint>>>, &Arc<Part<Vec<Endpoint>>>) -> EndpointChanges,
+        changes: &mut impl FnMut(&str, &EndpointList, &EndpointList) -> EndpointChanges,
     ) -> Delta {
-        let same = |a: &[u8; 32], b: &[u8; 32]| a == b;
         let mut delta = Delta {
             base: old.version.clone(),
             version: self.version.clone(),
@@ -118,7 +120,7 @@ impl Slice {
             ..Default::default()
         };
         for (name, svc) in &self.services {
-            if old.services.get(name).is_none_or(|o| !same(&o.digest, &svc.digest)) {
+            if old.services.get(name).is_none_or(|o| o.digest != svc.digest) {
                 delta.services.insert(name.clone(), svc.value.clone());
             }
         }
@@ -130,7 +132,7 @@ impl Slice {
             }
             let (before, after) =
                 (old.endpoints.get(name).unwrap_or(&empty), self.endpoints.get(name).unwrap_or(&empty));
-            if !same(&before.digest, &after.digest) {
+            if before.digest != after.digest {
                 delta.endpoints.insert(name.clone(), changes(name, before, after));
             }
         }
@@ -174,14 +176,14 @@ mod tests {
         Endpoint { version: "v1".into(), addr: "1.2.3.4:1".into(), proxy_id: format!("{service}-{id}"), identity: None }
     }
 
-    fn endpoints(ids: &[&str]) -> BTreeMap<String, Arc<Part<Vec<Endpoint>>>> {
+    fn endpoints(ids: &[&str]) -> BTreeMap<String, EndpointList> {
         ["inventory", "catalog", "vault"]
             .iter()
             .map(|s| (s.to_string(), Part::new(ids.iter().map(|id| endpoint(s, id)).collect())))
             .collect()
     }
 
-    fn sliced(eps: &BTreeMap<String, Arc<Part<Vec<Endpoint>>>>, service: &str) -> Slice {
+    fn sliced(eps: &BTreeMap<String, EndpointList>, service: &str) -> Slice {
         slice("r", &MeshSettings::default(), &services(), eps, service)
     }
 

@@ -30,6 +30,21 @@ pub const PROXY_ID_HEADER: &str = "x-trellis-proxy-id";
 /// large fleet's reports arrive at a rate the control plane keeps up with.
 pub const REPORT_EVERY_HEADER: &str = "x-trellis-report-every";
 
+/// On the config stream's answer: the seconds between its pings, at most the
+/// [`Registration::max_ping_every_s`] the proxy named, so a large fleet's idle streams cost
+/// the control plane fewer wake-ups. Without it, [`DEFAULT_PING_EVERY_S`].
+pub const PING_EVERY_HEADER: &str = "x-trellis-ping-every";
+
+/// The seconds between pings a proxy may expect when it names no longer interval, or a
+/// control plane says none.
+pub const DEFAULT_PING_EVERY_S: u64 = 2;
+
+/// Silence this long on a stream pinged every `ping_every_s` (three pings missed) means the
+/// stream is dead, as when the replica's host is cut off: 6.5 s at two seconds.
+pub fn idle_timeout(ping_every_s: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(3_000 * ping_every_s.max(1) + 500)
+}
+
 /// A proxy announcing itself on its config stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
@@ -48,6 +63,10 @@ pub struct Registration {
     /// sends a delta.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<String>,
+    /// The longest gap between pings it waits out, in seconds: it reads
+    /// [`PING_EVERY_HEADER`] on the answer. Without it, [`DEFAULT_PING_EVERY_S`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ping_every_s: Option<u64>,
 }
 
 /// One line of the config stream.

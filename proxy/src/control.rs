@@ -16,9 +16,10 @@ use std::time::Duration;
 use trellis_model::ProxyConfig;
 use trellis_model::fleet::{self, Ack, Registration, StreamMessage};
 
-/// The control plane pings every two seconds; silence this long (three pings missed) means
-/// the stream is dead, as when the replica's host is cut off: the proxy moves to another.
-const IDLE_TIMEOUT: Duration = Duration::from_millis(6500);
+/// The longest gap between pings the proxy accepts: a control plane serving thousands of
+/// proxies pings each less often, and a dead stream is noticed after three missed pings
+/// (at most 30.5 s; 6.5 s at the two seconds of a small fleet).
+pub const MAX_PING_EVERY_S: u64 = 10;
 /// A snapshot larger than this is refused rather than buffered without bound.
 const MAX_MESSAGE: usize = 16 << 20;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -34,8 +35,8 @@ enum StreamError {
     Status(http::StatusCode),
     #[error("stream broke: {0}")]
     Body(#[from] hyper::Error),
-    #[error("no message for {IDLE_TIMEOUT:?}")]
-    Idle,
+    #[error("no message for {0:?}")]
+    Idle(Duration),
     #[error("message larger than {MAX_MESSAGE} bytes")]
     TooLarge,
     #[error(transparent)]
@@ -104,11 +105,15 @@ async fn stream_once(
     if !resp.status().is_success() {
         return Err(StreamError::Status(resp.status()));
     }
+    // Silence for three of the pings the control plane says it sends means the stream is
+    // dead, as when the replica's host is cut off: the proxy moves to another.
+    let ping_every = resp.headers().get(fleet::PING_EVERY_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
+    let idle = fleet::idle_timeout(ping_every.unwrap_or(fleet::DEFAULT_PING_EVERY_S).min(MAX_PING_EVERY_S));
     let mut body = resp.into_body();
     let mut buf = BytesMut::new();
     loop {
-        let frame = match tokio::time::timeout(IDLE_TIMEOUT, body.frame()).await {
-            Err(_) => return Err(StreamError::Idle),
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(StreamError::Idle(idle)),
             Ok(None) => return Ok(()),
             Ok(Some(frame)) => frame?,
         };

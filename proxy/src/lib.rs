@@ -302,6 +302,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         proxy_version: env!("CARGO_PKG_VERSION").to_string(),
         incremental: true,
         resume: None,
+        max_ping_every_s: Some(control::MAX_PING_EVERY_S),
     };
     if let Some(dir) = &settings.identity_dir {
         let cert = transport::tls::load(dir).map_err(|e| anyhow::anyhow!("{}: {e}", env::ENV_IDENTITY_DIR))?;

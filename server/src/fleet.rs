@@ -30,6 +30,15 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 /// dropped from endpoints at once (proxies report every two seconds).
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a proxy with an open stream may be silent before it counts as hung: the
+/// [`HEARTBEAT_TIMEOUT`], or five of the report intervals asked of a fleet of `proxies` when
+/// longer. A large fleet is asked to report less often, and its reports wait longer while the
+/// control plane is busiest (10,000 proxies joining at once left some unheard for 12-15 s at
+/// three intervals): they are not dropped for it.
+pub fn hung_after(proxies: usize) -> Duration {
+    HEARTBEAT_TIMEOUT.max(Duration::from_secs(5 * crate::telemetry::report_every_s(proxies)))
+}
+
 #[derive(Clone)]
 pub struct Fleet(Arc<Shared>);
 
@@ -188,7 +197,7 @@ impl Fleet {
         Fleet(Arc::new(Shared {
             replica,
             outbox: Mutex::new(Default::default()),
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(Registry::new(store.as_ref().is_some_and(|s| !s.is_shared()))),
             slices: Mutex::new(HashMap::new()),
             on_change: Box::new(on_change),
             audit,
@@ -255,6 +264,11 @@ impl Fleet {
                     self.0.released.send_replace(true);
                 }
                 Effect::Changed => (self.0.on_change)(),
+                Effect::Hung(proxy_id, silent_ms) => tracing::warn!(
+                    %proxy_id,
+                    silent_s = silent_ms / 1000,
+                    "proxy silent with its stream open: dropped as hung (it registers again when it can)"
+                ),
             }
         }
     }
@@ -456,6 +470,17 @@ impl Fleet {
     pub fn local_count(&self) -> usize {
         self.lock().local_count()
     }
+}
+
+/// Idle streams are pinged at most this often a second in all: a proxy of a large fleet is
+/// pinged less often (every eight seconds at 10,000) if it accepts it, rather than the
+/// control plane spending a core's fifth on pings.
+pub const PINGS_PER_S: usize = 1_250;
+
+/// The seconds between pings on each of `proxies` streams: two, or longer so that they come at
+/// [`PINGS_PER_S`] at most, up to ten.
+pub fn ping_every_s(proxies: usize) -> u64 {
+    (proxies.div_ceil(PINGS_PER_S) as u64).clamp(2, 10)
 }
 
 /// Config versions are `<revision>.<boot>-<generation>`.

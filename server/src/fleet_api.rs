@@ -15,9 +15,6 @@ use bytes::Bytes;
 use std::time::Duration;
 use trellis_model::fleet::{self, Ack, CertifyRequest, Issued, Registration};
 
-/// Within the proxies' idle timeout, with room for a slow network.
-const PING_EVERY: Duration = Duration::from_secs(2);
-
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route(fleet::STREAM, axum::routing::post(open_stream))
@@ -83,22 +80,29 @@ async fn open_stream(
     authorize(&state, peer.as_deref(), &reg.service, &reg.proxy_id)?;
     tracing::info!(proxy_id = %reg.proxy_id, service = %reg.service, version = %reg.version, "proxy connected");
     let (service, incremental, sent) = (reg.service.clone(), reg.incremental, reg.resume.clone());
+    let asked = reg.max_ping_every_s.unwrap_or(fleet::DEFAULT_PING_EVERY_S);
+    let ping_every = crate::fleet::ping_every_s(state.fleet.local_count()).min(asked).max(1);
     // Certified by whichever replica: its callers learn its identity from this one too.
     if let Some(Extension(FleetPeer(_, cert))) = &peer {
         state.fleet.certified(&reg.proxy_id, &cert.identity, cert.not_after);
     }
     let guard = state.fleet.connected(reg);
-    let to = Receiver { service, incremental, sent };
+    let to = Receiver { service, incremental, sent, ping_every: Duration::from_secs(ping_every) };
     let stream = config_stream(state.fleet.clone(), to, state.shutdown.clone(), guard);
-    Ok(([(http::header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
+    let headers = [
+        (http::header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+        (http::HeaderName::from_static(fleet::PING_EVERY_HEADER), ping_every.to_string()),
+    ];
+    Ok((headers, Body::from_stream(stream)).into_response())
 }
 
-/// Who a stream sends to: a proxy of `service`, whether it takes deltas, and the version it
-/// was last sent (or said it runs).
+/// Who a stream sends to: a proxy of `service`, whether it takes deltas, the version it was
+/// last sent (or said it runs), and how often it is pinged when idle.
 struct Receiver {
     service: String,
     incremental: bool,
     sent: Option<String>,
+    ping_every: Duration,
 }
 
 /// Sends the current config (nothing when the proxy resumed with it), then what changes, with
@@ -136,7 +140,7 @@ fn config_stream(
                             return Some((Ok(line), (slice, shutdown, guard, to, fleet)));
                         }
                     }
-                    _ = tokio::time::sleep(PING_EVERY) => {
+                    _ = tokio::time::sleep(to.ping_every) => {
                         if !guard.serves() {
                             return None;
                         }

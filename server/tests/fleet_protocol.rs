@@ -1,7 +1,7 @@
 //! The proxy protocol from the control plane's side, spoken by a test client: a NACK shows as
 //! a NACK and the proxy is not counted as synced; bad registrations are refused with reasons;
 //! a stream replaced by a newer one of the same proxy ends; an accepted report says when to
-//! send the next.
+//! send the next, and a stream how often it pings.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -173,5 +173,50 @@ async fn an_accepted_report_says_when_to_send_the_next() {
     assert_eq!(resp.status(), 204);
     let every = resp.headers().get(trellis_model::fleet::REPORT_EVERY_HEADER).map(|v| v.to_str().unwrap());
     assert_eq!(every, Some("2"), "a small fleet reports every two seconds");
+    cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_says_how_often_it_pings_and_pings_no_less_often_than_the_proxy_accepts() {
+    use trellis_model::fleet::PING_EVERY_HEADER;
+    let (repo, dir) = (PolicyRepo::demo(), tempfile::tempdir().unwrap());
+    let cp = control_plane(&repo, dir.path()).await;
+    let reg = |id: &str, max: Option<u64>| {
+        let mut reg = serde_json::json!({
+            "proxy_id": id, "service": "inventory", "version": "v1", "inbound_addr": "127.0.0.1:4143",
+            "admin_addr": "127.0.0.1:4191", "proxy_version": "test",
+        });
+        if let Some(max) = max {
+            reg["max_ping_every_s"] = max.into();
+        }
+        reg
+    };
+    let header = |resp: &http::Response<hyper::body::Incoming>| {
+        resp.headers().get(PING_EVERY_HEADER).map(|v| v.to_str().unwrap().to_string())
+    };
+    // A proxy that names no interval is pinged every two seconds, as before the header; a
+    // small fleet is pinged that often even by a proxy that would accept less.
+    let old = post(&cp, "/fleet/v1/stream", reg("old", None)).await;
+    assert_eq!(header(&old).as_deref(), Some("2"));
+    let patient = post(&cp, "/fleet/v1/stream", reg("patient", Some(10))).await;
+    assert_eq!(header(&patient).as_deref(), Some("2"));
+    // One that accepts only a second between pings gets them that often: more than one in
+    // 3.5 s (at two seconds the second would come at 4 s).
+    let eager = post(&cp, "/fleet/v1/stream", reg("eager", Some(1))).await;
+    assert_eq!(header(&eager).as_deref(), Some("1"));
+    let mut body = eager.into_body();
+    let mut pings = 0;
+    let window = tokio::time::sleep(Duration::from_millis(3_500));
+    tokio::pin!(window);
+    loop {
+        tokio::select! {
+            frame = body.frame() => {
+                let data = frame.unwrap().unwrap().into_data().unwrap_or_default();
+                pings += String::from_utf8_lossy(&data).matches(r#"{"type":"ping"}"#).count();
+            }
+            () = &mut window => break,
+        }
+    }
+    assert!(pings >= 2, "{pings} pings in 3.5 s at one a second");
     cp.shutdown().await;
 }

@@ -213,6 +213,7 @@ async fn exercise(url: &str) {
             admin_addr: "10.0.0.1:4191".into(),
             incremental: false,
             resume: None,
+            max_ping_every_s: None,
             proxy_version: "t".into(),
         };
         (reg, MemberStatus { acked: Some("r.1".into()), ..Default::default() })

@@ -179,6 +179,7 @@ impl Stream<'_> {
             "proxy_id": id, "service": service_of(i), "version": version_of(i),
             "inbound_addr": format!("127.1.{}.{}:4143", i / 250, i % 250 + 1), "admin_addr": "127.0.0.1:1",
             "proxy_version": "sim", "incremental": self.incremental, "resume": running,
+            "max_ping_every_s": 10,
         });
         let req = http::Request::post(format!("{cp}/fleet/v1/stream")).body(Full::new(Bytes::from(reg.to_string())))?;
         let resp = client.clone().send_request(req).await?;

@@ -19,6 +19,7 @@ pub(super) fn reg(id: &str, service: &str, version: &str, addr: &str) -> Registr
         admin_addr: "127.0.0.1:1".into(),
         incremental: false,
         resume: None,
+        max_ping_every_s: None,
         proxy_version: "test".into(),
     }
 }
@@ -142,4 +143,23 @@ async fn a_publish_wakes_only_the_streams_whose_slice_changed() {
     // A new revision is a new version of every slice.
     fleet.set_mesh(mesh("r2"));
     assert!(inventory.has_changed().unwrap() && storefront.has_changed().unwrap());
+}
+
+#[test]
+fn a_large_fleet_is_pinged_less_often_up_to_ten_seconds() {
+    assert_eq!(ping_every_s(0), 2);
+    assert_eq!(ping_every_s(2_500), 2);
+    assert_eq!(ping_every_s(2_501), 3);
+    assert_eq!(ping_every_s(10_000), 8);
+    assert_eq!(ping_every_s(usize::MAX), 10);
+    assert!(10_000 / ping_every_s(10_000) as usize <= PINGS_PER_S);
+    // The proxy's patience covers three missed pings at the longest interval it accepts.
+    assert_eq!(trellis_model::fleet::idle_timeout(2), Duration::from_millis(6_500));
+}
+
+#[test]
+fn a_fleet_asked_to_report_less_often_is_given_longer_before_it_counts_as_hung() {
+    assert_eq!(hung_after(1), HEARTBEAT_TIMEOUT);
+    assert_eq!(hung_after(10_000), Duration::from_secs(20), "five of the four-second reports");
+    assert_eq!(hung_after(usize::MAX), Duration::from_secs(30));
 }

@@ -104,7 +104,9 @@ fn a_dropped_proxy_stays_an_endpoint_until_forgotten_and_a_silent_one_is_dropped
     r.connect(reg("hung", "inventory", "10.0.0.2:4143"), 0);
     r.disconnect("a", stream, 1_000);
     r.heartbeat("hung", 1_000);
-    assert!(r.sweep(1_000 + FORGET_AFTER.as_millis() as i64 - 1).iter().any(|e| *e == Effect::Forget("hung".into())));
+    let hung = r.sweep(1_000 + FORGET_AFTER.as_millis() as i64 - 1);
+    assert!(hung.contains(&Effect::Forget("hung".into())));
+    assert!(hung.contains(&Effect::Hung("hung".into(), FORGET_AFTER.as_millis() as i64 - 1)), "said why: {hung:?}");
     let effects = r.sweep(1_000 + FORGET_AFTER.as_millis() as i64 + 1);
     assert_eq!(audited(&effects), ["proxy.left"]);
     assert!(effects.contains(&Effect::Forget("a".into())) && effects.contains(&Effect::PublishSoon));
@@ -276,4 +278,21 @@ fn after_a_restart_a_proxy_connected_to_another_replica_is_not_waited_for() {
     r.await_fleet(["p".to_string()]);
     let effects = r.set_remote(vec![elsewhere("p", "inventory", "10.0.0.2:4143", true)], 0);
     assert!(effects.contains(&Effect::Release), "{effects:?}");
+}
+
+#[test]
+fn a_lone_replica_writes_who_is_connected_but_not_each_ack() {
+    for alone in [false, true] {
+        let mut r = Registry::new(alone);
+        r.set_leads(true);
+        r.set_mesh(mesh("r1"), 0);
+        let (_, joined) = r.connect(reg("a", "inventory", "10.0.0.1:4143"), 0);
+        let shares = |effects: &[Effect]| effects.iter().filter(|e| matches!(e, Effect::Share(..))).count();
+        assert_eq!(shares(&joined), 1, "the row a restart waits for, alone or not");
+        let acked = r.ack(&ack("a", "r1.1", None), 10).unwrap();
+        let nacked = r.ack(&ack("a", "r1.2", Some("bad")), 20).unwrap();
+        let expected = if alone { 0 } else { 1 };
+        assert_eq!((shares(&acked), shares(&nacked)), (expected, expected), "alone: {alone}");
+        assert_eq!(audited(&nacked), ["proxy.nacked"], "a NACK is audited either way");
+    }
 }

@@ -20,7 +20,9 @@ extern "C" fn commit_lazily() {
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     // SAFETY: sets one of mimalloc's options; no other thread exists yet.
     #[allow(unsafe_code)]
-    unsafe { libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0) }
+    unsafe {
+        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0)
+    }
 }
 
 fn main() {

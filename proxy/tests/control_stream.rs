@@ -19,9 +19,7 @@ use trellis_model::{Backend, Endpoint, ProxyConfig, RuleConfig, ServiceConfig};
 async fn a_config_the_proxy_cannot_apply_is_nacked_and_the_last_good_one_keeps_serving() {
     let upstream = upstream().await;
     let cp = ControlPlane::start().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let settings = trellis_proxy::Settings::new("caller", "v1", closed, &format!("http://{}", cp.addr));
-    let proxy = trellis_proxy::start(settings).await.unwrap();
+    let proxy = cp.follower().await;
 
     cp.push(config("r1.a-1", &upstream.to_string())).await;
     let first = cp.next_ack().await;
@@ -54,9 +52,7 @@ async fn a_config_the_proxy_cannot_apply_is_nacked_and_the_last_good_one_keeps_s
 async fn lines_that_arrive_together_are_applied_in_order_and_answered_once_for_the_last() {
     let upstream = upstream().await;
     let cp = ControlPlane::start().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let settings = trellis_proxy::Settings::new("caller", "v1", closed, &format!("http://{}", cp.addr));
-    let proxy = trellis_proxy::start(settings).await.unwrap();
+    let proxy = cp.follower().await;
     cp.push(config("r1.a", "127.0.0.1:1")).await;
     assert_eq!(cp.next_ack().await.version, "r1.a");
 
@@ -135,6 +131,13 @@ impl ControlPlane {
             }
         });
         ControlPlane { addr, frames: frame_tx, acks: tokio::sync::Mutex::new(ack_rx) }
+    }
+
+    /// A proxy of `caller` following this control plane (its application is nowhere).
+    async fn follower(&self) -> trellis_proxy::Running {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let settings = trellis_proxy::Settings::new("caller", "v1", closed, &format!("http://{}", self.addr));
+        trellis_proxy::start(settings).await.unwrap()
     }
 
     async fn push(&self, config: ProxyConfig) {

@@ -2,14 +2,14 @@ use clap::Parser;
 
 /// mimalloc rather than glibc's allocator: at 10,000 proxies glibc's free lists (coalescing
 /// and consolidating the buffers each connection takes and gives back) were a third of the
-/// machine's CPU during a commit; with mimalloc the commit took 0.78 CPU-s instead of
+/// machine's CPU during a commit; with mimalloc the commit took about 0.8 CPU-s instead of
 /// 1.06 (bench/README.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Set before `main` (a constructor), so before the first allocation reserves an arena:
 /// arenas are committed as they are used, not all at once, so memory given back leaves the
-/// resident set. At 10,000 proxies eager commit held 56 KB per proxy, lazy 45 (glibc 49).
+/// resident set. At 10,000 proxies eager commit held 56 KB per proxy, lazy 44 (glibc 49).
 #[allow(unsafe_code)]
 #[used]
 #[unsafe(link_section = ".init_array")]

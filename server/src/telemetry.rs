@@ -130,7 +130,7 @@ pub const REPORTS_PER_S: usize = 2_500;
 /// at [`REPORTS_PER_S`] at most, up to six (well within the heartbeat timeout: past that, 429s
 /// hold the rest back).
 pub fn report_every_s(proxies: usize) -> u64 {
-    (proxies.div_ceil(REPORTS_PER_S) as u64).clamp(2, 6)
+    crate::fleet::paced_s(proxies, REPORTS_PER_S, 6)
 }
 
 /// A report being handled; dropping it ends that.

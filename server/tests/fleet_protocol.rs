@@ -33,14 +33,18 @@ async fn post(
     client.request(req.unwrap()).await.unwrap()
 }
 
+/// The registration of an inventory proxy named `id`.
+fn registration(id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "proxy_id": id, "service": "inventory", "version": "v1", "inbound_addr": "127.0.0.1:4143",
+        "admin_addr": "127.0.0.1:4191", "proxy_version": "test",
+    })
+}
+
 /// Opens a config stream as an inventory proxy named `id` would; the stream lives as long as
 /// the returned body.
 async fn open_stream(cp: &trellis_server::serve::Running, id: &str) -> hyper::body::Incoming {
-    let reg = serde_json::json!({
-        "proxy_id": id, "service": "inventory", "version": "v1", "inbound_addr": "127.0.0.1:4143",
-        "admin_addr": "127.0.0.1:4191", "proxy_version": "test",
-    });
-    post(cp, "/fleet/v1/stream", reg).await.into_body()
+    post(cp, "/fleet/v1/stream", registration(id)).await.into_body()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,10 +186,7 @@ async fn a_stream_says_how_often_it_pings_and_pings_no_less_often_than_the_proxy
     let (repo, dir) = (PolicyRepo::demo(), tempfile::tempdir().unwrap());
     let cp = control_plane(&repo, dir.path()).await;
     let reg = |id: &str, max: Option<u64>| {
-        let mut reg = serde_json::json!({
-            "proxy_id": id, "service": "inventory", "version": "v1", "inbound_addr": "127.0.0.1:4143",
-            "admin_addr": "127.0.0.1:4191", "proxy_version": "test",
-        });
+        let mut reg = registration(id);
         if let Some(max) = max {
             reg["max_ping_every_s"] = max.into();
         }

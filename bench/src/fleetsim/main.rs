@@ -15,15 +15,15 @@ mod harness;
 mod proxy;
 
 use clap::Parser;
+use harness::{Quantiles, ack_times, commit, proc_stats};
+use proxy::{Fleet, Plan, Slot};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The control plane's allocator: glibc's spent the simulation a third more CPU on the same
 /// fleet, which would count against the control plane's figures on a shared machine.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use harness::{Quantiles, ack_times, commit, proc_stats};
-use proxy::{Fleet, Plan, Slot};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
 struct Args {

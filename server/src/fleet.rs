@@ -480,13 +480,7 @@ pub const PINGS_PER_S: usize = 1_250;
 /// The seconds between pings on each of `proxies` streams: at [`PINGS_PER_S`] at most, up
 /// to ten.
 pub fn ping_every_s(proxies: usize) -> u64 {
-    paced_s(proxies, PINGS_PER_S, 10)
-}
-
-/// The seconds between the messages each of `proxies` sends or is sent periodically: two, or
-/// longer so that the fleet's come at `per_s` at most, up to `longest`.
-pub fn paced_s(proxies: usize, per_s: usize, longest: u64) -> u64 {
-    (proxies.div_ceil(per_s) as u64).clamp(2, longest)
+    crate::telemetry::paced_s(proxies, PINGS_PER_S, 10)
 }
 
 /// Config versions are `<revision>.<boot>-<generation>`.

@@ -130,7 +130,14 @@ pub const REPORTS_PER_S: usize = 2_500;
 /// at [`REPORTS_PER_S`] at most, up to six (well within the heartbeat timeout: past that, 429s
 /// hold the rest back).
 pub fn report_every_s(proxies: usize) -> u64 {
-    crate::fleet::paced_s(proxies, REPORTS_PER_S, 6)
+    paced_s(proxies, REPORTS_PER_S, 6)
+}
+
+/// The seconds between the messages each of `proxies` sends or is sent periodically (reports
+/// here, the fleet's pings too): two, or longer so that the fleet's come at `per_s` at most,
+/// up to `longest`.
+pub fn paced_s(proxies: usize, per_s: usize, longest: u64) -> u64 {
+    (proxies.div_ceil(per_s) as u64).clamp(2, longest)
 }
 
 /// A report being handled; dropping it ends that.

@@ -39,6 +39,13 @@ pub const PING_EVERY_HEADER: &str = "x-trellis-ping-every";
 /// control plane says none.
 pub const DEFAULT_PING_EVERY_S: u64 = 2;
 
+/// The `Upgrade` token of the duplex stream. A proxy that sends it (HTTP/1.1, with
+/// `Connection: upgrade`) on its `POST` to [`STREAM`] is answered `101 Switching Protocols`, and
+/// the connection then carries newline-delimited JSON both ways: [`StreamMessage`]s to the
+/// proxy, [`ProxyMessage`]s (its ACKs and reports) from it. One connection, and none of an
+/// HTTP/2 connection's buffers and tables held for it while it idles.
+pub const UPGRADE: &str = "trellis-fleet/1";
+
 /// Silence this long on a stream pinged every `ping_every_s` (three pings missed) means the
 /// stream is dead, as when the replica's host is cut off: 6.5 s at two seconds.
 pub fn idle_timeout(ping_every_s: u64) -> std::time::Duration {
@@ -78,6 +85,35 @@ pub enum StreamMessage {
     Delta(Delta),
     /// Keeps idle streams alive through intermediaries and lets both sides notice a dead peer.
     Ping,
+    /// On the duplex stream, a report taken (or a repeat of one taken): the seconds to wait
+    /// before the next, as `x-trellis-report-every` says over HTTP.
+    Reported {
+        report_every: u64,
+    },
+    /// On the duplex stream, a report not read because intake has fallen behind: its counts go
+    /// with the next one, in `retry_after` seconds (a 429 over HTTP).
+    Deferred {
+        retry_after: u64,
+    },
+    /// On the duplex stream, a line refused: which kind (`ack`, `report`, or `line` when it
+    /// could not be read), and the status and message its HTTP request would have been
+    /// answered with. The stream goes on.
+    Refused {
+        of: String,
+        status: u16,
+        error: String,
+    },
+}
+
+/// One line a proxy sends on the duplex stream (see [`UPGRADE`]): what it would otherwise
+/// `POST` to [`ACK`] or [`TELEMETRY`]. Each report is answered, in order, with
+/// [`StreamMessage::Reported`], [`StreamMessage::Deferred`] or [`StreamMessage::Refused`]; an
+/// ACK only when refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProxyMessage {
+    Ack(Ack),
+    Report(crate::telemetry::Report),
 }
 
 /// A proxy's answer to a pushed config.
@@ -112,4 +148,24 @@ pub struct Issued {
     /// Where the control plane takes certified proxies (mTLS), on its own host.
     #[serde(default)]
     pub fleet_port: Option<u16>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplex_lines_keep_the_shape_the_readme_documents() {
+        let ack = r#"{"type":"ack","proxy_id":"p","version":"r.1","error":null}"#;
+        let expected = Ack { proxy_id: "p".into(), version: "r.1".into(), error: None };
+        assert_eq!(serde_json::from_str::<ProxyMessage>(ack).unwrap(), ProxyMessage::Ack(expected));
+        let report = r#"{"type":"report","proxy_id":"p","seq":42,"series":[]}"#;
+        let Ok(ProxyMessage::Report(report)) = serde_json::from_str(report) else { panic!("a report") };
+        assert_eq!((report.proxy_id.as_str(), report.seq), ("p", 42));
+        let line = |m: StreamMessage| serde_json::to_string(&m).unwrap();
+        assert_eq!(line(StreamMessage::Reported { report_every: 2 }), r#"{"type":"reported","report_every":2}"#);
+        assert_eq!(line(StreamMessage::Deferred { retry_after: 4 }), r#"{"type":"deferred","retry_after":4}"#);
+        let refused = StreamMessage::Refused { of: "report".into(), status: 403, error: "no".into() };
+        assert_eq!(line(refused), r#"{"type":"refused","of":"report","status":403,"error":"no"}"#);
+    }
 }

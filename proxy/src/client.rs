@@ -5,6 +5,7 @@
 //! bodies are buffered here when small ([`Replay`]), and [`UpstreamError`] says why an
 //! upstream gave no response.
 
+pub mod link;
 pub mod targets;
 mod tee;
 
@@ -237,15 +238,22 @@ impl http_body::Body for Watched {
 /// Requests to the control plane: to `TRELLIS_CONTROL_PLANE_URL` (plaintext, or HTTPS checked
 /// against the system's roots and `TRELLIS_CONTROL_PLANE_CA`) while the proxy has no identity,
 /// then mTLS to the fleet port it learned with its certificate, checking the server is the
-/// control plane of its trust domain. One per proxy, shared: the config stream, ACKs,
-/// telemetry and renewals go over one HTTP/2 connection.
+/// control plane of its trust domain. One per proxy, shared: the config stream is a connection
+/// of its own (HTTP/1.1, upgraded to carry ACKs and reports too); what is POSTed (renewals,
+/// and ACKs and reports to a control plane without the upgrade) goes over one HTTP/2
+/// connection.
 #[derive(Clone)]
 pub struct ControlPlane {
     shared: Arc<Shared>,
     plain: Client<hyper_rustls::HttpsConnector<HttpConnector>, http_body_util::Full<Bytes>>,
     mtls: Client<Connector, http_body_util::Full<Bytes>>,
+    /// Connectors for the stream's own connection (ALPN http/1.1, which can be upgraded).
+    plain_h1: hyper_rustls::HttpsConnector<HttpConnector>,
+    mtls_h1: Connector,
     /// The replicas, and the one followed now: every request goes to it.
     pub targets: Arc<targets::Targets>,
+    /// The duplex stream, while one is open.
+    pub link: Arc<link::Link>,
 }
 
 /// What the control plane calls itself in its trust domain.
@@ -270,18 +278,48 @@ impl ControlPlane {
         };
         let mut either = http.clone();
         either.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(trellis_host::client_tls(
-                shared.settings.control_plane_ca.as_deref(),
-                crate::env::ENV_CONTROL_PLANE_CA,
-            )?)
-            .https_or_http()
-            .enable_http2()
-            .wrap_connector(either);
-        let plain = builder().build(https);
+        let tls =
+            trellis_host::client_tls(shared.settings.control_plane_ca.as_deref(), crate::env::ENV_CONTROL_PLANE_CA)?;
+        let https = || hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls.clone()).https_or_http();
+        let plain_h1 = https().enable_http1().wrap_connector(either.clone());
+        let plain = builder().build(https().enable_http2().wrap_connector(either));
+        let mtls_h1 = Connector::new(http.clone(), Some(shared.clone()), false, Some(CONTROL_PLANE));
         let connector = Connector::new(http, Some(shared.clone()), true, Some(CONTROL_PLANE));
         let targets = Arc::new(targets::Targets::new(&shared.settings.control_planes));
-        Ok(ControlPlane { mtls: builder().build(connector), plain, shared, targets })
+        let link = Arc::default();
+        Ok(ControlPlane { mtls: builder().build(connector), plain, plain_h1, mtls_h1, shared, targets, link })
+    }
+
+    /// Opens the config stream with `registration`, upgraded when the control plane offers it.
+    pub async fn open_stream(&self, registration: Vec<u8>) -> Result<link::Opened, String> {
+        let target = self.targets.current().ok_or("no control plane is configured (TRELLIS_CONTROL_PLANE_URL)")?;
+        let port = self.shared.identity.load().as_ref().and_then(|c| c.fleet_port);
+        let base = match port.filter(|_| self.shared.tls.load().is_some()) {
+            Some(port) => target.with_port(port),
+            None => target.base,
+        };
+        let uri: http::Uri =
+            format!("{base}{}", trellis_model::fleet::STREAM).parse().map_err(|e| format!("{base}: {e}"))?;
+        let mut req = http::Request::post(uri.clone())
+            .header(http::header::HOST, uri.authority().map_or("", |a| a.as_str()))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(Bytes::from(registration)))
+            .map_err(|e| format!("{uri}: {e}"))?;
+        if let Ok(id) = http::HeaderValue::from_str(&self.shared.settings.proxy_id) {
+            req.headers_mut().insert(trellis_model::fleet::PROXY_ID_HEADER, id);
+        }
+        let opening = async {
+            use link::open;
+            if port.is_some() && self.shared.tls.load().is_some() {
+                open(connect(self.mtls_h1.clone(), uri).await?, req).await
+            } else {
+                open(connect(self.plain_h1.clone(), uri).await?, req).await
+            }
+        };
+        // The answer's head must come within this; the stream has its own idle timeout.
+        tokio::time::timeout(Duration::from_secs(10), opening)
+            .await
+            .map_err(|_| format!("no answer from {base} within 10 s"))?
     }
 
     /// POSTs JSON to `path` over whichever way the proxy may take now.
@@ -328,6 +366,20 @@ impl ControlPlane {
         // The legacy client's error hides its cause in `source`; say it.
         sent.map_err(|e| trellis_host::with_causes(&e))
     }
+}
+
+/// A connection of its own to `uri`.
+async fn connect<C>(mut connector: C, uri: http::Uri) -> Result<C::Response, String>
+where
+    C: tower_service::Service<http::Uri>,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let error = |e: C::Error| {
+        let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+        trellis_host::with_causes(&*e)
+    };
+    std::future::poll_fn(|cx| connector.poll_ready(cx)).await.map_err(error)?;
+    connector.call(uri).await.map_err(error)
 }
 
 /// An upstream response, ready for our listener: the upstream's HTTP version (1.0, or 2 between

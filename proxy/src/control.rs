@@ -1,6 +1,7 @@
 //! Following the control plane: one long-lived stream of configs (newline-delimited JSON: one
 //! full config, then deltas of what changed), an ACK or NACK for the newest config applied
-//! (sent beside the stream, never holding up its reading), and reconnection with jittered
+//! (sent on the same connection when it is upgraded, else beside it; never holding up its
+//! reading), and reconnection with jittered
 //! backoff. A reconnecting proxy names the version it runs, so a replica that has the same
 //! config for it sends nothing, and one that can tell what changed sends a delta. A lost
 //! replica is left for the next one at once; backoff grows only once every replica has failed
@@ -9,10 +10,12 @@
 pub mod certify;
 
 use crate::Shared;
+use crate::client::link;
 use bytes::BytesMut;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, ReadHalf};
 use trellis_model::ProxyConfig;
 use trellis_model::fleet::{self, Ack, Registration, StreamMessage};
 
@@ -35,6 +38,8 @@ enum StreamError {
     Status(http::StatusCode),
     #[error("stream broke: {0}")]
     Body(#[from] hyper::Error),
+    #[error("stream broke: {0}")]
+    Read(std::io::Error),
     #[error("no message for {0:?}")]
     Idle(Duration),
     #[error("message larger than {MAX_MESSAGE} bytes")]
@@ -101,24 +106,63 @@ async fn stream_once(
     let running = shared.config.load().version.clone();
     let registration = Registration { resume: (!running.is_empty()).then_some(running), ..registration.clone() };
     let body = serde_json::to_vec(&registration).unwrap_or_default();
-    let resp = client.post(fleet::STREAM, body).await.map_err(StreamError::Connect)?;
-    if !resp.status().is_success() {
-        return Err(StreamError::Status(resp.status()));
+    let (mut source, ping_every) = match client.open_stream(body).await.map_err(StreamError::Connect)? {
+        link::Opened::Duplex(io, ping_every) => (Source::Duplex(client.link.attach(io).await), ping_every),
+        link::Opened::Plain(resp) if resp.status().is_success() => {
+            let ping_every = resp.headers().get(fleet::PING_EVERY_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
+            (Source::Plain(resp.into_body()), ping_every)
+        }
+        link::Opened::Plain(resp) => return Err(StreamError::Status(resp.status())),
+    };
+    let read = read_stream(client, shared, &mut source, ping_every, answers, backoff).await;
+    client.link.detach().await;
+    read
+}
+
+/// Where the stream's lines come from: an upgraded connection, or a plain answer's body.
+enum Source {
+    Duplex(ReadHalf<link::Upgraded>),
+    Plain(hyper::body::Incoming),
+}
+
+impl Source {
+    /// Appends what arrived next to `buf`; false at the end of the stream.
+    async fn read(&mut self, buf: &mut BytesMut) -> Result<bool, StreamError> {
+        match self {
+            Source::Duplex(io) => Ok(io.read_buf(buf).await.map_err(StreamError::Read)? > 0),
+            Source::Plain(body) => loop {
+                match body.frame().await {
+                    None => return Ok(false),
+                    Some(frame) => {
+                        if let Ok(data) = frame?.into_data() {
+                            buf.extend_from_slice(&data);
+                            return Ok(true);
+                        }
+                    }
+                }
+            },
+        }
     }
+}
+
+async fn read_stream(
+    client: &CpClient,
+    shared: &Shared,
+    source: &mut Source,
+    ping_every: Option<u64>,
+    answers: &tokio::sync::watch::Sender<Option<Ack>>,
+    backoff: &mut Duration,
+) -> Result<(), StreamError> {
     // Silence for three of the pings the control plane says it sends means the stream is
     // dead, as when the replica's host is cut off: the proxy moves to another.
-    let ping_every = resp.headers().get(fleet::PING_EVERY_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
     let idle = fleet::idle_timeout(ping_every.unwrap_or(fleet::DEFAULT_PING_EVERY_S).min(MAX_PING_EVERY_S));
-    let mut body = resp.into_body();
     let mut buf = BytesMut::new();
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
+        match tokio::time::timeout(idle, source.read(&mut buf)).await {
             Err(_) => return Err(StreamError::Idle(idle)),
-            Ok(None) => return Ok(()),
-            Ok(Some(frame)) => frame?,
+            Ok(Ok(false)) => return Ok(()),
+            Ok(result) => result?,
         };
-        let Ok(data) = frame.into_data() else { continue };
-        buf.extend_from_slice(&data);
         // The lines that arrived together are read in order and only the config they end with
         // is applied and answered: a proxy behind by a backlog of deltas (a fleet's churn, a
         // slow network) catches up with one swap and one ACK, not one of each per line.
@@ -126,7 +170,7 @@ async fn stream_once(
         let mut read = false;
         while let Some(i) = buf.iter().position(|b| *b == b'\n') {
             let line = buf.split_to(i + 1);
-            if let Some(config) = read_line(shared, latest.as_ref(), &line[..i])? {
+            if let Some(config) = read_line(shared, &client.link, latest.as_ref(), &line[..i])? {
                 latest = Some(config);
             }
             read = true;
@@ -147,9 +191,20 @@ async fn stream_once(
 /// The config a line makes, if any: a config, or a delta applied to the config before it
 /// (`base`, else the one running). A delta made for another version ends the stream: the
 /// proxy reconnects and is sent what it lacks.
-fn read_line(shared: &Shared, base: Option<&ProxyConfig>, line: &[u8]) -> Result<Option<ProxyConfig>, StreamError> {
+fn read_line(
+    shared: &Shared,
+    link: &link::Link,
+    base: Option<&ProxyConfig>,
+    line: &[u8],
+) -> Result<Option<ProxyConfig>, StreamError> {
     match serde_json::from_slice::<StreamMessage>(line) {
         Ok(StreamMessage::Ping) => Ok(None),
+        Ok(
+            answer @ (StreamMessage::Reported { .. } | StreamMessage::Deferred { .. } | StreamMessage::Refused { .. }),
+        ) => {
+            link.answered(&answer);
+            Ok(None)
+        }
         Ok(StreamMessage::Config(c)) => Ok(Some(c)),
         Ok(StreamMessage::Delta(d)) => {
             let running = shared.config.load();
@@ -225,7 +280,11 @@ pub fn check(config: &ProxyConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// On the stream when it is upgraded, else POSTed.
 async fn send_ack(client: &CpClient, ack: &Ack) -> Result<(), StreamError> {
+    if client.link.ack(ack).await {
+        return Ok(());
+    }
     let body = serde_json::to_vec(ack).unwrap_or_default();
     let resp = client.post(fleet::ACK, body).await.map_err(StreamError::Connect)?;
     if !resp.status().is_success() {

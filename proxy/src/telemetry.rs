@@ -6,6 +6,8 @@
 //! fleet asks for reports less often on each accepted one (`x-trellis-report-every`).
 
 use crate::Shared;
+use crate::client::link::Reported;
+use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,10 +45,9 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
         let tcp = tcp_deltas(&tcp_now, &accepted_tcp);
         seq += 1;
         let report = Report { proxy_id: shared.settings.proxy_id.clone(), seq, series, denied, limited, tcp };
-        let body = serde_json::to_vec(&report).unwrap_or_default();
-        match client.post(trellis_model::fleet::TELEMETRY, body).await {
-            Ok(resp) if resp.status().is_success() => {
-                wait = asked(resp.headers(), trellis_model::fleet::REPORT_EVERY_HEADER, EVERY);
+        match send(&client, report).await {
+            Ok(Reported::Taken(every)) => {
+                wait = asked(every, EVERY);
                 for s in now {
                     accepted.insert((s.direction, s.service, s.version, s.route), (s.requests, s.failures, s.buckets));
                 }
@@ -56,21 +57,39 @@ pub async fn push(shared: Arc<Shared>, client: crate::client::ControlPlane, mut 
                     accepted_tcp.insert((t.direction, t.service.clone(), t.version.clone(), String::new()), t);
                 }
             }
-            Ok(resp) if resp.status() == http::StatusCode::TOO_MANY_REQUESTS => {
-                wait = asked(resp.headers(), http::header::RETRY_AFTER.as_str(), EVERY * 2);
+            Ok(Reported::Deferred(retry)) => {
+                wait = asked(retry, EVERY * 2);
                 tracing::debug!(?wait, "the control plane asks for fewer reports; the counts go with the next one");
             }
-            Ok(resp) => tracing::warn!(status = %resp.status(), "telemetry report refused"),
+            Ok(Reported::Refused(status, error)) => tracing::warn!(%status, %error, "telemetry report refused"),
             Err(e) => tracing::debug!(error = %e, "telemetry not delivered; it goes with the next report"),
         }
     }
 }
 
-/// How long the control plane asks the proxy to wait before its next report: the seconds in
-/// header `name` (`Retry-After` on a 429, `x-trellis-report-every` on an accepted report),
+/// Sends a report on the duplex stream when one is open, else POSTs it.
+async fn send(client: &crate::client::ControlPlane, report: Report) -> Result<Reported, String> {
+    let body = serde_json::to_vec(&report).unwrap_or_default();
+    if let Some(answer) = client.link.report(report).await {
+        return answer;
+    }
+    let resp = client.post(trellis_model::fleet::TELEMETRY, body).await?;
+    let seconds = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    Ok(match resp.status() {
+        s if s.is_success() => Reported::Taken(seconds(trellis_model::fleet::REPORT_EVERY_HEADER)),
+        http::StatusCode::TOO_MANY_REQUESTS => Reported::Deferred(seconds(http::header::RETRY_AFTER.as_str())),
+        s => Reported::Refused(
+            s.as_u16(),
+            String::from_utf8_lossy(&resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default())
+                .into_owned(),
+        ),
+    })
+}
+
+/// How long the control plane asks the proxy to wait before its next report: the seconds it
+/// said (`Retry-After` on a deferred report, `x-trellis-report-every` on an accepted one),
 /// else `default`; between [`EVERY`] and [`SLOWEST`].
-fn asked(headers: &http::HeaderMap, name: &str, default: Duration) -> Duration {
-    let seconds = headers.get(name).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+fn asked(seconds: Option<u64>, default: Duration) -> Duration {
     seconds.map_or(default, Duration::from_secs).clamp(EVERY, SLOWEST)
 }
 
@@ -121,20 +140,13 @@ mod tests {
 
     #[test]
     fn the_control_plane_sets_the_pace_of_reports_within_bounds() {
-        let header = |name: &'static str, v: &str| {
-            let mut h = http::HeaderMap::new();
-            h.insert(name, http::HeaderValue::from_str(v).unwrap());
-            h
-        };
-        let after = |v: &str| asked(&header("retry-after", v), "retry-after", EVERY * 2);
-        assert_eq!(after("4"), Duration::from_secs(4));
-        assert_eq!(after("600"), SLOWEST, "never past the heartbeat timeout");
-        assert_eq!(after("0"), EVERY);
-        assert_eq!(after("Wed, 21 Oct 2026 07:28:00 GMT"), EVERY * 2, "a date is not followed: twice as slow");
-        assert_eq!(asked(&http::HeaderMap::new(), "retry-after", EVERY * 2), EVERY * 2);
+        let after = |v| asked(v, EVERY * 2);
+        assert_eq!(after(Some(4)), Duration::from_secs(4));
+        assert_eq!(after(Some(600)), SLOWEST, "never past the heartbeat timeout");
+        assert_eq!(after(Some(0)), EVERY);
+        assert_eq!(after(None), EVERY * 2, "unsaid (or a date): twice as slow");
         // An accepted report may carry the interval the control plane asks for.
-        let every = trellis_model::fleet::REPORT_EVERY_HEADER;
-        assert_eq!(asked(&header(every, "4"), every, EVERY), Duration::from_secs(4));
-        assert_eq!(asked(&http::HeaderMap::new(), every, EVERY), EVERY, "the usual two seconds");
+        assert_eq!(asked(Some(4), EVERY), Duration::from_secs(4));
+        assert_eq!(asked(None, EVERY), EVERY, "the usual two seconds");
     }
 }

@@ -1,6 +1,7 @@
 //! The config stream from the proxy's side, against a stand-in control plane speaking the real
-//! protocol (h2c, NDJSON snapshots, ACKs posted back): a config the proxy cannot apply is NACKed
-//! with its reason and the previous config keeps serving traffic.
+//! protocol (NDJSON configs and deltas; ACKs and reports on the upgraded stream, or POSTed
+//! beside a plain one): a config the proxy cannot apply is NACKed with its reason and the
+//! previous config keeps serving traffic; a duplex stream carries everything the proxy sends.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -9,16 +10,17 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use trellis_model::fleet::{Ack, Delta, EndpointChanges, StreamMessage};
+use trellis_model::fleet::{Ack, Delta, EndpointChanges, ProxyMessage, StreamMessage};
 use trellis_model::{Backend, Endpoint, ProxyConfig, RuleConfig, ServiceConfig};
 
 #[tokio::test]
 async fn a_config_the_proxy_cannot_apply_is_nacked_and_the_last_good_one_keeps_serving() {
     let upstream = upstream().await;
-    let cp = ControlPlane::start().await;
+    let cp = ControlPlane::start(true).await;
     let proxy = cp.follower().await;
 
     cp.push(config("r1.a-1", &upstream.to_string())).await;
@@ -51,7 +53,7 @@ async fn a_config_the_proxy_cannot_apply_is_nacked_and_the_last_good_one_keeps_s
 #[tokio::test]
 async fn lines_that_arrive_together_are_applied_in_order_and_answered_once_for_the_last() {
     let upstream = upstream().await;
-    let cp = ControlPlane::start().await;
+    let cp = ControlPlane::start(true).await;
     let proxy = cp.follower().await;
     cp.push(config("r1.a", "127.0.0.1:1")).await;
     assert_eq!(cp.next_ack().await.version, "r1.a");
@@ -81,56 +83,110 @@ async fn lines_that_arrive_together_are_applied_in_order_and_answered_once_for_t
     proxy.shutdown().await;
 }
 
+#[tokio::test]
+async fn on_a_duplex_stream_acks_and_reports_go_on_the_same_connection() {
+    let cp = ControlPlane::start(true).await;
+    let proxy = cp.follower().await;
+    cp.push(config("r1.a", "127.0.0.1:1")).await;
+    assert_eq!(cp.next_ack().await.version, "r1.a");
+    // The first report comes within two seconds of the proxy's identity (none here).
+    let started = std::time::Instant::now();
+    while cp.reports.load(Ordering::Relaxed) < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "two reports in 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cp.posts.load(Ordering::Relaxed), 0, "nothing POSTed beside the stream");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_control_plane_without_the_upgrade_gets_the_plain_stream_and_posted_acks() {
+    let cp = ControlPlane::start(false).await;
+    let proxy = cp.follower().await;
+    cp.push(config("r1.a", "127.0.0.1:1")).await;
+    let ack = cp.next_ack().await;
+    assert_eq!((ack.version.as_str(), ack.error), ("r1.a", None));
+    assert!(cp.posts.load(Ordering::Relaxed) >= 1, "the ACK was POSTed");
+    assert_eq!(cp.reports.load(Ordering::Relaxed), 0);
+    proxy.shutdown().await;
+}
+
 // ---- harness -----------------------------------------------------------------------------
 
-/// A control plane that streams whatever the test pushes and records the ACKs it receives.
+/// A control plane that streams whatever the test pushes and records the ACKs it receives:
+/// with `duplex`, on the stream's upgraded connection (and it answers reports there), else
+/// POSTed beside a plain stream, as a control plane without the upgrade takes them.
 struct ControlPlane {
     addr: SocketAddr,
     /// Each item goes out as one frame.
     frames: mpsc::Sender<Bytes>,
     acks: tokio::sync::Mutex<mpsc::Receiver<Ack>>,
+    /// Reports taken on the duplex stream, and requests POSTed (ACKs, reports).
+    reports: Arc<AtomicUsize>,
+    posts: Arc<AtomicUsize>,
 }
 
 impl ControlPlane {
-    async fn start() -> Self {
+    async fn start(duplex: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (frame_tx, frame_rx) = mpsc::channel::<Bytes>(4);
         let (ack_tx, ack_rx) = mpsc::channel::<Ack>(4);
+        let (reports, posts) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         // One proxy, one stream: the receiver moves into the first stream request.
         let frames = Arc::new(Mutex::new(Some(frame_rx)));
+        let counters = (reports.clone(), posts.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let (frames, ack_tx) = (frames.clone(), ack_tx.clone());
-                let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                    let (frames, ack_tx) = (frames.clone(), ack_tx.clone());
+                let (frames, ack_tx, counters) = (frames.clone(), ack_tx.clone(), counters.clone());
+                let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+                    let (frames, ack_tx, (reports, posts)) = (frames.clone(), ack_tx.clone(), counters.clone());
                     async move {
-                        let body = match req.uri().path() {
+                        let path = req.uri().path().to_string();
+                        let mut resp = match path.as_str() {
                             "/fleet/v1/stream" => {
                                 let rx = frames.lock().unwrap().take().expect("one stream per test");
+                                if duplex {
+                                    assert_eq!(req.headers()["upgrade"], trellis_model::fleet::UPGRADE);
+                                    let upgrade = hyper::upgrade::on(&mut req);
+                                    tokio::spawn(async move {
+                                        let io = TokioIo::new(upgrade.await.unwrap());
+                                        serve_duplex(io, rx, ack_tx, reports).await;
+                                    });
+                                    let mut resp = http::Response::new(Full::new(Bytes::new()).boxed());
+                                    *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                                    resp.headers_mut()
+                                        .insert("upgrade", trellis_model::fleet::UPGRADE.parse().unwrap());
+                                    resp.headers_mut().insert("connection", "upgrade".parse().unwrap());
+                                    return Ok::<_, Infallible>(resp);
+                                }
                                 let lines = futures::stream::unfold(rx, |mut rx| async move {
                                     let frame = rx.recv().await?;
                                     Some((Ok::<_, Infallible>(Frame::data(frame)), rx))
                                 });
-                                StreamBody::new(lines).boxed()
+                                http::Response::new(StreamBody::new(lines).boxed())
                             }
-                            _ => {
+                            path => {
+                                posts.fetch_add(1, Ordering::Relaxed);
                                 let bytes = req.into_body().collect().await.unwrap().to_bytes();
-                                ack_tx.send(serde_json::from_slice(&bytes).unwrap()).await.unwrap();
-                                Full::new(Bytes::new()).boxed()
+                                if path == "/fleet/v1/ack" {
+                                    ack_tx.send(serde_json::from_slice(&bytes).unwrap()).await.unwrap();
+                                }
+                                http::Response::new(Full::new(Bytes::new()).boxed())
                             }
                         };
-                        Ok::<_, Infallible>(http::Response::new(body))
+                        *resp.status_mut() = http::StatusCode::OK;
+                        Ok::<_, Infallible>(resp)
                     }
                 });
-                tokio::spawn(
-                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc),
-                );
+                tokio::spawn(async move {
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+                });
             }
         });
-        ControlPlane { addr, frames: frame_tx, acks: tokio::sync::Mutex::new(ack_rx) }
+        ControlPlane { addr, frames: frame_tx, acks: tokio::sync::Mutex::new(ack_rx), reports, posts }
     }
 
     /// A proxy of `caller` following this control plane (its application is nowhere).
@@ -157,6 +213,38 @@ impl ControlPlane {
     async fn next_ack(&self) -> Ack {
         let mut acks = self.acks.lock().await;
         tokio::time::timeout(Duration::from_secs(10), acks.recv()).await.expect("an ACK within 10 s").unwrap()
+    }
+}
+
+/// The control plane's end of an upgraded stream: pushed frames out; ACK lines recorded,
+/// report lines counted and answered.
+async fn serve_duplex(
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    mut frames: mpsc::Receiver<Bytes>,
+    acks: mpsc::Sender<Ack>,
+    reports: Arc<AtomicUsize>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let (read, write) = tokio::io::split(io);
+    let write = Arc::new(tokio::sync::Mutex::new(write));
+    let out = write.clone();
+    tokio::spawn(async move {
+        while let Some(frame) = frames.recv().await {
+            out.lock().await.write_all(&frame).await.unwrap();
+        }
+    });
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        match serde_json::from_str::<ProxyMessage>(&line).unwrap() {
+            ProxyMessage::Ack(ack) => acks.send(ack).await.unwrap(),
+            ProxyMessage::Report(_) => {
+                reports.fetch_add(1, Ordering::Relaxed);
+                let answer = serde_json::to_vec(&StreamMessage::Reported { report_every: 2 }).unwrap();
+                let mut w = write.lock().await;
+                w.write_all(&answer).await.unwrap();
+                w.write_all(b"\n").await.unwrap();
+            }
+        }
     }
 }
 

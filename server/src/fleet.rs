@@ -31,12 +31,11 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a proxy with an open stream may be silent before it counts as hung: the
-/// [`HEARTBEAT_TIMEOUT`], or five of the report intervals asked of a fleet of `proxies` when
-/// longer. A large fleet is asked to report less often, and its reports wait longer while the
-/// control plane is busiest (10,000 proxies joining at once left some unheard for 12-15 s at
-/// three intervals): they are not dropped for it.
+/// [`HEARTBEAT_TIMEOUT`] up to 5,000 proxies, then 10 s more for every 5,000 more, up to
+/// 30 s. A large fleet's reports wait longest while the control plane is busiest (10,000
+/// proxies joining at once left some unheard for 12-15 s): they are not dropped for it.
 pub fn hung_after(proxies: usize) -> Duration {
-    HEARTBEAT_TIMEOUT.max(Duration::from_secs(5 * crate::telemetry::report_every_s(proxies)))
+    HEARTBEAT_TIMEOUT.max(Duration::from_secs(5 * crate::telemetry::paced_s(proxies, 2_500, 6)))
 }
 
 #[derive(Clone)]
@@ -490,9 +489,7 @@ pub fn revision_of(version: &str) -> &str {
 
 /// The ping line every stream sends when idle.
 pub fn ping_line() -> Bytes {
-    let mut line = serde_json::to_vec(&StreamMessage::Ping).unwrap_or_default();
-    line.push(b'\n');
-    line.into()
+    slice::line(&StreamMessage::Ping)
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! The proxy side of the control plane: `POST /fleet/v1/stream` (register and receive config
-//! as newline-delimited JSON), `/fleet/v1/ack`, `/fleet/v1/telemetry`, and `/fleet/v1/certify`
-//! (a join token and a CSR for a certificate). With identities on, all but `certify` answer
-//! only proxies on the fleet's mTLS listener, each for its own service.
+//! as newline-delimited JSON; upgraded, ACKs and reports come back on the same connection),
+//! `/fleet/v1/ack`, `/fleet/v1/telemetry`, and `/fleet/v1/certify` (a join token and a CSR for
+//! a certificate). With identities on, all but `certify` answer only proxies on the fleet's
+//! mTLS listener, each for its own service.
+
+mod duplex;
 
 use crate::api::{ApiError, ApiJson};
 use crate::fleet::tls::FleetPeer;
@@ -71,14 +74,29 @@ fn authorize(state: &AppState, peer: Option<&FleetPeer>, service: &str, proxy_id
     }
 }
 
+/// The connection, when the proxy asked for the duplex stream (`Upgrade: trellis-fleet/1`,
+/// HTTP/1.1 only).
+struct Upgrade(Option<hyper::upgrade::OnUpgrade>);
+
+impl<S: Sync> axum::extract::FromRequestParts<S> for Upgrade {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let asked = parts.headers.get(http::header::UPGRADE).is_some_and(|v| v.as_bytes() == fleet::UPGRADE.as_bytes());
+        Ok(Upgrade(if asked { parts.extensions.remove() } else { None }))
+    }
+}
+
 async fn open_stream(
     State(state): State<AppState>,
     peer: Option<Extension<FleetPeer>>,
+    Upgrade(upgrade): Upgrade,
     ApiJson(reg): ApiJson<Registration>,
 ) -> Result<Response, ApiError> {
     check_registration(&reg)?;
     authorize(&state, peer.as_deref(), &reg.service, &reg.proxy_id)?;
-    tracing::info!(proxy_id = %reg.proxy_id, service = %reg.service, version = %reg.version, "proxy connected");
+    let duplex = upgrade.is_some();
+    tracing::info!(proxy_id = %reg.proxy_id, service = %reg.service, version = %reg.version, duplex, "proxy connected");
     let (service, incremental, sent) = (reg.service.clone(), reg.incremental, reg.resume.clone());
     let asked = reg.max_ping_every_s.unwrap_or(fleet::DEFAULT_PING_EVERY_S);
     let ping_every = crate::fleet::ping_every_s(state.fleet.local_count()).min(asked).max(1);
@@ -86,13 +104,21 @@ async fn open_stream(
     if let Some(Extension(FleetPeer(_, cert))) = &peer {
         state.fleet.certified(&reg.proxy_id, &cert.identity, cert.not_after);
     }
+    let proxy_id = reg.proxy_id.clone();
     let guard = state.fleet.connected(reg);
     let to = Receiver { service, incremental, sent, ping_every: Duration::from_secs(ping_every) };
     let stream = config_stream(state.fleet.clone(), to, state.shutdown.clone(), guard);
-    let headers = [
-        (http::header::CONTENT_TYPE, "application/x-ndjson".to_string()),
-        (http::HeaderName::from_static(fleet::PING_EVERY_HEADER), ping_every.to_string()),
-    ];
+    let ping_every = (http::HeaderName::from_static(fleet::PING_EVERY_HEADER), ping_every.to_string());
+    if let Some(upgrade) = upgrade {
+        tokio::spawn(duplex::serve(upgrade, Box::pin(stream), state.clone(), proxy_id));
+        let headers = [
+            (http::header::UPGRADE, fleet::UPGRADE.to_string()),
+            (http::header::CONNECTION, "upgrade".to_string()),
+            ping_every,
+        ];
+        return Ok((http::StatusCode::SWITCHING_PROTOCOLS, headers).into_response());
+    }
+    let headers = [(http::header::CONTENT_TYPE, "application/x-ndjson".to_string()), ping_every];
     Ok((headers, Body::from_stream(stream)).into_response())
 }
 
@@ -199,12 +225,20 @@ async fn telemetry(
         ApiJson::<trellis_model::telemetry::Report>::from_request(req, &()).await.inspect_err(|_| {
             state.telemetry.reject(Rejection::Unreadable);
         })?;
+    if let Some(service) = state.fleet.service_of(&report.proxy_id) {
+        authorize(&state, peer.as_deref(), &service, &report.proxy_id)?;
+    }
+    let every = take_report(&state, &report)?;
+    Ok((http::StatusCode::NO_CONTENT, [(fleet::REPORT_EVERY_HEADER, every.to_string())]).into_response())
+}
+
+/// Counts a report of an authorized proxy (a repeat of one counted is taken as it was): the
+/// seconds the proxy should wait before its next.
+fn take_report(state: &AppState, report: &trellis_model::telemetry::Report) -> Result<u64, ApiError> {
+    use crate::telemetry::Rejection;
     if let Err(why) = report.check() {
         state.telemetry.reject(Rejection::Invalid);
         return Err(ApiError::invalid("invalid telemetry report", why));
-    }
-    if let Some(service) = state.fleet.service_of(&report.proxy_id) {
-        authorize(&state, peer.as_deref(), &service, &report.proxy_id)?;
     }
     let Some(service) = state.fleet.heartbeat(&report.proxy_id) else {
         state.telemetry.reject(Rejection::UnknownProxy);
@@ -213,19 +247,11 @@ async fn telemetry(
             report.proxy_id
         )));
     };
-    match state.telemetry.ingest(&service, &report, crate::now_ms() as u64 / 1000) {
-        Ok(()) => {
-            state.telemetry_fresh.store(true, std::sync::atomic::Ordering::Relaxed);
-            Ok(accepted(&state))
-        }
-        // A repeated report was already counted: acknowledge it so the proxy moves on.
-        Err(Rejection::Stale) => Ok(accepted(&state)),
-        Err(why) => Err(ApiError::invalid("telemetry report refused", why.as_str())),
+    match state.telemetry.ingest(&service, report, crate::now_ms() as u64 / 1000) {
+        Ok(()) => state.telemetry_fresh.store(true, std::sync::atomic::Ordering::Relaxed),
+        // A repeated report was already counted: acknowledged so the proxy moves on.
+        Err(Rejection::Stale) => {}
+        Err(why) => return Err(ApiError::invalid("telemetry report refused", why.as_str())),
     }
-}
-
-/// A report taken, with how long the proxy should wait before its next one.
-fn accepted(state: &AppState) -> Response {
-    let every = crate::telemetry::report_every_s(state.fleet.local_count());
-    (http::StatusCode::NO_CONTENT, [(fleet::REPORT_EVERY_HEADER, every.to_string())]).into_response()
+    Ok(crate::telemetry::report_every_s(state.fleet.local_count()))
 }

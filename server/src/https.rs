@@ -167,7 +167,9 @@ pub async fn serve<F>(
                 tower_service::Service::call(&mut app.clone(), req)
             });
             let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+            // With upgrades: a proxy's duplex config stream (`Upgrade: trellis-fleet/1`) leaves
+            // HTTP for the rest of its connection.
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

@@ -49,6 +49,24 @@ pub fn ack_times(fleet: &[Slot], revision: &str, start: Instant) -> Option<Vec<f
         .collect()
 }
 
+/// The time from `start` (ms) until control plane `cp` counts `n` proxies running its current
+/// revision (`trellis_fleet_proxies_synced`), polled every 10 ms for at most 10 s.
+pub async fn synced(cp: &str, n: usize, start: Instant) -> anyhow::Result<f64> {
+    let asked = Instant::now();
+    loop {
+        let req = http::Request::get(format!("{cp}/metrics")).body(Full::new(Bytes::new()))?;
+        let (_, body) = h2c(cp, req).await?;
+        let synced = String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix("trellis_fleet_proxies_synced ")?.trim().parse::<usize>().ok());
+        if synced.is_some_and(|s| s >= n) {
+            return Ok(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        anyhow::ensure!(asked.elapsed() < Duration::from_secs(10), "the control plane counts {synced:?} of {n} synced");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The replica (index) that says it leads, asking all but `skip`.
 pub async fn leader(replicas: &[String], skip: &[usize]) -> Option<usize> {
     for (i, cp) in replicas.iter().enumerate().filter(|(i, _)| !skip.contains(i)) {

@@ -84,7 +84,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let telemetry = steady_telemetry(&args.cp_pid, &fleet).await;
     let (rss_before, cpu_before) = proc_stats(&args.cp_pid);
     let (sim_before, (received_before, fulls_before)) = (own_cpu(), received(&fleet));
-    let ack = commit_and_wait(&args.repo, &fleet).await?;
+    let (ack, cp_synced) = commit_and_wait(&args.repo, &fleet, (replicas.len() == 1).then(|| &*replicas[0])).await?;
     let (rss_after, cpu_after) = proc_stats(&args.cp_pid);
     let (received_after, fulls_after) = received(&fleet);
     let n = args.proxies as f64;
@@ -95,6 +95,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "spread": spread,
         "join_s": join_s,
         "commit_to_ack_ms": ack,
+        "cp_synced_ms": cp_synced,
         "cp_rss_mb": { "empty": rss_empty, "fleet_joined": rss_before, "after_commit": rss_after },
         "cp_kb_per_proxy": (rss_before - rss_empty) * 1024.0 / n,
         "cp_cpu_ms_per_join": (cpu_before - cpu_empty) * 1000.0 / n,
@@ -112,8 +113,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Commits and waits for every proxy to ACK the new revision: commit-to-ACK quantiles.
-async fn commit_and_wait(repo: &str, fleet: &Fleet) -> anyhow::Result<Quantiles> {
+/// Commits and waits for every proxy to ACK the new revision: commit-to-ACK quantiles (an ACK
+/// is stamped when the proxy wrote it), and when the control plane `cp` (if given) counted
+/// every proxy synced.
+async fn commit_and_wait(repo: &str, fleet: &Fleet, cp: Option<&str>) -> anyhow::Result<(Quantiles, Option<f64>)> {
     let committed = commit(repo)?;
     let start = Instant::now();
     let times = harness::wait(Duration::from_secs(60), "every proxy to ACK the commit", || {
@@ -131,7 +134,11 @@ async fn commit_and_wait(repo: &str, fleet: &Fleet) -> anyhow::Result<Quantiles>
             .collect();
         e.context(format!("{acked} of {} proxies ACKed it; {on} had a stream open; not: {missing:?}", slots.len()))
     })?;
-    Ok(Quantiles::of(times))
+    let synced = match cp {
+        Some(cp) => Some(harness::synced(cp, times.len(), start).await?),
+        None => None,
+    };
+    Ok((Quantiles::of(times), synced))
 }
 
 /// SIGKILLs the leader, then measures the takeover, the moves of its proxies, and a commit.
@@ -172,7 +179,7 @@ async fn kill_leader(args: &Args, fleet: &Fleet) -> anyhow::Result<serde_json::V
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let ack = commit_and_wait(&args.repo, fleet).await?;
+    let (ack, _) = commit_and_wait(&args.repo, fleet, None).await?;
     Ok(serde_json::json!({
         "replica": replicas[leader],
         "takeover_s": takeover,

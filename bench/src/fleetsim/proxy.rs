@@ -1,6 +1,7 @@
 //! One simulated proxy. It joins as `trellis-proxy` does (a key made here, a CSR with the join
-//! token, the certificate that comes back) and holds one mTLS config stream, ACKing every
-//! config on the same connection. With several replicas it fails over as the real one does:
+//! token, the certificate that comes back) and holds one mTLS config stream, upgraded to the
+//! duplex stream (`trellis-fleet/1`): it ACKs every config and sends its reports on the same
+//! connection. With several replicas it fails over as the real one does:
 //! on losing its stream it tries the next replica at once, and backs off (jittered) only after
 //! a full round of them failed.
 
@@ -96,6 +97,9 @@ struct Message {
     version: String,
     #[serde(default)]
     revision: String,
+    /// Answers to its reports.
+    report_every: Option<u64>,
+    retry_after: Option<u64>,
 }
 
 /// A simulated proxy's certificate: how it reaches a replica's fleet (mTLS) port.
@@ -129,7 +133,7 @@ async fn certify(i: usize, cp: &str, token: &str) -> anyhow::Result<Identity> {
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())?)?;
-    tls.alpn_protocols = vec![b"h2".to_vec()];
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let (domain, _) = issued.identity.trim_start_matches("spiffe://").split_once('/').unwrap_or_default();
     let name = trellis_model::config::identity_dns_name(&format!("spiffe://{domain}/svc/trellis"))
         .ok_or_else(|| anyhow::anyhow!("{} names no trust domain", issued.identity))?;
@@ -159,8 +163,8 @@ struct Stream<'a> {
 }
 
 impl Stream<'_> {
-    /// Registers (naming the version it runs) and ACKs every config and delta until the
-    /// stream ends.
+    /// Registers (naming the version it runs), then ACKs every config and delta and reports
+    /// as often as the control plane asks, until the stream ends.
     async fn run(
         &self,
         identity: &Identity,
@@ -168,12 +172,13 @@ impl Stream<'_> {
         running: &mut Option<String>,
         delivered: &mut bool,
     ) -> anyhow::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (i, cp) = (self.i, self.cp);
         let host: std::net::SocketAddr = cp.trim_start_matches("http://").parse()?;
         let tcp = tokio::net::TcpStream::connect((host.ip(), identity.fleet_port)).await?;
         let tls = tokio_rustls::TlsConnector::from(identity.tls.clone()).connect(identity.server.clone(), tcp).await?;
-        let (client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
-        tokio::spawn(conn);
+        let (mut client, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(conn.with_upgrades());
         let id = format!("sim-{i}");
         let reg = serde_json::json!({
             "proxy_id": id, "service": service_of(i), "version": version_of(i),
@@ -181,9 +186,14 @@ impl Stream<'_> {
             "proxy_version": "sim", "incremental": self.incremental, "resume": running,
             "max_ping_every_s": 10,
         });
-        let req = http::Request::post(format!("{cp}/fleet/v1/stream")).body(Full::new(Bytes::from(reg.to_string())))?;
-        let resp = client.clone().send_request(req).await?;
-        anyhow::ensure!(resp.status().is_success(), "stream: {}", resp.status());
+        let req = http::Request::post(format!("{cp}/fleet/v1/stream"))
+            .header(http::header::HOST, "trellis")
+            .header(http::header::UPGRADE, trellis_model::fleet::UPGRADE)
+            .header(http::header::CONNECTION, "upgrade")
+            .body(Full::new(Bytes::from(reg.to_string())))?;
+        let resp = client.send_request(req).await?;
+        anyhow::ensure!(resp.status() == http::StatusCode::SWITCHING_PROTOCOLS, "stream: {}", resp.status());
+        let mut io = TokioIo::new(hyper::upgrade::on(resp).await?);
         // Connected here: a proxy that resumes with the version this replica has is sent nothing.
         {
             let slot = &mut fleet.lock().unwrap_or_else(|e| e.into_inner())[i];
@@ -191,119 +201,128 @@ impl Stream<'_> {
             slot.streams += 1;
         }
         *delivered = true;
-        // Reports as often as the control plane asks, as trellis-proxy does: its heartbeat too.
-        let reporter = tokio::spawn(report(i, cp.to_string(), client.clone(), fleet.clone()));
-        let _stop = AbortOnDrop(reporter);
-        let mut body = resp.into_body();
+        let mut reports = Reports::new(i);
         let mut buf = BytesMut::new();
-        // As trellis-proxy does: the lines that arrived together are answered once, for the
-        // config they end with, from a task of their own that sends the newest answer.
-        let (answers, newest) = tokio::sync::watch::channel(None);
-        let acker = tokio::spawn(send_answers(i, cp.to_string(), client.clone(), fleet.clone(), newest));
-        let _stop_acks = AbortOnDrop(acker);
-        while let Some(frame) = body.frame().await {
-            let Ok(data) = frame?.into_data() else { continue };
-            buf.extend_from_slice(&data);
-            let mut last: Option<Message> = None;
-            let (mut bytes, mut fulls) = (0, 0);
-            while let Some(n) = buf.iter().position(|b| *b == b'\n') {
-                let line = buf.split_to(n + 1);
-                let msg: Message = serde_json::from_slice(&line[..n])?;
-                if msg.kind != "config" && msg.kind != "delta" {
-                    continue;
+        loop {
+            let line = tokio::select! {
+                read = io.read_buf(&mut buf) => {
+                    if read? == 0 {
+                        return Ok(());
+                    }
+                    self.take_lines(&mut buf, fleet, running, &mut reports)
                 }
-                bytes += line.len() as u64;
-                fulls += u64::from(msg.kind == "config");
-                last = Some(msg);
+                () = tokio::time::sleep_until(reports.due) => Some(reports.next()),
+            };
+            if let Some(line) = line {
+                io.write_all(&line).await?;
+                io.flush().await?;
             }
-            let Some(msg) = last else { continue };
-            *running = Some(msg.version.clone());
-            let mut slots = fleet.lock().unwrap_or_else(|e| e.into_inner());
-            slots[i].received += bytes;
-            slots[i].fulls += fulls;
-            answers.send_replace(Some(msg));
         }
-        Ok(())
+    }
+
+    /// Reads the whole lines in `buf`: the answers to its reports, and configs and deltas, of
+    /// which, as trellis-proxy does, only the newest is answered: its ACK line.
+    fn take_lines(
+        &self,
+        buf: &mut BytesMut,
+        fleet: &Fleet,
+        running: &mut Option<String>,
+        reports: &mut Reports,
+    ) -> Option<Vec<u8>> {
+        let mut last: Option<Message> = None;
+        let (mut bytes, mut fulls) = (0, 0);
+        let mut slots = fleet.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(n) = buf.iter().position(|b| *b == b'\n') {
+            let line = buf.split_to(n + 1);
+            let Ok(msg) = serde_json::from_slice::<Message>(&line[..n]) else { continue };
+            match msg.kind.as_str() {
+                "config" | "delta" => {
+                    bytes += line.len() as u64;
+                    fulls += u64::from(msg.kind == "config");
+                    last = Some(msg);
+                }
+                "reported" => {
+                    slots[self.i].reports += 1;
+                    reports.taken(msg.report_every);
+                }
+                "deferred" => {
+                    slots[self.i].deferred += 1;
+                    reports.deferred(msg.retry_after);
+                }
+                "refused" => reports.deferred(None),
+                _ => {}
+            }
+        }
+        let msg = last?;
+        *running = Some(msg.version.clone());
+        let slot = &mut slots[self.i];
+        slot.received += bytes;
+        slot.fulls += fulls;
+        // Stamped as written: the control plane answers no ACK (its side is checked on its
+        // metrics, see `harness::synced`).
+        slot.acked = Some((msg.revision, Instant::now()));
+        let ack = serde_json::json!({ "type": "ack", "proxy_id": format!("sim-{}", self.i), "version": msg.version, "error": null });
+        let mut line = ack.to_string().into_bytes();
+        line.push(b'\n');
+        Some(line)
     }
 }
 
-/// ACKs the newest config or delta read, and records it as the proxy's once the control plane
-/// has the ACK.
-async fn send_answers(
-    i: usize,
-    cp: String,
-    client: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-    fleet: Fleet,
-    mut newest: tokio::sync::watch::Receiver<Option<Message>>,
-) {
-    let id = format!("sim-{i}");
-    while newest.changed().await.is_ok() {
-        let Some(msg) = newest.borrow_and_update().clone() else { continue };
-        let ack = serde_json::json!({ "proxy_id": id, "version": msg.version, "error": null });
-        let Ok(req) = http::Request::post(format!("{cp}/fleet/v1/ack")).body(Full::new(Bytes::from(ack.to_string())))
-        else {
-            return;
-        };
-        let Ok(resp) = client.clone().send_request(req).await else { return };
-        let _ = resp.into_body().collect().await;
-        fleet.lock().unwrap_or_else(|e| e.into_inner())[i].acked = Some((msg.revision, Instant::now()));
-    }
+/// Its reports: every two seconds (first at a random point of the first two, so a fleet's
+/// reports spread out), or as often as the control plane asks, waiting as long as a deferred
+/// report's `retry_after`; the counts of a deferred report go with the next one, as
+/// trellis-proxy's do.
+struct Reports {
+    id: String,
+    service: &'static str,
+    version: &'static str,
+    seq: u64,
+    pending: u64,
+    due: tokio::time::Instant,
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+impl Reports {
+    fn new(i: usize) -> Self {
+        let due = tokio::time::Instant::now() + Duration::from_millis(fastrand::u64(0..2000));
+        Reports { id: format!("sim-{i}"), service: service_of(i), version: version_of(i), seq: 0, pending: 0, due }
     }
-}
 
-/// Sends a report every two seconds (first at a random point of the first two, so a fleet's
-/// reports spread out), or as often as the control plane asks, waiting as long as a 429's
-/// `Retry-After` asks; the counts of a deferred report go with the next one, as trellis-proxy's do.
-async fn report(i: usize, cp: String, client: hyper::client::conn::http2::SendRequest<Full<Bytes>>, fleet: Fleet) {
-    use trellis_model::fleet::REPORT_EVERY_HEADER;
-    use trellis_model::telemetry::{BUCKETS, Direction, Report, Series};
-    let id = format!("sim-{i}");
-    let (mut seq, mut pending) = (0, 0);
-    let mut wait = Duration::from_millis(fastrand::u64(0..2000));
-    loop {
-        tokio::time::sleep(wait).await;
-        wait = Duration::from_secs(2);
-        seq += 1;
-        pending += 40;
+    /// The next report's line; until it is answered, none is due.
+    fn next(&mut self) -> Vec<u8> {
+        use trellis_model::telemetry::{BUCKETS, Direction, Report, Series};
+        self.seq += 1;
+        self.pending += 40;
+        self.due = tokio::time::Instant::now() + Duration::from_secs(3600);
         let mut buckets = vec![0; BUCKETS];
-        buckets[3] = pending;
+        buckets[3] = self.pending;
         let series = Series {
             direction: Direction::Inbound,
-            service: service_of(i).into(),
-            version: version_of(i).into(),
+            service: self.service.into(),
+            version: self.version.into(),
             route: String::new(),
-            requests: pending,
+            requests: self.pending,
             failures: 0,
             buckets,
         };
-        let report =
-            Report { proxy_id: id.clone(), seq, series: vec![series], denied: vec![], limited: vec![], tcp: vec![] };
-        let Ok(req) = http::Request::post(format!("{cp}/fleet/v1/telemetry"))
-            .header(trellis_model::fleet::PROXY_ID_HEADER, &id)
-            .body(Full::new(Bytes::from(serde_json::to_vec(&report).unwrap_or_default())))
-        else {
-            return;
+        let report = Report {
+            proxy_id: self.id.clone(),
+            seq: self.seq,
+            series: vec![series],
+            denied: vec![],
+            limited: vec![],
+            tcp: vec![],
         };
-        let Ok(resp) = client.clone().send_request(req).await else { return };
-        let status = resp.status();
-        let seconds = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()?.parse().ok());
-        let (retry, every) = (seconds(http::header::RETRY_AFTER.as_str()), seconds(REPORT_EVERY_HEADER));
-        let _ = resp.into_body().collect().await;
-        let mut fleet = fleet.lock().unwrap_or_else(|e| e.into_inner());
-        if status == http::StatusCode::TOO_MANY_REQUESTS {
-            fleet[i].deferred += 1;
-            wait = Duration::from_secs(retry.unwrap_or(4));
-        } else if status.is_success() {
-            fleet[i].reports += 1;
-            pending = 0;
-            wait = Duration::from_secs(every.unwrap_or(2));
-        }
+        let mut line = serde_json::to_vec(&trellis_model::fleet::ProxyMessage::Report(report)).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+
+    fn taken(&mut self, every: Option<u64>) {
+        self.pending = 0;
+        self.due = tokio::time::Instant::now() + Duration::from_secs(every.unwrap_or(2));
+    }
+
+    fn deferred(&mut self, retry: Option<u64>) {
+        self.due = tokio::time::Instant::now() + Duration::from_secs(retry.unwrap_or(4));
     }
 }

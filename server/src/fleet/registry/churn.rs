@@ -96,6 +96,7 @@ fn deliver(snapshot: &Snapshot, p: &mut Proxy) -> Result<(), TestCaseError> {
                 p.view = Some(view.apply(&d).map_err(|gap| TestCaseError::fail(gap.to_string()))?);
             }
             StreamMessage::Ping => {}
+            answer => return Err(TestCaseError::fail(format!("a slice sent an answer line: {answer:?}"))),
         }
     }
     Ok(())

@@ -294,7 +294,8 @@ impl ControlPlane {
     pub async fn open_stream(&self, registration: Vec<u8>) -> Result<link::Opened, String> {
         let target = self.targets.current().ok_or("no control plane is configured (TRELLIS_CONTROL_PLANE_URL)")?;
         let port = self.shared.identity.load().as_ref().and_then(|c| c.fleet_port);
-        let base = match port.filter(|_| self.shared.tls.load().is_some()) {
+        let mtls = port.filter(|_| self.shared.tls.load().is_some());
+        let base = match mtls {
             Some(port) => target.with_port(port),
             None => target.base,
         };
@@ -310,7 +311,7 @@ impl ControlPlane {
         }
         let opening = async {
             use link::open;
-            if port.is_some() && self.shared.tls.load().is_some() {
+            if mtls.is_some() {
                 open(connect(self.mtls_h1.clone(), uri).await?, req).await
             } else {
                 open(connect(self.plain_h1.clone(), uri).await?, req).await

@@ -1,11 +1,11 @@
 //! Following the control plane: one long-lived stream of configs (newline-delimited JSON: one
 //! full config, then deltas of what changed), an ACK or NACK for the newest config applied
 //! (sent on the same connection when it is upgraded, else beside it; never holding up its
-//! reading), and reconnection with jittered
-//! backoff. A reconnecting proxy names the version it runs, so a replica that has the same
-//! config for it sends nothing, and one that can tell what changed sends a delta. A lost
-//! replica is left for the next one at once; backoff grows only once every replica has failed
-//! in a row. While disconnected the proxy keeps serving its last applied config.
+//! reading), and reconnection with jittered backoff. A reconnecting proxy names the version
+//! it runs, so a replica that has the same config for it sends nothing, and one that can tell
+//! what changed sends a delta. A lost replica is left for the next one at once; backoff grows
+//! only once every replica has failed in a row. While disconnected the proxy keeps serving
+//! its last applied config.
 
 pub mod certify;
 

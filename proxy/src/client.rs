@@ -292,26 +292,16 @@ impl ControlPlane {
 
     /// Opens the config stream with `registration`, upgraded when the control plane offers it.
     pub async fn open_stream(&self, registration: Vec<u8>) -> Result<link::Opened, String> {
-        let target = self.targets.current().ok_or("no control plane is configured (TRELLIS_CONTROL_PLANE_URL)")?;
-        let port = self.shared.identity.load().as_ref().and_then(|c| c.fleet_port);
-        let mtls = port.filter(|_| self.shared.tls.load().is_some());
-        let base = match mtls {
-            Some(port) => target.with_port(port),
-            None => target.base,
-        };
-        let uri: http::Uri =
-            format!("{base}{}", trellis_model::fleet::STREAM).parse().map_err(|e| format!("{base}: {e}"))?;
-        let mut req = http::Request::post(uri.clone())
-            .header(http::header::HOST, uri.authority().map_or("", |a| a.as_str()))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(http_body_util::Full::new(Bytes::from(registration)))
-            .map_err(|e| format!("{uri}: {e}"))?;
-        if let Ok(id) = http::HeaderValue::from_str(&self.shared.settings.proxy_id) {
-            req.headers_mut().insert(trellis_model::fleet::PROXY_ID_HEADER, id);
+        let (base, mtls) = self.base()?;
+        let mut req = self.request(&base, trellis_model::fleet::STREAM, registration)?;
+        let uri = req.uri().clone();
+        // A connection of our own carries no Host of a pool's making.
+        if let Some(host) = uri.authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()) {
+            req.headers_mut().insert(http::header::HOST, host);
         }
         let opening = async {
             use link::open;
-            if mtls.is_some() {
+            if mtls {
                 open(connect(self.mtls_h1.clone(), uri).await?, req).await
             } else {
                 open(connect(self.plain_h1.clone(), uri).await?, req).await
@@ -325,13 +315,22 @@ impl ControlPlane {
 
     /// POSTs JSON to `path` over whichever way the proxy may take now.
     pub async fn post(&self, path: &str, body: Vec<u8>) -> Result<http::Response<hyper::body::Incoming>, String> {
+        match self.base()? {
+            (base, true) => self.send(&self.mtls, &base, path, body).await,
+            (base, false) => self.send(&self.plain, &base, path, body).await,
+        }
+    }
+
+    /// Where requests go now, and whether over mTLS: the followed replica's fleet port once the
+    /// proxy has its certificate (scheme http: TLS is the connector's business, not the
+    /// URI's), else its URL.
+    fn base(&self) -> Result<(String, bool), String> {
         let target = self.targets.current().ok_or("no control plane is configured (TRELLIS_CONTROL_PLANE_URL)")?;
         let port = self.shared.identity.load().as_ref().and_then(|c| c.fleet_port);
-        match port.filter(|_| self.shared.tls.load().is_some()) {
-            // Scheme http: TLS is the connector's business, not the URI's.
-            Some(port) => self.send(&self.mtls, &target.with_port(port), path, body).await,
-            None => self.send(&self.plain, &target.base, path, body).await,
-        }
+        Ok(match port.filter(|_| self.shared.tls.load().is_some()) {
+            Some(port) => (target.with_port(port), true),
+            None => (target.base, false),
+        })
     }
 
     /// POSTs JSON to `path` in plaintext, as a certificate request must go: the join token is
@@ -339,6 +338,25 @@ impl ControlPlane {
     pub async fn post_plain(&self, path: &str, body: Vec<u8>) -> Result<http::Response<hyper::body::Incoming>, String> {
         let target = self.targets.current().ok_or("no control plane is configured (TRELLIS_CONTROL_PLANE_URL)")?;
         self.send(&self.plain, &target.base, path, body).await
+    }
+
+    /// A JSON `POST` of `body` to `path` at `base`, naming the proxy.
+    fn request(
+        &self,
+        base: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<http::Request<http_body_util::Full<Bytes>>, String> {
+        let mut req = http::Request::post(format!("{base}{path}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .map_err(|e| format!("{base}{path}: {e}"))?;
+        // Who asks, readable without the body: a control plane too busy to read a report
+        // still counts it as the proxy's heartbeat.
+        if let Ok(id) = http::HeaderValue::from_str(&self.shared.settings.proxy_id) {
+            req.headers_mut().insert(trellis_model::fleet::PROXY_ID_HEADER, id);
+        }
+        Ok(req)
     }
 
     async fn send<C>(
@@ -351,15 +369,7 @@ impl ControlPlane {
     where
         C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
     {
-        let mut req = http::Request::post(format!("{base}{path}"))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(http_body_util::Full::new(Bytes::from(body)))
-            .map_err(|e| format!("{base}{path}: {e}"))?;
-        // Who asks, readable without the body: a control plane too busy to read a report
-        // still counts it as the proxy's heartbeat.
-        if let Ok(id) = http::HeaderValue::from_str(&self.shared.settings.proxy_id) {
-            req.headers_mut().insert(trellis_model::fleet::PROXY_ID_HEADER, id);
-        }
+        let req = self.request(base, path, body)?;
         // The answer's head must come within this; a stream's body has its own idle timeout.
         let sent = tokio::time::timeout(Duration::from_secs(10), client.request(req))
             .await

@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use trellis_model::fleet::ProxyMessage;
 
 /// What one simulated proxy has seen.
 #[derive(Clone, Default)]
@@ -261,10 +262,8 @@ impl Stream<'_> {
         // Stamped as written: the control plane answers no ACK (its side is checked on its
         // metrics, see `harness::synced`).
         slot.acked = Some((msg.revision, Instant::now()));
-        let ack = serde_json::json!({ "type": "ack", "proxy_id": format!("sim-{}", self.i), "version": msg.version, "error": null });
-        let mut line = ack.to_string().into_bytes();
-        line.push(b'\n');
-        Some(line)
+        let ack = trellis_model::fleet::Ack { proxy_id: format!("sim-{}", self.i), version: msg.version, error: None };
+        Some(line(&ProxyMessage::Ack(ack)))
     }
 }
 
@@ -312,9 +311,7 @@ impl Reports {
             limited: vec![],
             tcp: vec![],
         };
-        let mut line = serde_json::to_vec(&trellis_model::fleet::ProxyMessage::Report(report)).unwrap_or_default();
-        line.push(b'\n');
-        line
+        line(&ProxyMessage::Report(report))
     }
 
     fn taken(&mut self, every: Option<u64>) {
@@ -325,4 +322,11 @@ impl Reports {
     fn deferred(&mut self, retry: Option<u64>) {
         self.due = tokio::time::Instant::now() + Duration::from_secs(retry.unwrap_or(4));
     }
+}
+
+/// A message as one line of the stream.
+fn line(message: &ProxyMessage) -> Vec<u8> {
+    let mut line = serde_json::to_vec(message).unwrap_or_default();
+    line.push(b'\n');
+    line
 }

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
+
+mod tls;
+pub use tls::Tls;
 
 /// The variable (and flag) naming a PEM file of the CA that signed the control plane's
 /// certificate, for everything that connects to it: proxies, the CLI, the other replicas.
@@ -137,9 +139,8 @@ pub async fn serve<F>(
     mut shutdown: crate::sync::Shutdown,
     admit: F,
 ) where
-    F: Fn(&TlsStream<TcpStream>, SocketAddr) -> Option<(axum::Router, http::Extensions)> + Clone + Send + 'static,
+    F: Fn(&Tls<TcpStream>, SocketAddr) -> Option<(axum::Router, http::Extensions)> + Clone + Send + 'static,
 {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -153,9 +154,9 @@ pub async fn serve<F>(
             },
             () = shutdown.recv() => break,
         };
-        let (acceptor, admit, watcher) = (acceptor.clone(), admit.clone(), graceful.watcher());
+        let (config, admit, watcher) = (config.clone(), admit.clone(), graceful.watcher());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::accept(config, tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return tracing::info!(%peer, error = %e, "TLS handshake refused"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),

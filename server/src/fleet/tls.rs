@@ -65,12 +65,12 @@ pub fn named_server_config(ca: Arc<Ca>, dns_names: Vec<String>) -> Result<Arc<ru
 /// The app a proxy's mTLS connection is served, carrying the service its certificate names;
 /// `None` (the connection is closed) when it names no service of `domain`.
 pub fn admit(
-    tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    tls: &crate::https::Tls<tokio::net::TcpStream>,
     peer: std::net::SocketAddr,
     domain: &str,
     app: &axum::Router,
 ) -> Option<(axum::Router, http::Extensions)> {
-    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+    let leaf = tls.peer_certificates().and_then(|c| c.first());
     let identity = leaf.and_then(|c| crate::identity::spiffe_of(c));
     let not_after = leaf.map_or(0, |c| crate::identity::der_not_after_ms(c));
     let Some(service) = identity.as_deref().and_then(|id| trellis_model::config::identity_service(id, domain)) else {

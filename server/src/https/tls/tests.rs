@@ -26,8 +26,9 @@ fn pki(mutual: bool) -> Pki {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der().clone()).unwrap();
     let roots = Arc::new(roots);
+    // TLS 1.2 too, as the admission listener allows (its callers are Kubernetes API servers).
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .unwrap();
     let builder = if mutual {
         builder.with_client_cert_verifier(
@@ -99,6 +100,35 @@ async fn bytes_cross_both_ways_and_an_idle_connection_holds_no_buffer() {
     client.read_exact(&mut answer).await.unwrap();
     assert_eq!(&answer, b"hi\n");
     assert!(holds_nothing(&server), "after an exchange");
+}
+
+#[tokio::test]
+async fn a_tls_1_2_client_is_served_too() {
+    let pki = pki(false);
+    let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(pki.roots.clone())
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    let pki = Pki { client: Arc::new(client), ..pki };
+    let (mut client, mut server) = connect(&pki, 4 * 1024).await;
+    assert_eq!(client.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    assert_eq!(server.alpn_protocol(), Some(&b"h2"[..]));
+    let body = pattern(50_000);
+    let ((), got) = tokio::join!(
+        async {
+            client.write_all(&body).await.unwrap();
+            client.flush().await.unwrap();
+        },
+        async {
+            let mut got = vec![0u8; body.len()];
+            server.read_exact(&mut got).await.unwrap();
+            got
+        }
+    );
+    assert!(got == body, "the server read other bytes than were sent");
+    assert!(holds_nothing(&server));
 }
 
 #[tokio::test]

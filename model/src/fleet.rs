@@ -46,6 +46,13 @@ pub const DEFAULT_PING_EVERY_S: u64 = 2;
 /// HTTP/2 connection's buffers and tables held for it while it idles.
 pub const UPGRADE: &str = "trellis-fleet/1";
 
+/// A message as one line of a stream, either way: its JSON and a newline.
+pub fn line(message: &impl Serialize) -> Vec<u8> {
+    let mut line = serde_json::to_vec(message).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
 /// Silence this long on a stream pinged every `ping_every_s` (three pings missed) means the
 /// stream is dead, as when the replica's host is cut off: 6.5 s at two seconds.
 pub fn idle_timeout(ping_every_s: u64) -> std::time::Duration {

@@ -109,7 +109,7 @@ async fn stream_once(
     let (mut source, ping_every) = match client.open_stream(body).await.map_err(StreamError::Connect)? {
         link::Opened::Duplex(io, ping_every) => (Source::Duplex(client.link.attach(io).await), ping_every),
         link::Opened::Plain(resp) if resp.status().is_success() => {
-            let ping_every = resp.headers().get(fleet::PING_EVERY_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
+            let ping_every = link::seconds(resp.headers(), fleet::PING_EVERY_HEADER);
             (Source::Plain(resp.into_body()), ping_every)
         }
         link::Opened::Plain(resp) => return Err(StreamError::Status(resp.status())),

@@ -74,7 +74,7 @@ async fn send(client: &crate::client::ControlPlane, report: Report) -> Result<Re
         return answer;
     }
     let resp = client.post(trellis_model::fleet::TELEMETRY, body).await?;
-    let seconds = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let seconds = |name: &str| crate::client::link::seconds(resp.headers(), name);
     Ok(match resp.status() {
         s if s.is_success() => Reported::Taken(seconds(trellis_model::fleet::REPORT_EVERY_HEADER)),
         http::StatusCode::TOO_MANY_REQUESTS => Reported::Deferred(seconds(http::header::RETRY_AFTER.as_str())),

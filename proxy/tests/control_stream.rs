@@ -239,10 +239,8 @@ async fn serve_duplex(
             ProxyMessage::Ack(ack) => acks.send(ack).await.unwrap(),
             ProxyMessage::Report(_) => {
                 reports.fetch_add(1, Ordering::Relaxed);
-                let answer = serde_json::to_vec(&StreamMessage::Reported { report_every: 2 }).unwrap();
-                let mut w = write.lock().await;
-                w.write_all(&answer).await.unwrap();
-                w.write_all(b"\n").await.unwrap();
+                let answer = trellis_model::fleet::line(&StreamMessage::Reported { report_every: 2 });
+                write.lock().await.write_all(&answer).await.unwrap();
             }
         }
     }

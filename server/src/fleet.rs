@@ -31,12 +31,16 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a proxy with an open stream may be silent before it counts as hung: the
-/// [`HEARTBEAT_TIMEOUT`] up to 5,000 proxies, then 10 s more for every 5,000 more, up to
-/// 30 s. A large fleet's reports wait longest while the control plane is busiest (10,000
+/// [`HEARTBEAT_TIMEOUT`] up to 5,000 proxies, then 5 s more for every [`HUNG_STEP`] more, up
+/// to 30 s. A large fleet's reports wait longest while the control plane is busiest (10,000
 /// proxies joining at once left some unheard for 12-15 s): they are not dropped for it.
 pub fn hung_after(proxies: usize) -> Duration {
-    HEARTBEAT_TIMEOUT.max(Duration::from_secs(5 * crate::telemetry::paced_s(proxies, 2_500, 6)))
+    HEARTBEAT_TIMEOUT.max(Duration::from_secs(5 * crate::telemetry::paced_s(proxies, HUNG_STEP, 6)))
 }
+
+/// The proxies that add 5 s to [`hung_after`]: the scale reports were paced at before the
+/// duplex stream, kept since joins still delay reports as much.
+const HUNG_STEP: usize = 2_500;
 
 #[derive(Clone)]
 pub struct Fleet(Arc<Shared>);

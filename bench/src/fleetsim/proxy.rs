@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use trellis_model::fleet::ProxyMessage;
+use trellis_model::fleet::{self, ProxyMessage};
 
 /// What one simulated proxy has seen.
 #[derive(Clone, Default)]
@@ -263,7 +263,7 @@ impl Stream<'_> {
         // metrics, see `harness::synced`).
         slot.acked = Some((msg.revision, Instant::now()));
         let ack = trellis_model::fleet::Ack { proxy_id: format!("sim-{}", self.i), version: msg.version, error: None };
-        Some(line(&ProxyMessage::Ack(ack)))
+        Some(fleet::line(&ProxyMessage::Ack(ack)))
     }
 }
 
@@ -311,7 +311,7 @@ impl Reports {
             limited: vec![],
             tcp: vec![],
         };
-        line(&ProxyMessage::Report(report))
+        fleet::line(&ProxyMessage::Report(report))
     }
 
     fn taken(&mut self, every: Option<u64>) {
@@ -322,11 +322,4 @@ impl Reports {
     fn deferred(&mut self, retry: Option<u64>) {
         self.due = tokio::time::Instant::now() + Duration::from_secs(retry.unwrap_or(4));
     }
-}
-
-/// A message as one line of the stream.
-fn line(message: &ProxyMessage) -> Vec<u8> {
-    let mut line = serde_json::to_vec(message).unwrap_or_default();
-    line.push(b'\n');
-    line
 }

@@ -13,6 +13,12 @@ use trellis_model::fleet::{self, ProxyMessage, StreamMessage};
 
 pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
 
+/// The seconds in header `name` (`x-trellis-ping-every`, `x-trellis-report-every`,
+/// `Retry-After`), when it holds a number.
+pub fn seconds(headers: &http::HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name).and_then(|v| v.to_str().ok()?.trim().parse().ok())
+}
+
 /// How the config stream came back.
 pub enum Opened {
     /// Upgraded: lines both ways, and the seconds between the control plane's pings.
@@ -36,7 +42,7 @@ where
     if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         return Ok(Opened::Plain(resp));
     }
-    let ping_every = resp.headers().get(fleet::PING_EVERY_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
+    let ping_every = seconds(resp.headers(), fleet::PING_EVERY_HEADER);
     let upgraded = hyper::upgrade::on(resp).await.map_err(|e| format!("the upgrade failed: {e}"))?;
     Ok(Opened::Duplex(TokioIo::new(upgraded), ping_every))
 }
@@ -119,8 +125,7 @@ impl Link {
     }
 
     async fn send(&self, message: &ProxyMessage, answer: Option<tokio::sync::oneshot::Sender<Reported>>) -> bool {
-        let mut line = serde_json::to_vec(message).unwrap_or_default();
-        line.push(b'\n');
+        let line = fleet::line(message);
         let mut slot = self.write.lock().await;
         let Some(write) = slot.as_mut() else { return false };
         // Queued under the writing lock, so answers are matched in the order lines went out.

@@ -142,9 +142,7 @@ impl Slice {
 
 /// A message as one stream line.
 pub fn line(message: &impl serde::Serialize) -> Bytes {
-    let mut line = serde_json::to_vec(message).unwrap_or_default();
-    line.push(b'\n');
-    Bytes::from(line)
+    Bytes::from(trellis_model::fleet::line(message))
 }
 
 /// A delta as one stream line.

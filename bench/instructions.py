@@ -10,13 +10,14 @@ in it: `run.py`'s CPU per request has both.
 Each proxy runs under valgrind with instrumentation off; after warm-up requests it is switched
 on for exactly N requests, then dumped: HTTP/1.1 keep-alive requests over 8 connections, one at
 a time; then HTTP/2 (h2c) from h2load over 4 connections at 1, 10 and 100 concurrent streams
-each (the upstream stays HTTP/1.1, as in run.py). Same configurations as run.py. Needs
+each (the upstream stays HTTP/1.1, as in run.py); then unary gRPC calls from h2load over 4
+connections x 10 streams to `grpcup`, HTTP/2 both ways. Same configurations as run.py. Needs
 Debian's valgrind and nghttp2-client.
 """
 import argparse, os, re, shutil, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import H2_PORTS, PORTS, configs, wait_port  # noqa: E402
+from run import GRPC_PORTS, GRPC_UP, H2_PORTS, PORTS, configs, wait_port  # noqa: E402
 
 STREAMS = (1, 10, 100)  # HTTP/2 streams per connection
 
@@ -35,10 +36,10 @@ def ask(conns, n):
             got += chunk
 
 
-def h2load(port, n, streams):
+def h2load(port, n, streams, path="/", args=("-H", ":authority: bench")):
     """n HTTP/2 requests over 4 connections, `streams` at a time on each."""
-    out = subprocess.run(["h2load", "-n", str(n), "-c", "4", "-m", str(streams), "-H", ":authority: bench",
-                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True).stdout
+    out = subprocess.run(["h2load", "-n", str(n), "-c", "4", "-m", str(streams), *args,
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
     ok = re.search(r"(\d+) succeeded", out)
     if not ok or int(ok.group(1)) != n:
         sys.exit(f"bench: h2load got {ok.group(1) if ok else 0} of {n} answers:\n{out}")
@@ -82,7 +83,8 @@ def instructions(work, name, cmd, env, port, n, drive=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--bin-dir", required=True, help="where trellis-proxy is")
+    ap.add_argument("--bench-dir", required=True, help="where grpcup is")
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--smoke", action="store_true",
                     help="the test command's run: a few requests, nothing kept; figures mean nothing")
@@ -90,10 +92,12 @@ def main():
     if args.smoke:
         args.requests = 100
     work = tempfile.mkdtemp(prefix="trellis-instr-")
-    every = configs(work, args.bin_dir)
+    every = configs(work, args.bin_dir, args.bench_dir)
     upstream = subprocess.Popen(every["upstream"][0], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    grpcup = subprocess.Popen(every["grpcup"][0], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         wait_port(PORTS["upstream"])
+        wait_port(GRPC_UP)
         per = {}
         for name in ("trellis", "nginx", "haproxy"):
             cmd, env = every[name]
@@ -112,9 +116,21 @@ def main():
                 print(f"  {streams:>3} {name:10} {h2[(name, streams)]:>9,.0f} per request   ({kept})")
             for peer in ("nginx", "haproxy"):
                 print(f"  {streams:>3} trellis / {peer}: {h2[('trellis', streams)] / h2[(peer, streams)]:.2f}")
+        print("\ngRPC unary calls, HTTP/2 both ways, 4 connections x 10 streams:")
+        grpc = {}
+        call = ("-H", ":authority: rpc", "-H", "content-type: application/grpc", "-H", "te: trailers",
+                "-d", os.path.join(work, "grpc-1.bin"))
+        for name in ("trellis", "nginx", "haproxy"):
+            cmd, env = every[name]
+            drive = lambda port, n: h2load(port, n, 10, "/bench.Echo/Say", call)
+            grpc[name], kept = instructions(work, f"{name}-grpc", cmd, env, GRPC_PORTS[name], args.requests, drive)
+            print(f"      {name:10} {grpc[name]:>9,.0f} per call   ({kept})")
+        for peer in ("nginx", "haproxy"):
+            print(f"      trellis / {peer}: {grpc['trellis'] / grpc[peer]:.2f}")
     finally:
-        upstream.terminate()
-        upstream.wait()
+        for p in (upstream, grpcup):
+            p.terminate()
+            p.wait()
     if args.smoke:
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -5,4 +5,5 @@
 source "$(dirname "$0")/common.sh"
 need "valgrind nginx-light haproxy nghttp2-client" valgrind callgrind_control nginx haproxy h2load python3
 proxy_dir=$(built dist trellis-proxy)
-exec python3 bench/instructions.py --bin-dir "$proxy_dir" ${smoke:+--smoke} "$@"
+bench_dir=$(built release trellis-bench)
+exec python3 bench/instructions.py --bin-dir "$proxy_dir" --bench-dir "$bench_dir" ${smoke:+--smoke} "$@"

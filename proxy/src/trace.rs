@@ -25,7 +25,10 @@ impl std::fmt::Display for TraceId {
 
 /// Ensures a valid `traceparent` and returns its trace id.
 pub fn ensure(headers: &mut HeaderMap) -> TraceId {
-    if let Some(id) = headers.get(&TRACEPARENT).and_then(|v| trace_id(v.as_bytes())) {
+    if let Some(kept) = headers.get_mut(&TRACEPARENT)
+        && let Some(id) = trace_id(kept.as_bytes())
+    {
+        kept.set_sensitive(true);
         return id;
     }
     let id = TraceId::random();
@@ -92,6 +95,10 @@ impl TraceId {
 }
 
 /// Sets `traceparent` to `trace`, `span` (the next hop's parent) and the sampled flag.
+///
+/// Marked never to be indexed, as every `traceparent` this proxy passes on: over HTTP/2 each
+/// value is new, and HPACK would otherwise add each one to the connection's table, pushing out
+/// the headers that repeat (`content-type`, `te`, the authority) to be sent in full again.
 pub fn set(headers: &mut HeaderMap, trace: TraceId, span: u64, sampled: bool) {
     let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
     value[3..35].copy_from_slice(&trace.0);
@@ -101,7 +108,8 @@ pub fn set(headers: &mut HeaderMap, trace: TraceId, span: u64, sampled: bool) {
     }
     // SAFETY: hex digits and dashes, every one a valid header value byte.
     #[allow(unsafe_code)]
-    let v = unsafe { http::HeaderValue::from_maybe_shared_unchecked(bytes::Bytes::copy_from_slice(&value)) };
+    let mut v = unsafe { http::HeaderValue::from_maybe_shared_unchecked(bytes::Bytes::copy_from_slice(&value)) };
+    v.set_sensitive(true);
     headers.insert(TRACEPARENT, v);
 }
 
@@ -116,6 +124,7 @@ mod tests {
         h.insert(TRACEPARENT, valid.parse().unwrap());
         assert_eq!(ensure(&mut h).as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(h[TRACEPARENT], valid);
+        assert!(h[TRACEPARENT].is_sensitive(), "a kept parent goes on never indexed");
         h.insert(TRACEPARENT, "00-00000000000000000000000000000000-00f067aa0ba902b7-01".parse().unwrap());
         let id = ensure(&mut h);
         assert_eq!(id.as_str().len(), 32);
@@ -130,6 +139,7 @@ mod tests {
         assert_eq!(p.trace.bytes()[..2], [0x4b, 0xf9]);
         set(&mut h, p.trace, 0xab, false);
         assert_eq!(h[TRACEPARENT], "00-4bf92f3577b34da6a3ce929d0e0e4736-00000000000000ab-00");
+        assert!(h[TRACEPARENT].is_sensitive(), "a made parent is never indexed");
         assert_eq!(parent(h[TRACEPARENT].as_bytes()).map(|p| p.sampled), Some(false));
         for bad in [
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",

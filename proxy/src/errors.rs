@@ -181,6 +181,25 @@ pub fn text(s: impl Into<Bytes>) -> Body {
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A client's request body that broke, from whichever server read it (HTTP/1.1 or HTTP/2).
+/// A type of its own, not a [`BoxError`]: rustc loses a boxed error's `'static` inside the
+/// futures that carry a body and then cannot prove them `Send`.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BodyError(BoxError);
+
+impl From<hyper::Error> for BodyError {
+    fn from(e: hyper::Error) -> Self {
+        BodyError(e.into())
+    }
+}
+
+impl From<BoxError> for BodyError {
+    fn from(e: BoxError) -> Self {
+        BodyError(e)
+    }
+}
+
 /// Why an upstream gave no response.
 #[derive(Debug)]
 pub struct UpstreamError {

@@ -62,6 +62,7 @@ pub(crate) mod errors;
 pub(crate) mod gate;
 pub(crate) mod grpc;
 pub(crate) mod hash;
+pub(crate) mod http2;
 pub(crate) mod inbound;
 pub(crate) mod metrics;
 pub mod otlp;
@@ -88,7 +89,7 @@ pub use env::Settings;
 /// The body every listener answers with: a streamed upstream body or a small local one.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, errors::BoxError>;
 /// Request bodies as the proxy sends them: streamed through, or replayed from a buffer.
-pub type ReqBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, hyper::Error>;
+pub type ReqBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, errors::BodyError>;
 /// Bodies up to this size are buffered so the request can be retried or mirrored, and the
 /// proxy's own HTTP/1.1 server reads them whole before the request goes on.
 pub const MAX_REPLAY_BODY: usize = 64 * 1024;

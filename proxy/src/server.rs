@@ -4,7 +4,7 @@
 use crate::sync::Shutdown;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,8 +24,9 @@ pub async fn plain(stream: TcpStream) -> Option<(TcpStream, Peer)> {
 /// first byte or from the end of the previous request (idle keep-alive included), on the
 /// proxy's own server and on hyper's alike.
 /// `accept` turns each connection into its transport (a TLS handshake, say), or drops it.
-/// Each connection starts on the proxy's own HTTP/1.1 server and moves to hyper (HTTP/2,
-/// upgrades, streamed bodies) at its first request that needs it.
+/// Each connection starts on the proxy's own HTTP/1.1 server; one that opens with HTTP/2's
+/// preface moves to the proxy's own HTTP/2 server ([`crate::http2`]), and one whose request
+/// needs it (an upgrade, a streamed body) to hyper's HTTP/1.1 server.
 pub async fn serve<A, AFut, IO, S>(
     listener: TcpListener,
     accept: A,
@@ -65,9 +66,15 @@ pub async fn serve<A, AFut, IO, S>(
             let Some((io, who)) = accept(stream).await else { return };
             let served = crate::transport::h1::serve_connection(io, &who, &mut service, header_timeout, &stop).await;
             let crate::transport::h1::Served::Handoff(io) = served else { return };
-            // Boxed: hyper's connection state would otherwise sit in every connection's task,
-            // and most connections never leave the proxy's own server.
-            if let Err(e) = Box::pin(hyper.serve(io, who, service, stop)).await {
+            // Boxed: the other server's connection state would otherwise sit in every
+            // connection's task, and most connections never leave the proxy's own HTTP/1.1.
+            let ended = match io.is_http2() {
+                true => Box::pin(crate::http2::serve(io, who, service, stop, header_timeout))
+                    .await
+                    .map_err(|e| e.to_string()),
+                false => Box::pin(hyper.serve(io, who, service, stop)).await.map_err(|e| e.to_string()),
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         }));
@@ -79,12 +86,11 @@ pub async fn serve<A, AFut, IO, S>(
     }
 }
 
-/// hyper's servers, for the connections the proxy's own hands over: HTTP/2 when the bytes
-/// read so far are its preface, HTTP/1.1 otherwise (the hand-off always holds a whole head,
-/// so there is nothing left to sniff).
+/// hyper's HTTP/1.1 server, for the connections the proxy's own hands over with a request it
+/// does not serve itself (the hand-off always holds a whole head, so there is nothing left to
+/// sniff).
 struct Hyper {
     http1: hyper::server::conn::http1::Builder,
-    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
 impl Hyper {
@@ -96,12 +102,7 @@ impl Hyper {
             .max_header_size(MAX_HEADER_BYTES)
             .max_headers(100)
             .header_read_timeout(header_timeout);
-        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        http2
-            .timer(TokioTimer::new())
-            .max_header_list_size(MAX_HEADER_BYTES as u32)
-            .keep_alive_interval(Some(Duration::from_secs(20)));
-        Hyper { http1, http2 }
+        Hyper { http1 }
     }
 
     /// Serves the rest of a connection; a shutdown lets the request in flight finish.
@@ -121,7 +122,7 @@ impl Hyper {
             // What the proxy's own server checks as it reads a head, hyper's heads get here.
             let checked = crate::transport::h1::check_parsed(&mut parts);
             let version = parts.version;
-            let mut req = http::Request::from_parts(parts, body.boxed_unsync());
+            let mut req = http::Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
             with_peer(&mut req, &who);
             let answer = checked.map(|()| service.clone().call(req));
             async move {
@@ -135,13 +136,8 @@ impl Hyper {
             }
         });
         let stopped = async move { stop.recv().await };
-        if io.is_http2() {
-            let conn = self.http2.serve_connection(TokioIo::new(io), service);
-            drain(conn, stopped, |c| c.graceful_shutdown()).await
-        } else {
-            let conn = self.http1.serve_connection(TokioIo::new(io), service).with_upgrades();
-            drain(conn, stopped, |c| c.graceful_shutdown()).await
-        }
+        let conn = self.http1.serve_connection(TokioIo::new(io), service).with_upgrades();
+        drain(conn, stopped, |c| c.graceful_shutdown()).await
     }
 }
 

@@ -62,9 +62,12 @@ impl Tee {
 
 impl Body for Tee {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::errors::BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::errors::BodyError>>> {
         let this = self.get_mut();
         if this.ended {
             return Poll::Ready(None);
@@ -126,7 +129,7 @@ mod tests {
     use http_body_util::{BodyExt, StreamBody};
 
     fn original(chunks: &[&'static [u8]], trailers: bool) -> ReqBody {
-        let mut frames: Vec<Result<Frame<Bytes>, hyper::Error>> =
+        let mut frames: Vec<Result<Frame<Bytes>, crate::errors::BodyError>> =
             chunks.iter().map(|c| Ok(Frame::data(Bytes::from_static(c)))).collect();
         if trailers {
             let mut t = http::HeaderMap::new();
@@ -161,7 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reading_given_up_reads_no_more_of_the_original_once_a_replay_has() {
-        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Frame<Bytes>, hyper::Error>>();
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Frame<Bytes>, crate::errors::BodyError>>();
         let mut first = Tee::new(StreamBody::new(rx).boxed_unsync());
         tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"ab")))).unwrap();
         assert_eq!(first.frame().await.unwrap().unwrap().into_data().unwrap(), "ab");

@@ -21,5 +21,5 @@ mod wire;
 
 pub use client::Pool;
 pub use raw::into_header_map;
-pub use server::{Rewind, Served, Socket, refusal, serve_connection};
-pub use wire::{MAX_HEAD, check_parsed, strip_nominated};
+pub use server::{Rewind, Served, Socket, date, refusal, serve_connection};
+pub use wire::{MAX_HEAD, Refused, check_parsed, strip_nominated};

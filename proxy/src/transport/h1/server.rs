@@ -379,7 +379,7 @@ async fn write_response<IO: AsyncWrite + Wire + Unpin>(
 
 /// The `Date` header's value, formatted once a second: the wall clock is read when the
 /// second the text names is over, by the task's monotonic time.
-fn date() -> [u8; 29] {
+pub fn date() -> [u8; 29] {
     use std::cell::RefCell;
     thread_local! {
         static CACHE: RefCell<(Option<std::time::Instant>, [u8; 29])> = const { RefCell::new((None, [0; 29])) };

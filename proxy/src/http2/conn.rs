@@ -339,16 +339,17 @@ impl State {
         decoded.map_err(|m| Fault(Reason::COMPRESSION_ERROR, m.0))?;
         if trailers {
             let Some(stream) = self.streams.get_mut(&id) else { return Ok(()) };
-            let Some(queue) = stream.recv.take() else { return self.reset(id, Reason::STREAM_CLOSED) };
-            if !block.end_stream {
-                return self.reset(id, Reason::PROTOCOL_ERROR);
+            if stream.recv.is_none() {
+                return self.reset(id, Reason::STREAM_CLOSED);
             }
-            if stream.expected.is_some_and(|left| left > 0) {
-                return self.reset(id, Reason::PROTOCOL_ERROR);
-            }
-            match fields.trailers() {
-                Ok(map) => body::end(&queue, Some(map)),
-                Err(_) => return self.reset(id, Reason::PROTOCOL_ERROR),
+            let complete = block.end_stream && stream.expected.is_none_or(|left| left == 0);
+            let map = match fields.trailers() {
+                Ok(map) if complete => map,
+                // Trailers that do not end the stream, or a body short of its length.
+                _ => return self.reset(id, Reason::PROTOCOL_ERROR),
+            };
+            if let Some(queue) = stream.recv.take() {
+                body::end(&queue, Some(map));
             }
             return Ok(());
         }
@@ -593,6 +594,11 @@ impl State {
                 }
                 let chunk = data.split_to(room.min(data.len()));
                 let last = data.is_empty() && body.is_end_stream();
+                if chunk.is_empty() && !last {
+                    // An empty piece of the body: nothing to send for it.
+                    *pending = None;
+                    continue;
+                }
                 let n = chunk.len();
                 frame::head(&mut self.out, n, frame::DATA, if last { frame::END_STREAM } else { 0 }, id);
                 self.out.extend_from_slice(&chunk);

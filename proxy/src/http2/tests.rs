@@ -319,6 +319,10 @@ async fn malformed_requests_are_reset_and_the_connection_goes_on() {
         c.headers(id, case, true).await;
         assert_eq!(c.rst().await, (id, Reason::PROTOCOL_ERROR));
     }
+    // Trailers that do not end the stream: the request's body breaks, the stream is reset.
+    c.headers(9, &post("/b"), false).await;
+    c.headers(9, &block(&[("x-sum", "1")]), false).await;
+    assert_eq!(c.rst().await, (9, Reason::PROTOCOL_ERROR));
     c.headers(11, &get("/fine"), true).await;
     assert_eq!(field(&c.response(Some(11)).await.1, "x-path"), Some("/fine"));
     // A request CONNECT: answered as the HTTP/1.1 server answers it.

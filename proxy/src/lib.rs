@@ -18,7 +18,10 @@
 //! - [`transport`]: connections that are TLS or plaintext, accepted (with what they proved
 //!   about the peer) or made (the `Connector`); the proxy's certificate and the mTLS configs
 //!   built from it ([`transport::tls`]); HTTP/1.1 of the proxy's own for the common request,
-//!   in front of hyper ([`transport::h1`]: its wire format, pool and server).
+//!   in front of hyper ([`transport::h1`]: its wire format, pool and server); HTTP/2 to
+//!   upstreams on h2 ([`transport::h2`]).
+//! - [`http2`]: the proxy's own HTTP/2 server: frames, HPACK, flow control, streams served in
+//!   the connection's task.
 //! - [`grpc`]: gRPC's statuses: which are the service's failures, the proxy's errors as gRPC
 //!   statuses, and a response body that tells the call's status when its trailers pass.
 //! - [`errors`]: typed data-path errors (and why an upstream gave no answer), and the one
@@ -38,7 +41,8 @@
 //! - [`upgrade`]: WebSocket and other connection upgrades, spliced through.
 //! - [`tcp`]: `protocol: tcp` services as byte streams: a local listener per service called,
 //!   the inbound side's connections to the application.
-//! - [`server`]: the shared accept loop with graceful drain.
+//! - [`server`]: the shared accept loop with graceful drain; it hands each connection to the
+//!   HTTP/1.1 server, then to the HTTP/2 server or hyper as the connection needs.
 //!
 //! Modules depend one way, with no circle: `grpc` below `errors`; `errors` and `batch` below
 //! `transport`, below `client`, below `stack`, below `server` (`tests/module_cycles.rs` holds

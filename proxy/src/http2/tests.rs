@@ -417,3 +417,30 @@ async fn a_client_that_never_sends_settings_is_let_go() {
     let ended = tokio::time::timeout(Duration::from_secs(5), server).await.expect("closed in time");
     assert!(ended.unwrap().is_err());
 }
+
+#[test]
+fn random_frames_and_header_blocks_never_panic() {
+    let mut rng = fastrand::Rng::with_seed(23);
+    for _ in 0..3_000 {
+        let mut state = State::new();
+        let mut bytes = frame::PREFACE.to_vec();
+        frame::settings(&mut bytes, &[]);
+        for _ in 0..rng.usize(1..8) {
+            let len = rng.usize(0..64);
+            let kind = rng.u8(0..11);
+            // Mostly well-formed blocks, so that HEADERS get past the decoder.
+            let payload: Vec<u8> = match kind {
+                frame::HEADERS if rng.bool() => get("/r"),
+                _ => (0..len).map(|_| rng.u8(..)).collect(),
+            };
+            frame::head(&mut bytes, payload.len(), kind, rng.u8(..), rng.u32(0..8));
+            bytes.extend_from_slice(&payload);
+        }
+        let mut buf = bytes::BytesMut::from(&bytes[..]);
+        let (mut preface, mut events) = (true, Vec::new());
+        let _ = state.read(&mut buf, &mut preface, &mut events);
+        let mut decoder = hpack::Decoder::default();
+        let block: Vec<u8> = (0..rng.usize(0..40)).map(|_| rng.u8(..)).collect();
+        let _ = decoder.decode(&block, |_, _, _| {});
+    }
+}

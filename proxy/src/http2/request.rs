@@ -111,8 +111,10 @@ impl Head {
             None => uri.scheme = None,
         }
         let uri = http::Uri::from_parts(uri).map_err(|_| "an invalid request target")?;
+        let mut headers = self.headers;
+        join_cookies(&mut headers);
         let mut length = None;
-        for v in self.headers.get_all(header::CONTENT_LENGTH) {
+        for v in headers.get_all(header::CONTENT_LENGTH) {
             let n = std::str::from_utf8(v.as_bytes())
                 .ok()
                 .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
@@ -126,8 +128,23 @@ impl Head {
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_2;
-        *req.headers_mut() = self.headers;
+        *req.headers_mut() = headers;
         Ok((req.into_parts().0, length))
+    }
+}
+
+/// HTTP/2 lets a client split `cookie` into several fields; HTTP/1.1 allows one, so they are
+/// joined with "; " before the request goes on (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (cookies.next(), cookies.next()) else { return };
+    let mut joined = first.as_bytes().to_vec();
+    for more in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(more.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
     }
 }
 
@@ -163,6 +180,18 @@ mod tests {
         assert_eq!((parts.method, parts.version, length), (http::Method::POST, http::Version::HTTP_2, Some(5)));
         let (parts, _) = head(&[(Name::Method, "GET"), (Name::Scheme, "http"), (Name::Path, "/")]).request().unwrap();
         assert_eq!(parts.uri, "/", "no authority: the path alone");
+        let (parts, _) = head(&[
+            (Name::Method, "GET"),
+            (Name::Scheme, "http"),
+            (Name::Path, "/"),
+            (hdr("cookie"), "a=1"),
+            (hdr("x"), "y"),
+            (hdr("cookie"), "b=2"),
+        ])
+        .request()
+        .unwrap();
+        let cookies: Vec<_> = parts.headers.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"], "split cookies are joined");
     }
 
     #[test]

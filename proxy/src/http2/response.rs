@@ -27,11 +27,8 @@ pub fn encode(head: &http::response::Parts, body: &crate::Body, out: &mut Vec<u8
         length |= *name == header::CONTENT_LENGTH;
         hpack::header(name, value, out);
     }
-    if !date {
-        let now = crate::transport::h1::date();
-        if let Ok(value) = HeaderValue::from_bytes(&now) {
-            hpack::header(&header::DATE, &value, out);
-        }
+    if !date && let Ok(now) = HeaderValue::from_bytes(&crate::transport::h1::date()) {
+        hpack::header(&header::DATE, &now, out);
     }
     if !length
         && !body.is_end_stream()

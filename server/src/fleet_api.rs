@@ -82,7 +82,10 @@ impl<S: Sync> axum::extract::FromRequestParts<S> for Upgrade {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let asked = parts.headers.get(http::header::UPGRADE).is_some_and(|v| v.as_bytes() == fleet::UPGRADE.as_bytes());
+        // A list of protocols, whose names are compared without case (RFC 9110 §7.8).
+        let asked = parts.headers.get_all(http::header::UPGRADE).iter().any(|v| {
+            v.to_str().is_ok_and(|list| list.split(',').any(|p| p.trim().eq_ignore_ascii_case(fleet::UPGRADE)))
+        });
         Ok(Upgrade(if asked { parts.extensions.remove() } else { None }))
     }
 }
@@ -98,19 +101,20 @@ async fn open_stream(
     let duplex = upgrade.is_some();
     tracing::info!(proxy_id = %reg.proxy_id, service = %reg.service, version = %reg.version, duplex, "proxy connected");
     let (service, incremental, sent) = (reg.service.clone(), reg.incremental, reg.resume.clone());
+
     let asked = reg.max_ping_every_s.unwrap_or(fleet::DEFAULT_PING_EVERY_S);
     let ping_every = crate::fleet::ping_every_s(state.fleet.local_count()).min(asked).max(1);
     // Certified by whichever replica: its callers learn its identity from this one too.
     if let Some(Extension(FleetPeer(_, cert))) = &peer {
         state.fleet.certified(&reg.proxy_id, &cert.identity, cert.not_after);
     }
-    let proxy_id = reg.proxy_id.clone();
+    let opener = duplex::Opener::new(reg.proxy_id.clone(), reg.service.clone());
     let guard = state.fleet.connected(reg);
     let to = Receiver { service, incremental, sent, ping_every: Duration::from_secs(ping_every) };
     let stream = config_stream(state.fleet.clone(), to, state.shutdown.clone(), guard);
     let ping_every = (http::HeaderName::from_static(fleet::PING_EVERY_HEADER), ping_every.to_string());
     if let Some(upgrade) = upgrade {
-        tokio::spawn(duplex::serve(upgrade, Box::pin(stream), state.clone(), proxy_id));
+        tokio::spawn(duplex::serve(upgrade, Box::pin(stream), state.clone(), opener));
         let headers = [
             (http::header::UPGRADE, fleet::UPGRADE.to_string()),
             (http::header::CONNECTION, "upgrade".to_string()),

@@ -38,7 +38,8 @@ impl Duplex {
         });
         let req = http::Request::post("/fleet/v1/stream")
             .header("host", "trellis")
-            .header("upgrade", UPGRADE)
+            // A list, in another case: protocol names are compared without it.
+            .header("upgrade", format!("h2c, {}", UPGRADE.to_uppercase()))
             .header("connection", "upgrade")
             .body(Full::new(Bytes::from(reg.to_string())))
             .unwrap();
@@ -110,6 +111,29 @@ async fn one_connection_carries_configs_out_and_acks_and_reports_in() {
     assert!(error.contains("may not speak for someone-else"), "{error}");
     let Some(StreamMessage::Refused { of, status, .. }) = stream.next().await else { panic!("refused") };
     assert_eq!((of.as_str(), status), ("line", 400), "an unreadable line");
+    // Speaking for another proxy is audited, once for the stream however often it is tried.
+    stream.send(&report("someone-else", 3)).await;
+    let Some(StreamMessage::Refused { status: 403, .. }) = stream.next().await else { panic!("refused again") };
+    // The audit log is written behind a queue: wait for the event, then for any second one.
+    let denied = || async {
+        let (_, body) = http_get(cp.addr, "trellis", "/api/v1/audit?kind=identity.denied").await.unwrap();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    for _ in 0..50 {
+        if denied().await["items"].as_array().is_some_and(|items| !items.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let audit = denied().await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{audit}");
+    assert_eq!(items[0]["detail"]["claimed_proxy_id"], "someone-else");
+    assert_eq!(
+        (items[0]["service"].as_str(), items[0]["detail"]["proxy_id"].as_str()),
+        (Some("inventory"), Some("duplex-1"))
+    );
 
     // The stream goes on: a commit comes as a delta on the same connection.
     repo.set_inventory_split(50, 50, "even split");

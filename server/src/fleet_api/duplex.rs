@@ -24,12 +24,28 @@ const READ_AT_ONCE: usize = 128;
 /// mesh is a few hundred KB).
 const WRITE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Serves proxy `proxy_id`'s upgraded connection: the config stream's `lines` out, its ACKs
-/// and reports in, each report answered in order. Ends when either side closes, at a line it
+/// Who a stream was opened by: the proxy, and the service it registered as.
+pub(super) struct Opener {
+    pub proxy_id: String,
+    pub service: String,
+    /// Whether a line of the stream already named another proxy: audited once per stream, so
+    /// that a proxy cannot fill the audit log one line at a time.
+    denied: bool,
+}
+
+impl Opener {
+    pub fn new(proxy_id: String, service: String) -> Self {
+        Opener { proxy_id, service, denied: false }
+    }
+}
+
+/// Serves proxy `who`'s upgraded connection: the config stream's `lines` out, its ACKs and
+/// reports in, each report answered in order. Ends when either side closes, at a line it
 /// cannot take, or when `lines` ends (shutdown, or the proxy no longer served by this stream).
 /// `lines` comes boxed: an async fn's arguments stay in its future beside what it moves them
 /// to, and that future is held for every connected proxy.
-pub(super) async fn serve(upgrade: hyper::upgrade::OnUpgrade, mut lines: Lines, state: AppState, proxy_id: String) {
+pub(super) async fn serve(upgrade: hyper::upgrade::OnUpgrade, mut lines: Lines, state: AppState, mut who: Opener) {
+    let proxy_id = who.proxy_id.clone();
     let mut io = match upgrade.await {
         Ok(upgraded) => hyper_util::rt::TokioIo::new(upgraded),
         Err(e) => return tracing::debug!(%proxy_id, error = %e, "duplex stream: the upgrade failed"),
@@ -46,7 +62,7 @@ pub(super) async fn serve(upgrade: hyper::upgrade::OnUpgrade, mut lines: Lines, 
             },
             read = io.read_buf(&mut partial) => match read {
                 Ok(0) | Err(_) => break,
-                Ok(_) => answer_lines(&state, &proxy_id, &mut partial),
+                Ok(_) => answer_lines(&state, &mut who, &mut partial),
             },
         };
         if partial.len() > MAX_LINE {
@@ -80,7 +96,7 @@ async fn write(io: &mut (impl AsyncWriteExt + Unpin), lines: &[Bytes]) -> bool {
 
 /// Takes the whole lines at the front of `partial` (leaving a line still arriving), with the
 /// answer to each that has one.
-fn answer_lines(state: &AppState, proxy_id: &str, partial: &mut Vec<u8>) -> Vec<Bytes> {
+fn answer_lines(state: &AppState, who: &mut Opener, partial: &mut Vec<u8>) -> Vec<Bytes> {
     let mut answers = Vec::new();
     let mut start = 0;
     while let Some(n) = partial[start..].iter().position(|b| *b == b'\n') {
@@ -89,7 +105,7 @@ fn answer_lines(state: &AppState, proxy_id: &str, partial: &mut Vec<u8>) -> Vec<
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if let Some(answer) = answer(state, proxy_id, line) {
+        if let Some(answer) = answer(state, who, line) {
             answers.push(slice::line(&answer));
         }
     }
@@ -98,7 +114,8 @@ fn answer_lines(state: &AppState, proxy_id: &str, partial: &mut Vec<u8>) -> Vec<
 }
 
 /// What a proxy's line is answered with: a report always, an ACK only when refused.
-fn answer(state: &AppState, proxy_id: &str, line: &[u8]) -> Option<StreamMessage> {
+fn answer(state: &AppState, who: &mut Opener, line: &[u8]) -> Option<StreamMessage> {
+    let proxy_id = who.proxy_id.as_str();
     let refused = |of: &str, e: ApiError| {
         let (status, error) = e.status_and_message();
         Some(StreamMessage::Refused { of: of.into(), status: status.as_u16(), error })
@@ -112,6 +129,12 @@ fn answer(state: &AppState, proxy_id: &str, line: &[u8]) -> Option<StreamMessage
         ProxyMessage::Report(report) => ("report", &report.proxy_id),
     };
     if claimed != proxy_id {
+        if !std::mem::replace(&mut who.denied, true) {
+            let summary =
+                format!("the stream of proxy {proxy_id} ({}) tried to speak for proxy {claimed}", who.service);
+            let detail = serde_json::json!({ "proxy_id": proxy_id, "claimed_proxy_id": claimed, "line": of });
+            state.audit.system("identity.denied", Some(&who.service), summary, detail);
+        }
         let e = ApiError::Forbidden(format!("the stream of proxy {proxy_id} may not speak for {claimed}"));
         return refused(of, e);
     }

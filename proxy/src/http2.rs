@@ -63,6 +63,16 @@ impl<S> Service for S where
 {
 }
 
+/// Whether a field is one of HTTP/1.1's connection headers, which HTTP/2 forbids both ways
+/// (RFC 9113 §8.2.2): `te` is allowed only as `trailers`.
+fn connection_specific(name: &http::HeaderName, value: &[u8]) -> bool {
+    use http::header::{CONNECTION, HeaderName, TE, TRANSFER_ENCODING, UPGRADE};
+    const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+    [CONNECTION, TRANSFER_ENCODING, UPGRADE, KEEP_ALIVE, PROXY_CONNECTION].contains(name)
+        || (*name == TE && value != b"trailers")
+}
+
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -89,23 +99,19 @@ where
     let mut c = Connection {
         io,
         read: BytesMut::new(),
-        preface: true,
         state: State::new(),
         written: 0,
         futures: FuturesUnordered::new(),
         events: Vec::new(),
         service,
         who,
-        stopping: false,
         timer: Box::pin(tokio::time::sleep(handshake_timeout)),
     };
     let stopped = stop.recv();
     tokio::pin!(stopped);
     std::future::poll_fn(|cx| {
-        if !c.stopping && stopped.as_mut().poll(cx).is_ready() {
-            c.stopping = true;
-            c.state.goaway = Some(c.state.last_id);
-            frame::goaway(&mut c.state.out, c.state.last_id, frame::Reason::NO_ERROR);
+        if c.state.goaway.is_none() && stopped.as_mut().poll(cx).is_ready() {
+            c.state.shutdown();
         }
         c.poll(cx)
     })
@@ -134,7 +140,6 @@ impl<F: Future> Future for Tagged<F> {
 struct Connection<IO, S: Service> {
     io: IO,
     read: BytesMut,
-    preface: bool,
     state: State,
     /// Bytes of `state.out` already written.
     written: usize,
@@ -142,7 +147,6 @@ struct Connection<IO, S: Service> {
     events: Vec<Event>,
     service: S,
     who: Peer,
-    stopping: bool,
     /// The handshake's deadline, then the keep-alive's next ping.
     timer: Pin<Box<tokio::time::Sleep>>,
 }
@@ -164,7 +168,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, S: Service> Connection<IO, S> {
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => {}
                 }
-                if let Err(fault) = self.state.read(&mut self.read, &mut self.preface, &mut self.events) {
+                if let Err(fault) = self.state.read(&mut self.read, &mut self.events) {
                     return self.fail(cx, fault);
                 }
             }
@@ -194,7 +198,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, S: Service> Connection<IO, S> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
                 Poll::Pending => {}
             }
-            let done = self.stopping || self.state.peer_goaway;
+            let done = self.state.goaway.is_some() || self.state.peer_goaway;
             if done && self.state.streams.is_empty() && self.unsent() == 0 {
                 return Pin::new(&mut self.io).poll_shutdown(cx).map(|r| r.map_err(Error::from));
             }
@@ -210,20 +214,23 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, S: Service> Connection<IO, S> {
         self.state.out.len() - self.written
     }
 
-    /// Reads what has arrived: `Ok(true)` if something did, `Ok(false)` at the end.
+    /// Reads what has arrived after what is buffered: `Ok(true)` if something did, `Ok(false)`
+    /// at the end. Through a buffer on the stack, copied: room reserved in `read` for every read
+    /// made it allocate again while the frames sliced from it were still held (callgrind, one
+    /// run each: 58.0k instructions per gRPC call against 57.2k with the copy).
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
         let mut scratch = [MaybeUninit::<u8>::uninit(); READ];
         let mut buf = ReadBuf::uninit(&mut scratch);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
-        if buf.filled().is_empty() {
-            return Poll::Ready(Ok(false));
-        }
         self.read.extend_from_slice(buf.filled());
-        Poll::Ready(Ok(true))
+        Poll::Ready(Ok(!buf.filled().is_empty()))
     }
 
     /// Writes what is queued until the socket takes no more.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.unsent() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         while self.unsent() > 0 {
             let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.state.out[self.written..]))?;
             if n == 0 {

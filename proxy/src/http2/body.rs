@@ -70,8 +70,6 @@ pub struct Body {
     pub credit: Arc<Credit>,
     /// From `content-length`, for the size hint.
     pub length: Option<u64>,
-    /// Set once the connection said the stream ended with its HEADERS.
-    pub empty: bool,
 }
 
 impl http_body::Body for Body {
@@ -111,9 +109,6 @@ impl http_body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        if self.empty {
-            return true;
-        }
         let q = locked(&self.queue);
         q.ended && q.chunks.is_empty() && q.trailers.is_none() && q.broken.is_none()
     }

@@ -26,6 +26,17 @@ const MAX_BLOCK: usize = 4 * crate::transport::h1::MAX_HEAD;
 const MAX_RESETS_PER_SECOND: u32 = 400;
 const MAX_EMPTY_PER_SECOND: u32 = 1000;
 
+/// Counts `n` bytes against a `content-length` still to come: whether they break it (more
+/// than announced, or fewer once the stream ends).
+fn overruns(expected: &mut Option<u64>, n: u64, end: bool) -> bool {
+    let Some(left) = expected else { return false };
+    if n > *left {
+        return true;
+    }
+    *left -= n;
+    end && *left > 0
+}
+
 /// A connection error: GOAWAY with this reason, then close.
 #[derive(Debug)]
 pub struct Fault(pub Reason, pub &'static str);
@@ -57,6 +68,16 @@ pub struct Stream {
     pub abort: futures::future::AbortHandle,
 }
 
+impl Stream {
+    /// Stops the stream's service future and breaks its request body, saying `why`.
+    fn cancel(self, why: &'static str) {
+        self.abort.abort();
+        if let Some(queue) = self.recv {
+            body::break_off(&queue, why);
+        }
+    }
+}
+
 /// A header block being received, across CONTINUATION frames.
 struct Block {
     stream: u32,
@@ -73,7 +94,9 @@ pub enum Event {
 }
 
 pub struct State {
-    pub decoder: hpack::Decoder,
+    /// The client's preface is still to come.
+    preface: bool,
+    decoder: hpack::Decoder,
     block: Option<Block>,
     pub streams: crate::hash::Map<u32, Stream>,
     /// The highest stream the client opened.
@@ -112,6 +135,7 @@ impl State {
         );
         frame::window_update(&mut out, 0, CONNECTION_WINDOW - frame::DEFAULT_WINDOW as u32);
         State {
+            preface: true,
             decoder: hpack::Decoder::default(),
             block: None,
             streams: Default::default(),
@@ -133,10 +157,10 @@ impl State {
         }
     }
 
-    /// Reads the frames whole in `buf` (the preface first, if `preface`), leaving a partial
-    /// one; new requests go to `events`.
-    pub fn read(&mut self, buf: &mut BytesMut, preface: &mut bool, events: &mut Vec<Event>) -> Res<()> {
-        if *preface {
+    /// Reads the frames whole in `buf` (the client's preface first), leaving a partial one;
+    /// new requests go to `events`.
+    pub fn read(&mut self, buf: &mut BytesMut, events: &mut Vec<Event>) -> Res<()> {
+        if self.preface {
             let n = buf.len().min(frame::PREFACE.len());
             if buf[..n] != frame::PREFACE[..n] {
                 return fault(Reason::PROTOCOL_ERROR, "no HTTP/2 preface");
@@ -145,7 +169,7 @@ impl State {
                 return Ok(());
             }
             buf.advance(n);
-            *preface = false;
+            self.preface = false;
         }
         while buf.len() >= 9 {
             let head = Head::parse(&buf[..9]);
@@ -246,48 +270,37 @@ impl State {
             self.flood(false)?;
         }
         let (data, padding) = Self::unpad(&head, payload)?;
-        let refused = match self.streams.get_mut(&id) {
-            // A stream closed or reset: its bytes are dropped.
-            None => None,
-            Some(s) if s.recv.is_none() => Some(Reason::STREAM_CLOSED),
-            Some(s) if len > s.recv_window => Some(Reason::FLOW_CONTROL_ERROR),
-            Some(s) => {
+        let Some(s) = self.streams.get_mut(&id) else {
+            // A stream closed or reset: its bytes are dropped, their window comes back.
+            self.give_back(0, head.len);
+            return Ok(());
+        };
+        let refused = match &s.recv {
+            None => Some(Reason::STREAM_CLOSED),
+            Some(_) if len > s.recv_window => Some(Reason::FLOW_CONTROL_ERROR),
+            Some(_) => {
                 s.recv_window -= len;
-                let n = data.len() as u64;
-                let wrong_length = match &mut s.expected {
-                    Some(left) if n > *left => true,
-                    Some(left) => {
-                        *left -= n;
-                        end && *left > 0
-                    }
-                    None => false,
-                };
-                match wrong_length {
-                    true => Some(Reason::PROTOCOL_ERROR),
-                    false => {
-                        let queue = s.recv.as_ref().expect("checked above");
-                        // Only the stream holds the queue: the service dropped the body.
-                        let unread = Arc::strong_count(queue) == 1;
-                        let back = padding + if unread { data.len() } else { 0 };
-                        if !unread && !data.is_empty() {
-                            body::push(queue, data);
-                        }
-                        if end {
-                            body::end(queue, None);
-                            s.recv = None;
-                        }
-                        // Padding, and bytes nobody will read, come back at once.
-                        self.give_back(id, back);
-                        return Ok(());
-                    }
-                }
+                overruns(&mut s.expected, data.len() as u64, end).then_some(Reason::PROTOCOL_ERROR)
             }
         };
-        self.give_back(0, head.len);
-        match refused {
-            Some(reason) => self.reset(id, reason),
-            None => Ok(()),
+        if let Some(reason) = refused {
+            self.give_back(0, head.len);
+            return self.reset(id, reason);
         }
+        let queue = s.recv.as_ref().expect("refused above when closed");
+        // Only the stream holds the queue: the service dropped the body.
+        let unread = Arc::strong_count(queue) == 1;
+        let back = padding + if unread { data.len() } else { 0 };
+        if !unread && !data.is_empty() {
+            body::push(queue, data);
+        }
+        if end {
+            body::end(queue, None);
+            s.recv = None;
+        }
+        // Padding, and bytes nobody will read, come back at once.
+        self.give_back(id, back);
+        Ok(())
     }
 
     fn headers(&mut self, head: Head, payload: Bytes, events: &mut Vec<Event>) -> Res<()> {
@@ -301,12 +314,12 @@ impl State {
             }
             block.advance(5);
         }
-        let block =
-            Block { stream: head.stream, end_stream: head.flags & frame::END_STREAM != 0, bytes: block.to_vec() };
+        let end_stream = head.flags & frame::END_STREAM != 0;
         if head.flags & frame::END_HEADERS != 0 {
-            return self.block(block, events);
+            // The whole block in one frame (the common case): decoded where it lies.
+            return self.block(head.stream, end_stream, &block, events);
         }
-        self.block = Some(block);
+        self.block = Some(Block { stream: head.stream, end_stream, bytes: block.to_vec() });
         Ok(())
     }
 
@@ -322,26 +335,25 @@ impl State {
             return fault(Reason::ENHANCE_YOUR_CALM, "a header block too large");
         }
         if head.flags & frame::END_HEADERS != 0 {
-            return self.block(block, events);
+            return self.block(block.stream, block.end_stream, &block.bytes, events);
         }
         self.block = Some(block);
         Ok(())
     }
 
-    /// A whole header block: a new request, or a request's trailers.
-    fn block(&mut self, block: Block, events: &mut Vec<Event>) -> Res<()> {
-        let id = block.stream;
+    /// A whole header block on stream `id`: a new request, or a request's trailers.
+    fn block(&mut self, id: u32, end_stream: bool, bytes: &[u8], events: &mut Vec<Event>) -> Res<()> {
         let trailers = id <= self.last_id;
         let mut fields = request::Head::default();
         let decoded =
-            self.decoder.decode(&block.bytes, |name, value, sensitive| fields.field(name, value, sensitive, trailers));
+            self.decoder.decode(bytes, |name, value, sensitive| fields.field(name, value, sensitive, trailers));
         decoded.map_err(|m| Fault(Reason::COMPRESSION_ERROR, m.0))?;
         if trailers {
             let Some(stream) = self.streams.get_mut(&id) else { return Ok(()) };
             if stream.recv.is_none() {
                 return self.reset(id, Reason::STREAM_CLOSED);
             }
-            let complete = block.end_stream && stream.expected.is_none_or(|left| left == 0);
+            let complete = end_stream && stream.expected.is_none_or(|left| left == 0);
             let map = match fields.trailers() {
                 Ok(map) if complete => map,
                 // Trailers that do not end the stream, or a body short of its length.
@@ -367,7 +379,7 @@ impl State {
                 return self.refuse(id, Reason::PROTOCOL_ERROR);
             }
         };
-        let end = block.end_stream;
+        let end = end_stream;
         if end && length.is_some_and(|n| n > 0) {
             return self.refuse(id, Reason::PROTOCOL_ERROR);
         }
@@ -395,7 +407,7 @@ impl State {
             events.push(Event::Refused(id, crate::transport::h1::refusal(refused, http::Version::HTTP_2)));
             return Ok(());
         }
-        let body = body::Body { id, queue, credit: self.credit.clone(), length, empty: end };
+        let body = body::Body { id, queue, credit: self.credit.clone(), length };
         use http_body_util::BodyExt;
         let req = http::Request::from_parts(parts, body.boxed_unsync());
         events.push(Event::Request(id, req, registration));
@@ -488,7 +500,7 @@ impl State {
             return fault(Reason::PROTOCOL_ERROR, "RST_STREAM on a stream never opened");
         }
         if let Some(stream) = self.streams.remove(&head.stream) {
-            self.drop_stream(stream, "the client reset the stream");
+            stream.cancel("the client reset the stream");
             self.flood(true)?;
         }
         Ok(())
@@ -512,7 +524,7 @@ impl State {
     pub fn reset(&mut self, id: u32, reason: Reason) -> Res<()> {
         frame::rst_stream(&mut self.out, id, reason);
         if let Some(stream) = self.streams.remove(&id) {
-            self.drop_stream(stream, "the stream was reset");
+            stream.cancel("the stream was reset");
         }
         Ok(())
     }
@@ -522,13 +534,6 @@ impl State {
     fn refuse(&mut self, id: u32, reason: Reason) -> Res<()> {
         frame::rst_stream(&mut self.out, id, reason);
         Ok(())
-    }
-
-    fn drop_stream(&mut self, stream: Stream, why: &'static str) {
-        stream.abort.abort();
-        if let Some(queue) = stream.recv {
-            body::break_off(&queue, why);
-        }
     }
 
     /// Window that readers took (or nobody will), given back once enough has gathered.
@@ -563,11 +568,18 @@ impl State {
         }
     }
 
+    /// A graceful shutdown: GOAWAY naming the last stream opened, which is served with those
+    /// before it; streams opened after are ignored.
+    pub fn shutdown(&mut self) {
+        self.goaway = Some(self.last_id);
+        frame::goaway(&mut self.out, self.last_id, Reason::NO_ERROR);
+    }
+
     /// GOAWAY for a connection error; the last stream processed is the last opened.
     pub fn fail(&mut self, fault: &Fault) {
         frame::goaway(&mut self.out, self.last_id, fault.0);
         for (_, stream) in std::mem::take(&mut self.streams) {
-            self.drop_stream(stream, fault.1);
+            stream.cancel(fault.1);
         }
     }
 }

@@ -20,10 +20,33 @@ pub enum Name {
     Path,
     Scheme,
     Status,
-    /// A pseudo-header this server does not know (`:protocol` among them): the request is
-    /// malformed.
-    OtherPseudo,
+    /// A pseudo-header this server does not know (`:protocol` among them), by its length: the
+    /// request is malformed.
+    OtherPseudo(usize),
     Header(HeaderName),
+}
+
+impl Name {
+    /// The name as the field carried it (an unknown pseudo-header's is not kept).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Name::Authority => ":authority",
+            Name::Method => ":method",
+            Name::Path => ":path",
+            Name::Scheme => ":scheme",
+            Name::Status => ":status",
+            Name::OtherPseudo(_) => ":?",
+            Name::Header(h) => h.as_str(),
+        }
+    }
+
+    /// Its length in bytes, as the table and the header list's size count it.
+    pub fn len(&self) -> usize {
+        match self {
+            Name::OtherPseudo(n) => *n,
+            other => other.as_str().len(),
+        }
+    }
 }
 
 /// Why a block could not be decoded: a connection error (COMPRESSION_ERROR).
@@ -40,9 +63,14 @@ const OVERHEAD: usize = 32;
 #[derive(Clone)]
 struct Entry {
     name: Name,
-    /// The name's bytes, for the size and for pseudo-headers.
-    name_len: usize,
     value: Bytes,
+}
+
+impl Entry {
+    /// Its size in the table (RFC 7541 §4.1).
+    fn size(&self) -> usize {
+        self.name.len() + self.value.len() + OVERHEAD
+    }
 }
 
 pub struct Decoder {
@@ -75,9 +103,9 @@ impl Decoder {
             } else if b & 0xc0 == 0x40 {
                 // Literal, added to the table.
                 let index = integer(block, &mut at, 6)?;
-                let (name, name_len) = self.name(block, &mut at, index)?;
+                let name = self.name(block, &mut at, index)?;
                 let value = string(block, &mut at)?;
-                self.insert(Entry { name: name.clone(), name_len, value: value.clone() });
+                self.insert(Entry { name: name.clone(), value: value.clone() });
                 field(name, value, false);
             } else if b & 0xe0 == 0x20 {
                 // Dynamic table size update: only before the first field.
@@ -95,7 +123,7 @@ impl Decoder {
                 // Literal not added (0000) or never to be added (0001).
                 let sensitive = b & 0x10 != 0;
                 let index = integer(block, &mut at, 4)?;
-                let (name, _) = self.name(block, &mut at, index)?;
+                let name = self.name(block, &mut at, index)?;
                 let value = string(block, &mut at)?;
                 field(name, value, sensitive);
             }
@@ -119,7 +147,7 @@ impl Decoder {
     }
 
     /// A literal's name: by index, or as a string after it (index 0).
-    fn name(&self, block: &[u8], at: &mut usize, index: usize) -> Result<(Name, usize), Malformed> {
+    fn name(&self, block: &[u8], at: &mut usize, index: usize) -> Result<Name, Malformed> {
         if index == 0 {
             let raw = string(block, at)?;
             let name = match raw.first() {
@@ -128,19 +156,16 @@ impl Decoder {
                 _ if raw.iter().any(u8::is_ascii_uppercase) => return Err(Malformed("an uppercase header name")),
                 _ => Name::Header(HeaderName::from_bytes(&raw).map_err(|_| Malformed("an invalid header name"))?),
             };
-            return Ok((name, raw.len()));
+            return Ok(name);
         }
         match index {
-            1..=61 => Ok((static_name(STATIC[index - 1].0), STATIC[index - 1].0.len())),
-            _ => {
-                let e = self.table.get(index - 62).ok_or(Malformed("index past the table"))?;
-                Ok((e.name.clone(), e.name_len))
-            }
+            1..=61 => Ok(static_name(STATIC[index - 1].0)),
+            _ => Ok(self.table.get(index - 62).ok_or(Malformed("index past the table"))?.name.clone()),
         }
     }
 
     fn insert(&mut self, entry: Entry) {
-        let size = entry.name_len + entry.value.len() + OVERHEAD;
+        let size = entry.size();
         if size > self.limit {
             // Larger than the table: it empties it and is not added (RFC 7541 §4.4).
             self.table.clear();
@@ -156,7 +181,7 @@ impl Decoder {
     fn evict(&mut self, room: usize) {
         while self.size + room > self.limit {
             let Some(old) = self.table.pop_back() else { break };
-            self.size -= old.name_len + old.value.len() + OVERHEAD;
+            self.size -= old.size();
         }
     }
 }
@@ -205,7 +230,7 @@ fn pseudo(name: &[u8]) -> Name {
         b":path" => Name::Path,
         b":scheme" => Name::Scheme,
         b":status" => Name::Status,
-        _ => Name::OtherPseudo,
+        _ => Name::OtherPseudo(name.len()),
     }
 }
 

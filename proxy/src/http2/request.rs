@@ -24,11 +24,7 @@ pub struct Head {
 impl Head {
     /// Takes one field of a request's block (`trailers`: of its trailers).
     pub fn field(&mut self, name: Name, value: Bytes, sensitive: bool, trailers: bool) {
-        let name_len = match &name {
-            Name::Header(h) => h.as_str().len(),
-            _ => 10,
-        };
-        self.size += name_len + value.len() + 32;
+        self.size += name.len() + value.len() + 32;
         if self.malformed.is_some() {
             return;
         }
@@ -43,7 +39,7 @@ impl Head {
             Name::Scheme => &mut self.scheme,
             Name::Authority => &mut self.authority,
             Name::Path => &mut self.path,
-            Name::Status | Name::OtherPseudo => return self.fail("a pseudo-header a request has no use for"),
+            Name::Status | Name::OtherPseudo(_) => return self.fail("a pseudo-header a request has no use for"),
         };
         if slot.replace(value).is_some() {
             self.fail("a pseudo-header twice");
@@ -51,16 +47,8 @@ impl Head {
     }
 
     fn header(&mut self, name: HeaderName, value: Bytes, sensitive: bool) {
-        let connection_specific = name == header::CONNECTION
-            || name == header::TRANSFER_ENCODING
-            || name == header::UPGRADE
-            || name.as_str() == "keep-alive"
-            || name.as_str() == "proxy-connection";
-        if connection_specific {
-            return self.fail("a connection-specific header");
-        }
-        if name == header::TE && value.as_ref() != b"trailers" {
-            return self.fail("te other than trailers");
+        if super::connection_specific(&name, &value) {
+            return self.fail("a connection-specific header, or te other than trailers");
         }
         match HeaderValue::from_maybe_shared(value) {
             Ok(mut v) => {

@@ -3,24 +3,15 @@
 //! body's length is known and no header gave it.
 
 use super::hpack;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http_body::Body as _;
-
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 pub fn encode(head: &http::response::Parts, body: &crate::Body, out: &mut Vec<u8>) {
     hpack::status(head.status.as_u16(), out);
     let mut date = false;
     let mut length = false;
     for (name, value) in &head.headers {
-        let skip = *name == header::CONNECTION
-            || *name == header::TRANSFER_ENCODING
-            || *name == header::UPGRADE
-            || *name == KEEP_ALIVE
-            || *name == PROXY_CONNECTION
-            || (*name == header::TE && value != "trailers");
-        if skip {
+        if super::connection_specific(name, value.as_bytes()) {
             continue;
         }
         date |= *name == header::DATE;
@@ -47,7 +38,7 @@ mod tests {
         let mut resp = http::Response::new(crate::errors::text("hello"));
         let h = resp.headers_mut();
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        h.insert(KEEP_ALIVE, HeaderValue::from_static("timeout=5"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("gzip"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         let (head, body) = resp.into_parts();

@@ -97,10 +97,7 @@ impl State {
 
     /// Streams whose response body waits: pumped again on each poll.
     pub fn pump_all(&mut self, cx: &mut Context<'_>) {
-        let has_body = |s: &super::Stream| matches!(s.sending, Sending::Body(..));
-        if !self.streams.values().any(has_body) {
-            return;
-        }
+        // Empty (and so not allocated) while no stream has a body to send.
         let sending: Vec<u32> =
             self.streams.iter().filter(|(_, s)| matches!(s.sending, Sending::Body(..))).map(|(&id, _)| id).collect();
         for id in sending {

@@ -7,19 +7,8 @@ fn hex(s: &str) -> Vec<u8> {
 
 fn fields(d: &mut Decoder, block: &[u8]) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    d.decode(block, |name, value, _| {
-        let name = match name {
-            Name::Authority => ":authority".to_string(),
-            Name::Method => ":method".into(),
-            Name::Path => ":path".into(),
-            Name::Scheme => ":scheme".into(),
-            Name::Status => ":status".into(),
-            Name::OtherPseudo => ":other".into(),
-            Name::Header(h) => h.as_str().into(),
-        };
-        out.push((name, String::from_utf8(value.to_vec()).unwrap()));
-    })
-    .unwrap();
+    d.decode(block, |name, value, _| out.push((name.as_str().to_string(), String::from_utf8(value.to_vec()).unwrap())))
+        .unwrap();
     out
 }
 

@@ -1,10 +1,12 @@
 //! Pooled upstream clients: HTTP/1.1 (the proxy's own for bodies in hand, see `h1`; hyper's
 //! for streamed bodies and upgrades), and HTTP/2 with prior knowledge for services declared
-//! `http2` or `grpc` (trailers and streams in both directions need it end to end; see `h2`). Connections
+//! `http2` or `grpc` (trailers and streams in both directions need it end to end; the proxy's
+//! own, pooled in `h2`). Connections
 //! to an endpoint whose proxy has an identity are mTLS once this proxy has one too. Request
 //! bodies are buffered here when small ([`Replay`]), and [`UpstreamError`] says why an
 //! upstream gave no response.
 
+mod h2;
 pub mod link;
 pub mod targets;
 mod tee;
@@ -29,7 +31,7 @@ pub struct Clients(Arc<Pools>);
 
 struct Pools {
     http1: HttpClient,
-    http2: crate::transport::h2::Pool,
+    http2: h2::Pool,
     /// HTTP/1.1 for requests whose body is in hand: most of them.
     fast: crate::transport::h1::Pool,
 }
@@ -52,7 +54,7 @@ impl Clients {
         let connector = |h2| Connector::new(http.clone(), mesh.clone(), h2, None);
         Clients(Arc::new(Pools {
             http1: builder().build(connector(false)),
-            http2: crate::transport::h2::Pool::new(connector(true)),
+            http2: h2::Pool::new(connector(true)),
             fast: crate::transport::h1::Pool::new(connector(false)),
         }))
     }
@@ -67,7 +69,7 @@ impl Clients {
         addr: &str,
         max_requests: u32,
     ) -> Result<http::Response<crate::Body>, UpstreamError> {
-        use crate::transport::h2::Outgoing;
+        use h2::Outgoing;
         let (body, client_failed) = match (protocol, body) {
             (Protocol::Http, Replay::Buffered(bytes)) => {
                 return self.0.fast.send(parts, bytes, addr, max_requests).await;

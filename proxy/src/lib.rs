@@ -12,16 +12,15 @@
 //! - [`decide`]: the pure decisions, plain functions over plain data: routing ([`decide::split`]),
 //!   load balancing, outlier ejection, retry budgets, access policy and rate limits. [`stack`]
 //!   holds the layers that act on them; [`endpoints`] keeps their state per endpoint.
-//! - [`client`]: pooled HTTP/1.1 and HTTP/2 upstream clients.
+//! - [`client`]: pooled HTTP/1.1 and HTTP/2 upstream clients (HTTP/2 on [`http2::client`]).
 //! - [`stack`]: the request paths as tower layers, one per feature, assembled per listener.
 //! - [`inbound`]: what the inbound listener makes of a connection (mTLS or plaintext).
 //! - [`transport`]: connections that are TLS or plaintext, accepted (with what they proved
 //!   about the peer) or made (the `Connector`); the proxy's certificate and the mTLS configs
 //!   built from it ([`transport::tls`]); HTTP/1.1 of the proxy's own for the common request,
-//!   in front of hyper ([`transport::h1`]: its wire format, pool and server); HTTP/2 to
-//!   upstreams on h2 ([`transport::h2`]).
-//! - [`http2`]: the proxy's own HTTP/2 server: frames, HPACK, flow control, streams served in
-//!   the connection's task.
+//!   in front of hyper ([`transport::h1`]: its wire format, pool and server).
+//! - [`http2`]: the proxy's own HTTP/2, server and client: frames, HPACK, flow control, the
+//!   streams of a connection handled in its task.
 //! - [`grpc`]: gRPC's statuses: which are the service's failures, the proxy's errors as gRPC
 //!   statuses, and a response body that tells the call's status when its trailers pass.
 //! - [`errors`]: typed data-path errors (and why an upstream gave no answer), and the one

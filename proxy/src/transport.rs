@@ -3,7 +3,6 @@
 //! client speaks mTLS only to endpoints with an identity.
 
 pub mod h1;
-pub mod h2;
 pub mod tls;
 
 use crate::Shared;

@@ -1,6 +1,6 @@
-//! A request body as it arrives on a stream: the connection queues its DATA and trailers, the
-//! service reads them, and what it read is handed back to the connection as window to give
-//! the client again.
+//! A body as it arrives on a stream (a server's request, a client's response): the connection
+//! queues its DATA and trailers, the reader takes them, and what it took is handed back to the
+//! connection as window to give the peer again.
 
 use crate::errors::BodyError;
 use bytes::Bytes;
@@ -22,11 +22,31 @@ pub struct Queue {
     reader: Option<Waker>,
 }
 
-/// Bytes the readers took, by stream, for the connection to give back as window.
+/// What the readers leave for the connection's task, which `connection` wakes.
 #[derive(Default)]
 pub struct Credit {
-    pub taken: Mutex<Vec<(u32, usize)>>,
+    pub notes: Mutex<Notes>,
     pub connection: futures::task::AtomicWaker,
+}
+
+#[derive(Default)]
+pub struct Notes {
+    /// Bytes the readers took, by stream, to give back as window.
+    pub taken: Vec<(u32, usize)>,
+    /// Streams whose reader let go before their end: a client's, to cancel.
+    pub dropped: Vec<u32>,
+}
+
+impl Credit {
+    fn note(&self, write: impl FnOnce(&mut Notes)) {
+        write(&mut self.notes.lock().unwrap_or_else(|e| e.into_inner()));
+        self.connection.wake();
+    }
+
+    /// Stream `id`'s reader let go of it before its end.
+    pub fn dropped(&self, id: u32) {
+        self.note(|n| n.dropped.push(id));
+    }
 }
 
 pub type Shared = Arc<Mutex<Queue>>;
@@ -63,13 +83,31 @@ pub fn break_off(q: &Shared, why: &'static str) {
     }
 }
 
-/// The reader's side: the request's body.
+/// The reader's side: the body.
 pub struct Body {
-    pub id: u32,
-    pub queue: Shared,
-    pub credit: Arc<Credit>,
+    id: u32,
+    queue: Shared,
+    credit: Arc<Credit>,
     /// From `content-length`, for the size hint.
-    pub length: Option<u64>,
+    length: Option<u64>,
+    /// Whether letting go of the body before its end cancels the stream: a client's response,
+    /// whose upstream would otherwise go on sending what nobody reads. A server's service may
+    /// drop a request's body and still answer.
+    cancel_on_drop: bool,
+}
+
+impl Body {
+    pub fn new(id: u32, queue: Shared, credit: Arc<Credit>, length: Option<u64>, cancel_on_drop: bool) -> Body {
+        Body { id, queue, credit, length, cancel_on_drop }
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        if self.cancel_on_drop && !locked(&self.queue).ended {
+            self.credit.dropped(self.id);
+        }
+    }
 }
 
 impl http_body::Body for Body {
@@ -92,10 +130,7 @@ impl http_body::Body for Body {
                 }
             };
             drop(q);
-            let mut taken = this.credit.taken.lock().unwrap_or_else(|e| e.into_inner());
-            taken.push((this.id, data.len()));
-            drop(taken);
-            this.credit.connection.wake();
+            this.credit.note(|n| n.taken.push((this.id, data.len())));
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         if let Some(why) = q.broken {

@@ -1,21 +1,28 @@
-//! One connection's state: frames read and checked, streams opened and closed, both
-//! directions' flow control, and the bytes to write. Everything happens in the connection's
-//! task; the service's futures and the response bodies are polled from it.
+//! One connection's state, as a server or as a client: frames read and checked, streams opened
+//! and closed, both directions' flow control, and the bytes to write. Everything happens in
+//! the connection's task, which also polls the bodies it sends (a server's responses, a
+//! client's requests). What differs by role lives in `accept` (a server's streams) and `open`
+//! (a client's).
 
 use super::body::{self, Credit};
 use super::frame::{self, Head, Reason};
 use super::hpack;
-use super::request;
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
 
+mod accept;
+mod control;
+pub mod open;
 mod send;
 
-/// What this server announces: its stream window, its connection window (raised from the
+/// What the server announces: its stream window, its connection window (raised from the
 /// protocol's 64 KB at once), the streams a client may have open.
 pub const STREAM_WINDOW: u32 = 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 1024 * 1024;
 pub const MAX_STREAMS: u32 = 200;
+/// What the client announces, as hyper's client did: room for a fast upstream on a busy link.
+const CLIENT_STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CLIENT_CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
 /// Window handed back once a reader took this much of it: fewer WINDOW_UPDATE frames.
 const CREDIT_STEP: usize = 64 * 1024;
 /// A header block this large (in frames, before decoding) ends the connection: CONTINUATION
@@ -47,33 +54,80 @@ fn fault<T>(reason: Reason, why: &'static str) -> Res<T> {
     Err(Fault(reason, why))
 }
 
+/// Which end of the connection this is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    Server,
+    Client,
+}
+
 pub enum Sending {
-    /// The service has not answered yet.
+    /// A server's service has not answered yet.
     Waiting,
-    /// The response body, and what was read of it but not sent for want of window.
+    /// The body being sent, and what was read of it but not sent for want of window.
     Body(crate::Body, Option<Bytes>),
+    /// A client's request is sent; its response is still coming.
+    Done,
+}
+
+/// Why a stream ended before its exchange did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Broken {
+    /// The peer reset it with this reason.
+    Reset(Reason),
+    /// The peer did not process it (REFUSED_STREAM, or past its GOAWAY): safe to send again.
+    Refused,
+    /// The body this end was sending failed.
+    Body,
+    /// The stream broke the protocol, or the connection ended, for this reason.
+    Other(&'static str),
+}
+
+impl Broken {
+    pub fn why(self) -> &'static str {
+        match self {
+            Broken::Reset(Reason::CANCEL) => "the peer cancelled the stream",
+            Broken::Reset(_) => "the peer reset the stream",
+            Broken::Refused => "the peer refused the stream unprocessed",
+            Broken::Body => "the body being sent failed",
+            Broken::Other(why) => why,
+        }
+    }
+}
+
+/// Who waits on a stream beyond the connection.
+pub enum Waiter {
+    /// A server's service, whose future stops when the stream does.
+    Service(futures::future::AbortHandle),
+    /// A client's caller, until the final response head reaches it; whether its request was
+    /// HEAD.
+    Caller(Option<(open::Answer, bool)>),
 }
 
 pub struct Stream {
-    /// The request body's queue, while the client may still send on it.
+    /// The queue of the body being received (a server's request, a client's response), while
+    /// the peer may still send on it.
     pub recv: Option<body::Shared>,
-    /// `content-length` still to come, when the request gave one.
+    /// `content-length` still to come, when the head gave one.
     pub expected: Option<u64>,
     pub recv_window: i64,
-    /// Window read back from the body, not yet given to the client.
+    /// Window read back from the body, not yet given to the peer.
     pub credit: usize,
     pub send_window: i64,
     pub sending: Sending,
-    /// Stops the service's future when the client resets the stream.
-    pub abort: futures::future::AbortHandle,
+    pub waiter: Waiter,
 }
 
 impl Stream {
-    /// Stops the stream's service future and breaks its request body, saying `why`.
-    fn cancel(self, why: &'static str) {
-        self.abort.abort();
+    /// Stops whoever waits on the stream and breaks the body being received, saying why.
+    fn cancel(self, broken: Broken) {
+        match self.waiter {
+            Waiter::Service(abort) => abort.abort(),
+            Waiter::Caller(Some((answer, _))) => answer.fail(broken),
+            Waiter::Caller(None) => {}
+        }
         if let Some(queue) = self.recv {
-            body::break_off(&queue, why);
+            body::break_off(&queue, broken.why());
         }
     }
 }
@@ -94,19 +148,23 @@ pub enum Event {
 }
 
 pub struct State {
-    /// The client's preface is still to come.
+    pub role: Role,
+    /// A server's: the client's preface is still to come.
     preface: bool,
     decoder: hpack::Decoder,
     block: Option<Block>,
     pub streams: crate::hash::Map<u32, Stream>,
-    /// The highest stream the client opened.
+    /// The highest stream opened (by the client, whichever end this is).
     pub last_id: u32,
     /// Set once GOAWAY went out: streams past it are ignored.
     pub goaway: Option<u32>,
-    pub peer_goaway: bool,
+    /// The last stream the peer's GOAWAY said it would process.
+    pub peer_goaway: Option<u32>,
     pub got_settings: bool,
     peer_window: i64,
     pub peer_frame: usize,
+    /// The streams the peer lets this end have open (a client's limit).
+    pub peer_max_streams: usize,
     pub send_window: i64,
     recv_window: i64,
     /// Window taken back from readers, not yet given to the client.
@@ -122,31 +180,53 @@ pub struct State {
 }
 
 impl State {
-    pub fn new() -> State {
+    /// A connection's state, with what this end says first (a client's preface, then
+    /// SETTINGS and the connection's window) ready to write.
+    pub fn new(role: Role) -> State {
         let mut out = Vec::with_capacity(1024);
-        frame::settings(
-            &mut out,
-            &[
-                (frame::MAX_CONCURRENT_STREAMS, MAX_STREAMS),
-                (frame::INITIAL_WINDOW_SIZE, STREAM_WINDOW),
-                (frame::MAX_HEADER_LIST_SIZE, crate::transport::h1::MAX_HEAD as u32),
-                (frame::ENABLE_PUSH, 0),
-            ],
-        );
-        frame::window_update(&mut out, 0, CONNECTION_WINDOW - frame::DEFAULT_WINDOW as u32);
+        let head_limit = crate::transport::h1::MAX_HEAD as u32;
+        let window = match role {
+            Role::Server => {
+                frame::settings(
+                    &mut out,
+                    &[
+                        (frame::MAX_CONCURRENT_STREAMS, MAX_STREAMS),
+                        (frame::INITIAL_WINDOW_SIZE, STREAM_WINDOW),
+                        (frame::MAX_HEADER_LIST_SIZE, head_limit),
+                        (frame::ENABLE_PUSH, 0),
+                    ],
+                );
+                CONNECTION_WINDOW
+            }
+            Role::Client => {
+                out.extend_from_slice(frame::PREFACE);
+                frame::settings(
+                    &mut out,
+                    &[
+                        (frame::ENABLE_PUSH, 0),
+                        (frame::INITIAL_WINDOW_SIZE, CLIENT_STREAM_WINDOW),
+                        (frame::MAX_HEADER_LIST_SIZE, head_limit),
+                    ],
+                );
+                CLIENT_CONNECTION_WINDOW
+            }
+        };
+        frame::window_update(&mut out, 0, window - frame::DEFAULT_WINDOW as u32);
         State {
-            preface: true,
+            role,
+            preface: role == Role::Server,
             decoder: hpack::Decoder::default(),
             block: None,
             streams: Default::default(),
             last_id: 0,
             goaway: None,
-            peer_goaway: false,
+            peer_goaway: None,
             got_settings: false,
             peer_window: frame::DEFAULT_WINDOW,
             peer_frame: frame::DEFAULT_FRAME,
+            peer_max_streams: usize::MAX,
             send_window: frame::DEFAULT_WINDOW,
-            recv_window: i64::from(CONNECTION_WINDOW),
+            recv_window: i64::from(window),
             conn_credit: 0,
             credit: Arc::default(),
             out,
@@ -157,8 +237,8 @@ impl State {
         }
     }
 
-    /// Reads the frames whole in `buf` (the client's preface first), leaving a partial one;
-    /// new requests go to `events`.
+    /// Reads the frames whole in `buf` (a client's preface first), leaving a partial one; a
+    /// server's new requests go to `events`.
     pub fn read(&mut self, buf: &mut BytesMut, events: &mut Vec<Event>) -> Res<()> {
         if self.preface {
             let n = buf.len().min(frame::PREFACE.len());
@@ -202,38 +282,16 @@ impl State {
             frame::WINDOW_UPDATE => self.window_update(head, &payload),
             frame::RST_STREAM => self.rst_stream(head, &payload),
             frame::PING => self.ping(head, &payload),
-            frame::GOAWAY => {
-                if head.stream != 0 || head.len < 8 {
-                    return fault(Reason::PROTOCOL_ERROR, "a malformed GOAWAY");
-                }
-                self.peer_goaway = true;
-                Ok(())
-            }
+            frame::GOAWAY => self.peer_goaway(head, &payload),
             frame::PRIORITY => match (head.stream, head.len) {
                 (0, _) => fault(Reason::PROTOCOL_ERROR, "PRIORITY on stream 0"),
                 (_, 5) => Ok(()),
                 _ => fault(Reason::FRAME_SIZE_ERROR, "a PRIORITY frame not 5 bytes long"),
             },
-            frame::PUSH_PROMISE => fault(Reason::PROTOCOL_ERROR, "PUSH_PROMISE from a client"),
+            // A client gets none: it turned push off.
+            frame::PUSH_PROMISE => fault(Reason::PROTOCOL_ERROR, "PUSH_PROMISE, which this end does not take"),
             // Unknown frame types are ignored (RFC 9113 §4.1).
             _ => Ok(()),
-        }
-    }
-
-    /// Counts one flood event of a kind; too many in a second end the connection.
-    fn flood(&mut self, resets: bool) -> Res<()> {
-        let now = crate::clock::now();
-        if now.duration_since(self.second) >= std::time::Duration::from_secs(1) {
-            (self.second, self.resets, self.empties) = (now, 0, 0);
-        }
-        let (count, limit) = match resets {
-            true => (&mut self.resets, MAX_RESETS_PER_SECOND),
-            false => (&mut self.empties, MAX_EMPTY_PER_SECOND),
-        };
-        *count += 1;
-        match *count > limit {
-            true => fault(Reason::ENHANCE_YOUR_CALM, "too many resets or empty frames"),
-            false => Ok(()),
         }
     }
 
@@ -277,6 +335,8 @@ impl State {
         };
         let refused = match &s.recv {
             None => Some(Reason::STREAM_CLOSED),
+            // A response's DATA before its head.
+            Some(_) if matches!(s.waiter, Waiter::Caller(Some(_))) => Some(Reason::PROTOCOL_ERROR),
             Some(_) if len > s.recv_window => Some(Reason::FLOW_CONTROL_ERROR),
             Some(_) => {
                 s.recv_window -= len;
@@ -296,16 +356,33 @@ impl State {
         }
         if end {
             body::end(queue, None);
-            s.recv = None;
+            self.received(id);
         }
         // Padding, and bytes nobody will read, come back at once.
         self.give_back(id, back);
         Ok(())
     }
 
+    /// The peer ended its side of stream `id`. A server answers it still; a client's stream
+    /// is done unless its request is still going, which the response's end makes moot: it is
+    /// cancelled.
+    fn received(&mut self, id: u32) {
+        let Some(s) = self.streams.get_mut(&id) else { return };
+        s.recv = None;
+        if self.role == Role::Client {
+            if !matches!(s.sending, Sending::Done) {
+                frame::rst_stream(&mut self.out, id, Reason::CANCEL);
+            }
+            self.streams.remove(&id);
+        }
+    }
+
     fn headers(&mut self, head: Head, payload: Bytes, events: &mut Vec<Event>) -> Res<()> {
         if head.stream == 0 || head.stream.is_multiple_of(2) {
             return fault(Reason::PROTOCOL_ERROR, "HEADERS on a stream a client cannot open");
+        }
+        if self.role == Role::Client && head.stream > self.last_id {
+            return fault(Reason::PROTOCOL_ERROR, "HEADERS on a stream never opened");
         }
         let (mut block, _) = Self::unpad(&head, payload)?;
         if head.flags & frame::PRIORITY_FLAG != 0 {
@@ -341,245 +418,39 @@ impl State {
         Ok(())
     }
 
-    /// A whole header block on stream `id`: a new request, or a request's trailers.
+    /// A whole header block on stream `id`: a head, or trailers.
     fn block(&mut self, id: u32, end_stream: bool, bytes: &[u8], events: &mut Vec<Event>) -> Res<()> {
-        let trailers = id <= self.last_id;
-        let mut fields = request::Head::default();
+        match self.role {
+            Role::Server => self.request_block(id, end_stream, bytes, events),
+            Role::Client => self.response_block(id, end_stream, bytes),
+        }
+    }
+
+    /// Decodes a header block into its fields (the table stays in step whatever they say).
+    fn fields(&mut self, bytes: &[u8], trailers: bool) -> Res<super::head::Head> {
+        let mut fields = super::head::Head::default();
         let decoded =
             self.decoder.decode(bytes, |name, value, sensitive| fields.field(name, value, sensitive, trailers));
         decoded.map_err(|m| Fault(Reason::COMPRESSION_ERROR, m.0))?;
-        if trailers {
-            let Some(stream) = self.streams.get_mut(&id) else { return Ok(()) };
-            if stream.recv.is_none() {
-                return self.reset(id, Reason::STREAM_CLOSED);
-            }
-            let complete = end_stream && stream.expected.is_none_or(|left| left == 0);
-            let map = match fields.trailers() {
-                Ok(map) if complete => map,
-                // Trailers that do not end the stream, or a body short of its length.
-                _ => return self.reset(id, Reason::PROTOCOL_ERROR),
-            };
-            if let Some(queue) = stream.recv.take() {
-                body::end(&queue, Some(map));
-            }
-            return Ok(());
+        Ok(fields)
+    }
+
+    /// Trailers on a stream still receiving: they end its body.
+    fn trailers(&mut self, id: u32, end_stream: bool, fields: super::head::Head) -> Res<()> {
+        let Some(stream) = self.streams.get_mut(&id) else { return Ok(()) };
+        if stream.recv.is_none() {
+            return self.reset(id, Reason::STREAM_CLOSED);
         }
-        self.last_id = id;
-        if self.goaway.is_some_and(|last| id > last) {
-            return Ok(());
-        }
-        if self.streams.len() >= MAX_STREAMS as usize {
-            return self.refuse(id, Reason::REFUSED_STREAM);
-        }
-        let too_large = fields.size > crate::transport::h1::MAX_HEAD;
-        let (mut parts, length) = match fields.request() {
-            Ok(made) => made,
-            Err(why) => {
-                tracing::debug!(stream = id, why, "malformed HTTP/2 request");
-                return self.refuse(id, Reason::PROTOCOL_ERROR);
-            }
+        let complete = end_stream && stream.expected.is_none_or(|left| left == 0);
+        let map = match fields.trailers() {
+            Ok(map) if complete => map,
+            // Trailers that do not end the stream, or a body short of its length.
+            _ => return self.reset(id, Reason::PROTOCOL_ERROR),
         };
-        let end = end_stream;
-        if end && length.is_some_and(|n| n > 0) {
-            return self.refuse(id, Reason::PROTOCOL_ERROR);
+        if let Some(queue) = &stream.recv {
+            body::end(queue, Some(map));
         }
-        let queue = body::Shared::default();
-        if end {
-            body::end(&queue, None);
-        }
-        let (abort, registration) = futures::future::AbortHandle::new_pair();
-        let stream = Stream {
-            recv: (!end).then(|| queue.clone()),
-            expected: length,
-            recv_window: i64::from(STREAM_WINDOW),
-            credit: 0,
-            send_window: self.peer_window,
-            sending: Sending::Waiting,
-            abort,
-        };
-        self.streams.insert(id, stream);
-        // What the proxy's HTTP/1.1 server checks as it reads a head, and its answers.
-        let checked = match too_large {
-            true => Err(crate::transport::h1::Refused::HEADERS_TOO_LARGE),
-            false => crate::transport::h1::check_parsed(&mut parts),
-        };
-        if let Err(refused) = checked {
-            events.push(Event::Refused(id, crate::transport::h1::refusal(refused, http::Version::HTTP_2)));
-            return Ok(());
-        }
-        let body = body::Body { id, queue, credit: self.credit.clone(), length };
-        use http_body_util::BodyExt;
-        let req = http::Request::from_parts(parts, body.boxed_unsync());
-        events.push(Event::Request(id, req, registration));
+        self.received(id);
         Ok(())
-    }
-
-    fn settings(&mut self, head: Head, payload: &[u8]) -> Res<()> {
-        if head.stream != 0 {
-            return fault(Reason::PROTOCOL_ERROR, "SETTINGS on a stream");
-        }
-        if head.flags & frame::ACK != 0 {
-            return match head.len {
-                0 => Ok(()),
-                _ => fault(Reason::FRAME_SIZE_ERROR, "a SETTINGS ACK with a payload"),
-            };
-        }
-        if !head.len.is_multiple_of(6) {
-            return fault(Reason::FRAME_SIZE_ERROR, "SETTINGS not a multiple of 6 bytes");
-        }
-        for setting in payload.chunks(6) {
-            let id = u16::from_be_bytes([setting[0], setting[1]]);
-            let value = u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
-            match id {
-                frame::ENABLE_PUSH if value > 1 => return fault(Reason::PROTOCOL_ERROR, "ENABLE_PUSH not 0 or 1"),
-                frame::INITIAL_WINDOW_SIZE => {
-                    let value = i64::from(value);
-                    if value > frame::MAX_WINDOW {
-                        return fault(Reason::FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large");
-                    }
-                    let delta = value - self.peer_window;
-                    self.peer_window = value;
-                    for s in self.streams.values_mut() {
-                        s.send_window += delta;
-                        if s.send_window > frame::MAX_WINDOW {
-                            return fault(Reason::FLOW_CONTROL_ERROR, "a stream's window too large");
-                        }
-                    }
-                }
-                frame::MAX_FRAME_SIZE => {
-                    if !(16_384..=16_777_215).contains(&value) {
-                        return fault(Reason::PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range");
-                    }
-                    self.peer_frame = value as usize;
-                }
-                _ => {}
-            }
-        }
-        self.got_settings = true;
-        frame::head(&mut self.out, 0, frame::SETTINGS, frame::ACK, 0);
-        Ok(())
-    }
-
-    fn window_update(&mut self, head: Head, payload: &[u8]) -> Res<()> {
-        if head.len != 4 {
-            return fault(Reason::FRAME_SIZE_ERROR, "a WINDOW_UPDATE not 4 bytes long");
-        }
-        let increment = i64::from(u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff);
-        if head.stream == 0 {
-            if increment == 0 {
-                return fault(Reason::PROTOCOL_ERROR, "a connection WINDOW_UPDATE of 0");
-            }
-            self.send_window += increment;
-            if self.send_window > frame::MAX_WINDOW {
-                return fault(Reason::FLOW_CONTROL_ERROR, "the connection's window too large");
-            }
-            return Ok(());
-        }
-        if head.stream > self.last_id {
-            return fault(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE on a stream never opened");
-        }
-        let Some(stream) = self.streams.get_mut(&head.stream) else { return Ok(()) };
-        stream.send_window += increment;
-        if increment == 0 {
-            return self.reset(head.stream, Reason::PROTOCOL_ERROR);
-        }
-        if stream.send_window > frame::MAX_WINDOW {
-            return self.reset(head.stream, Reason::FLOW_CONTROL_ERROR);
-        }
-        Ok(())
-    }
-
-    fn rst_stream(&mut self, head: Head, _payload: &[u8]) -> Res<()> {
-        if head.stream == 0 {
-            return fault(Reason::PROTOCOL_ERROR, "RST_STREAM on stream 0");
-        }
-        if head.len != 4 {
-            return fault(Reason::FRAME_SIZE_ERROR, "a RST_STREAM not 4 bytes long");
-        }
-        if head.stream > self.last_id {
-            return fault(Reason::PROTOCOL_ERROR, "RST_STREAM on a stream never opened");
-        }
-        if let Some(stream) = self.streams.remove(&head.stream) {
-            stream.cancel("the client reset the stream");
-            self.flood(true)?;
-        }
-        Ok(())
-    }
-
-    fn ping(&mut self, head: Head, payload: &[u8]) -> Res<()> {
-        if head.stream != 0 {
-            return fault(Reason::PROTOCOL_ERROR, "PING on a stream");
-        }
-        let Ok(data) = <&[u8; 8]>::try_from(payload) else {
-            return fault(Reason::FRAME_SIZE_ERROR, "a PING not 8 bytes long");
-        };
-        match head.flags & frame::ACK {
-            0 => frame::ping(&mut self.out, frame::ACK, data),
-            _ => self.ping_out = false,
-        }
-        Ok(())
-    }
-
-    /// Resets a stream of ours (a stream error): the service's future stops, the body breaks.
-    pub fn reset(&mut self, id: u32, reason: Reason) -> Res<()> {
-        frame::rst_stream(&mut self.out, id, reason);
-        if let Some(stream) = self.streams.remove(&id) {
-            stream.cancel("the stream was reset");
-        }
-        Ok(())
-    }
-
-    /// Resets a stream before it is one: its head was decoded (the table stays in step), and
-    /// nothing else is kept.
-    fn refuse(&mut self, id: u32, reason: Reason) -> Res<()> {
-        frame::rst_stream(&mut self.out, id, reason);
-        Ok(())
-    }
-
-    /// Window that readers took (or nobody will), given back once enough has gathered.
-    fn give_back(&mut self, stream: u32, n: usize) {
-        if n == 0 {
-            return;
-        }
-        if stream != 0
-            && let Some(s) = self.streams.get_mut(&stream)
-            && s.recv.is_some()
-        {
-            s.credit += n;
-            if s.credit >= CREDIT_STEP {
-                s.recv_window += s.credit as i64;
-                frame::window_update(&mut self.out, stream, s.credit as u32);
-                s.credit = 0;
-            }
-        }
-        self.conn_credit += n;
-        if self.conn_credit >= CREDIT_STEP {
-            self.recv_window += self.conn_credit as i64;
-            frame::window_update(&mut self.out, 0, self.conn_credit as u32);
-            self.conn_credit = 0;
-        }
-    }
-
-    /// Gives back the window the request bodies' readers took since last asked.
-    pub fn credit(&mut self) {
-        let taken = std::mem::take(&mut *self.credit.taken.lock().unwrap_or_else(|e| e.into_inner()));
-        for (stream, n) in taken {
-            self.give_back(stream, n);
-        }
-    }
-
-    /// A graceful shutdown: GOAWAY naming the last stream opened, which is served with those
-    /// before it; streams opened after are ignored.
-    pub fn shutdown(&mut self) {
-        self.goaway = Some(self.last_id);
-        frame::goaway(&mut self.out, self.last_id, Reason::NO_ERROR);
-    }
-
-    /// GOAWAY for a connection error; the last stream processed is the last opened.
-    pub fn fail(&mut self, fault: &Fault) {
-        frame::goaway(&mut self.out, self.last_id, fault.0);
-        for (_, stream) in std::mem::take(&mut self.streams) {
-            stream.cancel(fault.1);
-        }
     }
 }

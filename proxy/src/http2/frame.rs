@@ -1,4 +1,4 @@
-//! HTTP/2 frames (RFC 9113 §4 and §6): the nine-byte head, the types and flags this server
+//! HTTP/2 frames (RFC 9113 §4 and §6): the nine-byte head, the types and flags the proxy
 //! reads and writes, and the writers of the frames it sends.
 
 pub const DATA: u8 = 0;
@@ -30,6 +30,7 @@ impl Reason {
     pub const STREAM_CLOSED: Reason = Reason(5);
     pub const FRAME_SIZE_ERROR: Reason = Reason(6);
     pub const REFUSED_STREAM: Reason = Reason(7);
+    pub const CANCEL: Reason = Reason(8);
     pub const COMPRESSION_ERROR: Reason = Reason(9);
     pub const ENHANCE_YOUR_CALM: Reason = Reason(11);
 }

@@ -151,7 +151,7 @@ impl Decoder {
         if index == 0 {
             let raw = string(block, at)?;
             let name = match raw.first() {
-                Some(b':') => pseudo(&raw),
+                Some(b':') => pseudo_name(&raw),
                 // Uppercase is malformed in HTTP/2 (RFC 9113 §8.2.1); HeaderName would fold it.
                 _ if raw.iter().any(u8::is_ascii_uppercase) => return Err(Malformed("an uppercase header name")),
                 _ => Name::Header(HeaderName::from_bytes(&raw).map_err(|_| Malformed("an invalid header name"))?),
@@ -223,7 +223,7 @@ fn string(block: &[u8], at: &mut usize) -> Result<Bytes, Malformed> {
     Ok(out.into())
 }
 
-fn pseudo(name: &[u8]) -> Name {
+fn pseudo_name(name: &[u8]) -> Name {
     match name {
         b":authority" => Name::Authority,
         b":method" => Name::Method,
@@ -236,7 +236,7 @@ fn pseudo(name: &[u8]) -> Name {
 
 fn static_name(name: &'static str) -> Name {
     match name.as_bytes()[0] {
-        b':' => pseudo(name.as_bytes()),
+        b':' => pseudo_name(name.as_bytes()),
         _ => Name::Header(HeaderName::from_static(name)),
     }
 }
@@ -263,6 +263,19 @@ pub fn status(code: u16, out: &mut Vec<u8>) {
 
 fn itoa3(code: u16) -> [u8; 3] {
     [b'0' + (code / 100 % 10) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8]
+}
+
+/// Appends a pseudo-header named by its static table index (1 `:authority`, 2 `:method`,
+/// 4 `:path`, 6 `:scheme`): the whole field's index when the table holds the value too (`GET`,
+/// `POST`, `/`, `http`), else a literal not indexed that names it by index.
+pub fn pseudo(name: usize, value: &[u8], out: &mut Vec<u8>) {
+    let same_name = STATIC[name - 1..].iter().take_while(|(n, _)| *n == STATIC[name - 1].0);
+    if let Some(offset) = same_name.into_iter().position(|(_, v)| v.as_bytes() == value) {
+        out.push(0x80 | (name + offset) as u8);
+        return;
+    }
+    put_integer(name, 4, 0, out);
+    put_string(value, out);
 }
 
 /// Appends a header: a literal not indexed (never indexed when `value` is sensitive), its name

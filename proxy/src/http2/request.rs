@@ -1,210 +1,96 @@
-//! A request's head from its decoded fields, checked as RFC 9113 §8.2-8.3 asks: pseudo-headers
-//! first, each once, the ones a request needs; lowercase names (the decoder checks); none of
-//! HTTP/1.1's connection headers; `te` only as `trailers`. A head that breaks a rule is
-//! malformed: the stream is reset with PROTOCOL_ERROR.
+//! A request's head as the proxy sends it to an HTTP/2 upstream (RFC 9113 §8.3.1).
+//!
+//! `:authority` is the authority the client asked for (its Host), as Envoy and Linkerd forward
+//! it, not the endpoint's address: the application sees the name it is called by. No Host
+//! header goes with it, and none of HTTP/1.1's connection headers.
 
-use super::hpack::Name;
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use super::hpack;
+use http::header::{self, HeaderValue};
 
-/// A head as the fields gave it, before it is a request.
-#[derive(Default)]
-pub struct Head {
-    method: Option<Bytes>,
-    scheme: Option<Bytes>,
-    authority: Option<Bytes>,
-    path: Option<Bytes>,
-    pub headers: HeaderMap,
-    /// The fields' size as SETTINGS_MAX_HEADER_LIST_SIZE counts it.
-    pub size: usize,
-    malformed: Option<&'static str>,
-    regular_seen: bool,
-}
-
-impl Head {
-    /// Takes one field of a request's block (`trailers`: of its trailers).
-    pub fn field(&mut self, name: Name, value: Bytes, sensitive: bool, trailers: bool) {
-        self.size += name.len() + value.len() + 32;
-        if self.malformed.is_some() {
-            return;
+/// Appends the head of a request for the endpoint at `addr`, with a `content-length` when the
+/// body's `length` is known and no header gave it.
+pub fn encode(parts: &http::request::Parts, addr: &str, length: Option<usize>, out: &mut Vec<u8>) {
+    let authority = match parts.headers.get(header::HOST) {
+        Some(host) => host.as_bytes(),
+        None => parts.uri.authority().map_or(addr, |a| a.as_str()).as_bytes(),
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    hpack::pseudo(2, parts.method.as_str().as_bytes(), out);
+    hpack::pseudo(6, b"http", out);
+    hpack::pseudo(1, authority, out);
+    hpack::pseudo(4, path.as_bytes(), out);
+    let mut has_length = false;
+    for (name, value) in &parts.headers {
+        let hop = *name == header::HOST || *name == header::PROXY_AUTHORIZATION || *name == header::PROXY_AUTHENTICATE;
+        if hop || super::connection_specific(name, value.as_bytes()) {
+            continue;
         }
-        let slot = match name {
-            Name::Header(name) => {
-                self.regular_seen = true;
-                return self.header(name, value, sensitive);
-            }
-            _ if trailers => return self.fail("a pseudo-header in trailers"),
-            _ if self.regular_seen => return self.fail("a pseudo-header after a header"),
-            Name::Method => &mut self.method,
-            Name::Scheme => &mut self.scheme,
-            Name::Authority => &mut self.authority,
-            Name::Path => &mut self.path,
-            Name::Status | Name::OtherPseudo(_) => return self.fail("a pseudo-header a request has no use for"),
-        };
-        if slot.replace(value).is_some() {
-            self.fail("a pseudo-header twice");
-        }
+        has_length |= *name == header::CONTENT_LENGTH;
+        hpack::header(name, value, out);
     }
-
-    fn header(&mut self, name: HeaderName, value: Bytes, sensitive: bool) {
-        if super::connection_specific(&name, &value) {
-            return self.fail("a connection-specific header, or te other than trailers");
-        }
-        match HeaderValue::from_maybe_shared(value) {
-            Ok(mut v) => {
-                v.set_sensitive(sensitive);
-                self.headers.append(name, v);
-            }
-            Err(_) => self.fail("a header value with bytes HTTP forbids"),
-        }
-    }
-
-    fn fail(&mut self, why: &'static str) {
-        self.malformed.get_or_insert(why);
-    }
-
-    /// The trailers, if they were well formed.
-    pub fn trailers(self) -> Result<HeaderMap, &'static str> {
-        match self.malformed {
-            Some(why) => Err(why),
-            None => Ok(self.headers),
-        }
-    }
-
-    /// The request's parts, and its `content-length` if it has one.
-    pub fn request(self) -> Result<(http::request::Parts, Option<u64>), &'static str> {
-        if let Some(why) = self.malformed {
-            return Err(why);
-        }
-        let method = self.method.ok_or("no :method")?;
-        let method = http::Method::from_bytes(&method).map_err(|_| "an invalid :method")?;
-        let mut uri = http::uri::Parts::default();
-        if method == http::Method::CONNECT {
-            // The proxy refuses CONNECT with an answer (`check_parsed`): it needs the head.
-            if self.scheme.is_some() || self.path.is_some() {
-                return Err(":scheme or :path in a CONNECT");
-            }
-        } else {
-            let path = self.path.filter(|p| !p.is_empty()).ok_or("no :path")?;
-            let scheme = self.scheme.ok_or("no :scheme")?;
-            uri.scheme = Some(http::uri::Scheme::try_from(&scheme[..]).map_err(|_| "an invalid :scheme")?);
-            uri.path_and_query =
-                Some(http::uri::PathAndQuery::from_maybe_shared(path).map_err(|_| "an invalid :path")?);
-        }
-        match self.authority {
-            Some(a) => {
-                uri.authority = Some(http::uri::Authority::from_maybe_shared(a).map_err(|_| "an invalid :authority")?)
-            }
-            // Without an authority the URI is the path alone (the Host header may name one).
-            None => uri.scheme = None,
-        }
-        let uri = http::Uri::from_parts(uri).map_err(|_| "an invalid request target")?;
-        let mut headers = self.headers;
-        join_cookies(&mut headers);
-        let mut length = None;
-        for v in headers.get_all(header::CONTENT_LENGTH) {
-            let n = std::str::from_utf8(v.as_bytes())
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or("an invalid content-length")?;
-            if length.replace(n).is_some_and(|m| m != n) {
-                return Err("content-lengths that disagree");
-            }
-        }
-        let mut req = http::Request::new(());
-        *req.method_mut() = method;
-        *req.uri_mut() = uri;
-        *req.version_mut() = http::Version::HTTP_2;
-        *req.headers_mut() = headers;
-        Ok((req.into_parts().0, length))
-    }
-}
-
-/// HTTP/2 lets a client split `cookie` into several fields; HTTP/1.1 allows one, so they are
-/// joined with "; " before the request goes on (RFC 9113 §8.2.3).
-fn join_cookies(headers: &mut HeaderMap) {
-    let mut cookies = headers.get_all(header::COOKIE).iter();
-    let (Some(first), Some(_)) = (cookies.next(), cookies.next()) else { return };
-    let mut joined = first.as_bytes().to_vec();
-    for more in headers.get_all(header::COOKIE).iter().skip(1) {
-        joined.extend_from_slice(b"; ");
-        joined.extend_from_slice(more.as_bytes());
-    }
-    if let Ok(value) = HeaderValue::from_bytes(&joined) {
-        headers.insert(header::COOKIE, value);
+    let bodied = matches!(parts.method, http::Method::POST | http::Method::PUT | http::Method::PATCH);
+    if let Some(length) = length
+        && !has_length
+        && (length > 0 || bodied)
+    {
+        hpack::header(&header::CONTENT_LENGTH, &HeaderValue::from(length), out);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http2::hpack::Decoder;
 
-    fn head(fields: &[(Name, &'static str)]) -> Head {
-        let mut h = Head::default();
-        for (name, value) in fields {
-            h.field(name.clone(), Bytes::from_static(value.as_bytes()), false, false);
-        }
-        h
-    }
-
-    fn hdr(name: &'static str) -> Name {
-        Name::Header(HeaderName::from_static(name))
-    }
-
-    #[test]
-    fn a_well_formed_head_makes_a_request() {
-        let (parts, length) = head(&[
-            (Name::Method, "POST"),
-            (Name::Scheme, "http"),
-            (Name::Authority, "svc:8080"),
-            (Name::Path, "/a?b=c"),
-            (hdr("content-length"), "5"),
-            (hdr("te"), "trailers"),
-        ])
-        .request()
-        .unwrap();
-        assert_eq!(parts.uri, "http://svc:8080/a?b=c");
-        assert_eq!((parts.method, parts.version, length), (http::Method::POST, http::Version::HTTP_2, Some(5)));
-        let (parts, _) = head(&[(Name::Method, "GET"), (Name::Scheme, "http"), (Name::Path, "/")]).request().unwrap();
-        assert_eq!(parts.uri, "/", "no authority: the path alone");
-        let (parts, _) = head(&[
-            (Name::Method, "GET"),
-            (Name::Scheme, "http"),
-            (Name::Path, "/"),
-            (hdr("cookie"), "a=1"),
-            (hdr("x"), "y"),
-            (hdr("cookie"), "b=2"),
-        ])
-        .request()
-        .unwrap();
-        let cookies: Vec<_> = parts.headers.get_all("cookie").iter().collect();
-        assert_eq!(cookies, ["a=1; b=2"], "split cookies are joined");
+    fn fields(block: &[u8]) -> Vec<(String, String)> {
+        let mut seen = Vec::new();
+        Decoder::default()
+            .decode(block, |name, value, _| {
+                seen.push((name.as_str().to_string(), String::from_utf8(value.to_vec()).unwrap()))
+            })
+            .unwrap();
+        seen
     }
 
     #[test]
-    fn a_malformed_head_is_refused() {
-        let ok = [(Name::Method, "GET"), (Name::Scheme, "http"), (Name::Path, "/")];
-        let cases: Vec<Vec<(Name, &'static str)>> = vec![
-            vec![(Name::Method, "GET"), (Name::Scheme, "http")],
-            vec![(Name::Method, "GET"), (Name::Path, "/")],
-            vec![(Name::Scheme, "http"), (Name::Path, "/")],
-            vec![(Name::Method, "GET"), (Name::Method, "GET"), (Name::Scheme, "http"), (Name::Path, "/")],
-            vec![(Name::Method, "GET"), (hdr("x"), "1"), (Name::Scheme, "http"), (Name::Path, "/")],
-            vec![(Name::Status, "200"), (Name::Method, "GET"), (Name::Scheme, "http"), (Name::Path, "/")],
-            [&ok[..], &[(hdr("connection"), "close")]].concat(),
-            [&ok[..], &[(hdr("transfer-encoding"), "chunked")]].concat(),
-            [&ok[..], &[(hdr("te"), "gzip")]].concat(),
-            [&ok[..], &[(hdr("content-length"), "1"), (hdr("content-length"), "2")]].concat(),
-            [&ok[..], &[(hdr("content-length"), "+1")]].concat(),
-            [&ok[..], &[(hdr("x"), "a\nb")]].concat(),
-            vec![(Name::Method, "GET"), (Name::Scheme, "http"), (Name::Path, "")],
+    fn the_clients_authority_goes_upstream_without_hop_by_hop_headers() {
+        let req = http::Request::post("/pkg.Svc/Call?x=1")
+            .header("host", "catalog:8080")
+            .header("te", "trailers")
+            .header("connection", "keep-alive")
+            .header("proxy-authorization", "Basic eA==")
+            .header("transfer-encoding", "chunked")
+            .header("x-kept", "1")
+            .body(())
+            .unwrap();
+        let mut out = Vec::new();
+        encode(&req.into_parts().0, "198.18.0.2:9000", Some(12), &mut out);
+        let got = fields(&out);
+        let expect = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":authority", "catalog:8080"),
+            (":path", "/pkg.Svc/Call?x=1"),
+            ("te", "trailers"),
+            ("x-kept", "1"),
+            ("content-length", "12"),
         ];
-        for fields in cases {
-            assert!(head(&fields).request().is_err());
-        }
-        let mut trailers = Head::default();
-        trailers.field(Name::Path, Bytes::from_static(b"/"), false, true);
-        assert!(trailers.trailers().is_err(), "no pseudo-headers in trailers");
+        assert_eq!(got, expect.map(|(n, v)| (n.to_string(), v.to_string())));
+        assert_eq!(&out[..2], [0x83, 0x86], "POST and http by the static table's index");
+    }
+
+    #[test]
+    fn without_a_host_the_authority_is_the_targets_or_the_endpoints() {
+        let mut out = Vec::new();
+        let req = http::Request::get("http://svc/a").body(()).unwrap();
+        encode(&req.into_parts().0, "10.0.0.1:80", None, &mut out);
+        assert_eq!(fields(&out)[2], (":authority".into(), "svc".into()));
+        out.clear();
+        let req = http::Request::delete("/").header("te", "gzip").body(()).unwrap();
+        encode(&req.into_parts().0, "10.0.0.1:80", Some(0), &mut out);
+        let got = fields(&out);
+        assert_eq!(got[2], (":authority".into(), "10.0.0.1:80".into()));
+        assert_eq!(got[3], (":path".into(), "/".into()));
+        assert_eq!(got.len(), 4, "no te but trailers, no content-length of 0 for DELETE: {got:?}");
     }
 }

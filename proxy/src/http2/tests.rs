@@ -1,5 +1,6 @@
 //! The server against a client written frame by frame over an in-memory pipe: what a
-//! well-behaved client gets, and what each kind of misbehaviour costs it.
+//! well-behaved client gets, and what each kind of misbehaviour costs it. The client's tests
+//! use the same peer and service.
 
 use super::frame::{self, Head, Reason};
 use super::*;
@@ -12,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 /// Echoes the request: its body, its trailers, and `x-path`. `/slow` never answers (and says
 /// so when dropped); `/big` answers 100,000 bytes; `/count` the length of the body.
 #[derive(Clone, Default)]
-struct Echo {
+pub(crate) struct Echo {
     dropped: Arc<AtomicBool>,
 }
 
@@ -65,14 +66,15 @@ impl tower_service::Service<http::Request<crate::ReqBody>> for Echo {
     }
 }
 
-struct Client {
+/// A peer written frame by frame: the client of these tests, the upstream of the client's.
+pub(crate) struct Wire {
     io: DuplexStream,
     buf: bytes::BytesMut,
     decoder: hpack::Decoder,
 }
 
 /// A literal field with a literal name, not indexed: what any encoder may send.
-fn block(fields: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn block(fields: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, value) in fields {
         out.push(0);
@@ -92,33 +94,37 @@ fn post(path: &str) -> Vec<u8> {
     block(&[(":method", "POST"), (":scheme", "http"), (":authority", "svc"), (":path", path)])
 }
 
-impl Client {
+impl Wire {
+    pub(crate) fn new(io: DuplexStream) -> Wire {
+        Wire { io, buf: Default::default(), decoder: Default::default() }
+    }
+
     /// A server on one end of a pipe; the client has sent the preface and its SETTINGS.
     async fn start(
         service: Echo,
         settings: &[(u16, u32)],
-    ) -> (Client, tokio::task::JoinHandle<Result<(), Error>>, tokio::sync::watch::Sender<bool>) {
+    ) -> (Wire, tokio::task::JoinHandle<Result<(), Error>>, tokio::sync::watch::Sender<bool>) {
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let (stop_tx, stop) = Shutdown::new();
         let server = tokio::spawn(serve(theirs, Peer::Plaintext, service, stop, Duration::from_secs(5)));
-        let mut c = Client { io: ours, buf: Default::default(), decoder: Default::default() };
+        let mut c = Wire::new(ours);
         let mut hello = frame::PREFACE.to_vec();
         frame::settings(&mut hello, settings);
         c.send(&hello).await;
         (c, server, stop_tx)
     }
 
-    async fn send(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send(&mut self, bytes: &[u8]) {
         self.io.write_all(bytes).await.unwrap();
     }
 
-    async fn headers(&mut self, stream: u32, block: &[u8], end: bool) {
+    pub(crate) async fn headers(&mut self, stream: u32, block: &[u8], end: bool) {
         let mut out = Vec::new();
         frame::headers(&mut out, stream, block, end, 16_384);
         self.send(&out).await;
     }
 
-    async fn data(&mut self, stream: u32, data: &[u8], end: bool) {
+    pub(crate) async fn data(&mut self, stream: u32, data: &[u8], end: bool) {
         let mut out = Vec::new();
         frame::head(&mut out, data.len(), frame::DATA, if end { frame::END_STREAM } else { 0 }, stream);
         out.extend_from_slice(data);
@@ -126,7 +132,7 @@ impl Client {
     }
 
     /// The next frame, or `None` once the server closed.
-    async fn frame(&mut self) -> Option<(Head, Bytes)> {
+    pub(crate) async fn frame(&mut self) -> Option<(Head, Bytes)> {
         loop {
             if self.buf.len() >= 9 {
                 let head = Head::parse(&self.buf[..9]);
@@ -136,14 +142,14 @@ impl Client {
                 }
             }
             let read = tokio::time::timeout(Duration::from_secs(5), self.io.read_buf(&mut self.buf)).await;
-            if read.expect("the server answers within 5 s").unwrap() == 0 {
+            if read.expect("the peer answers within 5 s").unwrap() == 0 {
                 return None;
             }
         }
     }
 
     /// The next frame of `kind`, skipping SETTINGS, WINDOW_UPDATE and PING.
-    async fn next(&mut self, kind: u8) -> (Head, Bytes) {
+    pub(crate) async fn next(&mut self, kind: u8) -> (Head, Bytes) {
         loop {
             let (head, payload) = self.frame().await.expect("the connection is open");
             if head.kind == kind {
@@ -155,7 +161,10 @@ impl Client {
 
     /// A response (on `stream`, if given): its stream, its fields, its body until END_STREAM,
     /// and its trailers' fields.
-    async fn response(&mut self, stream: Option<u32>) -> (u32, Vec<(String, String)>, Vec<u8>, Vec<(String, String)>) {
+    pub(crate) async fn response(
+        &mut self,
+        stream: Option<u32>,
+    ) -> (u32, Vec<(String, String)>, Vec<u8>, Vec<(String, String)>) {
         let (head, block) = self.next(frame::HEADERS).await;
         if let Some(stream) = stream {
             assert_eq!(head.stream, stream);
@@ -175,7 +184,7 @@ impl Client {
         (head.stream, fields, body, trailers)
     }
 
-    fn decode(&mut self, block: &[u8]) -> Vec<(String, String)> {
+    pub(crate) fn decode(&mut self, block: &[u8]) -> Vec<(String, String)> {
         let mut out = Vec::new();
         self.decoder
             .decode(block, |name, value, _| {
@@ -186,24 +195,24 @@ impl Client {
     }
 
     /// The GOAWAY's reason, after which the server closes.
-    async fn goaway(&mut self) -> Reason {
+    pub(crate) async fn goaway(&mut self) -> Reason {
         let (_, payload) = self.next(frame::GOAWAY).await;
         Reason(u32::from_be_bytes(payload[4..8].try_into().unwrap()))
     }
 
-    async fn rst(&mut self) -> (u32, Reason) {
+    pub(crate) async fn rst(&mut self) -> (u32, Reason) {
         let (head, payload) = self.next(frame::RST_STREAM).await;
         (head.stream, Reason(u32::from_be_bytes(payload[..4].try_into().unwrap())))
     }
 }
 
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
 #[tokio::test]
 async fn requests_with_bodies_and_trailers_are_answered_on_their_streams() {
-    let (mut c, _server, _stop) = Client::start(Echo::default(), &[]).await;
+    let (mut c, _server, _stop) = Wire::start(Echo::default(), &[]).await;
     let (head, _) = c.next(frame::SETTINGS).await;
     assert_eq!(head.flags & frame::ACK, 0, "the server's own SETTINGS come first");
     c.headers(1, &get("/a"), true).await;
@@ -230,7 +239,7 @@ async fn requests_with_bodies_and_trailers_are_answered_on_their_streams() {
 #[tokio::test]
 async fn a_response_waits_for_the_clients_window() {
     // The client's window is 10,000 bytes: the rest of the 100,000 waits for its updates.
-    let (mut c, _server, _stop) = Client::start(Echo::default(), &[(frame::INITIAL_WINDOW_SIZE, 10_000)]).await;
+    let (mut c, _server, _stop) = Wire::start(Echo::default(), &[(frame::INITIAL_WINDOW_SIZE, 10_000)]).await;
     c.headers(1, &get("/big"), true).await;
     let (head, _) = c.next(frame::HEADERS).await;
     assert_eq!(head.flags & frame::END_STREAM, 0);
@@ -256,7 +265,7 @@ async fn a_response_waits_for_the_clients_window() {
 
 #[tokio::test]
 async fn a_large_request_body_is_given_window_as_it_is_read() {
-    let (mut c, _server, _stop) = Client::start(Echo::default(), &[]).await;
+    let (mut c, _server, _stop) = Wire::start(Echo::default(), &[]).await;
     c.headers(1, &post("/count"), false).await;
     // 1,500,000 bytes: more than the stream's 1 MB window, so the server must give some back.
     let chunk = vec![7u8; 15_000];
@@ -280,7 +289,7 @@ async fn a_large_request_body_is_given_window_as_it_is_read() {
 #[tokio::test]
 async fn a_reset_stream_stops_its_request_and_the_connection_goes_on() {
     let echo = Echo::default();
-    let (mut c, _server, _stop) = Client::start(echo.clone(), &[]).await;
+    let (mut c, _server, _stop) = Wire::start(echo.clone(), &[]).await;
     c.headers(1, &get("/slow"), true).await;
     // Its answer to a ping means the request was read and its future started.
     let mut ping = Vec::new();
@@ -298,7 +307,7 @@ async fn a_reset_stream_stops_its_request_and_the_connection_goes_on() {
 
 #[tokio::test]
 async fn malformed_requests_are_reset_and_the_connection_goes_on() {
-    let (mut c, _server, _stop) = Client::start(Echo::default(), &[]).await;
+    let (mut c, _server, _stop) = Wire::start(Echo::default(), &[]).await;
     let cases = [
         block(&[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("Upper", "x")]),
         block(&[(":method", "GET"), (":path", "/")]),
@@ -308,7 +317,7 @@ async fn malformed_requests_are_reset_and_the_connection_goes_on() {
     // The uppercase name is a decoding error of the block as a whole.
     c.headers(1, &cases[0], true).await;
     assert_eq!(c.goaway().await, Reason::COMPRESSION_ERROR);
-    let (mut c, _server, _stop) = Client::start(Echo::default(), &[]).await;
+    let (mut c, _server, _stop) = Wire::start(Echo::default(), &[]).await;
     for (i, case) in cases[1..].iter().enumerate() {
         let id = 2 * i as u32 + 1;
         c.headers(id, case, true).await;
@@ -346,7 +355,7 @@ async fn protocol_errors_end_the_connection_with_goaway() {
         (continuation_alone, Reason::PROTOCOL_ERROR),
         (bad_window, Reason::PROTOCOL_ERROR),
     ] {
-        let (mut c, server, _stop) = Client::start(Echo::default(), &[]).await;
+        let (mut c, server, _stop) = Wire::start(Echo::default(), &[]).await;
         c.send(&bytes).await;
         assert_eq!(c.goaway().await, reason);
         assert!(c.frame().await.is_none(), "then it closes");
@@ -357,7 +366,7 @@ async fn protocol_errors_end_the_connection_with_goaway() {
 #[tokio::test]
 async fn floods_end_the_connection_with_enhance_your_calm() {
     // CONTINUATION without end.
-    let (mut c, _server, _stop) = Client::start(Echo::default(), &[]).await;
+    let (mut c, _server, _stop) = Wire::start(Echo::default(), &[]).await;
     let mut out = Vec::new();
     frame::head(&mut out, 0, frame::HEADERS, 0, 1);
     for _ in 0..40 {
@@ -367,7 +376,7 @@ async fn floods_end_the_connection_with_enhance_your_calm() {
     c.send(&out).await;
     assert_eq!(c.goaway().await, Reason::ENHANCE_YOUR_CALM);
     // Streams opened and reset at once (rapid reset).
-    let (mut c, _server, _stop) = Client::start(Echo::default(), &[]).await;
+    let (mut c, _server, _stop) = Wire::start(Echo::default(), &[]).await;
     let mut out = Vec::new();
     for i in 0..500u32 {
         frame::headers(&mut out, 2 * i + 1, &get("/slow"), true, 16_384);
@@ -379,7 +388,7 @@ async fn floods_end_the_connection_with_enhance_your_calm() {
 
 #[tokio::test]
 async fn streams_past_the_limit_are_refused() {
-    let (mut c, _server, _stop) = Client::start(Echo::default(), &[]).await;
+    let (mut c, _server, _stop) = Wire::start(Echo::default(), &[]).await;
     let mut out = Vec::new();
     for i in 0..conn::MAX_STREAMS + 1 {
         frame::headers(&mut out, 2 * i + 1, &get("/slow"), true, 16_384);
@@ -390,7 +399,7 @@ async fn streams_past_the_limit_are_refused() {
 
 #[tokio::test]
 async fn a_shutdown_finishes_the_streams_in_flight_then_closes() {
-    let (mut c, server, stop) = Client::start(Echo::default(), &[]).await;
+    let (mut c, server, stop) = Wire::start(Echo::default(), &[]).await;
     c.headers(1, &post("/late"), false).await;
     c.next(frame::SETTINGS).await;
     stop.send(true).unwrap();
@@ -415,17 +424,35 @@ async fn a_client_that_never_sends_settings_is_let_go() {
 
 #[test]
 fn random_frames_and_header_blocks_never_panic() {
+    use conn::open::{Request, exchange};
     let mut rng = fastrand::Rng::with_seed(23);
-    for _ in 0..3_000 {
-        let mut state = State::new();
-        let mut bytes = frame::PREFACE.to_vec();
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    for round in 0..4_000 {
+        // As a server, and as a client with streams 1, 3 and 5 open.
+        let role = if round % 2 == 0 { Role::Server } else { Role::Client };
+        let mut state = State::new(role);
+        let mut bytes = Vec::new();
+        let mut waiting = Vec::new();
+        match role {
+            Role::Server => bytes.extend_from_slice(frame::PREFACE),
+            Role::Client => {
+                for _ in 0..3 {
+                    let (answer, responding) = exchange(state.credit.clone());
+                    let req = Request { head: get("/r"), body: conn::Sending::Done, head_only: false };
+                    state.open(req, answer, &mut cx);
+                    waiting.push(responding);
+                }
+            }
+        }
         frame::settings(&mut bytes, &[]);
         for _ in 0..rng.usize(1..8) {
             let len = rng.usize(0..64);
             let kind = rng.u8(0..11);
             // Mostly well-formed blocks, so that HEADERS get past the decoder.
-            let payload: Vec<u8> = match kind {
-                frame::HEADERS if rng.bool() => get("/r"),
+            let payload: Vec<u8> = match (kind, role) {
+                (frame::HEADERS, Role::Server) if rng.bool() => get("/r"),
+                (frame::HEADERS, Role::Client) if rng.bool() => block(&[(":status", "200")]),
                 _ => (0..len).map(|_| rng.u8(..)).collect(),
             };
             frame::head(&mut bytes, payload.len(), kind, rng.u8(..), rng.u32(0..8));
@@ -433,6 +460,8 @@ fn random_frames_and_header_blocks_never_panic() {
         }
         let mut buf = bytes::BytesMut::from(&bytes[..]);
         let _ = state.read(&mut buf, &mut Vec::new());
+        state.credit();
+        state.pump_all(&mut cx);
         let mut decoder = hpack::Decoder::default();
         let block: Vec<u8> = (0..rng.usize(0..40)).map(|_| rng.u8(..)).collect();
         let _ = decoder.decode(&block, |_, _, _| {});

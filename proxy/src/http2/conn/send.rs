@@ -1,7 +1,7 @@
-//! The send side of a connection: each response's head, then its body as the client's windows
-//! allow, then its trailers.
+//! The send side of a connection: a server's response heads, then each body being sent (a
+//! response's, a request's) as the peer's windows allow, then its trailers.
 
-use super::{Reason, Sending, State};
+use super::{Broken, Reason, Role, Sending, State};
 use crate::http2::{body, frame, hpack, response};
 use http_body::Body as _;
 use std::task::{Context, Poll};
@@ -25,7 +25,7 @@ impl State {
         self.pump(id, cx);
     }
 
-    /// Sends what a response body has ready, as far as the windows allow.
+    /// Sends what a stream's body has ready, as far as the windows allow.
     pub fn pump(&mut self, id: u32, cx: &mut Context<'_>) {
         loop {
             let Some(stream) = self.streams.get_mut(&id) else { return };
@@ -77,17 +77,29 @@ impl State {
                     }
                 },
                 Poll::Ready(Some(Err(e))) => {
-                    tracing::debug!(stream = id, error = %e, "response body failed");
-                    let _ = self.reset(id, Reason::INTERNAL_ERROR);
+                    tracing::debug!(stream = id, error = %e, "the body being sent failed");
+                    let reason = match self.role {
+                        Role::Server => Reason::INTERNAL_ERROR,
+                        Role::Client => Reason::CANCEL,
+                    };
+                    self.reset_for(id, reason, Broken::Body);
                     return;
                 }
             }
         }
     }
 
-    /// The response is sent: the stream closes, and a request body still coming is cut off
-    /// (RFC 9113 §8.1: RST_STREAM with NO_ERROR).
-    fn finish(&mut self, id: u32) {
+    /// This end's side of stream `id` is sent. A server's response ends the stream, and cuts
+    /// off a request body still coming (RFC 9113 §8.1: RST_STREAM with NO_ERROR). A client's
+    /// request waits for its response, unless that has ended already.
+    pub(super) fn finish(&mut self, id: u32) {
+        if self.role == Role::Client
+            && let Some(stream) = self.streams.get_mut(&id)
+            && stream.recv.is_some()
+        {
+            stream.sending = Sending::Done;
+            return;
+        }
         let Some(stream) = self.streams.remove(&id) else { return };
         if let Some(queue) = stream.recv {
             frame::rst_stream(&mut self.out, id, Reason::NO_ERROR);
@@ -95,7 +107,7 @@ impl State {
         }
     }
 
-    /// Streams whose response body waits: pumped again on each poll.
+    /// Streams whose body waits to be sent: pumped again on each poll.
     pub fn pump_all(&mut self, cx: &mut Context<'_>) {
         // Empty (and so not allocated) while no stream has a body to send.
         let sending: Vec<u32> =

@@ -16,7 +16,7 @@
 mod body;
 pub mod client;
 mod conn;
-mod frame;
+pub(crate) mod frame;
 mod head;
 mod hpack;
 mod huffman;
@@ -30,7 +30,7 @@ use conn::{Event, Fault, Role, State};
 use futures::StreamExt;
 use futures::future::Abortable;
 use futures::stream::FuturesUnordered;
-use link::{HIGH_WATER, Link};
+use link::Link;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -142,25 +142,11 @@ struct Connection<IO, S: Service> {
 impl<IO: AsyncRead + AsyncWrite + Unpin, S: Service> Connection<IO, S> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let (link, state) = (&mut self.link, &mut self.state);
-        if let Err(fault) = link.timer(state, cx) {
-            return link.fail(state, cx, fault);
-        }
-        state.credit.connection.register(cx.waker());
+        link.begin(state, cx)?;
         // A few rounds at most before letting other tasks run.
         for _ in 0..16 {
-            let mut progress = false;
-            if link.unsent(state) < HIGH_WATER {
-                match link.poll_read(cx) {
-                    Poll::Ready(Ok(true)) => progress = true,
-                    // The client closed: nothing it asked for can reach it any more.
-                    Poll::Ready(Ok(false)) => return Poll::Ready(Ok(())),
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
-                    Poll::Pending => {}
-                }
-                if let Err(fault) = link.frames(state, &mut self.events) {
-                    return link.fail(state, cx, fault);
-                }
-            }
+            // The client closed: nothing it asked for can reach it any more.
+            let Some(mut progress) = link.read(state, &mut self.events, cx)? else { return Poll::Ready(Ok(())) };
             for event in self.events.drain(..) {
                 match event {
                     Event::Request(id, mut req, registration) => {
@@ -179,18 +165,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, S: Service> Connection<IO, S> {
                 }
             }
             state.credit();
-            if link.unsent(state) < HIGH_WATER {
+            if link.room(state) {
                 state.pump_all(cx);
             }
-            let full = link.unsent(state) >= HIGH_WATER;
-            if let Poll::Ready(Err(e)) = link.poll_write(state, cx) {
-                return Poll::Ready(Err(e.into()));
-            }
-            // Drained below the mark: what was held back for it goes on now.
-            progress |= full && link.unsent(state) < HIGH_WATER;
+            progress |= link.write(state, cx)?;
             let done = state.goaway.is_some() || state.peer_goaway.is_some();
-            if done && state.streams.is_empty() && link.unsent(state) == 0 {
-                return link.poll_close(cx);
+            if let Poll::Ready(closed) = link.poll_close(state, done, cx) {
+                return Poll::Ready(closed);
             }
             if !progress {
                 return Poll::Pending;
@@ -202,4 +183,4 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, S: Service> Connection<IO, S> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -89,7 +89,9 @@ impl Pool {
                     if std::mem::take(&mut again) {
                         continue;
                     }
-                    return Err(UpstreamError::closed());
+                    return Err(UpstreamError::other(
+                        "the upstream's connections closed before the request was sent".into(),
+                    ));
                 }
             };
             let broken = match sent {
@@ -213,3 +215,6 @@ fn request(parts: &http::request::Parts, addr: &str, body: Outgoing) -> Request 
     };
     Request { head, body, head_only: parts.method == http::Method::HEAD }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,7 @@
 use super::body::Credit;
 use super::conn::open::{self, Answer, Responding};
 use super::conn::{Role, State};
-use super::link::{HIGH_WATER, Link};
+use super::link::Link;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -79,36 +79,22 @@ struct Connection<IO> {
 impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), super::Error>> {
         let (link, state) = (&mut self.link, &mut self.state);
-        if let Err(fault) = link.timer(state, cx) {
-            return link.fail(state, cx, fault);
-        }
-        state.credit.connection.register(cx.waker());
+        link.begin(state, cx)?;
         for _ in 0..16 {
-            let mut progress = false;
-            if link.unsent(state) < HIGH_WATER {
-                match link.poll_read(cx) {
-                    Poll::Ready(Ok(true)) => progress = true,
-                    Poll::Ready(Ok(false)) => {
-                        return Poll::Ready(Err(super::Error::Io(std::io::ErrorKind::UnexpectedEof.into())));
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
-                    Poll::Pending => {}
-                }
-                if let Err(fault) = link.frames(state, &mut Vec::new()) {
-                    return link.fail(state, cx, fault);
-                }
-            }
+            let Some(mut progress) = link.read(state, &mut Vec::new(), cx)? else {
+                return Poll::Ready(Err(super::Error::Io(std::io::ErrorKind::UnexpectedEof.into())));
+            };
             if !self.closed && !state.open_at_all() {
                 // Requests still queued will not be sent: their callers may try elsewhere.
                 self.closed = true;
                 refuse_queued(&mut self.rx);
             }
             state.credit();
-            if link.unsent(state) < HIGH_WATER {
+            if link.room(state) {
                 state.pump_all(cx);
             }
             // After what may have closed streams, so that their room goes to the next requests.
-            while !self.closed && state.can_open() && link.unsent(state) < HIGH_WATER {
+            while !self.closed && state.can_open() && link.room(state) {
                 match self.rx.poll_recv(cx) {
                     Poll::Ready(Some((req, answer))) => {
                         progress = true;
@@ -118,15 +104,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                     Poll::Pending => break,
                 }
             }
-            let full = link.unsent(state) >= HIGH_WATER;
-            if let Poll::Ready(Err(e)) = link.poll_write(state, cx) {
-                return Poll::Ready(Err(e.into()));
-            }
-            // Drained below the mark: what was held back for it goes on now.
-            progress |= full && link.unsent(state) < HIGH_WATER;
-            let idle = self.closed || !state.open_at_all();
-            if idle && state.streams.is_empty() && link.unsent(state) == 0 {
-                return link.poll_close(cx);
+            progress |= link.write(state, cx)?;
+            let done = self.closed || !state.open_at_all();
+            if let Poll::Ready(closed) = link.poll_close(state, done, cx) {
+                return Poll::Ready(closed);
             }
             if !progress {
                 return Poll::Pending;

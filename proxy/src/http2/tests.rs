@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Echoes the request: its body, its trailers, and `x-path`. `/slow` never answers (and says
 /// so when dropped); `/big` answers 100,000 bytes; `/count` the length of the body.
@@ -68,7 +68,7 @@ impl tower_service::Service<http::Request<crate::ReqBody>> for Echo {
 
 /// A peer written frame by frame: the client of these tests, the upstream of the client's.
 pub(crate) struct Wire {
-    io: DuplexStream,
+    io: Box<dyn Socket>,
     buf: bytes::BytesMut,
     decoder: hpack::Decoder,
 }
@@ -94,9 +94,32 @@ fn post(path: &str) -> Vec<u8> {
     block(&[(":method", "POST"), (":scheme", "http"), (":authority", "svc"), (":path", path)])
 }
 
+pub(crate) trait Socket: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Socket for T {}
+
 impl Wire {
-    pub(crate) fn new(io: DuplexStream) -> Wire {
-        Wire { io, buf: Default::default(), decoder: Default::default() }
+    pub(crate) fn new(io: impl Socket + 'static) -> Wire {
+        Wire { io: Box::new(io), buf: Default::default(), decoder: Default::default() }
+    }
+
+    /// An upstream's side of a client's handshake: the preface and the client's SETTINGS
+    /// read, `settings` sent, and the client's acknowledgement of them read.
+    pub(crate) async fn accept(&mut self, settings: &[(u16, u32)]) {
+        self.greet(settings).await;
+        while self.next(frame::SETTINGS).await.0.flags & frame::ACK == 0 {}
+    }
+
+    /// The same, without waiting for the acknowledgement (requests may come before it).
+    pub(crate) async fn greet(&mut self, settings: &[(u16, u32)]) {
+        let mut preface = [0; 24];
+        self.io.read_exact(&mut preface).await.unwrap();
+        assert_eq!(preface, frame::PREFACE);
+        let (head, _) = self.next(frame::SETTINGS).await;
+        assert_eq!(head.flags, 0, "the client's SETTINGS follow its preface");
+        let mut hello = Vec::new();
+        frame::settings(&mut hello, settings);
+        frame::head(&mut hello, 0, frame::SETTINGS, frame::ACK, 0);
+        self.send(&hello).await;
     }
 
     /// A server on one end of a pipe; the client has sent the preface and its SETTINGS.

@@ -7,7 +7,6 @@ use crate::http2::frame::{self, Reason};
 use crate::http2::tests::{Echo, Wire, block, field};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use tokio::io::AsyncReadExt;
 
 fn request(method: http::Method, path: &str, body: Sending, length: Option<usize>) -> Request {
     let req = http::Request::builder().method(method.clone()).uri(path).header("host", "svc").body(()).unwrap();
@@ -61,28 +60,15 @@ fn served() -> (Handle, tokio::sync::watch::Sender<bool>) {
 /// A client and an upstream written frame by frame, past the handshake: the upstream has read
 /// the preface and the client's SETTINGS, and sent `settings`, which the client acknowledged.
 async fn upstream(settings: &[(u16, u32)]) -> (Handle, Wire) {
-    let (ours, mut theirs) = tokio::io::duplex(1 << 22);
+    let (ours, theirs) = tokio::io::duplex(1 << 22);
     let handle = Handle::start(ours, "upstream".into());
-    let mut preface = [0; 24];
-    theirs.read_exact(&mut preface).await.unwrap();
-    assert_eq!(preface, frame::PREFACE);
     let mut wire = Wire::new(theirs);
-    let (head, _) = wire.next(frame::SETTINGS).await;
-    assert_eq!(head.flags, 0, "the client's SETTINGS follow its preface");
-    let mut hello = Vec::new();
-    frame::settings(&mut hello, settings);
-    frame::head(&mut hello, 0, frame::SETTINGS, frame::ACK, 0);
-    wire.send(&hello).await;
-    loop {
-        let (head, _) = wire.next(frame::SETTINGS).await;
-        if head.flags & frame::ACK != 0 {
-            return (handle, wire);
-        }
-    }
+    wire.accept(settings).await;
+    (handle, wire)
 }
 
-/// A response head (its fields), then a body on the same stream.
-fn answer(wire_out: &mut Vec<u8>, stream: u32, fields: &[(&str, &str)], end: bool) {
+/// A response head (its fields) on `stream`.
+pub(crate) fn answer(wire_out: &mut Vec<u8>, stream: u32, fields: &[(&str, &str)], end: bool) {
     frame::headers(wire_out, stream, &block(fields), end, 16_384);
 }
 

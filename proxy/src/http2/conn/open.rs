@@ -193,13 +193,14 @@ impl State {
         let bodiless = head_only || matches!(parts.status.as_u16(), 204 | 304);
         s.expected = if bodiless { None } else { length };
         if end_stream && s.expected.is_some_and(|n| n > 0) {
-            answer.fail(Broken::Other("a response shorter than its content-length"));
-            self.reset_for(id, Reason::PROTOCOL_ERROR, Broken::Other("a response shorter than its content-length"));
+            let short = Broken::Other("a response shorter than its content-length");
+            answer.fail(short);
+            self.reset_for(id, Reason::PROTOCOL_ERROR, short);
             return Ok(());
         }
-        let queue = s.recv.clone().expect("a client's stream receives until its response ends");
-        let hint = if bodiless { Some(0) } else { length };
-        let body = body::Body::new(id, queue.clone(), self.credit.clone(), hint, true);
+        // A client's stream receives until its response ends: never None here.
+        let Some(queue) = s.recv.clone() else { return Ok(()) };
+        let body = body::Body::new(id, queue.clone(), self.credit.clone(), s.expected, true);
         if end_stream {
             body::end(&queue, None);
             self.received(id);

@@ -1,10 +1,9 @@
 //! Pooled upstream clients: HTTP/1.1 (the proxy's own for bodies in hand, see `h1`; hyper's
 //! for streamed bodies and upgrades), and HTTP/2 with prior knowledge for services declared
 //! `http2` or `grpc` (trailers and streams in both directions need it end to end; the proxy's
-//! own, pooled in `h2`). Connections
-//! to an endpoint whose proxy has an identity are mTLS once this proxy has one too. Request
-//! bodies are buffered here when small ([`Replay`]), and [`UpstreamError`] says why an
-//! upstream gave no response.
+//! own, pooled in `h2`). Connections to an endpoint whose proxy has an identity are mTLS once
+//! this proxy has one too. Request bodies are buffered here when small ([`Replay`]), and
+//! [`UpstreamError`] says why an upstream gave no response.
 
 mod h2;
 pub mod link;

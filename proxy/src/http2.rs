@@ -168,13 +168,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, S: Service> Connection<IO, S> {
             if link.room(state) {
                 state.pump_all(cx);
             }
-            progress |= link.write(state, cx)?;
             let done = state.goaway.is_some() || state.peer_goaway.is_some();
-            if let Poll::Ready(closed) = link.poll_close(state, done, cx) {
-                return Poll::Ready(closed);
-            }
-            if !progress {
-                return Poll::Pending;
+            if let Some(poll) = link.end_pass(state, done, progress, cx) {
+                return poll;
             }
         }
         cx.waker().wake_by_ref();

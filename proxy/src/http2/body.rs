@@ -3,6 +3,7 @@
 //! connection as window to give the peer again.
 
 use crate::errors::BodyError;
+use crate::sync::Locked;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Frame, SizeHint};
@@ -17,7 +18,7 @@ pub struct Queue {
     chunks: VecDeque<Bytes>,
     trailers: Option<HeaderMap>,
     ended: bool,
-    /// Why the stream broke (the client reset it, the connection closed).
+    /// Why the stream broke (the peer reset it, the connection closed).
     broken: Option<&'static str>,
     reader: Option<Waker>,
 }
@@ -39,7 +40,7 @@ pub struct Notes {
 
 impl Credit {
     fn note(&self, write: impl FnOnce(&mut Notes)) {
-        write(&mut self.notes.lock().unwrap_or_else(|e| e.into_inner()));
+        write(&mut self.notes.locked());
         self.connection.wake();
     }
 
@@ -51,13 +52,9 @@ impl Credit {
 
 pub type Shared = Arc<Mutex<Queue>>;
 
-fn locked(q: &Shared) -> std::sync::MutexGuard<'_, Queue> {
-    q.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The connection's side.
 pub fn push(q: &Shared, data: Bytes) {
-    let mut q = locked(q);
+    let mut q = q.locked();
     q.chunks.push_back(data);
     if let Some(w) = q.reader.take() {
         w.wake();
@@ -65,7 +62,7 @@ pub fn push(q: &Shared, data: Bytes) {
 }
 
 pub fn end(q: &Shared, trailers: Option<HeaderMap>) {
-    let mut q = locked(q);
+    let mut q = q.locked();
     q.ended = true;
     q.trailers = trailers;
     if let Some(w) = q.reader.take() {
@@ -74,7 +71,7 @@ pub fn end(q: &Shared, trailers: Option<HeaderMap>) {
 }
 
 pub fn break_off(q: &Shared, why: &'static str) {
-    let mut q = locked(q);
+    let mut q = q.locked();
     if !q.ended {
         q.broken = Some(why);
     }
@@ -104,7 +101,7 @@ impl Body {
 
 impl Drop for Body {
     fn drop(&mut self) {
-        if self.cancel_on_drop && !locked(&self.queue).ended {
+        if self.cancel_on_drop && !self.queue.locked().ended {
             self.credit.dropped(self.id);
         }
     }
@@ -116,7 +113,7 @@ impl http_body::Body for Body {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        let mut q = locked(&this.queue);
+        let mut q = this.queue.locked();
         if let Some(first) = q.chunks.pop_front() {
             // Join what else has arrived: fewer, larger pieces for whoever sends them on.
             let data = match q.chunks.is_empty() {
@@ -144,7 +141,7 @@ impl http_body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        let q = locked(&self.queue);
+        let q = self.queue.locked();
         q.ended && q.chunks.is_empty() && q.trailers.is_none() && q.broken.is_none()
     }
 

@@ -72,7 +72,7 @@ struct Connection<IO> {
     link: Link<IO>,
     state: State,
     rx: mpsc::UnboundedReceiver<(Request, Answer)>,
-    /// Every handle is gone: no request will come.
+    /// No request will come: every handle is gone, or the connection takes no more.
     closed: bool,
 }
 
@@ -104,13 +104,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                     Poll::Pending => break,
                 }
             }
-            progress |= link.write(state, cx)?;
             let done = self.closed || !state.open_at_all();
-            if let Poll::Ready(closed) = link.poll_close(state, done, cx) {
-                return Poll::Ready(closed);
-            }
-            if !progress {
-                return Poll::Pending;
+            if let Some(poll) = link.end_pass(state, done, progress, cx) {
+                return poll;
             }
         }
         cx.waker().wake_by_ref();

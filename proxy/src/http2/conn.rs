@@ -167,7 +167,7 @@ pub struct State {
     pub peer_max_streams: usize,
     pub send_window: i64,
     recv_window: i64,
-    /// Window taken back from readers, not yet given to the client.
+    /// Window taken back from readers, not yet given to the peer.
     conn_credit: usize,
     pub credit: Arc<Credit>,
     pub out: Vec<u8>,

@@ -64,9 +64,19 @@ impl Head {
             len: (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]),
             kind: b[3],
             flags: b[4],
-            stream: u32::from_be_bytes([b[5], b[6], b[7], b[8]]) & 0x7fff_ffff,
+            stream: be31(&b[5..9]),
         }
     }
+}
+
+/// The 32-bit big-endian number at the start of `b` (at least four bytes long).
+pub fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// A stream id or window increment: 31 bits, the reserved bit ignored.
+pub fn be31(b: &[u8]) -> u32 {
+    be32(b) & 0x7fff_ffff
 }
 
 pub fn head(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {

@@ -86,14 +86,26 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
         self.unsent(state) < HIGH_WATER
     }
 
-    /// A pass's writing, as far as the socket takes it: whether it drained below the mark, so
-    /// that what was held back for it goes on now.
-    pub fn write(&mut self, state: &mut State, cx: &mut Context<'_>) -> Result<bool, super::Error> {
+    /// A pass's end: what was queued written as far as the socket takes it, then the socket
+    /// closed once `done` (no more will come) and nothing is left. `Some` is what the task's
+    /// poll returns now; `None`, another pass, for this one made `progress` or drained the
+    /// writes below the mark, so that what was held back for it goes on.
+    pub fn end_pass(
+        &mut self,
+        state: &mut State,
+        done: bool,
+        progress: bool,
+        cx: &mut Context<'_>,
+    ) -> Option<Poll<Result<(), super::Error>>> {
         let full = !self.room(state);
         if let Poll::Ready(Err(e)) = self.poll_write(state, cx) {
-            return Err(e.into());
+            return Some(Poll::Ready(Err(e.into())));
         }
-        Ok(full && self.room(state))
+        let drained = full && self.room(state);
+        if let Poll::Ready(closed) = self.poll_close(state, done, cx) {
+            return Some(Poll::Ready(closed));
+        }
+        (!progress && !drained).then_some(Poll::Pending)
     }
 
     /// Writes what `state` queued until the socket takes no more.
@@ -145,7 +157,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
 
     /// Closes the socket once `state` has nothing in flight or left to write and no more will
     /// come (`done`).
-    pub fn poll_close(&mut self, state: &State, done: bool, cx: &mut Context<'_>) -> Poll<Result<(), super::Error>> {
+    fn poll_close(&mut self, state: &State, done: bool, cx: &mut Context<'_>) -> Poll<Result<(), super::Error>> {
         if !done || !state.streams.is_empty() || self.unsent(state) > 0 {
             return Poll::Pending;
         }

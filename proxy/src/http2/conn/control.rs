@@ -4,6 +4,7 @@
 
 use super::{Broken, CREDIT_STEP, Fault, MAX_EMPTY_PER_SECOND, MAX_RESETS_PER_SECOND, Res, Role, State, fault};
 use crate::http2::frame::{self, Head, Reason};
+use crate::sync::Locked;
 
 impl State {
     /// Counts one flood event of a kind; too many in a second end the connection.
@@ -38,7 +39,7 @@ impl State {
         }
         for setting in payload.chunks(6) {
             let id = u16::from_be_bytes([setting[0], setting[1]]);
-            let value = u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
+            let value = frame::be32(&setting[2..]);
             match id {
                 frame::ENABLE_PUSH if value > 1 => return fault(Reason::PROTOCOL_ERROR, "ENABLE_PUSH not 0 or 1"),
                 frame::ENABLE_PUSH if value == 1 && self.role == Role::Client => {
@@ -77,7 +78,7 @@ impl State {
         if head.len != 4 {
             return fault(Reason::FRAME_SIZE_ERROR, "a WINDOW_UPDATE not 4 bytes long");
         }
-        let increment = i64::from(u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff);
+        let increment = i64::from(frame::be31(payload));
         if head.stream == 0 {
             if increment == 0 {
                 return fault(Reason::PROTOCOL_ERROR, "a connection WINDOW_UPDATE of 0");
@@ -112,7 +113,7 @@ impl State {
         if head.stream > self.last_id {
             return fault(Reason::PROTOCOL_ERROR, "RST_STREAM on a stream never opened");
         }
-        let reason = Reason(u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]));
+        let reason = Reason(frame::be32(payload));
         if let Some(stream) = self.streams.remove(&head.stream) {
             stream.cancel(match reason {
                 Reason::REFUSED_STREAM => Broken::Refused,
@@ -132,7 +133,7 @@ impl State {
         if head.stream != 0 || head.len < 8 {
             return fault(Reason::PROTOCOL_ERROR, "a malformed GOAWAY");
         }
-        let last = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff;
+        let last = frame::be31(payload);
         self.peer_goaway = Some(self.peer_goaway.map_or(last, |before| before.min(last)));
         if self.role == Role::Client {
             let unprocessed: Vec<u32> = self.streams.keys().copied().filter(|&id| id > last).collect();
@@ -207,7 +208,7 @@ impl State {
     /// Gives back the window the bodies' readers took since last asked, and cancels the
     /// streams whose readers let go of them (a client's callers).
     pub fn credit(&mut self) {
-        let notes = std::mem::take(&mut *self.credit.notes.lock().unwrap_or_else(|e| e.into_inner()));
+        let notes = std::mem::take(&mut *self.credit.notes.locked());
         for (stream, n) in notes.taken {
             self.give_back(stream, n);
         }

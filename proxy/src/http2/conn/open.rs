@@ -6,6 +6,7 @@ use super::{Broken, CLIENT_STREAM_WINDOW, Res, Role, Sending, State, Stream, Wai
 use crate::errors::BoxError;
 use crate::http2::body::{self, Credit};
 use crate::http2::frame::{self, Reason};
+use crate::sync::Locked;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,8 @@ pub struct Request {
     pub head_only: bool,
 }
 
-/// The response head a caller waits for, filled once by the connection.
+/// The response head a caller waits for, filled once by the connection. Not tokio's oneshot:
+/// a caller that goes away must tell the connection which stream to cancel.
 pub struct Exchange {
     credit: Arc<Credit>,
     slot: Mutex<Slot>,
@@ -43,13 +45,9 @@ struct Slot {
 }
 
 impl Exchange {
-    fn locked(&self) -> std::sync::MutexGuard<'_, Slot> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Gives the caller its answer, unless it has one.
     fn answer(&self, answer: Result<http::Response<crate::Body>, Broken>) {
-        let mut slot = self.locked();
+        let mut slot = self.slot.locked();
         if slot.answered {
             return;
         }
@@ -96,7 +94,7 @@ impl Future for Responding {
     type Output = Result<http::Response<crate::Body>, Broken>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut slot = self.0.locked();
+        let mut slot = self.0.slot.locked();
         if let Some(answer) = slot.answer.take() {
             return Poll::Ready(answer);
         }
@@ -109,7 +107,7 @@ impl Future for Responding {
 
 impl Drop for Responding {
     fn drop(&mut self) {
-        let mut slot = self.0.locked();
+        let mut slot = self.0.slot.locked();
         slot.gone = true;
         if !slot.answered
             && let Some(id) = slot.id
@@ -136,7 +134,7 @@ impl State {
         debug_assert_eq!(self.role, Role::Client);
         let id = if self.last_id == 0 { 1 } else { self.last_id + 2 };
         {
-            let mut slot = answer.0.locked();
+            let mut slot = answer.0.slot.locked();
             if slot.gone {
                 return;
             }

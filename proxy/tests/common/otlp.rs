@@ -42,7 +42,9 @@ impl Receiver {
         let kept = lines.clone();
         std::thread::spawn(move || {
             for line in out.lines().map_while(Result::ok) {
-                kept.lock().unwrap().push(serde_json::from_str(&line).unwrap());
+                // A line that is not JSON is kept as text, for the assertion that fails to show.
+                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                kept.lock().unwrap().push(value);
             }
         });
         Receiver { child, endpoint: format!("http://127.0.0.1:{port}"), lines }

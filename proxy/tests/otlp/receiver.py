@@ -7,6 +7,7 @@ port first. With an argument N it answers the first N exports 503, as a busy col
 
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf.message import DecodeError
@@ -27,8 +28,17 @@ def attributes(kvs):
     return {kv.key: value(kv.value) for kv in kvs}
 
 
+# Exports from two proxies are handled on two threads at once, and print() writes a line and
+# its newline separately: unlocked, two spans could share one line.
+printing = threading.Lock()
+counting = threading.Lock()
+
+
 def emit(line):
-    print(json.dumps(line), flush=True)
+    text = json.dumps(line) + "\n"
+    with printing:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -38,8 +48,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":
             emit({"rejected": f"{self.path} {self.headers.get('Content-Type')}"})
             return self.answer(415, b"")
-        if refuse > 0:
-            refuse -= 1
+        with counting:
+            refused = refuse > 0
+            refuse -= refused
+        if refused:
             emit({"refused": len(body)})
             return self.answer(503, b"")
         request = ExportTraceServiceRequest()

@@ -347,7 +347,8 @@ impl State {
             self.give_back(0, head.len);
             return self.reset(id, reason);
         }
-        let queue = s.recv.as_ref().expect("refused above when closed");
+        // Refused above when closed.
+        let Some(queue) = s.recv.as_ref() else { return Ok(()) };
         // Only the stream holds the queue: the service dropped the body.
         let unread = Arc::strong_count(queue) == 1;
         let back = padding + if unread { data.len() } else { 0 };

@@ -147,6 +147,11 @@ impl Wire {
         self.send(&out).await;
     }
 
+    /// A response head (or trailers) of these fields.
+    pub(crate) async fn respond(&mut self, stream: u32, fields: &[(&str, &str)], end: bool) {
+        self.headers(stream, &block(fields), end).await;
+    }
+
     pub(crate) async fn data(&mut self, stream: u32, data: &[u8], end: bool) {
         let mut out = Vec::new();
         frame::head(&mut out, data.len(), frame::DATA, if end { frame::END_STREAM } else { 0 }, stream);
@@ -220,12 +225,12 @@ impl Wire {
     /// The GOAWAY's reason, after which the server closes.
     pub(crate) async fn goaway(&mut self) -> Reason {
         let (_, payload) = self.next(frame::GOAWAY).await;
-        Reason(u32::from_be_bytes(payload[4..8].try_into().unwrap()))
+        Reason(frame::be32(&payload[4..]))
     }
 
     pub(crate) async fn rst(&mut self) -> (u32, Reason) {
         let (head, payload) = self.next(frame::RST_STREAM).await;
-        (head.stream, Reason(u32::from_be_bytes(payload[..4].try_into().unwrap())))
+        (head.stream, Reason(frame::be32(&payload)))
     }
 }
 
@@ -298,7 +303,7 @@ async fn a_large_request_body_is_given_window_as_it_is_read() {
         while window < chunk.len() as i64 {
             let (head, payload) = c.next(frame::WINDOW_UPDATE).await;
             if head.stream == 1 {
-                window += i64::from(u32::from_be_bytes(payload[..4].try_into().unwrap()));
+                window += i64::from(frame::be31(&payload));
             }
         }
         c.data(1, &chunk, sent + chunk.len() >= 1_500_000).await;

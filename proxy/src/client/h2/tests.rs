@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::http2::frame::{self, Reason};
-use crate::http2::tests::{Wire, block, field};
+use crate::http2::tests::{Wire, field};
 use tokio::net::TcpListener;
 
 fn pool() -> Pool {
@@ -49,9 +49,7 @@ async fn a_request_the_upstream_refused_goes_again_on_a_new_connection() {
     let (mut second, stream, fields) = next_request(&listener).await;
     assert_eq!(field(&fields, ":path"), Some("/svc.Api/Call"));
     assert_eq!(&second.next(frame::DATA).await.1[..], b"hello");
-    let mut out = Vec::new();
-    frame::headers(&mut out, stream, &block(&[(":status", "200")]), true, 16_384);
-    second.send(&out).await;
+    second.respond(stream, &[(":status", "200")], true).await;
     let resp = sent.await.unwrap().expect("answered on the second connection");
     assert_eq!(resp.status(), 200);
 

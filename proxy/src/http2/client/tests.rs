@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::http2::frame::{self, Reason};
-use crate::http2::tests::{Echo, Wire, block, field};
+use crate::http2::tests::{Echo, Wire, field};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
@@ -65,11 +65,6 @@ async fn upstream(settings: &[(u16, u32)]) -> (Handle, Wire) {
     let mut wire = Wire::new(theirs);
     wire.accept(settings).await;
     (handle, wire)
-}
-
-/// A response head (its fields) on `stream`.
-pub(crate) fn answer(wire_out: &mut Vec<u8>, stream: u32, fields: &[(&str, &str)], end: bool) {
-    frame::headers(wire_out, stream, &block(fields), end, 16_384);
 }
 
 async fn text(resp: http::Response<crate::Body>) -> (String, Option<http::HeaderMap>) {
@@ -149,11 +144,8 @@ async fn streams_the_upstream_refused_or_went_away_from_were_not_processed() {
     assert!(back.is_some() && client.is_closed());
 
     // The stream before the GOAWAY's last is still answered.
-    let mut out = Vec::new();
-    answer(&mut out, 1, &[(":status", "200")], false);
-    frame::head(&mut out, 2, frame::DATA, frame::END_STREAM, 1);
-    out.extend_from_slice(b"ok");
-    up.send(&out).await;
+    up.respond(1, &[(":status", "200")], false).await;
+    up.data(1, b"ok", true).await;
     assert_eq!(text(first.await.unwrap()).await.0, "ok");
     assert!(up.frame().await.is_none(), "then the client closes");
 }
@@ -170,14 +162,10 @@ async fn no_more_streams_are_open_than_the_upstream_allows() {
     up.send(&out).await;
     let (head, _) = up.frame().await.unwrap();
     assert_eq!((head.kind, head.flags), (frame::PING, frame::ACK), "the second request waits");
-    let mut out = Vec::new();
-    answer(&mut out, 1, &[(":status", "204")], true);
-    up.send(&out).await;
+    up.respond(1, &[(":status", "204")], true).await;
     assert_eq!(first.await.unwrap().status(), 204);
     assert_eq!(up.next(frame::HEADERS).await.0.stream, 3, "sent once the first is done");
-    let mut out = Vec::new();
-    answer(&mut out, 3, &[(":status", "200")], true);
-    up.send(&out).await;
+    up.respond(3, &[(":status", "200")], true).await;
     assert_eq!(second.await.unwrap().status(), 200);
 }
 
@@ -188,11 +176,9 @@ async fn informational_heads_are_skipped_and_malformed_ones_reset() {
     up.next(frame::HEADERS).await;
     let second = sent(&client, get("/3"));
     up.next(frame::HEADERS).await;
-    let mut out = Vec::new();
-    answer(&mut out, 1, &[(":status", "100")], false);
-    answer(&mut out, 1, &[(":status", "200"), ("grpc-status", "0")], true);
-    answer(&mut out, 3, &[("x-no-status", "1")], true);
-    up.send(&out).await;
+    up.respond(1, &[(":status", "100")], false).await;
+    up.respond(1, &[(":status", "200"), ("grpc-status", "0")], true).await;
+    up.respond(3, &[("x-no-status", "1")], true).await;
     let resp = first.await.unwrap();
     assert_eq!((resp.status().as_u16(), resp.headers()["grpc-status"].to_str().unwrap()), (200, "0"));
     assert!(matches!(second.await.unwrap_err(), Broken::Other(_)));
@@ -210,11 +196,8 @@ async fn a_caller_that_lets_go_cancels_its_stream() {
     // Partway through its body.
     let pending = sent(&client, get("/3"));
     up.next(frame::HEADERS).await;
-    let mut out = Vec::new();
-    answer(&mut out, 3, &[(":status", "200")], false);
-    frame::head(&mut out, 5, frame::DATA, 0, 3);
-    out.extend_from_slice(b"first");
-    up.send(&out).await;
+    up.respond(3, &[(":status", "200")], false).await;
+    up.data(3, b"first", false).await;
     let mut body = pending.await.unwrap().into_body();
     assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), "first");
     drop(body);
@@ -236,17 +219,12 @@ async fn a_response_body_gets_window_back_as_it_is_read() {
     let (client, mut up) = upstream(&[]).await;
     let pending = sent(&client, get("/big"));
     up.next(frame::HEADERS).await;
-    let mut out = Vec::new();
-    answer(&mut out, 1, &[(":status", "200")], false);
-    up.send(&out).await;
+    up.respond(1, &[(":status", "200")], false).await;
     let mut body = pending.await.unwrap().into_body();
     // The stream's whole window (2 MB), then no more until the reader takes some.
     let piece = vec![7u8; 16_384];
     for _ in 0..128 {
-        let mut out = Vec::new();
-        frame::head(&mut out, piece.len(), frame::DATA, 0, 1);
-        out.extend_from_slice(&piece);
-        up.send(&out).await;
+        up.data(1, &piece, false).await;
     }
     let mut read = 0;
     while read < 1 << 20 {
@@ -258,12 +236,9 @@ async fn a_response_body_gets_window_back_as_it_is_read() {
             break (head, payload);
         }
     };
-    let increment = u32::from_be_bytes(payload[..4].try_into().unwrap());
+    let increment = frame::be31(&payload);
     assert!(increment >= 64 * 1024, "window comes back in steps: {head:?} {increment}");
-    let mut out = Vec::new();
-    frame::head(&mut out, 5, frame::DATA, frame::END_STREAM, 1);
-    out.extend_from_slice(b"last!");
-    up.send(&out).await;
+    up.data(1, b"last!", true).await;
     let mut rest = 0;
     while let Some(frame) = body.frame().await {
         rest += frame.unwrap().into_data().unwrap().len();

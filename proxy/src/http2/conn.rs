@@ -333,22 +333,26 @@ impl State {
             self.give_back(0, head.len);
             return Ok(());
         };
-        let refused = match &s.recv {
-            None => Some(Reason::STREAM_CLOSED),
+        let queue = match &s.recv {
+            None => Err(Reason::STREAM_CLOSED),
             // A response's DATA before its head.
-            Some(_) if matches!(s.waiter, Waiter::Caller(Some(_))) => Some(Reason::PROTOCOL_ERROR),
-            Some(_) if len > s.recv_window => Some(Reason::FLOW_CONTROL_ERROR),
-            Some(_) => {
+            Some(_) if matches!(s.waiter, Waiter::Caller(Some(_))) => Err(Reason::PROTOCOL_ERROR),
+            Some(_) if len > s.recv_window => Err(Reason::FLOW_CONTROL_ERROR),
+            Some(queue) => {
                 s.recv_window -= len;
-                overruns(&mut s.expected, data.len() as u64, end).then_some(Reason::PROTOCOL_ERROR)
+                match overruns(&mut s.expected, data.len() as u64, end) {
+                    true => Err(Reason::PROTOCOL_ERROR),
+                    false => Ok(queue),
+                }
             }
         };
-        if let Some(reason) = refused {
-            self.give_back(0, head.len);
-            return self.reset(id, reason);
-        }
-        // Refused above when closed.
-        let Some(queue) = s.recv.as_ref() else { return Ok(()) };
+        let queue = match queue {
+            Ok(queue) => queue,
+            Err(reason) => {
+                self.give_back(0, head.len);
+                return self.reset(id, reason);
+            }
+        };
         // Only the stream holds the queue: the service dropped the body.
         let unread = Arc::strong_count(queue) == 1;
         let back = padding + if unread { data.len() } else { 0 };

@@ -120,6 +120,26 @@ def report_other_load(share, steal, disturbed, kept):
             print(f"  {target} at {pct} %: others {used * 1000:.0f} ms, most of it {name} ({top * 1000:.0f} ms)")
 
 
+def open_run(bin_dir, name, port, rate, seconds, own, smoke):
+    """One `openloop` run at `rate` against `name` on `port`: its JSON report, plus `retried`,
+    the (CPU seconds, (top process, its seconds)) of each try during which processes outside
+    `own` used over DISTURBED of a CPU, and `disturbed`, whether the run kept was one (up to
+    RETRIES tries again). The smoke run tries once and stops on any error."""
+    retried = []
+    for _attempt in range((0 if smoke else RETRIES) + 1):
+        before = task_times()
+        out = subprocess.run(["taskset", "-c", "1", os.path.join(bin_dir, "openloop"), "--target", f"127.0.0.1:{port}",
+                              "--rate", str(rate), "--duration", str(seconds)], capture_output=True, text=True).stdout
+        used, top = others(before, own)
+        if used <= DISTURBED * seconds:
+            break
+        retried.append((used, top))
+    report = dict(json.loads(out), retried=retried, disturbed=used > DISTURBED * seconds)
+    if smoke and report["errors"]:
+        sys.exit(f"bench: {name} answered errors in the smoke run (open loop)")
+    return report
+
+
 def fell_behind(run):
     """The run fell behind its rate and was still behind at the end: the requests due in its last
     tenth waited ten times the run's median and over a millisecond. At 80 % load a stretch in
@@ -358,25 +378,15 @@ def main():
         saturation = statistics.median(rps[("nginx", 64)])
         # Repeated and interleaved, like the closed loop: one disturbed slot moves a tail figure a lot.
         openloop = {(t, pct): [] for t in targets for pct in RATES}
-        disturbed, kept, own = [], 0, ours(procs)
+        disturbed, own = [], ours(procs)
         for _ in range(args.open_reps):
             for pct in RATES:
-                rate = int(saturation * pct / 100)
                 for t in targets:
-                    for _attempt in range((0 if args.smoke else RETRIES) + 1):
-                        before = task_times()
-                        out = subprocess.run(["taskset", "-c", "1", os.path.join(args.bin_dir, "openloop"), "--target",
-                                              f"127.0.0.1:{port_of[t]}", "--rate", str(rate), "--duration",
-                                              str(args.seconds)], capture_output=True, text=True).stdout
-                        used, top = others(before, own)
-                        if used <= DISTURBED * args.seconds:
-                            break
-                        disturbed.append((t, pct, used, top))
-                    else:
-                        kept += 1
-                    openloop[(t, pct)].append(json.loads(out))
-                    if args.smoke and openloop[(t, pct)][-1]["errors"]:
-                        sys.exit(f"bench: {t} answered errors in the smoke run (open loop)")
+                    run = open_run(args.bin_dir, t, port_of[t], int(saturation * pct / 100), args.seconds, own,
+                                   args.smoke)
+                    openloop[(t, pct)].append(run)
+                    disturbed += [(t, pct, used, top) for used, top in run["retried"]]
+        kept = sum(o["disturbed"] for runs in openloop.values() for o in runs)
         # HTTP/2 (h2c) in: requests per second and CPU per request at each stream count,
         # repeated and interleaved as the closed loop is.
         h2 = {(p, m): [] for p in proxies for m in STREAMS}

@@ -42,6 +42,7 @@ export TRELLIS_BENCH_SMOKE=1
 bench/fleet.sh --compare-full 20
 bench/fleet.sh --replicas 3 30
 bench/run.sh
+bench/tail.sh
 bench/mtls.sh
 bench/instructions.sh
 bench/audit.sh
